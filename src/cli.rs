@@ -1,0 +1,216 @@
+//! The command line: clap definitions, logging set-up, dispatch, and the one mapping from
+//! outcomes and errors to exit codes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::emulator::{Emulator, EmulatorConfig, EmulatorOptions};
+use crate::settings::{ApiArgs, env_var};
+use crate::tencent::usersig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "subsync",
+    version,
+    about = "Keep Tencent Cloud Chat official-account subscribers equal to YAML manifests in git"
+)]
+pub struct Cli {
+    /// Log filter for stderr, in tracing's EnvFilter syntax (e.g. `debug`, `subsync=trace`).
+    #[arg(
+        long,
+        global = true,
+        env = "RUST_LOG",
+        default_value = "subsync=info,warn",
+        value_name = "FILTER"
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a fresh UserSig for the configured credentials, or decode or verify one.
+    Usersig(UsersigArgs),
+    /// Run a local copy of the official-account API.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, Args)]
+struct UsersigArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Validity of the new UserSig, in seconds.
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    expire: u32,
+    #[command(subcommand)]
+    action: Option<UsersigAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersigAction {
+    /// Print the JSON inside a UserSig (needs no key).
+    Decode { usersig: String },
+    /// Exit 0 when the UserSig is valid for the configured app, identifier and key; 1 with the reason otherwise.
+    Verify { usersig: String },
+}
+
+#[derive(Debug, Args)]
+struct EmulatorArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first stdout line).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Emulator configuration (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Keep the accounts and subscribers in FILE across restarts.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
+}
+
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, nothing left to do.
+    Success,
+    /// `plan --detailed-exitcode` found changes.
+    Changes,
+    /// Finished, but some subscribers could not be added.
+    Incomplete,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// The one mapping from results to exit codes (documented in the README).
+pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
+    match result {
+        Ok(Outcome::Success) => 0,
+        Ok(Outcome::Changes | Outcome::Incomplete) => 2,
+        Ok(Outcome::Interrupted) => 130,
+        Err(_) => 1,
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, not clap's 2: 2 means "changes" or "incomplete" here.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if let Err(e) = init_logging(&cli.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
+    let result = run(cli);
+    if let Err(e) = &result {
+        eprintln!("error: {e:#}");
+    }
+    ExitCode::from(exit_code(&result))
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| {
+        format!("invalid log filter {filter:?}; use e.g. `info` or `subsync=debug`")
+    })?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Usersig(args) => usersig_command(args),
+        Command::Emulator(args) => runtime()?.block_on(emulator_command(args)),
+    }
+}
+
+fn usersig_command(args: UsersigArgs) -> anyhow::Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    match args.action {
+        Some(UsersigAction::Decode { usersig }) => {
+            let decoded = usersig::decode(&usersig)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&decoded.json)?)?;
+        }
+        Some(UsersigAction::Verify { usersig }) => {
+            let creds = args.api.credentials(env_var)?;
+            let now = crate::clock::unix_now() as i64;
+            let decoded =
+                usersig::verify(&usersig, &creds.key, creds.sdkappid, &creds.identifier, now)?;
+            writeln!(
+                out,
+                "valid: SDKAppID {}, identifier {:?}, expires {}",
+                decoded.sdkappid,
+                decoded.identifier,
+                crate::clock::rfc3339(decoded.expires_at())
+            )?;
+        }
+        None => {
+            let creds = args.api.credentials(env_var)?;
+            let now = crate::clock::unix_now() as i64;
+            let sig = usersig::generate(
+                &creds.key,
+                creds.sdkappid,
+                &creds.identifier,
+                now,
+                i64::from(args.expire),
+            );
+            writeln!(out, "{}", sig.as_str())?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+async fn emulator_command(args: EmulatorArgs) -> anyhow::Result<Outcome> {
+    let config = EmulatorConfig::load(&args.config)?;
+    let credentials = config.credentials(&args.config)?;
+    let now = crate::clock::unix_now() as i64;
+    let state = match &args.state_file {
+        Some(path) => crate::emulator::load_state(path)
+            .with_context(|| format!("cannot read the emulator state file {}", path.display()))?,
+        None => None,
+    };
+    let options = EmulatorOptions {
+        credentials,
+        qps: config.qps,
+        rules: config.rules(),
+        latency: config.latency_ms,
+        faults: config.faults,
+        clock_skew_secs: config.clock_skew_seconds,
+        state: state.unwrap_or_else(|| config.initial_state(now)),
+        state_file: args.state_file.clone(),
+    };
+    let emulator = Emulator::start(options, args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", emulator.url())?;
+        out.flush()?;
+    }
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!("the emulator listens beyond loopback; it is a test tool, not a service");
+    }
+    let stop = crate::shutdown::on_signal();
+    stop.cancelled().await;
+    emulator.shutdown(Duration::from_secs(5)).await;
+    Ok(Outcome::Success)
+}

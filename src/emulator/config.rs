@@ -1,0 +1,249 @@
+//! The emulator's YAML configuration: credentials, seeded accounts and behaviour knobs.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::state::{DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteState, Rules};
+use crate::tencent::api;
+use crate::tencent::usersig::SecretKey;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EmulatorConfig {
+    pub sdkappid: Option<u64>,
+    pub secret_key: Option<SecretKey>,
+    /// Relative to the configuration file.
+    pub secret_key_file: Option<PathBuf>,
+    /// The App administrator that may call the API.
+    pub identifier: Option<String>,
+    #[serde(default)]
+    pub accounts: Vec<AccountSeed>,
+    /// Calls per second per command; 0 = unlimited.
+    #[serde(default)]
+    pub qps: u32,
+    /// Official accounts one user may follow; 0 = unlimited.
+    #[serde(default)]
+    pub follow_limit: u32,
+    #[serde(default)]
+    pub follow_limit_mode: FollowLimitMode,
+    #[serde(default)]
+    pub latency_ms: Latency,
+    #[serde(default)]
+    pub faults: Faults,
+    /// Seconds the emulator's clock runs ahead (to test UserSig expiry); usually 0.
+    #[serde(default)]
+    pub clock_skew_seconds: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AccountSeed {
+    pub id: String,
+    #[serde(default = "default_max")]
+    pub max_subscribers: u64,
+    #[serde(default)]
+    pub subscribers: Vec<String>,
+}
+
+fn default_max() -> u64 {
+    DEFAULT_MAX_SUBSCRIBERS
+}
+
+/// Extra time each API call takes, uniformly between `min` and `max` milliseconds.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// Injected faults: that fraction of API calls answers 10004 or 20005, HTTP 502, or drops the
+/// connection, before changing anything.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    pub rate: f64,
+    /// Seed for the fault dice, for reproducible runs; random when absent.
+    pub seed: Option<u64>,
+}
+
+/// The credentials the emulated app accepts.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub sdkappid: u64,
+    pub identifier: String,
+    pub key: SecretKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read emulator config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}{location}: {message}")]
+    Invalid {
+        path: PathBuf,
+        location: String,
+        message: String,
+    },
+    #[error("cannot read secretKeyFile {path}: {source}; fix the path in the emulator config")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl EmulatorConfig {
+    pub fn load(path: &Path) -> Result<EmulatorConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text`; `path` names it in errors and anchors a relative secretKeyFile.
+    pub fn parse(text: &str, path: &Path) -> Result<EmulatorConfig, ConfigError> {
+        let invalid = |location: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            location,
+            message,
+        };
+        let mut config: EmulatorConfig = if text.trim().is_empty() {
+            EmulatorConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                let location = e
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                invalid(location, e.to_string())
+            })?
+        };
+        if let Some(file) = &config.secret_key_file {
+            let file = path.parent().unwrap_or(Path::new(".")).join(file);
+            let raw = std::fs::read_to_string(&file).map_err(|source| ConfigError::KeyFile {
+                path: file.clone(),
+                source,
+            })?;
+            config.secret_key = Some(SecretKey::new(&raw).ok_or_else(|| {
+                invalid(
+                    String::new(),
+                    format!("secretKeyFile {} is empty", file.display()),
+                )
+            })?);
+        }
+        if !(0.0..=1.0).contains(&config.faults.rate) {
+            return Err(invalid(
+                String::new(),
+                "faults.rate must be between 0 and 1".into(),
+            ));
+        }
+        if config.latency_ms.min > config.latency_ms.max {
+            return Err(invalid(
+                String::new(),
+                "latencyMs.min must not exceed latencyMs.max".into(),
+            ));
+        }
+        for account in &config.accounts {
+            if !api::is_valid_account_id(&account.id) {
+                return Err(invalid(
+                    String::new(),
+                    format!(
+                        "account id {:?} must start with @TOA#_ and fit 48 bytes",
+                        account.id
+                    ),
+                ));
+            }
+            if let Some(bad) = account
+                .subscribers
+                .iter()
+                .find(|s| !api::is_valid_user_id(s))
+            {
+                return Err(invalid(
+                    String::new(),
+                    format!("subscriber {bad:?} of {} is not a valid UserID", account.id),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The credentials from the file, which the standalone emulator requires.
+    pub fn credentials(&self, path: &Path) -> Result<Credentials, ConfigError> {
+        let missing = |what: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            location: String::new(),
+            message: format!("the emulator config needs {what}"),
+        };
+        Ok(Credentials {
+            sdkappid: self.sdkappid.ok_or_else(|| missing("sdkappid"))?,
+            identifier: self
+                .identifier
+                .clone()
+                .unwrap_or_else(|| "administrator".into()),
+            key: self
+                .secret_key
+                .clone()
+                .ok_or_else(|| missing("secretKey or secretKeyFile"))?,
+        })
+    }
+
+    /// The accounts and subscribers the configuration seeds.
+    pub fn initial_state(&self, now: i64) -> RemoteState {
+        let mut state = RemoteState::default();
+        for account in &self.accounts {
+            state.seed_account(
+                &account.id,
+                account.max_subscribers,
+                &account.subscribers,
+                now,
+            );
+        }
+        state
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules {
+            follow_limit: self.follow_limit,
+            follow_limit_mode: self.follow_limit_mode,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses_with_defaults_filled() {
+        let text = "sdkappid: 1400000001\nsecretKey: k\naccounts:\n  - id: \"@TOA#_a\"\n    subscribers: [\"1\"]\nfollowLimitMode: item\nlatencyMs: {min: 1, max: 2}\nfaults: {rate: 0.1}\n";
+        let c = EmulatorConfig::parse(text, Path::new("e.yaml")).unwrap();
+        assert_eq!(c.accounts[0].max_subscribers, DEFAULT_MAX_SUBSCRIBERS);
+        assert_eq!(c.follow_limit_mode, FollowLimitMode::Item);
+        let creds = c.credentials(Path::new("e.yaml")).unwrap();
+        assert_eq!(
+            (creds.sdkappid, creds.identifier.as_str()),
+            (1_400_000_001, "administrator")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_line() {
+        let err = EmulatorConfig::parse("sdkappid: 1\nqsp: 3\n", Path::new("e.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("e.yaml:2:"), "{err}");
+        assert!(err.contains("qsp"), "{err}");
+    }
+
+    #[test]
+    fn missing_credentials_are_named() {
+        let c = EmulatorConfig::parse("qps: 5\n", Path::new("e.yaml")).unwrap();
+        let err = c.credentials(Path::new("e.yaml")).unwrap_err().to_string();
+        assert!(err.contains("sdkappid"), "{err}");
+    }
+}

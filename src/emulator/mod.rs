@@ -1,0 +1,119 @@
+//! A faithful local copy of the official-account REST API, for tests, demos, benchmarks and
+//! `--sandbox`.
+//!
+//! It checks what the real service checks (query parameters, UserSig, admin identifier, batch
+//! sizes, limits, rates) and answers with the documented codes. Behaviour the documentation
+//! leaves open (how 130010 shows up) is configurable so that subsync is tested against both.
+
+mod config;
+mod server;
+mod state;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{AccountSeed, ConfigError, Credentials, EmulatorConfig, Faults, Latency};
+pub use server::{EmulatorOptions, Stats, state_view};
+pub use state::{DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteAccount, RemoteState, Rules};
+
+/// A running emulator. Dropping it without [`Emulator::shutdown`] stops accepting at once.
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Emulator {
+    /// Binds `listen` (port 0 picks a free port) and starts serving.
+    pub async fn start(options: EmulatorOptions, listen: SocketAddr) -> io::Result<Emulator> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(server::Shared::new(options));
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(server::serve(
+            listener,
+            shared.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+        Ok(Emulator {
+            addr,
+            shared,
+            cancel,
+            tracker,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://HOST:PORT`, the base URL to give the client.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A copy of the current accounts and subscribers.
+    pub fn state(&self) -> RemoteState {
+        self.shared.state()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Stops accepting, lets open requests finish for up to `deadline`, then returns.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("emulator connections still open after {deadline:?}; abandoning them");
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Reads a state file written by a previous run, if there is one.
+pub fn load_state(path: &Path) -> io::Result<Option<RemoteState>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let mut state: RemoteState = serde_json::from_slice(&bytes).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            state.reindex();
+            Ok(Some(state))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the state atomically (temporary file, fsync, rename).
+pub(crate) fn persist(path: &Path, state: &RemoteState) -> io::Result<()> {
+    use std::io::Write;
+    let tmp: PathBuf = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

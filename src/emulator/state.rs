@@ -1,0 +1,511 @@
+//! The emulated service's data: official accounts and their subscribers, and the rules the real
+//! service applies when they change.
+//!
+//! Pure and synchronous; the server wraps it in a lock. Every operation either succeeds or fails
+//! with a service error code *before* changing anything, as the real service's all-or-nothing
+//! answers do.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tencent::api::{self, MsgFlag, OfficialAccountInfo, Status, SubscriberInfo};
+
+/// Default MaxSubscriberNum of a new official account.
+pub const DEFAULT_MAX_SUBSCRIBERS: u64 = 100_000;
+
+/// How the follow limit (130010) shows up in an add_subscriber answer. The documentation does
+/// not say, so the emulator can do either and subsync must handle both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowLimitMode {
+    /// The whole call fails with 130010 and nothing changes.
+    #[default]
+    Request,
+    /// The over-limit subscriber gets `Result: 0`; the others are added.
+    Item,
+}
+
+/// A service error: code and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: i64,
+    pub info: String,
+}
+
+fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure {
+        code,
+        info: info.into(),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteAccount {
+    pub name: String,
+    pub owner: String,
+    pub max_subscribers: u64,
+    pub created: i64,
+    /// Subscriber id to subscribe time.
+    pub subscribers: BTreeMap<String, i64>,
+}
+
+/// All accounts of the emulated app. `follows` is derived and rebuilt on load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RemoteState {
+    pub accounts: BTreeMap<String, RemoteAccount>,
+    #[serde(skip)]
+    follows: HashMap<String, u32>,
+}
+
+/// The rules that are configuration rather than data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// 0 = unlimited.
+    pub follow_limit: u32,
+    pub follow_limit_mode: FollowLimitMode,
+}
+
+impl RemoteState {
+    /// Rebuilds the derived follow counts; call after deserializing.
+    pub fn reindex(&mut self) {
+        self.follows.clear();
+        for account in self.accounts.values() {
+            for id in account.subscribers.keys() {
+                *self.follows.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Creates an account directly (emulator configuration, not the API).
+    pub fn seed_account(
+        &mut self,
+        id: &str,
+        max_subscribers: u64,
+        subscribers: &[String],
+        now: i64,
+    ) {
+        let account = self
+            .accounts
+            .entry(id.to_owned())
+            .or_insert_with(|| RemoteAccount {
+                name: id.trim_start_matches(api::ACCOUNT_PREFIX).to_owned(),
+                owner: "administrator".to_owned(),
+                max_subscribers,
+                created: now,
+                subscribers: BTreeMap::new(),
+            });
+        account.max_subscribers = max_subscribers;
+        for s in subscribers {
+            account.subscribers.entry(s.clone()).or_insert(now);
+        }
+        self.reindex();
+    }
+
+    /// add_subscriber: per-subscriber results 1 (added), 2 (already subscribed), 0 (failed).
+    pub fn add(
+        &mut self,
+        account: &str,
+        ids: &[String],
+        rules: Rules,
+        now: i64,
+    ) -> Result<Vec<i64>, Failure> {
+        check_batch(ids)?;
+        let Some(acc) = self.accounts.get(account) else {
+            return fail(130004, format!("official account {account} does not exist"));
+        };
+        let mut results = Vec::with_capacity(ids.len());
+        let mut new: Vec<&String> = Vec::new();
+        let mut over_limit: Vec<&String> = Vec::new();
+        for id in ids {
+            if acc.subscribers.contains_key(id) || new.contains(&id) {
+                results.push(api::result::UNCHANGED);
+            } else if rules.follow_limit > 0
+                && self.follows.get(id).copied().unwrap_or(0) >= rules.follow_limit
+            {
+                over_limit.push(id);
+                results.push(api::result::FAILED);
+            } else {
+                new.push(id);
+                results.push(api::result::DONE);
+            }
+        }
+        if let (Some(first), FollowLimitMode::Request) =
+            (over_limit.first(), rules.follow_limit_mode)
+        {
+            return fail(
+                130010,
+                format!(
+                    "subscriber {first} already follows the maximum number of official accounts"
+                ),
+            );
+        }
+        if acc.subscribers.len() as u64 + new.len() as u64 > acc.max_subscribers {
+            return fail(
+                130006,
+                format!(
+                    "official account {account} reached MaxSubscriberNum {}",
+                    acc.max_subscribers
+                ),
+            );
+        }
+        let new: Vec<String> = new.into_iter().cloned().collect();
+        if let Some(acc) = self.accounts.get_mut(account) {
+            for id in &new {
+                acc.subscribers.insert(id.clone(), now);
+            }
+        }
+        for id in new {
+            *self.follows.entry(id).or_default() += 1;
+        }
+        Ok(results)
+    }
+
+    /// delete_subscriber: per-subscriber results 1 (removed), 2 (was not subscribed).
+    pub fn delete(&mut self, account: &str, ids: &[String]) -> Result<Vec<i64>, Failure> {
+        check_batch(ids)?;
+        let Some(acc) = self.accounts.get_mut(account) else {
+            return fail(130004, format!("official account {account} does not exist"));
+        };
+        let mut results = Vec::with_capacity(ids.len());
+        for id in ids {
+            if acc.subscribers.remove(id).is_some() {
+                if let Some(n) = self.follows.get_mut(id) {
+                    *n = n.saturating_sub(1);
+                }
+                results.push(api::result::DONE);
+            } else {
+                results.push(api::result::UNCHANGED);
+            }
+        }
+        Ok(results)
+    }
+
+    /// get_subscriber_info: one page after the opaque cursor `next`.
+    pub fn page(
+        &self,
+        account: &str,
+        limit: u32,
+        next: &str,
+    ) -> Result<api::GetSubscriberInfoResponse, Failure> {
+        if !(1..=api::MAX_PAGE).contains(&limit) {
+            return fail(6017, format!("Limit must be 1 to {}", api::MAX_PAGE));
+        }
+        let Some(acc) = self.accounts.get(account) else {
+            return fail(130004, format!("official account {account} does not exist"));
+        };
+        let after = if next.is_empty() {
+            None
+        } else {
+            Some(decode_cursor(next).ok_or_else(|| Failure {
+                code: 6017,
+                info: "invalid Next".into(),
+            })?)
+        };
+        let range = match &after {
+            Some(after) => acc
+                .subscribers
+                .range::<String, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => acc.subscribers.range::<String, _>(..),
+        };
+        let page: Vec<SubscriberInfo> = range
+            .take(limit as usize)
+            .map(|(id, time)| SubscriberInfo {
+                subscriber_account: id.clone(),
+                subscribe_time: Some(*time),
+                custom_string: Some(String::new()),
+                msg_flag: Some(MsgFlag::Text("AcceptAndNotify".into())),
+                last_send_msg_time: Some(0),
+            })
+            .collect();
+        let more = page.last().is_some_and(|last| {
+            acc.subscribers
+                .range::<String, _>((
+                    std::ops::Bound::Excluded(&last.subscriber_account),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+                .is_some()
+        });
+        let next = match (more, page.last()) {
+            (true, Some(last)) => encode_cursor(&last.subscriber_account),
+            _ => String::new(),
+        };
+        Ok(api::GetSubscriberInfoResponse {
+            next,
+            subscriber_num: acc.subscribers.len() as u64,
+            subscriber_list: page,
+        })
+    }
+
+    /// get_official_account_info: one item per id, each with its own status.
+    pub fn info(&self, ids: &[String]) -> Result<Vec<OfficialAccountInfo>, Failure> {
+        if ids.is_empty() || ids.len() > api::MAX_INFO_IDS {
+            return fail(
+                6017,
+                format!(
+                    "OfficialAccountIdList must hold 1 to {} ids",
+                    api::MAX_INFO_IDS
+                ),
+            );
+        }
+        Ok(ids
+            .iter()
+            .map(|id| match self.accounts.get(id) {
+                Some(acc) => OfficialAccountInfo {
+                    status: Status::ok(),
+                    official_account: Some(id.clone()),
+                    name: Some(acc.name.clone()),
+                    owner_account: Some(acc.owner.clone()),
+                    subscriber_num: Some(acc.subscribers.len() as u64),
+                    max_subscriber_num: Some(acc.max_subscribers),
+                    create_time: Some(acc.created),
+                    last_msg_time: Some(0),
+                },
+                None => OfficialAccountInfo {
+                    status: Status::fail(130004, format!("official account {id} does not exist")),
+                    official_account: Some(id.clone()),
+                    name: None,
+                    owner_account: None,
+                    subscriber_num: None,
+                    max_subscriber_num: None,
+                    create_time: None,
+                    last_msg_time: None,
+                },
+            })
+            .collect())
+    }
+
+    /// create_official_account: returns the new id.
+    pub fn create(
+        &mut self,
+        req: &api::CreateOfficialAccountRequest,
+        now: i64,
+        random_suffix: &str,
+    ) -> Result<String, Failure> {
+        if !api::is_valid_user_id(&req.owner_account) {
+            return fail(6017, "Owner_Account is not a valid UserID");
+        }
+        if req.name.is_empty() || req.name.len() > 150 {
+            return fail(6017, "Name must be 1 to 150 bytes");
+        }
+        let id = match &req.official_account_user_id {
+            Some(custom)
+                if !api::is_valid_account_id(custom) || custom.starts_with("@TOA#_@TOA#") =>
+            {
+                return fail(
+                    130007,
+                    format!("{custom} is not a valid custom official account id"),
+                );
+            }
+            Some(custom) => custom.clone(),
+            None => format!("@TOA#_@TOA#{random_suffix}"),
+        };
+        if self.accounts.contains_key(&id) {
+            return fail(
+                130008,
+                format!("official account id {id} is already in use"),
+            );
+        }
+        self.accounts.insert(
+            id.clone(),
+            RemoteAccount {
+                name: req.name.clone(),
+                owner: req.owner_account.clone(),
+                max_subscribers: req.max_subscriber_num.unwrap_or(DEFAULT_MAX_SUBSCRIBERS),
+                created: now,
+                subscribers: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+}
+
+fn check_batch(ids: &[String]) -> Result<(), Failure> {
+    if ids.is_empty() || ids.len() > api::MAX_BATCH {
+        return fail(
+            6017,
+            format!(
+                "a call takes 1 to {} subscribers, not {}",
+                api::MAX_BATCH,
+                ids.len()
+            ),
+        );
+    }
+    if let Some(bad) = ids.iter().find(|id| !api::is_valid_user_id(id)) {
+        return fail(6017, format!("invalid Subscriber_Account {bad:?}"));
+    }
+    Ok(())
+}
+
+// The cursor is opaque to clients; hex keeps it printable whatever the ids contain.
+fn encode_cursor(after: &str) -> String {
+    after.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    if !cursor.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn state(max: u64, existing: &[&str]) -> RemoteState {
+        let mut s = RemoteState::default();
+        s.seed_account("@TOA#_a", max, &ids(existing), 0);
+        s
+    }
+
+    #[test]
+    fn repeated_add_answers_added_then_already_subscribed() {
+        let mut s = state(10, &[]);
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&["1", "2"]), Rules::default(), 5),
+            Ok(vec![1, 1])
+        );
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&["1", "3"]), Rules::default(), 6),
+            Ok(vec![2, 1])
+        );
+    }
+
+    #[test]
+    fn a_batch_that_overflows_the_account_fails_whole_and_changes_nothing() {
+        let mut s = state(3, &["1"]);
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&["1", "2", "3", "4"]), Rules::default(), 0)
+                .unwrap_err()
+                .code,
+            130006
+        );
+        assert_eq!(s.accounts["@TOA#_a"].subscribers.len(), 1);
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&["1", "2", "3"]), Rules::default(), 0),
+            Ok(vec![2, 1, 1])
+        );
+    }
+
+    #[test]
+    fn follow_limit_fails_the_call_or_the_item_by_mode() {
+        let mut s = state(10, &[]);
+        s.seed_account("@TOA#_b", 10, &ids(&["busy"]), 0);
+        let request = Rules {
+            follow_limit: 1,
+            follow_limit_mode: FollowLimitMode::Request,
+        };
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&["x", "busy"]), request, 0)
+                .unwrap_err()
+                .code,
+            130010
+        );
+        assert!(s.accounts["@TOA#_a"].subscribers.is_empty());
+        let item = Rules {
+            follow_limit_mode: FollowLimitMode::Item,
+            ..request
+        };
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&["x", "busy"]), item, 0),
+            Ok(vec![1, 0])
+        );
+    }
+
+    #[test]
+    fn batch_size_and_ids_are_checked_before_anything_else() {
+        let mut s = state(1000, &[]);
+        let big: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        assert_eq!(
+            s.add("@TOA#_a", &big, Rules::default(), 0)
+                .unwrap_err()
+                .code,
+            6017
+        );
+        assert_eq!(
+            s.add("@TOA#_a", &ids(&[""]), Rules::default(), 0)
+                .unwrap_err()
+                .code,
+            6017
+        );
+        assert_eq!(
+            s.add("@TOA#_zz", &ids(&["1"]), Rules::default(), 0)
+                .unwrap_err()
+                .code,
+            130004
+        );
+    }
+
+    #[test]
+    fn paging_walks_every_subscriber_once() {
+        let all: Vec<String> = (0..450).map(|i| format!("u{i:04}")).collect();
+        let s = state(1000, &all.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut seen = Vec::new();
+        let mut next = String::new();
+        loop {
+            let page = s.page("@TOA#_a", 200, &next).unwrap();
+            assert_eq!(page.subscriber_num, 450);
+            seen.extend(
+                page.subscriber_list
+                    .into_iter()
+                    .map(|i| i.subscriber_account),
+            );
+            if page.next.is_empty() {
+                break;
+            }
+            next = page.next;
+        }
+        assert_eq!(seen, all);
+        assert_eq!(s.page("@TOA#_a", 201, "").unwrap_err().code, 6017);
+        assert_eq!(s.page("@TOA#_a", 10, "zz").unwrap_err().code, 6017);
+    }
+
+    #[test]
+    fn delete_reports_removed_and_absent() {
+        let mut s = state(10, &["1"]);
+        assert_eq!(s.delete("@TOA#_a", &ids(&["1", "2"])), Ok(vec![1, 2]));
+    }
+
+    #[test]
+    fn create_assigns_or_checks_ids() {
+        let mut s = RemoteState::default();
+        let req = |id: Option<&str>| api::CreateOfficialAccountRequest {
+            owner_account: "admin".into(),
+            name: "n".into(),
+            official_account_user_id: id.map(str::to_owned),
+            max_subscriber_num: None,
+        };
+        assert_eq!(
+            s.create(&req(None), 0, "dOEF"),
+            Ok("@TOA#_@TOA#dOEF".into())
+        );
+        assert_eq!(
+            s.create(&req(Some("@TOA#_news")), 0, ""),
+            Ok("@TOA#_news".into())
+        );
+        assert_eq!(
+            s.create(&req(Some("@TOA#_news")), 0, "").unwrap_err().code,
+            130008
+        );
+        assert_eq!(
+            s.create(&req(Some("@TOA#_@TOA#x")), 0, "")
+                .unwrap_err()
+                .code,
+            130007
+        );
+        assert_eq!(
+            s.accounts["@TOA#_news"].max_subscribers,
+            DEFAULT_MAX_SUBSCRIBERS
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Settings: the flags (with their environment fallbacks and defaults) that several commands
+//! share, and their resolution into validated structs.
+//!
+//! This is the only module that reads the environment by hand (`SUBSYNC_SECRET_KEY`, which no
+//! flag may carry); clap reads the documented fallbacks of the flags declared here. Every
+//! error names the flag and the variable to fix.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::tencent::ClientConfig;
+use crate::tencent::api;
+use crate::tencent::endpoint::{Endpoint, EndpointError, Region};
+use crate::tencent::usersig::SecretKey;
+
+/// Credentials and endpoint of the app.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ApiArgs {
+    /// The app's SDKAppID.
+    #[arg(long, env = "SUBSYNC_SDKAPPID", global = true)]
+    pub sdkappid: Option<String>,
+    /// File holding the app's secret key (or set SUBSYNC_SECRET_KEY; no flag takes the key itself).
+    #[arg(
+        long,
+        env = "SUBSYNC_SECRET_KEY_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub secret_key_file: Option<PathBuf>,
+    /// An App administrator's UserID, used as the request identifier.
+    #[arg(
+        long,
+        env = "SUBSYNC_IDENTIFIER",
+        global = true,
+        default_value = "administrator"
+    )]
+    pub identifier: String,
+    /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
+    #[arg(long, env = "SUBSYNC_REGION", global = true)]
+    pub region: Option<String>,
+    /// Base URL overriding --region (plain http only on loopback).
+    #[arg(long, env = "SUBSYNC_ENDPOINT", global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+/// Where the ledger lives.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Directory of the state ledger (ledger.db).
+    #[arg(
+        long = "state",
+        env = "SUBSYNC_STATE",
+        default_value = ".subsync",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+    /// Work with the sandbox: its own ledger in DIR/sandbox and, for apply, an in-process emulator.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+impl StateArgs {
+    /// The state directory in effect: the sandbox keeps its own ledger so that demo runs never
+    /// mix with the real service's records.
+    pub fn resolve(&self) -> PathBuf {
+        if self.sandbox {
+            self.dir.join("sandbox")
+        } else {
+            self.dir.clone()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("no SDKAppID: pass --sdkappid or set SUBSYNC_SDKAPPID")]
+    MissingSdkAppId,
+    #[error(
+        "SDKAppID {0:?} is not a number; copy the numeric SDKAppID from the console into --sdkappid or SUBSYNC_SDKAPPID"
+    )]
+    BadSdkAppId(String),
+    #[error(
+        "no secret key: set SUBSYNC_SECRET_KEY_FILE (or --secret-key-file) to a file holding it, or SUBSYNC_SECRET_KEY"
+    )]
+    MissingKey,
+    #[error(
+        "cannot read the secret key file {path}: {source}; check --secret-key-file or SUBSYNC_SECRET_KEY_FILE"
+    )]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the secret key file {0} is empty; put the app's secret key in it")]
+    EmptyKeyFile(PathBuf),
+    #[error("SUBSYNC_SECRET_KEY is set but empty; set it to the app's secret key or unset it")]
+    EmptyKeyVar,
+    #[error(
+        "identifier {0:?} is not a valid UserID (1 to 32 printable ASCII bytes); fix --identifier or SUBSYNC_IDENTIFIER"
+    )]
+    BadIdentifier(String),
+    #[error("no region: pass --region ({names}) or --endpoint URL", names = Region::ALL.map(Region::name).join(", "))]
+    NoEndpoint,
+    #[error("{0}")]
+    Endpoint(#[from] EndpointError),
+}
+
+/// Validated credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub sdkappid: u64,
+    pub identifier: String,
+    pub key: SecretKey,
+}
+
+/// Reads an environment variable; the one place that does.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl ApiArgs {
+    /// SDKAppID, identifier and key; the key file flag (or its variable) wins over SUBSYNC_SECRET_KEY.
+    pub fn credentials(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, SettingsError> {
+        let raw = self
+            .sdkappid
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(SettingsError::MissingSdkAppId)?;
+        let sdkappid = raw
+            .parse()
+            .map_err(|_| SettingsError::BadSdkAppId(raw.to_owned()))?;
+        if !api::is_valid_user_id(&self.identifier) {
+            return Err(SettingsError::BadIdentifier(self.identifier.clone()));
+        }
+        let key = match (&self.secret_key_file, env("SUBSYNC_SECRET_KEY")) {
+            (Some(path), _) => read_key_file(path)?,
+            (None, Some(value)) => SecretKey::new(&value).ok_or(SettingsError::EmptyKeyVar)?,
+            (None, None) => return Err(SettingsError::MissingKey),
+        };
+        Ok(Credentials {
+            sdkappid,
+            identifier: self.identifier.clone(),
+            key,
+        })
+    }
+
+    /// The endpoint: --endpoint wins over --region.
+    pub fn endpoint(&self) -> Result<Endpoint, SettingsError> {
+        match (&self.endpoint, &self.region) {
+            (Some(url), _) => Ok(Endpoint::parse(url)?),
+            (None, Some(region)) => Ok(Endpoint::for_region(region.parse()?)),
+            (None, None) => Err(SettingsError::NoEndpoint),
+        }
+    }
+
+    /// Everything the client needs, checked before any request is built.
+    pub fn client_config(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClientConfig, SettingsError> {
+        let endpoint = self.endpoint()?;
+        let c = self.credentials(env)?;
+        Ok(ClientConfig::new(endpoint, c.sdkappid, c.identifier, c.key))
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<SecretKey, SettingsError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| SettingsError::KeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    SecretKey::new(&raw).ok_or_else(|| SettingsError::EmptyKeyFile(path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ApiArgs {
+        ApiArgs {
+            sdkappid: Some("1400000000".into()),
+            identifier: "administrator".into(),
+            ..ApiArgs::default()
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn key_comes_from_the_file_before_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let a = ApiArgs {
+            secret_key_file: Some(file),
+            ..args()
+        };
+        let env = |n: &str| (n == "SUBSYNC_SECRET_KEY").then(|| "from-env".to_owned());
+        let creds = a.credentials(env).unwrap();
+        let sig = crate::tencent::usersig::generate(&creds.key, 1, "a", 0, 10);
+        let file_key = SecretKey::new("from-file").unwrap();
+        assert!(crate::tencent::usersig::verify(sig.as_str(), &file_key, 1, "a", 0).is_ok());
+    }
+
+    #[test]
+    fn bad_input_gets_one_sentence_naming_the_fix() {
+        let err = ApiArgs {
+            sdkappid: Some("abc".into()),
+            ..args()
+        }
+        .credentials(no_env)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"abc\"") && err.contains("SUBSYNC_SDKAPPID"),
+            "{err}"
+        );
+        let err = args().credentials(no_env).unwrap_err().to_string();
+        assert!(err.contains("SUBSYNC_SECRET_KEY_FILE"), "{err}");
+        let missing = ApiArgs {
+            secret_key_file: Some("/nonexistent/key".into()),
+            ..args()
+        };
+        let err = missing.credentials(no_env).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/key"), "{err}");
+        let err = ApiArgs {
+            region: Some("mars".into()),
+            ..args()
+        }
+        .endpoint()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mars"), "{err}");
+    }
+
+    #[test]
+    fn endpoint_overrides_region() {
+        let a = ApiArgs {
+            region: Some("china".into()),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..args()
+        };
+        assert!(a.endpoint().unwrap().is_loopback());
+    }
+
+    #[test]
+    fn sandbox_keeps_its_own_state_directory() {
+        let s = StateArgs {
+            dir: "st".into(),
+            sandbox: true,
+        };
+        assert_eq!(s.resolve(), PathBuf::from("st/sandbox"));
+    }
+}

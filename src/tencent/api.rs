@@ -1,0 +1,361 @@
+//! The official-account commands' request and answer bodies, with the documented field names.
+//!
+//! Shared by the client and the emulator. Tests pin the serialized form against the
+//! documentation's literal examples so that a misspelt field cannot hide on both sides.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The REST service every official-account command lives under.
+pub const SERVICE: &str = "official_account_open_http_svc";
+
+/// Most subscribers one add_subscriber or delete_subscriber call may carry.
+pub const MAX_BATCH: usize = 100;
+/// Most ids one get_official_account_info call may carry.
+pub const MAX_INFO_IDS: usize = 50;
+/// Largest page get_subscriber_info serves.
+pub const MAX_PAGE: u32 = 200;
+
+/// The commands subsync calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Command {
+    AddSubscriber,
+    DeleteSubscriber,
+    GetSubscriberInfo,
+    GetOfficialAccountInfo,
+    CreateOfficialAccount,
+}
+
+impl Command {
+    pub const ALL: [Command; 5] = [
+        Command::AddSubscriber,
+        Command::DeleteSubscriber,
+        Command::GetSubscriberInfo,
+        Command::GetOfficialAccountInfo,
+        Command::CreateOfficialAccount,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::AddSubscriber => "add_subscriber",
+            Command::DeleteSubscriber => "delete_subscriber",
+            Command::GetSubscriberInfo => "get_subscriber_info",
+            Command::GetOfficialAccountInfo => "get_official_account_info",
+            Command::CreateOfficialAccount => "create_official_account",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fields every answer carries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    #[serde(rename = "ActionStatus")]
+    pub action_status: String,
+    #[serde(rename = "ErrorCode")]
+    pub error_code: i64,
+    #[serde(rename = "ErrorInfo", default)]
+    pub error_info: String,
+}
+
+impl Status {
+    pub fn ok() -> Status {
+        Status {
+            action_status: "OK".into(),
+            error_code: 0,
+            error_info: String::new(),
+        }
+    }
+
+    pub fn fail(code: i64, info: impl Into<String>) -> Status {
+        Status {
+            action_status: "FAIL".into(),
+            error_code: code,
+            error_info: info.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscriberRef {
+    #[serde(rename = "Subscriber_Account")]
+    pub subscriber_account: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddSubscriberRequest {
+    #[serde(rename = "Official_Account")]
+    pub official_account: String,
+    #[serde(rename = "SubscriberList")]
+    pub subscriber_list: Vec<SubscriberRef>,
+}
+
+/// `Result` of one subscriber in an add or delete answer.
+pub mod result {
+    pub const FAILED: i64 = 0;
+    /// Added (add) or removed (delete).
+    pub const DONE: i64 = 1;
+    /// Already subscribed (add) or was not subscribed (delete).
+    pub const UNCHANGED: i64 = 2;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscriberResult {
+    #[serde(rename = "Subscriber_Account")]
+    pub subscriber_account: String,
+    #[serde(rename = "Result")]
+    pub result: i64,
+    /// Not documented; read when present so that a per-item limit code is not lost.
+    #[serde(rename = "ErrorCode", default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+}
+
+/// The answer of add_subscriber and delete_subscriber.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct SubscriberResults {
+    #[serde(rename = "SubscriberList", default)]
+    pub subscriber_list: Vec<SubscriberResult>,
+}
+
+/// delete_subscriber in the form of the documentation's sample body (its field table is wrong).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteSubscriberRequest {
+    #[serde(rename = "Official_Account")]
+    pub official_account: String,
+    #[serde(rename = "SubscriberToDel_Account")]
+    pub subscriber_to_del_account: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GetSubscriberInfoRequest {
+    #[serde(rename = "Official_Account")]
+    pub official_account: String,
+    #[serde(rename = "Limit")]
+    pub limit: u32,
+    #[serde(rename = "Next")]
+    pub next: String,
+}
+
+/// `MsgFlag` is a string in the documentation and an integer in one SDK.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MsgFlag {
+    Text(String),
+    Number(i64),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    #[serde(rename = "Subscriber_Account")]
+    pub subscriber_account: String,
+    #[serde(
+        rename = "SubscribeTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subscribe_time: Option<i64>,
+    #[serde(
+        rename = "CustomString",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub custom_string: Option<String>,
+    #[serde(rename = "MsgFlag", default, skip_serializing_if = "Option::is_none")]
+    pub msg_flag: Option<MsgFlag>,
+    #[serde(
+        rename = "LastSendMsgTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_send_msg_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GetSubscriberInfoResponse {
+    #[serde(rename = "Next", default)]
+    pub next: String,
+    #[serde(rename = "SubscriberNum", default)]
+    pub subscriber_num: u64,
+    #[serde(rename = "SubscriberList", default)]
+    pub subscriber_list: Vec<SubscriberInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountRef {
+    #[serde(rename = "Official_Account")]
+    pub official_account: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GetOfficialAccountInfoRequest {
+    #[serde(rename = "OfficialAccountIdList")]
+    pub official_account_id_list: Vec<AccountRef>,
+}
+
+/// One item of get_official_account_info's answer; it carries its own status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OfficialAccountInfo {
+    #[serde(flatten)]
+    pub status: Status,
+    /// Not confirmed to be echoed; the client matches items by order when it is absent.
+    #[serde(
+        rename = "Official_Account",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub official_account: Option<String>,
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(
+        rename = "Owner_Account",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub owner_account: Option<String>,
+    #[serde(
+        rename = "SubscriberNum",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subscriber_num: Option<u64>,
+    /// Not confirmed to be returned.
+    #[serde(
+        rename = "MaxSubscriberNum",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_subscriber_num: Option<u64>,
+    #[serde(
+        rename = "CreateTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub create_time: Option<i64>,
+    #[serde(
+        rename = "LastMsgTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_msg_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GetOfficialAccountInfoResponse {
+    #[serde(rename = "OfficialAccountInfoList", default)]
+    pub official_account_info_list: Vec<OfficialAccountInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateOfficialAccountRequest {
+    #[serde(rename = "Owner_Account")]
+    pub owner_account: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(
+        rename = "OfficialAccountUserID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub official_account_user_id: Option<String>,
+    #[serde(
+        rename = "MaxSubscriberNum",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_subscriber_num: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateOfficialAccountResponse {
+    #[serde(rename = "OfficialAccountUserID")]
+    pub official_account_user_id: String,
+}
+
+/// True for a UserID the service accepts: 1 to 32 bytes of printable ASCII.
+pub fn is_valid_user_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Prefix of every official account id.
+pub const ACCOUNT_PREFIX: &str = "@TOA#_";
+
+/// True for an official account id: the prefix, printable ASCII, at most 48 bytes.
+pub fn is_valid_account_id(id: &str) -> bool {
+    id.len() > ACCOUNT_PREFIX.len()
+        && id.len() <= 48
+        && id.starts_with(ACCOUNT_PREFIX)
+        && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_request_serializes_exactly_like_the_documentation_example() {
+        let req = AddSubscriberRequest {
+            official_account: "@TOA#_@TOA#dOEF".into(),
+            subscriber_list: ["107867", "966582476"]
+                .map(|s| SubscriberRef {
+                    subscriber_account: s.into(),
+                })
+                .to_vec(),
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"Official_Account":"@TOA#_@TOA#dOEF","SubscriberList":[{"Subscriber_Account":"107867"},{"Subscriber_Account":"966582476"}]}"#
+        );
+    }
+
+    #[test]
+    fn delete_request_uses_the_sample_form() {
+        let req = DeleteSubscriberRequest {
+            official_account: "@TOA#_x".into(),
+            subscriber_to_del_account: vec!["a".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"Official_Account":"@TOA#_x","SubscriberToDel_Account":["a"]}"#
+        );
+    }
+
+    #[test]
+    fn msg_flag_is_read_as_string_or_integer() {
+        let text: SubscriberInfo =
+            serde_json::from_str(r#"{"Subscriber_Account":"a","MsgFlag":"AcceptAndNotify"}"#)
+                .unwrap();
+        let number: SubscriberInfo =
+            serde_json::from_str(r#"{"Subscriber_Account":"a","MsgFlag":1}"#).unwrap();
+        assert_eq!(text.msg_flag, Some(MsgFlag::Text("AcceptAndNotify".into())));
+        assert_eq!(number.msg_flag, Some(MsgFlag::Number(1)));
+    }
+
+    #[test]
+    fn user_ids_must_be_short_printable_ascii() {
+        assert!(is_valid_user_id("107867"));
+        assert!(is_valid_user_id(&"x".repeat(32)));
+        assert!(!is_valid_user_id(""));
+        assert!(!is_valid_user_id(&"x".repeat(33)));
+        assert!(!is_valid_user_id("tab\there"));
+        assert!(!is_valid_user_id("héllo"));
+    }
+
+    #[test]
+    fn account_ids_need_the_prefix_and_fit_48_bytes() {
+        assert!(is_valid_account_id("@TOA#_weekly"));
+        assert!(is_valid_account_id("@TOA#_@TOA#dOEF"));
+        assert!(!is_valid_account_id("weekly"));
+        assert!(!is_valid_account_id("@TOA#_"));
+        assert!(!is_valid_account_id(&format!("@TOA#_{}", "x".repeat(43))));
+    }
+}

@@ -1,0 +1,308 @@
+//! Every documented error code, mapped to the one classification all callers use.
+//!
+//! The table is the single source of truth: the client decides UserSig renewal from it, the
+//! executor decides retry, split, skip or stop from it, and messages take their meaning and
+//! advice from it. Codes the table does not know are `Unknown`, which callers treat as a
+//! permanent failure of that one request (never a retry loop, never a silent success).
+
+/// What kind of failure an error code reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Transient server or network fault: retry the same request with backoff.
+    Retryable,
+    /// Too many requests: slow down, then retry.
+    RateLimited,
+    /// The official account reached MaxSubscriberNum (130006).
+    AccountFull,
+    /// A subscriber already follows the maximum number of official accounts (130010).
+    FollowLimit,
+    /// The official account does not exist or was terminated (130004).
+    AccountMissing,
+    /// The official account id is malformed (130007).
+    AccountInvalid,
+    /// The request itself is wrong; sending it again cannot help.
+    InvalidRequest,
+    /// The UserSig expired (70001): renew it once, then treat as fatal.
+    ExpiredSig,
+    /// Credentials, permission, app or service problem: nothing else will work either.
+    Fatal,
+    /// Not in the table.
+    Unknown,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeInfo {
+    pub code: i64,
+    pub class: ErrorClass,
+    pub meaning: &'static str,
+    /// What the operator should check or do; empty when there is nothing to do.
+    pub hint: &'static str,
+}
+
+use ErrorClass::*;
+
+const fn row(code: i64, class: ErrorClass, meaning: &'static str, hint: &'static str) -> CodeInfo {
+    CodeInfo {
+        code,
+        class,
+        meaning,
+        hint,
+    }
+}
+
+const CREDENTIALS: &str =
+    "check --sdkappid, the secret key and --identifier against the console, and --region";
+
+/// The documented codes (fact sheet: official-account commands and the REST public range).
+pub const TABLE: &[CodeInfo] = &[
+    row(
+        6017,
+        InvalidRequest,
+        "invalid request parameter",
+        "one member of the batch may be malformed",
+    ),
+    row(10004, Retryable, "internal server error", ""),
+    row(20001, InvalidRequest, "invalid request packet", ""),
+    row(20005, Retryable, "internal server error", ""),
+    row(
+        130002,
+        Fatal,
+        "insufficient operation permissions",
+        "the identifier must be an App administrator",
+    ),
+    row(
+        130004,
+        AccountMissing,
+        "official account does not exist, or was terminated",
+        "check officialAccount in the manifest",
+    ),
+    row(
+        130006,
+        AccountFull,
+        "the official account's subscriber count reached its limit",
+        "raise MaxSubscriberNum with modify_official_account_base_info",
+    ),
+    row(
+        130007,
+        AccountInvalid,
+        "incorrect official account user ID",
+        "check officialAccount in the manifest",
+    ),
+    row(
+        130008,
+        InvalidRequest,
+        "official account user ID already in use",
+        "",
+    ),
+    row(
+        130010,
+        FollowLimit,
+        "the subscriber already follows the maximum number of official accounts",
+        "",
+    ),
+    row(
+        131000,
+        Fatal,
+        "the app has not enabled the official account service",
+        "enable official accounts for this app in the console",
+    ),
+    row(
+        60002,
+        InvalidRequest,
+        "HTTP parse error (bad URL)",
+        "check --endpoint",
+    ),
+    row(60003, InvalidRequest, "request body is not valid JSON", ""),
+    row(
+        60004,
+        Fatal,
+        "account or signature error in the request",
+        CREDENTIALS,
+    ),
+    row(
+        60005,
+        Fatal,
+        "account or signature error in the request",
+        CREDENTIALS,
+    ),
+    row(
+        60006,
+        Fatal,
+        "SDKAppID invalid",
+        "check --sdkappid and --region",
+    ),
+    row(
+        60007,
+        RateLimited,
+        "REST API call frequency over the limit",
+        "lower --qps",
+    ),
+    row(
+        60008,
+        Retryable,
+        "service timeout or malformed HTTP request",
+        "",
+    ),
+    row(
+        60009,
+        InvalidRequest,
+        "request resource error",
+        "check --endpoint",
+    ),
+    row(
+        60010,
+        Fatal,
+        "the request needs App admin permission",
+        "--identifier must be an App administrator",
+    ),
+    row(
+        60011,
+        RateLimited,
+        "SDKAppID request frequency over the limit",
+        "lower --qps",
+    ),
+    row(
+        60016,
+        Fatal,
+        "SDKAppID disabled",
+        "re-enable the app in the console",
+    ),
+    row(60018, RateLimited, "requests too frequent", "lower --qps"),
+    row(60019, RateLimited, "requests too frequent", "lower --qps"),
+    row(
+        60020,
+        Fatal,
+        "package expired or stopped",
+        "renew the Chat package in the console",
+    ),
+    row(
+        60021,
+        Fatal,
+        "caller IP not allowed",
+        "add this host's IP to the app's allow list",
+    ),
+    row(
+        70001,
+        ExpiredSig,
+        "UserSig expired",
+        "check this host's clock",
+    ),
+    row(70003, Fatal, "UserSig could not be parsed", CREDENTIALS),
+    row(
+        70009,
+        Fatal,
+        "UserSig verification failed (wrong secret key)",
+        "check the secret key",
+    ),
+    row(
+        70013,
+        Fatal,
+        "identifier in the request differs from the UserSig's",
+        CREDENTIALS,
+    ),
+    row(
+        70014,
+        Fatal,
+        "SDKAppID in the request differs from the UserSig's",
+        CREDENTIALS,
+    ),
+    row(
+        70016,
+        Fatal,
+        "secret key or SDKAppID unknown",
+        "check --sdkappid and --region",
+    ),
+    row(
+        70020,
+        Fatal,
+        "secret key or SDKAppID unknown",
+        "check --sdkappid and --region",
+    ),
+    row(
+        70050,
+        Fatal,
+        "UserSig failures are rate-limited",
+        "fix the credentials, then wait a minute",
+    ),
+];
+
+/// The table row for `code`, if documented.
+pub fn describe(code: i64) -> Option<&'static CodeInfo> {
+    TABLE.iter().find(|info| info.code == code)
+}
+
+/// The class of `code`.
+pub fn classify(code: i64) -> ErrorClass {
+    describe(code).map_or(Unknown, |info| info.class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_code_has_its_class() {
+        let expected: &[(i64, ErrorClass)] = &[
+            (6017, InvalidRequest),
+            (10004, Retryable),
+            (20001, InvalidRequest),
+            (20005, Retryable),
+            (130002, Fatal),
+            (130004, AccountMissing),
+            (130006, AccountFull),
+            (130007, AccountInvalid),
+            (130008, InvalidRequest),
+            (130010, FollowLimit),
+            (131000, Fatal),
+            (60002, InvalidRequest),
+            (60003, InvalidRequest),
+            (60004, Fatal),
+            (60005, Fatal),
+            (60006, Fatal),
+            (60007, RateLimited),
+            (60008, Retryable),
+            (60009, InvalidRequest),
+            (60010, Fatal),
+            (60011, RateLimited),
+            (60016, Fatal),
+            (60018, RateLimited),
+            (60019, RateLimited),
+            (60020, Fatal),
+            (60021, Fatal),
+            (70001, ExpiredSig),
+            (70003, Fatal),
+            (70009, Fatal),
+            (70013, Fatal),
+            (70014, Fatal),
+            (70016, Fatal),
+            (70020, Fatal),
+            (70050, Fatal),
+        ];
+        for &(code, class) in expected {
+            assert_eq!(classify(code), class, "code {code}");
+        }
+        assert_eq!(
+            expected.len(),
+            TABLE.len(),
+            "a code was added to the table without a test row"
+        );
+    }
+
+    #[test]
+    fn undocumented_codes_are_unknown() {
+        assert_eq!(classify(0), Unknown);
+        assert_eq!(classify(99999), Unknown);
+    }
+
+    #[test]
+    fn codes_appear_once() {
+        for (i, a) in TABLE.iter().enumerate() {
+            assert!(
+                TABLE[i + 1..].iter().all(|b| b.code != a.code),
+                "{} twice",
+                a.code
+            );
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Shared test helpers: an in-process emulator on 127.0.0.1:0, manifest writers, and a runner
+//! for the `subsync` binary with credentials pointing at the emulator.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use subsync::emulator::{
+    Credentials, Emulator, EmulatorOptions, Faults, FollowLimitMode, Latency, RemoteState, Rules,
+};
+use subsync::tencent::usersig::SecretKey;
+
+pub const SDKAPPID: u64 = 1_400_000_042;
+pub const KEY: &str = "test-secret-key-0123456789abcdef";
+
+pub fn credentials() -> Credentials {
+    Credentials {
+        sdkappid: SDKAPPID,
+        identifier: "administrator".into(),
+        key: SecretKey::new(KEY).unwrap(),
+    }
+}
+
+/// Emulator settings for one test.
+pub struct Remote {
+    pub accounts: Vec<(&'static str, u64, Vec<String>)>,
+    pub qps: u32,
+    pub follow_limit: u32,
+    pub follow_limit_mode: FollowLimitMode,
+    pub latency_ms: u64,
+    pub fault_rate: f64,
+    pub clock_skew_secs: i64,
+}
+
+impl Default for Remote {
+    fn default() -> Self {
+        Remote {
+            accounts: vec![],
+            qps: 0,
+            follow_limit: 0,
+            follow_limit_mode: FollowLimitMode::Request,
+            latency_ms: 0,
+            fault_rate: 0.0,
+            clock_skew_secs: 0,
+        }
+    }
+}
+
+impl Remote {
+    pub fn qps(self, qps: u32) -> Self {
+        Remote { qps, ..self }
+    }
+
+    pub fn latency_ms(self, latency_ms: u64) -> Self {
+        Remote { latency_ms, ..self }
+    }
+
+    pub fn fault_rate(self, fault_rate: f64) -> Self {
+        Remote { fault_rate, ..self }
+    }
+
+    pub fn follow_limit(self, follow_limit: u32, follow_limit_mode: FollowLimitMode) -> Self {
+        Remote {
+            follow_limit,
+            follow_limit_mode,
+            ..self
+        }
+    }
+
+    pub fn clock_skew_secs(self, clock_skew_secs: i64) -> Self {
+        Remote {
+            clock_skew_secs,
+            ..self
+        }
+    }
+
+    pub fn account(mut self, id: &'static str, max: u64, subscribers: &[&str]) -> Self {
+        self.accounts
+            .push((id, max, subscribers.iter().map(|s| s.to_string()).collect()));
+        self
+    }
+
+    pub async fn start(self) -> Emulator {
+        let mut state = RemoteState::default();
+        for (id, max, subs) in &self.accounts {
+            state.seed_account(id, *max, subs, 0);
+        }
+        let options = EmulatorOptions {
+            credentials: credentials(),
+            qps: self.qps,
+            rules: Rules {
+                follow_limit: self.follow_limit,
+                follow_limit_mode: self.follow_limit_mode,
+            },
+            latency: Latency {
+                min: self.latency_ms,
+                max: self.latency_ms,
+            },
+            faults: Faults {
+                rate: self.fault_rate,
+                seed: Some(7),
+            },
+            state,
+            state_file: None,
+            clock_skew_secs: self.clock_skew_secs,
+        };
+        Emulator::start(options, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap()
+    }
+}
+
+/// A temporary working area: manifests, state and a key file.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let ws = Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(ws.manifests()).unwrap();
+        std::fs::write(ws.key_file(), format!("{KEY}\n")).unwrap();
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.path().join("manifests")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.path().join("secret.key")
+    }
+
+    /// Writes a SubscriberSet manifest named `name`.
+    pub fn manifest(&self, name: &str, account: &str, subscribers: &[String]) {
+        let list: Vec<String> = subscribers.iter().map(|s| format!("\"{s}\"")).collect();
+        let text = format!(
+            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: {name}\nspec:\n  officialAccount: \"{account}\"\n  subscribers: [{}]\n",
+            list.join(", ")
+        );
+        std::fs::write(self.manifests().join(format!("{name}.yaml")), text).unwrap();
+    }
+
+    /// `subsync ARGS` with the emulator's endpoint and credentials in the environment.
+    pub fn command(&self, emulator_url: Option<&str>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_subsync"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SUBSYNC_STATE", self.state())
+            .env("SUBSYNC_SDKAPPID", SDKAPPID.to_string())
+            .env("SUBSYNC_SECRET_KEY_FILE", self.key_file());
+        if let Some(url) = emulator_url {
+            cmd.env("SUBSYNC_ENDPOINT", url);
+        }
+        cmd
+    }
+
+    pub fn run(&self, emulator_url: Option<&str>, args: &[&str]) -> Output {
+        self.command(emulator_url, args).output().unwrap()
+    }
+}
+
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:05}")).collect()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The subscribers the emulator holds for `account`.
+pub fn remote_subscribers(emulator: &Emulator, account: &str) -> Vec<String> {
+    emulator
+        .state()
+        .accounts
+        .get(account)
+        .map(|a| a.subscribers.keys().cloned().collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,443 @@
+//! The client and the emulator against each other: the documented example, each error path,
+//! paging, faults, and the emulator's own endpoints.
+
+mod common;
+
+use common::{KEY, Remote, SDKAPPID};
+use subsync::emulator::{Emulator, FollowLimitMode};
+use subsync::tencent::api::{self, Command};
+use subsync::tencent::endpoint::Endpoint;
+use subsync::tencent::usersig::{self, SecretKey};
+use subsync::tencent::{ApiError, Client, ClientConfig};
+
+const SEED_ACCOUNT: &str = "@TOA#_@TOA#dOEF";
+
+fn client(emulator: &Emulator) -> Client {
+    client_with(emulator, SDKAPPID, "administrator", KEY)
+}
+
+fn client_with(emulator: &Emulator, sdkappid: u64, identifier: &str, key: &str) -> Client {
+    let endpoint = Endpoint::parse(&emulator.url()).unwrap();
+    Client::new(ClientConfig::new(
+        endpoint,
+        sdkappid,
+        identifier.into(),
+        SecretKey::new(key).unwrap(),
+    ))
+    .unwrap()
+}
+
+fn code(result: Result<impl std::fmt::Debug, ApiError>) -> i64 {
+    match result {
+        Err(e) => e.code(),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Posts `body` as is, with a valid signature, and returns the JSON answer.
+async fn raw_post(emulator: &Emulator, command: &str, body: &str) -> serde_json::Value {
+    let sig = usersig::generate(
+        &SecretKey::new(KEY).unwrap(),
+        SDKAPPID,
+        "administrator",
+        subsync::clock::unix_now() as i64,
+        600,
+    );
+    let url = format!(
+        "{}/v4/official_account_open_http_svc/{command}?sdkappid={SDKAPPID}&identifier=administrator&usersig={}&random=12345&contenttype=json",
+        emulator.url(),
+        sig.as_str()
+    );
+    reqwest::Client::new()
+        .post(url)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_documented_add_subscriber_example_gets_the_documented_answer() {
+    let emulator = Remote::default()
+        .account(SEED_ACCOUNT, 100_000, &[])
+        .start()
+        .await;
+    let body = r#"{"Official_Account":"@TOA#_@TOA#dOEF","SubscriberList":[{"Subscriber_Account":"107867"},{"Subscriber_Account":"966582476"}]}"#;
+    let answer = raw_post(&emulator, "add_subscriber", body).await;
+    assert_eq!(
+        answer,
+        serde_json::json!({
+            "ActionStatus": "OK",
+            "ErrorCode": 0,
+            "ErrorInfo": "",
+            "SubscriberList": [
+                {"Subscriber_Account": "107867", "Result": 1},
+                {"Subscriber_Account": "966582476", "Result": 1}
+            ]
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_add_answers_added_then_already_subscribed() {
+    let emulator = Remote::default()
+        .account(SEED_ACCOUNT, 100_000, &[])
+        .start()
+        .await;
+    let c = client(&emulator);
+    let first = c
+        .add_subscriber(SEED_ACCOUNT, &strings(&["107867"]))
+        .await
+        .unwrap();
+    let second = c
+        .add_subscriber(SEED_ACCOUNT, &strings(&["107867"]))
+        .await
+        .unwrap();
+    assert_eq!((first[0].result, second[0].result), (1, 2));
+    let state = emulator.state();
+    assert_eq!(
+        state.accounts[SEED_ACCOUNT]
+            .subscribers
+            .keys()
+            .collect::<Vec<_>>(),
+        ["107867"]
+    );
+}
+
+#[tokio::test]
+async fn batches_over_one_hundred_and_invalid_ids_answer_6017() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let c = client(&emulator);
+    let too_many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+    assert_eq!(code(c.add_subscriber("@TOA#_a", &too_many).await), 6017);
+    assert_eq!(
+        code(
+            c.add_subscriber("@TOA#_a", &strings(&["ok", &"x".repeat(33)]))
+                .await
+        ),
+        6017
+    );
+    assert_eq!(code(c.delete_subscriber("@TOA#_a", &too_many).await), 6017);
+    assert!(emulator.state().accounts["@TOA#_a"].subscribers.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_accounts_answer_130004() {
+    let emulator = Remote::default().start().await;
+    assert_eq!(
+        code(
+            client(&emulator)
+                .add_subscriber("@TOA#_nope", &strings(&["1"]))
+                .await
+        ),
+        130004
+    );
+}
+
+#[tokio::test]
+async fn a_full_account_answers_130006_and_keeps_its_subscribers() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 2, &["x"])
+        .start()
+        .await;
+    let c = client(&emulator);
+    assert_eq!(
+        code(c.add_subscriber("@TOA#_a", &strings(&["y", "z"])).await),
+        130006
+    );
+    assert_eq!(
+        c.add_subscriber("@TOA#_a", &strings(&["x", "y"]))
+            .await
+            .unwrap()[1]
+            .result,
+        1
+    );
+    assert_eq!(emulator.state().accounts["@TOA#_a"].subscribers.len(), 2);
+}
+
+#[tokio::test]
+async fn the_follow_limit_fails_the_call_in_request_mode_and_the_item_in_item_mode() {
+    for mode in [FollowLimitMode::Request, FollowLimitMode::Item] {
+        let emulator = Remote::default()
+            .follow_limit(1, mode)
+            .account("@TOA#_a", 10, &["busy"])
+            .account("@TOA#_b", 10, &[])
+            .start()
+            .await;
+        let answer = client(&emulator)
+            .add_subscriber("@TOA#_b", &strings(&["free", "busy"]))
+            .await;
+        match mode {
+            FollowLimitMode::Request => assert_eq!(code(answer), 130010),
+            FollowLimitMode::Item => {
+                let items = answer.unwrap();
+                assert_eq!((items[0].result, items[1].result), (1, 0));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_beyond_the_configured_rate_answer_60007() {
+    let emulator = Remote::default()
+        .qps(3)
+        .account("@TOA#_a", 10, &[])
+        .start()
+        .await;
+    let c = client(&emulator);
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(
+            c.list_subscribers("@TOA#_a")
+                .await
+                .map(|_| 0)
+                .unwrap_or_else(|e| e.code()),
+        );
+    }
+    // Five calls inside one second against a limit of three per second.
+    assert_eq!(codes, [0, 0, 0, 60007, 60007]);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_answers_60003() {
+    let emulator = Remote::default().account("@TOA#_a", 10, &[]).start().await;
+    let answer = raw_post(&emulator, "add_subscriber", "{not json").await;
+    assert_eq!(answer["ErrorCode"], 60003);
+    assert_eq!(answer["ActionStatus"], "FAIL");
+}
+
+#[tokio::test]
+async fn missing_query_parameters_answer_60002() {
+    let emulator = Remote::default().start().await;
+    let url = format!(
+        "{}/v4/official_account_open_http_svc/add_subscriber?sdkappid={SDKAPPID}",
+        emulator.url()
+    );
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["ErrorCode"], 60002);
+}
+
+#[tokio::test]
+async fn usersig_problems_answer_their_documented_codes() {
+    let emulator = Remote::default().account("@TOA#_a", 10, &[]).start().await;
+    let add = |c: Client| async move { code(c.add_subscriber("@TOA#_a", &strings(&["1"])).await) };
+    assert_eq!(
+        add(client_with(
+            &emulator,
+            SDKAPPID,
+            "administrator",
+            "wrong-key"
+        ))
+        .await,
+        70009
+    );
+    assert_eq!(
+        add(client_with(&emulator, SDKAPPID + 1, "administrator", KEY)).await,
+        60006
+    );
+    assert_eq!(
+        add(client_with(&emulator, SDKAPPID, "someone", KEY)).await,
+        60010
+    );
+
+    let key = SecretKey::new(KEY).unwrap();
+    let now = subsync::clock::unix_now() as i64;
+    let post = |sig: String, identifier: &'static str| {
+        let url = format!(
+            "{}/v4/official_account_open_http_svc/add_subscriber?sdkappid={SDKAPPID}&identifier={identifier}&usersig={sig}&random=1&contenttype=json",
+            emulator.url()
+        );
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .post(url)
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["ErrorCode"].as_i64().unwrap()
+        }
+    };
+    let expired = usersig::generate(&key, SDKAPPID, "administrator", now - 1000, 10);
+    assert_eq!(
+        post(expired.as_str().to_owned(), "administrator").await,
+        70001
+    );
+    assert_eq!(post("garbage".into(), "administrator").await, 70003);
+    let other_identifier = usersig::generate(&key, SDKAPPID, "someone", now, 600);
+    assert_eq!(
+        post(other_identifier.as_str().to_owned(), "administrator").await,
+        70013
+    );
+    let other_app = usersig::generate(&key, SDKAPPID + 1, "administrator", now, 600);
+    assert_eq!(
+        post(other_app.as_str().to_owned(), "administrator").await,
+        70014
+    );
+}
+
+#[tokio::test]
+async fn an_expired_usersig_is_renewed_once_then_reported() {
+    // The server's clock is two days ahead: every UserSig the client signs looks expired.
+    let emulator = Remote::default()
+        .clock_skew_secs(2 * 86_400)
+        .account("@TOA#_a", 10, &[])
+        .start()
+        .await;
+    let error = client(&emulator)
+        .add_subscriber("@TOA#_a", &strings(&["1"]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), 70001);
+    assert_eq!(
+        emulator.stats().count(Command::AddSubscriber, "70001"),
+        2,
+        "one send and exactly one renewal"
+    );
+}
+
+#[tokio::test]
+async fn paging_lists_every_subscriber_across_pages() {
+    let all: Vec<String> = (0..450).map(|i| format!("u{i:04}")).collect();
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &refs)
+        .start()
+        .await;
+    let listed = client(&emulator).list_subscribers("@TOA#_a").await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| s.subscriber_account.clone())
+            .collect::<Vec<_>>(),
+        all
+    );
+    assert_eq!(emulator.stats().calls(Command::GetSubscriberInfo), 3);
+}
+
+#[tokio::test]
+async fn account_info_reports_limits_and_missing_accounts_per_item() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 50, &["x"])
+        .start()
+        .await;
+    let ids: Vec<String> = (0..60)
+        .map(|i| {
+            if i == 0 {
+                "@TOA#_a".to_string()
+            } else {
+                format!("@TOA#_n{i}")
+            }
+        })
+        .collect();
+    let info = client(&emulator).account_info(&ids).await.unwrap();
+    assert_eq!(info.len(), 60);
+    assert_eq!(
+        (info[0].1.max_subscriber_num, info[0].1.subscriber_num),
+        (Some(50), Some(1))
+    );
+    assert_eq!(info[1].1.status.error_code, 130004);
+    // 60 ids take two calls of at most 50.
+    assert_eq!(emulator.stats().calls(Command::GetOfficialAccountInfo), 2);
+}
+
+#[tokio::test]
+async fn created_accounts_get_an_assigned_id_and_the_default_limit() {
+    let emulator = Remote::default().start().await;
+    let req = api::CreateOfficialAccountRequest {
+        owner_account: "admin".into(),
+        name: "News".into(),
+        official_account_user_id: None,
+        max_subscriber_num: None,
+    };
+    let id = client(&emulator)
+        .create_official_account(&req)
+        .await
+        .unwrap();
+    assert!(id.starts_with("@TOA#_@TOA#"), "{id}");
+    assert_eq!(emulator.state().accounts[&id].max_subscribers, 100_000);
+}
+
+#[tokio::test]
+async fn injected_faults_never_change_anything() {
+    let emulator = Remote::default()
+        .fault_rate(1.0)
+        .account("@TOA#_a", 10, &[])
+        .start()
+        .await;
+    let c = client(&emulator);
+    let mut kinds = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let e = c
+            .add_subscriber("@TOA#_a", &strings(&["1"]))
+            .await
+            .unwrap_err();
+        kinds.insert(match e {
+            ApiError::Service { code, .. } => code.to_string(),
+            ApiError::Http { status, .. } => format!("http {status}"),
+            ApiError::Transport { .. } => "dropped".into(),
+            ApiError::Decode { .. } => "decode".into(),
+        });
+        assert_eq!(e.class(), subsync::tencent::ErrorClass::Retryable);
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["10004", "20005", "dropped", "http 502"]
+    );
+    assert!(emulator.state().accounts["@TOA#_a"].subscribers.is_empty());
+}
+
+#[tokio::test]
+async fn state_and_stats_endpoints_report_what_happened() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 7, &["b", "a"])
+        .start()
+        .await;
+    client(&emulator)
+        .add_subscriber("@TOA#_missing", &strings(&["1"]))
+        .await
+        .unwrap_err();
+    let http = reqwest::Client::new();
+    let state: serde_json::Value = http
+        .get(format!("{}/emulator/state", emulator.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state,
+        serde_json::json!({"accounts": {"@TOA#_a": {"maxSubscribers": 7, "subscribers": ["a", "b"]}}})
+    );
+    let stats: serde_json::Value = http
+        .get(format!("{}/emulator/stats", emulator.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["by_command"]["add_subscriber"]["130004"], 1);
+    assert_eq!(stats["peak_in_flight"], 1);
+}
