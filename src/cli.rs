@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorOptions};
-use crate::settings::{ApiArgs, env_var};
+use crate::ledger::Reader;
+use crate::manifest::{self, ManifestSet};
+use crate::settings::{ApiArgs, StateArgs, env_var};
 use crate::tencent::usersig;
+use crate::{plan, report, schema};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,10 +39,70 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check manifests without touching anything; exit 0 when valid, 1 otherwise.
+    Validate(ValidateArgs),
+    /// Show what apply would change (a dry run; reads the ledger, never writes it).
+    Plan(PlanArgs),
+    /// Show what the ledger holds and the latest runs.
+    Status(StatusArgs),
     /// Print a fresh UserSig for the configured credentials, or decode or verify one.
     Usersig(UsersigArgs),
     /// Run a local copy of the official-account API.
     Emulator(EmulatorArgs),
+    /// Print a JSON Schema: manifest or plan.
+    Schema {
+        #[arg(value_parser = ["manifest", "plan"])]
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Manifest files or directories (searched recursively for *.yaml and *.yml).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+    Diff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Manifest files or directories.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: PlanFormat,
+    /// Also save the plan as JSON, for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+    /// How many recent runs to show.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -138,8 +201,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Validate(args) => validate_command(args),
+        Command::Plan(args) => plan_command(args),
+        Command::Status(args) => status_command(args),
         Command::Usersig(args) => usersig_command(args),
         Command::Emulator(args) => runtime()?.block_on(emulator_command(args)),
+        Command::Schema { name } => {
+            let schema =
+                schema::by_name(&name).with_context(|| format!("no schema called {name}"))?;
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(Outcome::Success)
+        }
     }
 }
 
@@ -212,5 +284,78 @@ async fn emulator_command(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     let stop = crate::shutdown::on_signal();
     stop.cancelled().await;
     emulator.shutdown(Duration::from_secs(5)).await;
+    Ok(Outcome::Success)
+}
+
+/// Loads manifests, printing warnings to stderr.
+fn load_manifests(paths: &[PathBuf]) -> anyhow::Result<ManifestSet> {
+    let set = manifest::load(paths)?;
+    for w in &set.warnings {
+        eprintln!("{w}");
+    }
+    Ok(set)
+}
+
+fn path_strings(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.display().to_string()).collect()
+}
+
+fn validate_command(args: ValidateArgs) -> anyhow::Result<Outcome> {
+    let set = load_manifests(&args.paths)?;
+    println!(
+        "valid: {} manifest files, {} accounts, {} desired subscribers",
+        set.files.len(),
+        set.sets.len(),
+        set.desired_total()
+    );
+    Ok(Outcome::Success)
+}
+
+fn plan_command(args: PlanArgs) -> anyhow::Result<Outcome> {
+    let manifests = load_manifests(&args.paths)?;
+    let reader = Reader::open(&args.state.resolve())?;
+    let snapshot = reader.snapshot()?;
+    let plan = plan::compute(&manifests, &snapshot, path_strings(&args.paths));
+    if let Some(out) = &args.out {
+        write_atomically(out, serde_json::to_string_pretty(&plan)?.as_bytes())
+            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+    }
+    let text = match args.format {
+        PlanFormat::Text => report::plan_text(&plan),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
+        PlanFormat::Markdown => report::plan_markdown(&plan),
+        PlanFormat::Diff => report::plan_diff(&manifests, &snapshot),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        Outcome::Changes
+    } else {
+        Outcome::Success
+    })
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn status_command(args: StatusArgs) -> anyhow::Result<Outcome> {
+    let dir = args.state.resolve();
+    let reader = Reader::open(&dir)?;
+    let (snapshot, accounts) = reader.summaries()?;
+    let runs = reader.runs(args.runs)?;
+    let status = report::StatusReport::new(
+        crate::ledger::db_path(&dir).display().to_string(),
+        snapshot.lineage,
+        snapshot.serial,
+        accounts,
+        runs,
+    );
+    let text = match args.format {
+        OutputFormat::Text => report::status_text(&status),
+        OutputFormat::Json => serde_json::to_string_pretty(&status)? + "\n",
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(Outcome::Success)
 }

@@ -3,6 +3,11 @@
 pub mod cli;
 pub mod clock;
 pub mod emulator;
+pub mod ledger;
+pub mod manifest;
+pub mod plan;
+pub mod report;
+pub mod schema;
 pub mod settings;
 pub mod shutdown;
 pub mod tencent;

@@ -1,0 +1,317 @@
+//! Manifests: the YAML documents that declare each official account's desired subscribers.
+//!
+//! Owns the document format (and so the JSON Schema, generated from these types), discovery of
+//! manifest files, and validation. Loading is all-or-nothing: [`load`] returns either a
+//! complete, valid [`ManifestSet`] or every problem found, each with its file and, where it
+//! has one, line and column.
+
+mod discover;
+mod load;
+pub mod locate;
+pub mod subscriber_file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use load::load;
+
+/// One `SubscriberSet` document, exactly as written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(
+    title = "SubscriberSet",
+    description = "The desired subscribers of one Tencent Cloud Chat official account (subsync manifest)."
+)]
+pub struct ManifestDocument {
+    pub api_version: ApiVersion,
+    pub kind: Kind,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ApiVersion {
+    #[serde(rename = "subsync/v1")]
+    V1,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum Kind {
+    SubscriberSet,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Unique across all manifests: lowercase letters, digits, `-` and `.`, as Kubernetes names.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Free-form labels (kept for tools such as kustomize; subsync ignores them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form annotations (subsync ignores them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Spec {
+    /// The official account's id (`@TOA#_...`, at most 48 bytes).
+    #[schemars(length(min = 7, max = 48), pattern(r"^@TOA#_[!-~]+$"))]
+    pub official_account: String,
+    /// Desired subscribers' UserIDs: 1 to 32 bytes of printable ASCII, no space at either end.
+    #[serde(default)]
+    #[schemars(inner(pattern(r"^[!-~]([ -~]{0,30}[!-~])?$")))]
+    pub subscribers: Vec<String>,
+    /// Files listing more subscribers, one UserID a line (`#` comment lines; `.gz` is gunzipped),
+    /// relative to this manifest.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub subscriber_files: Vec<String>,
+    /// Plan the removal of confirmed subscribers the manifests no longer list (this version
+    /// reports them; it does not remove yet).
+    #[serde(default)]
+    pub prune: bool,
+    /// Let prune empty the account entirely.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+/// A validated set: what the plan works from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberSet {
+    pub name: String,
+    pub official_account: String,
+    /// Sorted, without duplicates.
+    pub subscribers: Vec<String>,
+    pub prune: bool,
+    pub allow_empty: bool,
+    /// The manifest file that declared it.
+    pub source: PathBuf,
+}
+
+/// Every set from every manifest, sorted by official account.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestSet {
+    pub sets: Vec<SubscriberSet>,
+    pub files: Vec<PathBuf>,
+    /// `sha256:<hex>` over the sets' content: a saved plan is stale when it changes.
+    pub digest: String,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl ManifestSet {
+    pub fn desired_total(&self) -> usize {
+        self.sets.iter().map(|s| s.subscribers.len()).sum()
+    }
+}
+
+/// A problem (or warning) with its place.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn file(path: &Path, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            path: path.to_owned(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at(
+        path: &Path,
+        position: Option<locate::Position>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            path: path.to_owned(),
+            line: position.map(|p| p.line),
+            column: position.map(|p| p.column),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The manifests could not be loaded; nothing may be planned or applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ManifestError {
+    pub problems: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "the manifests have {n} problem{}; fix {} and run again (nothing was planned or changed)",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a UserID is invalid, in words for the manifest author.
+pub fn check_user_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("empty UserID; remove the entry".into());
+    }
+    if id.len() > 32 {
+        return Err(format!(
+            "UserID {id:?} is {} bytes; the service allows at most 32",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "UserID {id:?} contains {c:?}; only printable ASCII is allowed"
+        ));
+    }
+    if id.starts_with(' ') || id.ends_with(' ') {
+        return Err(format!(
+            "UserID {id:?} starts or ends with a space; remove it"
+        ));
+    }
+    Ok(())
+}
+
+/// Why an official account id is invalid.
+pub fn check_account_id(id: &str) -> Result<(), String> {
+    use crate::tencent::api::ACCOUNT_PREFIX;
+    if !id.starts_with(ACCOUNT_PREFIX) || id.len() == ACCOUNT_PREFIX.len() {
+        return Err(format!(
+            "official account {id:?} must start with {ACCOUNT_PREFIX} followed by its name"
+        ));
+    }
+    if id.len() > 48 {
+        return Err(format!(
+            "official account {id:?} is {} bytes; ids are at most 48",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !('!'..='~').contains(c)) {
+        return Err(format!(
+            "official account {id:?} contains {c:?}; only printable ASCII without spaces is allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Why a metadata name is invalid.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty()
+        || name.len() > 253
+        || !name.chars().all(ok_char)
+        || !ok_end(name.chars().next())
+        || !ok_end(name.chars().last())
+    {
+        return Err(format!(
+            "metadata.name {name:?} must be 1 to 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// The git commit checked out where the manifests live, if they are in a git checkout.
+pub fn git_revision(paths: &[PathBuf]) -> Option<String> {
+    let first = paths.first()?;
+    let dir = if first.is_dir() {
+        first.as_path()
+    } else {
+        first
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    };
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let rev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !rev.is_empty()).then_some(rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_id_rules_match_the_service_and_the_schema() {
+        let re_ok = |s: &str| check_user_id(s).is_ok();
+        assert!(re_ok("107867") && re_ok("a b") && re_ok(&"x".repeat(32)) && re_ok("#hash"));
+        assert!(
+            !re_ok("") && !re_ok(" a") && !re_ok("a ") && !re_ok(&"x".repeat(33)) && !re_ok("é")
+        );
+    }
+
+    #[test]
+    fn account_ids_need_prefix_and_length() {
+        assert!(check_account_id("@TOA#_weekly").is_ok());
+        assert!(check_account_id("@TOA#_@TOA#dOEF").is_ok());
+        assert!(check_account_id("weekly").unwrap_err().contains("@TOA#_"));
+        assert!(
+            check_account_id(&format!("@TOA#_{}", "x".repeat(43)))
+                .unwrap_err()
+                .contains("49 bytes")
+        );
+    }
+
+    #[test]
+    fn names_follow_kubernetes_rules() {
+        assert!(check_name("weekly-digest").is_ok());
+        assert!(check_name("Weekly").is_err());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn diagnostics_render_as_file_line_column() {
+        let d = Diagnostic::at(
+            Path::new("m.yaml"),
+            Some(locate::Position { line: 3, column: 5 }),
+            "bad",
+        );
+        assert_eq!(d.to_string(), "m.yaml:3:5: bad");
+        assert_eq!(
+            Diagnostic::file(Path::new("m.yaml"), "gone").to_string(),
+            "m.yaml: gone"
+        );
+    }
+}

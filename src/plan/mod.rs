@@ -1,0 +1,233 @@
+//! Planning: a pure function from (manifests, ledger snapshot) to the changes apply would make.
+//!
+//! No I/O here. The plan is also the saved-plan file format (`plan --out`, `apply --plan`) and
+//! the JSON that pipelines read, so its serialized form is versioned (`format_version`) and
+//! documented by `schema/plan.schema.json`, generated from these types.
+
+mod saved;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{AccountState, Snapshot};
+use crate::manifest::{ManifestSet, SubscriberSet};
+
+pub use saved::{StalePlan, check_fresh, load_saved};
+
+pub const FORMAT_VERSION: &str = "1";
+
+/// What apply would do, per official account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(
+    title = "subsync plan",
+    description = "The output of `subsync plan --format json` and the file `plan --out` writes."
+)]
+pub struct Plan {
+    /// Version of this format; "1".
+    pub format_version: String,
+    /// The ledger's lineage (fixed at its creation); null when there was no ledger yet.
+    pub lineage: Option<String>,
+    /// The ledger's serial when the plan was made; a saved plan is refused once it changed.
+    pub serial: u64,
+    /// `sha256:<hex>` over the manifests' content; a saved plan is refused once it changed.
+    pub manifest_digest: String,
+    /// The PATH arguments the manifests were loaded from.
+    pub manifest_paths: Vec<String>,
+    pub accounts: Vec<AccountPlan>,
+    pub summary: PlanSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountPlan {
+    /// The manifest's metadata.name; null for an account only the ledger still knows.
+    pub name: Option<String>,
+    pub official_account: String,
+    /// Subscribers the manifests want.
+    pub desired: u64,
+    /// Subscribers the ledger has confirmed.
+    pub confirmed: u64,
+    pub prune: bool,
+    /// Desired but not confirmed: apply sends these (sorted).
+    pub add: Vec<String>,
+    /// Confirmed but no longer desired, in a set with `prune: true`.
+    pub remove: Vec<String>,
+    /// Confirmed but no longer desired, without prune: left alone and reported.
+    pub unmanaged: Vec<String>,
+    /// The members of `add` whose last add failed, with the failure.
+    pub retry: Vec<RetryEntry>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RetryEntry {
+    pub subscriber: String,
+    /// The service's error code, 0 for `Result: 0`, or a negative code for a network fault.
+    pub code: i64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct PlanSummary {
+    pub add: u64,
+    pub remove: u64,
+    pub retry: u64,
+    pub unmanaged: u64,
+    pub accounts: u64,
+    /// Accounts with something to add or remove.
+    pub accounts_changed: u64,
+}
+
+impl Plan {
+    /// True when apply would change something.
+    pub fn has_changes(&self) -> bool {
+        self.summary.add > 0 || self.summary.remove > 0
+    }
+}
+
+impl AccountPlan {
+    pub fn has_changes(&self) -> bool {
+        !self.add.is_empty() || !self.remove.is_empty()
+    }
+}
+
+/// Computes the plan. `manifest_paths` is recorded for a saved plan.
+pub fn compute(manifests: &ManifestSet, ledger: &Snapshot, manifest_paths: Vec<String>) -> Plan {
+    let empty = AccountState::default();
+    let mut accounts: Vec<AccountPlan> = manifests
+        .sets
+        .iter()
+        .map(|set| {
+            plan_account(
+                set,
+                ledger.accounts.get(&set.official_account).unwrap_or(&empty),
+            )
+        })
+        .collect();
+    for (id, state) in &ledger.accounts {
+        let declared = manifests.sets.iter().any(|s| &s.official_account == id);
+        if !declared && !state.confirmed.is_empty() {
+            accounts.push(AccountPlan {
+                name: None,
+                official_account: id.clone(),
+                desired: 0,
+                confirmed: state.confirmed.len() as u64,
+                prune: false,
+                add: Vec::new(),
+                remove: Vec::new(),
+                unmanaged: state.confirmed.clone(),
+                retry: Vec::new(),
+                warnings: vec![
+                    "no manifest declares this account any more; its subscribers are left alone"
+                        .into(),
+                ],
+            });
+        }
+    }
+    accounts.sort_by(|a, b| a.official_account.cmp(&b.official_account));
+    let summary = PlanSummary {
+        add: accounts.iter().map(|a| a.add.len() as u64).sum(),
+        remove: accounts.iter().map(|a| a.remove.len() as u64).sum(),
+        retry: accounts.iter().map(|a| a.retry.len() as u64).sum(),
+        unmanaged: accounts.iter().map(|a| a.unmanaged.len() as u64).sum(),
+        accounts: accounts.len() as u64,
+        accounts_changed: accounts.iter().filter(|a| a.has_changes()).count() as u64,
+    };
+    Plan {
+        format_version: FORMAT_VERSION.into(),
+        lineage: ledger.lineage.clone(),
+        serial: ledger.serial,
+        manifest_digest: manifests.digest.clone(),
+        manifest_paths,
+        accounts,
+        summary,
+    }
+}
+
+fn plan_account(set: &SubscriberSet, state: &AccountState) -> AccountPlan {
+    let (add, extra) = difference(&set.subscribers, &state.confirmed);
+    let retry = state
+        .failed
+        .iter()
+        .filter(|f| add.binary_search(&f.subscriber).is_ok())
+        .map(|f| RetryEntry {
+            subscriber: f.subscriber.clone(),
+            code: f.code,
+            attempts: f.attempts,
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let desired = set.subscribers.len() as u64;
+    let facts = &state.facts;
+    if let Some(max) = facts.max_subscribers.filter(|max| desired > *max) {
+        warnings.push(format!(
+            "{desired} desired subscribers exceed the account's MaxSubscriberNum {max} by {}",
+            desired - max
+        ));
+    }
+    if let Some(at) = facts.limit_reached_at {
+        warnings.push(format!(
+            "the account was full at the last apply ({}); adds may stop at its limit again",
+            crate::clock::rfc3339_millis(at)
+        ));
+    }
+    if let Some(at) = facts.missing_since {
+        warnings.push(format!(
+            "the account did not exist at the last apply (since {}); check officialAccount",
+            crate::clock::rfc3339_millis(at)
+        ));
+    }
+    if let Some(at) = facts.invalid_since {
+        warnings.push(format!(
+            "the service called the account id invalid at the last apply (since {})",
+            crate::clock::rfc3339_millis(at)
+        ));
+    }
+    let (remove, unmanaged) = if !set.prune {
+        (Vec::new(), extra)
+    } else if set.subscribers.is_empty() && !extra.is_empty() && !set.allow_empty {
+        warnings.push("prune would remove every subscriber; set allowEmpty: true to allow emptying the account".into());
+        (Vec::new(), extra)
+    } else {
+        (extra, Vec::new())
+    };
+    AccountPlan {
+        name: Some(set.name.clone()),
+        official_account: set.official_account.clone(),
+        desired,
+        confirmed: state.confirmed.len() as u64,
+        prune: set.prune,
+        add,
+        remove,
+        unmanaged,
+        retry,
+        warnings,
+    }
+}
+
+/// (a − b, b − a) of two sorted, duplicate-free lists, in one merge pass.
+fn difference(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                only_a.push(a[i].clone());
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                only_b.push(b[j].clone());
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    only_a.extend_from_slice(&a[i..]);
+    only_b.extend_from_slice(&b[j..]);
+    (only_a, only_b)
+}
+
+#[cfg(test)]
+mod tests;

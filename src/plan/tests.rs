@@ -1,0 +1,184 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::ledger::{AccountFacts, FailedEntry};
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn set(name: &str, account: &str, subscribers: &[&str], prune: bool) -> SubscriberSet {
+    SubscriberSet {
+        name: name.into(),
+        official_account: account.into(),
+        subscribers: strings(subscribers),
+        prune,
+        allow_empty: false,
+        source: PathBuf::from("m.yaml"),
+    }
+}
+
+fn manifests(sets: Vec<SubscriberSet>) -> ManifestSet {
+    ManifestSet {
+        sets,
+        digest: "sha256:x".into(),
+        ..ManifestSet::default()
+    }
+}
+
+fn ledger(accounts: Vec<(&str, AccountState)>) -> Snapshot {
+    Snapshot {
+        lineage: Some("l".into()),
+        serial: 7,
+        accounts: accounts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+fn confirmed(list: &[&str]) -> AccountState {
+    AccountState {
+        confirmed: strings(list),
+        ..AccountState::default()
+    }
+}
+
+#[test]
+fn an_empty_ledger_plans_every_desired_subscriber_as_an_add() {
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a", "b"], false)]),
+        &Snapshot::default(),
+        vec![],
+    );
+    assert_eq!(plan.accounts[0].add, ["a", "b"]);
+    assert_eq!(
+        plan.summary,
+        PlanSummary {
+            add: 2,
+            accounts: 1,
+            accounts_changed: 1,
+            ..PlanSummary::default()
+        }
+    );
+    assert!(plan.has_changes());
+    assert_eq!(plan.lineage, None);
+}
+
+#[test]
+fn confirmed_subscribers_are_not_planned_again() {
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a", "b"], false)]),
+        &ledger(vec![("@TOA#_w", confirmed(&["a", "b"]))]),
+        vec![],
+    );
+    assert!(!plan.has_changes());
+    assert_eq!(plan.accounts[0].confirmed, 2);
+    assert_eq!((plan.serial, plan.lineage.as_deref()), (7, Some("l")));
+}
+
+#[test]
+fn dropped_subscribers_are_unmanaged_without_prune_and_removed_with_it() {
+    let state = || ledger(vec![("@TOA#_w", confirmed(&["a", "old"]))]);
+    let keep = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a"], false)]),
+        &state(),
+        vec![],
+    );
+    assert_eq!(
+        (
+            keep.accounts[0].unmanaged.clone(),
+            keep.accounts[0].remove.len()
+        ),
+        (strings(&["old"]), 0)
+    );
+    assert!(!keep.has_changes());
+    let prune = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a"], true)]),
+        &state(),
+        vec![],
+    );
+    assert_eq!(prune.accounts[0].remove, ["old"]);
+    assert_eq!(prune.summary.remove, 1);
+}
+
+#[test]
+fn prune_never_empties_an_account_without_allow_empty() {
+    let state = ledger(vec![("@TOA#_w", confirmed(&["a"]))]);
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &[], true)]),
+        &state,
+        vec![],
+    );
+    assert!(plan.accounts[0].remove.is_empty());
+    assert!(plan.accounts[0].warnings[0].contains("allowEmpty"));
+    let mut allowed = set("w", "@TOA#_w", &[], true);
+    allowed.allow_empty = true;
+    assert_eq!(
+        compute(&manifests(vec![allowed]), &state, vec![]).accounts[0].remove,
+        ["a"]
+    );
+}
+
+#[test]
+fn previous_failures_are_marked_as_retries() {
+    let mut state = confirmed(&[]);
+    state.failed = vec![FailedEntry {
+        subscriber: "b".into(),
+        code: 130010,
+        attempts: 2,
+        last_at: 0,
+    }];
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a", "b"], false)]),
+        &ledger(vec![("@TOA#_w", state)]),
+        vec![],
+    );
+    assert_eq!(plan.accounts[0].add, ["a", "b"]);
+    assert_eq!(
+        plan.accounts[0].retry,
+        vec![RetryEntry {
+            subscriber: "b".into(),
+            code: 130010,
+            attempts: 2
+        }]
+    );
+    assert_eq!(plan.summary.retry, 1);
+}
+
+#[test]
+fn desired_beyond_a_known_limit_warns_by_how_many() {
+    let mut state = confirmed(&[]);
+    state.facts = AccountFacts {
+        max_subscribers: Some(2),
+        ..AccountFacts::default()
+    };
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a", "b", "c"], false)]),
+        &ledger(vec![("@TOA#_w", state)]),
+        vec![],
+    );
+    assert!(
+        plan.accounts[0].warnings[0].contains("exceed the account's MaxSubscriberNum 2 by 1"),
+        "{:?}",
+        plan.accounts[0].warnings
+    );
+}
+
+#[test]
+fn accounts_only_the_ledger_knows_are_reported_unmanaged() {
+    let plan = compute(
+        &manifests(vec![]),
+        &ledger(vec![("@TOA#_gone", confirmed(&["x"]))]),
+        vec![],
+    );
+    assert_eq!(plan.accounts[0].name, None);
+    assert_eq!(plan.accounts[0].unmanaged, ["x"]);
+    assert!(!plan.has_changes());
+}
+
+#[test]
+fn difference_is_a_sorted_merge() {
+    let (a, b) = difference(&strings(&["1", "3", "5"]), &strings(&["2", "3", "4", "6"]));
+    assert_eq!((a, b), (strings(&["1", "5"]), strings(&["2", "4", "6"])));
+}

@@ -1,0 +1,36 @@
+//! Rendering for people and pipelines: plans (text, Markdown, diff) and status.
+//!
+//! Renderers are pure functions from data to `String`; the CLI decides where the text goes.
+
+mod plan_diff;
+mod plan_markdown;
+mod plan_text;
+mod status;
+
+pub use plan_diff::plan_diff;
+pub use plan_markdown::{MARKDOWN_LIMIT, plan_markdown};
+pub use plan_text::plan_text;
+pub use status::{StatusReport, status_text};
+
+/// Entries shown per list before "... and N more".
+pub const LIST_CUT: usize = 20;
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A short prefix of a lineage or digest, enough to tell two apart.
+fn short(id: &str) -> &str {
+    let start = id.find(':').map_or(0, |i| i + 1);
+    id.get(start..start + 12).unwrap_or(&id[start..])
+}
+
+fn code_text(code: i64) -> String {
+    match code {
+        0 => "Result 0".to_owned(),
+        -1 => "a network fault".to_owned(),
+        -2 => "an unreadable answer".to_owned(),
+        c if c < 0 => format!("HTTP {}", -c),
+        c => format!("error {c}"),
+    }
+}

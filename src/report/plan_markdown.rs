@@ -1,0 +1,238 @@
+//! The plan as a pull-request comment: a summary table and a collapsible block per account,
+//! kept under [`MARKDOWN_LIMIT`] characters (GitHub refuses comments over 65,536) by cutting the
+//! lists first and, for very many accounts, the table.
+
+use std::fmt::Write;
+
+use super::{plural, short};
+use crate::plan::{AccountPlan, Plan};
+
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// Entries per list tried in turn until the comment fits.
+const CUTS: [usize; 6] = [1000, 200, 50, 20, 5, 0];
+
+pub fn plan_markdown(plan: &Plan) -> String {
+    for cut in CUTS {
+        let md = render(plan, cut, plan.accounts.len());
+        if md.len() <= MARKDOWN_LIMIT {
+            return md;
+        }
+    }
+    // Too many accounts for even a bare table: halve the rows until it fits.
+    let mut rows = plan.accounts.len();
+    loop {
+        rows /= 2;
+        let md = render(plan, 0, rows);
+        if md.len() <= MARKDOWN_LIMIT || rows == 0 {
+            return md;
+        }
+    }
+}
+
+fn render(plan: &Plan, cut: usize, rows: usize) -> String {
+    let s = &plan.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "### subsync plan\n");
+    let _ = writeln!(
+        out,
+        "**{} to add** ({} retries), **{} to remove**, {} unmanaged; {} of {} changed.\n",
+        s.add,
+        s.retry,
+        s.remove,
+        s.unmanaged,
+        s.accounts_changed,
+        plural(s.accounts, "account", "accounts")
+    );
+    let ledger = plan.lineage.as_deref().map_or("none yet".to_owned(), |l| {
+        format!("`{}` serial {}", short(l), plan.serial)
+    });
+    let _ = writeln!(
+        out,
+        "Ledger: {ledger} · manifests `{}`\n",
+        short(&plan.manifest_digest)
+    );
+    let _ = writeln!(
+        out,
+        "| Set | Official account | Desired | Add | Remove | Retry | Unmanaged | Warnings |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|---|");
+    for a in plan.accounts.iter().take(rows) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(a.name.as_deref().unwrap_or("*(no manifest)*")),
+            cell(&code(&a.official_account)),
+            a.desired,
+            a.add.len(),
+            a.remove.len(),
+            a.retry.len(),
+            a.unmanaged.len(),
+            if a.warnings.is_empty() {
+                String::new()
+            } else {
+                format!("⚠️ {}", a.warnings.len())
+            }
+        );
+    }
+    if rows < plan.accounts.len() {
+        let _ = writeln!(
+            out,
+            "\n*{} more accounts not shown; see `subsync plan --format json`.*",
+            plan.accounts.len() - rows
+        );
+    }
+    if cut > 0 {
+        for a in plan
+            .accounts
+            .iter()
+            .take(rows)
+            .filter(|a| a.has_changes() || !a.warnings.is_empty())
+        {
+            details(&mut out, a, cut);
+        }
+    } else if plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "\n*Lists omitted to fit a comment; see `subsync plan --format json`.*"
+        );
+    }
+    out
+}
+
+fn details(out: &mut String, a: &AccountPlan, cut: usize) {
+    let title = match &a.name {
+        Some(n) => format!("{} (<code>{}</code>)", html(n), html(&a.official_account)),
+        None => format!("<code>{}</code>", html(&a.official_account)),
+    };
+    let _ = writeln!(
+        out,
+        "\n<details><summary>{title}: +{} −{}</summary>\n",
+        a.add.len(),
+        a.remove.len()
+    );
+    for w in &a.warnings {
+        let _ = writeln!(out, "> ⚠️ {}\n", w.replace('\n', " "));
+    }
+    if a.has_changes() {
+        let longest_tick_run = a
+            .add
+            .iter()
+            .chain(&a.remove)
+            .map(|s| max_run(s, '`'))
+            .max()
+            .unwrap_or(0);
+        let fence = "`".repeat((longest_tick_run + 1).max(3));
+        let _ = writeln!(out, "{fence}diff");
+        for id in a.add.iter().take(cut) {
+            let _ = writeln!(out, "+ {id}");
+        }
+        if a.add.len() > cut {
+            let _ = writeln!(out, "# ... and {} more to add", a.add.len() - cut);
+        }
+        for id in a.remove.iter().take(cut) {
+            let _ = writeln!(out, "- {id}");
+        }
+        if a.remove.len() > cut {
+            let _ = writeln!(out, "# ... and {} more to remove", a.remove.len() - cut);
+        }
+        let _ = writeln!(out, "{fence}");
+    }
+    let _ = writeln!(out, "\n</details>");
+}
+
+fn max_run(s: &str, c: char) -> usize {
+    s.split(|x| x != c).map(str::len).max().unwrap_or(0)
+}
+
+/// A code span that survives backticks in the text.
+fn code(s: &str) -> String {
+    if s.contains('`') {
+        format!("`` {s} ``")
+    } else {
+        format!("`{s}`")
+    }
+}
+
+/// Escapes what would end a table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PlanSummary;
+
+    fn big_plan(accounts: usize, adds: usize) -> Plan {
+        let accounts: Vec<AccountPlan> = (0..accounts)
+            .map(|i| AccountPlan {
+                name: Some(format!("set-{i}")),
+                official_account: format!("@TOA#_acc|{i}"),
+                desired: adds as u64,
+                confirmed: 0,
+                prune: false,
+                add: (0..adds).map(|j| format!("user-{i}-{j:06}")).collect(),
+                remove: vec![],
+                unmanaged: vec![],
+                retry: vec![],
+                warnings: vec![],
+            })
+            .collect();
+        Plan {
+            format_version: "1".into(),
+            lineage: None,
+            serial: 0,
+            manifest_digest: "sha256:00".into(),
+            manifest_paths: vec![],
+            summary: PlanSummary {
+                add: (accounts.len() * adds) as u64,
+                accounts: accounts.len() as u64,
+                accounts_changed: accounts.len() as u64,
+                ..PlanSummary::default()
+            },
+            accounts,
+        }
+    }
+
+    #[test]
+    fn a_small_plan_shows_every_entry_in_a_collapsible_block() {
+        let md = plan_markdown(&big_plan(2, 3));
+        assert!(
+            md.contains("| set-0 | `@TOA#_acc\\|0` | 3 | 3 | 0 | 0 | 0 |  |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("<details><summary>set-1 (<code>@TOA#_acc|1</code>): +3 −0</summary>"),
+            "{md}"
+        );
+        assert!(
+            md.contains("```diff\n+ user-1-000000\n+ user-1-000001\n+ user-1-000002\n```"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_huge_plan_is_cut_to_fit_a_comment() {
+        let md = plan_markdown(&big_plan(10, 20_000));
+        assert!(md.len() <= MARKDOWN_LIMIT, "{}", md.len());
+        assert!(
+            md.contains("# ... and "),
+            "lists should be cut, not dropped entirely"
+        );
+        assert_eq!(md.matches("<details>").count(), 10);
+    }
+
+    #[test]
+    fn very_many_accounts_cut_the_table_too() {
+        let md = plan_markdown(&big_plan(3000, 1));
+        assert!(md.len() <= MARKDOWN_LIMIT);
+        assert!(md.contains("more accounts not shown"));
+    }
+}

@@ -1,0 +1,203 @@
+//! Manifest validation through the CLI, and the JSON Schemas: committed copies are current, and
+//! the manifest schema accepts the examples and rejects the invalid fixtures it can judge.
+//!
+//! Each fixture under tests/manifests/invalid states what it must produce in `# expect:` lines
+//! (`LINE:COLUMN fragment`, or `FILE:LINE:COLUMN fragment` for a directory fixture).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Workspace, stderr, stdout};
+
+const INVALID: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests/invalid");
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests");
+const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema");
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(INVALID)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    all.sort();
+    all
+}
+
+fn yaml_files(path: &Path) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path.to_owned()];
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p));
+        } else if p.extension().is_some_and(|e| e == "yaml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (location as printed after the path, message fragment)
+fn expectations(fixture: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for file in yaml_files(fixture) {
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            if let Some(rest) = line.strip_prefix("# expect: ") {
+                let (location, fragment) = rest.split_once(' ').unwrap();
+                let location = if fixture.is_dir() {
+                    format!("{}/{location}", fixture.display())
+                } else {
+                    format!("{}:{location}", fixture.display())
+                };
+                out.push((location, fragment.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_invalid_fixture_fails_with_its_locations() {
+    let ws = Workspace::new();
+    let fixtures = fixtures();
+    assert!(fixtures.len() >= 10);
+    for fixture in fixtures {
+        let out = ws.run(None, &["validate", fixture.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", fixture.display());
+        let expected = expectations(&fixture);
+        assert!(
+            !expected.is_empty(),
+            "{} states no expectation",
+            fixture.display()
+        );
+        for (location, fragment) in &expected {
+            let line = err
+                .lines()
+                .find(|l| l.starts_with(&format!("{location}: ")));
+            let line = line.unwrap_or_else(|| panic!("no problem at {location} in:\n{err}"));
+            assert!(
+                line.contains(fragment.as_str()),
+                "at {location} expected {fragment:?}, got {line:?}"
+            );
+        }
+        let reported = err.lines().filter(|l| l.starts_with(INVALID)).count();
+        assert_eq!(
+            reported,
+            expected.len(),
+            "unexpected extra problems for {}:\n{err}",
+            fixture.display()
+        );
+        assert!(!ws.state().exists(), "validate must never write state");
+    }
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let ws = Workspace::new();
+    let out = ws.run(None, &["validate", EXAMPLES]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("5 accounts"), "{}", stdout(&out));
+}
+
+#[test]
+fn duplicate_subscribers_warn_but_validate() {
+    let ws = Workspace::new();
+    ws.manifest("dups", "@TOA#_d", &["a".into(), "b".into(), "a".into()]);
+    let out = ws.run(None, &["validate", "manifests"]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("dups.yaml:7:")
+            && stderr(&out).contains("warning: subscriber \"a\" is listed more than once"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_empty_directory_is_an_error_not_an_empty_plan() {
+    let ws = Workspace::new();
+    let out = ws.run(None, &["plan", "manifests"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no manifests (*.yaml, *.yml) found here"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn documents(file: &Path) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(file).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| {
+            let v = serde_yaml::Value::deserialize(d).ok()?;
+            (!v.is_null()).then(|| serde_json::to_value(v).unwrap())
+        })
+        .collect()
+}
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(Path::new(SCHEMAS).join(name)).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+#[test]
+fn committed_schemas_match_the_code() {
+    for (file, generated) in subsync::schema::all() {
+        let path = Path::new(SCHEMAS).join(file);
+        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "{} is stale; regenerate with `UPDATE_SCHEMAS=1 cargo test --test manifests`",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_manifest_schema_accepts_every_example_document() {
+    let validator = schema("manifest.schema.json");
+    let files = yaml_files(Path::new(EXAMPLES));
+    assert!(files.len() >= 3);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema="),
+            "{} lacks the schema modeline",
+            file.display()
+        );
+        for doc in documents(&file) {
+            let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+        }
+    }
+}
+
+#[test]
+fn the_manifest_schema_rejects_the_invalid_fixtures_it_can_judge() {
+    let validator = schema("manifest.schema.json");
+    let mut judged = 0;
+    for fixture in fixtures().into_iter().filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        if !text.contains("# schema: invalid") {
+            continue;
+        }
+        judged += 1;
+        for doc in documents(&fixture) {
+            assert!(
+                !validator.is_valid(&doc),
+                "the schema accepts {}",
+                fixture.display()
+            );
+        }
+    }
+    assert!(judged >= 6);
+}

@@ -1,0 +1,177 @@
+//! `plan` and `status` through the CLI: formats, the saved plan, exit codes, and that reading
+//! never writes, never blocks on a writer, and never mistakes a damaged ledger for an empty one.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Workspace, ids, stderr, stdout};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests");
+
+fn plan_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/plan.schema.json"
+    ))
+    .unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+#[test]
+fn the_example_plan_in_json_matches_the_schema() {
+    let ws = Workspace::new();
+    let out = ws.run(None, &["plan", EXAMPLES, "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<String> = plan_schema()
+        .iter_errors(&plan)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(plan["format_version"], "1");
+    assert_eq!(plan["summary"]["add"], 1357);
+    assert_eq!(plan["summary"]["accounts_changed"], 5);
+    assert!(
+        plan["manifest_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(plan["lineage"], serde_json::Value::Null);
+}
+
+#[test]
+fn plan_and_validate_never_create_the_ledger() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 3));
+    assert!(ws.run(None, &["plan", "manifests"]).status.success());
+    assert!(ws.run(None, &["validate", "manifests"]).status.success());
+    assert!(ws.run(None, &["status"]).status.success());
+    assert!(!ws.state().exists());
+}
+
+#[test]
+fn detailed_exitcode_says_two_when_there_are_changes() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 3));
+    assert_eq!(
+        ws.run(None, &["plan", "manifests", "--detailed-exitcode"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(ws.run(None, &["plan", "manifests"]).status.code(), Some(0));
+}
+
+#[test]
+fn out_saves_the_json_plan_whatever_the_display_format() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 3));
+    let out = ws.run(
+        None,
+        &[
+            "plan",
+            "manifests",
+            "--format",
+            "markdown",
+            "--out",
+            "plan.json",
+        ],
+    );
+    assert!(
+        stdout(&out).starts_with("### subsync plan"),
+        "{}",
+        stdout(&out)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path().join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["accounts"][0]["add"],
+        serde_json::json!(["u00000", "u00001", "u00002"])
+    );
+    assert_eq!(saved["manifest_paths"], serde_json::json!(["manifests"]));
+}
+
+#[test]
+fn the_diff_format_is_a_unified_diff_per_account() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 2));
+    let out = ws.run(None, &["plan", "manifests", "--format", "diff"]);
+    assert_eq!(
+        stdout(&out),
+        "--- ledger/@TOA#_a\n+++ manifests/@TOA#_a (a)\n@@ -0,0 +1,2 @@\n+u00000\n+u00001\n"
+    );
+}
+
+#[test]
+fn a_corrupt_ledger_is_reported_with_its_path_and_left_alone() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 2));
+    std::fs::create_dir_all(ws.state()).unwrap();
+    let db = ws.state().join("ledger.db");
+    let junk = vec![0x42u8; 8192];
+    std::fs::write(&db, &junk).unwrap();
+    for args in [&["plan", "manifests"][..], &["status"][..]] {
+        let out = ws.run(Some("http://127.0.0.1:9"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("corrupt") && err.contains(&db.display().to_string()),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), junk);
+}
+
+#[test]
+fn a_foreign_sqlite_file_is_not_taken_for_a_ledger() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 2));
+    std::fs::create_dir_all(ws.state()).unwrap();
+    rusqlite::Connection::open(ws.state().join("ledger.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let out = ws.run(None, &["plan", "manifests"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a subsync ledger"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plan_reads_while_a_writer_holds_the_lock() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 2));
+    let mut writer = subsync::ledger::Ledger::open(&ws.state(), "apply").unwrap();
+    writer
+        .record(
+            1,
+            &[subsync::ledger::Record::Batch {
+                account: "@TOA#_a".into(),
+                added: vec!["u00000".into()],
+                already: vec![],
+                failed: vec![],
+            }],
+        )
+        .unwrap();
+    let out = ws.run(None, &["plan", "manifests", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["accounts"][0]["add"], serde_json::json!(["u00001"]));
+    drop(writer);
+}
+
+#[test]
+fn status_without_a_ledger_says_so() {
+    let ws = Workspace::new();
+    let out = ws.run(None, &["status"]);
+    assert!(stdout(&out).starts_with("No ledger at"), "{}", stdout(&out));
+    let json: serde_json::Value =
+        serde_json::from_slice(&ws.run(None, &["status", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["exists"], false);
+    assert!(!Path::new(&ws.state()).exists());
+}
