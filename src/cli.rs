@@ -13,9 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorOptions};
 use crate::ledger::Reader;
 use crate::manifest::{self, ManifestSet};
+use crate::sandbox::Sandbox;
 use crate::settings::{ApiArgs, StateArgs, env_var};
-use crate::tencent::usersig;
-use crate::{plan, report, schema};
+use crate::tencent::{Client, usersig};
+use crate::{apply, plan, report, schema};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,15 +44,17 @@ enum Command {
     Validate(ValidateArgs),
     /// Show what apply would change (a dry run; reads the ledger, never writes it).
     Plan(PlanArgs),
+    /// Add the planned subscribers through the API and record every outcome.
+    Apply(ApplyArgs),
     /// Show what the ledger holds and the latest runs.
     Status(StatusArgs),
     /// Print a fresh UserSig for the configured credentials, or decode or verify one.
     Usersig(UsersigArgs),
     /// Run a local copy of the official-account API.
     Emulator(EmulatorArgs),
-    /// Print a JSON Schema: manifest or plan.
+    /// Print a JSON Schema: manifest, plan or summary.
     Schema {
-        #[arg(value_parser = ["manifest", "plan"])]
+        #[arg(value_parser = ["manifest", "plan", "summary"])]
         name: String,
     },
 }
@@ -92,6 +95,34 @@ struct PlanArgs {
     detailed_exitcode: bool,
     #[command(flatten)]
     state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// Manifest files or directories (with --plan: defaults to the paths the plan was made from).
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Apply a plan saved by `plan --out`, refusing it if the ledger or manifests changed since.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+    /// add_subscriber calls per second (the service allows 200).
+    #[arg(long, env = "SUBSYNC_QPS", default_value_t = apply::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    qps: u32,
+    /// Most calls in flight at once.
+    #[arg(long, env = "SUBSYNC_CONCURRENCY", default_value_t = apply::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+    /// Recorded with the run; defaults to the git HEAD of the manifest directory.
+    #[arg(long, env = "SUBSYNC_REVISION")]
+    revision: Option<String>,
+    /// Emulator configuration for --sandbox (default: sandbox.yaml beside the manifest directory).
+    #[arg(long, value_name = "FILE", requires = "sandbox")]
+    sandbox_config: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Validate(args) => validate_command(args),
         Command::Plan(args) => plan_command(args),
+        Command::Apply(args) => runtime()?.block_on(apply_command(args)),
         Command::Status(args) => status_command(args),
         Command::Usersig(args) => usersig_command(args),
         Command::Emulator(args) => runtime()?.block_on(emulator_command(args)),
@@ -338,6 +370,87 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+async fn apply_command(args: ApplyArgs) -> anyhow::Result<Outcome> {
+    let saved = match &args.plan {
+        Some(file) => Some(plan::load_saved(file)?),
+        None => None,
+    };
+    let paths: Vec<PathBuf> = match (&saved, args.paths.is_empty()) {
+        (Some(plan), true) => plan.manifest_paths.iter().map(PathBuf::from).collect(),
+        _ => args.paths.clone(),
+    };
+    if paths.is_empty() {
+        anyhow::bail!("no manifests: give PATH arguments or --plan FILE");
+    }
+    let state_root = args.state.dir.clone();
+    // Credentials are checked before anything else happens; the sandbox makes its own.
+    let client_config = if args.state.sandbox {
+        None
+    } else {
+        Some(args.api.client_config(env_var)?)
+    };
+    let manifests = load_manifests(&paths)?;
+    let revision = args
+        .revision
+        .clone()
+        .or_else(|| manifest::git_revision(&paths));
+    let options = apply::Options {
+        qps: args.qps,
+        concurrency: usize::from(args.concurrency),
+        revision,
+        manifest_paths: path_strings(&paths),
+        ..apply::Options::default()
+    };
+    let (sandbox, client_config, state_dir) = match client_config {
+        Some(config) => (None, config, args.state.resolve()),
+        None => {
+            let config = args
+                .sandbox_config
+                .clone()
+                .or_else(|| crate::sandbox::default_config(&paths));
+            let sandbox = Sandbox::start(&state_root, config, &manifests).await?;
+            let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
+            (Some(sandbox), client, dir)
+        }
+    };
+    let client = std::sync::Arc::new(Client::new(client_config)?);
+    let cancel = crate::shutdown::on_signal();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = apply::apply(
+        &manifests,
+        saved,
+        &state_dir,
+        &options,
+        client,
+        interactive,
+        &cancel,
+    )
+    .await;
+    if let Some(sandbox) = sandbox {
+        sandbox.stop().await;
+    }
+    let outcome = outcome?;
+    let text = match args.format {
+        OutputFormat::Text => report::summary_text(&outcome.summary),
+        OutputFormat::Json => serde_json::to_string_pretty(&outcome.summary)? + "\n",
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    if let Some(fatal) = outcome.fatal {
+        anyhow::bail!("stopped by the service's answer: {fatal}");
+    }
+    Ok(
+        match (outcome.summary.interrupted, outcome.summary.result) {
+            (true, _) => Outcome::Interrupted,
+            (false, apply::RunResult::Converged) => Outcome::Success,
+            (false, apply::RunResult::Partial) => Outcome::Incomplete,
+            (false, apply::RunResult::Failed) => anyhow::bail!(
+                "apply failed: {}",
+                outcome.summary.error.unwrap_or_default()
+            ),
+        },
+    )
 }
 
 fn status_command(args: StatusArgs) -> anyhow::Result<Outcome> {

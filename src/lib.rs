@@ -1,5 +1,6 @@
 //! subsync keeps Tencent Cloud Chat official accounts' subscribers equal to YAML manifests.
 
+pub mod apply;
 pub mod cli;
 pub mod clock;
 pub mod emulator;
@@ -7,6 +8,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod plan;
 pub mod report;
+pub mod sandbox;
 pub mod schema;
 pub mod settings;
 pub mod shutdown;

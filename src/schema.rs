@@ -1,5 +1,5 @@
 //! The JSON Schemas (2020-12) of subsync's file formats, generated from the Rust types so that
-//! they cannot drift: manifests (input) and plans (output). The committed
+//! they cannot drift: manifests (input), plans and apply summaries (output). The committed
 //! copies under `schema/` are checked against these by a test.
 
 use schemars::JsonSchema;
@@ -13,10 +13,11 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             generate::<crate::manifest::ManifestDocument>(),
         ),
         ("plan.schema.json", generate::<crate::plan::Plan>()),
+        ("summary.schema.json", generate::<crate::apply::Summary>()),
     ]
 }
 
-/// The schema called `name` (`manifest` or `plan`).
+/// The schema called `name` (`manifest`, `plan` or `summary`).
 pub fn by_name(name: &str) -> Option<serde_json::Value> {
     all()
         .into_iter()

@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
 use common::{KEY, SDKAPPID, Workspace, stderr, stdout};
 use subsync::tencent::usersig::{self, SecretKey};
 
@@ -123,10 +126,109 @@ fn a_non_numeric_sdkappid_is_one_clear_sentence() {
 }
 
 #[test]
+fn an_unknown_region_is_refused_before_anything_is_read_or_sent() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &["1".into()]);
+    let out = ws.run(None, &["apply", "manifests", "--region", "mars"]);
+    let err = single_error_line(&out);
+    assert!(
+        err.contains("unknown region \"mars\"") && err.contains("singapore"),
+        "{err}"
+    );
+    assert!(!ws.state().exists(), "nothing may be written");
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &["1".into()]);
+    let out = ws.run(Some("http://example.com"), &["apply", "manifests"]);
+    assert!(single_error_line(&out).contains("would expose the UserSig"));
+}
+
+#[test]
 fn a_malformed_usersig_is_one_clear_sentence() {
     let ws = Workspace::new();
     let err = single_error_line(&ws.run(None, &["usersig", "verify", "not-a-usersig"]));
     assert!(err.contains("cannot be decoded"), "{err}");
     let err = single_error_line(&ws.run(None, &["usersig", "decode", "%%%"]));
     assert!(err.contains("cannot be decoded"), "{err}");
+}
+
+#[test]
+fn nothing_secret_is_printed_at_trace_verbosity() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path().join("emulator.yaml"),
+        format!("sdkappid: {SDKAPPID}\nsecretKeyFile: secret.key\naccounts:\n  - id: \"@TOA#_a\"\n    maxSubscribers: 3\n"),
+    )
+    .unwrap();
+    let started = subsync::clock::unix_now() as i64;
+    let mut emulator = ws
+        .command(
+            None,
+            &[
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                "emulator.yaml",
+            ],
+        )
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(emulator.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    ws.manifest("a", "@TOA#_a", &common::ids("u", 5));
+    let apply = ws
+        .command(Some(&url), &["apply", "manifests"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let usersig = ws
+        .command(Some(&url), &["usersig", "verify", "garbage"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    emulator.kill().unwrap();
+    let emulator_out = emulator.wait_with_output().unwrap();
+    let ended = subsync::clock::unix_now() as i64;
+
+    assert_eq!(
+        apply.status.code(),
+        Some(2),
+        "the limit of 3 leaves 2 out: {}",
+        stdout(&apply)
+    );
+    let printed = [
+        stdout(&apply),
+        stderr(&apply),
+        stderr(&usersig),
+        stderr(&emulator_out),
+    ]
+    .concat();
+    assert!(
+        printed.contains("TRACE") || printed.contains("DEBUG"),
+        "trace logging was not on"
+    );
+    assert!(!printed.contains(KEY), "the secret key was printed");
+    assert!(
+        !printed.to_lowercase().contains("usersig="),
+        "a query string was printed"
+    );
+    let key = SecretKey::new(KEY).unwrap();
+    for t in started - 1..=ended + 1 {
+        let sig = usersig::generate(&key, SDKAPPID, "administrator", t, 86_400);
+        assert!(!printed.contains(sig.as_str()), "a UserSig was printed");
+    }
 }

@@ -112,7 +112,11 @@ fn a_corrupt_ledger_is_reported_with_its_path_and_left_alone() {
     let db = ws.state().join("ledger.db");
     let junk = vec![0x42u8; 8192];
     std::fs::write(&db, &junk).unwrap();
-    for args in [&["plan", "manifests"][..], &["status"][..]] {
+    for args in [
+        &["plan", "manifests"][..],
+        &["status"][..],
+        &["apply", "manifests"][..],
+    ] {
         let out = ws.run(Some("http://127.0.0.1:9"), args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);

@@ -1,4 +1,4 @@
-//! Rendering for people and pipelines: plans (text, Markdown, diff) and status.
+//! Rendering for people and pipelines: plans (text, Markdown, diff), apply summaries and status.
 //!
 //! Renderers are pure functions from data to `String`; the CLI decides where the text goes.
 
@@ -6,11 +6,13 @@ mod plan_diff;
 mod plan_markdown;
 mod plan_text;
 mod status;
+mod summary;
 
 pub use plan_diff::plan_diff;
 pub use plan_markdown::{MARKDOWN_LIMIT, plan_markdown};
 pub use plan_text::plan_text;
 pub use status::{StatusReport, status_text};
+pub use summary::summary_text;
 
 /// Entries shown per list before "... and N more".
 pub const LIST_CUT: usize = 20;

@@ -1,0 +1,228 @@
+//! Apply benchmark against the emulator (latency per call, limit 200 calls/s):
+//! - 100,000 new subscribers at 50 ms: target at least 90% of the 20,000 subscribers/s ceiling,
+//!   with no rate-limit answer caused by subsync;
+//! - the same with 10% injected faults: must converge with no subscriber lost;
+//! - 100 ms away: the limiter must stay saturated;
+//! - for comparison, a plain sequential client (one call at a time), measured in the same run;
+//! - the emulator's own capacity on loopback, with no latency and no limits.
+//!
+//! Run with `cargo bench --bench apply`; prints a Markdown table for the README.
+
+#[path = "common.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use subsync::emulator::{
+    Credentials, Emulator, EmulatorOptions, Faults, Latency, RemoteState, Rules,
+};
+use subsync::tencent::api::Command;
+use subsync::tencent::endpoint::Endpoint;
+use subsync::tencent::usersig::SecretKey;
+use subsync::tencent::{Client, ClientConfig};
+
+const KEY: &str = "bench-secret-key";
+const APP: u64 = 1_400_000_001;
+const ACCOUNTS: usize = 10;
+
+async fn emulator(latency_ms: u64, fault_rate: f64, qps: u32) -> Emulator {
+    let mut state = RemoteState::default();
+    for a in 0..ACCOUNTS {
+        state.seed_account(&format!("@TOA#_bench{a}"), 1_000_000, &[], 0);
+    }
+    let options = EmulatorOptions {
+        credentials: Credentials {
+            sdkappid: APP,
+            identifier: "administrator".into(),
+            key: SecretKey::new(KEY).unwrap(),
+        },
+        qps,
+        rules: Rules::default(),
+        latency: Latency {
+            min: latency_ms,
+            max: latency_ms,
+        },
+        faults: Faults {
+            rate: fault_rate,
+            seed: Some(1),
+        },
+        state,
+        state_file: None,
+        clock_skew_secs: 0,
+    };
+    Emulator::start(options, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+fn ids(a: usize, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("u{a}-{i:06}")).collect()
+}
+
+struct Row {
+    scenario: String,
+    subscribers: usize,
+    secs: f64,
+    rate_limited: u64,
+    requests: u64,
+    converged: bool,
+}
+
+async fn run_apply(scenario: &str, total: usize, latency_ms: u64, fault_rate: f64) -> Row {
+    let emulator = emulator(latency_ms, fault_rate, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    for a in 0..ACCOUNTS {
+        let list: Vec<String> = ids(a, total / ACCOUNTS)
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect();
+        let yaml = format!(
+            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: bench-{a}\nspec:\n  officialAccount: \"@TOA#_bench{a}\"\n  subscribers: [{}]\n",
+            list.join(", ")
+        );
+        std::fs::write(manifests.join(format!("{a}.yaml")), yaml).unwrap();
+    }
+    std::fs::write(dir.path().join("key"), KEY).unwrap();
+    let env = [
+        (
+            "SUBSYNC_STATE",
+            dir.path().join("state").display().to_string(),
+        ),
+        ("SUBSYNC_SDKAPPID", APP.to_string()),
+        (
+            "SUBSYNC_SECRET_KEY_FILE",
+            dir.path().join("key").display().to_string(),
+        ),
+        ("SUBSYNC_ENDPOINT", emulator.url()),
+    ];
+    let (out, elapsed, _) = tokio::task::spawn_blocking({
+        let cwd = dir.path().to_owned();
+        move || common::run_measured(&["apply", "manifests", "--format", "json"], &env, &cwd)
+    })
+    .await
+    .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let state = emulator.state();
+    let converged = (0..ACCOUNTS).all(|a| {
+        state.accounts[&format!("@TOA#_bench{a}")]
+            .subscribers
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            == ids(a, total / ACCOUNTS)
+    });
+    assert_eq!(
+        summary["result"],
+        "converged",
+        "{scenario}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Row {
+        scenario: scenario.into(),
+        subscribers: total,
+        secs: elapsed.as_secs_f64(),
+        rate_limited: emulator.stats().count(Command::AddSubscriber, "60007"),
+        requests: summary["requests"].as_u64().unwrap_or(0),
+        converged,
+    }
+}
+
+async fn run_sequential(total: usize, latency_ms: u64) -> Row {
+    let emulator = emulator(latency_ms, 0.0, 200).await;
+    let config = ClientConfig::new(
+        Endpoint::parse(&emulator.url()).unwrap(),
+        APP,
+        "administrator".into(),
+        SecretKey::new(KEY).unwrap(),
+    );
+    let client = Client::new(config).unwrap();
+    let all = ids(0, total);
+    let started = Instant::now();
+    for chunk in all.chunks(100) {
+        client.add_subscriber("@TOA#_bench0", chunk).await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let converged = emulator.state().accounts["@TOA#_bench0"].subscribers.len() == total;
+    Row {
+        scenario: format!("sequential client, {latency_ms} ms"),
+        subscribers: total,
+        secs,
+        rate_limited: 0,
+        requests: total.div_ceil(100) as u64,
+        converged,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = if quick { 2_000 } else { 100_000 };
+    let rows = vec![
+        run_apply("subsync apply, 50 ms", n, 50, 0.0).await,
+        run_apply("subsync apply, 50 ms, 10% faults", n, 50, 0.1).await,
+        run_apply("subsync apply, 100 ms", n, 100, 0.0).await,
+        run_sequential(n / 5, 50).await,
+    ];
+    println!(
+        "| scenario | subscribers | wall time | subscribers/s | % of 20,000/s | requests | 60007 answers | converged |"
+    );
+    println!("|---|--:|--:|--:|--:|--:|--:|---|");
+    for r in rows {
+        let rate = r.subscribers as f64 / r.secs;
+        println!(
+            "| {} | {} | {:.2} s | {:.0} | {:.1}% | {} | {} | {} |",
+            r.scenario,
+            r.subscribers,
+            r.secs,
+            rate,
+            100.0 * rate / 20_000.0,
+            r.requests,
+            r.rate_limited,
+            if r.converged { "yes" } else { "NO" }
+        );
+    }
+    let (requests, secs) = emulator_capacity(if quick { 1 } else { 5 }).await;
+    println!(
+        "\nemulator capacity on loopback: {requests} add_subscriber calls (one subscriber each, 64 in flight) in {secs:.2} s = {:.0} requests/s",
+        requests as f64 / secs
+    );
+}
+
+/// How many calls the emulator answers per second with no latency and no limit.
+async fn emulator_capacity(seconds: u64) -> (u64, f64) {
+    let emulator = emulator(0, 0.0, 0).await;
+    let config = ClientConfig::new(
+        Endpoint::parse(&emulator.url()).unwrap(),
+        APP,
+        "administrator".into(),
+        SecretKey::new(KEY).unwrap(),
+    );
+    let client = std::sync::Arc::new(Client::new(config).unwrap());
+    let started = Instant::now();
+    let deadline = started + std::time::Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    client
+                        .add_subscriber("@TOA#_bench0", &[format!("load-{t}-{i}")])
+                        .await
+                        .unwrap();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (
+        emulator.stats().count(Command::AddSubscriber, "0"),
+        started.elapsed().as_secs_f64(),
+    )
+}

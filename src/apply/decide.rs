@@ -1,0 +1,354 @@
+//! The one place that decides what to do with the answer to an add_subscriber batch.
+//!
+//! A pure function of (batch, answer, attempt, policy, jitter), tested code by code; the
+//! executor only carries decisions out.
+
+use std::time::Duration;
+
+use crate::tencent::api::{SubscriberResult, result};
+use crate::tencent::{ApiError, ErrorClass};
+
+/// Codes that a single bad member causes for the whole batch: the batch is split in halves
+/// until the members responsible are isolated.
+pub const MEMBER_CAUSED: [i64; 3] = [6017, 20001, 130010];
+
+/// The account-full code, which is also looked for on individual result items.
+pub const ACCOUNT_FULL: i64 = 130006;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per batch for retryable faults before its members are recorded as failed.
+    pub max_attempts: u32,
+    /// Attempts per batch when the server keeps saying "too many requests".
+    pub max_rate_limited_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            max_rate_limited_attempts: 20,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Capped exponential backoff with "equal jitter": `jitter` in [0, 1) picks a point in the
+    /// upper half of the window, so retries spread out but never come back at once.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let window = self
+            .base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.cap);
+        window.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The batch is done: record these per-subscriber outcomes.
+    Record {
+        /// Result 1.
+        added: Vec<String>,
+        /// Result 2: subscribed although the ledger did not know (drift).
+        already: Vec<String>,
+        /// Result 0 (with the item's code when it has one, else 0).
+        failed: Vec<(String, i64)>,
+        /// Items that carried 130006: not added because the account is full.
+        limit: Vec<String>,
+    },
+    /// Send the same batch again after `delay`; `slow_down` asks the limiter to back off.
+    Retry { delay: Duration, slow_down: bool },
+    /// Split the batch in halves and send each.
+    Split,
+    /// Every member failed with `code`: record them and move on.
+    FailAll { code: i64 },
+    /// A single subscriber got 130006: the account is full; stop sending to it.
+    AccountFull,
+    /// 130004 (missing) or 130007 (invalid id): skip the account.
+    AccountGone { code: i64, missing: bool },
+    /// Credentials, permission or service problem: stop the run.
+    Fatal,
+}
+
+/// Decides on the answer to one batch. `attempt` counts from 0 for the first send.
+pub fn decide(
+    members: &[String],
+    answer: &Result<Vec<SubscriberResult>, ApiError>,
+    attempt: u32,
+    policy: &RetryPolicy,
+    jitter: f64,
+) -> Decision {
+    let error = match answer {
+        Ok(items) => return record(members, items),
+        Err(e) => e,
+    };
+    let code = error.code();
+    let retry_or_fail = |limit: u32, slow_down: bool| {
+        if attempt + 1 < limit {
+            Decision::Retry {
+                delay: policy.backoff(attempt, jitter),
+                slow_down,
+            }
+        } else {
+            Decision::FailAll { code }
+        }
+    };
+    match error.class() {
+        ErrorClass::Retryable => retry_or_fail(policy.max_attempts, false),
+        ErrorClass::RateLimited => retry_or_fail(policy.max_rate_limited_attempts, true),
+        ErrorClass::AccountFull if members.len() > 1 => Decision::Split,
+        ErrorClass::AccountFull => Decision::AccountFull,
+        ErrorClass::AccountMissing => Decision::AccountGone {
+            code,
+            missing: true,
+        },
+        ErrorClass::AccountInvalid => Decision::AccountGone {
+            code,
+            missing: false,
+        },
+        ErrorClass::FollowLimit | ErrorClass::InvalidRequest
+            if MEMBER_CAUSED.contains(&code) && members.len() > 1 =>
+        {
+            Decision::Split
+        }
+        ErrorClass::FollowLimit | ErrorClass::InvalidRequest | ErrorClass::Unknown => {
+            Decision::FailAll { code }
+        }
+        // The client already renewed the UserSig once; a second 70001 means the clock or key is wrong.
+        ErrorClass::ExpiredSig | ErrorClass::Fatal => Decision::Fatal,
+    }
+}
+
+fn record(members: &[String], items: &[SubscriberResult]) -> Decision {
+    let (mut added, mut already, mut failed, mut limit) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for member in members {
+        // Items are matched by account, not position: the order of the answer is not documented.
+        let item = items.iter().find(|i| &i.subscriber_account == member);
+        match item.map(|i| (i.result, i.error_code)) {
+            Some((result::DONE, _)) => added.push(member.clone()),
+            Some((result::UNCHANGED, _)) => already.push(member.clone()),
+            Some((_, Some(ACCOUNT_FULL))) => limit.push(member.clone()),
+            Some((_, code)) => failed.push((member.clone(), code.unwrap_or(0))),
+            // Not in the answer at all: it was not added; a later run retries it.
+            None => failed.push((member.clone(), 0)),
+        }
+    }
+    Decision::Record {
+        added,
+        already,
+        failed,
+        limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tencent::api::Command;
+
+    fn members(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    fn service(code: i64) -> Result<Vec<SubscriberResult>, ApiError> {
+        Err(ApiError::Service {
+            command: Command::AddSubscriber,
+            code,
+            info: String::new(),
+        })
+    }
+
+    fn item(id: &str, result: i64, code: Option<i64>) -> SubscriberResult {
+        SubscriberResult {
+            subscriber_account: id.into(),
+            result,
+            error_code: code,
+        }
+    }
+
+    const P: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        max_rate_limited_attempts: 5,
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(1),
+    };
+
+    #[test]
+    fn results_one_two_and_zero_are_added_drift_and_failed() {
+        let answer = Ok(vec![
+            item("u1", 2, None),
+            item("u0", 1, None),
+            item("u2", 0, None),
+            item("u3", 0, Some(130010)),
+        ]);
+        assert_eq!(
+            decide(&members(5), &answer, 0, &P, 0.0),
+            Decision::Record {
+                added: vec!["u0".into()],
+                already: vec!["u1".into()],
+                failed: vec![("u2".into(), 0), ("u3".into(), 130010), ("u4".into(), 0)],
+                limit: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn an_item_level_account_full_is_a_limit_not_a_failure() {
+        let answer = Ok(vec![item("u0", 1, None), item("u1", 0, Some(130006))]);
+        let Decision::Record { limit, failed, .. } = decide(&members(2), &answer, 0, &P, 0.0)
+        else {
+            panic!()
+        };
+        assert_eq!((limit, failed), (vec!["u1".to_string()], vec![]));
+    }
+
+    #[test]
+    fn retryable_codes_and_faults_retry_with_backoff_then_fail() {
+        for code in [10004, 20005, 60008] {
+            assert_eq!(
+                decide(&members(2), &service(code), 0, &P, 0.0),
+                Decision::Retry {
+                    delay: Duration::from_millis(50),
+                    slow_down: false
+                },
+                "{code}"
+            );
+            assert_eq!(
+                decide(&members(2), &service(code), 2, &P, 0.0),
+                Decision::FailAll { code },
+                "{code}"
+            );
+        }
+        let http = Err(ApiError::Http {
+            command: Command::AddSubscriber,
+            status: 502,
+        });
+        assert!(matches!(
+            decide(&members(2), &http, 0, &P, 0.5),
+            Decision::Retry {
+                slow_down: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            decide(&members(2), &http, 2, &P, 0.5),
+            Decision::FailAll { code: -502 }
+        );
+        let dropped = Err(ApiError::Transport {
+            command: Command::AddSubscriber,
+            message: "closed".into(),
+            timeout: false,
+        });
+        assert!(matches!(
+            decide(&members(2), &dropped, 1, &P, 0.5),
+            Decision::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn rate_limit_codes_retry_longer_and_slow_down() {
+        for code in [60007, 60011, 60018, 60019] {
+            assert!(
+                matches!(
+                    decide(&members(2), &service(code), 3, &P, 0.0),
+                    Decision::Retry {
+                        slow_down: true,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+            assert_eq!(
+                decide(&members(2), &service(code), 4, &P, 0.0),
+                Decision::FailAll { code },
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn member_caused_codes_split_until_one_member_is_left() {
+        for code in MEMBER_CAUSED {
+            assert_eq!(
+                decide(&members(2), &service(code), 0, &P, 0.0),
+                Decision::Split,
+                "{code}"
+            );
+            assert_eq!(
+                decide(&members(1), &service(code), 0, &P, 0.0),
+                Decision::FailAll { code },
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn full_account_is_filled_by_splitting_then_stopped() {
+        assert_eq!(
+            decide(&members(100), &service(130006), 0, &P, 0.0),
+            Decision::Split
+        );
+        assert_eq!(
+            decide(&members(1), &service(130006), 0, &P, 0.0),
+            Decision::AccountFull
+        );
+    }
+
+    #[test]
+    fn missing_and_invalid_accounts_are_skipped() {
+        assert_eq!(
+            decide(&members(3), &service(130004), 0, &P, 0.0),
+            Decision::AccountGone {
+                code: 130004,
+                missing: true
+            }
+        );
+        assert_eq!(
+            decide(&members(3), &service(130007), 0, &P, 0.0),
+            Decision::AccountGone {
+                code: 130007,
+                missing: false
+            }
+        );
+    }
+
+    #[test]
+    fn other_permanent_codes_fail_the_batch_without_splitting() {
+        for code in [60002, 60003, 60009, 130008, 424242] {
+            assert_eq!(
+                decide(&members(4), &service(code), 0, &P, 0.0),
+                Decision::FailAll { code },
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn credential_permission_and_service_codes_stop_the_run() {
+        for code in [
+            130002, 131000, 60004, 60005, 60006, 60010, 60016, 60020, 60021, 70001, 70003, 70009,
+            70013, 70014, 70016, 70020, 70050,
+        ] {
+            assert_eq!(
+                decide(&members(2), &service(code), 0, &P, 0.0),
+                Decision::Fatal,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+        assert_eq!(P.backoff(0, 0.0), Duration::from_millis(50));
+        assert_eq!(P.backoff(0, 1.0), Duration::from_millis(100));
+        assert_eq!(P.backoff(2, 1.0), Duration::from_millis(400));
+        assert_eq!(P.backoff(10, 1.0), Duration::from_secs(1));
+        assert_eq!(P.backoff(31, 0.0), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,92 @@
+//! What the executor is given (per-account work) and what it hands back (tallies and a report).
+
+use crate::ledger::RecordError;
+use crate::tencent::ApiError;
+
+/// The adds planned for one account.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub official_account: String,
+    pub add: Vec<String>,
+    /// What get_official_account_info already said about the account.
+    pub known: Known,
+}
+
+/// An account's state known before any add is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Known {
+    #[default]
+    Usable,
+    /// Full: nothing is sent; every planned add is "not added because of the limit".
+    Full,
+    /// Does not exist (130004): nothing is sent; every planned add fails with that code.
+    Missing,
+}
+
+/// How an account's work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Done,
+    Full,
+    Missing,
+    Invalid,
+    /// The run stopped before every planned subscriber was sent.
+    Unfinished,
+}
+
+/// What happened to one account's planned adds (committed outcomes only).
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub planned: u64,
+    pub added: u64,
+    pub already: u64,
+    pub failed: Vec<(String, i64)>,
+    pub not_added_limit: u64,
+    pub end: End,
+}
+
+impl Tally {
+    pub(super) fn accounted(&self) -> u64 {
+        self.added + self.already + self.failed.len() as u64 + self.not_added_limit
+    }
+}
+
+pub struct Report {
+    pub tallies: Vec<Tally>,
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    /// The answer that stopped the run.
+    pub fatal: Option<ApiError>,
+    pub record_error: Option<RecordError>,
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// The report of a run stopped before its first add.
+    pub fn not_started(work: &[Work]) -> Report {
+        Report {
+            tallies: work
+                .iter()
+                .map(|w| Tally {
+                    planned: w.add.len() as u64,
+                    added: 0,
+                    already: 0,
+                    failed: Vec::new(),
+                    not_added_limit: 0,
+                    end: if w.add.is_empty() {
+                        End::Done
+                    } else {
+                        End::Unfinished
+                    },
+                })
+                .collect(),
+            requests: 0,
+            retries: 0,
+            rate_limited: 0,
+            fatal: None,
+            record_error: None,
+            interrupted: false,
+        }
+    }
+}

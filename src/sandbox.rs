@@ -1,0 +1,144 @@
+//! `--sandbox`: an emulator started inside the process on a loopback port, with generated
+//! credentials, whose accounts and subscribers persist under `STATE/sandbox/` so that repeated
+//! runs behave like a real service.
+//!
+//! Where its accounts come from: `--sandbox-config FILE`, else `sandbox.yaml` in the parent of
+//! the directory holding the manifests (`examples/sandbox.yaml` for `examples/manifests`), else
+//! nothing. Accounts a manifest names that the sandbox does not have yet are created with the
+//! default limit, so any manifests can be tried without writing a config.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::emulator::{self, Credentials, Emulator, EmulatorConfig, EmulatorOptions};
+use crate::manifest::ManifestSet;
+use crate::tencent::ClientConfig;
+use crate::tencent::endpoint::Endpoint;
+use crate::tencent::usersig::SecretKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Config(#[from] emulator::ConfigError),
+    #[error("sandbox state {path}: {source}; delete it to start the sandbox afresh")]
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the sandbox emulator: {0}")]
+    Start(std::io::Error),
+}
+
+pub struct Sandbox {
+    emulator: Emulator,
+    pub client: ClientConfig,
+    /// The sandbox's own state directory (its ledger and remote state).
+    pub state_dir: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// The sandbox configuration used for manifests under `paths`, if any.
+pub fn default_config(paths: &[PathBuf]) -> Option<PathBuf> {
+    let first = paths.first()?;
+    let manifest_dir = if first.is_dir() {
+        first.clone()
+    } else {
+        first.parent()?.to_owned()
+    };
+    let parent = std::fs::canonicalize(&manifest_dir)
+        .ok()?
+        .parent()?
+        .to_owned();
+    Some(parent.join("sandbox.yaml")).filter(|p| p.is_file())
+}
+
+impl Sandbox {
+    pub async fn start(
+        state_root: &Path,
+        config_path: Option<PathBuf>,
+        manifests: &ManifestSet,
+    ) -> Result<Sandbox, SandboxError> {
+        let state_dir = state_root.join("sandbox");
+        std::fs::create_dir_all(&state_dir).map_err(|source| SandboxError::State {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let config = match &config_path {
+            Some(path) => EmulatorConfig::load(path)?,
+            None => EmulatorConfig::default(),
+        };
+        let remote_file = state_dir.join("remote.json");
+        let now = crate::clock::unix_now() as i64;
+        let mut state = emulator::load_state(&remote_file)
+            .map_err(|source| SandboxError::State {
+                path: remote_file.clone(),
+                source,
+            })?
+            .unwrap_or_else(|| config.initial_state(now));
+        for set in &manifests.sets {
+            if !state.accounts.contains_key(&set.official_account) {
+                state.seed_account(
+                    &set.official_account,
+                    emulator::DEFAULT_MAX_SUBSCRIBERS,
+                    &[],
+                    now,
+                );
+            }
+        }
+        emulator::persist(&remote_file, &state).map_err(|source| SandboxError::State {
+            path: remote_file.clone(),
+            source,
+        })?;
+        let key_hex: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = SecretKey::new(&key_hex)
+            .ok_or_else(|| SandboxError::Start(std::io::Error::other("empty generated key")))?;
+        let credentials = Credentials {
+            sdkappid: 1_400_000_000 + u64::from(rand::random::<u16>()),
+            identifier: "administrator".into(),
+            key,
+        };
+        let options = EmulatorOptions {
+            credentials: credentials.clone(),
+            qps: config.qps,
+            rules: config.rules(),
+            latency: config.latency_ms,
+            faults: config.faults,
+            clock_skew_secs: config.clock_skew_seconds,
+            state,
+            state_file: Some(remote_file),
+        };
+        let emulator = Emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .map_err(SandboxError::Start)?;
+        let endpoint = Endpoint::parse(&emulator.url())
+            .map_err(|e| SandboxError::Start(std::io::Error::other(e.to_string())))?;
+        let client = ClientConfig::new(
+            endpoint,
+            credentials.sdkappid,
+            credentials.identifier,
+            credentials.key,
+        );
+        let from = config_path
+            .as_ref()
+            .map_or("no sandbox.yaml".to_owned(), |p| p.display().to_string());
+        tracing::info!(
+            "sandbox emulator on {} seeded from {from}; its state lives in {}",
+            emulator.url(),
+            state_dir.display()
+        );
+        Ok(Sandbox {
+            emulator,
+            client,
+            state_dir,
+            config: config_path,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.emulator.shutdown(Duration::from_secs(5)).await;
+    }
+}
