@@ -441,3 +441,71 @@ async fn state_and_stats_endpoints_report_what_happened() {
     assert_eq!(stats["by_command"]["add_subscriber"]["130004"], 1);
     assert_eq!(stats["peak_in_flight"], 1);
 }
+
+#[tokio::test]
+async fn the_emulator_command_announces_its_port_and_answers_the_documented_example() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("emulator.yaml");
+    std::fs::write(
+        &config,
+        format!("sdkappid: {SDKAPPID}\nsecretKey: {KEY}\naccounts:\n  - id: \"{SEED_ACCOUNT}\"\n"),
+    )
+    .unwrap();
+    let mut child = common::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_subsync"))
+            .args(["emulator", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on http://127.0.0.1:")
+        .map(|port| format!("http://127.0.0.1:{port}"));
+    let url = url.unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+
+    let sig = usersig::generate(
+        &SecretKey::new(KEY).unwrap(),
+        SDKAPPID,
+        "administrator",
+        subsync::clock::unix_now() as i64,
+        600,
+    );
+    let request = format!(
+        "{url}/v4/official_account_open_http_svc/add_subscriber?sdkappid={SDKAPPID}&identifier=administrator&usersig={}&random=99&contenttype=json",
+        sig.as_str()
+    );
+    let body = r#"{"Official_Account":"@TOA#_@TOA#dOEF","SubscriberList":[{"Subscriber_Account":"107867"},{"Subscriber_Account":"966582476"}]}"#;
+    let http = reqwest::Client::new();
+    let first: serde_json::Value = http
+        .post(&request)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again: serde_json::Value = http
+        .post(&request)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    drop(child);
+    assert_eq!(first["ActionStatus"], "OK");
+    assert_eq!(
+        first["SubscriberList"],
+        serde_json::json!([{"Subscriber_Account": "107867", "Result": 1}, {"Subscriber_Account": "966582476", "Result": 1}])
+    );
+    assert_eq!(again["SubscriberList"][0]["Result"], 2);
+}

@@ -83,10 +83,21 @@ pub fn decide(
     policy: &RetryPolicy,
     jitter: f64,
 ) -> Decision {
-    let error = match answer {
-        Ok(items) => return record(members, items),
-        Err(e) => e,
-    };
+    match answer {
+        Ok(items) => record(members, items),
+        Err(error) => on_error(error, members.len(), attempt, policy, jitter),
+    }
+}
+
+/// Decides on a failed call that carried `members` subscribers (0 for calls that carry none,
+/// such as get_official_account_info).
+pub fn on_error(
+    error: &ApiError,
+    members: usize,
+    attempt: u32,
+    policy: &RetryPolicy,
+    jitter: f64,
+) -> Decision {
     let code = error.code();
     let retry_or_fail = |limit: u32, slow_down: bool| {
         if attempt + 1 < limit {
@@ -101,7 +112,7 @@ pub fn decide(
     match error.class() {
         ErrorClass::Retryable => retry_or_fail(policy.max_attempts, false),
         ErrorClass::RateLimited => retry_or_fail(policy.max_rate_limited_attempts, true),
-        ErrorClass::AccountFull if members.len() > 1 => Decision::Split,
+        ErrorClass::AccountFull if members > 1 => Decision::Split,
         ErrorClass::AccountFull => Decision::AccountFull,
         ErrorClass::AccountMissing => Decision::AccountGone {
             code,
@@ -112,7 +123,7 @@ pub fn decide(
             missing: false,
         },
         ErrorClass::FollowLimit | ErrorClass::InvalidRequest
-            if MEMBER_CAUSED.contains(&code) && members.len() > 1 =>
+            if MEMBER_CAUSED.contains(&code) && members > 1 =>
         {
             Decision::Split
         }

@@ -270,19 +270,25 @@ impl Exec<'_> {
     }
 
     fn requeue(&mut self, batch: Batch) {
-        let account = &mut self.accounts[batch.account];
-        match account.mode {
-            Mode::Stopped(End::Full) => {
+        match self.accounts[batch.account].mode {
+            Mode::Stopped(end) => self.settle_stopped(batch.account, end, batch.members),
+            _ => self.accounts[batch.account].queue.push_front(batch),
+        }
+    }
+
+    /// Accounts for members that will not be sent because their account was stopped.
+    fn settle_stopped(&mut self, index: usize, end: End, members: Vec<String>) {
+        match end {
+            End::Full => {
                 let delta = Delta {
-                    limit: batch.members.len() as u64,
+                    limit: members.len() as u64,
                     ..Delta::default()
                 };
-                self.commit(batch.account, Vec::new(), delta);
+                self.commit(index, Vec::new(), delta);
             }
-            Mode::Stopped(End::Missing) => self.fail_all(batch.account, batch.members, 130004),
-            Mode::Stopped(End::Invalid) => self.fail_all(batch.account, batch.members, 130007),
-            Mode::Stopped(_) => {}
-            _ => account.queue.push_front(batch),
+            End::Missing => self.fail_all(index, members, 130004),
+            End::Invalid => self.fail_all(index, members, 130007),
+            End::Done | End::Unfinished => {}
         }
     }
 
@@ -394,14 +400,7 @@ impl Exec<'_> {
         let index = batch.account;
         let account = &mut self.accounts[index];
         match account.mode {
-            Mode::Stopped(End::Full) => {
-                let delta = Delta {
-                    limit: batch.members.len() as u64,
-                    ..Delta::default()
-                };
-                return self.commit(index, Vec::new(), delta);
-            }
-            Mode::Stopped(_) => return,
+            Mode::Stopped(end) => return self.settle_stopped(index, end, batch.members),
             Mode::Normal if code == Some(ACCOUNT_FULL) => {
                 tracing::info!(account = %account.id, "official account is nearly full; filling what capacity is left");
                 account.mode = Mode::Filling;

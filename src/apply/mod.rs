@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use decide::Decision;
 pub use decide::RetryPolicy;
 pub use progress::Progress;
 pub use summary::{AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals};
@@ -27,7 +28,7 @@ use crate::ledger::{AccountFact, Ledger, LedgerError, Record, RecordError, Recor
 use crate::manifest::ManifestSet;
 use crate::plan::{self, Plan, StalePlan};
 use crate::tencent::ratelimit::RateLimiter;
-use crate::tencent::{ApiError, Client, ErrorClass};
+use crate::tencent::{ApiError, Client};
 
 /// The documented limit is 200 calls per second per command; staying just under it means a run
 /// never provokes a rate-limit answer by itself.
@@ -270,21 +271,19 @@ async fn probe(
     let items = loop {
         limiter.acquire().await;
         *requests += accounts.len().div_ceil(crate::tencent::api::MAX_INFO_IDS) as u64;
-        match client.account_info(accounts).await {
+        let error = match client.account_info(accounts).await {
             Ok(items) => break items,
-            Err(e) if matches!(e.class(), ErrorClass::Fatal | ErrorClass::ExpiredSig) => {
-                return Ok((HashMap::new(), Some(e)));
-            }
-            Err(e)
-                if matches!(e.class(), ErrorClass::Retryable | ErrorClass::RateLimited)
-                    && attempt + 1 < policy.max_attempts =>
-            {
-                tokio::time::sleep(policy.backoff(attempt, rand::random())).await;
+            Err(e) => e,
+        };
+        match decide::on_error(&error, 0, attempt, policy, rand::random()) {
+            Decision::Fatal => return Ok((HashMap::new(), Some(error))),
+            Decision::Retry { delay, .. } => {
+                tokio::time::sleep(delay).await;
                 attempt += 1;
             }
-            Err(e) => {
+            _ => {
                 // Not knowing the limits is no reason to stop: the adds will find them.
-                tracing::warn!(error = %e, "cannot read the accounts' limits; continuing without them");
+                tracing::warn!(%error, "cannot read the accounts' limits; continuing without them");
                 return Ok((HashMap::new(), None));
             }
         }

@@ -194,3 +194,13 @@ pub fn remote_subscribers(emulator: &Emulator, account: &str) -> Vec<String> {
         .map(|a| a.subscribers.keys().cloned().collect())
         .unwrap_or_default()
 }
+
+/// Kills the child process when dropped, so that a failing assertion leaves no server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
