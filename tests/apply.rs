@@ -236,21 +236,23 @@ async fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
 #[tokio::test(flavor = "multi_thread")]
 async fn injected_faults_are_retried_until_everything_converges() {
     let emulator = Remote::default()
-        .fault_rate(0.3)
+        .fault_rate(0.2)
         .account("@TOA#_a", 10_000, &[])
         .account("@TOA#_b", 10_000, &[])
         .start()
         .await;
     let ws = Workspace::new();
-    ws.manifest("a", "@TOA#_a", &ids("a", 1500));
-    ws.manifest("b", "@TOA#_b", &ids("b", 700));
+    // 60 batches: some are bound to be hit (all spared: 0.8^61, about 1e-6), and one batch
+    // failing all 10 attempts is about 6e-6.
+    ws.manifest("a", "@TOA#_a", &ids("a", 4000));
+    ws.manifest("b", "@TOA#_b", &ids("b", 2000));
     let out = apply(&ws, &emulator);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let s = summary(&out);
     assert!(s["retries"].as_u64().unwrap() > 0);
-    assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 1500));
-    assert_eq!(remote_subscribers(&emulator, "@TOA#_b"), ids("b", 700));
-    assert_eq!(confirmed(&ws, "@TOA#_a"), ids("a", 1500));
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 4000));
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_b"), ids("b", 2000));
+    assert_eq!(confirmed(&ws, "@TOA#_a"), ids("a", 4000));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,7 +28,9 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 8,
+            // 10 attempts span up to about 20 s of backoff: long enough to ride out a blip, short
+            // enough that a batch the server keeps refusing is recorded and the run moves on.
+            max_attempts: 10,
             max_rate_limited_attempts: 20,
             base: Duration::from_millis(100),
             cap: Duration::from_secs(5),
