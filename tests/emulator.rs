@@ -11,6 +11,8 @@ use subsync::tencent::usersig::{self, SecretKey};
 use subsync::tencent::{ApiError, Client, ClientConfig};
 
 const SEED_ACCOUNT: &str = "@TOA#_@TOA#dOEF";
+/// The documentation's add_subscriber example body, byte for byte.
+const SEED_BODY: &str = r#"{"Official_Account":"@TOA#_@TOA#dOEF","SubscriberList":[{"Subscriber_Account":"107867"},{"Subscriber_Account":"966582476"}]}"#;
 
 fn client(emulator: &Emulator) -> Client {
     client_with(emulator, SDKAPPID, "administrator", KEY)
@@ -39,7 +41,7 @@ fn strings(list: &[&str]) -> Vec<String> {
 }
 
 /// Posts `body` as is, with a valid signature, and returns the JSON answer.
-async fn raw_post(emulator: &Emulator, command: &str, body: &str) -> serde_json::Value {
+async fn raw_post(base_url: &str, command: &str, body: &str) -> serde_json::Value {
     let sig = usersig::generate(
         &SecretKey::new(KEY).unwrap(),
         SDKAPPID,
@@ -48,8 +50,7 @@ async fn raw_post(emulator: &Emulator, command: &str, body: &str) -> serde_json:
         600,
     );
     let url = format!(
-        "{}/v4/official_account_open_http_svc/{command}?sdkappid={SDKAPPID}&identifier=administrator&usersig={}&random=12345&contenttype=json",
-        emulator.url(),
+        "{base_url}/v4/official_account_open_http_svc/{command}?sdkappid={SDKAPPID}&identifier=administrator&usersig={}&random=12345&contenttype=json",
         sig.as_str()
     );
     reqwest::Client::new()
@@ -69,8 +70,7 @@ async fn the_documented_add_subscriber_example_gets_the_documented_answer() {
         .account(SEED_ACCOUNT, 100_000, &[])
         .start()
         .await;
-    let body = r#"{"Official_Account":"@TOA#_@TOA#dOEF","SubscriberList":[{"Subscriber_Account":"107867"},{"Subscriber_Account":"966582476"}]}"#;
-    let answer = raw_post(&emulator, "add_subscriber", body).await;
+    let answer = raw_post(&emulator.url(), "add_subscriber", SEED_BODY).await;
     assert_eq!(
         answer,
         serde_json::json!({
@@ -211,7 +211,7 @@ async fn calls_beyond_the_configured_rate_answer_60007() {
 #[tokio::test]
 async fn a_body_that_is_not_json_answers_60003() {
     let emulator = Remote::default().account("@TOA#_a", 10, &[]).start().await;
-    let answer = raw_post(&emulator, "add_subscriber", "{not json").await;
+    let answer = raw_post(&emulator.url(), "add_subscriber", "{not json").await;
     assert_eq!(answer["ErrorCode"], 60003);
     assert_eq!(answer["ActionStatus"], "FAIL");
 }
@@ -470,37 +470,8 @@ async fn the_emulator_command_announces_its_port_and_answers_the_documented_exam
         .map(|port| format!("http://127.0.0.1:{port}"));
     let url = url.unwrap_or_else(|| panic!("unexpected first line {first:?}"));
 
-    let sig = usersig::generate(
-        &SecretKey::new(KEY).unwrap(),
-        SDKAPPID,
-        "administrator",
-        subsync::clock::unix_now() as i64,
-        600,
-    );
-    let request = format!(
-        "{url}/v4/official_account_open_http_svc/add_subscriber?sdkappid={SDKAPPID}&identifier=administrator&usersig={}&random=99&contenttype=json",
-        sig.as_str()
-    );
-    let body = r#"{"Official_Account":"@TOA#_@TOA#dOEF","SubscriberList":[{"Subscriber_Account":"107867"},{"Subscriber_Account":"966582476"}]}"#;
-    let http = reqwest::Client::new();
-    let first: serde_json::Value = http
-        .post(&request)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let again: serde_json::Value = http
-        .post(&request)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = raw_post(&url, "add_subscriber", SEED_BODY).await;
+    let again = raw_post(&url, "add_subscriber", SEED_BODY).await;
     drop(child);
     assert_eq!(first["ActionStatus"], "OK");
     assert_eq!(
