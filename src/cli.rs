@@ -349,7 +349,7 @@ fn plan_command(args: PlanArgs) -> anyhow::Result<Outcome> {
     let snapshot = reader.snapshot()?;
     let plan = plan::compute(&manifests, &snapshot, path_strings(&args.paths));
     if let Some(out) = &args.out {
-        write_atomically(out, serde_json::to_string_pretty(&plan)?.as_bytes())
+        crate::files::write_atomically(out, serde_json::to_string_pretty(&plan)?.as_bytes())
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
     }
     let text = match args.format {
@@ -364,12 +364,6 @@ fn plan_command(args: PlanArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Success
     })
-}
-
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 async fn apply_command(args: ApplyArgs) -> anyhow::Result<Outcome> {

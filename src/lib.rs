@@ -4,6 +4,7 @@ pub mod apply;
 pub mod cli;
 pub mod clock;
 pub mod emulator;
+pub mod files;
 pub mod ledger;
 pub mod manifest;
 pub mod plan;

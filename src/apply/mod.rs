@@ -92,7 +92,7 @@ pub async fn apply(
     let started = Instant::now();
     let mut ledger = Ledger::open(state_dir, "apply")?;
     let snapshot = ledger.snapshot()?;
-    let plan = match saved {
+    let mut plan = match saved {
         Some(saved) => {
             plan::check_fresh(
                 &saved,
@@ -122,18 +122,19 @@ pub async fn apply(
     };
 
     // Accounts only the ledger still knows (no manifest) have nothing to apply.
-    let declared: Vec<&plan::AccountPlan> =
-        plan.accounts.iter().filter(|a| a.name.is_some()).collect();
-    let total: u64 = declared.iter().map(|a| a.add.len() as u64).sum();
+    plan.accounts.retain(|a| a.name.is_some());
+    let total: u64 = plan.accounts.iter().map(|a| a.add.len() as u64).sum();
     let progress = Arc::new(Progress::new(total, progress_interactive));
-    let work: Vec<Work> = declared
-        .iter()
+    // The add lists move into the executor; the summary takes its counts from the tallies.
+    let work: Vec<Work> = plan
+        .accounts
+        .iter_mut()
         .map(|a| {
             let known = info.get(&a.official_account).map_or(Known::Usable, |i| i.known);
             if known == Known::Full && !a.add.is_empty() {
                 tracing::warn!(account = %a.official_account, "official account is full; {} planned adds are not sent", a.add.len());
             }
-            Work { official_account: a.official_account.clone(), add: a.add.clone(), known }
+            Work { official_account: a.official_account.clone(), add: std::mem::take(&mut a.add), known }
         })
         .collect();
     let report = if fatal.is_some() {
@@ -163,7 +164,8 @@ pub async fn apply(
         .as_ref()
         .map(|e| e.to_string())
         .or(report.record_error.as_ref().map(|e| e.to_string()));
-    let accounts: Vec<AccountSummary> = declared
+    let accounts: Vec<AccountSummary> = plan
+        .accounts
         .iter()
         .zip(&report.tallies)
         .map(|(a, t)| account_summary(a, t, info.get(&a.official_account).and_then(|i| i.max)))

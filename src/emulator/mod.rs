@@ -11,7 +11,7 @@ mod state;
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,12 +108,7 @@ pub fn load_state(path: &Path) -> io::Result<Option<RemoteState>> {
     }
 }
 
-/// Writes the state atomically (temporary file, fsync, rename).
+/// Writes the state atomically.
 pub(crate) fn persist(path: &Path, state: &RemoteState) -> io::Result<()> {
-    use std::io::Write;
-    let tmp: PathBuf = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::files::write_atomically(path, &serde_json::to_vec(state).map_err(io::Error::other)?)
 }

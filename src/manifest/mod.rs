@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::tencent::api;
+
 pub use load::load;
 
 /// One `SubscriberSet` document, exactly as written.
@@ -182,22 +184,10 @@ impl fmt::Display for ManifestError {
     }
 }
 
-/// Why a UserID is invalid, in words for the manifest author.
+/// Why a UserID is invalid, in words for the manifest author: the service's rule, plus no space
+/// at either end (an edge space in YAML is almost always a slip, and list-file lines are trimmed).
 pub fn check_user_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("empty UserID; remove the entry".into());
-    }
-    if id.len() > 32 {
-        return Err(format!(
-            "UserID {id:?} is {} bytes; the service allows at most 32",
-            id.len()
-        ));
-    }
-    if let Some(c) = id.chars().find(|c| !(' '..='~').contains(c)) {
-        return Err(format!(
-            "UserID {id:?} contains {c:?}; only printable ASCII is allowed"
-        ));
-    }
+    api::check_user_id(id)?;
     if id.starts_with(' ') || id.ends_with(' ') {
         return Err(format!(
             "UserID {id:?} starts or ends with a space; remove it"
@@ -206,27 +196,7 @@ pub fn check_user_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why an official account id is invalid.
-pub fn check_account_id(id: &str) -> Result<(), String> {
-    use crate::tencent::api::ACCOUNT_PREFIX;
-    if !id.starts_with(ACCOUNT_PREFIX) || id.len() == ACCOUNT_PREFIX.len() {
-        return Err(format!(
-            "official account {id:?} must start with {ACCOUNT_PREFIX} followed by its name"
-        ));
-    }
-    if id.len() > 48 {
-        return Err(format!(
-            "official account {id:?} is {} bytes; ids are at most 48",
-            id.len()
-        ));
-    }
-    if let Some(c) = id.chars().find(|c| !('!'..='~').contains(c)) {
-        return Err(format!(
-            "official account {id:?} contains {c:?}; only printable ASCII without spaces is allowed"
-        ));
-    }
-    Ok(())
-}
+pub use api::check_account_id;
 
 /// Why a metadata name is invalid.
 pub fn check_name(name: &str) -> Result<(), String> {

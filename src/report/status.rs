@@ -151,7 +151,7 @@ pub fn status_text(s: &StatusReport) -> String {
         let rev = r
             .revision
             .as_deref()
-            .map(|v| format!(" revision {}", v.get(..12).unwrap_or(v)))
+            .map(|v| format!(" revision {}", super::short(v)))
             .unwrap_or_default();
         let totals = r
             .summary

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{LIST_CUT, code_text};
+use super::{LIST_CUT, code_text, short};
 use crate::apply::{AccountStatus, RunResult, Summary};
 use crate::tencent::codes;
 
@@ -23,7 +23,7 @@ pub fn summary_text(s: &Summary) -> String {
         s.rate_limited
     );
     if let Some(rev) = &s.revision {
-        let _ = write!(out, " (revision {})", rev.get(..12).unwrap_or(rev));
+        let _ = write!(out, " (revision {})", short(rev));
     }
     let _ = writeln!(out, ".\n");
     for a in &s.accounts {

@@ -281,20 +281,58 @@ pub struct CreateOfficialAccountResponse {
     pub official_account_user_id: String,
 }
 
-/// True for a UserID the service accepts: 1 to 32 bytes of printable ASCII.
+/// Why a UserID is not one the service accepts (1 to 32 bytes of printable ASCII).
+pub fn check_user_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("empty UserID; remove the entry".into());
+    }
+    if id.len() > 32 {
+        return Err(format!(
+            "UserID {id:?} is {} bytes; the service allows at most 32",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "UserID {id:?} contains {c:?}; only printable ASCII is allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// True for a UserID the service accepts.
 pub fn is_valid_user_id(id: &str) -> bool {
-    (1..=32).contains(&id.len()) && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    check_user_id(id).is_ok()
 }
 
 /// Prefix of every official account id.
 pub const ACCOUNT_PREFIX: &str = "@TOA#_";
 
-/// True for an official account id: the prefix, printable ASCII, at most 48 bytes.
+/// Why an official account id is malformed: it needs the prefix and a name, printable ASCII
+/// without spaces, at most 48 bytes.
+pub fn check_account_id(id: &str) -> Result<(), String> {
+    if !id.starts_with(ACCOUNT_PREFIX) || id.len() == ACCOUNT_PREFIX.len() {
+        return Err(format!(
+            "official account {id:?} must start with {ACCOUNT_PREFIX} followed by its name"
+        ));
+    }
+    if id.len() > 48 {
+        return Err(format!(
+            "official account {id:?} is {} bytes; ids are at most 48",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !('!'..='~').contains(c)) {
+        return Err(format!(
+            "official account {id:?} contains {c:?}; only printable ASCII without spaces is allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// True for a well-formed official account id.
 pub fn is_valid_account_id(id: &str) -> bool {
-    id.len() > ACCOUNT_PREFIX.len()
-        && id.len() <= 48
-        && id.starts_with(ACCOUNT_PREFIX)
-        && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    check_account_id(id).is_ok()
 }
 
 #[cfg(test)]
