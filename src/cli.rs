@@ -14,7 +14,7 @@ use crate::emulator::{Emulator, EmulatorConfig, EmulatorOptions};
 use crate::ledger::Reader;
 use crate::manifest::{self, ManifestSet};
 use crate::sandbox::Sandbox;
-use crate::settings::{ApiArgs, StateArgs, env_var};
+use crate::settings::{ApiArgs, ColorChoice, LimitArgs, Output, StateArgs, env_var};
 use crate::tencent::{Client, usersig};
 use crate::{apply, plan, report, schema};
 
@@ -34,6 +34,19 @@ pub struct Cli {
         value_name = "FILTER"
     )]
     log: String,
+    /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        env = "SUBSYNC_COLOR",
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    color: ColorChoice,
+    /// NO_COLOR (no-color.org): any non-empty value turns colour off.
+    #[arg(long = "no-color", global = true, env = "NO_COLOR", hide = true, num_args = 0..=1, default_missing_value = "1")]
+    no_color: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +77,8 @@ struct ValidateArgs {
     /// Manifest files or directories (searched recursively for *.yaml and *.yml).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +110,8 @@ struct PlanArgs {
     detailed_exitcode: bool,
     #[command(flatten)]
     state: StateArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,9 +127,9 @@ struct ApplyArgs {
     /// add_subscriber calls per second (the service allows 200).
     #[arg(long, env = "SUBSYNC_QPS", default_value_t = apply::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     qps: u32,
-    /// Most calls in flight at once.
-    #[arg(long, env = "SUBSYNC_CONCURRENCY", default_value_t = apply::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    concurrency: u16,
+    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
+    #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: Option<u16>,
     /// Recorded with the run; defaults to the git HEAD of the manifest directory.
     #[arg(long, env = "SUBSYNC_REVISION")]
     revision: Option<String>,
@@ -123,6 +140,8 @@ struct ApplyArgs {
     state: StateArgs,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -200,24 +219,41 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    if let Err(e) = init_logging(&cli.log) {
-        eprintln!("error: {e:#}");
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = Output::resolve(cli.color, cli.no_color.as_deref(), terminal);
+    if let Err(e) = init_logging(&cli.log, output) {
+        eprintln!("error: {}", error_text(&e));
         return ExitCode::from(1);
     }
-    let result = run(cli);
+    let result = run(cli, output);
     if let Err(e) = &result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_text(e));
     }
     ExitCode::from(exit_code(&result))
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+/// The error and its causes on one line, each said once: many messages already quote their
+/// cause, and printing the chain again would repeat it.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn init_logging(filter: &str, output: Output) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| {
         format!("invalid log filter {filter:?}; use e.g. `info` or `subsync=debug`")
     })?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
+        .with_ansi(output.color)
         .with_target(false)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
@@ -230,11 +266,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run(cli: Cli) -> anyhow::Result<Outcome> {
+fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Validate(args) => validate_command(args),
         Command::Plan(args) => plan_command(args),
-        Command::Apply(args) => runtime()?.block_on(apply_command(args)),
+        Command::Apply(args) => runtime()?.block_on(apply_command(args, output)),
         Command::Status(args) => status_command(args),
         Command::Usersig(args) => usersig_command(args),
         Command::Emulator(args) => runtime()?.block_on(emulator_command(args)),
@@ -287,10 +323,17 @@ async fn emulator_command(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     let config = EmulatorConfig::load(&args.config)?;
     let credentials = config.credentials(&args.config)?;
     let now = crate::clock::unix_now() as i64;
-    let state = match &args.state_file {
-        Some(path) => crate::emulator::load_state(path)
-            .with_context(|| format!("cannot read the emulator state file {}", path.display()))?,
-        None => None,
+    let (state, journal) = match &args.state_file {
+        Some(path) => {
+            let file = crate::emulator::StateFile::new(path);
+            let cannot = || format!("cannot use the emulator state file {}", path.display());
+            let loaded = file.load().with_context(cannot)?;
+            let changed = loaded.is_none();
+            let state = loaded.unwrap_or_else(|| config.initial_state(now));
+            let journal = file.resume(&state, changed).with_context(cannot)?;
+            (state, Some(journal))
+        }
+        None => (config.initial_state(now), None),
     };
     let options = EmulatorOptions {
         credentials,
@@ -299,8 +342,8 @@ async fn emulator_command(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         latency: config.latency_ms,
         faults: config.faults,
         clock_skew_secs: config.clock_skew_seconds,
-        state: state.unwrap_or_else(|| config.initial_state(now)),
-        state_file: args.state_file.clone(),
+        state,
+        journal,
     };
     let emulator = Emulator::start(options, args.listen)
         .await
@@ -320,8 +363,8 @@ async fn emulator_command(args: EmulatorArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Loads manifests, printing warnings to stderr.
-fn load_manifests(paths: &[PathBuf]) -> anyhow::Result<ManifestSet> {
-    let set = manifest::load(paths)?;
+fn load_manifests(paths: &[PathBuf], limits: &LimitArgs) -> anyhow::Result<ManifestSet> {
+    let set = manifest::load(paths, &limits.resolve())?;
     for w in &set.warnings {
         eprintln!("{w}");
     }
@@ -333,7 +376,7 @@ fn path_strings(paths: &[PathBuf]) -> Vec<String> {
 }
 
 fn validate_command(args: ValidateArgs) -> anyhow::Result<Outcome> {
-    let set = load_manifests(&args.paths)?;
+    let set = load_manifests(&args.paths, &args.limits)?;
     println!(
         "valid: {} manifest files, {} accounts, {} desired subscribers",
         set.files.len(),
@@ -344,7 +387,7 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<Outcome> {
 }
 
 fn plan_command(args: PlanArgs) -> anyhow::Result<Outcome> {
-    let manifests = load_manifests(&args.paths)?;
+    let manifests = load_manifests(&args.paths, &args.limits)?;
     let reader = Reader::open(&args.state.resolve())?;
     let snapshot = reader.snapshot()?;
     let plan = plan::compute(&manifests, &snapshot, path_strings(&args.paths));
@@ -366,7 +409,7 @@ fn plan_command(args: PlanArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn apply_command(args: ApplyArgs) -> anyhow::Result<Outcome> {
+async fn apply_command(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
     let saved = match &args.plan {
         Some(file) => Some(plan::load_saved(file)?),
         None => None,
@@ -385,14 +428,16 @@ async fn apply_command(args: ApplyArgs) -> anyhow::Result<Outcome> {
     } else {
         Some(args.api.client_config(env_var)?)
     };
-    let manifests = load_manifests(&paths)?;
+    let manifests = load_manifests(&paths, &args.limits)?;
     let revision = args
         .revision
         .clone()
         .or_else(|| manifest::git_revision(&paths));
     let options = apply::Options {
         qps: args.qps,
-        concurrency: usize::from(args.concurrency),
+        concurrency: args
+            .concurrency
+            .map_or_else(|| apply::default_concurrency(args.qps), usize::from),
         revision,
         manifest_paths: path_strings(&paths),
         ..apply::Options::default()
@@ -411,15 +456,8 @@ async fn apply_command(args: ApplyArgs) -> anyhow::Result<Outcome> {
     };
     let client = std::sync::Arc::new(Client::new(client_config)?);
     let cancel = crate::shutdown::on_signal();
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = apply::apply(
-        &manifests,
-        saved,
-        &state_dir,
-        &options,
-        client,
-        interactive,
-        &cancel,
+        &manifests, saved, &state_dir, &options, client, output, &cancel,
     )
     .await;
     if let Some(sandbox) = sandbox {
@@ -432,7 +470,10 @@ async fn apply_command(args: ApplyArgs) -> anyhow::Result<Outcome> {
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     if let Some(fatal) = outcome.fatal {
-        anyhow::bail!("stopped by the service's answer: {fatal}");
+        if fatal.is_answer() {
+            anyhow::bail!("stopped by the service's answer: {fatal}");
+        }
+        anyhow::bail!("stopped: {fatal}");
     }
     Ok(
         match (outcome.summary.interrupted, outcome.summary.result) {

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::emulator::{self, Credentials, Emulator, EmulatorConfig, EmulatorOptions};
+use crate::emulator::{self, Credentials, Emulator, EmulatorConfig, EmulatorOptions, StateFile};
 use crate::manifest::ManifestSet;
 use crate::tencent::ClientConfig;
 use crate::tencent::endpoint::Endpoint;
@@ -68,14 +68,15 @@ impl Sandbox {
             Some(path) => EmulatorConfig::load(path)?,
             None => EmulatorConfig::default(),
         };
-        let remote_file = state_dir.join("remote.json");
+        let remote = StateFile::new(&state_dir.join("remote.json"));
+        let state_error = |source| SandboxError::State {
+            path: remote.path().to_owned(),
+            source,
+        };
         let now = crate::clock::unix_now() as i64;
-        let mut state = emulator::load_state(&remote_file)
-            .map_err(|source| SandboxError::State {
-                path: remote_file.clone(),
-                source,
-            })?
-            .unwrap_or_else(|| config.initial_state(now));
+        let loaded = remote.load().map_err(state_error)?;
+        let mut changed = loaded.is_none();
+        let mut state = loaded.unwrap_or_else(|| config.initial_state(now));
         for set in &manifests.sets {
             if !state.accounts.contains_key(&set.official_account) {
                 state.seed_account(
@@ -84,12 +85,10 @@ impl Sandbox {
                     &[],
                     now,
                 );
+                changed = true;
             }
         }
-        emulator::persist(&remote_file, &state).map_err(|source| SandboxError::State {
-            path: remote_file.clone(),
-            source,
-        })?;
+        let journal = remote.resume(&state, changed).map_err(state_error)?;
         let key_hex: String = rand::random::<[u8; 32]>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -109,7 +108,7 @@ impl Sandbox {
             faults: config.faults,
             clock_skew_secs: config.clock_skew_seconds,
             state,
-            state_file: Some(remote_file),
+            journal: Some(journal),
         };
         let emulator = Emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::manifest::Limits;
 use crate::tencent::ClientConfig;
 use crate::tencent::api;
 use crate::tencent::endpoint::{Endpoint, EndpointError, Region};
@@ -72,6 +73,100 @@ impl StateArgs {
     }
 }
 
+/// Bounds on what reading manifests and subscriber files may cost (see `manifest::Limits`).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest manifest file (bytes; K, M, G suffixes are binary).
+    #[arg(long, env = "SUBSYNC_MAX_MANIFEST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
+          default_value_t = Limits::default().max_manifest_bytes)]
+    pub max_manifest_bytes: u64,
+    /// Largest subscriber file once gunzipped (bytes; K, M, G suffixes are binary).
+    #[arg(long, env = "SUBSYNC_MAX_LIST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
+          default_value_t = Limits::default().max_list_bytes)]
+    pub max_list_bytes: u64,
+    /// Longest line in a subscriber file, in bytes.
+    #[arg(long, env = "SUBSYNC_MAX_LINE_BYTES", value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(64..),
+          default_value_t = Limits::default().max_line_bytes as u32)]
+    pub max_line_bytes: u32,
+    /// Deepest nesting of lists and mappings in a manifest.
+    #[arg(long, env = "SUBSYNC_MAX_DEPTH", value_name = "LEVELS",
+          value_parser = clap::value_parser!(u32).range(4..=1000),
+          default_value_t = Limits::default().max_depth as u32)]
+    pub max_depth: u32,
+    /// Most distinct subscribers one account may list (raise it with the account's MaxSubscriberNum).
+    #[arg(long, env = "SUBSYNC_MAX_SUBSCRIBERS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = Limits::default().max_subscribers as u32)]
+    pub max_subscribers: u32,
+}
+
+impl LimitArgs {
+    pub fn resolve(&self) -> Limits {
+        Limits {
+            max_manifest_bytes: self.max_manifest_bytes,
+            max_list_bytes: self.max_list_bytes,
+            max_line_bytes: self.max_line_bytes as usize,
+            max_depth: self.max_depth as usize,
+            max_subscribers: self.max_subscribers as usize,
+        }
+    }
+}
+
+/// `4096`, `64K`, `16MiB`, `1G`: bytes, with binary suffixes.
+pub fn parse_bytes(raw: &str) -> Result<u64, String> {
+    let text = raw.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "{raw:?} is not a size; write bytes such as 4096, 64K or 16MiB"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a size; write bytes such as 4096, 64K or 16MiB"))?;
+    n.checked_shl(shift)
+        .filter(|v| *v >> shift == n && *v > 0)
+        .ok_or_else(|| format!("{raw:?} is out of range"))
+}
+
+/// When stderr gets colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+/// How stderr is written, resolved once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub color: bool,
+    pub terminal: bool,
+}
+
+impl Output {
+    /// `no_color` is the value of NO_COLOR, which any non-empty value sets (no-color.org).
+    pub fn resolve(choice: ColorChoice, no_color: Option<&str>, terminal: bool) -> Output {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && no_color.is_none_or(str::is_empty),
+        };
+        Output { color, terminal }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("no SDKAppID: pass --sdkappid or set SUBSYNC_SDKAPPID")]
@@ -101,7 +196,7 @@ pub enum SettingsError {
     BadIdentifier(String),
     #[error("no region: pass --region ({names}) or --endpoint URL", names = Region::ALL.map(Region::name).join(", "))]
     NoEndpoint,
-    #[error("{0}")]
+    #[error(transparent)]
     Endpoint(#[from] EndpointError),
 }
 
@@ -247,6 +342,27 @@ mod tests {
             ..args()
         };
         assert!(a.endpoint().unwrap().is_loopback());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_bytes("1 GB"), Ok(1 << 30));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("99999999999G").is_err());
+    }
+
+    #[test]
+    fn colour_follows_the_terminal_and_no_color() {
+        assert!(Output::resolve(ColorChoice::Auto, None, true).color);
+        assert!(!Output::resolve(ColorChoice::Auto, None, false).color);
+        assert!(!Output::resolve(ColorChoice::Auto, Some("1"), true).color);
+        assert!(Output::resolve(ColorChoice::Auto, Some(""), true).color);
+        assert!(Output::resolve(ColorChoice::Always, Some("1"), false).color);
+        assert!(!Output::resolve(ColorChoice::Never, None, true).color);
     }
 
     #[test]

@@ -495,6 +495,16 @@ async fn sigterm_stops_cleanly_with_a_partial_summary_and_exit_130() {
         (s["interrupted"].as_bool(), s["result"].as_str()),
         (Some(true), Some("partial"))
     );
+    let statuses: Vec<&str> = s["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"interrupted") && !statuses.contains(&"failed"),
+        "an interrupted account is labelled so: {statuses:?}"
+    );
     let added = s["totals"]["added"].as_u64().unwrap() as usize;
     // Everything the summary counts was recorded, and recorded is on the remote side too.
     let recorded = confirmed(&ws, "@TOA#_a").len() + confirmed(&ws, "@TOA#_b").len();

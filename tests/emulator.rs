@@ -397,6 +397,7 @@ async fn injected_faults_never_change_anything() {
             ApiError::Http { status, .. } => format!("http {status}"),
             ApiError::Transport { .. } => "dropped".into(),
             ApiError::Decode { .. } => "decode".into(),
+            ApiError::Unreachable { .. } => "unreachable".into(),
         });
         assert_eq!(e.class(), subsync::tencent::ErrorClass::Retryable);
     }

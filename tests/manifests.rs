@@ -129,14 +129,20 @@ fn an_empty_directory_is_an_error_not_an_empty_plan() {
     );
 }
 
+/// Each document of `file` as JSON, the way a schema-aware editor sees it.
 fn documents(file: &Path) -> Vec<serde_json::Value> {
-    use serde::Deserialize;
     let text = std::fs::read_to_string(file).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .filter_map(|d| {
-            let v = serde_yaml::Value::deserialize(d).ok()?;
-            (!v.is_null()).then(|| serde_json::to_value(v).unwrap())
-        })
+    let limits = subsync::yaml::Limits {
+        max_depth: 32,
+        max_nodes: 100_000,
+    };
+    let Ok(documents) = subsync::yaml::parse(&text, &limits) else {
+        return Vec::new();
+    };
+    documents
+        .iter()
+        .filter_map(|d| d.root.as_ref())
+        .filter_map(|root| subsync::yaml::from_node(root).ok())
         .collect()
 }
 

@@ -21,6 +21,9 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Attempts per batch when the server keeps saying "too many requests".
     pub max_rate_limited_attempts: u32,
+    /// Attempts of a call that cannot connect before the endpoint has ever answered: enough to
+    /// ride out a network path that is still coming up, few enough to stop within a second.
+    pub max_unreachable_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
 }
@@ -32,6 +35,7 @@ impl Default for RetryPolicy {
             // enough that a batch the server keeps refusing is recorded and the run moves on.
             max_attempts: 10,
             max_rate_limited_attempts: 20,
+            max_unreachable_attempts: 3,
             base: Duration::from_millis(100),
             cap: Duration::from_secs(5),
         }
@@ -77,17 +81,19 @@ pub enum Decision {
     Fatal,
 }
 
-/// Decides on the answer to one batch. `attempt` counts from 0 for the first send.
+/// Decides on the answer to one batch. `attempt` counts from 0 for the first send; `reached`
+/// says whether the endpoint has answered any call yet.
 pub fn decide(
     members: &[String],
     answer: &Result<Vec<SubscriberResult>, ApiError>,
     attempt: u32,
+    reached: bool,
     policy: &RetryPolicy,
     jitter: f64,
 ) -> Decision {
     match answer {
         Ok(items) => record(members, items),
-        Err(error) => on_error(error, members.len(), attempt, policy, jitter),
+        Err(error) => on_error(error, members.len(), attempt, reached, policy, jitter),
     }
 }
 
@@ -97,6 +103,7 @@ pub fn on_error(
     error: &ApiError,
     members: usize,
     attempt: u32,
+    reached: bool,
     policy: &RetryPolicy,
     jitter: f64,
 ) -> Decision {
@@ -113,6 +120,16 @@ pub fn on_error(
     };
     match error.class() {
         ErrorClass::Retryable => retry_or_fail(policy.max_attempts, false),
+        ErrorClass::Unreachable if reached => retry_or_fail(policy.max_attempts, false),
+        // Never answered: a wrong endpoint or a closed path, not a blip. Recording every
+        // subscriber as failed would only hide that.
+        ErrorClass::Unreachable if attempt + 1 < policy.max_unreachable_attempts => {
+            Decision::Retry {
+                delay: policy.backoff(attempt, jitter),
+                slow_down: false,
+            }
+        }
+        ErrorClass::Unreachable => Decision::Fatal,
         ErrorClass::RateLimited => retry_or_fail(policy.max_rate_limited_attempts, true),
         ErrorClass::AccountFull if members > 1 => Decision::Split,
         ErrorClass::AccountFull => Decision::AccountFull,
@@ -188,6 +205,7 @@ mod tests {
     const P: RetryPolicy = RetryPolicy {
         max_attempts: 3,
         max_rate_limited_attempts: 5,
+        max_unreachable_attempts: 2,
         base: Duration::from_millis(100),
         cap: Duration::from_secs(1),
     };
@@ -201,7 +219,7 @@ mod tests {
             item("u3", 0, Some(130010)),
         ]);
         assert_eq!(
-            decide(&members(5), &answer, 0, &P, 0.0),
+            decide(&members(5), &answer, 0, true, &P, 0.0),
             Decision::Record {
                 added: vec!["u0".into()],
                 already: vec!["u1".into()],
@@ -214,7 +232,7 @@ mod tests {
     #[test]
     fn an_item_level_account_full_is_a_limit_not_a_failure() {
         let answer = Ok(vec![item("u0", 1, None), item("u1", 0, Some(130006))]);
-        let Decision::Record { limit, failed, .. } = decide(&members(2), &answer, 0, &P, 0.0)
+        let Decision::Record { limit, failed, .. } = decide(&members(2), &answer, 0, true, &P, 0.0)
         else {
             panic!()
         };
@@ -225,7 +243,7 @@ mod tests {
     fn retryable_codes_and_faults_retry_with_backoff_then_fail() {
         for code in [10004, 20005, 60008] {
             assert_eq!(
-                decide(&members(2), &service(code), 0, &P, 0.0),
+                decide(&members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Retry {
                     delay: Duration::from_millis(50),
                     slow_down: false
@@ -233,7 +251,7 @@ mod tests {
                 "{code}"
             );
             assert_eq!(
-                decide(&members(2), &service(code), 2, &P, 0.0),
+                decide(&members(2), &service(code), 2, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -243,14 +261,14 @@ mod tests {
             status: 502,
         });
         assert!(matches!(
-            decide(&members(2), &http, 0, &P, 0.5),
+            decide(&members(2), &http, 0, true, &P, 0.5),
             Decision::Retry {
                 slow_down: false,
                 ..
             }
         ));
         assert_eq!(
-            decide(&members(2), &http, 2, &P, 0.5),
+            decide(&members(2), &http, 2, true, &P, 0.5),
             Decision::FailAll { code: -502 }
         );
         let dropped = Err(ApiError::Transport {
@@ -259,9 +277,35 @@ mod tests {
             timeout: false,
         });
         assert!(matches!(
-            decide(&members(2), &dropped, 1, &P, 0.5),
+            decide(&members(2), &dropped, 1, true, &P, 0.5),
             Decision::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn an_endpoint_that_never_answered_is_fatal_after_a_brief_retry() {
+        let refused = Err(ApiError::Unreachable {
+            command: Command::AddSubscriber,
+            endpoint: "https://x/".into(),
+            message: "connection refused".into(),
+        });
+        assert!(matches!(
+            decide(&members(2), &refused, 0, false, &P, 0.0),
+            Decision::Retry { .. }
+        ));
+        assert_eq!(
+            decide(&members(2), &refused, 1, false, &P, 0.0),
+            Decision::Fatal
+        );
+        // Once it has answered, a refused connection is a blip with the usual retries.
+        assert!(matches!(
+            decide(&members(2), &refused, 1, true, &P, 0.0),
+            Decision::Retry { .. }
+        ));
+        assert_eq!(
+            decide(&members(2), &refused, 2, true, &P, 0.0),
+            Decision::FailAll { code: -1 }
+        );
     }
 
     #[test]
@@ -269,7 +313,7 @@ mod tests {
         for code in [60007, 60011, 60018, 60019] {
             assert!(
                 matches!(
-                    decide(&members(2), &service(code), 3, &P, 0.0),
+                    decide(&members(2), &service(code), 3, true, &P, 0.0),
                     Decision::Retry {
                         slow_down: true,
                         ..
@@ -278,7 +322,7 @@ mod tests {
                 "{code}"
             );
             assert_eq!(
-                decide(&members(2), &service(code), 4, &P, 0.0),
+                decide(&members(2), &service(code), 4, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -289,12 +333,12 @@ mod tests {
     fn member_caused_codes_split_until_one_member_is_left() {
         for code in MEMBER_CAUSED {
             assert_eq!(
-                decide(&members(2), &service(code), 0, &P, 0.0),
+                decide(&members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Split,
                 "{code}"
             );
             assert_eq!(
-                decide(&members(1), &service(code), 0, &P, 0.0),
+                decide(&members(1), &service(code), 0, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -304,11 +348,11 @@ mod tests {
     #[test]
     fn full_account_is_filled_by_splitting_then_stopped() {
         assert_eq!(
-            decide(&members(100), &service(130006), 0, &P, 0.0),
+            decide(&members(100), &service(130006), 0, true, &P, 0.0),
             Decision::Split
         );
         assert_eq!(
-            decide(&members(1), &service(130006), 0, &P, 0.0),
+            decide(&members(1), &service(130006), 0, true, &P, 0.0),
             Decision::AccountFull
         );
     }
@@ -316,14 +360,14 @@ mod tests {
     #[test]
     fn missing_and_invalid_accounts_are_skipped() {
         assert_eq!(
-            decide(&members(3), &service(130004), 0, &P, 0.0),
+            decide(&members(3), &service(130004), 0, true, &P, 0.0),
             Decision::AccountGone {
                 code: 130004,
                 missing: true
             }
         );
         assert_eq!(
-            decide(&members(3), &service(130007), 0, &P, 0.0),
+            decide(&members(3), &service(130007), 0, true, &P, 0.0),
             Decision::AccountGone {
                 code: 130007,
                 missing: false
@@ -335,7 +379,7 @@ mod tests {
     fn other_permanent_codes_fail_the_batch_without_splitting() {
         for code in [60002, 60003, 60009, 130008, 424242] {
             assert_eq!(
-                decide(&members(4), &service(code), 0, &P, 0.0),
+                decide(&members(4), &service(code), 0, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -349,7 +393,7 @@ mod tests {
             70013, 70014, 70016, 70020, 70050,
         ] {
             assert_eq!(
-                decide(&members(2), &service(code), 0, &P, 0.0),
+                decide(&members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Fatal,
                 "{code}"
             );

@@ -297,6 +297,7 @@ impl Exec<'_> {
             &batch.members,
             &answer,
             batch.attempt,
+            self.ctx.client.has_answered(),
             &self.ctx.policy,
             rand::random(),
         );

@@ -33,8 +33,12 @@ use crate::tencent::{ApiError, Client};
 /// The documented limit is 200 calls per second per command; staying just under it means a run
 /// never provokes a rate-limit answer by itself.
 pub const DEFAULT_QPS: u32 = 190;
-/// Enough in flight to keep the limiter saturated against a server 100 ms away (190 × 0.1 s = 19).
-pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Calls in flight needed to keep `qps` calls a second going (Little's law: in flight = rate ×
+/// round trip), for round trips up to a second: a far region (250 ms) needs 48 at 190/s. Calls
+/// beyond the rate only wait for the limiter, so the bound costs nothing on short paths.
+pub fn default_concurrency(qps: u32) -> usize {
+    (qps as usize).clamp(8, 1024)
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -52,7 +56,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             qps: DEFAULT_QPS,
-            concurrency: DEFAULT_CONCURRENCY,
+            concurrency: default_concurrency(DEFAULT_QPS),
             policy: RetryPolicy::default(),
             drain: Duration::from_secs(5),
             revision: None,
@@ -86,24 +90,17 @@ pub async fn apply(
     state_dir: &std::path::Path,
     options: &Options,
     client: Arc<Client>,
-    progress_interactive: bool,
+    output: crate::settings::Output,
     cancel: &CancellationToken,
 ) -> Result<ApplyOutcome, ApplyError> {
     let started = Instant::now();
     let mut ledger = Ledger::open(state_dir, "apply")?;
     let snapshot = ledger.snapshot()?;
-    let mut plan = match saved {
-        Some(saved) => {
-            plan::check_fresh(
-                &saved,
-                snapshot.lineage.as_deref(),
-                snapshot.serial,
-                &manifests.digest,
-            )?;
-            saved
-        }
-        None => plan::compute(manifests, &snapshot, options.manifest_paths.clone()),
-    };
+    let mut plan = plan::compute(manifests, &snapshot, options.manifest_paths.clone());
+    if let Some(saved) = &saved {
+        // What runs is the plan computed now; the saved one only has to agree with it.
+        plan::verify(saved, &plan)?;
+    }
     drop(snapshot);
     let run = ledger.begin_run("apply", options.revision.as_deref())?;
     let recorder = Arc::new(Recorder::start(ledger, run)?);
@@ -124,7 +121,7 @@ pub async fn apply(
     // Accounts only the ledger still knows (no manifest) have nothing to apply.
     plan.accounts.retain(|a| a.name.is_some());
     let total: u64 = plan.accounts.iter().map(|a| a.add.len() as u64).sum();
-    let progress = Arc::new(Progress::new(total, progress_interactive));
+    let progress = Arc::new(Progress::new(total, output));
     // The add lists move into the executor; the summary takes its counts from the tallies.
     let work: Vec<Work> = plan
         .accounts
@@ -168,7 +165,10 @@ pub async fn apply(
         .accounts
         .iter()
         .zip(&report.tallies)
-        .map(|(a, t)| account_summary(a, t, info.get(&a.official_account).and_then(|i| i.max)))
+        .map(|(a, t)| {
+            let max = info.get(&a.official_account).and_then(|i| i.max);
+            account_summary(a, t, max, report.interrupted)
+        })
         .collect();
     let summary = Summary {
         format_version: summary::FORMAT_VERSION.into(),
@@ -222,7 +222,12 @@ fn result_name(result: RunResult) -> &'static str {
     }
 }
 
-fn account_summary(plan: &plan::AccountPlan, tally: &Tally, max: Option<u64>) -> AccountSummary {
+fn account_summary(
+    plan: &plan::AccountPlan,
+    tally: &Tally,
+    max: Option<u64>,
+    interrupted: bool,
+) -> AccountSummary {
     AccountSummary {
         official_account: plan.official_account.clone(),
         name: plan.name.clone(),
@@ -230,7 +235,9 @@ fn account_summary(plan: &plan::AccountPlan, tally: &Tally, max: Option<u64>) ->
             End::Done => AccountStatus::Ok,
             End::Full => AccountStatus::LimitReached,
             End::Missing => AccountStatus::Missing,
-            End::Invalid | End::Unfinished => AccountStatus::Failed,
+            End::Invalid => AccountStatus::Failed,
+            End::Unfinished if interrupted => AccountStatus::Interrupted,
+            End::Unfinished => AccountStatus::Stopped,
         },
         planned_add: tally.planned,
         added: tally.added,
@@ -277,7 +284,14 @@ async fn probe(
             Ok(items) => break items,
             Err(e) => e,
         };
-        match decide::on_error(&error, 0, attempt, policy, rand::random()) {
+        match decide::on_error(
+            &error,
+            0,
+            attempt,
+            client.has_answered(),
+            policy,
+            rand::random(),
+        ) {
             Decision::Fatal => return Ok((HashMap::new(), Some(error))),
             Decision::Retry { delay, .. } => {
                 tokio::time::sleep(delay).await;

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::settings::Output;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -18,13 +20,22 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, interactive: bool) -> Progress {
-        let bar = interactive.then(|| {
+    /// A bar when stderr is a terminal (coloured only if `output.color`), log lines otherwise.
+    pub fn new(total: u64, output: Output) -> Progress {
+        let bar = output.terminal.then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{bar:40.cyan/blue} {pos}/{len} subscribers  {per_sec}  ETA {eta}",
-            ) {
-                bar.set_style(style);
+            let template = if output.color {
+                "{bar:40.cyan/blue} {pos}/{len} subscribers  {rate}  ETA {eta}"
+            } else {
+                "{bar:40} {pos}/{len} subscribers  {rate}  ETA {eta}"
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}/s", thousands(state.per_sec().round() as u64));
+                    },
+                ));
             }
             bar
         });
@@ -40,7 +51,13 @@ impl Progress {
 
     /// A progress that shows nothing (tests, benchmarks).
     pub fn hidden() -> Progress {
-        Progress::new(0, false)
+        Progress::new(
+            0,
+            Output {
+                color: false,
+                terminal: false,
+            },
+        )
     }
 
     pub fn inc(&self, n: u64) {
@@ -63,10 +80,10 @@ impl Progress {
                 0.0
             };
             tracing::info!(
-                "progress: {done}/{} subscribers ({:.0}%), {:.0}/s, about {:.0}s left",
+                "progress: {done}/{} subscribers ({:.0}%), {}/s, about {:.0}s left",
                 self.total,
                 100.0 * done as f64 / self.total as f64,
-                rate,
+                thousands(rate.round() as u64),
                 eta
             );
         }
@@ -76,5 +93,31 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// `17191` as `17,191`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_numbers_with_thousands_separators() {
+        assert_eq!(thousands(17_191), "17,191");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(0), "0");
     }
 }

@@ -51,8 +51,13 @@ pub enum AccountStatus {
     LimitReached,
     /// The account does not exist (130004).
     Missing,
-    /// The account id is invalid (130007), or the run stopped before finishing it.
+    /// The account id is invalid (130007).
     Failed,
+    /// Ctrl-C or SIGTERM stopped the run before this account's adds were all sent.
+    Interrupted,
+    /// A fatal answer, an unreachable endpoint or a ledger failure stopped the run before this
+    /// account's adds were all sent; what was not sent is not recorded as failed.
+    Stopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

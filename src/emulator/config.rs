@@ -96,6 +96,13 @@ pub enum ConfigError {
     },
 }
 
+/// The configuration is written by whoever runs the emulator, not by a pull request; the
+/// budgets only keep a mistake from exhausting memory.
+const CONFIG_LIMITS: crate::yaml::Limits = crate::yaml::Limits {
+    max_depth: 16,
+    max_nodes: 10_000_000,
+};
+
 impl EmulatorConfig {
     pub fn load(path: &Path) -> Result<EmulatorConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -115,13 +122,14 @@ impl EmulatorConfig {
         let mut config: EmulatorConfig = if text.trim().is_empty() {
             EmulatorConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| {
-                let location = e
-                    .location()
-                    .map(|l| format!(":{}:{}", l.line(), l.column()))
-                    .unwrap_or_default();
-                invalid(location, e.to_string())
-            })?
+            let at = |p: crate::yaml::Position| format!(":{}:{}", p.line, p.column);
+            let documents = crate::yaml::parse(text, &CONFIG_LIMITS)
+                .map_err(|e| invalid(at(e.at), e.message))?;
+            match documents.first().and_then(|d| d.root.as_ref()) {
+                Some(root) => crate::yaml::from_node(root)
+                    .map_err(|e| invalid(e.at.map(at).unwrap_or_default(), e.to_string()))?,
+                None => EmulatorConfig::default(),
+            }
         };
         if let Some(file) = &config.secret_key_file {
             let file = path.parent().unwrap_or(Path::new(".")).join(file);

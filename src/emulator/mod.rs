@@ -6,12 +6,12 @@
 //! leaves open (how 130010 shows up) is configurable so that subsync is tested against both.
 
 mod config;
+mod journal;
 mod server;
 mod state;
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{AccountSeed, ConfigError, Credentials, EmulatorConfig, Faults, Latency};
+pub use journal::{Change, Journal, StateFile};
 pub use server::{EmulatorOptions, Stats, state_view};
 pub use state::{DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteAccount, RemoteState, Rules};
 
@@ -88,27 +89,4 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
-}
-
-/// Reads a state file written by a previous run, if there is one.
-pub fn load_state(path: &Path) -> io::Result<Option<RemoteState>> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let mut state: RemoteState = serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            state.reindex();
-            Ok(Some(state))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes the state atomically.
-pub(crate) fn persist(path: &Path, state: &RemoteState) -> io::Result<()> {
-    crate::files::write_atomically(path, &serde_json::to_vec(state).map_err(io::Error::other)?)
 }

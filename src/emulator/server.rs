@@ -5,7 +5,6 @@
 //! fault never changes anything; with a state file, every change is on disk before it is answered.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{Credentials, Faults, Latency};
+use super::journal::{Change, Journal};
 use super::state::{Failure, RemoteState, Rules};
 use crate::tencent::api::{self, Command, Status};
 use crate::tencent::usersig::{self, VerifyError};
@@ -40,8 +40,8 @@ pub struct EmulatorOptions {
     pub latency: Latency,
     pub faults: Faults,
     pub state: RemoteState,
-    /// Where to keep the state across restarts (the sandbox); written after every change.
-    pub state_file: Option<PathBuf>,
+    /// Where changes are persisted across restarts (the sandbox, `--state-file`).
+    pub journal: Option<Journal>,
     /// Seconds the emulator's clock runs ahead of this machine's, to test UserSig expiry.
     pub clock_skew_secs: i64,
 }
@@ -258,8 +258,22 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
         let ms = lock(&shared.rng).random_range(latency.min..=latency.max);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let (outcome, result) = match answer(&shared, &name, &query, &body) {
-        Ok(Reply::Api(response, code)) => (code.to_string(), Ok(response)),
+    let mut reply = answer(&shared, &name, &query, &body);
+    if let Ok(Reply::Written(response, code, written)) = reply {
+        // The change is in memory; it is answered only once it is also on disk.
+        reply = Ok(match written.await {
+            Ok(Ok(())) => Reply::Api(response, code),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot write the emulator journal");
+                Reply::Api(api_fail(10004, "cannot persist state"), 10004)
+            }
+            Err(_) => Reply::Api(api_fail(10004, "cannot persist state"), 10004),
+        });
+    }
+    let (outcome, result) = match reply {
+        Ok(Reply::Api(response, code) | Reply::Written(response, code, _)) => {
+            (code.to_string(), Ok(response))
+        }
         Ok(Reply::Http(status)) => (
             format!("http_{}", status.as_u16()),
             Ok(json_response(status, &serde_json::json!({}))),
@@ -273,15 +287,24 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
 enum Reply {
     /// An HTTP 200 answer and the ErrorCode it carries.
     Api(Response<Full<Bytes>>, i64),
+    /// The same, to be sent once the change it reports is in the journal.
+    Written(Response<Full<Bytes>>, i64, Written),
     /// A gateway fault.
     Http(StatusCode),
 }
 
-fn reply(result: Result<Value, Failure>) -> Reply {
+type Written = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+fn reply(result: Result<(Value, Option<Written>), Failure>) -> Reply {
     match result {
-        Ok(fields) => Reply::Api(api_ok(fields), 0),
+        Ok((fields, None)) => Reply::Api(api_ok(fields), 0),
+        Ok((fields, Some(written))) => Reply::Written(api_ok(fields), 0, written),
         Err(f) => Reply::Api(api_fail(f.code, f.info.clone()), f.code),
     }
+}
+
+fn refuse(code: i64, info: impl Into<String>) -> Reply {
+    Reply::Api(api_fail(code, info), code)
 }
 
 fn answer(shared: &Shared, name: &str, query: &str, body: &[u8]) -> Result<Reply, DropConnection> {
@@ -289,28 +312,17 @@ fn answer(shared: &Shared, name: &str, query: &str, body: &[u8]) -> Result<Reply
         return fault;
     }
     if let Err(f) = check_caller(shared, query) {
-        return Ok(reply(Err(f)));
+        return Ok(refuse(f.code, f.info));
     }
     let Some(command) = Command::from_name(name) else {
-        return Ok(reply(Err(Failure {
-            code: 60009,
-            info: format!("unknown command {name}"),
-        })));
+        return Ok(refuse(60009, format!("unknown command {name}")));
     };
     if !admit(shared, command) {
-        return Ok(reply(Err(Failure {
-            code: 60007,
-            info: "REST API call frequency over the limit".into(),
-        })));
+        return Ok(refuse(60007, "REST API call frequency over the limit"));
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => {
-            return Ok(reply(Err(Failure {
-                code: 60003,
-                info: format!("body is not JSON: {e}"),
-            })));
-        }
+        Err(e) => return Ok(refuse(60003, format!("body is not JSON: {e}"))),
     };
     Ok(reply(execute(shared, command, value)))
 }
@@ -325,14 +337,8 @@ fn roll_fault(shared: &Shared) -> Option<Result<Reply, DropConnection>> {
         return None;
     }
     Some(match rng.random_range(0..4) {
-        0 => Ok(reply(Err(Failure {
-            code: 10004,
-            info: "internal server error (injected)".into(),
-        }))),
-        1 => Ok(reply(Err(Failure {
-            code: 20005,
-            info: "internal server error (injected)".into(),
-        }))),
+        0 => Ok(refuse(10004, "internal server error (injected)")),
+        1 => Ok(refuse(20005, "internal server error (injected)")),
         2 => Ok(Reply::Http(StatusCode::BAD_GATEWAY)),
         _ => Err(DropConnection),
     })
@@ -423,45 +429,82 @@ fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, Failure> {
     })
 }
 
-fn execute(shared: &Shared, command: Command, body: Value) -> Result<Value, Failure> {
+/// Runs `command`; a change to the state comes back with the receipt of its journal write.
+fn execute(
+    shared: &Shared,
+    command: Command,
+    body: Value,
+) -> Result<(Value, Option<Written>), Failure> {
     let now = crate::clock::unix_now() as i64;
     let rules = shared.options.rules;
-    let results = |ids: &[String], codes: Vec<i64>| {
+    let results = |ids: &[String], codes: &[i64]| {
         let list: Vec<api::SubscriberResult> = ids
             .iter()
             .zip(codes)
             .map(|(id, result)| api::SubscriberResult {
                 subscriber_account: id.clone(),
-                result,
+                result: *result,
                 error_code: None,
             })
             .collect();
         serde_json::json!({ "SubscriberList": list })
     };
+    // The subscribers whose result is 1: the ones this call changed.
+    let changed = |ids: &[String], codes: &[i64]| -> Vec<String> {
+        ids.iter()
+            .zip(codes)
+            .filter(|(_, c)| **c == api::result::DONE)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
     match command {
         Command::AddSubscriber => {
             let req: api::AddSubscriberRequest = parse(body)?;
+            let account = req.official_account;
             let ids: Vec<String> = req
                 .subscriber_list
                 .into_iter()
                 .map(|s| s.subscriber_account)
                 .collect();
-            let codes = mutate(shared, |s| s.add(&req.official_account, &ids, rules, now))?;
-            Ok(results(&ids, codes))
+            let (codes, written) = mutate(shared, |s| {
+                let codes = s.add(&account, &ids, rules, now)?;
+                let ids = changed(&ids, &codes);
+                Ok((
+                    codes,
+                    Change::Add {
+                        account: account.clone(),
+                        ids,
+                        at: now,
+                    },
+                ))
+            })?;
+            Ok((results(&ids, &codes), written))
         }
         Command::DeleteSubscriber => {
             let req: api::DeleteSubscriberRequest = parse(body)?;
+            let account = req.official_account;
             let ids = req.subscriber_to_del_account;
-            let codes = mutate(shared, |s| s.delete(&req.official_account, &ids))?;
-            Ok(results(&ids, codes))
+            let (codes, written) = mutate(shared, |s| {
+                let codes = s.delete(&account, &ids)?;
+                let ids = changed(&ids, &codes);
+                Ok((
+                    codes,
+                    Change::Delete {
+                        account: account.clone(),
+                        ids,
+                    },
+                ))
+            })?;
+            Ok((results(&ids, &codes), written))
         }
         Command::GetSubscriberInfo => {
             let req: api::GetSubscriberInfoRequest = parse(body)?;
             let page = lock(&shared.state).page(&req.official_account, req.limit, &req.next)?;
-            serde_json::to_value(page).map_err(|e| Failure {
+            let page = serde_json::to_value(page).map_err(|e| Failure {
                 code: 10004,
                 info: e.to_string(),
-            })
+            })?;
+            Ok((page, None))
         }
         Command::GetOfficialAccountInfo => {
             let req: api::GetOfficialAccountInfoRequest = parse(body)?;
@@ -471,37 +514,38 @@ fn execute(shared: &Shared, command: Command, body: Value) -> Result<Value, Fail
                 .map(|a| a.official_account)
                 .collect();
             let items = lock(&shared.state).info(&ids)?;
-            Ok(serde_json::json!({ "OfficialAccountInfoList": items }))
+            Ok((
+                serde_json::json!({ "OfficialAccountInfoList": items }),
+                None,
+            ))
         }
         Command::CreateOfficialAccount => {
             let req: api::CreateOfficialAccountRequest = parse(body)?;
             let suffix: String = (0..8)
                 .map(|_| char::from(lock(&shared.rng).sample(rand::distr::Alphanumeric)))
                 .collect();
-            let id = mutate(shared, |s| s.create(&req, now, &suffix))?;
-            Ok(serde_json::json!({ "OfficialAccountUserID": id }))
+            let (id, written) = mutate(shared, |s| {
+                let id = s.create(&req, now, &suffix)?;
+                let account = s.accounts[&id].clone();
+                Ok((id.clone(), Change::Create { id, account }))
+            })?;
+            Ok((serde_json::json!({ "OfficialAccountUserID": id }), written))
         }
     }
 }
 
-/// Applies a change and, with a state file, writes it before the call is answered.
+/// Applies a change and, with a journal, queues it for writing in the order of the changes.
 fn mutate<T>(
     shared: &Shared,
-    change: impl FnOnce(&mut RemoteState) -> Result<T, Failure>,
-) -> Result<T, Failure> {
+    change: impl FnOnce(&mut RemoteState) -> Result<(T, Change), Failure>,
+) -> Result<(T, Option<Written>), Failure> {
     let mut state = lock(&shared.state);
-    let out = change(&mut state)?;
-    if let Some(path) = &shared.options.state_file
-        && let Err(error) = super::persist(path, &state)
-    {
-        // The real service would answer an internal error; so does the emulator.
-        tracing::error!(%error, "cannot write the emulator state file");
-        return Err(Failure {
-            code: 10004,
-            info: "cannot persist state".into(),
-        });
-    }
-    Ok(out)
+    let (out, change) = change(&mut state)?;
+    let written = match &shared.options.journal {
+        Some(journal) if !change.is_empty() => Some(journal.append(&change)),
+        _ => None,
+    };
+    Ok((out, written))
 }
 
 /// The body of `GET /emulator/state`.

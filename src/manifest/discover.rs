@@ -4,35 +4,68 @@
 //! sorted order, skipping every name that starts with `.`. Kubernetes volumes keep their real
 //! files under `..data` and `..<timestamp>` and expose them through symlinks at the top, so
 //! skipping dot-names is what keeps each manifest from being read twice.
+//!
+//! Each file found carries its root (see [`super::confine`]): the directory argument itself,
+//! or the parent of a file argument. Inside a directory, symlinks are followed only while they
+//! stay inside the root, and only regular files are taken.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::Diagnostic;
+use super::confine::Root;
+
+/// A manifest file and the root its subscriber files must stay in.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub path: PathBuf,
+    pub root: Arc<Root>,
+}
 
 /// The manifest files under `paths`, deduplicated, each once.
-pub fn manifest_files(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+pub fn manifest_files(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<Found> {
     let mut files = Vec::new();
     let mut seen_dirs = HashSet::new();
     for path in paths {
+        let cannot =
+            |e: std::io::Error| Diagnostic::file(path, format!("cannot read: {e}; check the path"));
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => walk(path, &mut files, &mut seen_dirs, problems),
-            Ok(_) => files.push(path.clone()),
-            Err(e) => problems.push(Diagnostic::file(
-                path,
-                format!("cannot read: {e}; check the path"),
-            )),
+            Ok(meta) if meta.is_dir() => match Root::new(path) {
+                Ok(root) => {
+                    let root = Arc::new(root);
+                    walk(path, &root, &mut files, &mut seen_dirs, problems);
+                }
+                Err(e) => problems.push(cannot(e)),
+            },
+            Ok(_) => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                match Root::new(parent) {
+                    Ok(root) => files.push(Found {
+                        path: path.clone(),
+                        root: Arc::new(root),
+                    }),
+                    Err(e) => problems.push(cannot(e)),
+                }
+            }
+            Err(e) => problems.push(cannot(e)),
         }
     }
     // The same file named twice (or reached through two arguments) is read once.
     let mut unique = HashSet::new();
-    files.retain(|f| unique.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    files.retain(|f| {
+        unique.insert(std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone()))
+    });
     files
 }
 
 fn walk(
     dir: &Path,
-    files: &mut Vec<PathBuf>,
+    root: &Arc<Root>,
+    files: &mut Vec<Found>,
     seen_dirs: &mut HashSet<PathBuf>,
     problems: &mut Vec<Diagnostic>,
 ) {
@@ -56,14 +89,39 @@ fn walk(
         if hidden {
             continue;
         }
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => walk(&path, files, seen_dirs, problems),
-            Ok(_) if is_yaml(&path) => files.push(path),
-            Ok(_) => {}
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
             Err(e) if is_yaml(&path) => {
-                problems.push(Diagnostic::file(&path, format!("cannot read: {e}")))
+                problems.push(Diagnostic::file(&path, format!("cannot read: {e}")));
+                continue;
             }
-            Err(_) => {}
+            Err(_) => continue,
+        };
+        if !(meta.is_dir() || is_yaml(&path)) {
+            continue;
+        }
+        if !root.contains(&path) {
+            problems.push(Diagnostic::file(
+                &path,
+                format!(
+                    "is a link to a place outside {}; manifests and their lists must stay inside the directory given",
+                    root.given.display()
+                ),
+            ));
+            continue;
+        }
+        if meta.is_dir() {
+            walk(&path, root, files, seen_dirs, problems);
+        } else if meta.is_file() {
+            files.push(Found {
+                path,
+                root: root.clone(),
+            });
+        } else {
+            problems.push(Diagnostic::file(
+                &path,
+                "is not a regular file (a FIFO, socket or device); subsync reads only regular files",
+            ));
         }
     }
 }
@@ -79,6 +137,10 @@ fn is_yaml(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    fn paths(found: &[Found]) -> Vec<PathBuf> {
+        found.iter().map(|f| f.path.clone()).collect()
+    }
+
     #[test]
     fn kubernetes_volume_layout_is_read_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -93,8 +155,12 @@ mod tests {
         std::fs::write(root.join("sub/b.yml"), "x").unwrap();
         let mut problems = Vec::new();
         let files = manifest_files(&[root.to_owned()], &mut problems);
-        assert!(problems.is_empty());
-        assert_eq!(files, vec![root.join("a.yaml"), root.join("sub/b.yml")]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            paths(&files),
+            vec![root.join("a.yaml"), root.join("sub/b.yml")]
+        );
+        assert_eq!(files[0].root.given, root);
     }
 
     #[test]
@@ -106,6 +172,33 @@ mod tests {
             problems[0]
                 .to_string()
                 .starts_with("/nonexistent/manifests: cannot read")
+        );
+    }
+
+    #[test]
+    fn links_out_of_the_tree_and_fifos_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("m");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("elsewhere.yaml"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere.yaml"), root.join("a.yaml")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("everything")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("x.yaml").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let mut problems = Vec::new();
+        let files = manifest_files(std::slice::from_ref(&root), &mut problems);
+        assert!(files.is_empty());
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(
+            text[0].contains("a.yaml: is a link to a place outside"),
+            "{text:?}"
+        );
+        assert!(text[1].contains("everything: is a link"), "{text:?}");
+        assert!(
+            text[2].contains("x.yaml: is not a regular file"),
+            "{text:?}"
         );
     }
 }

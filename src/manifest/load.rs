@@ -1,55 +1,126 @@
 //! Loading: discovery, parsing, per-document and cross-document validation, and assembly of
 //! the validated [`ManifestSet`].
+//!
+//! Each file is read once, within [`Limits`], parsed once (positions come from the same tree),
+//! and dropped before the next; subscribers are deduplicated as they are read, so memory
+//! follows the distinct subscribers, not the lines.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::locate::{Locator, Step};
+use super::confine::{self, Refusal};
+use super::discover::{self, Found};
 use super::{
-    Diagnostic, ManifestDocument, ManifestError, ManifestSet, SubscriberSet, discover,
+    Diagnostic, Limits, ManifestDocument, ManifestError, ManifestSet, SubscriberSet,
     subscriber_file,
 };
+use crate::quote::quote;
+use crate::yaml::{self, Node, Position, Step};
 
-/// Invalid entries reported per list before the rest are summarised in one line.
+/// Problems reported per list before the rest are summarised in one line.
 const MAX_REPORTED_PER_LIST: usize = 20;
-
-/// A problem whose position is found later, once per file, by the locator.
-struct Pending {
-    file: usize,
-    doc: usize,
-    path: Vec<Step<'static>>,
-    message: String,
-    warning: bool,
-}
 
 /// A document that passed its own checks.
 struct Parsed {
     file: usize,
-    doc: usize,
     document: ManifestDocument,
     subscribers: Vec<String>,
+    name_at: Position,
+    account_at: Position,
 }
 
-/// Where a listed subscriber came from, for duplicate warnings.
-#[derive(Clone, Copy)]
+/// Where a listed subscriber came from, for messages. The order is the reading order, so
+/// the smallest origin of an id is its first listing.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Origin {
-    Inline(u32),
-    ListFile { index: u32, line: u32 },
+    Inline(usize),
+    ListFile { index: usize, line: u32 },
 }
 
-struct Loader {
-    files: Vec<PathBuf>,
-    texts: Vec<String>,
+/// The distinct subscribers of one set, gathered as they are read.
+///
+/// Entries are pushed as they come and sorted and deduplicated in place whenever they reach
+/// twice the cap, so memory follows the distinct subscribers (at most twice the cap) however
+/// many times a file repeats them, and no hashing is needed: the final sort is one the plan
+/// needs anyway.
+struct Collector {
+    entries: Vec<(Box<str>, Origin)>,
+    max: usize,
+    duplicates: Vec<(String, Origin)>,
+    duplicate_count: usize,
+}
+
+impl Collector {
+    fn new(max: usize) -> Collector {
+        Collector {
+            entries: Vec::new(),
+            max,
+            duplicates: Vec::new(),
+            duplicate_count: 0,
+        }
+    }
+
+    /// Adds `id`; fails once the distinct subscribers are known to exceed the cap.
+    fn add(&mut self, id: impl Into<Box<str>>, origin: Origin) -> Result<(), String> {
+        self.entries.push((id.into(), origin));
+        if self.entries.len() >= self.max.saturating_mul(2).max(1024) {
+            self.compact();
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.entries.len() > self.max {
+            return Err(format!(
+                "more than {} distinct subscribers for one account; raise --max-subscribers (SUBSYNC_MAX_SUBSCRIBERS) if the account's MaxSubscriberNum allows more",
+                self.max
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sorts and removes repeats, remembering the first few for warnings (at the repeat, not
+    /// the first listing).
+    fn compact(&mut self) {
+        self.entries
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let (duplicates, count) = (&mut self.duplicates, &mut self.duplicate_count);
+        self.entries.dedup_by(|repeat, kept| {
+            let same = repeat.0 == kept.0;
+            if same {
+                *count += 1;
+                if duplicates.len() < MAX_REPORTED_PER_LIST {
+                    duplicates.push((repeat.0.to_string(), repeat.1));
+                }
+            }
+            same
+        });
+    }
+
+    /// The distinct subscribers, sorted; the collector keeps its duplicate record.
+    fn take_sorted(&mut self) -> Result<Vec<String>, String> {
+        self.compact();
+        self.check()?;
+        Ok(std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|(id, _)| String::from(id))
+            .collect())
+    }
+}
+
+struct Loader<'l> {
+    limits: &'l Limits,
+    files: Vec<Found>,
     problems: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
-    pending: Vec<Pending>,
 }
 
 /// Loads every manifest under `paths`. All-or-nothing: any problem means no set at all.
-pub fn load(paths: &[PathBuf]) -> Result<ManifestSet, ManifestError> {
+pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestError> {
     let mut problems = Vec::new();
     let files = discover::manifest_files(paths, &mut problems);
     if files.is_empty() && problems.is_empty() {
@@ -61,18 +132,22 @@ pub fn load(paths: &[PathBuf]) -> Result<ManifestSet, ManifestError> {
         }
     }
     let mut loader = Loader {
-        files: files.clone(),
-        texts: Vec::new(),
+        limits,
+        files,
         problems,
         warnings: Vec::new(),
-        pending: Vec::new(),
     };
     let mut parsed = Vec::new();
-    for (index, file) in files.iter().enumerate() {
-        loader.parse_file(index, file, &mut parsed);
+    for index in 0..loader.files.len() {
+        loader.load_file(index, &mut parsed);
     }
     loader.cross_check(&parsed);
-    let (mut problems, mut warnings) = loader.finish();
+    let Loader {
+        files,
+        mut problems,
+        mut warnings,
+        ..
+    } = loader;
     if !problems.is_empty() {
         problems.sort();
         problems.dedup();
@@ -87,117 +162,114 @@ pub fn load(paths: &[PathBuf]) -> Result<ManifestSet, ManifestError> {
             subscribers: p.subscribers,
             prune: p.document.spec.prune,
             allow_empty: p.document.spec.allow_empty,
-            source: files[p.file].clone(),
+            source: files[p.file].path.clone(),
         })
         .collect();
     sets.sort_by(|a, b| a.official_account.cmp(&b.official_account));
     let digest = digest(&sets);
     Ok(ManifestSet {
         sets,
-        files,
+        files: files.into_iter().map(|f| f.path).collect(),
         digest,
         warnings,
     })
 }
 
-impl Loader {
-    fn parse_file(&mut self, index: usize, file: &Path, parsed: &mut Vec<Parsed>) {
-        let text = match std::fs::read(file).map(String::from_utf8) {
-            Ok(Ok(text)) => text,
-            Ok(Err(_)) => {
-                return self.problems.push(Diagnostic::file(
-                    file,
-                    "not UTF-8 text; save the manifest as UTF-8",
-                ));
-            }
+impl Loader<'_> {
+    fn load_file(&mut self, index: usize, parsed: &mut Vec<Parsed>) {
+        let Some(text) = self.read_manifest(index) else {
+            return;
+        };
+        let path = self.files[index].path.clone();
+        let documents = match yaml::parse(&text, &self.limits.yaml()) {
+            Ok(documents) => documents,
             Err(e) => {
                 return self
                     .problems
-                    .push(Diagnostic::file(file, format!("cannot read: {e}")));
+                    .push(Diagnostic::at(&path, Some(e.at), e.message));
             }
         };
-        let mut last_error = None;
-        let problems_before = self.problems.len();
-        for (doc, deserializer) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            match Option::<ManifestDocument>::deserialize(deserializer) {
-                Ok(None) => {}
-                Ok(Some(document)) => {
-                    if let Some(p) = self.check_document(index, doc, document) {
+        for document in &documents {
+            let Some(root) = &document.root else { continue };
+            match yaml::from_node::<ManifestDocument>(root) {
+                Ok(d) => {
+                    if let Some(p) = self.check_document(index, root, d) {
                         parsed.push(p);
                     }
                 }
-                Err(e) => {
-                    let location = e.location().map(|l| (l.line(), l.column()));
-                    // After a syntax error serde_yaml repeats it forever; the rest is unreadable.
-                    if location.is_some() && location == last_error {
-                        break;
-                    }
-                    last_error = location;
-                    self.problems.push(Diagnostic {
-                        path: file.to_owned(),
-                        line: location.map(|l| l.0),
-                        column: location.map(|l| l.1),
-                        message: serde_message(&e),
-                    });
-                }
+                Err(e) => self
+                    .problems
+                    .push(Diagnostic::at(&path, e.at, e.to_string())),
             }
         }
-        // A syntax error can surface first as a misleading type error (a plain scalar swallowing
-        // the next line); when anything failed, report the syntax error alone if there is one.
-        if self.problems.len() > problems_before
-            && let Some(syntax) = super::locate::syntax_error(&text)
-        {
-            self.problems.truncate(problems_before);
-            self.problems
-                .push(Diagnostic::at(file, Some(syntax.0), syntax.1));
-        }
-        self.texts.resize(index, String::new());
-        self.texts.push(text);
     }
 
-    fn later(&mut self, file: usize, doc: usize, path: Vec<Step<'static>>, message: String) {
-        self.pending.push(Pending {
-            file,
-            doc,
-            path,
-            message,
-            warning: false,
-        });
+    /// The manifest's text, if it is a regular file within the size cap and UTF-8.
+    fn read_manifest(&mut self, index: usize) -> Option<String> {
+        let found = &self.files[index];
+        let max = self.limits.max_manifest_bytes;
+        let problem = match confine::open_regular(&found.path) {
+            Err(Refusal::Io(e)) => format!("cannot read: {e}"),
+            Err(refusal) => refusal.reason(&found.root),
+            Ok((_, size)) if size > max => format!(
+                "is {size} bytes, over the {max}-byte limit for a manifest; move long lists into subscriberFiles or raise --max-manifest-bytes (SUBSYNC_MAX_MANIFEST_BYTES)"
+            ),
+            Ok((file, _)) => {
+                let mut bytes = Vec::new();
+                match file.take(max + 1).read_to_end(&mut bytes) {
+                    Err(e) => format!("cannot read: {e}"),
+                    Ok(n) if n as u64 > max => {
+                        format!("grew past the {max}-byte limit for a manifest while being read")
+                    }
+                    Ok(_) => match String::from_utf8(bytes) {
+                        Ok(text) => return Some(text),
+                        Err(_) => "not UTF-8 text; save the manifest as UTF-8".into(),
+                    },
+                }
+            }
+        };
+        let path = found.path.clone();
+        self.problems.push(Diagnostic::file(&path, problem));
+        None
     }
 
     fn check_document(
         &mut self,
         file: usize,
-        doc: usize,
+        root: &Node<'_>,
         mut document: ManifestDocument,
     ) -> Option<Parsed> {
-        let before = self.problems.len() + self.pending.len();
+        let path = self.files[file].path.clone();
+        let before = self.problems.len();
+        let at = |steps: &[Step<'_>]| Some(root.find(steps));
+        let name_at = root.find(&[Step::Key("metadata"), Step::Key("name")]);
+        let account_at = root.find(&[Step::Key("spec"), Step::Key("officialAccount")]);
         if let Err(m) = super::check_name(&document.metadata.name) {
-            self.later(file, doc, vec![Step::Key("metadata"), Step::Key("name")], m);
+            self.problems.push(Diagnostic::at(&path, Some(name_at), m));
         }
         if let Err(m) = super::check_account_id(&document.spec.official_account) {
-            self.later(
-                file,
-                doc,
-                vec![Step::Key("spec"), Step::Key("officialAccount")],
-                m,
-            );
+            self.problems
+                .push(Diagnostic::at(&path, Some(account_at), m));
         }
-        let inline = std::mem::take(&mut document.spec.subscribers);
-        let mut entries: Vec<(String, Origin)> = Vec::with_capacity(inline.len());
+        let mut collector = Collector::new(self.limits.max_subscribers);
         let mut bad = 0usize;
-        for (i, id) in inline.into_iter().enumerate() {
-            match super::check_user_id(&id) {
-                Ok(()) => entries.push((id, Origin::Inline(i as u32))),
+        for (i, id) in std::mem::take(&mut document.spec.subscribers)
+            .into_iter()
+            .enumerate()
+        {
+            let entry = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
+            let checked = id.0.and_then(|id| super::check_user_id(&id).map(|()| id));
+            match checked {
+                Ok(id) => {
+                    if let Err(m) = collector.add(id, Origin::Inline(i)) {
+                        self.problems.push(Diagnostic::at(&path, at(&entry), m));
+                        break;
+                    }
+                }
                 Err(m) => {
                     bad += 1;
                     if bad <= MAX_REPORTED_PER_LIST {
-                        self.later(
-                            file,
-                            doc,
-                            vec![Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)],
-                            m,
-                        );
+                        self.problems.push(Diagnostic::at(&path, at(&entry), m));
                     }
                 }
             }
@@ -207,209 +279,175 @@ impl Loader {
                 "{} more invalid UserIDs in spec.subscribers",
                 bad - MAX_REPORTED_PER_LIST
             );
-            self.later(
-                file,
-                doc,
-                vec![Step::Key("spec"), Step::Key("subscribers")],
-                m,
-            );
+            let list = [Step::Key("spec"), Step::Key("subscribers")];
+            self.problems.push(Diagnostic::at(&path, at(&list), m));
         }
-        let base = self.files[file]
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_owned();
-        let list_paths: Vec<PathBuf> = document
-            .spec
-            .subscriber_files
-            .iter()
-            .map(|f| base.join(f))
-            .collect();
-        for (i, list_path) in list_paths.iter().enumerate() {
-            match subscriber_file::read(list_path) {
-                Ok(list) => {
-                    for b in list.bad.iter().take(MAX_REPORTED_PER_LIST) {
-                        self.problems.push(Diagnostic {
-                            path: list_path.clone(),
-                            line: Some(b.line),
-                            column: Some(1),
-                            message: b.message.clone(),
-                        });
-                    }
-                    if list.bad.len() > MAX_REPORTED_PER_LIST {
-                        let m = format!(
-                            "{} more invalid UserIDs in this file",
-                            list.bad.len() - MAX_REPORTED_PER_LIST
-                        );
-                        self.problems.push(Diagnostic::file(list_path, m));
-                    }
-                    entries.extend(list.entries.into_iter().map(|(id, line)| {
-                        (
-                            id,
-                            Origin::ListFile {
-                                index: i as u32,
-                                line,
-                            },
-                        )
-                    }));
-                }
-                Err(e) => {
-                    let m = format!(
-                        "cannot read subscriber file {}: {e}; fix the path (it is relative to this manifest)",
-                        list_path.display()
-                    );
-                    self.later(
-                        file,
-                        doc,
-                        vec![
-                            Step::Key("spec"),
-                            Step::Key("subscriberFiles"),
-                            Step::Index(i),
-                        ],
-                        m,
-                    );
-                }
+        let mut lists = Vec::new();
+        for (i, entry) in document.spec.subscriber_files.iter().enumerate() {
+            let steps = [
+                Step::Key("spec"),
+                Step::Key("subscriberFiles"),
+                Step::Index(i),
+            ];
+            let shown = path.parent().unwrap_or(Path::new(".")).join(entry);
+            if let Err(m) = self.read_list(file, entry, &shown, i, &mut collector) {
+                self.problems.push(Diagnostic::at(&path, at(&steps), m));
             }
+            lists.push(shown);
         }
-        if self.problems.len() + self.pending.len() > before {
+        if self.problems.len() > before {
             return None;
         }
-        let subscribers = self.dedup(file, doc, &document.metadata.name, entries, &list_paths);
+        let subscribers = match collector.take_sorted() {
+            Ok(sorted) => sorted,
+            Err(m) => {
+                let spec = root.find(&[Step::Key("spec")]);
+                self.problems.push(Diagnostic::at(&path, Some(spec), m));
+                return None;
+            }
+        };
+        self.warn_duplicates(&path, root, &document.metadata.name, &collector, &lists);
         Some(Parsed {
             file,
-            doc,
             document,
             subscribers,
+            name_at,
+            account_at,
         })
     }
 
-    /// Sorts and deduplicates; a subscriber listed twice is a warning at its second listing.
-    fn dedup(
+    /// Reads one subscriber file into `collector`. Problems inside the file are reported at
+    /// their line; a refusal to read it at all is returned, to be reported at the entry.
+    fn read_list(
         &mut self,
         file: usize,
-        doc: usize,
-        name: &str,
-        mut entries: Vec<(String, Origin)>,
-        lists: &[PathBuf],
-    ) -> Vec<String> {
-        // Stable, so the first listing stays first and the warning points at the repeat.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<String> = Vec::with_capacity(entries.len());
-        let mut duplicates = 0usize;
-        for (id, origin) in entries {
-            if out.last() == Some(&id) {
-                duplicates += 1;
-                if duplicates <= MAX_REPORTED_PER_LIST {
-                    let message =
-                        format!("warning: subscriber {id:?} is listed more than once in {name}");
-                    match origin {
-                        Origin::Inline(i) => self.pending.push(Pending {
-                            file,
-                            doc,
-                            path: vec![
-                                Step::Key("spec"),
-                                Step::Key("subscribers"),
-                                Step::Index(i as usize),
-                            ],
-                            message,
-                            warning: true,
-                        }),
-                        Origin::ListFile { index, line } => self.warnings.push(Diagnostic {
-                            path: lists[index as usize].clone(),
-                            line: Some(line as usize),
-                            column: Some(1),
-                            message,
-                        }),
-                    }
+        entry: &str,
+        shown: &Path,
+        index: usize,
+        collector: &mut Collector,
+    ) -> Result<(), String> {
+        let found = &self.files[file];
+        let opened = confine::resolve(&found.root, &found.path, entry)
+            .and_then(|real| confine::open_regular(&real));
+        let (handle, size) = opened.map_err(|refusal| refusal.describe(entry, &found.root))?;
+        let gzip = subscriber_file::is_gzip(shown);
+        let max = self.limits.max_list_bytes;
+        if !gzip && size > max {
+            return Err(format!(
+                "subscriber file {} is {size} bytes, over the {max}-byte limit; split it or raise --max-list-bytes (SUBSYNC_MAX_LIST_BYTES)",
+                quote(entry)
+            ));
+        }
+        let read = subscriber_file::read(
+            handle,
+            shown,
+            self.limits,
+            MAX_REPORTED_PER_LIST,
+            |id, line| collector.add(id, Origin::ListFile { index, line }),
+        );
+        match read {
+            Ok((bad, count)) => {
+                for b in bad {
+                    self.problems.push(Diagnostic {
+                        path: shown.to_owned(),
+                        line: Some(b.line as usize),
+                        column: Some(1),
+                        message: b.message,
+                    });
                 }
-            } else {
-                out.push(id);
+                if count > MAX_REPORTED_PER_LIST {
+                    let m = format!(
+                        "{} more invalid UserIDs in this file",
+                        count - MAX_REPORTED_PER_LIST
+                    );
+                    self.problems.push(Diagnostic::file(shown, m));
+                }
+                Ok(())
+            }
+            Err(stop) => {
+                self.problems.push(Diagnostic {
+                    path: shown.to_owned(),
+                    line: stop.line().map(|l| l as usize),
+                    column: stop.line().map(|_| 1),
+                    message: stop.message(gzip),
+                });
+                Ok(())
             }
         }
-        if duplicates > MAX_REPORTED_PER_LIST {
+    }
+
+    fn warn_duplicates(
+        &mut self,
+        path: &Path,
+        root: &Node<'_>,
+        name: &str,
+        collector: &Collector,
+        lists: &[PathBuf],
+    ) {
+        for (id, origin) in &collector.duplicates {
             let message = format!(
-                "warning: {} more duplicate subscribers in {name}",
-                duplicates - MAX_REPORTED_PER_LIST
+                "warning: subscriber {} is listed more than once in {name}",
+                quote(id)
             );
-            self.pending.push(Pending {
-                file,
-                doc,
-                path: vec![Step::Key("spec")],
-                message,
-                warning: true,
+            self.warnings.push(match *origin {
+                Origin::Inline(i) => {
+                    let steps = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
+                    Diagnostic::at(path, Some(root.find(&steps)), message)
+                }
+                Origin::ListFile { index, line } => Diagnostic {
+                    path: lists[index].clone(),
+                    line: Some(line as usize),
+                    column: Some(1),
+                    message,
+                },
             });
         }
-        out
+        if collector.duplicate_count > MAX_REPORTED_PER_LIST {
+            let message = format!(
+                "warning: {} more duplicate subscribers in {name}",
+                collector.duplicate_count - MAX_REPORTED_PER_LIST
+            );
+            let spec = root.find(&[Step::Key("spec")]);
+            self.warnings
+                .push(Diagnostic::at(path, Some(spec), message));
+        }
     }
 
     fn cross_check(&mut self, parsed: &[Parsed]) {
         let mut by_name: HashMap<&str, &Parsed> = HashMap::new();
         let mut by_account: HashMap<&str, &Parsed> = HashMap::new();
-        let mut found = Vec::new();
         for p in parsed {
             let name = p.document.metadata.name.as_str();
             if let Some(first) = by_name.insert(name, p) {
-                found.push((
-                    first,
-                    p,
-                    Step::Key("metadata"),
-                    Step::Key("name"),
-                    format!("metadata.name {name:?} is used twice"),
-                ));
+                let message = format!("metadata.name {} is used twice", quote(name));
+                self.both(first, p, |q| q.name_at, &message);
             }
             let account = p.document.spec.official_account.as_str();
             if let Some(first) = by_account.insert(account, p) {
-                found.push((first, p, Step::Key("spec"), Step::Key("officialAccount"), format!("official account {account:?} is declared twice; keep one manifest per account")));
+                let message = format!(
+                    "official account {} is declared twice; keep one manifest per account",
+                    quote(account)
+                );
+                self.both(first, p, |q| q.account_at, &message);
             }
-        }
-        for (a, b, s1, s2, message) in found {
-            let other = |f: usize, here: usize| {
-                if f == here {
-                    "this file".to_owned()
-                } else {
-                    self.files[f].display().to_string()
-                }
-            };
-            let (in_b, in_a) = (other(b.file, a.file), other(a.file, b.file));
-            self.later(
-                a.file,
-                a.doc,
-                vec![s1, s2],
-                format!("{message} (also in {in_b})"),
-            );
-            self.later(
-                b.file,
-                b.doc,
-                vec![s1, s2],
-                format!("{message} (also in {in_a})"),
-            );
         }
     }
 
-    /// Resolves pending positions, one locator per file.
-    fn finish(mut self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-        let mut locators: HashMap<usize, Locator> = HashMap::new();
-        for p in std::mem::take(&mut self.pending) {
-            let locator = locators
-                .entry(p.file)
-                .or_insert_with(|| Locator::new(&self.texts[p.file]));
-            let diagnostic =
-                Diagnostic::at(&self.files[p.file], locator.find(p.doc, &p.path), p.message);
-            if p.warning {
-                self.warnings.push(diagnostic)
+    /// Reports a clash at both places, each naming the other file.
+    fn both(&mut self, a: &Parsed, b: &Parsed, at: impl Fn(&Parsed) -> Position, message: &str) {
+        for (here, there) in [(a, b), (b, a)] {
+            let other = if here.file == there.file {
+                "this file".to_owned()
             } else {
-                self.problems.push(diagnostic)
-            }
+                self.files[there.file].path.display().to_string()
+            };
+            let path = self.files[here.file].path.clone();
+            self.problems.push(Diagnostic::at(
+                &path,
+                Some(at(here)),
+                format!("{message} (also in {other})"),
+            ));
         }
-        (self.problems, self.warnings)
-    }
-}
-
-/// serde_yaml's message without its trailing " at line L column C" (printed in front instead).
-fn serde_message(e: &serde_yaml::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
     }
 }
 
@@ -434,100 +472,4 @@ fn digest(sets: &[SubscriberSet]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    const GOOD: &str = "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: weekly\nspec:\n  officialAccount: \"@TOA#_weekly\"\n  subscribers: [\"b\", \"a\"]\n";
-
-    #[test]
-    fn a_valid_manifest_loads_sorted_with_a_digest() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "m.yaml", GOOD);
-        let set = load(&[dir.path().to_owned()]).unwrap();
-        assert_eq!(set.sets[0].subscribers, ["a", "b"]);
-        assert!(set.digest.starts_with("sha256:"));
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_position() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "m.yaml",
-            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: weekly\nspec:\n  officialAccount: \"weekly\"\n  subscribers:\n    - ok\n    - \"\"\n",
-        );
-        let err = load(&[dir.path().to_owned()]).unwrap_err();
-        let lines: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
-        assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(
-            lines[0].contains("m.yaml:6:20: official account \"weekly\""),
-            "{lines:?}"
-        );
-        assert!(lines[1].contains("m.yaml:9:7: empty UserID"), "{lines:?}");
-    }
-
-    #[test]
-    fn duplicate_subscribers_warn_at_the_repeat() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "m.yaml",
-            &GOOD.replace("[\"b\", \"a\"]", "[\"a\", \"b\", \"a\"]"),
-        );
-        let set = load(&[dir.path().to_owned()]).unwrap();
-        assert_eq!(set.sets[0].subscribers, ["a", "b"]);
-        assert_eq!(set.warnings.len(), 1);
-        assert!(
-            set.warnings[0].to_string().contains("m.yaml:7:"),
-            "{}",
-            set.warnings[0]
-        );
-    }
-
-    #[test]
-    fn the_same_account_in_two_files_names_both() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", GOOD);
-        write(
-            dir.path(),
-            "b.yaml",
-            &GOOD.replace("name: weekly", "name: other"),
-        );
-        let err = load(&[dir.path().to_owned()]).unwrap_err();
-        assert_eq!(err.problems.len(), 2);
-        assert!(
-            err.problems[0].to_string().contains("a.yaml:6:")
-                && err.problems[0].message.contains("b.yaml")
-        );
-        assert!(
-            err.problems[1].to_string().contains("b.yaml:6:")
-                && err.problems[1].message.contains("a.yaml")
-        );
-    }
-
-    #[test]
-    fn a_syntax_error_is_reported_once() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "m.yaml", "apiVersion: subsync/v1\n  kind: [\n");
-        let err = load(&[dir.path().to_owned()]).unwrap_err();
-        assert_eq!(err.problems.len(), 1, "{err}");
-        assert_eq!(err.problems[0].line, Some(2));
-    }
-
-    #[test]
-    fn digest_changes_with_content_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "m.yaml", GOOD);
-        let first = load(&[dir.path().to_owned()]).unwrap().digest;
-        std::fs::write(&path, format!("# a comment\n{GOOD}")).unwrap();
-        assert_eq!(load(&[dir.path().to_owned()]).unwrap().digest, first);
-        std::fs::write(&path, GOOD.replace("\"a\"]", "\"c\"]")).unwrap();
-        assert_ne!(load(&[dir.path().to_owned()]).unwrap().digest, first);
-    }
-}
+mod tests;

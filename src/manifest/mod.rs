@@ -5,9 +5,9 @@
 //! complete, valid [`ManifestSet`] or every problem found, each with its file and, where it
 //! has one, line and column.
 
+pub mod confine;
 mod discover;
 mod load;
-pub mod locate;
 pub mod subscriber_file;
 
 use std::collections::BTreeMap;
@@ -17,9 +17,53 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::quote::quote;
 use crate::tencent::api;
+use crate::yaml::Position;
 
 pub use load::load;
+
+/// What loading manifests may cost at most. The defaults fit the service's scale (an account
+/// holds 100,000 subscribers unless its MaxSubscriberNum was raised); each is a flag and a
+/// `SUBSYNC_*` variable (see `settings`), never something a manifest can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest manifest file, in bytes.
+    pub max_manifest_bytes: u64,
+    /// Largest subscriber file, in bytes after gunzipping.
+    pub max_list_bytes: u64,
+    /// Longest line in a subscriber file, in bytes.
+    pub max_line_bytes: usize,
+    /// Deepest nesting of lists and mappings in a manifest.
+    pub max_depth: usize,
+    /// Most distinct subscribers one account may list.
+    pub max_subscribers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 16 << 20,
+            max_list_bytes: 32 << 20,
+            max_line_bytes: 4096,
+            max_depth: 32,
+            max_subscribers: 100_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The YAML budgets for one manifest file: room for one or two full inline lists.
+    pub fn yaml(&self) -> crate::yaml::Limits {
+        crate::yaml::Limits {
+            max_depth: self.max_depth,
+            max_nodes: self
+                .max_subscribers
+                .saturating_mul(2)
+                .saturating_add(10_000),
+        }
+    }
+}
 
 /// One `SubscriberSet` document, exactly as written.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -70,9 +114,9 @@ pub struct Spec {
     #[schemars(length(min = 7, max = 48), pattern(r"^@TOA#_[!-~]+$"))]
     pub official_account: String,
     /// Desired subscribers' UserIDs: 1 to 32 bytes of printable ASCII, no space at either end.
+    /// Quote them; a plain decimal number such as 107867 is also accepted as its digits.
     #[serde(default)]
-    #[schemars(inner(pattern(r"^[!-~]([ -~]{0,30}[!-~])?$")))]
-    pub subscribers: Vec<String>,
+    pub subscribers: Vec<Listed>,
     /// Files listing more subscribers, one UserID a line (`#` comment lines; `.gz` is gunzipped),
     /// relative to this manifest.
     #[serde(default)]
@@ -85,6 +129,43 @@ pub struct Spec {
     /// Let prune empty the account entirely.
     #[serde(default)]
     pub allow_empty: bool,
+}
+
+/// One `subscribers` entry as read: its text, or why it is not text. Keeping the reason
+/// instead of failing lets every bad entry of a list be reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed(pub Result<String, String>);
+
+impl<'de> Deserialize<'de> for Listed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Listed(String::deserialize(d).map_err(|e| e.to_string())))
+    }
+}
+
+impl Serialize for Listed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Ok(id) => s.serialize_str(id),
+            Err(_) => s.serialize_none(),
+        }
+    }
+}
+
+/// Quoted text, or a plain decimal number that every YAML tool keeps exact (see `yaml::resolve`).
+impl JsonSchema for Listed {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UserId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A UserID: 1 to 32 bytes of printable ASCII, no space at either end.",
+            "anyOf": [
+                {"type": "string", "pattern": r"^[!-~]([ -~]{0,30}[!-~])?$"},
+                {"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991_u64}
+            ]
+        })
+    }
 }
 
 /// A validated set: what the plan works from.
@@ -135,11 +216,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn at(
-        path: &Path,
-        position: Option<locate::Position>,
-        message: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn at(path: &Path, position: Option<Position>, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             path: path.to_owned(),
             line: position.map(|p| p.line),
@@ -190,7 +267,8 @@ pub fn check_user_id(id: &str) -> Result<(), String> {
     api::check_user_id(id)?;
     if id.starts_with(' ') || id.ends_with(' ') {
         return Err(format!(
-            "UserID {id:?} starts or ends with a space; remove it"
+            "UserID {} starts or ends with a space; remove it",
+            quote(id)
         ));
     }
     Ok(())
@@ -209,7 +287,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
         || !ok_end(name.chars().last())
     {
         return Err(format!(
-            "metadata.name {name:?} must be 1 to 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+            "metadata.name {} must be 1 to 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit",
+            quote(name)
         ));
     }
     Ok(())
@@ -275,7 +354,7 @@ mod tests {
     fn diagnostics_render_as_file_line_column() {
         let d = Diagnostic::at(
             Path::new("m.yaml"),
-            Some(locate::Position { line: 3, column: 5 }),
+            Some(Position { line: 3, column: 5 }),
             "bad",
         );
         assert_eq!(d.to_string(), "m.yaml:3:5: bad");

@@ -1,65 +1,170 @@
 //! Subscriber list files: one UserID a line, `#` comment lines, blank lines ignored; `.gz` files
 //! are gunzipped while read.
 //!
-//! Only whole lines starting with `#` are comments: `#` is a legal UserID character.
+//! Only whole lines starting with `#` are comments: `#` is a legal UserID character. Reading is
+//! bounded: the (inflated) size and each line's length are capped, and reading stops at the
+//! first cap reached, so a gzip bomb or an endless file costs at most the cap. Entries are
+//! handed to the caller one at a time, never gathered here.
 
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
-/// A list entry that is not a valid UserID.
+use super::Limits;
+
+/// A line that is not a valid UserID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
-    pub line: usize,
+    pub line: u32,
     pub message: String,
 }
 
-/// What a subscriber file holds.
-#[derive(Debug, Default)]
-pub struct SubscriberList {
-    /// (UserID, 1-based line)
-    pub entries: Vec<(String, u32)>,
-    pub bad: Vec<BadLine>,
+/// Why reading stopped before the end of the file.
+#[derive(Debug)]
+pub enum Stop {
+    /// The caller refused an entry (its set is full); the message says why.
+    Refused {
+        line: u32,
+        message: String,
+    },
+    TooLarge {
+        limit: u64,
+    },
+    LineTooLong {
+        line: u32,
+        limit: usize,
+    },
+    Io(io::Error),
 }
 
-/// Reads `path`; only I/O and decompression failures are errors, bad lines are collected.
-pub fn read(path: &Path) -> std::io::Result<SubscriberList> {
-    let file = std::fs::File::open(path)?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+impl Stop {
+    /// The line the problem is on, when it is on one.
+    pub fn line(&self) -> Option<u32> {
+        match self {
+            Stop::Refused { line, .. } | Stop::LineTooLong { line, .. } => Some(*line),
+            Stop::TooLarge { .. } | Stop::Io(_) => None,
+        }
+    }
+
+    pub fn message(&self, gzip: bool) -> String {
+        match self {
+            Stop::Refused { message, .. } => message.clone(),
+            Stop::TooLarge { limit } => format!(
+                "{} more than {limit} bytes; split the list or raise --max-list-bytes (SUBSYNC_MAX_LIST_BYTES)",
+                if gzip { "inflates to" } else { "holds" }
+            ),
+            Stop::LineTooLong { limit, .. } => format!(
+                "line longer than {limit} bytes; a subscriber file holds one UserID a line (raise --max-line-bytes if this is intended)"
+            ),
+            Stop::Io(e) if gzip => format!("cannot be read as gzip: {e}"),
+            Stop::Io(e) => format!("cannot be read: {e}"),
+        }
+    }
+}
+
+/// Reads an opened list file. `entry(id, line)` receives each valid UserID and may stop the
+/// read; invalid lines are returned, the first `max_bad` of them in full and the rest counted.
+pub fn read(
+    file: File,
+    path: &Path,
+    limits: &Limits,
+    max_bad: usize,
+    mut entry: impl FnMut(&str, u32) -> Result<(), String>,
+) -> Result<(Vec<BadLine>, usize), Stop> {
+    let gzip = is_gzip(path);
+    let raw: Box<dyn Read> = if gzip {
         Box::new(MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    let mut reader = BufReader::with_capacity(1 << 16, reader);
-    let mut list = SubscriberList::default();
+    // One byte over the cap tells "exactly at the cap" from "over it".
+    let mut reader = BufReader::with_capacity(1 << 16, raw.take(limits.max_list_bytes + 1));
+    let mut bad = Vec::new();
+    let mut bad_count = 0usize;
     let mut buf = Vec::with_capacity(64);
+    let mut total = 0u64;
     let mut line_no = 0u32;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(list);
+        let n = read_line(&mut reader, &mut buf, limits.max_line_bytes)
+            .map_err(Stop::Io)?
+            .ok_or(Stop::LineTooLong {
+                line: line_no + 1,
+                limit: limits.max_line_bytes,
+            })?;
+        if n == 0 {
+            return Ok((bad, bad_count));
+        }
+        total += n as u64;
+        if total > limits.max_list_bytes {
+            return Err(Stop::TooLarge {
+                limit: limits.max_list_bytes,
+            });
         }
         line_no += 1;
         let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let Ok(text) = std::str::from_utf8(raw) else {
-            list.bad.push(BadLine {
-                line: line_no as usize,
-                message: "not text (invalid UTF-8); is this really a subscriber list?".into(),
-            });
-            continue;
+        let outcome = match std::str::from_utf8(raw) {
+            Err(_) => Err("not text (invalid UTF-8); is this really a subscriber list?".to_owned()),
+            Ok(text) => {
+                let id = text.trim();
+                if id.is_empty() || id.starts_with('#') {
+                    continue;
+                }
+                super::check_user_id(id).map(|()| id)
+            }
         };
-        let id = text.trim();
-        if id.is_empty() || id.starts_with('#') {
-            continue;
+        match outcome {
+            Ok(id) => entry(id, line_no).map_err(|message| Stop::Refused {
+                line: line_no,
+                message,
+            })?,
+            Err(message) => {
+                bad_count += 1;
+                if bad.len() < max_bad {
+                    bad.push(BadLine {
+                        line: line_no,
+                        message,
+                    });
+                }
+            }
         }
-        match super::check_user_id(id) {
-            Ok(()) => list.entries.push((id.to_owned(), line_no)),
-            Err(why) => list.bad.push(BadLine {
-                line: line_no as usize,
-                message: why,
-            }),
+    }
+}
+
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// Reads one line (with its `\n`) into `buf`; returns its length, 0 at the end, or `None` once
+/// it passes `max` bytes, without reading the rest of it.
+fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<usize>> {
+    let mut read = 0;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(Some(read));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        // The newline itself does not count toward the line's length.
+        let content = read + take - usize::from(done);
+        if content > max {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        read += take;
+        if done {
+            return Ok(Some(read));
         }
     }
 }
@@ -69,15 +174,42 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn limits() -> Limits {
+        Limits {
+            max_list_bytes: 1000,
+            max_line_bytes: 40,
+            ..Limits::default()
+        }
+    }
+
+    type Entries = (Vec<(String, u32)>, Vec<BadLine>);
+
+    fn read_all(path: &Path, limits: &Limits) -> Result<Entries, Stop> {
+        let mut ids = Vec::new();
+        let file = File::open(path).unwrap();
+        let (bad, _) = read(file, path, limits, 20, |id, line| {
+            ids.push((id.to_owned(), line));
+            Ok(())
+        })?;
+        Ok((ids, bad))
+    }
+
     #[test]
     fn comments_blanks_and_crlf_are_skipped_and_bad_lines_numbered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.txt");
-        std::fs::write(&path, "# header\n1\r\n\n  2  \n#3\nbad\tid\n").unwrap();
-        let list = read(&path).unwrap();
-        assert_eq!(list.entries, vec![("1".to_owned(), 2), ("2".to_owned(), 4)]);
-        assert_eq!(list.bad.len(), 1);
-        assert_eq!(list.bad[0].line, 6);
+        std::fs::write(&path, "# header\n1\r\n\n  2  \n#3\nbad\tid\n4").unwrap();
+        let (ids, bad) = read_all(&path, &limits()).unwrap();
+        assert_eq!(
+            ids,
+            vec![
+                ("1".to_owned(), 2),
+                ("2".to_owned(), 4),
+                ("4".to_owned(), 7)
+            ]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 6);
     }
 
     #[test]
@@ -87,13 +219,8 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(b"a\nb\n").unwrap();
         std::fs::write(&path, enc.finish().unwrap()).unwrap();
-        let ids: Vec<String> = read(&path)
-            .unwrap()
-            .entries
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(ids, ["a", "b"]);
+        let (ids, _) = read_all(&path, &limits()).unwrap();
+        assert_eq!(ids.len(), 2);
     }
 
     #[test]
@@ -101,6 +228,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.txt.gz");
         std::fs::write(&path, b"not gzip at all").unwrap();
-        assert!(read(&path).is_err());
+        let err = read_all(&path, &limits()).unwrap_err();
+        assert!(err.message(true).contains("gzip"));
+    }
+
+    #[test]
+    fn inflating_stops_at_the_size_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.txt.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..100_000 {
+            enc.write_all(b"same-id\n").unwrap();
+        }
+        std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        let err = read_all(&path, &limits()).unwrap_err();
+        assert!(matches!(err, Stop::TooLarge { limit: 1000 }), "{err:?}");
+    }
+
+    #[test]
+    fn a_line_past_the_cap_stops_the_read_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.txt");
+        std::fs::write(&path, format!("ok\n{}\n", "x".repeat(500))).unwrap();
+        let err = read_all(&path, &limits()).unwrap_err();
+        assert!(
+            matches!(err, Stop::LineTooLong { line: 2, limit: 40 }),
+            "{err:?}"
+        );
+        std::fs::write(&path, format!("{}\n", "y".repeat(40))).unwrap();
+        assert!(
+            read_all(&path, &limits()).is_ok(),
+            "exactly at the cap is fine"
+        );
+    }
+
+    #[test]
+    fn the_caller_can_stop_the_read_at_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.txt");
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        let file = File::open(&path).unwrap();
+        let err = read(file, &path, &limits(), 20, |id, _| {
+            if id == "b" {
+                Err("full".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err, Stop::Refused { line: 2, .. }));
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{AccountState, Snapshot};
 use crate::manifest::{ManifestSet, SubscriberSet};
 
-pub use saved::{StalePlan, check_fresh, load_saved};
+pub use saved::{StalePlan, check_fresh, load_saved, verify};
 
 pub const FORMAT_VERSION: &str = "1";
 

@@ -32,6 +32,8 @@ pub fn summary_text(s: &Summary) -> String {
             AccountStatus::LimitReached => "limit reached",
             AccountStatus::Missing => "missing",
             AccountStatus::Failed => "failed",
+            AccountStatus::Interrupted => "interrupted",
+            AccountStatus::Stopped => "stopped",
         };
         let mut parts = Vec::new();
         if a.planned_add == 0 {

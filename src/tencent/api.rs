@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::quote::quote;
+
 /// The REST service every official-account command lives under.
 pub const SERVICE: &str = "official_account_open_http_svc";
 
@@ -288,13 +290,16 @@ pub fn check_user_id(id: &str) -> Result<(), String> {
     }
     if id.len() > 32 {
         return Err(format!(
-            "UserID {id:?} is {} bytes; the service allows at most 32",
+            "UserID {} is {} bytes; the service allows at most 32",
+            quote(id),
             id.len()
         ));
     }
     if let Some(c) = id.chars().find(|c| !(' '..='~').contains(c)) {
         return Err(format!(
-            "UserID {id:?} contains {c:?}; only printable ASCII is allowed"
+            "UserID {} contains {}; only printable ASCII is allowed",
+            quote(id),
+            quote(&c.to_string())
         ));
     }
     Ok(())
@@ -313,18 +318,22 @@ pub const ACCOUNT_PREFIX: &str = "@TOA#_";
 pub fn check_account_id(id: &str) -> Result<(), String> {
     if !id.starts_with(ACCOUNT_PREFIX) || id.len() == ACCOUNT_PREFIX.len() {
         return Err(format!(
-            "official account {id:?} must start with {ACCOUNT_PREFIX} followed by its name"
+            "official account {} must start with {ACCOUNT_PREFIX} followed by its name",
+            quote(id)
         ));
     }
     if id.len() > 48 {
         return Err(format!(
-            "official account {id:?} is {} bytes; ids are at most 48",
+            "official account {} is {} bytes; ids are at most 48",
+            quote(id),
             id.len()
         ));
     }
     if let Some(c) = id.chars().find(|c| !('!'..='~').contains(c)) {
         return Err(format!(
-            "official account {id:?} contains {c:?}; only printable ASCII without spaces is allowed"
+            "official account {} contains {}; only printable ASCII without spaces is allowed",
+            quote(id),
+            quote(&c.to_string())
         ));
     }
     Ok(())

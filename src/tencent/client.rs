@@ -6,6 +6,7 @@
 //! or UserSig ever reaches a log line, an error or `Debug` output.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -64,6 +65,15 @@ pub enum ApiError {
         message: String,
         timeout: bool,
     },
+    #[error(
+        "cannot reach the API at {endpoint} ({command}): {message}; check --region or --endpoint, DNS, the network path (proxy, firewall) and TLS"
+    )]
+    Unreachable {
+        command: Command,
+        /// The base URL (no query string, so no UserSig).
+        endpoint: String,
+        message: String,
+    },
     #[error("{command} answer could not be read: {message}")]
     Decode { command: Command, message: String },
 }
@@ -96,7 +106,13 @@ impl ApiError {
             ApiError::Http { .. } | ApiError::Transport { .. } | ApiError::Decode { .. } => {
                 ErrorClass::Retryable
             }
+            ApiError::Unreachable { .. } => ErrorClass::Unreachable,
         }
+    }
+
+    /// True when the service itself answered (as opposed to the network failing).
+    pub fn is_answer(&self) -> bool {
+        matches!(self, ApiError::Service { .. })
     }
 
     /// The number recorded in the ledger: the service's code or a negative pseudo-code.
@@ -104,7 +120,7 @@ impl ApiError {
         match self {
             ApiError::Service { code, .. } => *code,
             ApiError::Http { status, .. } => -i64::from(*status),
-            ApiError::Transport { .. } => pseudo_code::TRANSPORT,
+            ApiError::Transport { .. } | ApiError::Unreachable { .. } => pseudo_code::TRANSPORT,
             ApiError::Decode { .. } => pseudo_code::UNREADABLE,
         }
     }
@@ -119,6 +135,9 @@ pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
     sig: Mutex<Option<CachedSig>>,
+    /// Set by the first HTTP answer of any kind: from then on a failed connection is a blip,
+    /// before it a wrong endpoint or a closed network path.
+    answered: AtomicBool,
 }
 
 struct CachedSig {
@@ -155,11 +174,17 @@ impl Client {
             http,
             config,
             sig: Mutex::new(None),
+            answered: AtomicBool::new(false),
         })
     }
 
     pub fn sdkappid(&self) -> u64 {
         self.config.sdkappid
+    }
+
+    /// True once the endpoint has answered anything at all.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 
     /// add_subscriber for at most 100 subscribers.
@@ -305,7 +330,8 @@ impl Client {
             .body(body)
             .send()
             .await
-            .map_err(|e| transport(command, e))?;
+            .map_err(|e| self.transport(command, e))?;
+        self.answered.store(true, Ordering::Relaxed);
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             tracing::debug!(%command, status = status.as_u16(), "non-200 answer");
@@ -314,7 +340,10 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        let bytes = response.bytes().await.map_err(|e| transport(command, e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(command, e))?;
         let decode = |e: serde_json::Error| ApiError::Decode {
             command,
             message: e.to_string(),
@@ -329,6 +358,32 @@ impl Client {
             });
         }
         serde_json::from_slice(&bytes).map_err(decode)
+    }
+
+    fn transport(&self, command: Command, error: reqwest::Error) -> ApiError {
+        let connect = error.is_connect();
+        let timeout = error.is_timeout();
+        // without_url: reqwest's messages otherwise quote the URL, query string (UserSig) included.
+        let error = error.without_url();
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if connect {
+            return ApiError::Unreachable {
+                command,
+                endpoint: self.config.endpoint.to_string(),
+                message,
+            };
+        }
+        ApiError::Transport {
+            command,
+            message,
+            timeout,
+        }
     }
 
     fn usersig(&self) -> UserSig {
@@ -355,24 +410,6 @@ impl Client {
 
     fn forget_usersig(&self) {
         *self.sig.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-fn transport(command: Command, error: reqwest::Error) -> ApiError {
-    let timeout = error.is_timeout();
-    // without_url: reqwest's messages otherwise quote the URL, query string (UserSig) included.
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ApiError::Transport {
-        command,
-        message,
-        timeout,
     }
 }
 

@@ -10,6 +10,9 @@
 pub enum ErrorClass {
     /// Transient server or network fault: retry the same request with backoff.
     Retryable,
+    /// No connection could be made (DNS, refused, TLS, connect timeout): transient once the
+    /// endpoint has answered, a configuration problem before that.
+    Unreachable,
     /// Too many requests: slow down, then retry.
     RateLimited,
     /// The official account reached MaxSubscriberNum (130006).

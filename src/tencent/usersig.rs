@@ -161,8 +161,12 @@ pub fn decode(usersig: &str) -> Result<Decoded, VerifyError> {
             .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
             .ok_or_else(|| bad(&format!("{name} is not a number")))
     };
-    let sdkappid =
-        u64::try_from(number("TLS.sdkappid")?).map_err(|_| bad("negative TLS.sdkappid"))?;
+    // An SDKAppID is unsigned: read it as such, not through `number`'s i64.
+    let appid = field("TLS.sdkappid")?;
+    let sdkappid = appid
+        .as_u64()
+        .or_else(|| appid.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| bad("TLS.sdkappid is not an unsigned number"))?;
     let userbuf = match json.get("TLS.userbuf") {
         Some(v) => Some(
             v.as_str()

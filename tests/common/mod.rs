@@ -102,7 +102,7 @@ impl Remote {
                 seed: Some(7),
             },
             state,
-            state_file: None,
+            journal: None,
             clock_skew_secs: self.clock_skew_secs,
         };
         Emulator::start(options, SocketAddr::from(([127, 0, 0, 1], 0)))

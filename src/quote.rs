@@ -1,0 +1,75 @@
+//! Quoting untrusted values for messages.
+//!
+//! Manifests, subscriber files and saved plans come from pull requests, and what subsync prints
+//! about them lands in terminals, CI logs and PR comments. Every value quoted in an error or a
+//! warning therefore goes through [`quote`]: control characters and anything outside printable
+//! ASCII are escaped (so no escape sequence reaches a terminal), and long values are cut (so a
+//! 200 MB UserID gives a one-line message, not a 200 MB one).
+
+/// Characters of a value shown before it is cut.
+pub const SHOWN: usize = 64;
+
+/// `value` in double quotes, escaped, and cut after [`SHOWN`] characters with the count of the
+/// rest: `"abc\u{1b}[31m"`, `"xxxx…" (+199999936 more bytes)`.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(SHOWN * 2) + 2);
+    out.push('"');
+    for (shown, (i, c)) in value.char_indices().enumerate() {
+        if shown == SHOWN {
+            out.push_str("…\"");
+            out.push_str(&format!(" (+{} more bytes)", value.len() - i));
+            return out;
+        }
+        push_escaped(&mut out, c);
+    }
+    out.push('"');
+    out
+}
+
+/// Like [`quote`] for bytes that may not be UTF-8 (a subscriber file's line).
+pub fn quote_bytes(value: &[u8]) -> String {
+    quote(&String::from_utf8_lossy(value))
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        ' '..='~' => out.push(c),
+        c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_ascii_is_shown_as_is() {
+        assert_eq!(quote("107867"), "\"107867\"");
+        assert_eq!(quote("a \"b\""), "\"a \\\"b\\\"\"");
+    }
+
+    #[test]
+    fn control_characters_and_non_ascii_are_escaped() {
+        assert_eq!(quote("\u{1b}[31mred"), "\"\\u{1b}[31mred\"");
+        assert_eq!(quote("zoë\n"), "\"zo\\u{eb}\\n\"");
+        assert!(!quote("\u{7}\u{9b}").chars().any(char::is_control));
+    }
+
+    #[test]
+    fn long_values_are_cut_with_the_count_of_the_rest() {
+        let long = "x".repeat(200_000);
+        let q = quote(&long);
+        assert_eq!(q, format!("\"{}…\" (+199936 more bytes)", "x".repeat(64)));
+        assert_eq!(quote(&"y".repeat(64)), format!("\"{}\"", "y".repeat(64)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_passed_through() {
+        assert_eq!(quote_bytes(b"a\xffb"), "\"a\\u{fffd}b\"");
+    }
+}
