@@ -38,6 +38,47 @@ pub struct Sandbox {
     pub config: Option<PathBuf>,
 }
 
+fn account_ids(manifests: &ManifestSet) -> Vec<String> {
+    manifests
+        .sets
+        .iter()
+        .map(|s| s.official_account.clone())
+        .collect()
+}
+
+/// Reads the configuration and the persisted remote state, creating missing accounts.
+fn load(
+    state_dir: &Path,
+    config_path: Option<PathBuf>,
+    accounts: &[String],
+) -> Result<(EmulatorConfig, emulator::RemoteState, emulator::Journal), SandboxError> {
+    std::fs::create_dir_all(state_dir).map_err(|source| SandboxError::State {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    let config = match &config_path {
+        Some(path) => EmulatorConfig::load(path)?,
+        None => EmulatorConfig::default(),
+    };
+    let remote = StateFile::new(&state_dir.join("remote.json"));
+    let state_error = |source| SandboxError::State {
+        path: remote.path().to_owned(),
+        source,
+    };
+    let now = crate::clock::unix_now() as i64;
+    let loaded = remote.load().map_err(state_error)?;
+    let mut changed = loaded.is_none();
+    let mut state = loaded.unwrap_or_else(|| config.initial_state(now));
+    for id in accounts {
+        if !state.accounts.contains_key(id) {
+            state.seed_account(id, emulator::DEFAULT_MAX_SUBSCRIBERS, &[], now);
+            changed = true;
+        }
+    }
+    let journal = remote.resume(&state, changed).map_err(state_error)?;
+    Ok((config, state, journal))
+}
+
 /// The sandbox configuration used for manifests under `paths`, if any.
 pub fn default_config(paths: &[PathBuf]) -> Option<PathBuf> {
     let first = paths.first()?;
@@ -60,35 +101,12 @@ impl Sandbox {
         manifests: &ManifestSet,
     ) -> Result<Sandbox, SandboxError> {
         let state_dir = state_root.join("sandbox");
-        std::fs::create_dir_all(&state_dir).map_err(|source| SandboxError::State {
-            path: state_dir.clone(),
-            source,
-        })?;
-        let config = match &config_path {
-            Some(path) => EmulatorConfig::load(path)?,
-            None => EmulatorConfig::default(),
-        };
-        let remote = StateFile::new(&state_dir.join("remote.json"));
-        let state_error = |source| SandboxError::State {
-            path: remote.path().to_owned(),
-            source,
-        };
-        let now = crate::clock::unix_now() as i64;
-        let loaded = remote.load().map_err(state_error)?;
-        let mut changed = loaded.is_none();
-        let mut state = loaded.unwrap_or_else(|| config.initial_state(now));
-        for set in &manifests.sets {
-            if !state.accounts.contains_key(&set.official_account) {
-                state.seed_account(
-                    &set.official_account,
-                    emulator::DEFAULT_MAX_SUBSCRIBERS,
-                    &[],
-                    now,
-                );
-                changed = true;
-            }
-        }
-        let journal = remote.resume(&state, changed).map_err(state_error)?;
+        let accounts: Vec<String> = account_ids(manifests);
+        let (dir, path) = (state_dir.clone(), config_path.clone());
+        let (config, state, journal) =
+            tokio::task::spawn_blocking(move || load(&dir, path, &accounts))
+                .await
+                .map_err(|e| SandboxError::Start(std::io::Error::other(e.to_string())))??;
         let key_hex: String = rand::random::<[u8; 32]>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -135,6 +153,11 @@ impl Sandbox {
             state_dir,
             config: config_path,
         })
+    }
+
+    /// Creates accounts that `manifests` name and the sandbox does not have yet.
+    pub async fn ensure_accounts(&self, manifests: &ManifestSet) {
+        self.emulator.ensure_accounts(&account_ids(manifests)).await;
     }
 
     pub async fn stop(self) {

@@ -139,6 +139,38 @@ pub fn parse_bytes(raw: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{raw:?} is out of range"))
 }
 
+/// `500ms`, `30s`, `10m`, `1h`, `0`: a duration with its unit.
+pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let text = raw.trim();
+    let bad = || format!("{raw:?} is not a duration; write e.g. 500ms, 30s, 10m or 1h");
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    millis
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{raw:?} is out of range"))
+}
+
+/// How log lines on stderr are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
 /// When stderr gets colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
@@ -149,21 +181,35 @@ pub enum ColorChoice {
 }
 
 /// How stderr is written, resolved once at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Output {
     pub color: bool,
+    /// A person watches stderr: progress may be a bar.
     pub terminal: bool,
+    /// Every stderr line must be one JSON object.
+    pub json: bool,
 }
 
 impl Output {
     /// `no_color` is the value of NO_COLOR, which any non-empty value sets (no-color.org).
-    pub fn resolve(choice: ColorChoice, no_color: Option<&str>, terminal: bool) -> Output {
-        let color = match choice {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => terminal && no_color.is_none_or(str::is_empty),
-        };
-        Output { color, terminal }
+    pub fn resolve(
+        choice: ColorChoice,
+        no_color: Option<&str>,
+        format: LogFormat,
+        terminal: bool,
+    ) -> Output {
+        let json = format == LogFormat::Json;
+        let color = !json
+            && match choice {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => terminal && no_color.is_none_or(str::is_empty),
+            };
+        Output {
+            color,
+            terminal: terminal && !json,
+            json,
+        }
     }
 }
 
@@ -357,12 +403,28 @@ mod tests {
 
     #[test]
     fn colour_follows_the_terminal_and_no_color() {
-        assert!(Output::resolve(ColorChoice::Auto, None, true).color);
-        assert!(!Output::resolve(ColorChoice::Auto, None, false).color);
-        assert!(!Output::resolve(ColorChoice::Auto, Some("1"), true).color);
-        assert!(Output::resolve(ColorChoice::Auto, Some(""), true).color);
-        assert!(Output::resolve(ColorChoice::Always, Some("1"), false).color);
-        assert!(!Output::resolve(ColorChoice::Never, None, true).color);
+        let text = |c, n, t| Output::resolve(c, n, LogFormat::Text, t).color;
+        assert!(text(ColorChoice::Auto, None, true));
+        assert!(!text(ColorChoice::Auto, None, false));
+        assert!(!text(ColorChoice::Auto, Some("1"), true));
+        assert!(text(ColorChoice::Auto, Some(""), true));
+        assert!(text(ColorChoice::Always, Some("1"), false));
+        assert!(!text(ColorChoice::Never, None, true));
+        let json = Output::resolve(ColorChoice::Always, None, LogFormat::Json, true);
+        assert!(!json.color && !json.terminal && json.json);
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        let ms = |n| Ok(std::time::Duration::from_millis(n));
+        assert_eq!(parse_duration("500ms"), ms(500));
+        assert_eq!(parse_duration("30s"), ms(30_000));
+        assert_eq!(parse_duration("10m"), ms(600_000));
+        assert_eq!(parse_duration("1h"), ms(3_600_000));
+        assert_eq!(parse_duration("0"), ms(0));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("m").is_err());
     }
 
     #[test]

@@ -1,17 +1,36 @@
-//! Turns Ctrl-C and SIGTERM into a cancellation token that long-running tasks take as a parameter.
+//! Turns Ctrl-C and SIGTERM into cancellation tokens that long-running tasks take as a
+//! parameter: the first signal asks for a graceful stop (no new work; work in flight gets its
+//! drain time), a second one for an immediate stop.
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on the first Ctrl-C or SIGTERM. Must be called inside a tokio runtime.
-pub fn on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
+/// The two stages of stopping.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Cancelled by the first signal.
+    pub graceful: CancellationToken,
+    /// Cancelled by the second signal.
+    pub forced: CancellationToken,
+}
+
+/// Listens for signals. Must be called inside a tokio runtime.
+pub fn on_signal() -> Shutdown {
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        forced: CancellationToken::new(),
+    };
+    let stages = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::warn!("interrupted: finishing the requests in flight, then stopping");
-        cancel.cancel();
+        tracing::warn!(
+            "interrupted: finishing the requests in flight, then stopping (again to stop at once)"
+        );
+        stages.graceful.cancel();
+        wait_for_signal().await;
+        tracing::warn!("interrupted again: stopping at once");
+        stages.forced.cancel();
     });
-    token
+    shutdown
 }
 
 #[cfg(unix)]

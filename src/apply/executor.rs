@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{ACCOUNT_FULL, Decision, RetryPolicy, decide};
-use super::progress::Progress;
+use super::observe::{Counts, Observer};
 use super::work::{End, Known, Report, Tally, Work};
 use crate::ledger::{AccountFact, Record, RecordError, Recorder};
 use crate::tencent::api::{MAX_BATCH, SubscriberResult};
@@ -29,13 +29,14 @@ const SLOW_DOWN_FOR: Duration = Duration::from_secs(10);
 pub struct Context {
     pub client: Arc<Client>,
     pub limiter: Arc<RateLimiter>,
-    pub recorder: Arc<Recorder>,
+    pub recorder: Recorder,
     pub policy: RetryPolicy,
     /// Most add_subscriber calls in flight at once.
     pub concurrency: usize,
     /// How long batches already sent may take to finish after a stop.
     pub drain: Duration,
-    pub progress: Arc<Progress>,
+    /// Told about every outcome once it is recorded.
+    pub observer: Arc<dyn Observer>,
 }
 
 #[derive(Debug)]
@@ -62,7 +63,7 @@ struct AccountRun {
 }
 
 impl AccountRun {
-    fn new(index: usize, work: Work, progress: &Progress) -> AccountRun {
+    fn new(index: usize, work: Work, observer: &dyn Observer) -> AccountRun {
         let planned = work.add.len() as u64;
         let mut tally = Tally {
             planned,
@@ -75,7 +76,11 @@ impl AccountRun {
         let mut queue = VecDeque::new();
         let mode = if work.known == Known::Full {
             tally.not_added_limit = planned;
-            progress.inc(planned);
+            let counts = Counts {
+                not_added_limit: planned,
+                ..Counts::default()
+            };
+            observer.committed(&work.official_account, &counts);
             Mode::Stopped(End::Full)
         } else {
             let mut members = work.add.into_iter().peekable();
@@ -117,12 +122,6 @@ struct Delta {
     limit: u64,
 }
 
-impl Delta {
-    fn members(&self) -> u64 {
-        self.added + self.already + self.failed.len() as u64 + self.limit
-    }
-}
-
 struct Committed {
     account: usize,
     delta: Delta,
@@ -155,7 +154,7 @@ pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken)
     let accounts = work
         .into_iter()
         .enumerate()
-        .map(|(index, w)| AccountRun::new(index, w, &ctx.progress))
+        .map(|(index, w)| AccountRun::new(index, w, ctx.observer.as_ref()))
         .collect();
     let mut exec = Exec {
         ctx,
@@ -498,13 +497,19 @@ impl Exec<'_> {
             self.stop.cancel();
             return;
         }
-        let n = committed.delta.members();
-        let tally = &mut self.accounts[committed.account].tally;
-        tally.added += committed.delta.added;
-        tally.already += committed.delta.already;
-        tally.not_added_limit += committed.delta.limit;
+        let account = &mut self.accounts[committed.account];
+        let counts = Counts {
+            added: committed.delta.added,
+            already: committed.delta.already,
+            failed: committed.delta.failed.len() as u64,
+            not_added_limit: committed.delta.limit,
+        };
+        let tally = &mut account.tally;
+        tally.added += counts.added;
+        tally.already += counts.already;
+        tally.not_added_limit += counts.not_added_limit;
         tally.failed.extend(committed.delta.failed);
-        self.ctx.progress.inc(n);
+        self.ctx.observer.committed(&account.id, &counts);
     }
 
     fn report(self, interrupted: bool) -> Report {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use super::observe::{Counts, Observer};
 use crate::settings::Output;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -51,13 +52,7 @@ impl Progress {
 
     /// A progress that shows nothing (tests, benchmarks).
     pub fn hidden() -> Progress {
-        Progress::new(
-            0,
-            Output {
-                color: false,
-                terminal: false,
-            },
-        )
+        Progress::new(0, Output::default())
     }
 
     pub fn inc(&self, n: u64) {
@@ -93,6 +88,12 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Observer for Progress {
+    fn committed(&self, _: &str, counts: &Counts) {
+        self.inc(counts.total());
     }
 }
 

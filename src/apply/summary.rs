@@ -1,10 +1,55 @@
 //! The apply summary: what happened, per account and in total. Printed as text or JSON
 //! (`schema/summary.schema.json`, generated from these types) and stored in the audit log.
 
+use std::time::Instant;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Stop;
+use super::probe::Probed;
+use super::work::{End, Report};
+use crate::plan::Plan;
+
 pub const FORMAT_VERSION: &str = "1";
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `subsync apply`.
+    Apply,
+    /// `subsync watch` starting.
+    Start,
+    /// A change to the manifests (or the credentials) under `watch`.
+    Change,
+    /// `watch`'s periodic resync.
+    Resync,
+    /// `watch` trying again after a run stopped by a fatal answer.
+    Retry,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::Apply => "apply",
+            Trigger::Start => "start",
+            Trigger::Change => "change",
+            Trigger::Resync => "resync",
+            Trigger::Retry => "retry",
+        })
+    }
+}
+
+impl Trigger {
+    /// The command recorded in the audit log.
+    pub fn command(self) -> &'static str {
+        match self {
+            Trigger::Apply => "apply",
+            _ => "watch",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(
@@ -26,6 +71,8 @@ pub struct Summary {
     pub rate_limited: u64,
     /// The manifests' revision (git commit or --revision), when known.
     pub revision: Option<String>,
+    /// What started the run.
+    pub trigger: Trigger,
     /// Why the run stopped, when it failed.
     pub error: Option<String>,
     pub accounts: Vec<AccountSummary>,
@@ -96,6 +143,82 @@ pub struct Totals {
 }
 
 impl Summary {
+    /// The summary of `plan` before anything is sent: every account planned, nothing done.
+    pub fn start(plan: &Plan, revision: Option<String>, trigger: Trigger) -> Summary {
+        let accounts = plan
+            .accounts
+            .iter()
+            .map(|a| AccountSummary {
+                official_account: a.official_account.clone(),
+                name: a.name.clone(),
+                status: AccountStatus::Ok,
+                planned_add: a.add.len() as u64,
+                added: 0,
+                already_subscribed: 0,
+                failed: Vec::new(),
+                not_added_limit: 0,
+                max_subscribers: None,
+                remove_skipped: a.remove.len() as u64,
+            })
+            .collect();
+        Summary {
+            format_version: FORMAT_VERSION.into(),
+            result: RunResult::Converged,
+            interrupted: false,
+            duration_ms: 0,
+            requests: 0,
+            retries: 0,
+            rate_limited: 0,
+            revision,
+            trigger,
+            error: None,
+            accounts,
+            totals: Totals::default(),
+        }
+    }
+
+    /// Fills in what happened: the executor's tallies (in account order), what the probe
+    /// learnt, and why the run stopped early, if it did.
+    pub fn finish(
+        &mut self,
+        report: &Report,
+        probed: &Probed,
+        stop: Option<&Stop>,
+        started: Instant,
+    ) {
+        for (a, t) in self.accounts.iter_mut().zip(&report.tallies) {
+            a.status = match t.end {
+                End::Done => AccountStatus::Ok,
+                End::Full => AccountStatus::LimitReached,
+                End::Missing => AccountStatus::Missing,
+                End::Invalid => AccountStatus::Failed,
+                End::Unfinished if report.interrupted => AccountStatus::Interrupted,
+                End::Unfinished => AccountStatus::Stopped,
+            };
+            a.added = t.added;
+            a.already_subscribed = t.already;
+            a.failed = t
+                .failed
+                .iter()
+                .map(|(s, code)| FailedSubscriber {
+                    subscriber: s.clone(),
+                    code: *code,
+                })
+                .collect();
+            a.failed.sort_by(|x, y| x.subscriber.cmp(&y.subscriber));
+            a.not_added_limit = t.not_added_limit;
+            a.max_subscribers = probed.info.get(&a.official_account).and_then(|i| i.max);
+        }
+        self.interrupted = report.interrupted;
+        self.duration_ms = started.elapsed().as_millis() as u64;
+        self.requests = probed.requests + report.requests;
+        self.retries = probed.retries + report.retries;
+        self.rate_limited = report.rate_limited;
+        self.error = stop.map(|s| s.to_string());
+        self.totals = Summary::totals_of(&self.accounts);
+        self.result = Summary::result_of(&self.accounts, stop.is_some(), report.interrupted);
+    }
+
     pub fn totals_of(accounts: &[AccountSummary]) -> Totals {
         Totals {
             added: accounts.iter().map(|a| a.added).sum(),

@@ -72,6 +72,12 @@ impl Emulator {
         self.shared.stats()
     }
 
+    /// Creates the accounts of `ids` it does not have yet, with the default limit (the
+    /// sandbox's convenience, not something the service does).
+    pub async fn ensure_accounts(&self, ids: &[String]) {
+        self.shared.ensure_accounts(ids).await;
+    }
+
     /// Stops accepting, lets open requests finish for up to `deadline`, then returns.
     pub async fn shutdown(self, deadline: Duration) {
         self.cancel.cancel();

@@ -124,6 +124,34 @@ impl Shared {
         }
     }
 
+    pub(super) async fn ensure_accounts(&self, ids: &[String]) {
+        let now = crate::clock::unix_now() as i64;
+        let written: Vec<Written> = {
+            let mut state = lock(&self.state);
+            let mut written = Vec::new();
+            for id in ids {
+                if state.accounts.contains_key(id) {
+                    continue;
+                }
+                state.seed_account(id, super::DEFAULT_MAX_SUBSCRIBERS, &[], now);
+                if let Some(journal) = &self.options.journal {
+                    let account = state.accounts[id].clone();
+                    let change = Change::Create {
+                        id: id.clone(),
+                        account,
+                    };
+                    written.push(journal.append(&change));
+                }
+            }
+            written
+        };
+        for w in written {
+            if !matches!(w.await, Ok(Ok(()))) {
+                tracing::error!("cannot write the emulator journal");
+            }
+        }
+    }
+
     fn count(&self, command: &str, outcome: &str) {
         *lock(&self.counts)
             .entry(command.to_owned())

@@ -9,15 +9,15 @@
 
 mod lock;
 mod read;
-mod recorder;
 mod store;
 mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
 pub use read::Reader;
-pub use recorder::{RecordError, Recorder};
 pub use write::Ledger;
+pub use writer::{RecordError, Recorder, Writer};
 
 /// File name of the ledger inside the state directory.
 pub const FILE_NAME: &str = "ledger.db";

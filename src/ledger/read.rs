@@ -43,27 +43,7 @@ impl Reader {
         let err = |e| LedgerError::from_sqlite(&self.path, e);
         let tx = conn.unchecked_transaction().map_err(err)?;
         let (lineage, serial) = meta(&tx).map_err(err)?;
-        let mut stmt = tx
-            .prepare(
-                "SELECT a.official_account,
-                        (SELECT count(*) FROM confirmed c WHERE c.account_id = a.id),
-                        (SELECT count(*) FROM failed f WHERE f.account_id = a.id),
-                        a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since
-                 FROM accounts a ORDER BY a.official_account",
-            )
-            .map_err(err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(AccountSummary {
-                    official_account: r.get(0)?,
-                    confirmed: r.get(1)?,
-                    failed: r.get(2)?,
-                    facts: facts_from(r, 3)?,
-                })
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
+        let rows = accounts(&tx, &self.path)?;
         let snapshot = Snapshot {
             lineage: Some(lineage),
             serial,
@@ -79,6 +59,31 @@ impl Reader {
         };
         runs(conn, limit).map_err(|e| LedgerError::from_sqlite(&self.path, e))
     }
+}
+
+/// Counts and facts per account.
+pub(super) fn accounts(conn: &Connection, path: &Path) -> Result<Vec<AccountSummary>, LedgerError> {
+    let err = |e| LedgerError::from_sqlite(path, e);
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.official_account,
+                    (SELECT count(*) FROM confirmed c WHERE c.account_id = a.id),
+                    (SELECT count(*) FROM failed f WHERE f.account_id = a.id),
+                    a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since
+             FROM accounts a ORDER BY a.official_account",
+        )
+        .map_err(err)?;
+    stmt.query_map([], |r| {
+        Ok(AccountSummary {
+            official_account: r.get(0)?,
+            confirmed: r.get(1)?,
+            failed: r.get(2)?,
+            facts: facts_from(r, 3)?,
+        })
+    })
+    .map_err(err)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(err)
 }
 
 pub(super) fn meta(conn: &Connection) -> rusqlite::Result<(String, u64)> {

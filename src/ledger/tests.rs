@@ -186,11 +186,12 @@ fn runs_are_listed_newest_first_with_their_summary() {
 }
 
 #[tokio::test]
-async fn the_recorder_commits_before_it_acknowledges() {
+async fn the_writer_commits_before_it_acknowledges() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path(), "apply").unwrap();
-    let recorder = Recorder::start(ledger, 1).unwrap();
-    recorder
+    let writer = Writer::open(dir.path(), "apply").await.unwrap();
+    let run = writer.begin_run("apply", None).await.unwrap();
+    writer
+        .recorder(run)
         .record(vec![batch("@TOA#_a", &["x"], &[], &[])])
         .await
         .unwrap();
@@ -200,5 +201,37 @@ async fn the_recorder_commits_before_it_acknowledges() {
         reader.snapshot().unwrap().accounts["@TOA#_a"].confirmed,
         ["x"]
     );
-    assert!(recorder.finish().is_some());
+    assert_eq!(
+        writer.snapshot().await.unwrap().accounts["@TOA#_a"].confirmed,
+        ["x"]
+    );
+    let err = Writer::open(dir.path(), "watch")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("locked by PID"), "{err}");
+    drop(writer);
+}
+
+#[tokio::test]
+async fn the_lock_is_released_with_the_last_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::open(dir.path(), "apply").await.unwrap();
+    let clone = writer.clone();
+    drop(writer);
+    assert!(
+        Writer::open(dir.path(), "apply").await.is_err(),
+        "a clone still holds it"
+    );
+    drop(clone);
+    // The thread drops the ledger once its channel closes; give it the moment that takes.
+    let mut reopened = None;
+    for _ in 0..200 {
+        if let Ok(w) = Writer::open(dir.path(), "apply").await {
+            reopened = Some(w);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(reopened.is_some());
 }

@@ -60,6 +60,10 @@ impl Ledger {
             .map_err(self.err())
     }
 
+    pub fn accounts(&self) -> Result<Vec<super::AccountSummary>, LedgerError> {
+        read::accounts(&self.conn, &self.path)
+    }
+
     pub fn runs(&self, limit: usize) -> Result<Vec<Run>, LedgerError> {
         read::runs(&self.conn, limit).map_err(self.err())
     }

@@ -8,6 +8,7 @@
 pub mod confine;
 mod discover;
 mod load;
+mod revision;
 pub mod subscriber_file;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::tencent::api;
 use crate::yaml::Position;
 
 pub use load::load;
+pub use revision::git_revision;
 
 /// What loading manifests may cost at most. The defaults fit the service's scale (an account
 /// holds 100,000 subscribers unless its MaxSubscriberNum was raised); each is a flag and a
@@ -226,6 +228,21 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// As a log event: the place as fields for JSON logs, the usual `FILE:LINE:COLUMN:
+    /// message` for people.
+    pub fn log(&self, level: tracing::Level, json: bool) {
+        let file = self.path.display().to_string();
+        let (line, column) = (self.line.unwrap_or(0), self.column.unwrap_or(0));
+        match (level == tracing::Level::ERROR, json) {
+            (true, true) => tracing::error!(file, line, column, "{}", self.message),
+            (false, true) => tracing::warn!(file, line, column, "{}", self.message),
+            (true, false) => tracing::error!("{self}"),
+            (false, false) => tracing::warn!("{self}"),
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path.display())?;
@@ -292,29 +309,6 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The git commit checked out where the manifests live, if they are in a git checkout.
-pub fn git_revision(paths: &[PathBuf]) -> Option<String> {
-    let first = paths.first()?;
-    let dir = if first.is_dir() {
-        first.as_path()
-    } else {
-        first
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-    };
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let rev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (out.status.success() && !rev.is_empty()).then_some(rev)
 }
 
 #[cfg(test)]

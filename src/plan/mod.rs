@@ -124,14 +124,7 @@ pub fn compute(manifests: &ManifestSet, ledger: &Snapshot, manifest_paths: Vec<S
         }
     }
     accounts.sort_by(|a, b| a.official_account.cmp(&b.official_account));
-    let summary = PlanSummary {
-        add: accounts.iter().map(|a| a.add.len() as u64).sum(),
-        remove: accounts.iter().map(|a| a.remove.len() as u64).sum(),
-        retry: accounts.iter().map(|a| a.retry.len() as u64).sum(),
-        unmanaged: accounts.iter().map(|a| a.unmanaged.len() as u64).sum(),
-        accounts: accounts.len() as u64,
-        accounts_changed: accounts.iter().filter(|a| a.has_changes()).count() as u64,
-    };
+    let summary = summarize(&accounts);
     Plan {
         format_version: FORMAT_VERSION.into(),
         lineage: ledger.lineage.clone(),
@@ -140,6 +133,61 @@ pub fn compute(manifests: &ManifestSet, ledger: &Snapshot, manifest_paths: Vec<S
         manifest_paths,
         accounts,
         summary,
+    }
+}
+
+/// Takes out of the adds the retries whose pause has not passed at `now_ms` (`pause(attempts)`
+/// after their last attempt), so that a daemon retries a failing subscriber with growing pauses
+/// rather than at every resync. Returns how many were deferred; the summary is recounted.
+pub fn defer_retries(
+    plan: &mut Plan,
+    ledger: &Snapshot,
+    now_ms: i64,
+    pause: impl Fn(u32) -> std::time::Duration,
+) -> u64 {
+    let mut deferred = 0u64;
+    for account in &mut plan.accounts {
+        let Some(state) = ledger.accounts.get(&account.official_account) else {
+            continue;
+        };
+        let waiting: Vec<&str> = state
+            .failed
+            .iter()
+            .filter(|f| {
+                let pause = i64::try_from(pause(f.attempts).as_millis()).unwrap_or(i64::MAX);
+                now_ms < f.last_at.saturating_add(pause)
+            })
+            .map(|f| f.subscriber.as_str())
+            .collect();
+        if waiting.is_empty() {
+            continue;
+        }
+        // Both lists are sorted: one merge pass removes the waiting ones.
+        let before = account.add.len();
+        let mut w = waiting.iter().peekable();
+        account.add.retain(|id| {
+            while w.peek().is_some_and(|x| **x < id.as_str()) {
+                w.next();
+            }
+            w.peek() != Some(&&id.as_str())
+        });
+        account
+            .retry
+            .retain(|r| account.add.binary_search(&r.subscriber).is_ok());
+        deferred += (before - account.add.len()) as u64;
+    }
+    plan.summary = summarize(&plan.accounts);
+    deferred
+}
+
+fn summarize(accounts: &[AccountPlan]) -> PlanSummary {
+    PlanSummary {
+        add: accounts.iter().map(|a| a.add.len() as u64).sum(),
+        remove: accounts.iter().map(|a| a.remove.len() as u64).sum(),
+        retry: accounts.iter().map(|a| a.retry.len() as u64).sum(),
+        unmanaged: accounts.iter().map(|a| a.unmanaged.len() as u64).sum(),
+        accounts: accounts.len() as u64,
+        accounts_changed: accounts.iter().filter(|a| a.has_changes()).count() as u64,
     }
 }
 

@@ -182,3 +182,29 @@ fn difference_is_a_sorted_merge() {
     let (a, b) = difference(&strings(&["1", "3", "5"]), &strings(&["2", "3", "4", "6"]));
     assert_eq!((a, b), (strings(&["1", "5"]), strings(&["2", "4", "6"])));
 }
+
+#[test]
+fn retries_wait_for_their_pause_to_pass() {
+    let failed = |s: &str, attempts: u32, last_at: i64| FailedEntry {
+        subscriber: s.into(),
+        code: 130010,
+        attempts,
+        last_at,
+    };
+    let state = AccountState {
+        failed: vec![failed("b", 1, 1_000), failed("d", 3, 1_000)],
+        ..AccountState::default()
+    };
+    let m = manifests(vec![set("a", "@TOA#_a", &["a", "b", "c", "d"], false)]);
+    let snapshot = ledger(vec![("@TOA#_a", state)]);
+    let pause = |attempts: u32| std::time::Duration::from_secs(10 * u64::from(attempts));
+    // At 15 s after the epoch: b's 10 s pause has passed, d's 30 s has not.
+    let mut plan = compute(&m, &snapshot, vec![]);
+    assert_eq!(defer_retries(&mut plan, &snapshot, 15_000, pause), 1);
+    assert_eq!(plan.accounts[0].add, strings(&["a", "b", "c"]));
+    assert_eq!(plan.accounts[0].retry.len(), 1);
+    assert_eq!((plan.summary.add, plan.summary.retry), (3, 1));
+    let mut later = compute(&m, &snapshot, vec![]);
+    assert_eq!(defer_retries(&mut later, &snapshot, 31_000, pause), 0);
+    assert_eq!(later.accounts[0].add.len(), 4);
+}

@@ -133,6 +133,7 @@ mod tests {
             retries: 1,
             rate_limited: 0,
             revision: Some("0123456789abcdef".into()),
+            trigger: crate::apply::Trigger::Apply,
             error: None,
             accounts: vec![AccountSummary {
                 official_account: "@TOA#_vip".into(),

@@ -126,6 +126,12 @@ impl ApiError {
     }
 }
 
+/// Told the outcome of every call the client makes: the daemon's metrics count them.
+pub trait CallObserver: Send + Sync {
+    /// `code` is 0 for success, the service's code, or a negative pseudo-code.
+    fn called(&self, command: Command, code: i64);
+}
+
 /// Failure to build a client at all (not a call failure).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the HTTP client: {0}")]
@@ -138,6 +144,7 @@ pub struct Client {
     /// Set by the first HTTP answer of any kind: from then on a failed connection is a blip,
     /// before it a wrong endpoint or a closed network path.
     answered: AtomicBool,
+    observer: Option<std::sync::Arc<dyn CallObserver>>,
 }
 
 struct CachedSig {
@@ -175,7 +182,14 @@ impl Client {
             config,
             sig: Mutex::new(None),
             answered: AtomicBool::new(false),
+            observer: None,
         })
+    }
+
+    /// The same client, reporting every call's outcome to `observer`.
+    pub fn observed(mut self, observer: std::sync::Arc<dyn CallObserver>) -> Client {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn sdkappid(&self) -> u64 {
@@ -307,6 +321,18 @@ impl Client {
     }
 
     async fn send<Resp: DeserializeOwned>(
+        &self,
+        command: Command,
+        body: Vec<u8>,
+    ) -> Result<Resp, ApiError> {
+        let result = self.send_once(command, body).await;
+        if let Some(observer) = &self.observer {
+            observer.called(command, result.as_ref().map_or_else(ApiError::code, |_| 0));
+        }
+        result
+    }
+
+    async fn send_once<Resp: DeserializeOwned>(
         &self,
         command: Command,
         body: Vec<u8>,

@@ -8,5 +8,5 @@ pub mod endpoint;
 pub mod ratelimit;
 pub mod usersig;
 
-pub use client::{ApiError, Client, ClientConfig};
+pub use client::{ApiError, CallObserver, Client, ClientConfig};
 pub use codes::ErrorClass;

@@ -30,6 +30,13 @@ impl SecretKey {
     fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// A SHA-256 of the key: tells two keys apart (a rotated key file) without holding or
+    /// comparing the secret itself anywhere else.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        Sha256::digest(self.bytes()).into()
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for SecretKey {

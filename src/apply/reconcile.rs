@@ -1,0 +1,269 @@
+//! The one reconcile path, shared by `apply` (once) and `watch` (again and again): plan from
+//! the manifests and a ledger snapshot, probe the accounts, execute, summarise, record.
+//!
+//! A [`Reconciler`] lives as long as its command: it holds the ledger writer (and so the
+//! writer lock), the client, and one rate limiter per API command, so that consecutive
+//! reconciles of the daemon share the pace the service allows.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::observe::{Both, Observer};
+use super::probe::{Probed, probe};
+use super::summary::{AccountStatus, RunResult, Summary};
+use super::work::{Known, Report, Work};
+use super::{Options, Reconciled, RunError, Stop, Trigger, executor};
+use crate::ledger::{AccountFact, Record, Recorder, Writer};
+use crate::manifest::ManifestSet;
+use crate::plan::{self, Plan};
+use crate::tencent::Client;
+use crate::tencent::ratelimit::RateLimiter;
+
+/// What one reconcile is asked to do.
+pub struct Job<'a> {
+    pub manifests: &'a ManifestSet,
+    /// A reviewed plan that must agree with the one computed now.
+    pub saved: Option<&'a Plan>,
+    pub revision: Option<String>,
+    pub trigger: Trigger,
+}
+
+pub struct Reconciler {
+    writer: Writer,
+    client: RwLock<Arc<Client>>,
+    /// add_subscriber and get_official_account_info are limited separately by the service.
+    add: Arc<RateLimiter>,
+    info: Arc<RateLimiter>,
+    options: Options,
+    observer: Arc<dyn Observer>,
+}
+
+impl Reconciler {
+    pub fn new(
+        writer: Writer,
+        client: Client,
+        options: Options,
+        observer: Arc<dyn Observer>,
+    ) -> Reconciler {
+        Reconciler {
+            writer,
+            client: RwLock::new(Arc::new(client)),
+            add: Arc::new(RateLimiter::new(options.qps)),
+            info: Arc::new(RateLimiter::new(options.qps)),
+            options,
+            observer,
+        }
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Uses `client` from the next reconcile on (new credentials).
+    pub fn set_client(&self, client: Client) {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(client);
+    }
+
+    fn client(&self) -> Arc<Client> {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reconciles once. Errors are for runs refused before anything happened (the ledger, a
+    /// stale saved plan); a run that started always comes back with its summary.
+    pub async fn reconcile(
+        &self,
+        job: Job<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Reconciled, RunError> {
+        let started = Instant::now();
+        let snapshot = self.writer.snapshot().await?;
+        let mut plan = plan::compute(
+            job.manifests,
+            &snapshot,
+            self.options.manifest_paths.clone(),
+        );
+        if let Some(saved) = job.saved {
+            // What runs is the plan computed now; the saved one only has to agree with it.
+            plan::verify(saved, &plan)?;
+        }
+        let deferred = match &self.options.retry_backoff {
+            Some(backoff) => plan::defer_retries(
+                &mut plan,
+                &snapshot,
+                crate::clock::unix_millis(),
+                |attempts| backoff.after(attempts),
+            ),
+            None => 0,
+        };
+        drop(snapshot);
+        let planned = plan.summary;
+        let warnings = plan
+            .accounts
+            .iter()
+            .flat_map(|a| {
+                a.warnings
+                    .iter()
+                    .map(move |w| format!("{}: {w}", a.official_account))
+            })
+            .collect();
+        // Accounts only the ledger still knows (no manifest) have nothing to apply.
+        plan.accounts.retain(|a| a.name.is_some());
+        let idle = plan.accounts.iter().all(|a| a.add.is_empty());
+        let mut summary = Summary::start(&plan, job.revision.clone(), job.trigger);
+        if idle && !self.options.audit_idle_runs {
+            summary.finish(
+                &Report::not_started(&[]),
+                &Default::default(),
+                None,
+                started,
+            );
+            return Ok(Reconciled {
+                plan: planned,
+                deferred,
+                warnings,
+                summary,
+                stop: None,
+                recorded: false,
+            });
+        }
+        let run = self
+            .writer
+            .begin_run(job.trigger.command(), job.revision.as_deref())
+            .await?;
+        let recorder = self.writer.recorder(run);
+        let (report, probed, stop) = self.send(&mut plan, &recorder, cancel).await;
+        summary.finish(&report, &probed, stop.as_ref(), started);
+        if stop.is_none() {
+            self.record_healthy(&recorder, &summary).await;
+        }
+        let result = if summary.interrupted {
+            "interrupted"
+        } else {
+            summary.result.name()
+        };
+        let value = serde_json::to_value(&summary).unwrap_or_default();
+        let stop = match self.writer.finish_run(run, result, value).await {
+            Ok(()) => stop,
+            Err(e) => stop.or(Some(Stop::Record(crate::ledger::RecordError::new(
+                e.to_string(),
+            )))),
+        };
+        Ok(Reconciled {
+            plan: planned,
+            deferred,
+            warnings,
+            summary,
+            stop,
+            recorded: true,
+        })
+    }
+
+    /// Probes and executes; what happened, what the probe learnt, and why it stopped early.
+    async fn send(
+        &self,
+        plan: &mut Plan,
+        recorder: &Recorder,
+        cancel: &CancellationToken,
+    ) -> (Report, Probed, Option<Stop>) {
+        let client = self.client();
+        let targets: Vec<String> = plan
+            .accounts
+            .iter()
+            .filter(|a| !a.add.is_empty())
+            .map(|a| a.official_account.clone())
+            .collect();
+        let probed = if targets.is_empty() {
+            Probed::default()
+        } else {
+            let policy = &self.options.policy;
+            match probe(&client, &self.info, recorder, &targets, policy).await {
+                Ok(probed) => probed,
+                Err(e) => {
+                    let work = work(plan, &Probed::default());
+                    return (
+                        Report::not_started(&work),
+                        Probed::default(),
+                        Some(Stop::Record(e)),
+                    );
+                }
+            }
+        };
+        let work = work(plan, &probed);
+        if let Some(fatal) = probed.fatal.clone() {
+            return (Report::not_started(&work), probed, Some(Stop::Fatal(fatal)));
+        }
+        let total: u64 = work.iter().map(|w| w.add.len() as u64).sum();
+        let progress = Arc::new(super::Progress::new(total, self.options.output));
+        let context = executor::Context {
+            client,
+            limiter: self.add.clone(),
+            recorder: recorder.clone(),
+            policy: self.options.policy,
+            concurrency: self.options.concurrency.max(1),
+            drain: self.options.drain,
+            observer: Arc::new(Both(progress.clone(), self.observer.clone())),
+        };
+        let report = executor::execute(work, &context, cancel).await;
+        progress.finish();
+        let stop = match (&report.fatal, &report.record_error) {
+            (Some(fatal), _) => Some(Stop::Fatal(fatal.clone())),
+            (None, Some(e)) => Some(Stop::Record(e.clone())),
+            (None, None) => None,
+        };
+        (report, probed, stop)
+    }
+
+    /// Accounts that took everything they were sent lose any stale limit or missing flag.
+    async fn record_healthy(&self, recorder: &Recorder, summary: &Summary) {
+        let healthy: Vec<Record> = summary
+            .accounts
+            .iter()
+            .filter(|a| a.status == AccountStatus::Ok && a.failed.is_empty() && a.planned_add > 0)
+            .map(|a| Record::Account {
+                account: a.official_account.clone(),
+                fact: AccountFact::Healthy,
+            })
+            .collect();
+        if !healthy.is_empty()
+            && let Err(e) = recorder.record(healthy).await
+        {
+            tracing::warn!(error = %e, "cannot clear the accounts' stale flags");
+        }
+    }
+}
+
+/// The adds planned per account, moved out of the plan, with what the probe learnt.
+fn work(plan: &mut Plan, probed: &Probed) -> Vec<Work> {
+    plan.accounts
+        .iter_mut()
+        .map(|a| {
+            let known = probed
+                .info
+                .get(&a.official_account)
+                .map_or(Known::Usable, |i| i.known);
+            if known == Known::Full && !a.add.is_empty() {
+                tracing::warn!(account = %a.official_account, "official account is full; {} planned adds are not sent", a.add.len());
+            }
+            Work {
+                official_account: a.official_account.clone(),
+                add: std::mem::take(&mut a.add),
+                known,
+            }
+        })
+        .collect()
+}
+
+impl RunResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunResult::Converged => "converged",
+            RunResult::Partial => "partial",
+            RunResult::Failed => "failed",
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The command line: clap definitions, logging set-up, dispatch, and the one mapping from
+//! outcomes and errors to exit codes. Command bodies are in [`commands`]; they parse, wire and
+//! print, and leave the work to the library.
+
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::apply;
+use crate::settings::{
+    ApiArgs, ColorChoice, LimitArgs, LogFormat, Output, StateArgs, parse_duration,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "subsync",
+    version,
+    about = "Keep Tencent Cloud Chat official-account subscribers equal to YAML manifests in git"
+)]
+pub struct Cli {
+    /// Log filter for stderr, in tracing's EnvFilter syntax (e.g. `debug`, `subsync=trace`).
+    #[arg(
+        long,
+        global = true,
+        env = "RUST_LOG",
+        default_value = "subsync=info,warn",
+        value_name = "FILTER"
+    )]
+    log: String,
+    /// Log lines as text for people or one JSON object a line for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "SUBSYNC_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        env = "SUBSYNC_COLOR",
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    color: ColorChoice,
+    /// NO_COLOR (no-color.org): any non-empty value turns colour off.
+    #[arg(
+        long = "no-color",
+        global = true,
+        env = "NO_COLOR",
+        hide = true,
+        num_args = 0..=1,
+        default_missing_value = "1"
+    )]
+    no_color: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check manifests without touching anything; exit 0 when valid, 1 otherwise.
+    Validate(ValidateArgs),
+    /// Show what apply would change (a dry run; reads the ledger, never writes it).
+    Plan(PlanArgs),
+    /// Add the planned subscribers through the API and record every outcome.
+    Apply(ApplyArgs),
+    /// Keep reconciling: at start, on every change to the manifests, and every --resync.
+    Watch(WatchArgs),
+    /// Show what the ledger holds and the latest runs.
+    Status(StatusArgs),
+    /// Print a fresh UserSig for the configured credentials, or decode or verify one.
+    Usersig(UsersigArgs),
+    /// Run a local copy of the official-account API.
+    Emulator(EmulatorArgs),
+    /// Print a JSON Schema: manifest, plan or summary.
+    Schema {
+        #[arg(value_parser = ["manifest", "plan", "summary"])]
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Manifest files or directories (searched recursively for *.yaml and *.yml).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+    Diff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Manifest files or directories.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: PlanFormat,
+    /// Also save the plan as JSON, for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What `apply` and `watch` share: pace, ledger, credentials, bounds.
+#[derive(Debug, Args)]
+struct ReconcileArgs {
+    /// add_subscriber calls per second (the service allows 200).
+    #[arg(long, env = "SUBSYNC_QPS", default_value_t = apply::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    qps: u32,
+    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
+    #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: Option<u16>,
+    /// Recorded with each run; defaults to the git commit of the manifest directory.
+    #[arg(long, env = "SUBSYNC_REVISION")]
+    revision: Option<String>,
+    /// Emulator configuration for --sandbox (default: sandbox.yaml beside the manifest directory).
+    #[arg(long, value_name = "FILE", requires = "sandbox")]
+    sandbox_config: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl ReconcileArgs {
+    fn options(&self, paths: &[PathBuf], output: Output) -> apply::Options {
+        apply::Options {
+            qps: self.qps,
+            concurrency: self
+                .concurrency
+                .map_or_else(|| apply::default_concurrency(self.qps), usize::from),
+            manifest_paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            output,
+            ..apply::Options::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// Manifest files or directories (with --plan: defaults to the paths the plan was made from).
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Apply a plan saved by `plan --out`, refusing it unless it is what the manifests and the ledger call for now.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+    #[command(flatten)]
+    run: ReconcileArgs,
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// Manifest files or directories to watch (they may appear later, or be symlinks that are swapped).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "SUBSYNC_LISTEN",
+        default_value = "127.0.0.1:9464",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+    /// Quiet time after a change before the manifests are read again.
+    #[arg(long, env = "SUBSYNC_DEBOUNCE", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    debounce: Duration,
+    /// Reconcile this often even without changes (0: only on changes).
+    #[arg(long, env = "SUBSYNC_RESYNC", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    resync: Duration,
+    #[command(flatten)]
+    run: ReconcileArgs,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+    /// How many recent runs to show.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+struct UsersigArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Validity of the new UserSig, in seconds.
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    expire: u32,
+    #[command(subcommand)]
+    action: Option<UsersigAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersigAction {
+    /// Print the JSON inside a UserSig (needs no key).
+    Decode { usersig: String },
+    /// Exit 0 when the UserSig is valid for the configured app, identifier and key; 1 with the reason otherwise.
+    Verify { usersig: String },
+}
+
+#[derive(Debug, Args)]
+struct EmulatorArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first stdout line).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Emulator configuration (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Keep the accounts and subscribers in FILE (and FILE.journal) across restarts.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
+}
+
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, nothing left to do.
+    Success,
+    /// `plan --detailed-exitcode` found changes.
+    Changes,
+    /// Finished, but some subscribers could not be added.
+    Incomplete,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// The one mapping from results to exit codes (documented in the README).
+pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
+    match result {
+        Ok(Outcome::Success) => 0,
+        Ok(Outcome::Changes | Outcome::Incomplete) => 2,
+        Ok(Outcome::Interrupted) => 130,
+        Err(_) => 1,
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, not clap's 2: 2 means "changes" or "incomplete" here.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = Output::resolve(cli.color, cli.no_color.as_deref(), cli.log_format, terminal);
+    if let Err(e) = init_logging(&cli.log, output) {
+        eprintln!("error: {}", error_text(&e));
+        return ExitCode::from(1);
+    }
+    let result = run(cli, output);
+    if let Err(e) = &result {
+        report_error(e, output);
+    }
+    ExitCode::from(exit_code(&result))
+}
+
+/// The error and its causes on one line, each said once: many messages already quote their
+/// cause, and printing the chain again would repeat it.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The final error: a line for people, or JSON events (one per manifest problem) for
+/// collectors, so that every stderr line stays one JSON object.
+fn report_error(error: &anyhow::Error, output: Output) {
+    if !output.json {
+        eprintln!("error: {}", error_text(error));
+        return;
+    }
+    if let Some(e) = error.downcast_ref::<crate::manifest::ManifestError>() {
+        for p in &e.problems {
+            p.log(tracing::Level::ERROR, true);
+        }
+    }
+    let text = error_text(error);
+    let first = text.lines().next().unwrap_or_default();
+    tracing::error!("{first}");
+}
+
+fn init_logging(filter: &str, output: Output) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| {
+        format!("invalid log filter {filter:?}; use e.g. `info` or `subsync=debug`")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(output.color)
+        .with_target(false);
+    let installed = if output.json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Validate(args) => commands::validate(args, output),
+        Command::Plan(args) => commands::plan(args, output),
+        Command::Apply(args) => runtime()?.block_on(commands::apply(args, output)),
+        Command::Watch(args) => {
+            let runtime = runtime()?;
+            let result = runtime.block_on(commands::watch(args, output));
+            // A second signal asked to go now: do not wait for blocking work still running.
+            runtime.shutdown_timeout(Duration::from_millis(200));
+            result
+        }
+        Command::Status(args) => commands::status(args),
+        Command::Usersig(args) => commands::usersig(args),
+        Command::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
+        Command::Schema { name } => commands::schema(&name),
+    }
+}

@@ -1,0 +1,251 @@
+//! The daemon's Prometheus metrics, in the OpenMetrics text format at `/metrics`.
+//!
+//! Updated from three streams: the reconcile loop (results, durations, manifest validity, the
+//! ledger's per-account counts after each run), the executor's outcome stream (the same one the
+//! progress display gets: drift), and the client's calls (requests by command and code).
+//! Accounts are labelled by their official account id.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::apply::{Counts, Observer};
+use crate::ledger::AccountSummary;
+use crate::manifest::SubscriberSet;
+use crate::tencent::CallObserver;
+use crate::tencent::api::Command;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabel {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    command: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconcile: Family<ResultLabel, Counter>,
+    duration: Histogram,
+    desired: Family<AccountLabel, Gauge>,
+    confirmed: Family<AccountLabel, Gauge>,
+    failed: Family<AccountLabel, Gauge>,
+    drift: Family<AccountLabel, Counter>,
+    limit_reached: Family<AccountLabel, Gauge>,
+    requests: Family<CallLabels, Counter>,
+    manifests_valid: Gauge,
+    last_success: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            reconcile: Family::default(),
+            // 50 ms to about 7 minutes.
+            duration: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            desired: Family::default(),
+            confirmed: Family::default(),
+            failed: Family::default(),
+            drift: Family::default(),
+            limit_reached: Family::default(),
+            requests: Family::default(),
+            manifests_valid: Gauge::default(),
+            last_success: Gauge::default(),
+        };
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        let mut registry = Registry::default();
+        registry.register("subsync_build_info", "subsync's version", build);
+        // Counters get their `_total` suffix from the encoder.
+        registry.register(
+            "subsync_reconcile",
+            "Reconciles by result: converged, partial, failed, invalid (manifests refused)",
+            m.reconcile.clone(),
+        );
+        registry.register(
+            "subsync_reconcile_duration_seconds",
+            "Time one reconcile took",
+            m.duration.clone(),
+        );
+        registry.register(
+            "subsync_subscribers_desired",
+            "Subscribers the manifests want, per official account",
+            m.desired.clone(),
+        );
+        registry.register(
+            "subsync_subscribers_confirmed",
+            "Subscribers the ledger has confirmed, per official account",
+            m.confirmed.clone(),
+        );
+        registry.register(
+            "subsync_subscribers_failed",
+            "Subscribers whose last add failed, per official account",
+            m.failed.clone(),
+        );
+        registry.register(
+            "subsync_drift",
+            "Subscribers found already subscribed although the ledger did not know",
+            m.drift.clone(),
+        );
+        registry.register(
+            "subsync_account_limit_reached",
+            "1 while the official account is full at MaxSubscriberNum",
+            m.limit_reached.clone(),
+        );
+        registry.register(
+            "subsync_api_requests",
+            "API calls by command and answer code (0 success; negative: network faults)",
+            m.requests.clone(),
+        );
+        registry.register(
+            "subsync_manifests_valid",
+            "1 when the manifests last read were valid",
+            m.manifests_valid.clone(),
+        );
+        registry.register(
+            "subsync_last_success_timestamp_seconds",
+            "When a reconcile last finished without a fatal error (Unix time)",
+            m.last_success.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn reconciled(&self, result: &str, took: Duration) {
+        let label = ResultLabel {
+            result: result.into(),
+        };
+        self.reconcile.get_or_create(&label).inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn succeeded(&self, unix_secs: f64) {
+        self.last_success.set(unix_secs);
+    }
+
+    pub fn manifests_valid(&self, valid: bool) {
+        self.manifests_valid.set(i64::from(valid));
+    }
+
+    /// The desired counts of the set now in force; accounts no longer declared disappear.
+    pub fn desired(&self, sets: &[SubscriberSet]) {
+        self.desired.clear();
+        for set in sets {
+            self.desired
+                .get_or_create(&account(&set.official_account))
+                .set(set.subscribers.len() as i64);
+        }
+    }
+
+    /// What the ledger holds after a run.
+    pub fn ledger(&self, accounts: &[AccountSummary]) {
+        for a in accounts {
+            let label = account(&a.official_account);
+            self.confirmed.get_or_create(&label).set(a.confirmed as i64);
+            self.failed.get_or_create(&label).set(a.failed as i64);
+            let full = a.facts.limit_reached_at.is_some();
+            self.limit_reached
+                .get_or_create(&label)
+                .set(i64::from(full));
+        }
+    }
+}
+
+fn account(id: &str) -> AccountLabel {
+    AccountLabel {
+        account: id.to_owned(),
+    }
+}
+
+impl Observer for Metrics {
+    fn committed(&self, account_id: &str, counts: &Counts) {
+        if counts.already > 0 {
+            self.drift
+                .get_or_create(&account(account_id))
+                .inc_by(counts.already);
+        }
+    }
+}
+
+impl CallObserver for Metrics {
+    fn called(&self, command: Command, code: i64) {
+        let labels = CallLabels {
+            command: command.as_str().into(),
+            code: code.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_required_families_are_exposed_with_their_labels() {
+        let m = Metrics::new();
+        m.reconciled("converged", Duration::from_millis(120));
+        m.called(Command::AddSubscriber, 0);
+        m.called(Command::AddSubscriber, 130006);
+        m.committed(
+            "@TOA#_a",
+            &Counts {
+                already: 2,
+                ..Counts::default()
+            },
+        );
+        m.manifests_valid(true);
+        let text = m.encode();
+        for line in [
+            "subsync_reconcile_total{result=\"converged\"} 1",
+            "subsync_api_requests_total{command=\"add_subscriber\",code=\"130006\"} 1",
+            "subsync_drift_total{account=\"@TOA#_a\"} 2",
+            "subsync_manifests_valid 1",
+            "subsync_build_info{version=\"",
+            "subsync_reconcile_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

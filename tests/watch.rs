@@ -1,0 +1,602 @@
+//! `subsync watch` as a real process against the emulator: the ways files change in production
+//! (in-place edits, atomic renames, git-sync's symlink swap, a ConfigMap's `..data` swap), an
+//! invalid commit followed by a valid one, probes, metrics, a second daemon, credentials that
+//! start wrong, JSON logs, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{KillOnDrop, Remote, Workspace, ids, remote_subscribers};
+use subsync::emulator::Emulator;
+
+/// A running `subsync watch`, killed if the test ends without stopping it.
+struct Daemon {
+    child: KillOnDrop,
+    addr: String,
+    log: PathBuf,
+}
+
+fn manifest_text(name: &str, account: &str, subscribers: &[String]) -> String {
+    let list: Vec<String> = subscribers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: {name}\nspec:\n  officialAccount: \"{account}\"\n  subscribers: [{}]\n",
+        list.join(", ")
+    )
+}
+
+fn start(ws: &Workspace, emulator: &Emulator, path: &Path, extra: &[&str]) -> Daemon {
+    let log = ws.path().join(format!("daemon-{}.log", rand_suffix()));
+    let mut args = vec![
+        "watch",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--debounce",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = ws
+        .command(Some(&emulator.url()), &args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    Daemon {
+        child: KillOnDrop(child),
+        addr,
+        log,
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::process::id() ^ (Instant::now().elapsed().subsec_nanos()) ^ rand_count()
+}
+
+fn rand_count() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Daemon {
+    /// GET `path`: (status, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn child(&mut self) -> &mut Child {
+        &mut self.child.0
+    }
+
+    /// The metrics, parsed: (name with labels, value).
+    fn metrics(&self) -> Vec<(String, f64)> {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200);
+        parse_openmetrics(&body)
+    }
+
+    fn metric(&self, key: &str) -> Option<f64> {
+        self.metrics()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A strict reading of the OpenMetrics text format: comments are HELP, TYPE, UNIT or EOF; every
+/// sample is `name{labels} value`; the exposition ends with `# EOF`.
+fn parse_openmetrics(text: &str) -> Vec<(String, f64)> {
+    assert!(text.ends_with("# EOF\n"), "no EOF marker:\n{text}");
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let word = comment.split(' ').next().unwrap();
+            assert!(
+                ["HELP", "TYPE", "UNIT", "EOF"].contains(&word),
+                "bad comment {line:?}"
+            );
+            continue;
+        }
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let name_end = key.find('{').unwrap_or(key.len());
+        let name = &key[..name_end];
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name in {line:?}"
+        );
+        if name_end < key.len() {
+            assert!(key.ends_with('}'), "bad labels in {line:?}");
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.push((key.to_owned(), value));
+    }
+    samples
+}
+
+/// Waits until `condition` holds, failing the test with `what` after 30 s.
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn emulator() -> Emulator {
+    Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .account("@TOA#_b", 1000, &[])
+        .start()
+        .await
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn sigterm(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_place_edits_and_atomic_renames_are_applied() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let file = ws.manifests().join("a.yaml");
+    write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 3)));
+    let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    wait_for("the start reconcile", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    })
+    .await;
+
+    write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 5)));
+    wait_for("the in-place edit", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 5
+    })
+    .await;
+
+    // An editor's save: write a temporary file beside it, then rename it over the manifest.
+    let tmp = ws.manifests().join(".a.yaml.swp");
+    write(&tmp, &manifest_text("a", "@TOA#_a", &ids("a", 7)));
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_for("the atomic rename", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 7
+    })
+    .await;
+
+    // A new manifest appears, as after a `git pull`.
+    write(
+        &ws.manifests().join("b.yaml"),
+        &manifest_text("b", "@TOA#_b", &ids("b", 2)),
+    );
+    wait_for("the new file", || {
+        remote_subscribers(&emulator, "@TOA#_b").len() == 2
+    })
+    .await;
+    assert_eq!(daemon.get("/readyz").0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_sync_symlink_swap_is_followed() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let root = ws.path().join("git");
+    write(
+        &root.join(".worktrees/rev1/manifests/a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 2)),
+    );
+    std::os::unix::fs::symlink(".worktrees/rev1", root.join("current")).unwrap();
+    let _daemon = start(&ws, &emulator, &root.join("current/manifests"), &[]);
+    wait_for("rev1", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 2
+    })
+    .await;
+
+    // git-sync: a new worktree, a new link beside the old one, renamed over it, old one removed.
+    write(
+        &root.join(".worktrees/rev2/manifests/a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 4)),
+    );
+    std::os::unix::fs::symlink(".worktrees/rev2", root.join("tmp-link")).unwrap();
+    std::fs::rename(root.join("tmp-link"), root.join("current")).unwrap();
+    std::fs::remove_dir_all(root.join(".worktrees/rev1")).unwrap();
+    wait_for("rev2", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 4
+    })
+    .await;
+
+    // And the new target is watched: an edit there is seen too.
+    write(
+        &root.join(".worktrees/rev2/manifests/a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 6)),
+    );
+    wait_for("an edit in rev2", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 6
+    })
+    .await;
+}
+
+/// Writes `files` as a ConfigMap volume does: a timestamped directory, `..data` renamed over
+/// to point at it, the old directory removed.
+fn configmap_update(root: &Path, version: u32, files: &[(&str, String)]) {
+    let dir = format!("..2026_11_30_{version:02}");
+    for (name, text) in files {
+        write(&root.join(&dir).join(name), text);
+    }
+    std::os::unix::fs::symlink(&dir, root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    for (name, _) in files {
+        let link = root.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+    if version > 1 {
+        std::fs::remove_dir_all(root.join(format!("..2026_11_30_{:02}", version - 1))).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configmap_data_swap_is_followed() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let root = ws.path().join("config");
+    configmap_update(
+        &root,
+        1,
+        &[("a.yaml", manifest_text("a", "@TOA#_a", &ids("a", 1)))],
+    );
+    let _daemon = start(&ws, &emulator, &root, &[]);
+    wait_for("version 1", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 1
+    })
+    .await;
+    configmap_update(
+        &root,
+        2,
+        &[("a.yaml", manifest_text("a", "@TOA#_a", &ids("a", 3)))],
+    );
+    wait_for("version 2", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    })
+    .await;
+    configmap_update(
+        &root,
+        3,
+        &[("a.yaml", manifest_text("a", "@TOA#_a", &ids("a", 8)))],
+    );
+    wait_for("version 3", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 8
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_commit_changes_nothing_and_the_next_valid_one_is_applied() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let file = ws.manifests().join("a.yaml");
+    write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 2)));
+    let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    wait_for("the start reconcile", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 2
+    })
+    .await;
+    wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+    let requests = emulator.stats().requests;
+
+    write(
+        &file,
+        &manifest_text("a", "@TOA#_a", &ids("a", 9)).replace("kind: SubscriberSet", "kind: [oops"),
+    );
+    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    let (_, reason) = daemon.get("/readyz");
+    assert!(
+        reason.contains("the manifests are invalid")
+            && reason.contains("a.yaml:3:9: YAML syntax error"),
+        "{reason}"
+    );
+    assert_eq!(daemon.metric("subsync_manifests_valid"), Some(0.0));
+    assert_eq!(
+        emulator.stats().requests,
+        requests,
+        "an invalid set sends nothing"
+    );
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_a").len(), 2);
+    assert!(daemon.log().contains("a.yaml:3:9"), "{}", daemon.log());
+    assert_eq!(
+        daemon.get("/healthz").0,
+        200,
+        "invalid input is not a dead daemon"
+    );
+
+    write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 4)));
+    wait_for("the valid commit", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 4
+    })
+    .await;
+    wait_for("ready again", || daemon.get("/readyz").0 == 200).await;
+    assert_eq!(daemon.metric("subsync_manifests_valid"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_parse_and_count_what_happened() {
+    // One wanted subscriber already follows: drift.
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &["a00001"])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 3)),
+    );
+    let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    wait_for("a reconcile", || {
+        daemon.metric("subsync_subscribers_confirmed{account=\"@TOA#_a\"}") == Some(3.0)
+    })
+    .await;
+    let metrics = daemon.metrics();
+    let value = |key: &str| metrics.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+    assert_eq!(
+        value("subsync_subscribers_desired{account=\"@TOA#_a\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        value("subsync_subscribers_failed{account=\"@TOA#_a\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("subsync_account_limit_reached{account=\"@TOA#_a\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("subsync_reconcile_total{result=\"converged\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("subsync_api_requests_total{command=\"add_subscriber\",code=\"0\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("subsync_api_requests_total{command=\"get_official_account_info\",code=\"0\"}"),
+        Some(1.0)
+    );
+    assert_eq!(value("subsync_manifests_valid"), Some(1.0));
+    assert!(value("subsync_last_success_timestamp_seconds").unwrap() > 1.7e9);
+    assert_eq!(value("subsync_reconcile_duration_seconds_count"), Some(1.0));
+    let build = format!(
+        "subsync_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&build), Some(1.0));
+    assert_eq!(value("subsync_drift_total{account=\"@TOA#_a\"}"), Some(1.0));
+    let (_, text) = daemon.get("/metrics");
+    assert!(text.contains("# TYPE subsync_drift counter"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_state_is_refused_at_once() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 1)),
+    );
+    let mut first = start(&ws, &emulator, &ws.manifests(), &[]);
+    wait_for("the first daemon", || first.get("/readyz").0 == 200).await;
+    let second = ws
+        .command(
+            Some(&emulator.url()),
+            &["watch", "manifests", "--listen", "127.0.0.1:0"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    let pid = first.child().id();
+    assert!(
+        err.contains(&format!("locked by PID {pid}")) && err.contains("subsync watch"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_daemon_cleanly() {
+    let emulator = Remote::default()
+        .latency_ms(20)
+        .account("@TOA#_a", 100_000, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 5000)),
+    );
+    let mut daemon = start(&ws, &emulator, &ws.manifests(), &["--qps", "50"]);
+    wait_for("a few batches", || {
+        emulator
+            .stats()
+            .count(subsync::tencent::api::Command::AddSubscriber, "0")
+            >= 3
+    })
+    .await;
+    sigterm(daemon.child());
+    let status = daemon.child().wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    let runs = subsync::ledger::Reader::open(&ws.state())
+        .unwrap()
+        .runs(1)
+        .unwrap();
+    assert_eq!(runs[0].command, "watch");
+    assert_eq!(runs[0].result.as_deref(), Some("interrupted"));
+    // Everything recorded is on the remote side: nothing in flight was lost or doubled.
+    let snapshot = subsync::ledger::Reader::open(&ws.state())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let confirmed = &snapshot.accounts["@TOA#_a"].confirmed;
+    let remote = remote_subscribers(&emulator, "@TOA#_a");
+    assert!(!confirmed.is_empty() && confirmed.len() < 5000);
+    assert!(confirmed.iter().all(|s| remote.binary_search(s).is_ok()));
+    assert!(daemon.log().contains("stopped"), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_make_it_unready_until_the_key_file_changes() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 2)),
+    );
+    std::fs::write(ws.key_file(), "not-the-key").unwrap();
+    let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    wait_for("the fatal answer", || {
+        daemon.get("/readyz").1.contains("70009")
+    })
+    .await;
+    assert_eq!(daemon.get("/healthz").0, 200, "the daemon stays up");
+    assert!(remote_subscribers(&emulator, "@TOA#_a").is_empty());
+
+    std::fs::write(ws.key_file(), format!("{}\n", common::KEY)).unwrap();
+    wait_for("the new key", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 2
+    })
+    .await;
+    wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_that_does_not_exist_yet_is_awaited() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let later = ws.path().join("later/manifests");
+    let daemon = start(&ws, &emulator, &later, &[]);
+    wait_for("unready", || {
+        daemon.get("/readyz").1.contains("manifests are invalid")
+    })
+    .await;
+    write(
+        &later.join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 2)),
+    );
+    wait_for("the path to appear", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 2
+    })
+    .await;
+    assert_eq!(daemon.get("/healthz").0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_a_line_with_one_event_per_reconcile() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 2)),
+    );
+    let mut daemon = start(&ws, &emulator, &ws.manifests(), &["--log-format", "json"]);
+    wait_for("the start reconcile", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 2
+    })
+    .await;
+    write(&ws.manifests().join("a.yaml"), "not: [valid\n");
+    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    sigterm(daemon.child());
+    assert_eq!(daemon.child().wait().unwrap().code(), Some(0));
+    let log = daemon.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let reconciled: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["message"] == "reconciled")
+        .collect();
+    assert_eq!(reconciled.len(), 1, "{log}");
+    assert_eq!(reconciled[0]["trigger"], "start");
+    assert_eq!(reconciled[0]["added"], 2);
+    assert!(
+        events.iter().any(|e| e["level"] == "ERROR"
+            && e["file"].as_str().is_some_and(|f| f.ends_with("a.yaml"))
+            && e["line"] == 2),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_stops_at_once_without_waiting_for_calls_in_flight() {
+    // Every call takes 20 s: the first signal would wait (up to the 10 s drain) for it.
+    let emulator = Remote::default()
+        .latency_ms(20_000)
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 5)),
+    );
+    let mut daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    wait_for("a call in flight", || emulator.stats().in_flight > 0).await;
+    sigterm(daemon.child());
+    wait_for("the first signal", || {
+        daemon.log().contains("interrupted: finishing")
+    })
+    .await;
+    sigterm(daemon.child());
+    let status = daemon.child().wait().unwrap();
+    // 130, not the 0 of a graceful stop: it did not wait for the drain.
+    assert_eq!(status.code(), Some(130), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("stopping at once"),
+        "{}",
+        daemon.log()
+    );
+    assert!(!daemon.log().contains("INFO stopped"), "{}", daemon.log());
+}
