@@ -14,49 +14,20 @@
 #[path = "common.rs"]
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use subsync::emulator::{
-    Credentials, Emulator, EmulatorOptions, Faults, Latency, RemoteState, Rules,
-};
+use subsync::emulator::Emulator;
 use subsync::tencent::api::Command;
 use subsync::tencent::endpoint::Endpoint;
 use subsync::tencent::usersig::SecretKey;
 use subsync::tencent::{Client, ClientConfig};
 
-const KEY: &str = "bench-secret-key";
-const APP: u64 = 1_400_000_001;
+use common::{APP, KEY};
+
 const ACCOUNTS: usize = 10;
 
 async fn emulator(latency_ms: u64, fault_rate: f64, qps: u32) -> Emulator {
-    let mut state = RemoteState::default();
-    for a in 0..ACCOUNTS {
-        state.seed_account(&format!("@TOA#_bench{a}"), 1_000_000, &[], 0);
-    }
-    let options = EmulatorOptions {
-        credentials: Credentials {
-            sdkappid: APP,
-            identifier: "administrator".into(),
-            key: SecretKey::new(KEY).unwrap(),
-        },
-        qps,
-        rules: Rules::default(),
-        latency: Latency {
-            min: latency_ms,
-            max: latency_ms,
-        },
-        faults: Faults {
-            rate: fault_rate,
-            seed: Some(1),
-        },
-        state,
-        journal: None,
-        clock_skew_secs: 0,
-    };
-    Emulator::start(options, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
+    common::emulator(ACCOUNTS, latency_ms, fault_rate, qps).await
 }
 
 fn ids(a: usize, n: usize) -> Vec<String> {

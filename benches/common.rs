@@ -1,8 +1,51 @@
-//! Shared by the benchmarks: running the release binary and measuring it.
+//! Shared by the benchmarks: the emulator they run against, and running the release binary
+//! and measuring it.
+#![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use subsync::emulator::{
+    Credentials, Emulator, EmulatorOptions, Faults, Latency, RemoteState, Rules,
+};
+use subsync::tencent::usersig::SecretKey;
+
+pub const KEY: &str = "bench-secret-key";
+pub const APP: u64 = 1_400_000_001;
+
+/// An emulator with `accounts` accounts `@TOA#_bench{N}` of a million subscribers each,
+/// answering after `latency_ms`, failing `fault_rate` of calls, limited to `qps` per command.
+pub async fn emulator(accounts: usize, latency_ms: u64, fault_rate: f64, qps: u32) -> Emulator {
+    let mut state = RemoteState::default();
+    for a in 0..accounts {
+        state.seed_account(&format!("@TOA#_bench{a}"), 1_000_000, &[], 0);
+    }
+    let options = EmulatorOptions {
+        credentials: Credentials {
+            sdkappid: APP,
+            identifier: "administrator".into(),
+            key: SecretKey::new(KEY).unwrap(),
+        },
+        qps,
+        rules: Rules::default(),
+        latency: Latency {
+            min: latency_ms,
+            max: latency_ms,
+        },
+        faults: Faults {
+            rate: fault_rate,
+            seed: Some(1),
+        },
+        state,
+        journal: None,
+        clock_skew_secs: 0,
+    };
+    Emulator::start(options, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
 
 /// Runs `subsync ARGS` and returns its output, wall time and peak RSS in MiB.
 pub fn run_measured(args: &[&str], env: &[(&str, String)], cwd: &Path) -> (Output, Duration, f64) {

@@ -1,0 +1,151 @@
+//! `subsync watch` benchmark against the emulator:
+//! - from a manifest change saved on disk to the first add_subscriber call reaching the
+//!   emulator, with the default debounce (500 ms): median over 20 changes (target: 1 s);
+//! - the CPU an idle daemon watching 100 manifests uses (target: none measurable).
+//!
+//! Run with `cargo bench --bench watch`; prints a Markdown table for the README.
+
+#[path = "common.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use subsync::emulator::Emulator;
+use subsync::tencent::api::Command as Api;
+
+use common::{APP, KEY};
+
+async fn emulator(accounts: usize, latency_ms: u64) -> Emulator {
+    common::emulator(accounts, latency_ms, 0.0, 200).await
+}
+
+fn manifest(a: usize, n: usize) -> String {
+    let list: Vec<String> = (0..n).map(|i| format!("\"u{a}-{i:06}\"")).collect();
+    format!(
+        "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: bench-{a}\nspec:\n  officialAccount: \"@TOA#_bench{a}\"\n  subscribers: [{}]\n",
+        list.join(", ")
+    )
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, emulator: &Emulator) -> Daemon {
+    std::fs::write(dir.join("key"), KEY).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
+        .args(["watch", "manifests", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env("SUBSYNC_STATE", dir.join("state"))
+        .env("SUBSYNC_SDKAPPID", APP.to_string())
+        .env("SUBSYNC_SECRET_KEY_FILE", dir.join("key"))
+        .env("SUBSYNC_ENDPOINT", emulator.url())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    Daemon(child)
+}
+
+async fn wait_until(mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    started.elapsed()
+}
+
+/// (median, slowest) from a saved change to the first add reaching the emulator.
+async fn change_to_first_add(changes: usize) -> (Duration, Duration) {
+    let emulator = emulator(1, 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("a.yaml"), manifest(0, 10)).unwrap();
+    let _daemon = start(dir.path(), &emulator);
+    let adds = || emulator.stats().calls(Api::AddSubscriber);
+    wait_until(|| adds() >= 1).await;
+    let mut samples = Vec::new();
+    for i in 0..changes {
+        // Let the previous reconcile finish before changing again.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = adds();
+        std::fs::write(manifests.join("a.yaml"), manifest(0, 11 + i)).unwrap();
+        samples.push(wait_until(|| adds() > before).await);
+    }
+    samples.sort();
+    (samples[samples.len() / 2], samples[samples.len() - 1])
+}
+
+/// CPU seconds a process used so far (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / per_second
+}
+
+/// CPU used by an idle daemon watching `manifests` files over `idle`.
+async fn idle_cpu(manifests: usize, idle: Duration) -> f64 {
+    let emulator = emulator(manifests, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("manifests");
+    for a in 0..manifests {
+        let sub = root.join(format!("team-{:02}", a % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("{a}.yaml")), manifest(a, 50)).unwrap();
+    }
+    let daemon = start(dir.path(), &emulator);
+    let accounts = manifests;
+    wait_until(|| {
+        let state = emulator.state();
+        (0..accounts).all(|a| state.accounts[&format!("@TOA#_bench{a}")].subscribers.len() == 50)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = cpu_seconds(daemon.0.id());
+    tokio::time::sleep(idle).await;
+    cpu_seconds(daemon.0.id()) - before
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (changes, idle) = if quick {
+        (3, Duration::from_secs(2))
+    } else {
+        (20, Duration::from_secs(60))
+    };
+    let (median, slowest) = change_to_first_add(changes).await;
+    let cpu = idle_cpu(100, idle).await;
+    println!("| measurement | result |");
+    println!("|---|--:|");
+    println!(
+        "| change saved → first add_subscriber at the emulator (default 500 ms debounce, 50 ms away), median of {changes} | {:.0} ms (slowest {:.0} ms) |",
+        median.as_secs_f64() * 1000.0,
+        slowest.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| CPU of an idle daemon watching 100 manifests, over {} s | {:.2} s ({:.3}% of one core) |",
+        idle.as_secs(),
+        cpu,
+        100.0 * cpu / idle.as_secs_f64()
+    );
+}
