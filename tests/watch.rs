@@ -600,3 +600,52 @@ async fn a_second_signal_stops_at_once_without_waiting_for_calls_in_flight() {
     );
     assert!(!daemon.log().contains("INFO stopped"), "{}", daemon.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let dir = ws.manifests();
+    write(
+        &dir.join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 1)),
+    );
+    let daemon = start(&ws, &emulator, &dir, &[]);
+    wait_for("the start reconcile", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 1
+    })
+    .await;
+
+    // The whole directory goes away for a moment, then comes back changed.
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    write(
+        &dir.join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 3)),
+    );
+    wait_for("the directory back", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    })
+    .await;
+
+    // It becomes a symlink loop: refused, unready, alive; then a real directory again.
+    let moved = ws.path().join("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    std::os::unix::fs::symlink("manifests", &dir).unwrap();
+    wait_for("unready on the loop", || {
+        daemon.get("/readyz").1.contains("manifests are invalid")
+    })
+    .await;
+    assert_eq!(daemon.get("/healthz").0, 200);
+    std::fs::remove_file(&dir).unwrap();
+    write(
+        &moved.join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 5)),
+    );
+    std::fs::rename(&moved, &dir).unwrap();
+    wait_for("a directory again", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 5
+    })
+    .await;
+    wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+}
