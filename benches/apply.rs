@@ -47,19 +47,7 @@ async fn run_apply(scenario: &str, total: usize, latency_ms: u64, fault_rate: f6
     let emulator = emulator(latency_ms, fault_rate, 200).await;
     let dir = tempfile::tempdir().unwrap();
     write_manifests(dir.path(), total);
-    std::fs::write(dir.path().join("key"), KEY).unwrap();
-    let env = [
-        (
-            "SUBSYNC_STATE",
-            dir.path().join("state").display().to_string(),
-        ),
-        ("SUBSYNC_SDKAPPID", APP.to_string()),
-        (
-            "SUBSYNC_SECRET_KEY_FILE",
-            dir.path().join("key").display().to_string(),
-        ),
-        ("SUBSYNC_ENDPOINT", emulator.url()),
-    ];
+    let env = common::workspace_env(dir.path(), &emulator);
     let (out, elapsed, _) = tokio::task::spawn_blocking({
         let cwd = dir.path().to_owned();
         move || common::run_measured(&["apply", "manifests", "--format", "json"], &env, &cwd)

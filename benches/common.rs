@@ -47,6 +47,21 @@ pub async fn emulator(accounts: usize, latency_ms: u64, fault_rate: f64, qps: u3
         .unwrap()
 }
 
+/// Writes the bench key into `dir` and returns the environment that points subsync at it,
+/// at `dir/state` and at `emulator`.
+pub fn workspace_env(dir: &Path, emulator: &Emulator) -> [(&'static str, String); 4] {
+    std::fs::write(dir.join("key"), KEY).unwrap();
+    [
+        ("SUBSYNC_STATE", dir.join("state").display().to_string()),
+        ("SUBSYNC_SDKAPPID", APP.to_string()),
+        (
+            "SUBSYNC_SECRET_KEY_FILE",
+            dir.join("key").display().to_string(),
+        ),
+        ("SUBSYNC_ENDPOINT", emulator.url()),
+    ]
+}
+
 /// Runs `subsync ARGS` and returns its output, wall time and peak RSS in MiB.
 pub fn run_measured(args: &[&str], env: &[(&str, String)], cwd: &Path) -> (Output, Duration, f64) {
     let before = max_rss_children_kib();

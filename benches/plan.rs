@@ -53,8 +53,9 @@ fn prepare(dir: &Path, total: usize) {
                 1,
                 &[Record::Batch {
                     account,
-                    added: confirmed,
-                    already: vec![],
+                    op: subsync::ledger::Op::Add,
+                    done: confirmed,
+                    unchanged: vec![],
                     failed: vec![],
                 }],
             )

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use subsync::emulator::Emulator;
 use subsync::tencent::api::Command as Api;
 
-use common::{APP, KEY};
-
 async fn emulator(accounts: usize, latency_ms: u64) -> Emulator {
     common::emulator(accounts, latency_ms, 0.0, 200).await
 }
@@ -40,15 +38,11 @@ impl Drop for Daemon {
 }
 
 fn start(dir: &Path, emulator: &Emulator) -> Daemon {
-    std::fs::write(dir.join("key"), KEY).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
         .args(["watch", "manifests", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env("RUST_LOG", "warn")
-        .env("SUBSYNC_STATE", dir.join("state"))
-        .env("SUBSYNC_SDKAPPID", APP.to_string())
-        .env("SUBSYNC_SECRET_KEY_FILE", dir.join("key"))
-        .env("SUBSYNC_ENDPOINT", emulator.url())
+        .envs(common::workspace_env(dir, emulator))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -30,6 +30,13 @@ struct AccountLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabels {
+    account: String,
+    /// `added` (subscribed out of band) or `removed` (left out of band).
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -52,11 +59,14 @@ pub struct Metrics {
     desired: Family<AccountLabel, Gauge>,
     confirmed: Family<AccountLabel, Gauge>,
     failed: Family<AccountLabel, Gauge>,
-    drift: Family<AccountLabel, Counter>,
+    drift: Family<DriftLabels, Counter>,
+    removed: Family<AccountLabel, Counter>,
     limit_reached: Family<AccountLabel, Gauge>,
     requests: Family<CallLabels, Counter>,
     manifests_valid: Gauge,
     last_success: Gauge<f64, AtomicU64>,
+    /// The refresh time last counted per account, so each refresh's drift counts once.
+    counted_refresh: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Default for Metrics {
@@ -76,10 +86,12 @@ impl Metrics {
             confirmed: Family::default(),
             failed: Family::default(),
             drift: Family::default(),
+            removed: Family::default(),
             limit_reached: Family::default(),
             requests: Family::default(),
             manifests_valid: Gauge::default(),
             last_success: Gauge::default(),
+            counted_refresh: Default::default(),
         };
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -117,8 +129,13 @@ impl Metrics {
         );
         registry.register(
             "subsync_drift",
-            "Subscribers found already subscribed although the ledger did not know",
+            "Drift found, by direction: added (subscribed although the ledger did not know, by an add's answer or a refresh) or removed (gone from the live list)",
             m.drift.clone(),
+        );
+        registry.register(
+            "subsync_subscribers_removed",
+            "Subscribers removed by prune",
+            m.removed.clone(),
         );
         registry.register(
             "subsync_account_limit_reached",
@@ -177,8 +194,12 @@ impl Metrics {
         }
     }
 
-    /// What the ledger holds after a run.
+    /// What the ledger holds after a run, and the drift of refreshes not counted yet.
     pub fn ledger(&self, accounts: &[AccountSummary]) {
+        let mut counted = self
+            .counted_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for a in accounts {
             let label = account(&a.official_account);
             self.confirmed.get_or_create(&label).set(a.confirmed as i64);
@@ -187,7 +208,20 @@ impl Metrics {
             self.limit_reached
                 .get_or_create(&label)
                 .set(i64::from(full));
+            let Some(at) = a.refreshed_at else { continue };
+            if counted.insert(a.official_account.clone(), at) != Some(at) {
+                self.drift_by(&a.official_account, "added", a.drift_added);
+                self.drift_by(&a.official_account, "removed", a.drift_removed);
+            }
         }
+    }
+
+    fn drift_by(&self, account: &str, direction: &str, n: u64) {
+        let labels = DriftLabels {
+            account: account.to_owned(),
+            direction: direction.to_owned(),
+        };
+        self.drift.get_or_create(&labels).inc_by(n);
     }
 }
 
@@ -200,9 +234,12 @@ fn account(id: &str) -> AccountLabel {
 impl Observer for Metrics {
     fn committed(&self, account_id: &str, counts: &Counts) {
         if counts.already > 0 {
-            self.drift
+            self.drift_by(account_id, "added", counts.already);
+        }
+        if counts.removed > 0 {
+            self.removed
                 .get_or_create(&account(account_id))
-                .inc_by(counts.already);
+                .inc_by(counts.removed);
         }
     }
 }
@@ -239,7 +276,7 @@ mod tests {
         for line in [
             "subsync_reconcile_total{result=\"converged\"} 1",
             "subsync_api_requests_total{command=\"add_subscriber\",code=\"130006\"} 1",
-            "subsync_drift_total{account=\"@TOA#_a\"} 2",
+            "subsync_drift_total{account=\"@TOA#_a\",direction=\"added\"} 2",
             "subsync_manifests_valid 1",
             "subsync_build_info{version=\"",
             "subsync_reconcile_duration_seconds_count 1",

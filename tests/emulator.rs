@@ -198,7 +198,7 @@ async fn calls_beyond_the_configured_rate_answer_60007() {
     let mut codes = Vec::new();
     for _ in 0..5 {
         codes.push(
-            c.list_subscribers("@TOA#_a")
+            c.subscriber_page("@TOA#_a", "")
                 .await
                 .map(|_| 0)
                 .unwrap_or_else(|e| e.code()),
@@ -324,14 +324,22 @@ async fn paging_lists_every_subscriber_across_pages() {
         .account("@TOA#_a", 1000, &refs)
         .start()
         .await;
-    let listed = client(&emulator).list_subscribers("@TOA#_a").await.unwrap();
-    assert_eq!(
-        listed
-            .iter()
-            .map(|s| s.subscriber_account.clone())
-            .collect::<Vec<_>>(),
-        all
-    );
+    let c = client(&emulator);
+    let (mut listed, mut next) = (Vec::new(), String::new());
+    loop {
+        let page = c.subscriber_page("@TOA#_a", &next).await.unwrap();
+        assert_eq!(page.subscriber_num, all.len() as u64);
+        listed.extend(
+            page.subscriber_list
+                .into_iter()
+                .map(|s| s.subscriber_account),
+        );
+        if page.next.is_empty() {
+            break;
+        }
+        next = page.next;
+    }
+    assert_eq!(listed, all);
     assert_eq!(emulator.stats().calls(Command::GetSubscriberInfo), 3);
 }
 

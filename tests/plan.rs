@@ -156,8 +156,9 @@ fn plan_reads_while_a_writer_holds_the_lock() {
             1,
             &[subsync::ledger::Record::Batch {
                 account: "@TOA#_a".into(),
-                added: vec!["u00000".into()],
-                already: vec![],
+                op: subsync::ledger::Op::Add,
+                done: vec!["u00000".into()],
+                unchanged: vec![],
                 failed: vec![],
             }],
         )

@@ -374,7 +374,8 @@ async fn the_metrics_parse_and_count_what_happened() {
         &ws.manifests().join("a.yaml"),
         &manifest_text("a", "@TOA#_a", &ids("a", 3)),
     );
-    let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    // No refresh: the counts below are the reconcile's own calls.
+    let daemon = start(&ws, &emulator, &ws.manifests(), &["--refresh-every", "0"]);
     wait_for("a reconcile", || {
         daemon.metric("subsync_subscribers_confirmed{account=\"@TOA#_a\"}") == Some(3.0)
     })
@@ -413,7 +414,10 @@ async fn the_metrics_parse_and_count_what_happened() {
         env!("CARGO_PKG_VERSION")
     );
     assert_eq!(value(&build), Some(1.0));
-    assert_eq!(value("subsync_drift_total{account=\"@TOA#_a\"}"), Some(1.0));
+    assert_eq!(
+        value("subsync_drift_total{account=\"@TOA#_a\",direction=\"added\"}"),
+        Some(1.0)
+    );
     let (_, text) = daemon.get("/metrics");
     assert!(text.contains("# TYPE subsync_drift counter"), "{text}");
 }
@@ -648,4 +652,75 @@ async fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
     })
     .await;
     wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+}
+
+fn pruned_text(subscribers: &[String]) -> String {
+    manifest_text("a", "@TOA#_a", subscribers) + "  prune: true\n"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_never_mass_prunes_without_the_flag() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let file = ws.manifests().join("a.yaml");
+    write(&file, &pruned_text(&ids("a", 300)));
+    let daemon = start(&ws, &emulator, &ws.manifests(), &["--refresh-every", "0"]);
+    wait_for("the start reconcile", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 300
+    })
+    .await;
+    write(&file, &pruned_text(&ids("a", 150)));
+    wait_for("the change to be planned", || {
+        daemon.log().contains("held_back=150")
+    })
+    .await;
+    assert_eq!(
+        remote_subscribers(&emulator, "@TOA#_a").len(),
+        300,
+        "nothing removed"
+    );
+    assert!(
+        daemon.log().contains("--allow-mass-prune"),
+        "{}",
+        daemon.log()
+    );
+
+    // Within the limit, the same daemon prunes.
+    write(&file, &pruned_text(&ids("a", 290)));
+    wait_for("a small prune", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 290
+    })
+    .await;
+    wait_for("the removals counted", || {
+        daemon.metric("subsync_subscribers_removed_total{account=\"@TOA#_a\"}") == Some(10.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_refreshes_and_repairs_out_of_band_removals() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 3)),
+    );
+    let daemon = start(&ws, &emulator, &ws.manifests(), &["--refresh-every", "1s"]);
+    wait_for("the start reconcile", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    })
+    .await;
+    // Someone removes a subscriber behind subsync's back.
+    common::client(&emulator)
+        .delete_subscriber("@TOA#_a", &ids("a", 1))
+        .await
+        .unwrap();
+    wait_for("the refresh to repair it", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    })
+    .await;
+    wait_for("the drift counted", || {
+        daemon.metric("subsync_drift_total{account=\"@TOA#_a\",direction=\"removed\"}") == Some(1.0)
+    })
+    .await;
 }

@@ -1,10 +1,12 @@
-//! The one place that decides what to do with the answer to an add_subscriber batch.
+//! The one place that decides what to do with the answer to a batch (add_subscriber or
+//! delete_subscriber) or to any other call (the probe, a page of a refresh).
 //!
-//! A pure function of (batch, answer, attempt, policy, jitter), tested code by code; the
-//! executor only carries decisions out.
+//! A pure function of (operation, batch, answer, attempt, whether the endpoint ever answered,
+//! policy, jitter), tested code by code; the executor and the readers only carry decisions out.
 
 use std::time::Duration;
 
+use crate::ledger::Op;
 use crate::tencent::api::{SubscriberResult, result};
 use crate::tencent::{ApiError, ErrorClass};
 
@@ -58,13 +60,13 @@ impl RetryPolicy {
 pub enum Decision {
     /// The batch is done: record these per-subscriber outcomes.
     Record {
-        /// Result 1.
-        added: Vec<String>,
-        /// Result 2: subscribed although the ledger did not know (drift).
-        already: Vec<String>,
+        /// Result 1: added, or removed.
+        done: Vec<String>,
+        /// Result 2: already subscribed (drift: the ledger did not know), or was not subscribed.
+        unchanged: Vec<String>,
         /// Result 0 (with the item's code when it has one, else 0).
         failed: Vec<(String, i64)>,
-        /// Items that carried 130006: not added because the account is full.
+        /// Items of an add that carried 130006: not added because the account is full.
         limit: Vec<String>,
     },
     /// Send the same batch again after `delay`; `slow_down` asks the limiter to back off.
@@ -84,6 +86,7 @@ pub enum Decision {
 /// Decides on the answer to one batch. `attempt` counts from 0 for the first send; `reached`
 /// says whether the endpoint has answered any call yet.
 pub fn decide(
+    op: Op,
     members: &[String],
     answer: &Result<Vec<SubscriberResult>, ApiError>,
     attempt: u32,
@@ -92,7 +95,11 @@ pub fn decide(
     jitter: f64,
 ) -> Decision {
     match answer {
-        Ok(items) => record(members, items),
+        Ok(items) => record(op, members, items),
+        Err(error) if op == Op::Remove && error.class() == ErrorClass::AccountFull => {
+            // A removal cannot fill an account; whatever the code means here, it is no limit.
+            Decision::FailAll { code: error.code() }
+        }
         Err(error) => on_error(error, members.len(), attempt, reached, policy, jitter),
     }
 }
@@ -154,24 +161,24 @@ pub fn on_error(
     }
 }
 
-fn record(members: &[String], items: &[SubscriberResult]) -> Decision {
-    let (mut added, mut already, mut failed, mut limit) =
+fn record(op: Op, members: &[String], items: &[SubscriberResult]) -> Decision {
+    let (mut done, mut unchanged, mut failed, mut limit) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for member in members {
         // Items are matched by account, not position: the order of the answer is not documented.
         let item = items.iter().find(|i| &i.subscriber_account == member);
         match item.map(|i| (i.result, i.error_code)) {
-            Some((result::DONE, _)) => added.push(member.clone()),
-            Some((result::UNCHANGED, _)) => already.push(member.clone()),
-            Some((_, Some(ACCOUNT_FULL))) => limit.push(member.clone()),
+            Some((result::DONE, _)) => done.push(member.clone()),
+            Some((result::UNCHANGED, _)) => unchanged.push(member.clone()),
+            Some((_, Some(ACCOUNT_FULL))) if op == Op::Add => limit.push(member.clone()),
             Some((_, code)) => failed.push((member.clone(), code.unwrap_or(0))),
-            // Not in the answer at all: it was not added; a later run retries it.
+            // Not in the answer at all: it was not done; a later run tries again.
             None => failed.push((member.clone(), 0)),
         }
     }
     Decision::Record {
-        added,
-        already,
+        done,
+        unchanged,
         failed,
         limit,
     }
@@ -219,10 +226,10 @@ mod tests {
             item("u3", 0, Some(130010)),
         ]);
         assert_eq!(
-            decide(&members(5), &answer, 0, true, &P, 0.0),
+            decide(Op::Add, &members(5), &answer, 0, true, &P, 0.0),
             Decision::Record {
-                added: vec!["u0".into()],
-                already: vec!["u1".into()],
+                done: vec!["u0".into()],
+                unchanged: vec!["u1".into()],
                 failed: vec![("u2".into(), 0), ("u3".into(), 130010), ("u4".into(), 0)],
                 limit: vec![],
             }
@@ -232,7 +239,8 @@ mod tests {
     #[test]
     fn an_item_level_account_full_is_a_limit_not_a_failure() {
         let answer = Ok(vec![item("u0", 1, None), item("u1", 0, Some(130006))]);
-        let Decision::Record { limit, failed, .. } = decide(&members(2), &answer, 0, true, &P, 0.0)
+        let Decision::Record { limit, failed, .. } =
+            decide(Op::Add, &members(2), &answer, 0, true, &P, 0.0)
         else {
             panic!()
         };
@@ -240,10 +248,44 @@ mod tests {
     }
 
     #[test]
+    fn removals_count_removed_and_not_subscribed_as_done_and_know_no_limit() {
+        let answer = Ok(vec![
+            item("u0", 1, None),
+            item("u1", 2, None),
+            item("u2", 0, Some(130006)),
+        ]);
+        assert_eq!(
+            decide(Op::Remove, &members(3), &answer, 0, true, &P, 0.0),
+            Decision::Record {
+                done: vec!["u0".into()],
+                unchanged: vec!["u1".into()],
+                failed: vec![("u2".into(), 130006)],
+                limit: vec![],
+            }
+        );
+        assert_eq!(
+            decide(Op::Remove, &members(3), &service(130006), 0, true, &P, 0.0),
+            Decision::FailAll { code: 130006 }
+        );
+        // An undocumented code fails the batch once; it is never retried in a loop.
+        assert_eq!(
+            decide(Op::Remove, &members(3), &service(424242), 0, true, &P, 0.0),
+            Decision::FailAll { code: 424242 }
+        );
+        assert_eq!(
+            decide(Op::Remove, &members(3), &service(130004), 0, true, &P, 0.0),
+            Decision::AccountGone {
+                code: 130004,
+                missing: true
+            }
+        );
+    }
+
+    #[test]
     fn retryable_codes_and_faults_retry_with_backoff_then_fail() {
         for code in [10004, 20005, 60008] {
             assert_eq!(
-                decide(&members(2), &service(code), 0, true, &P, 0.0),
+                decide(Op::Add, &members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Retry {
                     delay: Duration::from_millis(50),
                     slow_down: false
@@ -251,7 +293,7 @@ mod tests {
                 "{code}"
             );
             assert_eq!(
-                decide(&members(2), &service(code), 2, true, &P, 0.0),
+                decide(Op::Add, &members(2), &service(code), 2, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -261,14 +303,14 @@ mod tests {
             status: 502,
         });
         assert!(matches!(
-            decide(&members(2), &http, 0, true, &P, 0.5),
+            decide(Op::Add, &members(2), &http, 0, true, &P, 0.5),
             Decision::Retry {
                 slow_down: false,
                 ..
             }
         ));
         assert_eq!(
-            decide(&members(2), &http, 2, true, &P, 0.5),
+            decide(Op::Add, &members(2), &http, 2, true, &P, 0.5),
             Decision::FailAll { code: -502 }
         );
         let dropped = Err(ApiError::Transport {
@@ -277,7 +319,7 @@ mod tests {
             timeout: false,
         });
         assert!(matches!(
-            decide(&members(2), &dropped, 1, true, &P, 0.5),
+            decide(Op::Add, &members(2), &dropped, 1, true, &P, 0.5),
             Decision::Retry { .. }
         ));
     }
@@ -290,20 +332,20 @@ mod tests {
             message: "connection refused".into(),
         });
         assert!(matches!(
-            decide(&members(2), &refused, 0, false, &P, 0.0),
+            decide(Op::Add, &members(2), &refused, 0, false, &P, 0.0),
             Decision::Retry { .. }
         ));
         assert_eq!(
-            decide(&members(2), &refused, 1, false, &P, 0.0),
+            decide(Op::Add, &members(2), &refused, 1, false, &P, 0.0),
             Decision::Fatal
         );
         // Once it has answered, a refused connection is a blip with the usual retries.
         assert!(matches!(
-            decide(&members(2), &refused, 1, true, &P, 0.0),
+            decide(Op::Add, &members(2), &refused, 1, true, &P, 0.0),
             Decision::Retry { .. }
         ));
         assert_eq!(
-            decide(&members(2), &refused, 2, true, &P, 0.0),
+            decide(Op::Add, &members(2), &refused, 2, true, &P, 0.0),
             Decision::FailAll { code: -1 }
         );
     }
@@ -313,7 +355,7 @@ mod tests {
         for code in [60007, 60011, 60018, 60019] {
             assert!(
                 matches!(
-                    decide(&members(2), &service(code), 3, true, &P, 0.0),
+                    decide(Op::Add, &members(2), &service(code), 3, true, &P, 0.0),
                     Decision::Retry {
                         slow_down: true,
                         ..
@@ -322,7 +364,7 @@ mod tests {
                 "{code}"
             );
             assert_eq!(
-                decide(&members(2), &service(code), 4, true, &P, 0.0),
+                decide(Op::Add, &members(2), &service(code), 4, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -333,12 +375,12 @@ mod tests {
     fn member_caused_codes_split_until_one_member_is_left() {
         for code in MEMBER_CAUSED {
             assert_eq!(
-                decide(&members(2), &service(code), 0, true, &P, 0.0),
+                decide(Op::Add, &members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Split,
                 "{code}"
             );
             assert_eq!(
-                decide(&members(1), &service(code), 0, true, &P, 0.0),
+                decide(Op::Add, &members(1), &service(code), 0, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -348,11 +390,11 @@ mod tests {
     #[test]
     fn full_account_is_filled_by_splitting_then_stopped() {
         assert_eq!(
-            decide(&members(100), &service(130006), 0, true, &P, 0.0),
+            decide(Op::Add, &members(100), &service(130006), 0, true, &P, 0.0),
             Decision::Split
         );
         assert_eq!(
-            decide(&members(1), &service(130006), 0, true, &P, 0.0),
+            decide(Op::Add, &members(1), &service(130006), 0, true, &P, 0.0),
             Decision::AccountFull
         );
     }
@@ -360,14 +402,14 @@ mod tests {
     #[test]
     fn missing_and_invalid_accounts_are_skipped() {
         assert_eq!(
-            decide(&members(3), &service(130004), 0, true, &P, 0.0),
+            decide(Op::Add, &members(3), &service(130004), 0, true, &P, 0.0),
             Decision::AccountGone {
                 code: 130004,
                 missing: true
             }
         );
         assert_eq!(
-            decide(&members(3), &service(130007), 0, true, &P, 0.0),
+            decide(Op::Add, &members(3), &service(130007), 0, true, &P, 0.0),
             Decision::AccountGone {
                 code: 130007,
                 missing: false
@@ -379,7 +421,7 @@ mod tests {
     fn other_permanent_codes_fail_the_batch_without_splitting() {
         for code in [60002, 60003, 60009, 130008, 424242] {
             assert_eq!(
-                decide(&members(4), &service(code), 0, true, &P, 0.0),
+                decide(Op::Add, &members(4), &service(code), 0, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
@@ -393,7 +435,7 @@ mod tests {
             70013, 70014, 70016, 70020, 70050,
         ] {
             assert_eq!(
-                decide(&members(2), &service(code), 0, true, &P, 0.0),
+                decide(Op::Add, &members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Fatal,
                 "{code}"
             );

@@ -1,13 +1,14 @@
-//! The executor: sends the planned adds in batches of at most 100, many in flight across and
-//! within accounts, paced by the rate limiter, and carries out [`decide`]'s decisions.
+//! The executor: sends the planned removals and adds in batches of at most 100, many in flight
+//! across and within accounts, each command paced by its own rate limiter, and carries out
+//! [`decide`]'s decisions.
 //!
-//! Idempotency and crash safety: add_subscriber is idempotent (a repeat answers `Result: 2`),
-//! and an outcome counts as done only after the ledger has committed it. A crash at any point
-//! therefore loses at most the outcomes of the batches in flight; the next run plans them again
-//! and converges. On a stop signal no new batch starts, batches already sent get `drain` to
-//! finish and be recorded, and the rest are abandoned (and re-sent by the next run).
+//! Idempotency and crash safety: add_subscriber and delete_subscriber are idempotent (a repeat
+//! answers `Result: 2`), and an outcome counts as done only after the ledger has committed it.
+//! A crash at any point therefore loses at most the outcomes of the batches in flight; the next
+//! run plans them again and converges. On a stop signal no new batch starts, batches already
+//! sent get `drain` to finish and be recorded, and the rest are abandoned (and re-sent by the
+//! next run).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,92 +16,45 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::account::{AccountRun, Batch, Mode};
 use super::decide::{ACCOUNT_FULL, Decision, RetryPolicy, decide};
 use super::observe::{Counts, Observer};
-use super::work::{End, Known, Report, Tally, Work};
-use crate::ledger::{AccountFact, Record, RecordError, Recorder};
-use crate::tencent::api::{MAX_BATCH, SubscriberResult};
+use super::work::{End, Known, Report, Work};
+use crate::ledger::{AccountFact, Op, Record, RecordError, Recorder};
+use crate::tencent::api::SubscriberResult;
 use crate::tencent::ratelimit::RateLimiter;
 use crate::tencent::{ApiError, Client};
 
-/// How long the limiter stays slowed after a rate-limit answer.
+/// How long a limiter stays slowed after a rate-limit answer.
 const SLOW_DOWN_FOR: Duration = Duration::from_secs(10);
+
+/// One limiter per command: the service limits each separately.
+#[derive(Clone)]
+pub struct Limiters {
+    pub add: Arc<RateLimiter>,
+    pub delete: Arc<RateLimiter>,
+}
+
+impl Limiters {
+    fn of(&self, op: Op) -> &Arc<RateLimiter> {
+        match op {
+            Op::Add => &self.add,
+            Op::Remove => &self.delete,
+        }
+    }
+}
 
 pub struct Context {
     pub client: Arc<Client>,
-    pub limiter: Arc<RateLimiter>,
+    pub limiters: Limiters,
     pub recorder: Recorder,
     pub policy: RetryPolicy,
-    /// Most add_subscriber calls in flight at once.
+    /// Most calls in flight at once.
     pub concurrency: usize,
     /// How long batches already sent may take to finish after a stop.
     pub drain: Duration,
     /// Told about every outcome once it is recorded.
     pub observer: Arc<dyn Observer>,
-}
-
-#[derive(Debug)]
-struct Batch {
-    account: usize,
-    members: Vec<String>,
-    attempt: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Normal,
-    /// After a 130006: one batch at a time, split down to fill exactly what capacity is left.
-    Filling,
-    Stopped(End),
-}
-
-struct AccountRun {
-    id: Arc<str>,
-    queue: VecDeque<Batch>,
-    in_flight: usize,
-    mode: Mode,
-    tally: Tally,
-}
-
-impl AccountRun {
-    fn new(index: usize, work: Work, observer: &dyn Observer) -> AccountRun {
-        let planned = work.add.len() as u64;
-        let mut tally = Tally {
-            planned,
-            added: 0,
-            already: 0,
-            failed: Vec::new(),
-            not_added_limit: 0,
-            end: End::Done,
-        };
-        let mut queue = VecDeque::new();
-        let mode = if work.known == Known::Full {
-            tally.not_added_limit = planned;
-            let counts = Counts {
-                not_added_limit: planned,
-                ..Counts::default()
-            };
-            observer.committed(&work.official_account, &counts);
-            Mode::Stopped(End::Full)
-        } else {
-            let mut members = work.add.into_iter().peekable();
-            while members.peek().is_some() {
-                queue.push_back(Batch {
-                    account: index,
-                    members: members.by_ref().take(MAX_BATCH).collect(),
-                    attempt: 0,
-                });
-            }
-            Mode::Normal
-        };
-        AccountRun {
-            id: Arc::from(work.official_account),
-            queue,
-            in_flight: 0,
-            mode,
-            tally,
-        }
-    }
 }
 
 enum Event {
@@ -116,10 +70,9 @@ enum Event {
 /// Outcomes to commit and, once committed, to count.
 #[derive(Default)]
 struct Delta {
-    added: u64,
-    already: u64,
+    counts: Counts,
     failed: Vec<(String, i64)>,
-    limit: u64,
+    remove_failed: Vec<(String, i64)>,
 }
 
 struct Committed {
@@ -143,18 +96,13 @@ struct Exec<'a> {
     record_error: Option<RecordError>,
 }
 
-/// Sends every planned add; returns when all are accounted for or the run was stopped.
+/// Sends every planned change; returns when all are accounted for or the run was stopped.
 pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken) -> Report {
-    let missing: Vec<usize> = work
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.known == Known::Missing)
-        .map(|(i, _)| i)
-        .collect();
+    let known: Vec<Known> = work.iter().map(|w| w.known).collect();
     let accounts = work
         .into_iter()
         .enumerate()
-        .map(|(index, w)| AccountRun::new(index, w, ctx.observer.as_ref()))
+        .map(|(index, w)| AccountRun::new(index, w))
         .collect();
     let mut exec = Exec {
         ctx,
@@ -170,8 +118,15 @@ pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken)
         fatal: None,
         record_error: None,
     };
-    for index in missing {
-        exec.account_gone(index, 130004, true);
+    for (index, known) in known.into_iter().enumerate() {
+        match known {
+            Known::Missing => exec.account_gone(index, 130004, true),
+            _ if exec.accounts[index].mode == Mode::Full => {
+                let left_out = exec.accounts[index].drain_adds();
+                exec.count_limit(index, left_out);
+            }
+            _ => {}
+        }
     }
     exec.run().await;
     exec.report(cancel.is_cancelled())
@@ -227,11 +182,9 @@ impl Exec<'_> {
             };
             self.in_flight += 1;
             self.accounts[batch.account].in_flight += 1;
-            let (client, limiter, stop) = (
-                self.ctx.client.clone(),
-                self.ctx.limiter.clone(),
-                self.stop.clone(),
-            );
+            let client = self.ctx.client.clone();
+            let limiter = self.ctx.limiters.of(batch.op).clone();
+            let stop = self.stop.clone();
             let account = self.accounts[batch.account].id.clone();
             self.api.spawn(async move {
                 tokio::select! {
@@ -239,7 +192,10 @@ impl Exec<'_> {
                     () = stop.cancelled() => return Event::Unsent,
                     () = limiter.acquire() => {}
                 }
-                let answer = client.add_subscriber(&account, &batch.members).await;
+                let answer = match batch.op {
+                    Op::Add => client.add_subscriber(&account, &batch.members).await,
+                    Op::Remove => client.delete_subscriber(&account, &batch.members).await,
+                };
                 Event::Sent(batch, answer)
             });
         }
@@ -249,13 +205,7 @@ impl Exec<'_> {
         let n = self.accounts.len();
         for k in 0..n {
             let i = (self.cursor + k) % n;
-            let account = &mut self.accounts[i];
-            let ready = match account.mode {
-                Mode::Normal => true,
-                Mode::Filling => account.in_flight == 0,
-                Mode::Stopped(_) => false,
-            };
-            if ready && let Some(batch) = account.queue.pop_front() {
+            if let Some(batch) = self.accounts[i].next() {
                 self.cursor = (i + 1) % n;
                 return Some(batch);
             }
@@ -269,59 +219,66 @@ impl Exec<'_> {
     }
 
     fn requeue(&mut self, batch: Batch) {
-        match self.accounts[batch.account].mode {
-            Mode::Stopped(end) => self.settle_stopped(batch.account, end, batch.members),
-            _ => self.accounts[batch.account].queue.push_front(batch),
+        let index = batch.account;
+        match (self.accounts[index].mode, batch.op) {
+            (Mode::Stopped(end), _) => self.settle_stopped(index, end, batch),
+            (Mode::Full, Op::Add) => self.count_limit(index, batch.members.len() as u64),
+            _ => self.accounts[index].push_front(batch),
         }
     }
 
-    /// Accounts for members that will not be sent because their account was stopped.
-    fn settle_stopped(&mut self, index: usize, end: End, members: Vec<String>) {
-        match end {
-            End::Full => {
-                let delta = Delta {
-                    limit: members.len() as u64,
-                    ..Delta::default()
-                };
-                self.commit(index, Vec::new(), delta);
-            }
-            End::Missing => self.fail_all(index, members, 130004),
-            End::Invalid => self.fail_all(index, members, 130007),
-            End::Done | End::Unfinished => {}
-        }
+    /// Accounts for a batch that will not be sent because its account was stopped.
+    fn settle_stopped(&mut self, index: usize, end: End, batch: Batch) {
+        let code = match end {
+            End::Missing => 130004,
+            End::Invalid => 130007,
+            End::Done | End::Full | End::Unfinished => return,
+        };
+        self.fail_all(index, batch.op, batch.members, code);
     }
 
     fn on_answer(&mut self, batch: Batch, answer: Result<Vec<SubscriberResult>, ApiError>) {
+        let reached = self.ctx.client.has_answered();
+        let policy = &self.ctx.policy;
         let decision = decide(
+            batch.op,
             &batch.members,
             &answer,
             batch.attempt,
-            self.ctx.client.has_answered(),
-            &self.ctx.policy,
+            reached,
+            policy,
             rand::random(),
         );
         let index = batch.account;
-        let account = self.accounts[index].id.to_string();
         match decision {
             Decision::Record {
-                added,
-                already,
+                done,
+                unchanged,
                 failed,
                 limit,
             } => {
-                let delta = Delta {
-                    added: added.len() as u64,
-                    already: already.len() as u64,
-                    failed: failed.clone(),
-                    limit: limit.len() as u64,
-                };
-                let records = vec![Record::Batch {
-                    account,
-                    added,
-                    already,
+                let mut delta = Delta::default();
+                match batch.op {
+                    Op::Add => {
+                        delta.counts.added = done.len() as u64;
+                        delta.counts.already = unchanged.len() as u64;
+                        delta.counts.not_added_limit = limit.len() as u64;
+                        delta.failed = failed.clone();
+                    }
+                    Op::Remove => {
+                        delta.counts.removed = (done.len() + unchanged.len()) as u64;
+                        delta.remove_failed = failed.clone();
+                    }
+                }
+                delta.counts.failed = failed.len() as u64;
+                let record = Record::Batch {
+                    account: self.accounts[index].id.to_string(),
+                    op: batch.op,
+                    done,
+                    unchanged,
                     failed,
-                }];
-                self.commit(index, records, delta);
+                };
+                self.commit(index, vec![record], delta);
                 if !limit.is_empty() {
                     self.account_full(index);
                 }
@@ -330,7 +287,7 @@ impl Exec<'_> {
                 self.retries += 1;
                 if slow_down {
                     self.rate_limited += 1;
-                    self.ctx.limiter.slow_down(SLOW_DOWN_FOR);
+                    self.ctx.limiters.of(batch.op).slow_down(SLOW_DOWN_FOR);
                 }
                 let batch = Batch {
                     attempt: batch.attempt + 1,
@@ -345,21 +302,14 @@ impl Exec<'_> {
                 });
             }
             Decision::Split => self.split(batch, answer.err().map(|e| e.code())),
-            Decision::FailAll { code } => self.fail_all(index, batch.members, code),
+            Decision::FailAll { code } => self.fail_all(index, batch.op, batch.members, code),
             Decision::AccountFull => {
-                self.commit(
-                    index,
-                    Vec::new(),
-                    Delta {
-                        limit: 1,
-                        ..Delta::default()
-                    },
-                );
+                self.count_limit(index, 1);
                 self.account_full(index);
             }
             Decision::AccountGone { code, missing } => {
                 self.account_gone(index, code, missing);
-                self.fail_all(index, batch.members, code);
+                self.fail_all(index, batch.op, batch.members, code);
             }
             Decision::Fatal => {
                 if self.fatal.is_none() {
@@ -388,20 +338,18 @@ impl Exec<'_> {
             vec![Record::Account { account, fact }],
             Delta::default(),
         );
-        let queued: Vec<String> = self.accounts[index]
-            .queue
-            .drain(..)
-            .flat_map(|b| b.members)
-            .collect();
-        self.fail_all(index, queued, code);
+        let (adds, removes) = self.accounts[index].drain_all();
+        self.fail_all(index, Op::Add, adds, code);
+        self.fail_all(index, Op::Remove, removes, code);
     }
 
     fn split(&mut self, batch: Batch, code: Option<i64>) {
         let index = batch.account;
         let account = &mut self.accounts[index];
-        match account.mode {
-            Mode::Stopped(end) => return self.settle_stopped(index, end, batch.members),
-            Mode::Normal if code == Some(ACCOUNT_FULL) => {
+        match (account.mode, batch.op) {
+            (Mode::Stopped(end), _) => return self.settle_stopped(index, end, batch),
+            (Mode::Full, Op::Add) => return self.count_limit(index, batch.members.len() as u64),
+            (Mode::Normal, Op::Add) if code == Some(ACCOUNT_FULL) => {
                 tracing::info!(account = %account.id, "official account is nearly full; filling what capacity is left");
                 account.mode = Mode::Filling;
             }
@@ -409,65 +357,63 @@ impl Exec<'_> {
         }
         let mut first = batch.members;
         let second = first.split_off(first.len() / 2);
-        account.queue.push_front(Batch {
-            account: index,
-            members: second,
-            attempt: 0,
-        });
-        account.queue.push_front(Batch {
-            account: index,
-            members: first,
-            attempt: 0,
-        });
+        for members in [second, first] {
+            account.push_front(Batch {
+                account: index,
+                op: batch.op,
+                members,
+                attempt: 0,
+            });
+        }
     }
 
-    fn fail_all(&mut self, index: usize, members: Vec<String>, code: i64) {
+    fn fail_all(&mut self, index: usize, op: Op, members: Vec<String>, code: i64) {
         if members.is_empty() {
             return;
         }
         let failed: Vec<(String, i64)> = members.into_iter().map(|m| (m, code)).collect();
-        let account = self.accounts[index].id.to_string();
-        let delta = Delta {
-            failed: failed.clone(),
-            ..Delta::default()
+        let mut delta = Delta::default();
+        delta.counts.failed = failed.len() as u64;
+        match op {
+            Op::Add => delta.failed = failed.clone(),
+            Op::Remove => delta.remove_failed = failed.clone(),
+        }
+        let record = Record::Batch {
+            account: self.accounts[index].id.to_string(),
+            op,
+            done: vec![],
+            unchanged: vec![],
+            failed,
         };
-        self.commit(
-            index,
-            vec![Record::Batch {
-                account,
-                added: vec![],
-                already: vec![],
-                failed,
-            }],
-            delta,
-        );
+        self.commit(index, vec![record], delta);
     }
 
-    /// The account is full: nothing more is sent to it; what is queued is not added.
+    /// Counts `n` planned adds as not added because the account is full.
+    fn count_limit(&mut self, index: usize, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut delta = Delta::default();
+        delta.counts.not_added_limit = n;
+        self.commit(index, Vec::new(), delta);
+    }
+
+    /// The account is full: no more adds are sent to it; the queued ones are not added.
     fn account_full(&mut self, index: usize) {
         let account = &mut self.accounts[index];
-        if account.mode == Mode::Stopped(End::Full) {
+        if account.mode == Mode::Full {
             return;
         }
         tracing::warn!(account = %account.id, "official account reached its subscriber limit (130006); no more adds are sent to it");
-        account.mode = Mode::Stopped(End::Full);
-        let queued: u64 = account
-            .queue
-            .drain(..)
-            .map(|b| b.members.len() as u64)
-            .sum();
+        account.mode = Mode::Full;
+        let left_out = account.drain_adds();
         let record = Record::Account {
             account: account.id.to_string(),
             fact: AccountFact::LimitReached,
         };
-        self.commit(
-            index,
-            vec![record],
-            Delta {
-                limit: queued,
-                ..Delta::default()
-            },
-        );
+        let mut delta = Delta::default();
+        delta.counts.not_added_limit = left_out;
+        self.commit(index, vec![record], delta);
     }
 
     /// Counts `delta` once `records` are committed (at once when there is nothing to commit).
@@ -498,17 +444,18 @@ impl Exec<'_> {
             return;
         }
         let account = &mut self.accounts[committed.account];
-        let counts = Counts {
-            added: committed.delta.added,
-            already: committed.delta.already,
-            failed: committed.delta.failed.len() as u64,
-            not_added_limit: committed.delta.limit,
-        };
+        let Delta {
+            counts,
+            failed,
+            remove_failed,
+        } = committed.delta;
         let tally = &mut account.tally;
         tally.added += counts.added;
         tally.already += counts.already;
         tally.not_added_limit += counts.not_added_limit;
-        tally.failed.extend(committed.delta.failed);
+        tally.removed += counts.removed;
+        tally.failed.extend(failed);
+        tally.remove_failed.extend(remove_failed);
         self.ctx.observer.committed(&account.id, &counts);
     }
 
@@ -517,12 +464,9 @@ impl Exec<'_> {
             .accounts
             .into_iter()
             .map(|a| {
+                let end = a.end();
                 let mut tally = a.tally;
-                tally.end = match a.mode {
-                    Mode::Stopped(end) => end,
-                    _ if tally.accounted() < tally.planned => End::Unfinished,
-                    _ => End::Done,
-                };
+                tally.end = end;
                 tally
             })
             .collect();

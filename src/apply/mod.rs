@@ -8,12 +8,15 @@
 //! closes the audit entry. Bad manifests never get this far: loading them is all-or-nothing.
 //! See [`executor`] for what a crash or a stop signal may lose.
 
+mod account;
 pub mod decide;
 mod executor;
 mod observe;
 mod probe;
 mod progress;
+mod read;
 mod reconcile;
+mod refresh;
 mod summary;
 mod work;
 
@@ -23,13 +26,14 @@ pub use decide::RetryPolicy;
 pub use observe::{Both, Counts, Nobody, Observer};
 pub use progress::Progress;
 pub use reconcile::{Job, Reconciler};
+pub use refresh::{RefreshFailure, RefreshSummary};
 pub use summary::{
     AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals, Trigger,
 };
 pub use work::{End, Known, Report, Tally, Work};
 
 use crate::ledger::{LedgerError, RecordError};
-use crate::plan::{PlanSummary, StalePlan};
+use crate::plan::{PlanOptions, PlanSummary, StalePlan};
 use crate::settings::Output;
 use crate::tencent::ApiError;
 
@@ -59,6 +63,8 @@ pub struct Options {
     /// Open an audit entry even for a run with nothing to send (`apply`: yes; `watch`, which
     /// resyncs every few minutes: no).
     pub audit_idle_runs: bool,
+    /// The prune guards.
+    pub plan: PlanOptions,
     pub output: Output,
 }
 
@@ -72,6 +78,7 @@ impl Default for Options {
             manifest_paths: Vec::new(),
             retry_backoff: None,
             audit_idle_runs: true,
+            plan: PlanOptions::default(),
             output: Output::default(),
         }
     }

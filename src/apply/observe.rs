@@ -7,13 +7,16 @@
 pub struct Counts {
     pub added: u64,
     pub already: u64,
+    /// Adds or removals that failed.
     pub failed: u64,
     pub not_added_limit: u64,
+    /// Removed (or found not subscribed).
+    pub removed: u64,
 }
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.added + self.already + self.failed + self.not_added_limit
+        self.added + self.already + self.failed + self.not_added_limit + self.removed
     }
 }
 

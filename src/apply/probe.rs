@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::decide::{self, Decision, RetryPolicy};
+use tokio_util::sync::CancellationToken;
+
+use super::decide::RetryPolicy;
+use super::read::{ReadError, read};
 use super::work::Known;
 use crate::ledger::{AccountFact, Record, RecordError, Recorder};
 use crate::tencent::ratelimit::RateLimiter;
@@ -34,33 +37,32 @@ pub async fn probe(
     recorder: &Recorder,
     accounts: &[String],
     policy: &RetryPolicy,
+    cancel: &CancellationToken,
 ) -> Result<Probed, RecordError> {
     let mut probed = Probed::default();
     let calls = accounts.len().div_ceil(crate::tencent::api::MAX_INFO_IDS) as u64;
-    let mut attempt = 0;
-    let items = loop {
-        limiter.acquire().await;
-        probed.requests += calls;
-        let error = match client.account_info(accounts).await {
-            Ok(items) => break items,
-            Err(e) => e,
-        };
-        let reached = client.has_answered();
-        match decide::on_error(&error, 0, attempt, reached, policy, rand::random()) {
-            Decision::Fatal => {
-                probed.fatal = Some(error);
-                return Ok(probed);
+    let answer = read(client, limiter, policy, cancel, || {
+        client.account_info(accounts)
+    })
+    .await;
+    let items = match answer {
+        Ok(done) => {
+            probed.requests = done.calls * calls;
+            probed.retries = done.calls - 1;
+            done.value
+        }
+        Err((error, tries)) => {
+            probed.requests = tries * calls;
+            probed.retries = tries.saturating_sub(1);
+            match error {
+                ReadError::Fatal(e) => probed.fatal = Some(e),
+                ReadError::Cancelled => {}
+                // Not knowing the limits is no reason to stop: the batches will find them.
+                other => {
+                    tracing::warn!(error = %other, "cannot read the accounts' limits; continuing without them")
+                }
             }
-            Decision::Retry { delay, .. } => {
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-                probed.retries += 1;
-            }
-            _ => {
-                // Not knowing the limits is no reason to stop: the adds will find them.
-                tracing::warn!(%error, "cannot read the accounts' limits; continuing without them");
-                return Ok(probed);
-            }
+            return Ok(probed);
         }
     };
     let mut records = Vec::new();

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::observe::{Both, Observer};
 use super::probe::{Probed, probe};
+use super::refresh::{self, RefreshSummary};
 use super::summary::{AccountStatus, RunResult, Summary};
 use super::work::{Known, Report, Work};
 use super::{Options, Reconciled, RunError, Stop, Trigger, executor};
@@ -28,14 +29,17 @@ pub struct Job<'a> {
     pub saved: Option<&'a Plan>,
     pub revision: Option<String>,
     pub trigger: Trigger,
+    /// Read the live lists first, so that the plan sees drift in both directions.
+    pub refresh: bool,
 }
 
 pub struct Reconciler {
     writer: Writer,
     client: RwLock<Arc<Client>>,
-    /// add_subscriber and get_official_account_info are limited separately by the service.
-    add: Arc<RateLimiter>,
+    /// The service limits each command separately: one limiter each, shared by every run.
+    limiters: executor::Limiters,
     info: Arc<RateLimiter>,
+    pages: Arc<RateLimiter>,
     options: Options,
     observer: Arc<dyn Observer>,
 }
@@ -50,8 +54,12 @@ impl Reconciler {
         Reconciler {
             writer,
             client: RwLock::new(Arc::new(client)),
-            add: Arc::new(RateLimiter::new(options.qps)),
+            limiters: executor::Limiters {
+                add: Arc::new(RateLimiter::new(options.qps)),
+                delete: Arc::new(RateLimiter::new(options.qps)),
+            },
             info: Arc::new(RateLimiter::new(options.qps)),
+            pages: Arc::new(RateLimiter::new(options.qps)),
             options,
             observer,
         }
@@ -73,6 +81,40 @@ impl Reconciler {
             .clone()
     }
 
+    fn readers(&self) -> Arc<refresh::Readers> {
+        Arc::new(refresh::Readers {
+            client: self.client(),
+            info: self.info.clone(),
+            pages: self.pages.clone(),
+            policy: self.options.policy,
+            writer: self.writer.clone(),
+        })
+    }
+
+    /// Reads and records the live lists of `accounts` alone (`plan --refresh`, `import`),
+    /// under an audit entry of its own.
+    pub async fn refresh(
+        &self,
+        accounts: &[String],
+        command: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(RefreshSummary, Option<Stop>), RunError> {
+        let run = self.writer.begin_run(command, None).await?;
+        let (summary, stop) = refresh::refresh(self.readers(), accounts, run, cancel).await;
+        let result = match (&stop, cancel.is_cancelled(), summary.failed.is_empty()) {
+            (Some(_), _, _) => "failed",
+            (None, true, _) => "interrupted",
+            (None, false, false) => "partial",
+            (None, false, true) => "refreshed",
+        };
+        let record = serde_json::json!({
+            "refresh": summary,
+            "error": stop.as_ref().map(ToString::to_string),
+        });
+        self.writer.finish_run(run, result, record).await?;
+        Ok((summary, stop))
+    }
+
     /// Reconciles once. Errors are for runs refused before anything happened (the ledger, a
     /// stale saved plan); a run that started always comes back with its summary.
     pub async fn reconcile(
@@ -81,11 +123,30 @@ impl Reconciler {
         cancel: &CancellationToken,
     ) -> Result<Reconciled, RunError> {
         let started = Instant::now();
+        // A refresh writes the ledger, so its run's audit entry opens first.
+        let mut run = None;
+        let mut refreshed = None;
+        let mut stopped = None;
+        if job.refresh {
+            let id = self
+                .writer
+                .begin_run(job.trigger.command(), job.revision.as_deref())
+                .await?;
+            let accounts: Vec<String> = job
+                .manifests
+                .sets
+                .iter()
+                .map(|s| s.official_account.clone())
+                .collect();
+            let (summary, stop) = refresh::refresh(self.readers(), &accounts, id, cancel).await;
+            (run, refreshed, stopped) = (Some(id), Some(summary), stop);
+        }
         let snapshot = self.writer.snapshot().await?;
         let mut plan = plan::compute(
             job.manifests,
             &snapshot,
             self.options.manifest_paths.clone(),
+            &self.options.plan,
         );
         if let Some(saved) = job.saved {
             // What runs is the plan computed now; the saved one only has to agree with it.
@@ -113,9 +174,13 @@ impl Reconciler {
             .collect();
         // Accounts only the ledger still knows (no manifest) have nothing to apply.
         plan.accounts.retain(|a| a.name.is_some());
-        let idle = plan.accounts.iter().all(|a| a.add.is_empty());
+        let idle = plan
+            .accounts
+            .iter()
+            .all(|a| a.add.is_empty() && a.remove.is_empty());
         let mut summary = Summary::start(&plan, job.revision.clone(), job.trigger);
-        if idle && !self.options.audit_idle_runs {
+        summary.refresh = refreshed;
+        if idle && !self.options.audit_idle_runs && run.is_none() {
             summary.finish(
                 &Report::not_started(&[]),
                 &Default::default(),
@@ -131,12 +196,23 @@ impl Reconciler {
                 recorded: false,
             });
         }
-        let run = self
-            .writer
-            .begin_run(job.trigger.command(), job.revision.as_deref())
-            .await?;
+        let run = match run {
+            Some(run) => run,
+            None => {
+                self.writer
+                    .begin_run(job.trigger.command(), job.revision.as_deref())
+                    .await?
+            }
+        };
         let recorder = self.writer.recorder(run);
-        let (report, probed, stop) = self.send(&mut plan, &recorder, cancel).await;
+        let (report, probed, stop) = match stopped {
+            // The refresh met a fatal answer: nothing is sent.
+            Some(stop) => {
+                let work = work(&mut plan, &Probed::default());
+                (Report::not_started(&work), Probed::default(), Some(stop))
+            }
+            None => self.send(&mut plan, &recorder, cancel).await,
+        };
         summary.finish(&report, &probed, stop.as_ref(), started);
         if stop.is_none() {
             self.record_healthy(&recorder, &summary).await;
@@ -174,14 +250,14 @@ impl Reconciler {
         let targets: Vec<String> = plan
             .accounts
             .iter()
-            .filter(|a| !a.add.is_empty())
+            .filter(|a| a.has_changes())
             .map(|a| a.official_account.clone())
             .collect();
         let probed = if targets.is_empty() {
             Probed::default()
         } else {
             let policy = &self.options.policy;
-            match probe(&client, &self.info, recorder, &targets, policy).await {
+            match probe(&client, &self.info, recorder, &targets, policy, cancel).await {
                 Ok(probed) => probed,
                 Err(e) => {
                     let work = work(plan, &Probed::default());
@@ -197,11 +273,14 @@ impl Reconciler {
         if let Some(fatal) = probed.fatal.clone() {
             return (Report::not_started(&work), probed, Some(Stop::Fatal(fatal)));
         }
-        let total: u64 = work.iter().map(|w| w.add.len() as u64).sum();
+        let total: u64 = work
+            .iter()
+            .map(|w| (w.add.len() + w.remove.len()) as u64)
+            .sum();
         let progress = Arc::new(super::Progress::new(total, self.options.output));
         let context = executor::Context {
             client,
-            limiter: self.add.clone(),
+            limiters: self.limiters.clone(),
             recorder: recorder.clone(),
             policy: self.options.policy,
             concurrency: self.options.concurrency.max(1),
@@ -223,7 +302,7 @@ impl Reconciler {
         let healthy: Vec<Record> = summary
             .accounts
             .iter()
-            .filter(|a| a.status == AccountStatus::Ok && a.failed.is_empty() && a.planned_add > 0)
+            .filter(|a| a.status == AccountStatus::Ok && a.failed.is_empty())
             .map(|a| Record::Account {
                 account: a.official_account.clone(),
                 fact: AccountFact::Healthy,
@@ -252,6 +331,7 @@ fn work(plan: &mut Plan, probed: &Probed) -> Vec<Work> {
             Work {
                 official_account: a.official_account.clone(),
                 add: std::mem::take(&mut a.add),
+                remove: std::mem::take(&mut a.remove),
                 known,
             }
         })

@@ -73,6 +73,8 @@ pub struct Summary {
     pub revision: Option<String>,
     /// What started the run.
     pub trigger: Trigger,
+    /// What reading the live lists found, when the run did (`--refresh`).
+    pub refresh: Option<super::RefreshSummary>,
     /// Why the run stopped, when it failed.
     pub error: Option<String>,
     pub accounts: Vec<AccountSummary>,
@@ -124,7 +126,13 @@ pub struct AccountSummary {
     pub not_added_limit: u64,
     /// The account's MaxSubscriberNum, when the service reported it.
     pub max_subscribers: Option<u64>,
-    /// Removals that `prune` planned but this version does not perform yet.
+    /// Removals prune planned.
+    pub planned_remove: u64,
+    /// Removed by this run (delete_subscriber answered removed or not subscribed).
+    pub removed: u64,
+    /// Subscribers that could not be removed, with the code.
+    pub remove_failed: Vec<FailedSubscriber>,
+    /// Subscribers prune would have removed but a guard held back (see the plan's warnings).
     pub remove_skipped: u64,
 }
 
@@ -140,6 +148,8 @@ pub struct Totals {
     pub already_subscribed: u64,
     pub failed: u64,
     pub not_added_limit: u64,
+    pub removed: u64,
+    pub remove_failed: u64,
 }
 
 impl Summary {
@@ -158,7 +168,10 @@ impl Summary {
                 failed: Vec::new(),
                 not_added_limit: 0,
                 max_subscribers: None,
-                remove_skipped: a.remove.len() as u64,
+                planned_remove: a.remove.len() as u64,
+                removed: 0,
+                remove_failed: Vec::new(),
+                remove_skipped: a.held_back,
             })
             .collect();
         Summary {
@@ -171,6 +184,7 @@ impl Summary {
             rate_limited: 0,
             revision,
             trigger,
+            refresh: None,
             error: None,
             accounts,
             totals: Totals::default(),
@@ -197,15 +211,9 @@ impl Summary {
             };
             a.added = t.added;
             a.already_subscribed = t.already;
-            a.failed = t
-                .failed
-                .iter()
-                .map(|(s, code)| FailedSubscriber {
-                    subscriber: s.clone(),
-                    code: *code,
-                })
-                .collect();
-            a.failed.sort_by(|x, y| x.subscriber.cmp(&y.subscriber));
+            a.failed = failed_list(&t.failed);
+            a.removed = t.removed;
+            a.remove_failed = failed_list(&t.remove_failed);
             a.not_added_limit = t.not_added_limit;
             a.max_subscribers = probed.info.get(&a.official_account).and_then(|i| i.max);
         }
@@ -225,13 +233,20 @@ impl Summary {
             already_subscribed: accounts.iter().map(|a| a.already_subscribed).sum(),
             failed: accounts.iter().map(|a| a.failed.len() as u64).sum(),
             not_added_limit: accounts.iter().map(|a| a.not_added_limit).sum(),
+            removed: accounts.iter().map(|a| a.removed).sum(),
+            remove_failed: accounts.iter().map(|a| a.remove_failed.len() as u64).sum(),
         }
     }
 
-    /// The overall result from the parts: failed beats partial beats converged.
+    /// The overall result from the parts: failed beats partial beats converged. Removals a
+    /// guard held back leave the run partial: the service does not match the manifests.
     pub fn result_of(accounts: &[AccountSummary], fatal: bool, interrupted: bool) -> RunResult {
         let all_ok = accounts.iter().all(|a| {
-            a.status == AccountStatus::Ok && a.failed.is_empty() && a.not_added_limit == 0
+            a.status == AccountStatus::Ok
+                && a.failed.is_empty()
+                && a.not_added_limit == 0
+                && a.remove_failed.is_empty()
+                && a.remove_skipped == 0
         });
         if fatal {
             RunResult::Failed
@@ -241,6 +256,18 @@ impl Summary {
             RunResult::Partial
         }
     }
+}
+
+fn failed_list(failed: &[(String, i64)]) -> Vec<FailedSubscriber> {
+    let mut list: Vec<FailedSubscriber> = failed
+        .iter()
+        .map(|(s, code)| FailedSubscriber {
+            subscriber: s.clone(),
+            code: *code,
+        })
+        .collect();
+    list.sort_by(|x, y| x.subscriber.cmp(&y.subscriber));
+    list
 }
 
 #[cfg(test)]
@@ -263,6 +290,9 @@ mod tests {
                 .collect(),
             not_added_limit: limit,
             max_subscribers: None,
+            planned_remove: 0,
+            removed: 0,
+            remove_failed: vec![],
             remove_skipped: 0,
         }
     }
@@ -303,7 +333,9 @@ mod tests {
                 added: 6,
                 already_subscribed: 2,
                 failed: 2,
-                not_added_limit: 5
+                not_added_limit: 5,
+                removed: 0,
+                remove_failed: 0,
             }
         );
     }

@@ -3,51 +3,64 @@
 use crate::ledger::RecordError;
 use crate::tencent::ApiError;
 
-/// The adds planned for one account.
+/// The changes planned for one account.
 #[derive(Debug, Clone)]
 pub struct Work {
     pub official_account: String,
     pub add: Vec<String>,
+    /// Removals planned by prune.
+    pub remove: Vec<String>,
     /// What get_official_account_info already said about the account.
     pub known: Known,
 }
 
-/// An account's state known before any add is sent.
+/// An account's state known before anything is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Known {
     #[default]
     Usable,
-    /// Full: nothing is sent; every planned add is "not added because of the limit".
+    /// Full: no adds are sent (unless removals may make room); they are "not added because of
+    /// the limit".
     Full,
-    /// Does not exist (130004): nothing is sent; every planned add fails with that code.
+    /// Does not exist (130004): nothing is sent; everything planned fails with that code.
     Missing,
 }
 
 /// How an account's work ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum End {
+    #[default]
     Done,
     Full,
     Missing,
     Invalid,
-    /// The run stopped before every planned subscriber was sent.
+    /// The run stopped before everything planned was sent.
     Unfinished,
 }
 
-/// What happened to one account's planned adds (committed outcomes only).
-#[derive(Debug, Clone)]
+/// What happened to one account's planned changes (committed outcomes only).
+#[derive(Debug, Clone, Default)]
 pub struct Tally {
     pub planned: u64,
     pub added: u64,
     pub already: u64,
     pub failed: Vec<(String, i64)>,
     pub not_added_limit: u64,
+    pub planned_remove: u64,
+    /// Removed, or found not subscribed: either way gone.
+    pub removed: u64,
+    pub remove_failed: Vec<(String, i64)>,
     pub end: End,
 }
 
 impl Tally {
     pub(super) fn accounted(&self) -> u64 {
-        self.added + self.already + self.failed.len() as u64 + self.not_added_limit
+        self.added
+            + self.already
+            + self.failed.len() as u64
+            + self.not_added_limit
+            + self.removed
+            + self.remove_failed.len() as u64
     }
 }
 
@@ -63,22 +76,20 @@ pub struct Report {
 }
 
 impl Report {
-    /// The report of a run stopped before its first add.
+    /// The report of a run stopped before its first batch.
     pub fn not_started(work: &[Work]) -> Report {
         Report {
             tallies: work
                 .iter()
                 .map(|w| Tally {
                     planned: w.add.len() as u64,
-                    added: 0,
-                    already: 0,
-                    failed: Vec::new(),
-                    not_added_limit: 0,
-                    end: if w.add.is_empty() {
+                    planned_remove: w.remove.len() as u64,
+                    end: if w.add.is_empty() && w.remove.is_empty() {
                         End::Done
                     } else {
                         End::Unfinished
                     },
+                    ..Tally::default()
                 })
                 .collect(),
             requests: 0,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{
-    ApplyArgs, EmulatorArgs, Outcome, OutputFormat, PlanArgs, PlanFormat, StatusArgs,
-    UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
+    ApplyArgs, EmulatorArgs, ImportArgs, Outcome, OutputFormat, PlanArgs, PlanFormat, RemoteArgs,
+    StatusArgs, UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
 };
 use crate::apply::{self, Job, Nobody, Reconciler, RunResult, Stop, Trigger};
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorOptions, StateFile};
@@ -66,25 +66,113 @@ pub fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
 pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let manifests = manifest::load(&args.paths, &args.limits.resolve())?;
     print_warnings(&manifests, output);
-    let reader = Reader::open(&args.state.resolve())?;
-    let snapshot = reader.snapshot()?;
+    let snapshot = Reader::open(&args.remote.state.resolve())?.snapshot()?;
+    print_plan(&args, &manifests, &snapshot, output)
+}
+
+/// `plan --refresh`: read and record the live lists first, then plan from what was recorded.
+pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
+    let limits = args.limits.resolve();
+    let manifests = load_manifests(args.paths.clone(), limits, output).await?;
+    let options = args.remote.options(&args.paths, output);
+    let opened = open(&args.remote, &args.paths, &manifests, "plan", options).await?;
+    let shutdown = crate::shutdown::on_signal();
+    let (refreshed, stop) = opened
+        .reconciler
+        .refresh(
+            &accounts_of(&manifests),
+            "plan --refresh",
+            &shutdown.graceful,
+        )
+        .await?;
+    let snapshot = opened.reconciler.writer().snapshot().await?;
+    opened.close().await;
+    if let Some(stop) = stop {
+        anyhow::bail!("the refresh stopped: {stop}");
+    }
+    for f in &refreshed.failed {
+        tracing::warn!(account = %f.official_account, "{}", f.error);
+    }
+    print_plan(&args, &manifests, &snapshot, output)
+}
+
+fn print_plan(
+    args: &PlanArgs,
+    manifests: &ManifestSet,
+    snapshot: &crate::ledger::Snapshot,
+    output: Output,
+) -> anyhow::Result<Outcome> {
     let paths = args.paths.iter().map(|p| p.display().to_string()).collect();
-    let plan = plan::compute(&manifests, &snapshot, paths);
+    let plan = plan::compute(manifests, snapshot, paths, &args.prune.options());
     if let Some(out) = &args.out {
         crate::files::write_atomically(out, serde_json::to_string_pretty(&plan)?.as_bytes())
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
     }
     let text = match args.format {
-        PlanFormat::Text => report::plan_text(&plan),
+        PlanFormat::Text => report::plan_text(&plan, output.color),
         PlanFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
         PlanFormat::Markdown => report::plan_markdown(&plan),
-        PlanFormat::Diff => report::plan_diff(&manifests, &snapshot),
+        PlanFormat::Diff => report::plan_diff(manifests, snapshot),
     };
     write_stdout(&text)?;
     Ok(if args.detailed_exitcode && plan.has_changes() {
         Outcome::Changes
     } else {
         Outcome::Success
+    })
+}
+
+fn accounts_of(manifests: &ManifestSet) -> Vec<String> {
+    manifests
+        .sets
+        .iter()
+        .map(|s| s.official_account.clone())
+        .collect()
+}
+
+/// A reconciler on the real service or the sandbox, holding the ledger's writer lock.
+struct Opened {
+    reconciler: Reconciler,
+    sandbox: Option<Sandbox>,
+}
+
+impl Opened {
+    async fn close(self) {
+        drop(self.reconciler);
+        if let Some(sandbox) = self.sandbox {
+            sandbox.stop().await;
+        }
+    }
+}
+
+/// Checks the credentials (or starts the sandbox), takes the writer lock and builds the
+/// reconciler. Bad credentials settings stop here, before anything is read or sent.
+async fn open(
+    remote: &RemoteArgs,
+    paths: &[PathBuf],
+    manifests: &ManifestSet,
+    command: &str,
+    options: apply::Options,
+) -> anyhow::Result<Opened> {
+    let (sandbox, client_config, state_dir) = if remote.state.sandbox {
+        let config = remote
+            .sandbox_config
+            .clone()
+            .or_else(|| crate::sandbox::default_config(paths));
+        let sandbox = Sandbox::start(&remote.state.dir, config, manifests).await?;
+        let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
+        (Some(sandbox), client, dir)
+    } else {
+        let api = remote.api.clone();
+        let config = blocking(move || api.client_config(env_var)).await??;
+        (None, config, remote.state.resolve())
+    };
+    let writer = Writer::open(&state_dir, command).await?;
+    let client = Client::new(client_config)?;
+    let reconciler = Reconciler::new(writer, client, options, Arc::new(Nobody));
+    Ok(Opened {
+        reconciler,
+        sandbox,
     })
 }
 
@@ -101,13 +189,11 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
         anyhow::bail!("no manifests: give PATH arguments or --plan FILE");
     }
     let run = &args.run;
-    // Credentials are checked before anything else happens; the sandbox makes its own.
-    let client_config = if run.state.sandbox {
-        None
-    } else {
-        let api = run.api.clone();
-        Some(blocking(move || api.client_config(env_var)).await??)
-    };
+    // Credentials settings are checked before the manifests are read.
+    if !run.remote.state.sandbox {
+        let api = run.remote.api.clone();
+        blocking(move || api.client_config(env_var)).await??;
+    }
     let manifests = load_manifests(paths.clone(), run.limits.resolve(), output).await?;
     let revision = match run.revision.clone() {
         Some(r) => Some(r),
@@ -116,38 +202,18 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
             blocking(move || manifest::git_revision(&paths)).await?
         }
     };
-    let (sandbox, client_config, state_dir) = match client_config {
-        Some(config) => (None, config, run.state.resolve()),
-        None => {
-            let config = run
-                .sandbox_config
-                .clone()
-                .or_else(|| crate::sandbox::default_config(&paths));
-            let sandbox = Sandbox::start(&run.state.dir, config, &manifests).await?;
-            let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
-            (Some(sandbox), client, dir)
-        }
-    };
-    let writer = Writer::open(&state_dir, "apply").await?;
     let options = run.options(&paths, output);
-    let reconciler = Reconciler::new(
-        writer,
-        Client::new(client_config)?,
-        options,
-        Arc::new(Nobody),
-    );
+    let opened = open(&run.remote, &paths, &manifests, "apply", options).await?;
     let shutdown = crate::shutdown::on_signal();
     let job = Job {
         manifests: &manifests,
         saved: saved.as_ref(),
         revision,
         trigger: Trigger::Apply,
+        refresh: args.refresh,
     };
-    let result = reconciler.reconcile(job, &shutdown.graceful).await;
-    drop(reconciler);
-    if let Some(sandbox) = sandbox {
-        sandbox.stop().await;
-    }
+    let result = opened.reconciler.reconcile(job, &shutdown.graceful).await;
+    opened.close().await;
     let reconciled = result?;
     let summary = &reconciled.summary;
     write_stdout(&match args.format {
@@ -168,17 +234,57 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
     })
 }
 
+/// `import`: record the live lists of the manifests' accounts, and say what was adopted.
+pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome> {
+    let manifests = load_manifests(args.paths.clone(), args.limits.resolve(), output).await?;
+    let options = args.remote.options(&args.paths, output);
+    let opened = open(&args.remote, &args.paths, &manifests, "import", options).await?;
+    let shutdown = crate::shutdown::on_signal();
+    let accounts = accounts_of(&manifests);
+    let refreshed = opened
+        .reconciler
+        .refresh(&accounts, "import", &shutdown.graceful)
+        .await;
+    let snapshot = match &refreshed {
+        Ok(_) => Some(opened.reconciler.writer().snapshot().await?),
+        Err(_) => None,
+    };
+    let ledger = opened.reconciler.writer().path().display().to_string();
+    opened.close().await;
+    let (summary, stop) = refreshed?;
+    let report = report::ImportReport::new(ledger, &manifests, snapshot.as_ref(), summary);
+    write_stdout(&match args.format {
+        OutputFormat::Text => report::import_text(&report),
+        OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    })?;
+    if let Some(stop) = stop {
+        anyhow::bail!("the import stopped: {stop}");
+    }
+    Ok(
+        match (
+            shutdown.graceful.is_cancelled(),
+            report.refresh.failed.is_empty(),
+        ) {
+            (true, _) => Outcome::Interrupted,
+            (false, true) => Outcome::Success,
+            (false, false) => Outcome::Incomplete,
+        },
+    )
+}
+
 pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
     let run = &args.run;
+    let remote = &run.remote;
     let settings = crate::watch::Settings {
         paths: args.paths.clone(),
         listen: args.listen,
         debounce: args.debounce,
         resync: args.resync,
-        state_dir: run.state.dir.clone(),
-        sandbox: run.state.sandbox,
-        sandbox_config: run.sandbox_config.clone(),
-        api: run.api.clone(),
+        refresh_every: args.refresh_every,
+        state_dir: remote.state.dir.clone(),
+        sandbox: remote.state.sandbox,
+        sandbox_config: remote.sandbox_config.clone(),
+        api: remote.api.clone(),
         limits: run.limits.resolve(),
         revision: run.revision.clone(),
         options: apply::Options {

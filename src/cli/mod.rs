@@ -77,6 +77,8 @@ enum Command {
     Apply(ApplyArgs),
     /// Keep reconciling: at start, on every change to the manifests, and every --resync.
     Watch(WatchArgs),
+    /// Record the live subscribers of the manifests' accounts in the ledger, changing nothing remotely.
+    Import(ImportArgs),
     /// Show what the ledger holds and the latest runs.
     Status(StatusArgs),
     /// Print a fresh UserSig for the configured credentials, or decode or verify one.
@@ -126,24 +128,23 @@ struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Read the live subscriber lists first and record them (needs credentials and the writer lock).
+    #[arg(long)]
+    refresh: bool,
     #[command(flatten)]
-    state: StateArgs,
+    remote: RemoteArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    prune: PruneArgs,
 }
 
-/// What `apply` and `watch` share: pace, ledger, credentials, bounds.
+/// Where the service and the ledger are, and how fast to talk to the service.
 #[derive(Debug, Args)]
-struct ReconcileArgs {
-    /// add_subscriber calls per second (the service allows 200).
+struct RemoteArgs {
+    /// Calls per second for each API command (the service allows 200).
     #[arg(long, env = "SUBSYNC_QPS", default_value_t = apply::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     qps: u32,
-    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
-    #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    concurrency: Option<u16>,
-    /// Recorded with each run; defaults to the git commit of the manifest directory.
-    #[arg(long, env = "SUBSYNC_REVISION")]
-    revision: Option<String>,
     /// Emulator configuration for --sandbox (default: sandbox.yaml beside the manifest directory).
     #[arg(long, value_name = "FILE", requires = "sandbox")]
     sandbox_config: Option<PathBuf>,
@@ -151,20 +152,78 @@ struct ReconcileArgs {
     state: StateArgs,
     #[command(flatten)]
     api: ApiArgs,
+}
+
+/// The prune guards.
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// Most subscribers prune may remove from one account in one run (default: 10% of its confirmed subscribers, at least 100).
+    #[arg(long, env = "SUBSYNC_MAX_PRUNE", value_name = "N")]
+    max_prune: Option<u64>,
+    /// Let prune remove more than --max-prune from an account.
+    #[arg(long, env = "SUBSYNC_ALLOW_MASS_PRUNE")]
+    allow_mass_prune: bool,
+}
+
+impl PruneArgs {
+    fn options(&self) -> crate::plan::PlanOptions {
+        crate::plan::PlanOptions {
+            max_prune: self.max_prune,
+            allow_mass_prune: self.allow_mass_prune,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Manifest files or directories: their accounts are imported.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// What `apply` and `watch` share: pace, ledger, credentials, bounds, guards.
+#[derive(Debug, Args)]
+struct ReconcileArgs {
+    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
+    #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: Option<u16>,
+    /// Recorded with each run; defaults to the git commit of the manifest directory.
+    #[arg(long, env = "SUBSYNC_REVISION")]
+    revision: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    prune: PruneArgs,
+}
+
+impl RemoteArgs {
+    fn options(&self, paths: &[PathBuf], output: Output) -> apply::Options {
+        apply::Options {
+            qps: self.qps,
+            concurrency: apply::default_concurrency(self.qps),
+            manifest_paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            output,
+            ..apply::Options::default()
+        }
+    }
 }
 
 impl ReconcileArgs {
     fn options(&self, paths: &[PathBuf], output: Output) -> apply::Options {
         apply::Options {
-            qps: self.qps,
             concurrency: self
                 .concurrency
-                .map_or_else(|| apply::default_concurrency(self.qps), usize::from),
-            manifest_paths: paths.iter().map(|p| p.display().to_string()).collect(),
-            output,
-            ..apply::Options::default()
+                .map_or_else(|| apply::default_concurrency(self.remote.qps), usize::from),
+            plan: self.prune.options(),
+            ..self.remote.options(paths, output)
         }
     }
 }
@@ -179,6 +238,9 @@ struct ApplyArgs {
     plan: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
+    /// Read the live subscriber lists first, so that the plan sees drift in both directions.
+    #[arg(long, conflicts_with = "plan")]
+    refresh: bool,
     #[command(flatten)]
     run: ReconcileArgs,
 }
@@ -202,6 +264,9 @@ struct WatchArgs {
     /// Reconcile this often even without changes (0: only on changes).
     #[arg(long, env = "SUBSYNC_RESYNC", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     resync: Duration,
+    /// Read the live subscriber lists this often, to see drift (0: never).
+    #[arg(long, env = "SUBSYNC_REFRESH_EVERY", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    refresh_every: Duration,
     #[command(flatten)]
     run: ReconcileArgs,
 }
@@ -352,7 +417,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Validate(args) => commands::validate(args, output),
+        Command::Plan(args) if args.refresh => {
+            runtime()?.block_on(commands::plan_refreshed(args, output))
+        }
         Command::Plan(args) => commands::plan(args, output),
+        Command::Import(args) => runtime()?.block_on(commands::import(args, output)),
         Command::Apply(args) => runtime()?.block_on(commands::apply(args, output)),
         Command::Watch(args) => {
             let runtime = runtime()?;

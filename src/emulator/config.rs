@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::state::{DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteState, Rules};
+use super::state::{CursorFault, DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteState, Rules};
 use crate::tencent::api;
 use crate::tencent::usersig::SecretKey;
 
@@ -27,6 +27,9 @@ pub struct EmulatorConfig {
     pub follow_limit: u32,
     #[serde(default)]
     pub follow_limit_mode: FollowLimitMode,
+    /// Make get_subscriber_info's cursor misbehave (tests): endless, repeat or backwards.
+    #[serde(default)]
+    pub cursor_fault: Option<CursorFault>,
     #[serde(default)]
     pub latency_ms: Latency,
     #[serde(default)]
@@ -218,6 +221,7 @@ impl EmulatorConfig {
         Rules {
             follow_limit: self.follow_limit,
             follow_limit_mode: self.follow_limit_mode,
+            cursor_fault: self.cursor_fault,
         }
     }
 }

@@ -22,7 +22,9 @@ use tokio_util::task::TaskTracker;
 pub use config::{AccountSeed, ConfigError, Credentials, EmulatorConfig, Faults, Latency};
 pub use journal::{Change, Journal, StateFile};
 pub use server::{EmulatorOptions, Stats, state_view};
-pub use state::{DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteAccount, RemoteState, Rules};
+pub use state::{
+    CursorFault, DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteAccount, RemoteState, Rules,
+};
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] stops accepting at once.
 pub struct Emulator {
@@ -70,6 +72,12 @@ impl Emulator {
 
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Adds `subscribers` to `account` directly, as if they had subscribed long ago (tests and
+    /// benchmarks; not journalled).
+    pub fn seed_subscribers(&self, account: &str, subscribers: &[String]) {
+        self.shared.seed_subscribers(account, subscribers);
     }
 
     /// Creates the accounts of `ids` it does not have yet, with the default limit (the

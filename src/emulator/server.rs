@@ -124,6 +124,15 @@ impl Shared {
         }
     }
 
+    pub(super) fn seed_subscribers(&self, account: &str, subscribers: &[String]) {
+        let mut state = lock(&self.state);
+        let max = state
+            .accounts
+            .get(account)
+            .map_or(super::DEFAULT_MAX_SUBSCRIBERS, |a| a.max_subscribers);
+        state.seed_account(account, max, subscribers, 0);
+    }
+
     pub(super) async fn ensure_accounts(&self, ids: &[String]) {
         let now = crate::clock::unix_now() as i64;
         let written: Vec<Written> = {
@@ -527,7 +536,9 @@ fn execute(
         }
         Command::GetSubscriberInfo => {
             let req: api::GetSubscriberInfoRequest = parse(body)?;
-            let page = lock(&shared.state).page(&req.official_account, req.limit, &req.next)?;
+            let fault = rules.cursor_fault;
+            let page =
+                lock(&shared.state).page(&req.official_account, req.limit, &req.next, fault)?;
             let page = serde_json::to_value(page).map_err(|e| Failure {
                 code: 10004,
                 info: e.to_string(),

@@ -58,12 +58,26 @@ pub struct RemoteState {
     follows: HashMap<String, u32>,
 }
 
+/// How get_subscriber_info's cursor misbehaves, to test that clients notice (never the
+/// default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CursorFault {
+    /// After the last page, keeps answering empty pages with ever new cursors.
+    Endless,
+    /// From the second page on, answers the cursor it was given.
+    Repeat,
+    /// From the second page on, answers the first page's cursor again.
+    Backwards,
+}
+
 /// The rules that are configuration rather than data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rules {
     /// 0 = unlimited.
     pub follow_limit: u32,
     pub follow_limit_mode: FollowLimitMode,
+    pub cursor_fault: Option<CursorFault>,
 }
 
 impl RemoteState {
@@ -187,6 +201,7 @@ impl RemoteState {
         account: &str,
         limit: u32,
         next: &str,
+        fault: Option<CursorFault>,
     ) -> Result<api::GetSubscriberInfoResponse, Failure> {
         if !(1..=api::MAX_PAGE).contains(&limit) {
             return fail(6017, format!("Limit must be 1 to {}", api::MAX_PAGE));
@@ -230,6 +245,21 @@ impl RemoteState {
         let next = match (more, page.last()) {
             (true, Some(last)) => encode_cursor(&last.subscriber_account),
             _ => String::new(),
+        };
+        let first_page_end = acc.subscribers.keys().take(limit as usize).next_back();
+        let next = match (fault, after.as_deref()) {
+            // A cursor past everything, a little further each time.
+            (Some(CursorFault::Endless), after) if next.is_empty() => {
+                encode_cursor(&format!("{}~", after.unwrap_or("")))
+            }
+            (Some(CursorFault::Repeat), Some(after)) if !next.is_empty() => encode_cursor(after),
+            // From the third page on, back to the first page's cursor.
+            (Some(CursorFault::Backwards), Some(after))
+                if first_page_end.is_some_and(|end| after > end.as_str()) =>
+            {
+                first_page_end.map(|end| encode_cursor(end)).unwrap_or(next)
+            }
+            _ => next,
         };
         Ok(api::GetSubscriberInfoResponse {
             next,
@@ -404,6 +434,7 @@ mod tests {
         let request = Rules {
             follow_limit: 1,
             follow_limit_mode: FollowLimitMode::Request,
+            cursor_fault: None,
         };
         assert_eq!(
             s.add("@TOA#_a", &ids(&["x", "busy"]), request, 0)
@@ -453,7 +484,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut next = String::new();
         loop {
-            let page = s.page("@TOA#_a", 200, &next).unwrap();
+            let page = s.page("@TOA#_a", 200, &next, None).unwrap();
             assert_eq!(page.subscriber_num, 450);
             seen.extend(
                 page.subscriber_list
@@ -466,8 +497,8 @@ mod tests {
             next = page.next;
         }
         assert_eq!(seen, all);
-        assert_eq!(s.page("@TOA#_a", 201, "").unwrap_err().code, 6017);
-        assert_eq!(s.page("@TOA#_a", 10, "zz").unwrap_err().code, 6017);
+        assert_eq!(s.page("@TOA#_a", 201, "", None).unwrap_err().code, 6017);
+        assert_eq!(s.page("@TOA#_a", 10, "zz", None).unwrap_err().code, 6017);
     }
 
     #[test]

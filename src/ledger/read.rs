@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::{
-    AccountFacts, AccountState, AccountSummary, FailedEntry, LedgerError, Run, Snapshot, store,
+    AccountFacts, AccountState, AccountSummary, Drift, FailedEntry, LedgerError, Op, Run, Snapshot,
+    store,
 };
 
 pub struct Reader {
@@ -69,7 +70,10 @@ pub(super) fn accounts(conn: &Connection, path: &Path) -> Result<Vec<AccountSumm
             "SELECT a.official_account,
                     (SELECT count(*) FROM confirmed c WHERE c.account_id = a.id),
                     (SELECT count(*) FROM failed f WHERE f.account_id = a.id),
-                    a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since
+                    a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since,
+                    a.refreshed_at,
+                    (SELECT count(*) FROM drift d WHERE d.account_id = a.id AND d.direction = 'added'),
+                    (SELECT count(*) FROM drift d WHERE d.account_id = a.id AND d.direction = 'removed')
              FROM accounts a ORDER BY a.official_account",
         )
         .map_err(err)?;
@@ -79,6 +83,9 @@ pub(super) fn accounts(conn: &Connection, path: &Path) -> Result<Vec<AccountSumm
             confirmed: r.get(1)?,
             failed: r.get(2)?,
             facts: facts_from(r, 3)?,
+            refreshed_at: r.get(8)?,
+            drift_added: r.get(9)?,
+            drift_removed: r.get(10)?,
         })
     })
     .map_err(err)?
@@ -116,21 +123,27 @@ pub(super) fn snapshot(conn: &Connection, path: &Path) -> Result<Snapshot, Ledge
     let mut accounts = BTreeMap::new();
     {
         let mut list = tx
-            .prepare("SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since FROM accounts")
+            .prepare("SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at FROM accounts")
             .map_err(err)?;
-        let ids: Vec<(i64, String, AccountFacts)> = list
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, facts_from(r, 2)?)))
+        type Row = (i64, String, AccountFacts, Option<i64>);
+        let ids: Vec<Row> = list
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, facts_from(r, 2)?, r.get(7)?))
+            })
             .map_err(err)?
             .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let mut drift = tx
+            .prepare("SELECT subscriber FROM drift WHERE account_id = ?1 AND direction = ?2 ORDER BY subscriber")
             .map_err(err)?;
         // The primary key (account_id, subscriber) hands rows back already sorted.
         let mut confirmed = tx
             .prepare("SELECT subscriber FROM confirmed WHERE account_id = ?1 ORDER BY subscriber")
             .map_err(err)?;
         let mut failed = tx
-            .prepare("SELECT subscriber, code, attempts, last_at FROM failed WHERE account_id = ?1 ORDER BY subscriber")
+            .prepare("SELECT subscriber, code, attempts, last_at, op FROM failed WHERE account_id = ?1 ORDER BY subscriber")
             .map_err(err)?;
-        for (id, name, facts) in ids {
+        for (id, name, facts, refreshed_at) in ids {
             let confirmed: Vec<String> = confirmed
                 .query_map([id], |r| r.get(0))
                 .map_err(err)?
@@ -143,17 +156,31 @@ pub(super) fn snapshot(conn: &Connection, path: &Path) -> Result<Snapshot, Ledge
                         code: r.get(1)?,
                         attempts: r.get(2)?,
                         last_at: r.get(3)?,
+                        op: Op::parse(&r.get::<_, String>(4)?),
                     })
                 })
                 .map_err(err)?
                 .collect::<Result<_, _>>()
                 .map_err(err)?;
+            let mut found = |direction: &str| -> Result<Vec<String>, LedgerError> {
+                drift
+                    .query_map((id, direction), |r| r.get(0))
+                    .map_err(err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(err)
+            };
+            let drift = Drift {
+                added: found("added")?,
+                removed: found("removed")?,
+                at: refreshed_at,
+            };
             accounts.insert(
                 name,
                 AccountState {
                     confirmed,
                     failed,
                     facts,
+                    drift,
                 },
             );
         }

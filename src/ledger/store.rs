@@ -13,7 +13,8 @@ use super::LedgerError;
 pub const APPLICATION_ID: i32 = 0x5355_4253;
 
 /// Each entry upgrades the schema by one version; the index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -61,7 +62,31 @@ CREATE TABLE runs (
     pid         INTEGER NOT NULL,
     version     TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Prune and refresh: batches remove as well as add; refreshes adopt what they observe.
+ALTER TABLE failed ADD COLUMN op TEXT NOT NULL DEFAULT 'add';
+ALTER TABLE confirmed ADD COLUMN observed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN refreshed_at INTEGER;
+
+-- What the last refresh of each account found (direction 'added' or 'removed').
+CREATE TABLE drift (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    direction   TEXT NOT NULL,
+    subscriber  TEXT NOT NULL,
+    observed_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, direction, subscriber)
+) WITHOUT ROWID;
+"#,
+];
+
+/// The live lists of accounts being refreshed, page by page, on the writer's connection only.
+/// A TEMP table: staging costs no fsync of the ledger, and a crash leaves nothing behind.
+const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS observed (
+    account    TEXT NOT NULL,
+    subscriber TEXT NOT NULL,
+    PRIMARY KEY (account, subscriber)
+) WITHOUT ROWID";
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -133,6 +158,7 @@ pub fn open_write(path: &Path) -> Result<Connection, LedgerError> {
             .map_err(sqlite(path))?;
         tx.commit().map_err(sqlite(path))?;
     }
+    conn.execute_batch(STAGING).map_err(sqlite(path))?;
     Ok(conn)
 }
 

@@ -3,8 +3,9 @@ use super::*;
 fn batch(account: &str, added: &[&str], already: &[&str], failed: &[(&str, i64)]) -> Record {
     Record::Batch {
         account: account.into(),
-        added: added.iter().map(|s| s.to_string()).collect(),
-        already: already.iter().map(|s| s.to_string()).collect(),
+        op: Op::Add,
+        done: added.iter().map(|s| s.to_string()).collect(),
+        unchanged: already.iter().map(|s| s.to_string()).collect(),
         failed: failed.iter().map(|(s, c)| (s.to_string(), *c)).collect(),
     }
 }

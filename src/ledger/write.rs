@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, Transaction};
 
 use super::lock::{self, WriterLock};
-use super::{AccountFact, LedgerError, Record, Run, Snapshot, read, store};
+use super::{AccountFact, LedgerError, Op, Record, Refreshed, Run, Snapshot, read, store};
 
 pub struct Ledger {
     conn: Connection,
@@ -106,25 +106,36 @@ impl Ledger {
             let now = crate::clock::unix_millis();
             for record in records {
                 match record {
-                    Record::Batch { account, added, already, failed } => {
+                    Record::Batch { account, op, done, unchanged, failed } => {
                         let id = account_id(tx, ids, account, now)?;
-                        let mut confirm = tx.prepare_cached(
-                            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already) VALUES (?1, ?2, ?3, ?4, ?5)
-                             ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at, run_id = excluded.run_id, already = excluded.already",
-                        )?;
                         let mut clear = tx.prepare_cached("DELETE FROM failed WHERE account_id = ?1 AND subscriber = ?2")?;
-                        for (list, is_already) in [(added, false), (already, true)] {
-                            for s in list {
-                                confirm.execute((id, s, now, run, is_already))?;
-                                clear.execute((id, s))?;
+                        match op {
+                            Op::Add => {
+                                let mut confirm = tx.prepare_cached(
+                                    "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already) VALUES (?1, ?2, ?3, ?4, ?5)
+                                     ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at, run_id = excluded.run_id, already = excluded.already, observed = 0",
+                                )?;
+                                for (list, is_already) in [(done, false), (unchanged, true)] {
+                                    for s in list {
+                                        confirm.execute((id, s, now, run, is_already))?;
+                                        clear.execute((id, s))?;
+                                    }
+                                }
+                            }
+                            Op::Remove => {
+                                let mut drop = tx.prepare_cached("DELETE FROM confirmed WHERE account_id = ?1 AND subscriber = ?2")?;
+                                for s in done.iter().chain(unchanged) {
+                                    drop.execute((id, s))?;
+                                    clear.execute((id, s))?;
+                                }
                             }
                         }
                         let mut fail = tx.prepare_cached(
-                            "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5)
-                             ON CONFLICT (account_id, subscriber) DO UPDATE SET code = excluded.code, attempts = failed.attempts + 1, last_at = excluded.last_at, run_id = excluded.run_id",
+                            "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5, ?6)
+                             ON CONFLICT (account_id, subscriber) DO UPDATE SET code = excluded.code, attempts = CASE WHEN failed.op = excluded.op THEN failed.attempts + 1 ELSE 1 END, last_at = excluded.last_at, run_id = excluded.run_id, op = excluded.op",
                         )?;
                         for (s, code) in failed {
-                            fail.execute((id, s, code, now, run))?;
+                            fail.execute((id, s, code, now, run, op.as_str()))?;
                         }
                     }
                     Record::Account { account, fact } => {
@@ -145,6 +156,99 @@ impl Ledger {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Starts (or restarts) the refresh of `account`: forgets what an earlier, unfinished one
+    /// staged.
+    pub fn refresh_start(&mut self, account: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute("DELETE FROM temp.observed WHERE account = ?1", [account])
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// Stages one page of `account`'s live list. Staging changes nothing in the ledger until
+    /// [`Ledger::refresh_finish`].
+    pub fn observe(&mut self, account: &str, page: &[String]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let err = |e| LedgerError::from_sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO temp.observed (account, subscriber) VALUES (?1, ?2)",
+                )
+                .map_err(err)?;
+            for s in page {
+                insert.execute((account, s)).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Makes the ledger match `account`'s staged live list, in one transaction: subscribers
+    /// seen but unknown are adopted as confirmed, confirmed ones not seen are dropped, both are
+    /// kept as the account's drift, and the account's counts are recorded.
+    pub fn refresh_finish(
+        &mut self,
+        run: i64,
+        account: &str,
+        subscriber_num: Option<u64>,
+        max_subscribers: Option<u64>,
+    ) -> Result<Refreshed, LedgerError> {
+        let num = subscriber_num.map(|v| v as i64);
+        let max = max_subscribers.map(|v| v as i64);
+        self.write(|tx, ids| {
+            let now = crate::clock::unix_millis();
+            let id = account_id(tx, ids, account, now)?;
+            let seen: i64 = tx.query_row(
+                "SELECT count(*) FROM temp.observed WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )?;
+            tx.execute("DELETE FROM drift WHERE account_id = ?1", [id])?;
+            tx.execute(
+                "INSERT INTO drift (account_id, direction, subscriber, observed_at)
+                 SELECT ?1, 'added', o.subscriber, ?3 FROM temp.observed o
+                 WHERE o.account = ?2 AND NOT EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = ?1 AND c.subscriber = o.subscriber)",
+                (id, account, now),
+            )?;
+            tx.execute(
+                "INSERT INTO drift (account_id, direction, subscriber, observed_at)
+                 SELECT ?1, 'removed', c.subscriber, ?3 FROM confirmed c
+                 WHERE c.account_id = ?1 AND NOT EXISTS (SELECT 1 FROM temp.observed o WHERE o.account = ?2 AND o.subscriber = c.subscriber)",
+                (id, account, now),
+            )?;
+            let added = tx.execute(
+                "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed)
+                 SELECT ?1, subscriber, ?2, ?3, 0, 1 FROM drift WHERE account_id = ?1 AND direction = 'added'",
+                (id, now, run),
+            )?;
+            let removed = tx.execute(
+                "DELETE FROM confirmed WHERE account_id = ?1 AND subscriber IN
+                 (SELECT subscriber FROM drift WHERE account_id = ?1 AND direction = 'removed')",
+                [id],
+            )?;
+            // Failures the live list has since settled: subscribed after all, or gone already.
+            tx.execute(
+                "DELETE FROM failed WHERE account_id = ?1 AND (
+                   (op = 'add' AND subscriber IN (SELECT subscriber FROM temp.observed WHERE account = ?2))
+                   OR (op = 'remove' AND subscriber NOT IN (SELECT subscriber FROM temp.observed WHERE account = ?2)))",
+                (id, account),
+            )?;
+            tx.execute(
+                "UPDATE accounts SET refreshed_at = ?2, subscriber_num = coalesce(?3, subscriber_num),
+                 max_subscribers = coalesce(?4, max_subscribers), missing_since = NULL, invalid_since = NULL, updated_at = ?2
+                 WHERE id = ?1",
+                (id, now, num, max),
+            )?;
+            tx.execute("DELETE FROM temp.observed WHERE account = ?1", [account])?;
+            Ok(Refreshed {
+                seen: seen as u64,
+                added: added as u64,
+                removed: removed as u64,
+            })
         })
     }
 

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::{AccountSummary, Ledger, LedgerError, Record, Snapshot};
+use super::{AccountSummary, Ledger, LedgerError, Record, Refreshed, Snapshot};
 
 /// The ledger could not record an outcome; the run must stop.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +45,17 @@ enum Job {
         result: String,
         summary: serde_json::Value,
         reply: Reply<()>,
+    },
+    /// Forget what an earlier refresh of the account staged.
+    RefreshStart(String),
+    /// Stage one page; not answered (a failure surfaces at `RefreshFinish`).
+    Observe(String, Vec<String>),
+    RefreshFinish {
+        run: i64,
+        account: String,
+        subscriber_num: Option<u64>,
+        max_subscribers: Option<u64>,
+        reply: Reply<Refreshed>,
     },
 }
 
@@ -164,6 +175,36 @@ impl Writer {
         done.await.map_err(|_| gone())?
     }
 
+    /// Starts (or restarts) staging `account`'s live list.
+    pub fn refresh_start(&self, account: &str) {
+        let _ = self.tx.send(Job::RefreshStart(account.to_owned()));
+    }
+
+    /// Stages one page of `account`'s live list. Queued without waiting: the network is far
+    /// slower than the writer, and [`Writer::refresh_finish`] reports a failure.
+    pub fn observe(&self, account: &str, page: Vec<String>) {
+        let _ = self.tx.send(Job::Observe(account.to_owned(), page));
+    }
+
+    /// Makes the ledger match the staged list of `account`, in one transaction.
+    pub async fn refresh_finish(
+        &self,
+        run: i64,
+        account: &str,
+        subscriber_num: Option<u64>,
+        max_subscribers: Option<u64>,
+    ) -> Result<Refreshed, LedgerError> {
+        let account = account.to_owned();
+        self.ask(|reply| Job::RefreshFinish {
+            run,
+            account,
+            subscriber_num,
+            max_subscribers,
+            reply,
+        })
+        .await
+    }
+
     /// The view of the writer one run records through.
     pub fn recorder(&self, run: i64) -> Recorder {
         Recorder {
@@ -194,6 +235,8 @@ impl Recorder {
 /// The writer thread: one job at a time, consecutive `Record`s of a run in one transaction.
 fn serve(mut ledger: Ledger, rx: mpsc::Receiver<Job>) {
     let mut queue: VecDeque<Job> = VecDeque::new();
+    // Accounts whose staging failed since their refresh started, with the reason.
+    let mut spoilt: std::collections::HashMap<String, String> = Default::default();
     loop {
         let job = match queue.pop_front() {
             Some(job) => job,
@@ -223,6 +266,40 @@ fn serve(mut ledger: Ledger, rx: mpsc::Receiver<Job>) {
                 reply,
             } => {
                 let _ = reply.send(ledger.finish_run(run, &result, &summary));
+            }
+            Job::RefreshStart(account) => {
+                spoilt.remove(&account);
+                if let Err(e) = ledger.refresh_start(&account) {
+                    spoilt.insert(account, e.to_string());
+                }
+            }
+            Job::Observe(account, page) => {
+                if !spoilt.contains_key(&account)
+                    && let Err(e) = ledger.observe(&account, &page)
+                {
+                    spoilt.insert(account, e.to_string());
+                }
+            }
+            Job::RefreshFinish {
+                run,
+                account,
+                subscriber_num,
+                max_subscribers,
+                reply,
+            } => {
+                let result = match spoilt.remove(&account) {
+                    Some(why) => {
+                        let _ = ledger.refresh_start(&account);
+                        Err(LedgerError::Io {
+                            path: ledger.path().to_owned(),
+                            source: std::io::Error::other(format!(
+                                "cannot stage the live list: {why}"
+                            )),
+                        })
+                    }
+                    None => ledger.refresh_finish(run, &account, subscriber_num, max_subscribers),
+                };
+                let _ = reply.send(result);
             }
             Job::Record {
                 run,

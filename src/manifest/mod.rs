@@ -124,8 +124,8 @@ pub struct Spec {
     #[serde(default)]
     #[schemars(inner(length(min = 1)))]
     pub subscriber_files: Vec<String>,
-    /// Plan the removal of confirmed subscribers the manifests no longer list (this version
-    /// reports them; it does not remove yet).
+    /// Remove subscribers the ledger (or, after a refresh, the live list) holds and this
+    /// manifest does not list; within the prune guards.
     #[serde(default)]
     pub prune: bool,
     /// Let prune empty the account entirely.

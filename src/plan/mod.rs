@@ -9,7 +9,7 @@ mod saved;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{AccountState, Snapshot};
+use crate::ledger::{AccountState, Op, Snapshot};
 use crate::manifest::{ManifestSet, SubscriberSet};
 
 pub use saved::{StalePlan, check_fresh, load_saved, verify};
@@ -56,6 +56,39 @@ pub struct AccountPlan {
     /// The members of `add` whose last add failed, with the failure.
     pub retry: Vec<RetryEntry>,
     pub warnings: Vec<String>,
+    /// What the last refresh of the live list found (empty when it was never refreshed).
+    pub drift: Drift,
+    /// When the live list was last refreshed (RFC 3339), if ever.
+    pub refreshed_at: Option<String>,
+    /// Removals prune would make but a guard holds back (they stay in `unmanaged`; the
+    /// warnings say which guard).
+    pub held_back: u64,
+}
+
+/// Drift between the ledger and the live list, as the last refresh found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Drift {
+    /// Subscribed remotely although the ledger did not know (now recorded as confirmed).
+    pub out_of_band_added: Vec<String>,
+    /// Confirmed in the ledger but gone remotely (no longer confirmed).
+    pub out_of_band_removed: Vec<String>,
+}
+
+/// What the prune guards allow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Most removals from one account in one run; default 10% of its confirmed subscribers,
+    /// at least 100.
+    pub max_prune: Option<u64>,
+    /// Lift that limit.
+    pub allow_mass_prune: bool,
+}
+
+impl PlanOptions {
+    /// The most removals allowed from an account with `confirmed` subscribers.
+    pub fn max_prune_for(&self, confirmed: u64) -> u64 {
+        self.max_prune.unwrap_or((confirmed / 10).max(100))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -72,6 +105,11 @@ pub struct PlanSummary {
     pub remove: u64,
     pub retry: u64,
     pub unmanaged: u64,
+    /// Removals held back by the prune guards.
+    pub held_back: u64,
+    /// Drift the last refreshes found, in total.
+    pub drift_added: u64,
+    pub drift_removed: u64,
     pub accounts: u64,
     /// Accounts with something to add or remove.
     pub accounts_changed: u64,
@@ -91,16 +129,19 @@ impl AccountPlan {
 }
 
 /// Computes the plan. `manifest_paths` is recorded for a saved plan.
-pub fn compute(manifests: &ManifestSet, ledger: &Snapshot, manifest_paths: Vec<String>) -> Plan {
+pub fn compute(
+    manifests: &ManifestSet,
+    ledger: &Snapshot,
+    manifest_paths: Vec<String>,
+    options: &PlanOptions,
+) -> Plan {
     let empty = AccountState::default();
     let mut accounts: Vec<AccountPlan> = manifests
         .sets
         .iter()
         .map(|set| {
-            plan_account(
-                set,
-                ledger.accounts.get(&set.official_account).unwrap_or(&empty),
-            )
+            let state = ledger.accounts.get(&set.official_account).unwrap_or(&empty);
+            plan_account(set, state, options)
         })
         .collect();
     for (id, state) in &ledger.accounts {
@@ -117,9 +158,12 @@ pub fn compute(manifests: &ManifestSet, ledger: &Snapshot, manifest_paths: Vec<S
                 unmanaged: state.confirmed.clone(),
                 retry: Vec::new(),
                 warnings: vec![
-                    "no manifest declares this account any more; its subscribers are left alone"
+                    "orphaned: no manifest declares this account any more; its subscribers are left alone and never pruned"
                         .into(),
                 ],
+                drift: drift_of(state),
+                refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
+                held_back: 0,
             });
         }
     }
@@ -136,9 +180,10 @@ pub fn compute(manifests: &ManifestSet, ledger: &Snapshot, manifest_paths: Vec<S
     }
 }
 
-/// Takes out of the adds the retries whose pause has not passed at `now_ms` (`pause(attempts)`
-/// after their last attempt), so that a daemon retries a failing subscriber with growing pauses
-/// rather than at every resync. Returns how many were deferred; the summary is recounted.
+/// Takes out of the adds and removals the retries whose pause has not passed at `now_ms`
+/// (`pause(attempts)` after their last attempt), so that a daemon retries a failing subscriber
+/// with growing pauses rather than at every resync. Returns how many were deferred; the summary
+/// is recounted.
 pub fn defer_retries(
     plan: &mut Plan,
     ledger: &Snapshot,
@@ -150,34 +195,45 @@ pub fn defer_retries(
         let Some(state) = ledger.accounts.get(&account.official_account) else {
             continue;
         };
-        let waiting: Vec<&str> = state
-            .failed
-            .iter()
-            .filter(|f| {
-                let pause = i64::try_from(pause(f.attempts).as_millis()).unwrap_or(i64::MAX);
-                now_ms < f.last_at.saturating_add(pause)
-            })
-            .map(|f| f.subscriber.as_str())
-            .collect();
-        if waiting.is_empty() {
-            continue;
-        }
-        // Both lists are sorted: one merge pass removes the waiting ones.
-        let before = account.add.len();
-        let mut w = waiting.iter().peekable();
-        account.add.retain(|id| {
-            while w.peek().is_some_and(|x| **x < id.as_str()) {
-                w.next();
-            }
-            w.peek() != Some(&&id.as_str())
-        });
+        let waiting = |op: Op| -> Vec<&str> {
+            state
+                .failed
+                .iter()
+                .filter(|f| {
+                    let pause = i64::try_from(pause(f.attempts).as_millis()).unwrap_or(i64::MAX);
+                    f.op == op && now_ms < f.last_at.saturating_add(pause)
+                })
+                .map(|f| f.subscriber.as_str())
+                .collect()
+        };
+        deferred += without(&mut account.add, &waiting(Op::Add));
+        deferred += without(&mut account.remove, &waiting(Op::Remove));
         account
             .retry
             .retain(|r| account.add.binary_search(&r.subscriber).is_ok());
-        deferred += (before - account.add.len()) as u64;
     }
     plan.summary = summarize(&plan.accounts);
     deferred
+}
+
+/// Removes `waiting` from `list` (both sorted) in one merge pass; returns how many.
+fn without(list: &mut Vec<String>, waiting: &[&str]) -> u64 {
+    let before = list.len();
+    let mut w = waiting.iter().peekable();
+    list.retain(|id| {
+        while w.peek().is_some_and(|x| **x < id.as_str()) {
+            w.next();
+        }
+        w.peek() != Some(&&id.as_str())
+    });
+    (before - list.len()) as u64
+}
+
+fn drift_of(state: &AccountState) -> Drift {
+    Drift {
+        out_of_band_added: state.drift.added.clone(),
+        out_of_band_removed: state.drift.removed.clone(),
+    }
 }
 
 fn summarize(accounts: &[AccountPlan]) -> PlanSummary {
@@ -186,17 +242,26 @@ fn summarize(accounts: &[AccountPlan]) -> PlanSummary {
         remove: accounts.iter().map(|a| a.remove.len() as u64).sum(),
         retry: accounts.iter().map(|a| a.retry.len() as u64).sum(),
         unmanaged: accounts.iter().map(|a| a.unmanaged.len() as u64).sum(),
+        held_back: accounts.iter().map(|a| a.held_back).sum(),
+        drift_added: accounts
+            .iter()
+            .map(|a| a.drift.out_of_band_added.len() as u64)
+            .sum(),
+        drift_removed: accounts
+            .iter()
+            .map(|a| a.drift.out_of_band_removed.len() as u64)
+            .sum(),
         accounts: accounts.len() as u64,
         accounts_changed: accounts.iter().filter(|a| a.has_changes()).count() as u64,
     }
 }
 
-fn plan_account(set: &SubscriberSet, state: &AccountState) -> AccountPlan {
+fn plan_account(set: &SubscriberSet, state: &AccountState, options: &PlanOptions) -> AccountPlan {
     let (add, extra) = difference(&set.subscribers, &state.confirmed);
     let retry = state
         .failed
         .iter()
-        .filter(|f| add.binary_search(&f.subscriber).is_ok())
+        .filter(|f| f.op == Op::Add && add.binary_search(&f.subscriber).is_ok())
         .map(|f| RetryEntry {
             subscriber: f.subscriber.clone(),
             code: f.code,
@@ -230,26 +295,59 @@ fn plan_account(set: &SubscriberSet, state: &AccountState) -> AccountPlan {
             crate::clock::rfc3339_millis(at)
         ));
     }
-    let (remove, unmanaged) = if !set.prune {
-        (Vec::new(), extra)
-    } else if set.subscribers.is_empty() && !extra.is_empty() && !set.allow_empty {
-        warnings.push("prune would remove every subscriber; set allowEmpty: true to allow emptying the account".into());
-        (Vec::new(), extra)
-    } else {
-        (extra, Vec::new())
+    let confirmed = state.confirmed.len() as u64;
+    let guard = prune_guard(set, state, extra.len() as u64, options);
+    let (remove, unmanaged, held_back) = match guard {
+        _ if !set.prune || extra.is_empty() => (Vec::new(), extra, 0),
+        Some(why) => {
+            warnings.push(why);
+            let held = extra.len() as u64;
+            (Vec::new(), extra, held)
+        }
+        None => (extra, Vec::new(), 0),
     };
     AccountPlan {
         name: Some(set.name.clone()),
         official_account: set.official_account.clone(),
         desired,
-        confirmed: state.confirmed.len() as u64,
+        confirmed,
         prune: set.prune,
         add,
         remove,
         unmanaged,
         retry,
         warnings,
+        drift: drift_of(state),
+        refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
+        held_back,
     }
+}
+
+/// Why prune may not remove `removals` subscribers from this account now, if it may not.
+fn prune_guard(
+    set: &SubscriberSet,
+    state: &AccountState,
+    removals: u64,
+    options: &PlanOptions,
+) -> Option<String> {
+    if set.subscribers.is_empty() && !set.allow_empty {
+        return Some(
+            "prune would remove every subscriber; set allowEmpty: true to allow emptying the account; nothing is removed"
+                .into(),
+        );
+    }
+    if state.facts.missing_since.is_some() || state.facts.invalid_since.is_some() {
+        return Some(
+            "the account was not found at the last check; nothing is pruned from it".into(),
+        );
+    }
+    let max = options.max_prune_for(state.confirmed.len() as u64);
+    if removals > max && !options.allow_mass_prune {
+        return Some(format!(
+            "prune would remove {removals} subscribers, more than --max-prune {max} (by default 10% of the confirmed, at least 100); pass --allow-mass-prune if that is intended; nothing is removed"
+        ));
+    }
+    None
 }
 
 /// (a − b, b − a) of two sorted, duplicate-free lists, in one merge pass.

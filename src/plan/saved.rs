@@ -107,10 +107,13 @@ fn validate(plan: &Plan) -> Result<(), String> {
             check_name(name).map_err(|e| at("name", e))?;
         }
         let retried = a.retry.iter().map(|r| &r.subscriber);
+        let drift = &a.drift;
         for (field, ids) in [
             ("add", &a.add),
             ("remove", &a.remove),
             ("unmanaged", &a.unmanaged),
+            ("drift.out_of_band_added", &drift.out_of_band_added),
+            ("drift.out_of_band_removed", &drift.out_of_band_removed),
         ] {
             for (j, id) in ids.iter().enumerate() {
                 check_user_id(id).map_err(|e| at(&format!("{field}[{j}]"), e))?;
@@ -151,15 +154,18 @@ fn first_difference(saved: &Plan, current: &Plan) -> Option<String> {
                 quote(&then.official_account)
             ));
         }
-        let fields: [(&str, bool); 9] = [
+        let fields: [(&str, bool); 12] = [
             ("name", then.name == now.name),
             ("desired", then.desired == now.desired),
             ("confirmed", then.confirmed == now.confirmed),
             ("prune", then.prune == now.prune),
-            ("add", then.add == now.add),
             ("remove", then.remove == now.remove),
+            ("add", then.add == now.add),
             ("unmanaged", then.unmanaged == now.unmanaged),
             ("retry", then.retry == now.retry),
+            ("held_back", then.held_back == now.held_back),
+            ("drift", then.drift == now.drift),
+            ("refreshed_at", then.refreshed_at == now.refreshed_at),
             ("warnings", then.warnings == now.warnings),
         ];
         if let Some((field, _)) = fields.iter().find(|(_, same)| !same) {
@@ -264,6 +270,9 @@ mod tests {
             unmanaged: vec![],
             retry: vec![],
             warnings: vec![],
+            drift: Default::default(),
+            refreshed_at: None,
+            held_back: 0,
         }
     }
 

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::ledger::{AccountFacts, FailedEntry};
+use crate::ledger::{AccountFacts, FailedEntry, Op};
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -50,6 +50,7 @@ fn an_empty_ledger_plans_every_desired_subscriber_as_an_add() {
         &manifests(vec![set("w", "@TOA#_w", &["a", "b"], false)]),
         &Snapshot::default(),
         vec![],
+        &PlanOptions::default(),
     );
     assert_eq!(plan.accounts[0].add, ["a", "b"]);
     assert_eq!(
@@ -71,6 +72,7 @@ fn confirmed_subscribers_are_not_planned_again() {
         &manifests(vec![set("w", "@TOA#_w", &["a", "b"], false)]),
         &ledger(vec![("@TOA#_w", confirmed(&["a", "b"]))]),
         vec![],
+        &PlanOptions::default(),
     );
     assert!(!plan.has_changes());
     assert_eq!(plan.accounts[0].confirmed, 2);
@@ -84,6 +86,7 @@ fn dropped_subscribers_are_unmanaged_without_prune_and_removed_with_it() {
         &manifests(vec![set("w", "@TOA#_w", &["a"], false)]),
         &state(),
         vec![],
+        &PlanOptions::default(),
     );
     assert_eq!(
         (
@@ -97,6 +100,7 @@ fn dropped_subscribers_are_unmanaged_without_prune_and_removed_with_it() {
         &manifests(vec![set("w", "@TOA#_w", &["a"], true)]),
         &state(),
         vec![],
+        &PlanOptions::default(),
     );
     assert_eq!(prune.accounts[0].remove, ["old"]);
     assert_eq!(prune.summary.remove, 1);
@@ -109,13 +113,21 @@ fn prune_never_empties_an_account_without_allow_empty() {
         &manifests(vec![set("w", "@TOA#_w", &[], true)]),
         &state,
         vec![],
+        &PlanOptions::default(),
     );
     assert!(plan.accounts[0].remove.is_empty());
     assert!(plan.accounts[0].warnings[0].contains("allowEmpty"));
     let mut allowed = set("w", "@TOA#_w", &[], true);
     allowed.allow_empty = true;
     assert_eq!(
-        compute(&manifests(vec![allowed]), &state, vec![]).accounts[0].remove,
+        compute(
+            &manifests(vec![allowed]),
+            &state,
+            vec![],
+            &PlanOptions::default()
+        )
+        .accounts[0]
+            .remove,
         ["a"]
     );
 }
@@ -124,6 +136,7 @@ fn prune_never_empties_an_account_without_allow_empty() {
 fn previous_failures_are_marked_as_retries() {
     let mut state = confirmed(&[]);
     state.failed = vec![FailedEntry {
+        op: Op::Add,
         subscriber: "b".into(),
         code: 130010,
         attempts: 2,
@@ -133,6 +146,7 @@ fn previous_failures_are_marked_as_retries() {
         &manifests(vec![set("w", "@TOA#_w", &["a", "b"], false)]),
         &ledger(vec![("@TOA#_w", state)]),
         vec![],
+        &PlanOptions::default(),
     );
     assert_eq!(plan.accounts[0].add, ["a", "b"]);
     assert_eq!(
@@ -157,6 +171,7 @@ fn desired_beyond_a_known_limit_warns_by_how_many() {
         &manifests(vec![set("w", "@TOA#_w", &["a", "b", "c"], false)]),
         &ledger(vec![("@TOA#_w", state)]),
         vec![],
+        &PlanOptions::default(),
     );
     assert!(
         plan.accounts[0].warnings[0].contains("exceed the account's MaxSubscriberNum 2 by 1"),
@@ -171,6 +186,7 @@ fn accounts_only_the_ledger_knows_are_reported_unmanaged() {
         &manifests(vec![]),
         &ledger(vec![("@TOA#_gone", confirmed(&["x"]))]),
         vec![],
+        &PlanOptions::default(),
     );
     assert_eq!(plan.accounts[0].name, None);
     assert_eq!(plan.accounts[0].unmanaged, ["x"]);
@@ -186,6 +202,7 @@ fn difference_is_a_sorted_merge() {
 #[test]
 fn retries_wait_for_their_pause_to_pass() {
     let failed = |s: &str, attempts: u32, last_at: i64| FailedEntry {
+        op: Op::Add,
         subscriber: s.into(),
         code: 130010,
         attempts,
@@ -199,12 +216,12 @@ fn retries_wait_for_their_pause_to_pass() {
     let snapshot = ledger(vec![("@TOA#_a", state)]);
     let pause = |attempts: u32| std::time::Duration::from_secs(10 * u64::from(attempts));
     // At 15 s after the epoch: b's 10 s pause has passed, d's 30 s has not.
-    let mut plan = compute(&m, &snapshot, vec![]);
+    let mut plan = compute(&m, &snapshot, vec![], &PlanOptions::default());
     assert_eq!(defer_retries(&mut plan, &snapshot, 15_000, pause), 1);
     assert_eq!(plan.accounts[0].add, strings(&["a", "b", "c"]));
     assert_eq!(plan.accounts[0].retry.len(), 1);
     assert_eq!((plan.summary.add, plan.summary.retry), (3, 1));
-    let mut later = compute(&m, &snapshot, vec![]);
+    let mut later = compute(&m, &snapshot, vec![], &PlanOptions::default());
     assert_eq!(defer_retries(&mut later, &snapshot, 31_000, pause), 0);
     assert_eq!(later.accounts[0].add.len(), 4);
 }

@@ -2,12 +2,14 @@
 //!
 //! Renderers are pure functions from data to `String`; the CLI decides where the text goes.
 
+mod import;
 mod plan_diff;
 mod plan_markdown;
 mod plan_text;
 mod status;
 mod summary;
 
+pub use import::{ImportReport, ImportedAccount, import_text};
 pub use plan_diff::plan_diff;
 pub use plan_markdown::{MARKDOWN_LIMIT, plan_markdown};
 pub use plan_text::plan_text;

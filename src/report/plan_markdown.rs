@@ -36,14 +36,28 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
     let _ = writeln!(out, "### subsync plan\n");
     let _ = writeln!(
         out,
-        "**{} to add** ({} retries), **{} to remove**, {} unmanaged; {} of {} changed.\n",
+        "**{} to remove**, **{} to add** ({} retries), {} unmanaged; {} of {} changed.\n",
+        s.remove,
         s.add,
         s.retry,
-        s.remove,
         s.unmanaged,
         s.accounts_changed,
         plural(s.accounts, "account", "accounts")
     );
+    if s.held_back > 0 {
+        let _ = writeln!(
+            out,
+            "⚠️ **{} removals held back** by the prune guards (see the warnings).\n",
+            s.held_back
+        );
+    }
+    if s.drift_added + s.drift_removed > 0 {
+        let _ = writeln!(
+            out,
+            "Drift at the last refresh: {} added out of band, {} removed out of band.\n",
+            s.drift_added, s.drift_removed
+        );
+    }
     let ledger = plan.lineage.as_deref().map_or("none yet".to_owned(), |l| {
         format!("`{}` serial {}", short(l), plan.serial)
     });
@@ -54,20 +68,28 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "| Set | Official account | Desired | Add | Remove | Retry | Unmanaged | Warnings |"
+        "| Set | Official account | Desired | Remove | Add | Retry | Unmanaged | Drift | Warnings |"
     );
-    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|---|");
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|---|");
     for a in plan.accounts.iter().take(rows) {
+        let drift = (
+            a.drift.out_of_band_added.len(),
+            a.drift.out_of_band_removed.len(),
+        );
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(a.name.as_deref().unwrap_or("*(no manifest)*")),
             cell(&code(&a.official_account)),
             a.desired,
-            a.add.len(),
             a.remove.len(),
+            a.add.len(),
             a.retry.len(),
             a.unmanaged.len(),
+            match drift {
+                (0, 0) => String::new(),
+                (added, removed) => format!("+{added} −{removed}"),
+            },
             if a.warnings.is_empty() {
                 String::new()
             } else {
@@ -87,7 +109,7 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
             .accounts
             .iter()
             .take(rows)
-            .filter(|a| a.has_changes() || !a.warnings.is_empty())
+            .filter(|a| a.has_changes() || !a.warnings.is_empty() || has_drift(a))
         {
             details(&mut out, a, cut);
         }
@@ -100,6 +122,10 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
     out
 }
 
+fn has_drift(a: &AccountPlan) -> bool {
+    !a.drift.out_of_band_added.is_empty() || !a.drift.out_of_band_removed.is_empty()
+}
+
 fn details(out: &mut String, a: &AccountPlan, cut: usize) {
     let title = match &a.name {
         Some(n) => format!("{} (<code>{}</code>)", html(n), html(&a.official_account)),
@@ -107,38 +133,51 @@ fn details(out: &mut String, a: &AccountPlan, cut: usize) {
     };
     let _ = writeln!(
         out,
-        "\n<details><summary>{title}: +{} −{}</summary>\n",
-        a.add.len(),
-        a.remove.len()
+        "\n<details><summary>{title}: −{} +{}</summary>\n",
+        a.remove.len(),
+        a.add.len()
     );
     for w in &a.warnings {
         let _ = writeln!(out, "> ⚠️ {}\n", w.replace('\n', " "));
     }
+    let d = &a.drift;
+    let listed = a
+        .add
+        .iter()
+        .chain(&a.remove)
+        .chain(&d.out_of_band_added)
+        .chain(&d.out_of_band_removed);
+    let longest_tick_run = listed.map(|s| max_run(s, '`')).max().unwrap_or(0);
+    let fence = "`".repeat((longest_tick_run + 1).max(3));
     if a.has_changes() {
-        let longest_tick_run = a
-            .add
-            .iter()
-            .chain(&a.remove)
-            .map(|s| max_run(s, '`'))
-            .max()
-            .unwrap_or(0);
-        let fence = "`".repeat((longest_tick_run + 1).max(3));
         let _ = writeln!(out, "{fence}diff");
-        for id in a.add.iter().take(cut) {
-            let _ = writeln!(out, "+ {id}");
-        }
-        if a.add.len() > cut {
-            let _ = writeln!(out, "# ... and {} more to add", a.add.len() - cut);
-        }
-        for id in a.remove.iter().take(cut) {
-            let _ = writeln!(out, "- {id}");
-        }
-        if a.remove.len() > cut {
-            let _ = writeln!(out, "# ... and {} more to remove", a.remove.len() - cut);
-        }
+        list(out, &a.remove, '-', cut, "to remove");
+        list(out, &a.add, '+', cut, "to add");
+        let _ = writeln!(out, "{fence}");
+    }
+    if has_drift(a) {
+        let when = a.refreshed_at.as_deref().unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "\nDrift at the refresh of {when}: {} added out of band (now confirmed), {} removed out of band.\n",
+            d.out_of_band_added.len(),
+            d.out_of_band_removed.len()
+        );
+        let _ = writeln!(out, "{fence}");
+        list(out, &d.out_of_band_added, '>', cut, "added out of band");
+        list(out, &d.out_of_band_removed, '<', cut, "removed out of band");
         let _ = writeln!(out, "{fence}");
     }
     let _ = writeln!(out, "\n</details>");
+}
+
+fn list(out: &mut String, ids: &[String], sign: char, cut: usize, what: &str) {
+    for id in ids.iter().take(cut) {
+        let _ = writeln!(out, "{sign} {id}");
+    }
+    if ids.len() > cut {
+        let _ = writeln!(out, "# ... and {} more {what}", ids.len() - cut);
+    }
 }
 
 fn max_run(s: &str, c: char) -> usize {
@@ -183,6 +222,9 @@ mod tests {
                 unmanaged: vec![],
                 retry: vec![],
                 warnings: vec![],
+                drift: Default::default(),
+                refreshed_at: None,
+                held_back: 0,
             })
             .collect();
         Plan {
@@ -205,11 +247,11 @@ mod tests {
     fn a_small_plan_shows_every_entry_in_a_collapsible_block() {
         let md = plan_markdown(&big_plan(2, 3));
         assert!(
-            md.contains("| set-0 | `@TOA#_acc\\|0` | 3 | 3 | 0 | 0 | 0 |  |"),
+            md.contains("| set-0 | `@TOA#_acc\\|0` | 3 | 0 | 3 | 0 | 0 |  |  |"),
             "{md}"
         );
         assert!(
-            md.contains("<details><summary>set-1 (<code>@TOA#_acc|1</code>): +3 −0</summary>"),
+            md.contains("<details><summary>set-1 (<code>@TOA#_acc|1</code>): −0 +3</summary>"),
             "{md}"
         );
         assert!(
@@ -234,5 +276,21 @@ mod tests {
         let md = plan_markdown(&big_plan(3000, 1));
         assert!(md.len() <= MARKDOWN_LIMIT);
         assert!(md.contains("more accounts not shown"));
+    }
+
+    #[test]
+    fn removals_come_first_and_drift_gets_its_own_block() {
+        let mut plan = big_plan(1, 1);
+        plan.accounts[0].remove = vec!["gone".into()];
+        plan.accounts[0].drift.out_of_band_added = vec!["walk-in".into()];
+        plan.summary.drift_added = 1;
+        let md = plan_markdown(&plan);
+        assert!(md.contains("```diff\n- gone\n+ user-0-000000\n```"), "{md}");
+        assert!(
+            md.contains("1 added out of band (now confirmed), 0 removed out of band"),
+            "{md}"
+        );
+        assert!(md.contains("```\n> walk-in\n```"), "{md}");
+        assert!(md.contains("| +1 −0 |"), "{md}");
     }
 }

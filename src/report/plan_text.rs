@@ -1,4 +1,5 @@
-//! The plan for people at a terminal: one line per account, Terraform-style lists, a total.
+//! The plan for people at a terminal: one line per account, Terraform-style lists (removals
+//! first, red when colour is on), drift, a total.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -6,7 +7,11 @@ use std::fmt::Write;
 use super::{LIST_CUT, code_text, plural, short};
 use crate::plan::{AccountPlan, Plan};
 
-pub fn plan_text(plan: &Plan) -> String {
+const RED: &str = "\u{1b}[31m";
+const GREEN: &str = "\u{1b}[32m";
+const RESET: &str = "\u{1b}[0m";
+
+pub fn plan_text(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
     let ledger = match &plan.lineage {
         Some(l) => format!("ledger {} at serial {}", short(l), plan.serial),
@@ -18,10 +23,13 @@ pub fn plan_text(plan: &Plan) -> String {
         short(&plan.manifest_digest)
     );
     for account in &plan.accounts {
-        account_block(&mut out, account);
+        account_block(&mut out, account, color);
     }
     let s = &plan.summary;
     let _ = write!(out, "\nPlan: {} to add, {} to remove", s.add, s.remove);
+    if s.held_back > 0 {
+        let _ = write!(out, " ({} removals held back by a guard)", s.held_back);
+    }
     if s.retry > 0 {
         let _ = write!(out, " ({} of the adds are retries)", s.retry);
     }
@@ -40,7 +48,7 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
-fn account_block(out: &mut String, a: &AccountPlan) {
+fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
     let title = match &a.name {
         Some(name) => format!("{name} ({})", a.official_account),
         None => format!("{} (no manifest)", a.official_account),
@@ -53,6 +61,9 @@ fn account_block(out: &mut String, a: &AccountPlan) {
         '='
     };
     let mut parts = Vec::new();
+    if !a.remove.is_empty() {
+        parts.push(format!("{} to remove", a.remove.len()));
+    }
     if !a.add.is_empty() {
         let retries = if a.retry.is_empty() {
             String::new()
@@ -61,9 +72,6 @@ fn account_block(out: &mut String, a: &AccountPlan) {
         };
         parts.push(format!("{} to add{retries}", a.add.len()));
     }
-    if !a.remove.is_empty() {
-        parts.push(format!("{} to remove", a.remove.len()));
-    }
     if !a.unmanaged.is_empty() {
         parts.push(format!("{} unmanaged", a.unmanaged.len()));
     }
@@ -71,29 +79,59 @@ fn account_block(out: &mut String, a: &AccountPlan) {
         parts.push(format!("up to date ({} confirmed)", a.confirmed));
     }
     let _ = writeln!(out, "{mark} {title}: {}", parts.join(", "));
+    let (red, green, reset) = if color {
+        (RED, GREEN, RESET)
+    } else {
+        ("", "", "")
+    };
+    for id in a.remove.iter().take(LIST_CUT) {
+        let _ = writeln!(out, "    {red}- {id}{reset}");
+    }
+    more(out, a.remove.len(), "to remove");
     let retries: HashMap<&str, _> = a.retry.iter().map(|r| (r.subscriber.as_str(), r)).collect();
     for id in a.add.iter().take(LIST_CUT) {
         match retries.get(id.as_str()) {
             Some(r) => {
                 let _ = writeln!(
                     out,
-                    "    + {id}   (retry: {} after {})",
+                    "    {green}+ {id}{reset}   (retry: {} after {})",
                     code_text(r.code),
                     plural(u64::from(r.attempts), "attempt", "attempts")
                 );
             }
             None => {
-                let _ = writeln!(out, "    + {id}");
+                let _ = writeln!(out, "    {green}+ {id}{reset}");
             }
         }
     }
     more(out, a.add.len(), "to add");
-    for id in a.remove.iter().take(LIST_CUT) {
-        let _ = writeln!(out, "    - {id}");
-    }
-    more(out, a.remove.len(), "to remove");
+    drift_lines(out, a);
     for w in &a.warnings {
         let _ = writeln!(out, "    ! {w}");
+    }
+}
+
+/// What the last refresh found, with a few of the subscribers.
+fn drift_lines(out: &mut String, a: &AccountPlan) {
+    let d = &a.drift;
+    if d.out_of_band_added.is_empty() && d.out_of_band_removed.is_empty() {
+        return;
+    }
+    let when = a.refreshed_at.as_deref().unwrap_or("?");
+    let _ = writeln!(
+        out,
+        "    drift at the refresh of {when}: {} added out of band, {} removed out of band",
+        d.out_of_band_added.len(),
+        d.out_of_band_removed.len()
+    );
+    for (list, sign, what) in [
+        (&d.out_of_band_added, '>', "added out of band"),
+        (&d.out_of_band_removed, '<', "removed out of band"),
+    ] {
+        for id in list.iter().take(LIST_CUT) {
+            let _ = writeln!(out, "      {sign} {id}");
+        }
+        more(out, list.len(), what);
     }
 }
 
@@ -106,7 +144,7 @@ fn more(out: &mut String, total: usize, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{PlanSummary, RetryEntry};
+    use crate::plan::{Drift, PlanSummary, RetryEntry};
 
     pub(crate) fn sample(adds: usize) -> Plan {
         let add: Vec<String> = (0..adds).map(|i| format!("u{i:03}")).collect();
@@ -139,6 +177,9 @@ mod tests {
                     remove: vec![],
                     unmanaged: vec![],
                     warnings: vec!["heads up".into()],
+                    drift: Default::default(),
+                    refreshed_at: None,
+                    held_back: 0,
                 },
                 AccountPlan {
                     name: Some("news".into()),
@@ -151,6 +192,9 @@ mod tests {
                     unmanaged: vec![],
                     retry: vec![],
                     warnings: vec![],
+                    drift: Default::default(),
+                    refreshed_at: None,
+                    held_back: 0,
                 },
             ],
         }
@@ -158,7 +202,7 @@ mod tests {
 
     #[test]
     fn lists_are_cut_after_twenty_with_the_count_of_the_rest() {
-        let text = plan_text(&sample(25));
+        let text = plan_text(&sample(25), false);
         assert!(
             text.contains("~ weekly (@TOA#_weekly): 25 to add (1 retry)"),
             "{text}"
@@ -182,5 +226,27 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn removals_come_first_in_red_and_drift_is_listed() {
+        let mut plan = sample(1);
+        plan.accounts[0].remove = vec!["gone-1".into()];
+        plan.accounts[0].drift = Drift {
+            out_of_band_added: vec!["walk-in".into()],
+            out_of_band_removed: vec!["left".into()],
+        };
+        plan.accounts[0].refreshed_at = Some("2026-11-30T10:00:00Z".into());
+        let text = plan_text(&plan, true);
+        let remove = text.find("\u{1b}[31m- gone-1\u{1b}[0m").unwrap();
+        let add = text.find("\u{1b}[32m+ u000").unwrap();
+        assert!(remove < add, "{text}");
+        assert!(text.contains("1 to remove, 1 to add"), "{text}");
+        assert!(
+            text.contains("drift at the refresh of 2026-11-30T10:00:00Z: 1 added out of band, 1 removed out of band"),
+            "{text}"
+        );
+        assert!(text.contains("      > walk-in\n      < left"), "{text}");
+        assert!(!plan_text(&plan, false).contains('\u{1b}'));
     }
 }

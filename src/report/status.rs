@@ -28,6 +28,10 @@ pub struct StatusAccount {
     pub limit_reached_at: Option<String>,
     pub missing_since: Option<String>,
     pub invalid_since: Option<String>,
+    /// When the live list was last read, and the drift that refresh found.
+    pub refreshed_at: Option<String>,
+    pub drift_added: u64,
+    pub drift_removed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +71,9 @@ impl StatusReport {
                     limit_reached_at: a.facts.limit_reached_at.map(rfc3339_millis),
                     missing_since: a.facts.missing_since.map(rfc3339_millis),
                     invalid_since: a.facts.invalid_since.map(rfc3339_millis),
+                    refreshed_at: a.refreshed_at.map(rfc3339_millis),
+                    drift_added: a.drift_added,
+                    drift_removed: a.drift_removed,
                 })
                 .collect(),
             runs: runs
@@ -128,6 +135,12 @@ pub fn status_text(s: &StatusReport) -> String {
         }
         if let (Some(num), Some(max)) = (a.subscriber_num, a.max_subscribers) {
             state.push(format!("{num}/{max} subscribers at last check"));
+        }
+        if let Some(at) = &a.refreshed_at {
+            state.push(format!(
+                "refreshed {at}: {} added, {} removed out of band",
+                a.drift_added, a.drift_removed
+            ));
         }
         let state = if state.is_empty() {
             "-".to_owned()

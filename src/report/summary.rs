@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{LIST_CUT, code_text, short};
-use crate::apply::{AccountStatus, RunResult, Summary};
+use crate::apply::{AccountStatus, FailedSubscriber, RunResult, Summary};
 use crate::tencent::codes;
 
 pub fn summary_text(s: &Summary) -> String {
@@ -36,9 +36,15 @@ pub fn summary_text(s: &Summary) -> String {
             AccountStatus::Stopped => "stopped",
         };
         let mut parts = Vec::new();
-        if a.planned_add == 0 {
-            parts.push("nothing to add".to_owned());
-        } else {
+        if a.planned_remove > 0 {
+            parts.push(format!("{} removed", a.removed));
+            if !a.remove_failed.is_empty() {
+                parts.push(format!("{} not removed", a.remove_failed.len()));
+            }
+        }
+        if a.planned_add == 0 && a.planned_remove == 0 {
+            parts.push("nothing to change".to_owned());
+        } else if a.planned_add > 0 {
             parts.push(format!("{} added", a.added));
             if a.already_subscribed > 0 {
                 parts.push(format!(
@@ -59,12 +65,16 @@ pub fn summary_text(s: &Summary) -> String {
                     a.not_added_limit
                 ));
             }
-            let unaccounted = a.planned_add.saturating_sub(
-                a.added + a.already_subscribed + a.failed.len() as u64 + a.not_added_limit,
-            );
-            if unaccounted > 0 {
-                parts.push(format!("{unaccounted} not sent"));
-            }
+        }
+        let done = a.added
+            + a.already_subscribed
+            + a.failed.len() as u64
+            + a.not_added_limit
+            + a.removed
+            + a.remove_failed.len() as u64;
+        let unaccounted = (a.planned_add + a.planned_remove).saturating_sub(done);
+        if unaccounted > 0 {
+            parts.push(format!("{unaccounted} not sent"));
         }
         let name = a
             .name
@@ -77,30 +87,12 @@ pub fn summary_text(s: &Summary) -> String {
             a.official_account,
             parts.join(", ")
         );
-        for f in a.failed.iter().take(LIST_CUT) {
-            let meaning = codes::describe(f.code)
-                .map(|i| format!(" ({})", i.meaning))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "{:<14}   ! {}: {}{meaning}",
-                "",
-                f.subscriber,
-                code_text(f.code)
-            );
-        }
-        if a.failed.len() > LIST_CUT {
-            let _ = writeln!(
-                out,
-                "{:<14}   ... and {} more failed",
-                "",
-                a.failed.len() - LIST_CUT
-            );
-        }
+        failures(&mut out, &a.failed, "failed");
+        failures(&mut out, &a.remove_failed, "not removed");
         if a.remove_skipped > 0 {
             let _ = writeln!(
                 out,
-                "{:<14}   {} removals planned by prune were not made: this version does not prune yet",
+                "{:<14}   {} removals held back by a prune guard (see `subsync plan`)",
                 "", a.remove_skipped
             );
         }
@@ -108,19 +100,60 @@ pub fn summary_text(s: &Summary) -> String {
     let t = &s.totals;
     let _ = writeln!(
         out,
-        "\nTotals: {} added, {} already subscribed (drift), {} failed, {} not added because of account limits.",
-        t.added, t.already_subscribed, t.failed, t.not_added_limit
+        "\nTotals: {} added, {} already subscribed (drift), {} failed, {} not added because of account limits, {} removed.",
+        t.added, t.already_subscribed, t.failed, t.not_added_limit, t.removed
     );
+    if let Some(r) = &s.refresh {
+        let _ = writeln!(
+            out,
+            "Refresh: {} accounts read ({} subscribers), {} added out of band, {} removed out of band{}.",
+            r.accounts,
+            r.seen,
+            r.out_of_band_added,
+            r.out_of_band_removed,
+            if r.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} could not be read", r.failed.len())
+            }
+        );
+        for f in &r.failed {
+            let _ = writeln!(out, "  ! {}: {}", f.official_account, f.error);
+        }
+    }
     if let Some(e) = &s.error {
         let _ = writeln!(out, "Stopped: {e}");
     }
     out
 }
 
+fn failures(out: &mut String, failed: &[FailedSubscriber], what: &str) {
+    for f in failed.iter().take(LIST_CUT) {
+        let meaning = codes::describe(f.code)
+            .map(|i| format!(" ({})", i.meaning))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<14}   ! {}: {}{meaning}",
+            "",
+            f.subscriber,
+            code_text(f.code)
+        );
+    }
+    if failed.len() > LIST_CUT {
+        let _ = writeln!(
+            out,
+            "{:<14}   ... and {} more {what}",
+            "",
+            failed.len() - LIST_CUT
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{AccountSummary, FailedSubscriber, Totals};
+    use crate::apply::{AccountSummary, Totals};
 
     #[test]
     fn the_summary_names_drift_limits_and_failures() {
@@ -134,6 +167,7 @@ mod tests {
             rate_limited: 0,
             revision: Some("0123456789abcdef".into()),
             trigger: crate::apply::Trigger::Apply,
+            refresh: None,
             error: None,
             accounts: vec![AccountSummary {
                 official_account: "@TOA#_vip".into(),
@@ -148,6 +182,9 @@ mod tests {
                 }],
                 not_added_limit: 5,
                 max_subscribers: Some(6),
+                planned_remove: 0,
+                removed: 0,
+                remove_failed: vec![],
                 remove_skipped: 0,
             }],
             totals: Totals {
@@ -155,12 +192,14 @@ mod tests {
                 already_subscribed: 1,
                 failed: 1,
                 not_added_limit: 5,
+                removed: 0,
+                remove_failed: 0,
             },
         };
         let text = summary_text(&s);
         assert!(text.starts_with("Apply finished with subscribers left out after 1.2s: 9 requests, 1 retries, 0 rate-limit answers (revision 0123456789ab)."), "{text}");
         assert!(text.contains("limit reached  vip (@TOA#_vip): 5 added, 1 already subscribed (drift), 1 failed, 5 not added (account full at MaxSubscriberNum 6)"), "{text}");
         assert!(text.contains("! x: error 130010 (the subscriber already follows the maximum number of official accounts)"), "{text}");
-        assert!(text.contains("Totals: 5 added, 1 already subscribed (drift), 1 failed, 5 not added because of account limits."), "{text}");
+        assert!(text.contains("Totals: 5 added, 1 already subscribed (drift), 1 failed, 5 not added because of account limits, 0 removed."), "{text}");
     }
 }

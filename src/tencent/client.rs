@@ -234,34 +234,19 @@ impl Client {
         Ok(answer.subscriber_list)
     }
 
-    /// Every subscriber of `account`, paging get_subscriber_info to the end.
-    pub async fn list_subscribers(
+    /// One page of `account`'s subscribers after the cursor `next` (`""` for the first).
+    /// Paging, pacing and retries belong to the caller.
+    pub async fn subscriber_page(
         &self,
         account: &str,
-    ) -> Result<Vec<api::SubscriberInfo>, ApiError> {
-        let mut all = Vec::new();
-        let mut next = String::new();
-        loop {
-            let body = api::GetSubscriberInfoRequest {
-                official_account: account.to_owned(),
-                limit: api::MAX_PAGE,
-                next: next.clone(),
-            };
-            let page: api::GetSubscriberInfoResponse =
-                self.call(Command::GetSubscriberInfo, &body).await?;
-            all.extend(page.subscriber_list);
-            if page.next.is_empty() {
-                return Ok(all);
-            }
-            if page.next == next {
-                return Err(ApiError::Decode {
-                    command: Command::GetSubscriberInfo,
-                    message: "the server returned the same Next twice; paging would never end"
-                        .into(),
-                });
-            }
-            next = page.next;
-        }
+        next: &str,
+    ) -> Result<api::GetSubscriberInfoResponse, ApiError> {
+        let body = api::GetSubscriberInfoRequest {
+            official_account: account.to_owned(),
+            limit: api::MAX_PAGE,
+            next: next.to_owned(),
+        };
+        self.call(Command::GetSubscriberInfo, &body).await
     }
 
     /// get_official_account_info for any number of ids, in calls of at most 50.

@@ -44,6 +44,8 @@ pub struct Settings {
     pub debounce: Duration,
     /// Zero: no periodic resync.
     pub resync: Duration,
+    /// How often each account's live list is read; zero: never.
+    pub refresh_every: Duration,
     pub state_dir: PathBuf,
     pub sandbox: bool,
     pub sandbox_config: Option<PathBuf>,
@@ -126,6 +128,8 @@ struct Daemon {
     current: Option<ManifestSet>,
     /// The digest of the set last reconciled without a fatal stop.
     reconciled: Option<String>,
+    /// When each account's live list was last read, as the ledger says.
+    refreshed: std::collections::HashMap<String, Option<i64>>,
     pause: Duration,
 }
 
@@ -174,6 +178,7 @@ impl Daemon {
             key,
             current: None,
             reconciled: None,
+            refreshed: Default::default(),
             pause: FIRST_RETRY,
         })
     }
@@ -184,6 +189,8 @@ impl Daemon {
         };
         let resync = (!self.settings.resync.is_zero()).then_some(self.settings.resync);
         let mut next_resync = resync.map(|r| Instant::now() + r);
+        self.read_ledger_counts().await;
+        let mut next_refresh: Option<Instant> = None;
         // Start: read and reconcile at once.
         let mut changed_at = Some(Instant::now());
         let mut trigger = Trigger::Start;
@@ -192,7 +199,7 @@ impl Daemon {
         let mut recheck = tokio::time::interval(RECHECK);
         let mut beat = tokio::time::interval(BEAT);
         loop {
-            let wake = [changed_at, retry_at, next_resync]
+            let wake = [changed_at, retry_at, next_resync, next_refresh]
                 .into_iter()
                 .flatten()
                 .min();
@@ -235,8 +242,61 @@ impl Daemon {
                         self.pause = FIRST_RETRY;
                     }
                     next_resync = resync.map(|r| Instant::now() + r);
+                    next_refresh = self.next_refresh();
                 }
             }
+        }
+    }
+
+    /// Whether a live list of `set` is due to be read.
+    fn refresh_due(&self, set: &ManifestSet) -> bool {
+        let every = self.settings.refresh_every;
+        if every.is_zero() {
+            return false;
+        }
+        let horizon = crate::clock::unix_millis() - every.as_millis() as i64;
+        set.sets.iter().any(|s| {
+            self.refreshed
+                .get(&s.official_account)
+                .copied()
+                .flatten()
+                .is_none_or(|at| at <= horizon)
+        })
+    }
+
+    /// When the oldest refresh of the set in force falls due.
+    fn next_refresh(&self) -> Option<Instant> {
+        let every = self.settings.refresh_every;
+        if every.is_zero() {
+            return None;
+        }
+        let set = self.current.as_ref()?;
+        let oldest = set
+            .sets
+            .iter()
+            .map(|s| {
+                self.refreshed
+                    .get(&s.official_account)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .min()?;
+        let due_in = (oldest + every.as_millis() as i64 - crate::clock::unix_millis()).max(0);
+        Some(Instant::now() + Duration::from_millis(due_in as u64))
+    }
+
+    /// Reads the ledger's per-account counts: for the metrics, and to know what is due.
+    async fn read_ledger_counts(&mut self) {
+        match self.reconciler.writer().accounts().await {
+            Ok(accounts) => {
+                self.metrics.ledger(&accounts);
+                self.refreshed = accounts
+                    .into_iter()
+                    .map(|a| (a.official_account, a.refreshed_at))
+                    .collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the ledger's counts"),
         }
     }
 
@@ -377,15 +437,18 @@ impl Daemon {
             saved: None,
             revision: revision.clone(),
             trigger,
+            refresh: self.refresh_due(set),
         };
         // Beat while the run goes on: a long reconcile is not a stuck loop.
-        let run = self.reconciler.reconcile(job, stop);
-        tokio::pin!(run);
-        let mut beat = tokio::time::interval(BEAT);
-        let result = loop {
-            tokio::select! {
-                result = &mut run => break result,
-                _ = beat.tick() => self.health.beat(),
+        let result = {
+            let run = self.reconciler.reconcile(job, stop);
+            tokio::pin!(run);
+            let mut beat = tokio::time::interval(BEAT);
+            loop {
+                tokio::select! {
+                    result = &mut run => break result,
+                    _ = beat.tick() => self.health.beat(),
+                }
             }
         };
         let took = started.elapsed();
@@ -417,10 +480,7 @@ impl Daemon {
                 true
             }
         };
-        match self.reconciler.writer().accounts().await {
-            Ok(accounts) => self.metrics.ledger(&accounts),
-            Err(e) => tracing::warn!(error = %e, "cannot read the ledger's counts"),
-        }
+        self.read_ledger_counts().await;
         fatal
     }
 
@@ -446,7 +506,13 @@ fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took
         plan_add = r.plan.add,
         plan_retry = r.plan.retry,
         plan_unmanaged = r.plan.unmanaged,
+        plan_remove = r.plan.remove,
+        held_back = r.plan.held_back,
         deferred = r.deferred,
+        removed = t.removed,
+        refreshed = r.summary.refresh.as_ref().map_or(0, |f| f.accounts),
+        drift_added = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_added),
+        drift_removed = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_removed),
         added = t.added,
         already_subscribed = t.already_subscribed,
         failed = t.failed,

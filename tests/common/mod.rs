@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use subsync::emulator::{
-    Credentials, Emulator, EmulatorOptions, Faults, FollowLimitMode, Latency, RemoteState, Rules,
+    Credentials, CursorFault, Emulator, EmulatorOptions, Faults, FollowLimitMode, Latency,
+    RemoteState, Rules,
 };
 use subsync::tencent::usersig::SecretKey;
 
@@ -31,6 +32,7 @@ pub struct Remote {
     pub latency_ms: u64,
     pub fault_rate: f64,
     pub clock_skew_secs: i64,
+    pub cursor_fault: Option<CursorFault>,
 }
 
 impl Default for Remote {
@@ -43,6 +45,7 @@ impl Default for Remote {
             latency_ms: 0,
             fault_rate: 0.0,
             clock_skew_secs: 0,
+            cursor_fault: None,
         }
     }
 }
@@ -64,6 +67,13 @@ impl Remote {
         Remote {
             follow_limit,
             follow_limit_mode,
+            ..self
+        }
+    }
+
+    pub fn cursor_fault(self, fault: CursorFault) -> Self {
+        Remote {
+            cursor_fault: Some(fault),
             ..self
         }
     }
@@ -92,6 +102,7 @@ impl Remote {
             rules: Rules {
                 follow_limit: self.follow_limit,
                 follow_limit_mode: self.follow_limit_mode,
+                cursor_fault: self.cursor_fault,
             },
             latency: Latency {
                 min: self.latency_ms,
@@ -183,6 +194,19 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A client of the emulator with the tests' credentials: changes made through it are "out of
+/// band" for subsync.
+pub fn client(emulator: &Emulator) -> subsync::tencent::Client {
+    let endpoint = subsync::tencent::endpoint::Endpoint::parse(&emulator.url()).unwrap();
+    let config = subsync::tencent::ClientConfig::new(
+        endpoint,
+        SDKAPPID,
+        "administrator".into(),
+        SecretKey::new(KEY).unwrap(),
+    );
+    subsync::tencent::Client::new(config).unwrap()
 }
 
 /// The subscribers the emulator holds for `account`.

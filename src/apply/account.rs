@@ -1,0 +1,115 @@
+//! One account's share of a run: its queued batches (removals before adds, since removing frees
+//! capacity in a full account), how far sending may go, and the tally of committed outcomes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::work::{End, Known, Tally, Work};
+use crate::ledger::Op;
+use crate::tencent::api::MAX_BATCH;
+
+#[derive(Debug)]
+pub struct Batch {
+    pub account: usize,
+    pub op: Op,
+    pub members: Vec<String>,
+    pub attempt: u32,
+}
+
+/// How far sending may go for an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// After a 130006: one add batch at a time, split down to fill exactly what is left.
+    Filling,
+    /// Full: no more adds; removals still go.
+    Full,
+    /// Missing or invalid: nothing more is sent.
+    Stopped(End),
+}
+
+pub struct AccountRun {
+    pub id: Arc<str>,
+    removes: VecDeque<Batch>,
+    adds: VecDeque<Batch>,
+    pub in_flight: usize,
+    pub mode: Mode,
+    pub tally: Tally,
+}
+
+fn batches(index: usize, op: Op, members: Vec<String>) -> VecDeque<Batch> {
+    let mut members = members.into_iter().peekable();
+    let mut queue = VecDeque::new();
+    while members.peek().is_some() {
+        queue.push_back(Batch {
+            account: index,
+            op,
+            members: members.by_ref().take(MAX_BATCH).collect(),
+            attempt: 0,
+        });
+    }
+    queue
+}
+
+impl AccountRun {
+    /// The account's work, batched. An account the probe found full sends no adds unless it
+    /// also has removals, which may make room.
+    pub fn new(index: usize, work: Work) -> AccountRun {
+        let tally = Tally {
+            planned: work.add.len() as u64,
+            planned_remove: work.remove.len() as u64,
+            ..Tally::default()
+        };
+        let full = work.known == Known::Full && work.remove.is_empty();
+        AccountRun {
+            id: Arc::from(work.official_account),
+            removes: batches(index, Op::Remove, work.remove),
+            adds: batches(index, Op::Add, work.add),
+            in_flight: 0,
+            mode: if full { Mode::Full } else { Mode::Normal },
+            tally,
+        }
+    }
+
+    /// The next batch that may be sent now, if any.
+    pub fn next(&mut self) -> Option<Batch> {
+        match self.mode {
+            Mode::Stopped(_) => None,
+            _ if !self.removes.is_empty() => self.removes.pop_front(),
+            Mode::Normal => self.adds.pop_front(),
+            Mode::Filling if self.in_flight == 0 => self.adds.pop_front(),
+            Mode::Filling | Mode::Full => None,
+        }
+    }
+
+    /// Puts `batch` back at the front of its queue (a retry, or one half of a split).
+    pub fn push_front(&mut self, batch: Batch) {
+        match batch.op {
+            Op::Remove => self.removes.push_front(batch),
+            Op::Add => self.adds.push_front(batch),
+        }
+    }
+
+    /// Empties the add queue (the account is full); returns the members left out.
+    pub fn drain_adds(&mut self) -> u64 {
+        self.adds.drain(..).map(|b| b.members.len() as u64).sum()
+    }
+
+    /// Empties both queues (the account is gone), by operation.
+    pub fn drain_all(&mut self) -> (Vec<String>, Vec<String>) {
+        let flat = |q: &mut VecDeque<Batch>| q.drain(..).flat_map(|b| b.members).collect();
+        (flat(&mut self.adds), flat(&mut self.removes))
+    }
+
+    /// How the account's work ended.
+    pub fn end(&self) -> End {
+        match self.mode {
+            Mode::Stopped(end) => end,
+            Mode::Full => End::Full,
+            _ if self.tally.accounted() < self.tally.planned + self.tally.planned_remove => {
+                End::Unfinished
+            }
+            _ => End::Done,
+        }
+    }
+}
