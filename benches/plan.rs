@@ -1,8 +1,10 @@
 //! Plan benchmark: N desired subscribers over 10 accounts, half inline in YAML and half in
 //! `.txt.gz` subscriber files, against a ledger that already confirms 90% of them.
-//! Target (issue 3): 1,000,000 desired in at most 2 s and 400 MB, growing about linearly.
+//! Targets: 1,000,000 desired in at most 2 s and 400 MB, growing about linearly (issue 3); with
+//! the ledger on PostgreSQL, within 3x of the SQLite time (issue 10).
 //!
-//! Run with `cargo bench --bench plan`; prints a Markdown table for the README.
+//! Run with `cargo bench --bench plan`; the PostgreSQL rows need `SUBSYNC_TEST_POSTGRES_URL`
+//! (`.ci/postgres start` prints one). Prints a Markdown table for the README.
 
 #[path = "common.rs"]
 mod common;
@@ -10,7 +12,8 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 
-use subsync::ledger::{Ledger, Record};
+use subsync::ledger::{Ledger, Location, Record};
+use subsync::testing::TestDatabase;
 
 const ACCOUNTS: usize = 10;
 
@@ -18,11 +21,11 @@ fn user(account: usize, i: usize) -> String {
     format!("user-{account:02}-{i:07}")
 }
 
-fn prepare(dir: &Path, total: usize) {
+fn prepare(dir: &Path, total: usize, ledger: &Location) {
     let per_account = total / ACCOUNTS;
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(manifests.join("lists")).unwrap();
-    let mut ledger = Ledger::open(&dir.join("state"), "bench").unwrap();
+    let mut ledger = Ledger::open(ledger, "bench").unwrap();
     for a in 0..ACCOUNTS {
         let account = format!("@TOA#_bench{a:02}");
         let ids: Vec<String> = (0..per_account).map(|i| user(a, i)).collect();
@@ -71,12 +74,36 @@ fn main() {
     } else {
         &[100_000, 250_000, 500_000, 1_000_000]
     };
-    println!("| desired | confirmed in ledger | to add | wall time | peak RSS |");
-    println!("|--:|--:|--:|--:|--:|");
+    let server = std::env::var(subsync::testing::POSTGRES_URL_VAR).ok();
+    println!("| ledger | desired | confirmed in ledger | to add | wall time | peak RSS |");
+    println!("|--|--:|--:|--:|--:|--:|");
     for &total in sizes {
+        for postgres in [false, true] {
+            let db = match (postgres, &server) {
+                (true, Some(server)) => Some(TestDatabase::create(server)),
+                (true, None) => continue,
+                (false, _) => None,
+            };
+            run_plan(total, db.as_ref());
+        }
+    }
+}
+
+fn run_plan(total: usize, db: Option<&TestDatabase>) {
+    {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), total);
-        let state = dir.path().join("state").display().to_string();
+        let (location, state, name) = match db {
+            Some(db) => (db.location(), db.url().to_owned(), "PostgreSQL"),
+            None => {
+                let state = dir.path().join("state");
+                (
+                    Location::Dir(state.clone()),
+                    state.display().to_string(),
+                    "SQLite",
+                )
+            }
+        };
+        prepare(dir.path(), total, &location);
         let (out, elapsed, rss) = common::run_measured(
             &[
                 "plan",
@@ -98,7 +125,7 @@ fn main() {
             serde_json::from_slice(&std::fs::read(dir.path().join("plan.json")).unwrap()).unwrap();
         assert_eq!(plan["summary"]["add"].as_u64(), Some((total / 10) as u64));
         println!(
-            "| {total} | {} | {} | {:.2} s | {rss:.0} MiB |",
+            "| {name} | {total} | {} | {} | {:.2} s | {rss:.0} MiB |",
             total * 9 / 10,
             total / 10,
             elapsed.as_secs_f64()

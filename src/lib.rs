@@ -17,5 +17,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod task;
 pub mod tencent;
+#[doc(hidden)]
+pub mod testing;
 pub mod watch;
 pub mod yaml;

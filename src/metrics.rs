@@ -64,6 +64,7 @@ pub struct Metrics {
     limit_reached: Family<AccountLabel, Gauge>,
     requests: Family<CallLabels, Counter>,
     manifests_valid: Gauge,
+    leader: Gauge,
     last_success: Gauge<f64, AtomicU64>,
     /// The refresh time last counted per account, so each refresh's drift counts once.
     counted_refresh: std::sync::Mutex<std::collections::HashMap<String, i64>>,
@@ -90,6 +91,7 @@ impl Metrics {
             limit_reached: Family::default(),
             requests: Family::default(),
             manifests_valid: Gauge::default(),
+            leader: Gauge::default(),
             last_success: Gauge::default(),
             counted_refresh: Default::default(),
         };
@@ -153,6 +155,11 @@ impl Metrics {
             m.manifests_valid.clone(),
         );
         registry.register(
+            "subsync_leader",
+            "1 while this replica holds the ledger's writer lock and reconciles; 0 while it stands by",
+            m.leader.clone(),
+        );
+        registry.register(
             "subsync_last_success_timestamp_seconds",
             "When a reconcile last finished without a fatal error (Unix time)",
             m.last_success.clone(),
@@ -182,6 +189,10 @@ impl Metrics {
 
     pub fn manifests_valid(&self, valid: bool) {
         self.manifests_valid.set(i64::from(valid));
+    }
+
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The desired counts of the set now in force; accounts no longer declared disappear.
@@ -272,12 +283,14 @@ mod tests {
             },
         );
         m.manifests_valid(true);
+        m.leader(true);
         let text = m.encode();
         for line in [
             "subsync_reconcile_total{result=\"converged\"} 1",
             "subsync_api_requests_total{command=\"add_subscriber\",code=\"130006\"} 1",
             "subsync_drift_total{account=\"@TOA#_a\",direction=\"added\"} 2",
             "subsync_manifests_valid 1",
+            "subsync_leader 1",
             "subsync_build_info{version=\"",
             "subsync_reconcile_duration_seconds_count 1",
         ] {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::ledger::{Location, UrlError};
 use crate::manifest::Limits;
 use crate::tencent::ClientConfig;
 use crate::tencent::api;
@@ -48,29 +49,64 @@ pub struct ApiArgs {
 /// Where the ledger lives.
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
-    /// Directory of the state ledger (ledger.db).
+    /// The state ledger: a directory (SQLite, ledger.db in it) or a postgres:// URL.
     #[arg(
         long = "state",
         env = "SUBSYNC_STATE",
         default_value = ".subsync",
-        value_name = "DIR"
+        value_name = "DIR|URL"
     )]
-    pub dir: PathBuf,
+    pub at: PathBuf,
+    /// File holding the PostgreSQL password, when the --state URL carries none (PGPASSWORD also works).
+    #[arg(long, env = "SUBSYNC_STATE_PASSWORD_FILE", value_name = "FILE")]
+    pub state_password_file: Option<PathBuf>,
     /// Work with the sandbox: its own ledger in DIR/sandbox and, for apply, an in-process emulator.
     #[arg(long)]
     pub sandbox: bool,
 }
 
 impl StateArgs {
-    /// The state directory in effect: the sandbox keeps its own ledger so that demo runs never
-    /// mix with the real service's records.
-    pub fn resolve(&self) -> PathBuf {
-        if self.sandbox {
-            self.dir.join("sandbox")
-        } else {
-            self.dir.clone()
+    /// The ledger in effect. The sandbox keeps its own ledger in `DIR/sandbox`, so that demo
+    /// runs never mix with the real service's records.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Location, SettingsError> {
+        let is_url = self.at.to_str().is_some_and(Location::is_url);
+        match (is_url, self.sandbox) {
+            (true, true) => Err(SettingsError::SandboxUrl),
+            (false, true) => Ok(Location::Dir(self.at.join("sandbox"))),
+            _ => resolve_location(&self.at, self.state_password_file.as_deref(), env),
         }
     }
+}
+
+/// A directory, or a `postgres://` URL whose password, when it carries none, comes from
+/// `password_file`, else from `PGPASSWORD`.
+pub fn resolve_location(
+    at: &Path,
+    password_file: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Location, SettingsError> {
+    match at.to_str().filter(|t| Location::is_url(t)) {
+        Some(url) => {
+            let password = match password_file {
+                Some(path) => Some(read_password_file(path)?),
+                None => env("PGPASSWORD").filter(|p| !p.is_empty()),
+            };
+            Ok(Location::postgres(url, password)?)
+        }
+        None => Ok(Location::Dir(at.to_owned())),
+    }
+}
+
+fn read_password_file(path: &Path) -> Result<String, SettingsError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| SettingsError::PasswordFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let password = raw.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(SettingsError::EmptyPasswordFile(path.to_owned()));
+    }
+    Ok(password.to_owned())
 }
 
 /// Bounds on what reading manifests and subscriber files may cost (see `manifest::Limits`).
@@ -244,6 +280,21 @@ pub enum SettingsError {
     NoEndpoint,
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    StateUrl(#[from] UrlError),
+    #[error(
+        "cannot read the state password file {path}: {source}; check --state-password-file or SUBSYNC_STATE_PASSWORD_FILE"
+    )]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state password file {0} is empty; put the database password in it")]
+    EmptyPasswordFile(PathBuf),
+    #[error(
+        "--sandbox keeps its ledger in a directory; give --state a directory, not a postgres:// URL"
+    )]
+    SandboxUrl,
 }
 
 /// Validated credentials.
@@ -427,12 +478,45 @@ mod tests {
         assert!(parse_duration("m").is_err());
     }
 
+    fn state(at: &str, sandbox: bool) -> StateArgs {
+        StateArgs {
+            at: at.into(),
+            state_password_file: None,
+            sandbox,
+        }
+    }
+
     #[test]
     fn sandbox_keeps_its_own_state_directory() {
-        let s = StateArgs {
-            dir: "st".into(),
-            sandbox: true,
+        let location = state("st", true).resolve(no_env).unwrap();
+        assert_eq!(
+            location.sqlite_file(),
+            Some(PathBuf::from("st/sandbox/ledger.db"))
+        );
+        let err = state("postgres://u@h/db", true)
+            .resolve(no_env)
+            .unwrap_err();
+        assert!(err.to_string().contains("--sandbox"), "{err}");
+    }
+
+    #[test]
+    fn the_state_password_comes_from_the_file_before_pgpassword() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let env = |n: &str| (n == "PGPASSWORD").then(|| "from-env".to_owned());
+        let password = |args: &StateArgs| match args.resolve(env).unwrap() {
+            Location::Postgres(t) => t.password().map(str::to_owned),
+            Location::Dir(_) => None,
         };
-        assert_eq!(s.resolve(), PathBuf::from("st/sandbox"));
+        let mut args = state("postgres://u@h/db", false);
+        assert_eq!(password(&args).as_deref(), Some("from-env"));
+        args.state_password_file = Some(file.clone());
+        assert_eq!(password(&args).as_deref(), Some("from-file"));
+        args.at = "postgres://u:in-url@h/db".into();
+        assert_eq!(password(&args).as_deref(), Some("in-url"));
+        std::fs::write(&file, "\n").unwrap();
+        let err = args.resolve(env).unwrap_err().to_string();
+        assert!(err.contains("is empty") && err.contains("pw"), "{err}");
     }
 }

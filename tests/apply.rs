@@ -31,7 +31,7 @@ fn apply(ws: &Workspace, emulator: &Emulator) -> std::process::Output {
 }
 
 fn confirmed(ws: &Workspace, account: &str) -> Vec<String> {
-    let snapshot = subsync::ledger::Reader::open(&ws.state())
+    let snapshot = subsync::ledger::Reader::open(ws.state())
         .unwrap()
         .snapshot()
         .unwrap();
@@ -125,7 +125,7 @@ async fn the_summary_matches_its_schema_and_is_kept_in_the_audit_log() {
         .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
-    let runs = subsync::ledger::Reader::open(&ws.state())
+    let runs = subsync::ledger::Reader::open(ws.state())
         .unwrap()
         .runs(5)
         .unwrap();
@@ -225,7 +225,7 @@ async fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
             "{mode:?}"
         );
         assert_eq!(remote_subscribers(&emulator, "@TOA#_a").len(), 248);
-        let snapshot = subsync::ledger::Reader::open(&ws.state())
+        let snapshot = subsync::ledger::Reader::open(ws.state())
             .unwrap()
             .snapshot()
             .unwrap();
@@ -305,7 +305,7 @@ async fn wrong_credentials_stop_at_the_first_answer_and_change_nothing_but_the_a
         "the first fatal answer must stop the run"
     );
     assert_eq!(summary(&out)["result"], "failed");
-    let reader = subsync::ledger::Reader::open(&ws.state()).unwrap();
+    let mut reader = subsync::ledger::Reader::open(ws.state()).unwrap();
     assert!(
         reader
             .snapshot()
@@ -340,7 +340,7 @@ async fn a_second_writer_is_refused_naming_the_holder() {
         .await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
-    let _held = subsync::ledger::Ledger::open(&ws.state(), "apply").unwrap();
+    let _held = subsync::ledger::Ledger::open(ws.state(), "apply").unwrap();
     let out = apply(&ws, &emulator);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -449,7 +449,7 @@ async fn a_run_killed_midway_converges_on_the_next_run() {
     assert_eq!(remote_subscribers(&emulator, "@TOA#_b"), ids("b", 3000));
     assert_eq!(confirmed(&ws, "@TOA#_a"), ids("a", 3000));
     assert_eq!(confirmed(&ws, "@TOA#_b"), ids("b", 3000));
-    let runs = subsync::ledger::Reader::open(&ws.state())
+    let runs = subsync::ledger::Reader::open(ws.state())
         .unwrap()
         .runs(2)
         .unwrap();
@@ -510,7 +510,7 @@ async fn sigterm_stops_cleanly_with_a_partial_summary_and_exit_130() {
     let recorded = confirmed(&ws, "@TOA#_a").len() + confirmed(&ws, "@TOA#_b").len();
     assert_eq!(added, recorded);
     assert!(recorded < 6000);
-    let runs = subsync::ledger::Reader::open(&ws.state())
+    let runs = subsync::ledger::Reader::open(ws.state())
         .unwrap()
         .runs(1)
         .unwrap();

@@ -150,7 +150,7 @@ fn a_foreign_sqlite_file_is_not_taken_for_a_ledger() {
 fn plan_reads_while_a_writer_holds_the_lock() {
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 2));
-    let mut writer = subsync::ledger::Ledger::open(&ws.state(), "apply").unwrap();
+    let mut writer = subsync::ledger::Ledger::open(ws.state(), "apply").unwrap();
     writer
         .record(
             1,

@@ -438,7 +438,10 @@ impl Exec<'_> {
 
     fn on_committed(&mut self, committed: Committed) {
         if let Err(e) = committed.result {
-            tracing::error!(error = %e, "stopping: outcomes can no longer be recorded");
+            // Every batch in flight fails the same way; say it once.
+            if self.record_error.is_none() {
+                tracing::error!(error = %e, "stopping: outcomes can no longer be recorded");
+            }
             self.record_error.get_or_insert(e);
             self.stop.cancel();
             return;

@@ -47,13 +47,13 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(
         writer: Writer,
-        client: Client,
+        client: Arc<Client>,
         options: Options,
         observer: Arc<dyn Observer>,
     ) -> Reconciler {
         Reconciler {
             writer,
-            client: RwLock::new(Arc::new(client)),
+            client: RwLock::new(client),
             limiters: executor::Limiters {
                 add: Arc::new(RateLimiter::new(options.qps)),
                 delete: Arc::new(RateLimiter::new(options.qps)),
@@ -70,8 +70,8 @@ impl Reconciler {
     }
 
     /// Uses `client` from the next reconcile on (new credentials).
-    pub fn set_client(&self, client: Client) {
-        *self.client.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(client);
+    pub fn set_client(&self, client: Arc<Client>) {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
     }
 
     fn client(&self) -> Arc<Client> {

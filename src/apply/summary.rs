@@ -27,6 +27,8 @@ pub enum Trigger {
     Resync,
     /// `watch` trying again after a run stopped by a fatal answer.
     Retry,
+    /// A standby `watch` replica that just took the ledger's lock over.
+    Takeover,
 }
 
 impl std::fmt::Display for Trigger {
@@ -37,6 +39,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Change => "change",
             Trigger::Resync => "resync",
             Trigger::Retry => "retry",
+            Trigger::Takeover => "takeover",
         })
     }
 }

@@ -9,15 +9,15 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{
-    ApplyArgs, EmulatorArgs, ImportArgs, Outcome, OutputFormat, PlanArgs, PlanFormat, RemoteArgs,
-    StatusArgs, UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
+    ApplyArgs, EmulatorArgs, ImportArgs, LedgerAction, Outcome, OutputFormat, PlanArgs, PlanFormat,
+    RemoteArgs, StatusArgs, UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
 };
 use crate::apply::{self, Job, Nobody, Reconciler, RunResult, Stop, Trigger};
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorOptions, StateFile};
-use crate::ledger::{Reader, Writer};
+use crate::ledger::{Location, Reader, Writer};
 use crate::manifest::{self, Limits, ManifestSet};
 use crate::sandbox::Sandbox;
-use crate::settings::{Output, env_var};
+use crate::settings::{Output, env_var, resolve_location};
 use crate::task::blocking;
 use crate::tencent::{Client, usersig};
 use crate::{plan, report, schema};
@@ -66,7 +66,7 @@ pub fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
 pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let manifests = manifest::load(&args.paths, &args.limits.resolve())?;
     print_warnings(&manifests, output);
-    let snapshot = Reader::open(&args.remote.state.resolve())?.snapshot()?;
+    let snapshot = Reader::open(args.remote.state.resolve(env_var)?)?.snapshot()?;
     print_plan(&args, &manifests, &snapshot, output)
 }
 
@@ -154,21 +154,23 @@ async fn open(
     command: &str,
     options: apply::Options,
 ) -> anyhow::Result<Opened> {
-    let (sandbox, client_config, state_dir) = if remote.state.sandbox {
+    let (sandbox, client_config, location) = if remote.state.sandbox {
         let config = remote
             .sandbox_config
             .clone()
             .or_else(|| crate::sandbox::default_config(paths));
-        let sandbox = Sandbox::start(&remote.state.dir, config, manifests).await?;
+        let sandbox = Sandbox::start(&remote.state.at, config, manifests).await?;
         let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
-        (Some(sandbox), client, dir)
+        (Some(sandbox), client, Location::Dir(dir))
     } else {
-        let api = remote.api.clone();
-        let config = blocking(move || api.client_config(env_var)).await??;
-        (None, config, remote.state.resolve())
+        let (api, state) = (remote.api.clone(), remote.state.clone());
+        let (config, location) =
+            blocking(move || anyhow::Ok((api.client_config(env_var)?, state.resolve(env_var)?)))
+                .await??;
+        (None, config, location)
     };
-    let writer = Writer::open(&state_dir, command).await?;
-    let client = Client::new(client_config)?;
+    let writer = Writer::open(location, command).await?;
+    let client = Arc::new(Client::new(client_config)?);
     let reconciler = Reconciler::new(writer, client, options, Arc::new(Nobody));
     Ok(Opened {
         reconciler,
@@ -189,10 +191,14 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
         anyhow::bail!("no manifests: give PATH arguments or --plan FILE");
     }
     let run = &args.run;
-    // Credentials settings are checked before the manifests are read.
+    // Credentials and state settings are checked before the manifests are read.
     if !run.remote.state.sandbox {
-        let api = run.remote.api.clone();
-        blocking(move || api.client_config(env_var)).await??;
+        let (api, state) = (run.remote.api.clone(), run.remote.state.clone());
+        blocking(move || {
+            api.client_config(env_var)?;
+            anyhow::Ok(state.resolve(env_var)?)
+        })
+        .await??;
     }
     let manifests = load_manifests(paths.clone(), run.limits.resolve(), output).await?;
     let revision = match run.revision.clone() {
@@ -249,7 +255,7 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
         Ok(_) => Some(opened.reconciler.writer().snapshot().await?),
         Err(_) => None,
     };
-    let ledger = opened.reconciler.writer().path().display().to_string();
+    let ledger = opened.reconciler.writer().location().to_owned();
     opened.close().await;
     let (summary, stop) = refreshed?;
     let report = report::ImportReport::new(ledger, &manifests, snapshot.as_ref(), summary);
@@ -275,14 +281,22 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
 pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
     let run = &args.run;
     let remote = &run.remote;
+    let state_args = remote.state.clone();
+    let state = if remote.state.sandbox {
+        None
+    } else {
+        Some(blocking(move || state_args.resolve(env_var)).await??)
+    };
     let settings = crate::watch::Settings {
         paths: args.paths.clone(),
         listen: args.listen,
         debounce: args.debounce,
         resync: args.resync,
         refresh_every: args.refresh_every,
-        state_dir: remote.state.dir.clone(),
-        sandbox: remote.state.sandbox,
+        state,
+        sandbox_root: remote.state.sandbox.then(|| remote.state.at.clone()),
+        standby: args.standby,
+        takeover_every: args.takeover_every,
         sandbox_config: remote.sandbox_config.clone(),
         api: remote.api.clone(),
         limits: run.limits.resolve(),
@@ -302,12 +316,12 @@ pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
-    let dir = args.state.resolve();
-    let reader = Reader::open(&dir)?;
+    let location = args.state.resolve(env_var)?;
+    let mut reader = Reader::open(&location)?;
     let (snapshot, accounts) = reader.summaries()?;
     let runs = reader.runs(args.runs)?;
     let status = report::StatusReport::new(
-        crate::ledger::db_path(&dir).display().to_string(),
+        location.to_string(),
         snapshot.lineage,
         snapshot.serial,
         accounts,
@@ -317,6 +331,33 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         OutputFormat::Text => report::status_text(&status),
         OutputFormat::Json => serde_json::to_string_pretty(&status)? + "\n",
     })?;
+    Ok(Outcome::Success)
+}
+
+/// `ledger copy` and `ledger migrate`.
+pub fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
+    match action {
+        LedgerAction::Copy(args) => {
+            let from = resolve_location(&args.from, args.from_password_file.as_deref(), env_var)?;
+            let to = resolve_location(&args.to, args.to_password_file.as_deref(), env_var)?;
+            if !Reader::open(&from)?.exists() {
+                anyhow::bail!("there is no ledger at {from}; check --from");
+            }
+            let copied = crate::ledger::copy(&from, &to)?;
+            write_stdout(&format!(
+                "copied {from} to {to}: {} accounts, {} confirmed and {} failed subscribers, {} runs (lineage and serial kept)\n",
+                copied.accounts, copied.confirmed, copied.failed, copied.runs
+            ))?;
+        }
+        LedgerAction::Migrate { state } => {
+            let location = state.resolve(env_var)?;
+            drop(crate::ledger::Ledger::open(&location, "ledger migrate")?);
+            write_stdout(&format!(
+                "{location} is at schema version {}\n",
+                crate::ledger::SCHEMA_VERSION
+            ))?;
+        }
+    }
     Ok(Outcome::Success)
 }
 

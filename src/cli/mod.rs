@@ -81,6 +81,11 @@ enum Command {
     Import(ImportArgs),
     /// Show what the ledger holds and the latest runs.
     Status(StatusArgs),
+    /// Move or upgrade the ledger.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
     /// Print a fresh UserSig for the configured credentials, or decode or verify one.
     Usersig(UsersigArgs),
     /// Run a local copy of the official-account API.
@@ -267,8 +272,41 @@ struct WatchArgs {
     /// Read the live subscriber lists this often, to see drift (0: never).
     #[arg(long, env = "SUBSYNC_REFRESH_EVERY", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     refresh_every: Duration,
+    /// When another replica holds the ledger, stand by and take over when it goes, instead of exiting.
+    #[arg(long, env = "SUBSYNC_STANDBY")]
+    standby: bool,
+    /// How often a replica that does not lead tries to take the ledger's lock.
+    #[arg(long, env = "SUBSYNC_TAKEOVER_EVERY", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    takeover_every: Duration,
     #[command(flatten)]
     run: ReconcileArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerAction {
+    /// Copy a whole ledger into an empty one, e.g. from a directory to PostgreSQL.
+    Copy(CopyArgs),
+    /// Upgrade the ledger's schema to this subsync's (apply, import and watch also do).
+    Migrate {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CopyArgs {
+    /// The ledger to copy: a directory or a postgres:// URL.
+    #[arg(long, value_name = "DIR|URL")]
+    from: PathBuf,
+    /// The empty ledger to fill: a directory or a postgres:// URL.
+    #[arg(long, value_name = "DIR|URL")]
+    to: PathBuf,
+    /// File holding the password of --from, when its URL carries none (PGPASSWORD also works).
+    #[arg(long, value_name = "FILE")]
+    from_password_file: Option<PathBuf>,
+    /// File holding the password of --to, when its URL carries none (PGPASSWORD also works).
+    #[arg(long, value_name = "FILE")]
+    to_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -431,6 +469,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
             result
         }
         Command::Status(args) => commands::status(args),
+        Command::Ledger { action } => commands::ledger(action),
         Command::Usersig(args) => commands::usersig(args),
         Command::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
         Command::Schema { name } => commands::schema(&name),

@@ -1,26 +1,34 @@
-//! The state ledger: a SQLite file at `STATE/ledger.db` recording, per official account, the
-//! confirmed subscribers, the failed ones, facts learned from the API, and an audit log of runs.
+//! The state ledger: per official account, the confirmed subscribers, the failed ones, facts
+//! learned from the API, what the last refresh found, and an audit log of runs.
 //!
-//! Invariants:
-//! - one writer at a time ([`lock`]); readers ([`Reader`]) open read-only and never block on it;
+//! Two backends behind one interface ([`backend`]): SQLite in a state directory (the default)
+//! and PostgreSQL for replicas that share one ledger. [`Location`] says which.
+//!
+//! Invariants, on both:
+//! - one writer at a time, refused at once while another holds the lock; readers ([`Reader`])
+//!   never block on it;
 //! - every write transaction increments `serial` (a saved plan is stale when it changed);
 //! - `lineage` is fixed at creation, so a plan made against another ledger is recognisable;
-//! - a file that is not a subsync ledger is reported, never recreated or modified.
+//! - something that is not a subsync ledger is reported, never recreated or modified.
 
-mod lock;
-mod read;
-mod store;
-mod write;
+pub mod backend;
+mod location;
+mod pg;
+mod sql;
+mod sqlite;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use read::Reader;
-pub use write::Ledger;
+pub use backend::{Copied, Store, View};
+pub use location::{Location, PgHost, PgTarget, RootCert, TlsMode, UrlError};
 pub use writer::{RecordError, Recorder, Writer};
 
 /// File name of the ledger inside the state directory.
 pub const FILE_NAME: &str = "ledger.db";
+
+/// The schema this build reads and writes; both backends migrate up to it.
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub fn db_path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE_NAME)
@@ -28,46 +36,157 @@ pub fn db_path(state_dir: &Path) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("ledger {path} is locked by {holder}; wait for that run to finish or stop it")]
-    Locked { path: PathBuf, holder: String },
+    #[error("ledger {at} is locked by {holder}; wait for that run to finish or stop it")]
+    Locked { at: String, holder: String },
     #[error(
-        "{path} is not a subsync ledger (SQLite application_id {application_id:#x}); move it away or choose another --state directory"
+        "{at} is not a subsync ledger ({what}); move it away or choose another --state (subsync will not change it)"
     )]
-    Foreign { path: PathBuf, application_id: i32 },
+    Foreign { at: String, what: String },
     #[error(
-        "ledger {path} is corrupt or not a SQLite database ({detail}); restore it from a backup or move it away (subsync will not recreate it)"
+        "ledger {at} is corrupt or not a SQLite database ({detail}); restore it from a backup or move it away (subsync will not recreate it)"
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt { at: String, detail: String },
     #[error(
-        "ledger {path} has schema version {version}, newer than this subsync understands; upgrade subsync"
+        "ledger {at} has schema version {version}, newer than this subsync understands ({SCHEMA_VERSION}); upgrade subsync"
     )]
-    TooNew { path: PathBuf, version: i64 },
-    #[error("cannot access {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("ledger {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    TooNew { at: String, version: i64 },
+    #[error(
+        "ledger {at} has schema version {version}, older than this subsync's {SCHEMA_VERSION}; upgrade it with `subsync ledger migrate` (apply, import and watch also upgrade it)"
+    )]
+    TooOld { at: String, version: i64 },
+    #[error("cannot access {at}: {source}")]
+    Io { at: String, source: std::io::Error },
+    #[error("ledger {at}: {source}")]
+    Sqlite { at: String, source: rusqlite::Error },
+    #[error("ledger {at}: {detail}")]
+    Postgres { at: String, detail: String },
+    #[error("cannot connect to the ledger at {at}: {detail}")]
+    Connect { at: String, detail: String },
+    #[error(
+        "lost the writer lock on {at} ({detail}); another replica may lead now, so nothing more is written"
+    )]
+    LockLost { at: String, detail: String },
+    #[error("{at} already holds a ledger; `ledger copy` only writes into an empty one")]
+    NotEmpty { at: String },
 }
 
 impl LedgerError {
-    fn from_sqlite(path: &Path, e: rusqlite::Error) -> LedgerError {
-        use rusqlite::ffi::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            },
-            _ => LedgerError::Sqlite {
-                path: path.to_owned(),
-                source: e,
-            },
+    /// Refuses a schema this build cannot read as it is.
+    fn check_version(at: &str, version: i64) -> Result<(), LedgerError> {
+        if version > SCHEMA_VERSION {
+            Err(LedgerError::TooNew {
+                at: at.to_owned(),
+                version,
+            })
+        } else if version < SCHEMA_VERSION {
+            Err(LedgerError::TooOld {
+                at: at.to_owned(),
+                version,
+            })
+        } else {
+            Ok(())
         }
     }
+}
+
+/// A new ledger's lineage: 128 random bits in hex.
+fn new_lineage() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read-only access: snapshots for planning, summaries for status. Never writes, never
+/// creates a ledger, never waits for the writer.
+pub struct Reader {
+    view: Option<Box<dyn View>>,
+    location: Location,
+}
+
+impl Reader {
+    /// Opens the ledger at `location`; one that does not exist yet reads as empty.
+    pub fn open(location: impl Into<Location>) -> Result<Reader, LedgerError> {
+        let location = location.into();
+        let view: Option<Box<dyn View>> = match &location {
+            Location::Dir(dir) => sqlite::Sqlite::open_read(dir)?.map(|v| Box::new(v) as _),
+            Location::Postgres(target) => {
+                pg::Postgres::open_read(target)?.map(|v| Box::new(v) as _)
+            }
+        };
+        Ok(Reader { view, location })
+    }
+
+    pub fn exists(&self) -> bool {
+        self.view.is_some()
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn snapshot(&mut self) -> Result<Snapshot, LedgerError> {
+        match &mut self.view {
+            Some(view) => view.snapshot(),
+            None => Ok(Snapshot::default()),
+        }
+    }
+
+    pub fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError> {
+        match &mut self.view {
+            Some(view) => view.summaries(),
+            None => Ok((Snapshot::default(), Vec::new())),
+        }
+    }
+
+    /// The latest `limit` runs, newest first.
+    pub fn runs(&mut self, limit: usize) -> Result<Vec<Run>, LedgerError> {
+        match &mut self.view {
+            Some(view) => view.runs(limit),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The ledger open for writing, its writer lock held until it is dropped. Synchronous: async
+/// code uses it through a [`Writer`].
+pub struct Ledger(Box<dyn Store>);
+
+impl Ledger {
+    /// Takes the writer lock (refused at once, naming the holder, if held) and opens the
+    /// ledger, creating it or upgrading its schema.
+    pub fn open(location: impl Into<Location>, command: &str) -> Result<Ledger, LedgerError> {
+        Ok(Ledger(match location.into() {
+            Location::Dir(dir) => Box::new(sqlite::Sqlite::open_write(&dir, command)?),
+            Location::Postgres(target) => Box::new(pg::Postgres::open_write(&target, command)?),
+        }))
+    }
+}
+
+impl std::ops::Deref for Ledger {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.0
+    }
+}
+
+impl std::ops::DerefMut for Ledger {
+    fn deref_mut(&mut self) -> &mut (dyn Store + 'static) {
+        &mut *self.0
+    }
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Ledger").field(&self.0.location()).finish()
+    }
+}
+
+/// Copies everything the ledger at `from` holds into the empty ledger at `to`, holding both
+/// writer locks so that neither changes meanwhile.
+pub fn copy(from: &Location, to: &Location) -> Result<Copied, LedgerError> {
+    let mut source = Ledger::open(from, "ledger copy")?;
+    let mut target = Ledger::open(to, "ledger copy")?;
+    let source: &mut dyn Store = &mut *source;
+    target.import(source)
 }
 
 /// What a batch does to its subscribers.
@@ -87,7 +206,7 @@ impl Op {
         }
     }
 
-    fn parse(text: &str) -> Op {
+    pub(crate) fn parse(text: &str) -> Op {
         if text == "remove" {
             Op::Remove
         } else {

@@ -1,4 +1,8 @@
+//! The ledger's behaviour, run against every backend this machine can test: SQLite always,
+//! PostgreSQL when `SUBSYNC_TEST_POSTGRES_URL` names a server (`.ci/run` starts one).
+
 use super::*;
+use crate::testing::TestDatabase;
 
 fn batch(account: &str, added: &[&str], already: &[&str], failed: &[(&str, i64)]) -> Record {
     Record::Batch {
@@ -10,229 +14,431 @@ fn batch(account: &str, added: &[&str], already: &[&str], failed: &[(&str, i64)]
     }
 }
 
+fn removal(account: &str, removed: &[&str], failed: &[(&str, i64)]) -> Record {
+    Record::Batch {
+        account: account.into(),
+        op: Op::Remove,
+        done: removed.iter().map(|s| s.to_string()).collect(),
+        unchanged: Vec::new(),
+        failed: failed.iter().map(|(s, c)| (s.to_string(), *c)).collect(),
+    }
+}
+
+/// A place for one ledger, and what keeps it alive.
+pub(super) struct Backend {
+    pub location: Location,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDatabase>,
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        Backend {
+            location: Location::Dir(dir.path().to_owned()),
+            _dir: Some(dir),
+            _db: None,
+        }
+    }
+
+    fn postgres(server: &str) -> Backend {
+        let db = TestDatabase::create(server);
+        Backend {
+            location: db.location(),
+            _dir: None,
+            _db: Some(db),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self.location {
+            Location::Dir(_) => "sqlite",
+            Location::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Every backend to run `test` against.
+pub(super) fn backends(test: &str) -> Vec<Backend> {
+    let mut all = vec![Backend::sqlite()];
+    if let Some(server) = TestDatabase::server(test) {
+        all.push(Backend::postgres(&server));
+    }
+    all
+}
+
+/// Reads on a thread of its own: the PostgreSQL driver must not run on a runtime's thread.
+fn read_snapshot(location: &Location) -> Snapshot {
+    let location = location.clone();
+    std::thread::spawn(move || Reader::open(location).unwrap().snapshot().unwrap())
+        .join()
+        .unwrap()
+}
+
 #[test]
-fn recorded_outcomes_appear_in_the_next_snapshot_sorted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(dir.path(), "apply").unwrap();
-    let run = ledger.begin_run("apply", Some("abc123")).unwrap();
-    ledger
-        .record(
-            run,
-            &[batch("@TOA#_a", &["b", "a"], &["c"], &[("d", 130010)])],
-        )
-        .unwrap();
-    let snap = ledger.snapshot().unwrap();
-    let account = &snap.accounts["@TOA#_a"];
-    assert_eq!(account.confirmed, ["a", "b", "c"]);
-    assert_eq!(account.failed[0].subscriber, "d");
-    assert_eq!(
-        (account.failed[0].code, account.failed[0].attempts),
-        (130010, 1)
-    );
+fn recorded_outcomes_appear_in_the_next_snapshot_in_byte_order() {
+    for b in backends("recorded_outcomes_appear_in_the_next_snapshot_in_byte_order") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        let run = ledger.begin_run("apply", Some("abc123")).unwrap();
+        ledger
+            .record(
+                run,
+                &[batch("@TOA#_a", &["b", "é", "a"], &["B"], &[("d", 130010)])],
+            )
+            .unwrap();
+        let snap = ledger.snapshot().unwrap();
+        let account = &snap.accounts["@TOA#_a"];
+        assert_eq!(account.confirmed, ["B", "a", "b", "é"], "{}", b.name());
+        assert_eq!(account.failed[0].subscriber, "d");
+        assert_eq!(
+            (account.failed[0].code, account.failed[0].attempts),
+            (130010, 1)
+        );
+    }
 }
 
 #[test]
 fn a_later_success_clears_the_failure_and_repeats_count_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(dir.path(), "apply").unwrap();
-    ledger
-        .record(1, &[batch("@TOA#_a", &[], &[], &[("d", -1), ("e", 6017)])])
-        .unwrap();
-    ledger
-        .record(2, &[batch("@TOA#_a", &[], &[], &[("e", 6017)])])
-        .unwrap();
-    ledger
-        .record(2, &[batch("@TOA#_a", &["d"], &[], &[])])
-        .unwrap();
-    let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
-    assert_eq!(account.confirmed, ["d"]);
-    assert_eq!(account.failed.len(), 1);
-    assert_eq!(account.failed[0].attempts, 2);
+    for b in backends("a_later_success_clears_the_failure_and_repeats_count_attempts") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        ledger
+            .record(1, &[batch("@TOA#_a", &[], &[], &[("d", -1), ("e", 6017)])])
+            .unwrap();
+        ledger
+            .record(2, &[batch("@TOA#_a", &[], &[], &[("e", 6017)])])
+            .unwrap();
+        ledger
+            .record(2, &[batch("@TOA#_a", &["d"], &[], &[])])
+            .unwrap();
+        let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
+        assert_eq!(account.confirmed, ["d"], "{}", b.name());
+        assert_eq!(account.failed.len(), 1);
+        assert_eq!(account.failed[0].attempts, 2);
+    }
+}
+
+#[test]
+fn removals_drop_confirmed_subscribers_and_a_failed_removal_restarts_the_count() {
+    for b in backends("removals_drop_confirmed_subscribers_and_a_failed_removal_restarts_the_count")
+    {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        ledger
+            .record(
+                1,
+                &[batch("@TOA#_a", &["x", "y", "z"], &[], &[("w", 6017)])],
+            )
+            .unwrap();
+        ledger
+            .record(2, &[removal("@TOA#_a", &["x"], &[("w", 6017), ("y", -1)])])
+            .unwrap();
+        let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
+        assert_eq!(account.confirmed, ["y", "z"], "{}", b.name());
+        let failed: Vec<_> = account
+            .failed
+            .iter()
+            .map(|f| (f.subscriber.as_str(), f.op, f.attempts))
+            .collect();
+        assert_eq!(failed, [("w", Op::Remove, 1), ("y", Op::Remove, 1)]);
+    }
 }
 
 #[test]
 fn every_write_increments_the_serial_and_lineage_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(dir.path(), "apply").unwrap();
-    let first = ledger.snapshot().unwrap();
-    let run = ledger.begin_run("apply", None).unwrap();
-    ledger
-        .finish_run(run, "converged", &serde_json::json!({"x": 1}))
-        .unwrap();
-    let second = ledger.snapshot().unwrap();
-    assert_eq!(second.serial, first.serial + 2);
-    assert_eq!(second.lineage, first.lineage);
-    assert_eq!(first.lineage.as_ref().map(String::len), Some(32));
+    for b in backends("every_write_increments_the_serial_and_lineage_stays") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        let first = ledger.snapshot().unwrap();
+        let run = ledger.begin_run("apply", None).unwrap();
+        ledger
+            .finish_run(run, "converged", &serde_json::json!({"x": 1}))
+            .unwrap();
+        let second = ledger.snapshot().unwrap();
+        assert_eq!(second.serial, first.serial + 2, "{}", b.name());
+        assert_eq!(second.lineage, first.lineage);
+        assert_eq!(first.lineage.as_ref().map(String::len), Some(32));
+    }
 }
 
 #[test]
 fn account_facts_are_set_and_cleared() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(dir.path(), "apply").unwrap();
-    let a = "@TOA#_a".to_string();
-    ledger
-        .record(
-            1,
-            &[
-                Record::Account {
-                    account: a.clone(),
-                    fact: AccountFact::Info {
-                        max_subscribers: Some(10),
-                        subscriber_num: Some(3),
-                    },
-                },
-                Record::Account {
-                    account: a.clone(),
-                    fact: AccountFact::LimitReached,
-                },
-            ],
-        )
-        .unwrap();
-    let facts = ledger.snapshot().unwrap().accounts[&a].facts.clone();
-    assert_eq!(
-        (facts.max_subscribers, facts.subscriber_num),
-        (Some(10), Some(3))
-    );
-    assert!(facts.limit_reached_at.is_some());
-    ledger
-        .record(
-            2,
-            &[Record::Account {
-                account: a.clone(),
-                fact: AccountFact::Healthy,
-            }],
-        )
-        .unwrap();
-    assert_eq!(
-        ledger.snapshot().unwrap().accounts[&a]
-            .facts
-            .limit_reached_at,
-        None
-    );
+    for b in backends("account_facts_are_set_and_cleared") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        let a = "@TOA#_a".to_string();
+        let fact = |fact| Record::Account {
+            account: a.clone(),
+            fact,
+        };
+        let info = AccountFact::Info {
+            max_subscribers: Some(10),
+            subscriber_num: Some(3),
+        };
+        ledger
+            .record(1, &[fact(info), fact(AccountFact::LimitReached)])
+            .unwrap();
+        let facts = ledger.snapshot().unwrap().accounts[&a].facts.clone();
+        assert_eq!(
+            (facts.max_subscribers, facts.subscriber_num),
+            (Some(10), Some(3)),
+            "{}",
+            b.name()
+        );
+        assert!(facts.limit_reached_at.is_some());
+        ledger.record(2, &[fact(AccountFact::Missing)]).unwrap();
+        assert!(
+            ledger.snapshot().unwrap().accounts[&a]
+                .facts
+                .missing_since
+                .is_some()
+        );
+        ledger.record(3, &[fact(AccountFact::Healthy)]).unwrap();
+        let facts = ledger.snapshot().unwrap().accounts[&a].facts.clone();
+        assert_eq!((facts.limit_reached_at, facts.missing_since), (None, None));
+    }
+}
+
+#[test]
+fn a_refresh_adopts_the_unknown_drops_the_gone_and_keeps_both_as_drift() {
+    for b in backends("a_refresh_adopts_the_unknown_drops_the_gone_and_keeps_both_as_drift") {
+        let mut ledger = Ledger::open(&b.location, "import").unwrap();
+        ledger
+            .record(
+                1,
+                &[batch("@TOA#_a", &["kept", "gone"], &[], &[("late", -1)])],
+            )
+            .unwrap();
+        ledger.refresh_start("@TOA#_a").unwrap();
+        ledger
+            .observe("@TOA#_a", &["kept".into(), "new".into()])
+            .unwrap();
+        ledger.observe("@TOA#_a", &["late".into()]).unwrap();
+        let counts = ledger
+            .refresh_finish(2, "@TOA#_a", Some(3), Some(1000))
+            .unwrap();
+        assert_eq!(
+            counts,
+            Refreshed {
+                seen: 3,
+                added: 2,
+                removed: 1
+            },
+            "{}",
+            b.name()
+        );
+        let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
+        assert_eq!(account.confirmed, ["kept", "late", "new"]);
+        assert_eq!(account.drift.added, ["late", "new"]);
+        assert_eq!(account.drift.removed, ["gone"]);
+        assert!(
+            account.failed.is_empty(),
+            "the live list settled the failure"
+        );
+        assert_eq!(account.facts.max_subscribers, Some(1000));
+    }
 }
 
 #[test]
 fn readers_see_committed_state_while_the_writer_holds_the_lock() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(dir.path(), "apply").unwrap();
-    ledger
-        .record(1, &[batch("@TOA#_a", &["x"], &[], &[])])
-        .unwrap();
-    let reader = Reader::open(dir.path()).unwrap();
-    assert_eq!(
-        reader.snapshot().unwrap().accounts["@TOA#_a"].confirmed,
-        ["x"]
-    );
+    for b in backends("readers_see_committed_state_while_the_writer_holds_the_lock") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        ledger
+            .record(1, &[batch("@TOA#_a", &["x"], &[], &[])])
+            .unwrap();
+        let mut reader = Reader::open(&b.location).unwrap();
+        assert_eq!(
+            reader.snapshot().unwrap().accounts["@TOA#_a"].confirmed,
+            ["x"],
+            "{}",
+            b.name()
+        );
+        let (meta, accounts) = reader.summaries().unwrap();
+        assert_eq!(meta.serial, ledger.snapshot().unwrap().serial);
+        assert_eq!((accounts[0].confirmed, accounts[0].failed), (1, 0));
+    }
 }
 
 #[test]
 fn a_missing_ledger_reads_as_empty_and_is_not_created() {
-    let dir = tempfile::tempdir().unwrap();
-    let reader = Reader::open(dir.path()).unwrap();
-    assert_eq!(reader.snapshot().unwrap(), Snapshot::default());
-    assert!(!db_path(dir.path()).exists());
-}
-
-#[test]
-fn a_foreign_database_is_reported_not_recreated() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(dir.path());
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE mine (x)")
-        .unwrap();
-    let err = Reader::open(dir.path()).err().unwrap().to_string();
-    assert!(
-        err.contains("is not a subsync ledger") && err.contains("ledger.db"),
-        "{err}"
-    );
-    let err = Ledger::open(dir.path(), "apply").unwrap_err().to_string();
-    assert!(err.contains("is not a subsync ledger"), "{err}");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(tables, 1);
-}
-
-#[test]
-fn a_corrupt_file_is_reported_with_its_path_and_left_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(dir.path());
-    let garbage = b"this is not sqlite, just some bytes that fill more than a header ".repeat(100);
-    std::fs::write(&path, &garbage).unwrap();
-    let err = Reader::open(dir.path()).err().unwrap().to_string();
-    assert!(
-        err.contains("corrupt") && err.contains(&path.display().to_string()),
-        "{err}"
-    );
-    assert!(Ledger::open(dir.path(), "apply").is_err());
-    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    for b in backends("a_missing_ledger_reads_as_empty_and_is_not_created") {
+        let mut reader = Reader::open(&b.location).unwrap();
+        assert!(!reader.exists(), "{}", b.name());
+        assert_eq!(reader.snapshot().unwrap(), Snapshot::default());
+        assert!(!Reader::open(&b.location).unwrap().exists());
+    }
 }
 
 #[test]
 fn runs_are_listed_newest_first_with_their_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(dir.path(), "apply").unwrap();
-    let a = ledger.begin_run("apply", Some("r1")).unwrap();
-    ledger
-        .finish_run(a, "converged", &serde_json::json!({"n": 1}))
-        .unwrap();
-    let b = ledger.begin_run("apply", Some("r2")).unwrap();
-    let runs = ledger.runs(10).unwrap();
-    assert_eq!(runs[0].id, b);
-    assert_eq!(runs[0].result, None);
-    assert_eq!(runs[1].summary, Some(serde_json::json!({"n": 1})));
-    assert_eq!(runs[1].revision.as_deref(), Some("r1"));
-}
-
-#[tokio::test]
-async fn the_writer_commits_before_it_acknowledges() {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::open(dir.path(), "apply").await.unwrap();
-    let run = writer.begin_run("apply", None).await.unwrap();
-    writer
-        .recorder(run)
-        .record(vec![batch("@TOA#_a", &["x"], &[], &[])])
-        .await
-        .unwrap();
-    // A separate read-only connection sees it: it is committed, not just queued.
-    let reader = Reader::open(dir.path()).unwrap();
-    assert_eq!(
-        reader.snapshot().unwrap().accounts["@TOA#_a"].confirmed,
-        ["x"]
-    );
-    assert_eq!(
-        writer.snapshot().await.unwrap().accounts["@TOA#_a"].confirmed,
-        ["x"]
-    );
-    let err = Writer::open(dir.path(), "watch")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("locked by PID"), "{err}");
-    drop(writer);
-}
-
-#[tokio::test]
-async fn the_lock_is_released_with_the_last_handle() {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::open(dir.path(), "apply").await.unwrap();
-    let clone = writer.clone();
-    drop(writer);
-    assert!(
-        Writer::open(dir.path(), "apply").await.is_err(),
-        "a clone still holds it"
-    );
-    drop(clone);
-    // The thread drops the ledger once its channel closes; give it the moment that takes.
-    let mut reopened = None;
-    for _ in 0..200 {
-        if let Ok(w) = Writer::open(dir.path(), "apply").await {
-            reopened = Some(w);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    for b in backends("runs_are_listed_newest_first_with_their_summary") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        let a = ledger.begin_run("apply", Some("r1")).unwrap();
+        ledger
+            .finish_run(a, "converged", &serde_json::json!({"n": 1}))
+            .unwrap();
+        let b_run = ledger.begin_run("apply", Some("r2")).unwrap();
+        let runs = ledger.runs(10).unwrap();
+        assert_eq!(runs[0].id, b_run, "{}", b.name());
+        assert_eq!(runs[0].result, None);
+        assert_eq!(runs[1].summary, Some(serde_json::json!({"n": 1})));
+        assert_eq!(runs[1].revision.as_deref(), Some("r1"));
+        assert_eq!(runs[1].pid, i64::from(std::process::id()));
     }
-    assert!(reopened.is_some());
+}
+
+#[test]
+fn a_second_writer_is_refused_at_once_naming_the_holder() {
+    for b in backends("a_second_writer_is_refused_at_once_naming_the_holder") {
+        let _held = Ledger::open(&b.location, "watch").unwrap();
+        let started = std::time::Instant::now();
+        let err = Ledger::open(&b.location, "apply").unwrap_err().to_string();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "refused at once"
+        );
+        assert!(err.contains("is locked by"), "{}: {err}", b.name());
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        assert!(err.contains("watch"), "{err}");
+    }
+}
+
+#[test]
+fn a_copy_keeps_lineage_serial_and_every_row_in_either_direction() {
+    let server =
+        TestDatabase::server("a_copy_keeps_lineage_serial_and_every_row_in_either_direction");
+    let fresh = |postgres: bool| match (postgres, &server) {
+        (true, Some(server)) => Some(Backend::postgres(server)),
+        (true, None) => None,
+        (false, _) => Some(Backend::sqlite()),
+    };
+    for (from_pg, to_pg) in [(false, false), (false, true), (true, false), (true, true)] {
+        let (Some(source), Some(to)) = (fresh(from_pg), fresh(to_pg)) else {
+            continue;
+        };
+        {
+            let mut ledger = Ledger::open(&source.location, "apply").unwrap();
+            let run = ledger.begin_run("apply", Some("rev")).unwrap();
+            ledger
+                .record(
+                    run,
+                    &[batch("@TOA#_a", &["x", "y"], &["z"], &[("f", 130010)])],
+                )
+                .unwrap();
+            ledger.refresh_start("@TOA#_b").unwrap();
+            ledger.observe("@TOA#_b", &["seen".into()]).unwrap();
+            ledger
+                .refresh_finish(run, "@TOA#_b", Some(1), None)
+                .unwrap();
+            ledger
+                .finish_run(run, "converged", &serde_json::json!({"ok": true}))
+                .unwrap();
+        }
+        let copied = copy(&source.location, &to.location).unwrap();
+        let pair = format!("{} to {}", source.name(), to.name());
+        assert_eq!(
+            (
+                copied.accounts,
+                copied.confirmed,
+                copied.failed,
+                copied.runs
+            ),
+            (2, 4, 1, 1),
+            "{pair}"
+        );
+        let (mut a, mut b) = (
+            Reader::open(&source.location).unwrap(),
+            Reader::open(&to.location).unwrap(),
+        );
+        assert_eq!(a.snapshot().unwrap(), b.snapshot().unwrap(), "{pair}");
+        assert_eq!(a.runs(10).unwrap(), b.runs(10).unwrap(), "{pair}");
+        // The copy goes on numbering runs after the copied ones.
+        let mut target = Ledger::open(&to.location, "apply").unwrap();
+        assert_eq!(target.begin_run("apply", None).unwrap(), 2, "{pair}");
+        drop(target);
+        let err = copy(&source.location, &to.location).unwrap_err();
+        assert!(
+            matches!(err, LedgerError::NotEmpty { .. }),
+            "a second copy is refused ({pair}): {err}"
+        );
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused_by_readers_and_writers_and_left_alone() {
+    for b in backends("a_newer_schema_is_refused_by_readers_and_writers_and_left_alone") {
+        drop(Ledger::open(&b.location, "apply").unwrap());
+        match &b.location {
+            Location::Dir(dir) => rusqlite::Connection::open(db_path(dir))
+                .unwrap()
+                .pragma_update(None, "user_version", 99)
+                .unwrap(),
+            Location::Postgres(_) => b
+                ._db
+                .as_ref()
+                .unwrap()
+                .execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'"),
+        }
+        for err in [
+            Reader::open(&b.location).err().unwrap(),
+            Ledger::open(&b.location, "apply").unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, LedgerError::TooNew { version: 99, .. }),
+                "{}: {err}",
+                b.name()
+            );
+            assert!(err.to_string().contains("upgrade subsync"), "{err}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_writer_commits_before_it_acknowledges() {
+    for b in backends("the_writer_commits_before_it_acknowledges") {
+        let writer = Writer::open(&b.location, "apply").await.unwrap();
+        let run = writer.begin_run("apply", None).await.unwrap();
+        writer
+            .recorder(run)
+            .record(vec![batch("@TOA#_a", &["x"], &[], &[])])
+            .await
+            .unwrap();
+        // A separate connection sees it: it is committed, not just queued.
+        assert_eq!(
+            read_snapshot(&b.location).accounts["@TOA#_a"].confirmed,
+            ["x"],
+            "{}",
+            b.name()
+        );
+        assert_eq!(
+            writer.snapshot().await.unwrap().accounts["@TOA#_a"].confirmed,
+            ["x"]
+        );
+        let err = Writer::open(&b.location, "watch")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is locked by"), "{err}");
+        assert!(!writer.lost().is_cancelled());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lock_is_released_with_the_last_handle() {
+    for b in backends("the_lock_is_released_with_the_last_handle") {
+        let writer = Writer::open(&b.location, "apply").await.unwrap();
+        let clone = writer.clone();
+        drop(writer);
+        assert!(
+            Writer::open(&b.location, "apply").await.is_err(),
+            "a clone still holds it"
+        );
+        drop(clone);
+        // The thread drops the ledger once its channel closes; give it the moment that takes.
+        let mut reopened = None;
+        for _ in 0..400 {
+            if let Ok(w) = Writer::open(&b.location, "apply").await {
+                reopened = Some(w);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(reopened.is_some(), "{}", b.name());
+    }
 }

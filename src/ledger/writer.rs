@@ -1,18 +1,24 @@
 //! The writer as a service for async code: a dedicated thread owns the [`Ledger`] (and so the
 //! writer lock) for as long as any [`Writer`] handle lives, and performs every read and write
-//! the async side asks for, so that SQLite never runs on a runtime worker.
+//! the async side asks for, so that neither SQLite nor the PostgreSQL driver ever runs on a
+//! runtime worker.
 //!
 //! Outcomes are group-committed: whatever [`Writer::record`] calls are queued when the thread
 //! gets to them go into one transaction (one fsync for many batches), and each caller is
 //! answered only after that commit. A batch counts as done only once `record` returns Ok.
+//!
+//! Every few seconds the thread also checks that the lock is still held (a PostgreSQL session
+//! can end under it). Once it is lost, [`Writer::lost`] fires and every later write is refused
+//! without reaching the database: a replica that lost the lead writes nothing further.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use super::{AccountSummary, Ledger, LedgerError, Record, Refreshed, Snapshot};
+use super::{AccountSummary, Ledger, LedgerError, Location, Record, Refreshed, Snapshot};
 
 /// The ledger could not record an outcome; the run must stop.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,62 +68,113 @@ enum Job {
 /// Most `record` calls folded into one transaction.
 const GROUP: usize = 256;
 
+/// How often the thread confirms that the writer lock is still held.
+const CHECK_LOCK: Duration = Duration::from_secs(5);
+
 /// A handle on the writer thread; clones share it. The thread, the open database and the
 /// writer lock go away with the last handle.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
-    path: PathBuf,
+    location: Arc<str>,
+    lost: Lost,
+}
+
+/// Whether, and why, the writer lock was lost.
+#[derive(Clone, Default)]
+struct Lost {
+    token: CancellationToken,
+    why: Arc<Mutex<Option<String>>>,
+}
+
+impl Lost {
+    fn set(&self, why: &str) {
+        let mut slot = self.why.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(why.to_owned());
+            tracing::error!(
+                reason = why,
+                "lost the ledger's writer lock; writing nothing further"
+            );
+        }
+        self.token.cancel();
+    }
+
+    fn why(&self) -> Option<String> {
+        self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("path", &self.path).finish()
+        f.debug_struct("Writer")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
-fn stopped(path: &Path) -> LedgerError {
+fn stopped(at: &str) -> LedgerError {
     LedgerError::Io {
-        path: path.to_owned(),
+        at: at.to_owned(),
         source: std::io::Error::other("the ledger writer thread stopped"),
     }
 }
 
 impl Writer {
-    /// Takes the writer lock (refused at once if held) and opens the ledger, on the writer's
-    /// own thread.
-    pub async fn open(state_dir: &Path, command: &str) -> Result<Writer, LedgerError> {
+    /// Takes the writer lock (refused at once, naming the holder, if held) and opens the
+    /// ledger, on the writer's own thread.
+    pub async fn open(location: impl Into<Location>, command: &str) -> Result<Writer, LedgerError> {
+        let location = location.into();
+        let shown: Arc<str> = location.to_string().into();
         let (tx, rx) = mpsc::channel::<Job>();
         let (opened, ready) = oneshot::channel();
-        let (dir, command) = (state_dir.to_owned(), command.to_owned());
+        let command = command.to_owned();
+        let lost = Lost::default();
+        let thread_lost = lost.clone();
         std::thread::Builder::new()
             .name("subsync-ledger".into())
-            .spawn(move || match Ledger::open(&dir, &command) {
+            .spawn(move || match Ledger::open(location, &command) {
                 Ok(ledger) => {
                     let _ = opened.send(Ok(()));
-                    serve(ledger, rx);
+                    serve(ledger, rx, thread_lost);
                 }
                 Err(e) => {
                     let _ = opened.send(Err(e));
                 }
             })
             .map_err(|source| LedgerError::Io {
-                path: state_dir.to_owned(),
+                at: shown.to_string(),
                 source,
             })?;
-        let path = super::db_path(state_dir);
-        ready.await.map_err(|_| stopped(&path))??;
-        Ok(Writer { tx, path })
+        ready.await.map_err(|_| stopped(&shown))??;
+        Ok(Writer {
+            tx,
+            location: shown,
+            lost,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the ledger is, as it is safe to show.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Cancelled once the writer lock is lost; from then on every write fails.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost.token
+    }
+
+    /// Why the lock was lost, once it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.why()
     }
 
     async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(job(reply)).map_err(|_| stopped(&self.path))?;
-        answer.await.map_err(|_| stopped(&self.path))?
+        self.tx
+            .send(job(reply))
+            .map_err(|_| stopped(&self.location))?;
+        answer.await.map_err(|_| stopped(&self.location))?
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, LedgerError> {
@@ -233,31 +290,40 @@ impl Recorder {
 }
 
 /// The writer thread: one job at a time, consecutive `Record`s of a run in one transaction.
-fn serve(mut ledger: Ledger, rx: mpsc::Receiver<Job>) {
+fn serve(ledger: Ledger, rx: mpsc::Receiver<Job>, lost: Lost) {
+    let mut ledger = Guarded {
+        ledger,
+        lost,
+        checked: Instant::now(),
+    };
     let mut queue: VecDeque<Job> = VecDeque::new();
     // Accounts whose staging failed since their refresh started, with the reason.
     let mut spoilt: std::collections::HashMap<String, String> = Default::default();
     loop {
+        if ledger.checked.elapsed() >= CHECK_LOCK {
+            ledger.check();
+        }
         let job = match queue.pop_front() {
             Some(job) => job,
-            None => match rx.recv() {
+            None => match rx.recv_timeout(CHECK_LOCK) {
                 Ok(job) => job,
-                Err(_) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             },
         };
         match job {
             Job::Snapshot(reply) => {
-                let _ = reply.send(ledger.snapshot());
+                let _ = reply.send(ledger.call(|l| l.snapshot()));
             }
             Job::Accounts(reply) => {
-                let _ = reply.send(ledger.accounts());
+                let _ = reply.send(ledger.call(|l| l.summaries().map(|(_, rows)| rows)));
             }
             Job::BeginRun {
                 command,
                 revision,
                 reply,
             } => {
-                let _ = reply.send(ledger.begin_run(&command, revision.as_deref()));
+                let _ = reply.send(ledger.call(|l| l.begin_run(&command, revision.as_deref())));
             }
             Job::FinishRun {
                 run,
@@ -265,17 +331,17 @@ fn serve(mut ledger: Ledger, rx: mpsc::Receiver<Job>) {
                 summary,
                 reply,
             } => {
-                let _ = reply.send(ledger.finish_run(run, &result, &summary));
+                let _ = reply.send(ledger.call(|l| l.finish_run(run, &result, &summary)));
             }
             Job::RefreshStart(account) => {
                 spoilt.remove(&account);
-                if let Err(e) = ledger.refresh_start(&account) {
+                if let Err(e) = ledger.call(|l| l.refresh_start(&account)) {
                     spoilt.insert(account, e.to_string());
                 }
             }
             Job::Observe(account, page) => {
                 if !spoilt.contains_key(&account)
-                    && let Err(e) = ledger.observe(&account, &page)
+                    && let Err(e) = ledger.call(|l| l.observe(&account, &page))
                 {
                     spoilt.insert(account, e.to_string());
                 }
@@ -289,15 +355,16 @@ fn serve(mut ledger: Ledger, rx: mpsc::Receiver<Job>) {
             } => {
                 let result = match spoilt.remove(&account) {
                     Some(why) => {
-                        let _ = ledger.refresh_start(&account);
+                        let _ = ledger.call(|l| l.refresh_start(&account));
                         Err(LedgerError::Io {
-                            path: ledger.path().to_owned(),
+                            at: ledger.ledger.location().to_owned(),
                             source: std::io::Error::other(format!(
                                 "cannot stage the live list: {why}"
                             )),
                         })
                     }
-                    None => ledger.refresh_finish(run, &account, subscriber_num, max_subscribers),
+                    None => ledger
+                        .call(|l| l.refresh_finish(run, &account, subscriber_num, max_subscribers)),
                 };
                 let _ = reply.send(result);
             }
@@ -326,12 +393,61 @@ fn serve(mut ledger: Ledger, rx: mpsc::Receiver<Job>) {
                     .flat_map(|(r, _)| std::mem::take(r))
                     .collect();
                 let result = ledger
-                    .record(run, &records)
+                    .call(|l| l.record(run, &records))
                     .map_err(|e| RecordError::new(e.to_string()));
                 for (_, reply) in group {
                     let _ = reply.send(result.clone());
                 }
             }
         }
+    }
+}
+
+/// The ledger as the thread uses it: once the lock is lost, nothing reaches the database.
+struct Guarded {
+    ledger: Ledger,
+    lost: Lost,
+    checked: Instant,
+}
+
+impl Guarded {
+    fn check(&mut self) {
+        self.checked = Instant::now();
+        if self.lost.token.is_cancelled() {
+            return;
+        }
+        let result = self.ledger.check_lock();
+        match self.watch(result) {
+            Ok(()) | Err(LedgerError::LockLost { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot confirm that the writer lock is held"),
+        }
+    }
+
+    /// Notes a lost lock in any answer.
+    fn watch<T>(&self, result: Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if let Err(LedgerError::LockLost { detail, .. }) = &result {
+            self.lost.set(detail);
+        }
+        result
+    }
+
+    fn guard(&self) -> Result<(), LedgerError> {
+        match self.lost.why() {
+            Some(detail) => Err(LedgerError::LockLost {
+                at: self.ledger.location().to_owned(),
+                detail,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` unless the lock is already lost, and notes a loss it reports.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn super::Store) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        self.guard()?;
+        let result = f(&mut *self.ledger);
+        self.watch(result)
     }
 }

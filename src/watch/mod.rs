@@ -8,13 +8,16 @@
 //! credentials file changes. Changes that arrive during a reconcile are folded into the next.
 //!
 //! Invariants: an invalid set changes nothing (the last valid set stays in force and the daemon
-//! turns unready with the reason); an account whose manifest disappears is left alone; the
-//! ledger's writer lock is held for the daemon's whole life, so a second daemon on the same
-//! state is refused at once. The first SIGTERM or Ctrl-C stops watching and gives batches in
-//! flight the drain time to finish and be recorded; a second one stops at once.
+//! turns unready with the reason); an account whose manifest disappears is left alone; only
+//! the replica holding the ledger's writer lock reconciles ([`leader`]), and a second daemon on
+//! the same ledger is refused at once unless it was started to stand by. The first SIGTERM or
+//! Ctrl-C stops watching and gives batches in flight the drain time to finish and be recorded;
+//! a second one stops at once.
 
+mod cycle;
 mod health;
 mod http;
+mod leader;
 mod source;
 
 use std::net::SocketAddr;
@@ -26,15 +29,16 @@ use anyhow::Context;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, Job, Reconciled, Reconciler, Trigger};
-use crate::ledger::Writer;
-use crate::manifest::{self, Limits, ManifestSet};
+use crate::apply::{self, Reconciler, Trigger};
+use crate::ledger::Location;
+use crate::manifest::{Limits, ManifestSet};
 use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
 use crate::settings::{ApiArgs, Output, env_var};
 use crate::task::blocking;
 use crate::tencent::Client;
 use health::Health;
+use leader::Leadership;
 use source::Source;
 
 /// Everything `watch` was asked to do, resolved.
@@ -46,9 +50,15 @@ pub struct Settings {
     pub resync: Duration,
     /// How often each account's live list is read; zero: never.
     pub refresh_every: Duration,
-    pub state_dir: PathBuf,
-    pub sandbox: bool,
+    /// The ledger; `None` with the sandbox, which keeps its own under `sandbox_root`.
+    pub state: Option<Location>,
+    /// With `--sandbox`: the state directory it works in.
+    pub sandbox_root: Option<PathBuf>,
     pub sandbox_config: Option<PathBuf>,
+    /// Stand by when another replica holds the ledger, instead of stopping.
+    pub standby: bool,
+    /// How often a replica that does not lead tries to take the lock.
+    pub takeover_every: Duration,
     /// Read again whenever the credentials file changes.
     pub api: ApiArgs,
     pub limits: Limits,
@@ -117,7 +127,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<Ended> {
 
 struct Daemon {
     settings: Settings,
-    reconciler: Reconciler,
+    /// The client every reconciler of this daemon uses (new credentials replace it).
+    client: Arc<Client>,
+    /// Present while this replica leads.
+    reconciler: Option<Reconciler>,
+    leadership: Leadership,
     sandbox: Option<Sandbox>,
     source: Option<Source>,
     metrics: Arc<Metrics>,
@@ -140,26 +154,43 @@ impl Daemon {
         health: Arc<Health>,
     ) -> anyhow::Result<Daemon> {
         // Bad settings need a new deployment, not a retry: they stop the daemon at once.
-        let (sandbox, config, state_dir) = if settings.sandbox {
-            let config = settings
-                .sandbox_config
-                .clone()
-                .or_else(|| crate::sandbox::default_config(&settings.paths));
-            let sandbox =
-                Sandbox::start(&settings.state_dir, config, &ManifestSet::default()).await?;
-            let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
-            (Some(sandbox), client, dir)
-        } else {
-            let api = settings.api.clone();
-            let config = blocking(move || api.client_config(env_var)).await??;
-            (None, config, settings.state_dir.clone())
+        let (sandbox, config, location) = match (&settings.sandbox_root, &settings.state) {
+            (Some(root), _) => {
+                let config = settings
+                    .sandbox_config
+                    .clone()
+                    .or_else(|| crate::sandbox::default_config(&settings.paths));
+                let sandbox = Sandbox::start(root, config, &ManifestSet::default()).await?;
+                let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
+                (Some(sandbox), client, Location::Dir(dir))
+            }
+            (None, Some(location)) => {
+                let api = settings.api.clone();
+                let config = blocking(move || api.client_config(env_var)).await??;
+                (None, config, location.clone())
+            }
+            (None, None) => anyhow::bail!("no ledger: pass --state"),
         };
         let key = sandbox.is_none().then(|| config.key.fingerprint());
-        let writer = Writer::open(&state_dir, "watch").await?;
-        let client = Client::new(config)?.observed(metrics.clone());
-        let reconciler = Reconciler::new(writer, client, settings.options.clone(), metrics.clone());
+        let client = Arc::new(Client::new(config)?.observed(metrics.clone()));
+        let mut leadership = Leadership::new(location.clone(), settings.takeover_every);
+        let reconciler = leadership
+            .first(settings.standby, &metrics)
+            .await?
+            .map(|writer| {
+                Reconciler::new(
+                    writer,
+                    client.clone(),
+                    settings.options.clone(),
+                    metrics.clone(),
+                )
+            });
         let credentials: Vec<PathBuf> = settings.api.secret_key_file.iter().cloned().collect();
-        let (paths, ignore) = (settings.paths.clone(), vec![settings.state_dir.clone()]);
+        let ignore: Vec<PathBuf> = match &location {
+            Location::Dir(dir) => vec![dir.clone()],
+            Location::Postgres(_) => Vec::new(),
+        };
+        let paths = settings.paths.clone();
         let source = blocking(move || Source::new(&paths, &credentials, &ignore))
             .await?
             .context("cannot watch the manifests")?;
@@ -170,7 +201,9 @@ impl Daemon {
         );
         Ok(Daemon {
             settings,
+            client,
             reconciler,
+            leadership,
             sandbox,
             source: Some(source),
             metrics,
@@ -198,14 +231,33 @@ impl Daemon {
         let mut retry_at: Option<Instant> = None;
         let mut recheck = tokio::time::interval(RECHECK);
         let mut beat = tokio::time::interval(BEAT);
+        let mut next_takeover = self
+            .reconciler
+            .is_none()
+            .then(|| Instant::now() + self.leadership.every);
         loop {
             let wake = [changed_at, retry_at, next_resync, next_refresh]
                 .into_iter()
                 .flatten()
                 .min();
+            let lost = self.reconciler.as_ref().map(|r| r.writer().lost().clone());
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
+                () = cancelled(lost.as_ref()) => {
+                    self.step_down();
+                    retry_at = None;
+                    next_takeover = Some(Instant::now() + self.leadership.every);
+                }
+                () = sleep_until(next_takeover), if next_takeover.is_some() => {
+                    next_takeover = if self.take_over().await {
+                        changed_at = Some(Instant::now());
+                        trigger = Trigger::Takeover;
+                        None
+                    } else {
+                        Some(Instant::now() + self.leadership.every)
+                    };
+                }
                 () = signals.manifests.notified() => {
                     changed_at = Some(Instant::now() + self.settings.debounce);
                 }
@@ -236,7 +288,8 @@ impl Daemon {
                         credentials_changed = false;
                         self.reload_credentials().await;
                     }
-                    let fatal = self.cycle(this, stop).await;
+                    // A run stopped by a lost lock is not retried here: the replica stands by.
+                    let fatal = self.cycle(this, stop).await && !self.lost_lead();
                     retry_at = fatal.then(|| Instant::now() + self.next_pause());
                     if !fatal {
                         self.pause = FIRST_RETRY;
@@ -286,9 +339,46 @@ impl Daemon {
         Some(Instant::now() + Duration::from_millis(due_in as u64))
     }
 
+    /// Tries to take the ledger's lock; true when this replica now leads.
+    async fn take_over(&mut self) -> bool {
+        let Some(writer) = self.leadership.try_take(&self.metrics).await else {
+            return false;
+        };
+        self.reconciler = Some(Reconciler::new(
+            writer,
+            self.client.clone(),
+            self.settings.options.clone(),
+            self.metrics.clone(),
+        ));
+        // The previous leader may have left anything behind: reconcile in full.
+        self.reconciled = None;
+        self.read_ledger_counts().await;
+        true
+    }
+
+    /// Lets go of the ledger after its lock was lost. Readiness never depends on leading, so a
+    /// run stopped by the loss does not count against it.
+    fn step_down(&mut self) {
+        if let Some(reconciler) = self.reconciler.take() {
+            self.leadership.lost(reconciler.writer(), &self.metrics);
+        }
+        self.health.stopped(None);
+        self.pause = FIRST_RETRY;
+    }
+
+    /// True when this replica led and its lock is gone.
+    fn lost_lead(&self) -> bool {
+        self.reconciler
+            .as_ref()
+            .is_some_and(|r| r.writer().lost().is_cancelled())
+    }
+
     /// Reads the ledger's per-account counts: for the metrics, and to know what is due.
     async fn read_ledger_counts(&mut self) {
-        match self.reconciler.writer().accounts().await {
+        let Some(reconciler) = self.reconciler.as_ref().filter(|_| !self.lost_lead()) else {
+            return;
+        };
+        match reconciler.writer().accounts().await {
             Ok(accounts) => {
                 self.metrics.ledger(&accounts);
                 self.refreshed = accounts
@@ -351,8 +441,10 @@ impl Daemon {
         }
         match Client::new(config) {
             Ok(client) => {
-                self.reconciler
-                    .set_client(client.observed(self.metrics.clone()));
+                self.client = Arc::new(client.observed(self.metrics.clone()));
+                if let Some(reconciler) = &self.reconciler {
+                    reconciler.set_client(self.client.clone());
+                }
                 self.key = Some(fingerprint);
                 tracing::info!("the secret key changed; using the new one");
             }
@@ -360,131 +452,8 @@ impl Daemon {
         }
     }
 
-    /// Reads the manifests and reconciles; returns true when a fatal error stopped the run.
-    async fn cycle(&mut self, trigger: Trigger, stop: &CancellationToken) -> bool {
-        let started = Instant::now();
-        let (paths, limits) = (self.settings.paths.clone(), self.settings.limits);
-        match blocking(move || manifest::load(&paths, &limits)).await {
-            Ok(Ok(set)) => {
-                for w in &set.warnings {
-                    w.log(tracing::Level::WARN, self.settings.output.json);
-                }
-                self.health.manifests(Ok(()));
-                self.metrics.manifests_valid(true);
-                self.metrics.desired(&set.sets);
-                let unchanged = self.reconciled.as_deref() == Some(set.digest.as_str());
-                if trigger == Trigger::Change && unchanged {
-                    tracing::debug!("the manifests did not change");
-                    self.current = Some(set);
-                    return false;
-                }
-                self.current = Some(set);
-            }
-            Ok(Err(invalid)) => {
-                for p in &invalid.problems {
-                    p.log(tracing::Level::ERROR, self.settings.output.json);
-                }
-                let n = invalid.problems.len();
-                let first = invalid.problems.first().map(ToString::to_string);
-                let reason = format!("{n} problems, the first: {}", first.unwrap_or_default());
-                tracing::error!(
-                    problems = n,
-                    "the manifests are invalid; nothing is changed and the last valid set stays in force"
-                );
-                self.health.manifests(Err(reason));
-                self.metrics.manifests_valid(false);
-                self.metrics.reconciled("invalid", started.elapsed());
-                // A resync or a retry still reconciles the last valid set.
-                if trigger == Trigger::Change || trigger == Trigger::Start {
-                    return false;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the manifests");
-                return false;
-            }
-        }
-        let Some(set) = self.current.take() else {
-            return false;
-        };
-        let fatal = self.reconcile(&set, trigger, started, stop).await;
-        self.current = Some(set);
-        fatal
-    }
-
-    async fn reconcile(
-        &mut self,
-        set: &ManifestSet,
-        trigger: Trigger,
-        started: Instant,
-        stop: &CancellationToken,
-    ) -> bool {
-        if let Some(sandbox) = &self.sandbox {
-            sandbox.ensure_accounts(set).await;
-        }
-        let revision = match &self.settings.revision {
-            Some(r) => Some(r.clone()),
-            None => {
-                let paths = self.settings.paths.clone();
-                blocking(move || manifest::git_revision(&paths))
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        };
-        let job = Job {
-            manifests: set,
-            saved: None,
-            revision: revision.clone(),
-            trigger,
-            refresh: self.refresh_due(set),
-        };
-        // Beat while the run goes on: a long reconcile is not a stuck loop.
-        let result = {
-            let run = self.reconciler.reconcile(job, stop);
-            tokio::pin!(run);
-            let mut beat = tokio::time::interval(BEAT);
-            loop {
-                tokio::select! {
-                    result = &mut run => break result,
-                    _ = beat.tick() => self.health.beat(),
-                }
-            }
-        };
-        let took = started.elapsed();
-        let fatal = match result {
-            Ok(reconciled) => {
-                log_reconciled(&reconciled, trigger, revision.as_deref(), took);
-                self.metrics
-                    .reconciled(reconciled.summary.result.name(), took);
-                match &reconciled.stop {
-                    Some(stop) => {
-                        self.health.stopped(Some(stop.to_string()));
-                        matches!(stop, apply::Stop::Fatal(_) | apply::Stop::Record(_))
-                    }
-                    None => {
-                        self.health.stopped(None);
-                        self.metrics
-                            .succeeded(crate::clock::unix_millis() as f64 / 1000.0);
-                        if !reconciled.summary.interrupted {
-                            self.reconciled = Some(set.digest.clone());
-                        }
-                        false
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, %trigger, "the reconcile could not start");
-                self.health.stopped(Some(e.to_string()));
-                self.metrics.reconciled("failed", took);
-                true
-            }
-        };
-        self.read_ledger_counts().await;
-        fatal
-    }
-
     async fn stop(self) {
+        drop(self.reconciler);
         if let Some(sandbox) = self.sandbox {
             sandbox.stop().await;
         }
@@ -492,36 +461,11 @@ impl Daemon {
     }
 }
 
-/// One event per reconcile, with what a log collector needs to follow the daemon.
-fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took: Duration) {
-    for warning in &r.warnings {
-        tracing::warn!("{warning}");
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
-    let t = &r.summary.totals;
-    tracing::info!(
-        %trigger,
-        revision = revision.unwrap_or(""),
-        result = r.summary.result.name(),
-        interrupted = r.summary.interrupted,
-        plan_add = r.plan.add,
-        plan_retry = r.plan.retry,
-        plan_unmanaged = r.plan.unmanaged,
-        plan_remove = r.plan.remove,
-        held_back = r.plan.held_back,
-        deferred = r.deferred,
-        removed = t.removed,
-        refreshed = r.summary.refresh.as_ref().map_or(0, |f| f.accounts),
-        drift_added = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_added),
-        drift_removed = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_removed),
-        added = t.added,
-        already_subscribed = t.already_subscribed,
-        failed = t.failed,
-        not_added_limit = t.not_added_limit,
-        requests = r.summary.requests,
-        duration_ms = took.as_millis() as u64,
-        error = r.summary.error.as_deref().unwrap_or(""),
-        "reconciled"
-    );
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -2,6 +2,8 @@
 //! for the `subsync` binary with credentials pointing at the emulator.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -155,11 +157,7 @@ impl Workspace {
 
     /// Writes a SubscriberSet manifest named `name`.
     pub fn manifest(&self, name: &str, account: &str, subscribers: &[String]) {
-        let list: Vec<String> = subscribers.iter().map(|s| format!("\"{s}\"")).collect();
-        let text = format!(
-            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: {name}\nspec:\n  officialAccount: \"{account}\"\n  subscribers: [{}]\n",
-            list.join(", ")
-        );
+        let text = manifest_text(name, account, subscribers);
         std::fs::write(self.manifests().join(format!("{name}.yaml")), text).unwrap();
     }
 
@@ -182,6 +180,14 @@ impl Workspace {
     pub fn run(&self, emulator_url: Option<&str>, args: &[&str]) -> Output {
         self.command(emulator_url, args).output().unwrap()
     }
+}
+
+pub fn manifest_text(name: &str, account: &str, subscribers: &[String]) -> String {
+    let list: Vec<String> = subscribers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: {name}\nspec:\n  officialAccount: \"{account}\"\n  subscribers: [{}]\n",
+        list.join(", ")
+    )
 }
 
 pub fn ids(prefix: &str, n: usize) -> Vec<String> {

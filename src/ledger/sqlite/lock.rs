@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::LedgerError;
+use crate::ledger::LedgerError;
 
 /// Held for as long as the writer lives.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct WriterLock {
 pub fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerError> {
     let path = state_dir.join("ledger.lock");
     let io = |source| LedgerError::Io {
-        path: path.clone(),
+        at: path.display().to_string(),
         source,
     };
     let mut file = OpenOptions::new()
@@ -36,7 +36,7 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerErro
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             return Err(LedgerError::Locked {
-                path: state_dir.join("ledger.db"),
+                at: crate::ledger::db_path(state_dir).display().to_string(),
                 holder: describe_holder(&holder),
             });
         }

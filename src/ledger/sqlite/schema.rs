@@ -7,13 +7,13 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::LedgerError;
+use crate::ledger::{LedgerError, SCHEMA_VERSION};
 
 /// `SUBS` in ASCII.
 pub const APPLICATION_ID: i32 = 0x5355_4253;
 
 /// Each entry upgrades the schema by one version; the index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -88,10 +88,25 @@ const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS observed (
     PRIMARY KEY (account, subscriber)
 ) WITHOUT ROWID";
 
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
+
+/// A SQLite error, as the ledger at `at` reports it.
+pub fn error(at: &str, e: rusqlite::Error) -> LedgerError {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
+            at: at.to_owned(),
+            detail: e.to_string(),
+        },
+        _ => LedgerError::Sqlite {
+            at: at.to_owned(),
+            source: e,
+        },
+    }
+}
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-    move |e| LedgerError::from_sqlite(path, e)
+    move |e| error(&path.display().to_string(), e)
 }
 
 /// Opens an existing ledger read-only, or `None` when there is none yet.
@@ -102,7 +117,7 @@ pub fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(LedgerError::Io {
-                path: path.to_owned(),
+                at: path.display().to_string(),
                 source,
             });
         }
@@ -114,11 +129,10 @@ pub fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
     .map_err(sqlite(path))?;
     match check_identity(&conn, path)? {
         Identity::Empty => Ok(None),
-        Identity::Ledger(version) if version > SCHEMA_VERSION => Err(LedgerError::TooNew {
-            path: path.to_owned(),
-            version,
-        }),
-        Identity::Ledger(_) => Ok(Some(conn)),
+        Identity::Ledger(version) => {
+            LedgerError::check_version(&path.display().to_string(), version)?;
+            Ok(Some(conn))
+        }
     }
 }
 
@@ -129,7 +143,7 @@ pub fn open_write(path: &Path) -> Result<Connection, LedgerError> {
         Identity::Empty => 0,
         Identity::Ledger(v) if v > SCHEMA_VERSION => {
             return Err(LedgerError::TooNew {
-                path: path.to_owned(),
+                at: path.display().to_string(),
                 version: v,
             });
         }
@@ -143,12 +157,15 @@ pub fn open_write(path: &Path) -> Result<Connection, LedgerError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sqlite(path))?;
     if version < SCHEMA_VERSION {
+        if version > 0 {
+            tracing::info!(ledger = %path.display(), from = version, to = SCHEMA_VERSION, "upgrading the ledger's schema");
+        }
         let tx = conn.transaction().map_err(sqlite(path))?;
         for sql in &MIGRATIONS[version as usize..] {
             tx.execute_batch(sql).map_err(sqlite(path))?;
         }
         if version == 0 {
-            let lineage = new_lineage();
+            let lineage = crate::ledger::new_lineage();
             tx.execute("INSERT INTO meta (key, value) VALUES ('lineage', ?1), ('serial', '0'), ('created_at', ?2)", (lineage, crate::clock::unix_millis().to_string()))
                 .map_err(sqlite(path))?;
         }
@@ -186,12 +203,87 @@ fn check_identity(conn: &Connection, path: &Path) -> Result<Identity, LedgerErro
         return Ok(Identity::Empty);
     }
     Err(LedgerError::Foreign {
-        path: path.to_owned(),
-        application_id: app,
+        at: path.display().to_string(),
+        what: format!("SQLite application_id {app:#x}"),
     })
 }
 
-fn new_lineage() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ledger, Reader};
+
+    /// A ledger as subsync wrote it before schema version 2.
+    fn version_one(dir: &Path) {
+        let conn = Connection::open(crate::ledger::db_path(dir)).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('lineage', 'feedfeedfeedfeedfeedfeedfeedfeed'), ('serial', '7'), ('created_at', '0');
+             INSERT INTO accounts (id, official_account, updated_at) VALUES (1, '@TOA#_a', 0);
+             INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id) VALUES (1, 'kept', 0, 1);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+
+    #[test]
+    fn an_older_ledger_is_refused_by_readers_and_upgraded_by_the_next_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        version_one(dir.path());
+        let err = Reader::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("schema version 1") && err.contains("subsync ledger migrate"),
+            "{err}"
+        );
+        let mut ledger = Ledger::open(dir.path(), "ledger migrate").unwrap();
+        let snapshot = ledger.snapshot().unwrap();
+        assert_eq!(
+            snapshot.lineage.as_deref(),
+            Some("feedfeedfeedfeedfeedfeedfeedfeed")
+        );
+        assert_eq!(snapshot.accounts["@TOA#_a"].confirmed, ["kept"]);
+        drop(ledger);
+        let mut reader = Reader::open(dir.path()).unwrap();
+        assert_eq!(reader.snapshot().unwrap().serial, 7);
+    }
+
+    #[test]
+    fn a_foreign_database_is_reported_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::ledger::db_path(dir.path());
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE mine (x)")
+            .unwrap();
+        let err = Reader::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("is not a subsync ledger") && err.contains("ledger.db"),
+            "{err}"
+        );
+        let err = Ledger::open(dir.path(), "apply").unwrap_err().to_string();
+        assert!(err.contains("is not a subsync ledger"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_with_its_path_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::ledger::db_path(dir.path());
+        let garbage =
+            b"this is not sqlite, just some bytes that fill more than a header ".repeat(100);
+        std::fs::write(&path, &garbage).unwrap();
+        let err = Reader::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("corrupt") && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(Ledger::open(dir.path(), "apply").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    }
 }

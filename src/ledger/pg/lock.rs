@@ -1,0 +1,98 @@
+//! The writer lock on PostgreSQL: a session advisory lock, keyed by the schema, held on the
+//! writer's own connection, as Terraform's pg backend does.
+//!
+//! Taking it is never a wait: a second writer is refused at once, naming the holder from the
+//! `holder` row. Each takeover increments `holder.epoch`; the writer keeps the epoch it got
+//! and every write checks it ([`super::write`]), so a writer that lost its session (or whose
+//! connection a pooler handed to someone else) cannot write once another replica has taken
+//! over. The server releases the lock when the session ends, also when the writer's process
+//! or machine dies (keepalives end a dead session within about 30 seconds).
+
+use ::postgres::Client;
+
+/// `SUBS` in ASCII: the first key of the advisory lock; the second is the schema's hash.
+const LOCK_CLASS: i32 = 0x5355_4253;
+
+/// Takes the lock without waiting; true when this session now holds it.
+pub fn try_take(client: &mut Client) -> Result<bool, ::postgres::Error> {
+    client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+            &[&LOCK_CLASS],
+        )?
+        .try_get(0)
+}
+
+/// Records this session as the holder and returns the new fencing epoch.
+pub fn record_holder(client: &mut Client, command: &str) -> Result<i64, ::postgres::Error> {
+    client
+        .query_one(
+            "INSERT INTO holder (id, epoch, command, host, pid, backend_pid, since)
+             VALUES (1, 1, $1, $2, $3, pg_backend_pid(), $4)
+             ON CONFLICT (id) DO UPDATE SET epoch = holder.epoch + 1, command = excluded.command,
+               host = excluded.host, pid = excluded.pid, backend_pid = excluded.backend_pid, since = excluded.since
+             RETURNING epoch",
+            &[
+                &command,
+                &hostname(),
+                &i64::from(std::process::id()),
+                &crate::clock::unix_millis(),
+            ],
+        )?
+        .try_get(0)
+}
+
+/// Who holds the lock, for the refusal: "subsync watch on HOST (PID n) since TIME".
+pub fn describe_holder(client: &mut Client) -> String {
+    let row = client.query_opt(
+        "SELECT command, host, pid, since FROM holder WHERE id = 1",
+        &[],
+    );
+    let described = row.ok().flatten().and_then(|r| {
+        let command: String = r.try_get(0).ok()?;
+        let host: String = r.try_get(1).ok()?;
+        let pid: i64 = r.try_get(2).ok()?;
+        let since: i64 = r.try_get(3).ok()?;
+        Some(format!(
+            "subsync {command} on {host} (PID {pid}) since {}",
+            crate::clock::rfc3339(since / 1000)
+        ))
+    });
+    described.unwrap_or_else(|| "another session (it has not recorded itself yet)".into())
+}
+
+/// Whether this session still holds the lock at `epoch`: its advisory lock is granted and no
+/// takeover happened since. `Ok(Some(why))` when it does not.
+pub fn still_held(client: &mut Client, epoch: i64) -> Result<Option<String>, ::postgres::Error> {
+    let row = client.query_one(
+        "SELECT (SELECT epoch FROM holder WHERE id = 1),
+                EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                        AND pid = pg_backend_pid() AND classid = CAST($1 AS INTEGER)::oid
+                        AND objid = hashtext(current_schema())::oid AND objsubid = 2)",
+        &[&LOCK_CLASS],
+    )?;
+    let current: Option<i64> = row.try_get(0)?;
+    let held: bool = row.try_get(1)?;
+    Ok(if current != Some(epoch) {
+        Some(format!(
+            "another replica took the lock over (epoch {epoch} is now {})",
+            current.map_or_else(|| "gone".to_owned(), |c| c.to_string())
+        ))
+    } else if !held {
+        Some("this session no longer holds the advisory lock (is a pooler in transaction mode in between?)".into())
+    } else {
+        None
+    })
+}
+
+/// This machine's name (the pod's, in Kubernetes), for the holder row.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer it is given.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
