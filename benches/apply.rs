@@ -2,6 +2,8 @@
 //! - 100,000 new subscribers at 50 ms: target at least 90% of the 20,000 subscribers/s ceiling,
 //!   with no rate-limit answer caused by subsync;
 //! - the same with 10% injected faults: must converge with no subscriber lost;
+//! - the same with the ledger on PostgreSQL (issue 10: still at least 90% of the ceiling), when
+//!   `SUBSYNC_TEST_POSTGRES_URL` names a server (`.ci/postgres start` prints one);
 //! - 100 ms and 250 ms away (a far region), with default flags: the limiter must stay
 //!   saturated (at least 85% of the ceiling at 250 ms);
 //! - `apply --sandbox` with 150,000 subscribers (sandbox at 200 calls/s, 40-60 ms): the
@@ -44,10 +46,24 @@ struct Row {
 }
 
 async fn run_apply(scenario: &str, total: usize, latency_ms: u64, fault_rate: f64) -> Row {
+    run_apply_on(scenario, total, latency_ms, fault_rate, None).await
+}
+
+/// `ledger`: a PostgreSQL database to keep the ledger in instead of a directory.
+async fn run_apply_on(
+    scenario: &str,
+    total: usize,
+    latency_ms: u64,
+    fault_rate: f64,
+    ledger: Option<&subsync::testing::TestDatabase>,
+) -> Row {
     let emulator = emulator(latency_ms, fault_rate, 200).await;
     let dir = tempfile::tempdir().unwrap();
     write_manifests(dir.path(), total);
-    let env = common::workspace_env(dir.path(), &emulator);
+    let mut env = common::workspace_env(dir.path(), &emulator);
+    if let Some(db) = ledger {
+        env[0].1 = db.url().to_owned();
+    }
     let (out, elapsed, _) = tokio::task::spawn_blocking({
         let cwd = dir.path().to_owned();
         move || common::run_measured(&["apply", "manifests", "--format", "json"], &env, &cwd)
@@ -163,14 +179,23 @@ async fn run_sequential(total: usize, latency_ms: u64) -> Row {
 async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let n = if quick { 2_000 } else { 100_000 };
-    let rows = vec![
+    let postgres = std::env::var(subsync::testing::POSTGRES_URL_VAR)
+        .ok()
+        .map(|server| subsync::testing::TestDatabase::create(&server));
+    let mut rows = vec![
         run_apply("subsync apply, 50 ms", n, 50, 0.0).await,
         run_apply("subsync apply, 50 ms, 10% faults", n, 50, 0.1).await,
+    ];
+    if let Some(db) = &postgres {
+        let scenario = "subsync apply, 50 ms, PostgreSQL ledger";
+        rows.push(run_apply_on(scenario, n, 50, 0.0, Some(db)).await);
+    }
+    rows.extend([
         run_apply("subsync apply, 100 ms", n, 100, 0.0).await,
         run_apply("subsync apply, 250 ms", n, 250, 0.0).await,
         run_sandbox(n * 3 / 2).await,
         run_sequential(n / 5, 50).await,
-    ];
+    ]);
     println!(
         "| scenario | subscribers | wall time | subscribers/s | % of 20,000/s | requests | 60007 answers | converged |"
     );

@@ -1,7 +1,11 @@
 //! `subsync watch` benchmark against the emulator:
 //! - from a manifest change saved on disk to the first add_subscriber call reaching the
 //!   emulator, with the default debounce (500 ms): median over 20 changes (target: 1 s);
-//! - the CPU an idle daemon watching 100 manifests uses (target: none measurable).
+//! - the CPU an idle daemon watching 100 manifests uses (target: none measurable);
+//! - failover (issue 10), when `SUBSYNC_TEST_POSTGRES_URL` names a server: two `watch
+//!   --standby` replicas on one PostgreSQL ledger, the leader SIGKILLed in the middle of a
+//!   100,000-subscriber apply; from the kill to the standby's first add_subscriber call, median
+//!   of 5 (target: 15 s), with the final remote state and ledger equal to the manifests.
 //!
 //! Run with `cargo bench --bench watch`; prints a Markdown table for the README.
 
@@ -38,8 +42,13 @@ impl Drop for Daemon {
 }
 
 fn start(dir: &Path, emulator: &Emulator) -> Daemon {
+    start_with(dir, emulator, &[])
+}
+
+fn start_with(dir: &Path, emulator: &Emulator, extra: &[&str]) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
         .args(["watch", "manifests", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .envs(common::workspace_env(dir, emulator))
@@ -119,6 +128,81 @@ async fn idle_cpu(manifests: usize, idle: Duration) -> f64 {
     cpu_seconds(daemon.0.id()) - before
 }
 
+/// Seconds from SIGKILL of the leader to the standby's first add, one round per entry.
+async fn failover(server: &str, rounds: usize, total: usize) -> Vec<f64> {
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let db = subsync::testing::TestDatabase::create(server);
+        let emulator = emulator(10, 50).await;
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        for a in 0..10 {
+            std::fs::write(manifests.join(format!("{a}.yaml")), manifest(a, total / 10)).unwrap();
+        }
+        let replica = |dir: &Path| start_with(dir, &emulator, &["--standby", "--state", db.url()]);
+        let adds = || emulator.stats().calls(Api::AddSubscriber);
+        let mut leader = replica(dir.path());
+        wait_until(|| adds() >= 1).await;
+        let _standby = replica(dir.path());
+        // Well into the run, as a node failure would find it.
+        wait_until(|| adds() >= (total / 100 / 4) as u64).await;
+        leader.0.kill().unwrap();
+        let killed = Instant::now();
+        leader.0.wait().unwrap();
+        // Calls the leader sent before it died may still be counted for a moment.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = adds();
+        let started = Instant::now();
+        while adds() <= before {
+            assert!(started.elapsed() < Duration::from_secs(60), "no takeover");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(killed.elapsed().as_secs_f64());
+        let expected = |a: usize| {
+            (0..total / 10)
+                .map(|i| format!("u{a}-{i:06}"))
+                .collect::<Vec<_>>()
+        };
+        let started = Instant::now();
+        loop {
+            let state = emulator.state();
+            let remote_done = (0..10).all(|a| {
+                state.accounts[&format!("@TOA#_bench{a}")]
+                    .subscribers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    == expected(a)
+            });
+            let location = db.location();
+            let ledger = tokio::task::spawn_blocking(move || {
+                subsync::ledger::Reader::open(location)
+                    .unwrap()
+                    .snapshot()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            let ledger_done = (0..10).all(|a| {
+                ledger
+                    .accounts
+                    .get(&format!("@TOA#_bench{a}"))
+                    .is_some_and(|s| s.confirmed == expected(a))
+            });
+            if remote_done && ledger_done {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "never converged"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    samples
+}
+
 #[tokio::main]
 async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -142,4 +226,14 @@ async fn main() {
         cpu,
         100.0 * cpu / idle.as_secs_f64()
     );
+    if let Ok(server) = std::env::var(subsync::testing::POSTGRES_URL_VAR) {
+        let (rounds, total) = if quick { (1, 20_000) } else { (5, 100_000) };
+        let mut samples = failover(&server, rounds, total).await;
+        samples.sort_by(f64::total_cmp);
+        println!(
+            "| failover: leader SIGKILLed mid-apply → standby's first add (takeover every 5 s, PostgreSQL ledger), median of {rounds} | {:.1} s (slowest {:.1} s; each run converged, ledger equal to the manifests) |",
+            samples[samples.len() / 2],
+            samples[samples.len() - 1]
+        );
+    }
 }

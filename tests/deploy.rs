@@ -109,3 +109,60 @@ fn the_workflow_comments_plans_and_respects_detailed_exit_codes() {
         "write"
     );
 }
+
+#[test]
+fn the_ha_example_runs_two_standby_replicas_on_separate_nodes_with_the_password_in_a_file() {
+    let deployment = &documents("examples/kubernetes/ha/deployment.yaml")[0];
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    let labels = &spec["template"]["metadata"]["labels"];
+    let anti = &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(&anti["labelSelector"]["matchLabels"], labels);
+    let c = subsync_container(deployment);
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "watch");
+    assert!(args.contains(&"--standby"), "{args:?}");
+    let env = c["env"].as_array().unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).unwrap();
+    assert_eq!(
+        var("SUBSYNC_STATE")["valueFrom"]["secretKeyRef"]["key"],
+        "url"
+    );
+    let password_file = var("SUBSYNC_STATE_PASSWORD_FILE")["value"]
+        .as_str()
+        .unwrap();
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts.iter().any(|m| m["name"] == "postgres"
+            && password_file.starts_with(m["mountPath"].as_str().unwrap())),
+        "the password file is in the mounted Secret"
+    );
+    // No state volume: nothing to detach when a node dies.
+    let volumes = spec["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .all(|v| v.get("persistentVolumeClaim").is_none())
+    );
+    let pdb = &documents("examples/kubernetes/ha/pdb.yaml")[0];
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
+    // The example URL is one subsync accepts, and it carries no password.
+    let secret = &documents("examples/kubernetes/ha/secret.example.yaml")[0];
+    let url = secret["stringData"]["url"].as_str().unwrap();
+    let location = subsync::ledger::Location::postgres(url, None).unwrap();
+    match location {
+        subsync::ledger::Location::Postgres(target) => {
+            assert_eq!(target.tls, subsync::ledger::TlsMode::VerifyFull);
+            assert_eq!(target.password(), None);
+        }
+        subsync::ledger::Location::Dir(_) => panic!("{url} is not a postgres URL"),
+    }
+}
