@@ -181,7 +181,7 @@ async fn main() {
     let n = if quick { 2_000 } else { 100_000 };
     let postgres = std::env::var(subsync::testing::POSTGRES_URL_VAR)
         .ok()
-        .map(|server| subsync::testing::TestDatabase::create(&server));
+        .map(|server| subsync::testing::TestDatabase::create(&server).unwrap());
     let mut rows = vec![
         run_apply("subsync apply, 50 ms", n, 50, 0.0).await,
         run_apply("subsync apply, 50 ms, 10% faults", n, 50, 0.1).await,

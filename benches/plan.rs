@@ -80,7 +80,7 @@ fn main() {
     for &total in sizes {
         for postgres in [false, true] {
             let db = match (postgres, &server) {
-                (true, Some(server)) => Some(TestDatabase::create(server)),
+                (true, Some(server)) => Some(TestDatabase::create(server).unwrap()),
                 (true, None) => continue,
                 (false, _) => None,
             };

@@ -132,7 +132,7 @@ async fn idle_cpu(manifests: usize, idle: Duration) -> f64 {
 async fn failover(server: &str, rounds: usize, total: usize) -> Vec<f64> {
     let mut samples = Vec::new();
     for _ in 0..rounds {
-        let db = subsync::testing::TestDatabase::create(server);
+        let db = subsync::testing::TestDatabase::create(server).unwrap();
         let emulator = emulator(10, 50).await;
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");

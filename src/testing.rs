@@ -12,6 +12,7 @@ pub struct TestDatabase {
     admin: String,
     name: String,
     url: String,
+    location: Location,
 }
 
 impl TestDatabase {
@@ -32,23 +33,25 @@ impl TestDatabase {
     }
 
     /// Creates an empty database on the server at `admin_url`.
-    pub fn create(admin_url: &str) -> TestDatabase {
+    pub fn create(admin_url: &str) -> Result<TestDatabase, String> {
         let bytes: [u8; 8] = rand::random();
         let name = format!(
             "subsync_test_{}",
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
+        let mut url = url::Url::parse(admin_url).map_err(|e| format!("{POSTGRES_URL_VAR}: {e}"))?;
+        url.set_path(&name);
+        let location = Location::postgres(url.as_str(), None).map_err(|e| e.to_string())?;
         admin(
             admin_url,
             &format!("CREATE DATABASE {name} TEMPLATE template0"),
-        );
-        let mut url = url::Url::parse(admin_url).expect("the test server's URL");
-        url.set_path(&name);
-        TestDatabase {
+        )?;
+        Ok(TestDatabase {
             admin: admin_url.to_owned(),
             name,
             url: url.to_string(),
-        }
+            location,
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -56,44 +59,54 @@ impl TestDatabase {
     }
 
     pub fn location(&self) -> Location {
-        Location::postgres(&self.url, None).expect("the test database's URL")
+        self.location.clone()
     }
 
     /// Runs `sql` in this database.
-    pub fn execute(&self, sql: &str) {
-        admin(&self.url, sql);
+    pub fn execute(&self, sql: &str) -> Result<(), String> {
+        admin(&self.url, sql)
     }
 
     /// Runs a query answering one bigint.
-    pub fn query_i64(&self, sql: &str) -> i64 {
+    pub fn query_i64(&self, sql: &str) -> Result<i64, String> {
         let (url, sql) = (self.url.clone(), sql.to_owned());
         on_own_thread(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-            client.query_one(&sql, &[]).expect(&sql).get(0)
+            let mut client =
+                postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+            let row = client
+                .query_one(&sql, &[])
+                .map_err(|e| format!("{sql}: {e}"))?;
+            row.try_get(0).map_err(|e| format!("{sql}: {e}"))
         })
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        admin(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = admin(&self.admin, &drop) {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "cannot drop the test database: {e}");
+        }
     }
 }
 
 /// The synchronous driver cannot run on a runtime's thread; tests may be async.
-fn on_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+fn on_own_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
     std::thread::spawn(f)
         .join()
-        .expect("the database helper thread")
+        .unwrap_or_else(|_| Err("the database helper thread panicked".into()))
 }
 
-fn admin(url: &str, sql: &str) {
+fn admin(url: &str, sql: &str) -> Result<(), String> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     on_own_thread(move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        client.batch_execute(&sql).expect(&sql);
-    });
+        let mut client =
+            postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+        client
+            .batch_execute(&sql)
+            .map_err(|e| format!("{sql}: {e}"))
+    })
 }

@@ -16,7 +16,7 @@ use subsync::tencent::api::Command;
 use subsync::testing::TestDatabase;
 
 fn database(test: &str) -> Option<TestDatabase> {
-    TestDatabase::server(test).map(|server| TestDatabase::create(&server))
+    TestDatabase::server(test).map(|server| TestDatabase::create(&server).unwrap())
 }
 
 /// `subsync ARGS` against the emulator with the ledger at `state`.
@@ -201,7 +201,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing() {
     .await;
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 20_000));
     assert_eq!(confirmed(&db, "@TOA#_a"), ids("a", 20_000));
-    assert_eq!(db.query_i64("SELECT epoch FROM holder"), 2);
+    assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 2);
     assert!(
         second.log().contains("trigger=takeover"),
         "{}",
@@ -221,7 +221,8 @@ async fn a_leader_whose_session_is_terminated_stops_and_the_work_still_completes
     wait_for("the first replica to lead", || leads(&first)).await;
     let second = replica(&ws, &emulator, db.url());
     adding(&emulator).await;
-    db.execute("SELECT pg_terminate_backend(backend_pid) FROM holder");
+    db.execute("SELECT pg_terminate_backend(backend_pid) FROM holder")
+        .unwrap();
     wait_for("the leader to step down", || {
         first.log().contains("no longer leading")
     })
@@ -232,7 +233,7 @@ async fn a_leader_whose_session_is_terminated_stops_and_the_work_still_completes
         first.log()
     );
     wait_for("a replica to take the lock again", || {
-        db.query_i64("SELECT epoch FROM holder") == 2 && (leads(&first) || leads(&second))
+        db.query_i64("SELECT epoch FROM holder").unwrap() == 2 && (leads(&first) || leads(&second))
     })
     .await;
     wait_for("the ledger to record every add", || {
@@ -257,7 +258,7 @@ async fn a_server_restart_under_the_leader_is_ridden_out() {
         );
         return;
     };
-    let db = TestDatabase::create(&server);
+    let db = TestDatabase::create(&server).unwrap();
     let (emulator, ws) = long_job().await;
     // Not --standby: a daemon that led rides out the restart all the same.
     let daemon = start(
@@ -278,7 +279,7 @@ async fn a_server_restart_under_the_leader_is_ridden_out() {
     })
     .await;
     wait_for("the daemon to lead again", || {
-        db.query_i64("SELECT epoch FROM holder") == 2 && leads(&daemon)
+        db.query_i64("SELECT epoch FROM holder").unwrap() == 2 && leads(&daemon)
     })
     .await;
     wait_for("the ledger to record every add", || {
@@ -310,6 +311,10 @@ async fn bad_ledger_settings_exit_1_with_one_message_and_send_nothing() {
             .port();
         format!("postgres://u:hunter2@127.0.0.1:{port}/db")
     };
+    let mut no_schema = url::Url::parse(db.url()).unwrap();
+    no_schema
+        .query_pairs_mut()
+        .append_pair("options", "-c search_path=nowhere");
     let cases = [
         (
             "postgres://u:hunter2@127.0.0.1:notaport/db",
@@ -318,6 +323,7 @@ async fn bad_ledger_settings_exit_1_with_one_message_and_send_nothing() {
         (wrong_password.as_str(), "password authentication failed"),
         (unreachable.as_str(), "check that the server runs"),
         ("postgres://u@127.0.0.1/db?sslmode=maybe", "sslmode must be"),
+        (no_schema.as_str(), "CREATE SCHEMA"),
     ];
     for (state, expected) in cases {
         for command in [
@@ -337,7 +343,8 @@ async fn bad_ledger_settings_exit_1_with_one_message_and_send_nothing() {
     let out = run(&ws, &emulator, db.url(), &["apply", "manifests"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let requests = emulator.stats().requests;
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'");
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        .unwrap();
     let out = run(&ws, &emulator, db.url(), &["apply", "manifests"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

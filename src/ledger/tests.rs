@@ -42,7 +42,7 @@ impl Backend {
     }
 
     fn postgres(server: &str) -> Backend {
-        let db = TestDatabase::create(server);
+        let db = TestDatabase::create(server).unwrap();
         Backend {
             location: db.location(),
             _dir: None,
@@ -373,7 +373,8 @@ fn a_newer_schema_is_refused_by_readers_and_writers_and_left_alone() {
                 ._db
                 .as_ref()
                 .unwrap()
-                .execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'"),
+                .execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+                .unwrap(),
         }
         for err in [
             Reader::open(&b.location).err().unwrap(),
