@@ -38,14 +38,6 @@ pub struct Sandbox {
     pub config: Option<PathBuf>,
 }
 
-fn account_ids(manifests: &ManifestSet) -> Vec<String> {
-    manifests
-        .sets
-        .iter()
-        .map(|s| s.official_account.clone())
-        .collect()
-}
-
 /// Reads the configuration and the persisted remote state, creating missing accounts.
 fn load(
     state_dir: &Path,
@@ -101,7 +93,7 @@ impl Sandbox {
         manifests: &ManifestSet,
     ) -> Result<Sandbox, SandboxError> {
         let state_dir = state_root.join("sandbox");
-        let accounts: Vec<String> = account_ids(manifests);
+        let accounts: Vec<String> = manifests.accounts();
         let (dir, path) = (state_dir.clone(), config_path.clone());
         let (config, state, journal) =
             tokio::task::spawn_blocking(move || load(&dir, path, &accounts))
@@ -157,7 +149,7 @@ impl Sandbox {
 
     /// Creates accounts that `manifests` name and the sandbox does not have yet.
     pub async fn ensure_accounts(&self, manifests: &ManifestSet) {
-        self.emulator.ensure_accounts(&account_ids(manifests)).await;
+        self.emulator.ensure_accounts(&manifests.accounts()).await;
     }
 
     pub async fn stop(self) {

@@ -132,12 +132,7 @@ impl Reconciler {
                 .writer
                 .begin_run(job.trigger.command(), job.revision.as_deref())
                 .await?;
-            let accounts: Vec<String> = job
-                .manifests
-                .sets
-                .iter()
-                .map(|s| s.official_account.clone())
-                .collect();
+            let accounts = job.manifests.accounts();
             let (summary, stop) = refresh::refresh(self.readers(), &accounts, id, cancel).await;
             (run, refreshed, stopped) = (Some(id), Some(summary), stop);
         }

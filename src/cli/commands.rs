@@ -19,7 +19,7 @@ use crate::manifest::{self, Limits, ManifestSet};
 use crate::sandbox::Sandbox;
 use crate::settings::{Output, env_var, resolve_location};
 use crate::task::blocking;
-use crate::tencent::{Client, usersig};
+use crate::tencent::{Client, ClientConfig, usersig};
 use crate::{plan, report, schema};
 
 /// Prints the warnings of a loaded set: lines for people, events for collectors.
@@ -73,17 +73,22 @@ pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
 /// `plan --refresh`: read and record the live lists first, then plan from what was recorded.
 pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let limits = args.limits.resolve();
+    let resolved = remote_settings(&args.remote).await?;
     let manifests = load_manifests(args.paths.clone(), limits, output).await?;
     let options = args.remote.options(&args.paths, output);
-    let opened = open(&args.remote, &args.paths, &manifests, "plan", options).await?;
+    let opened = open(
+        &args.remote,
+        resolved,
+        &args.paths,
+        &manifests,
+        "plan",
+        options,
+    )
+    .await?;
     let shutdown = crate::shutdown::on_signal();
     let (refreshed, stop) = opened
         .reconciler
-        .refresh(
-            &accounts_of(&manifests),
-            "plan --refresh",
-            &shutdown.graceful,
-        )
+        .refresh(&manifests.accounts(), "plan --refresh", &shutdown.graceful)
         .await?;
     let snapshot = opened.reconciler.writer().snapshot().await?;
     opened.close().await;
@@ -122,14 +127,6 @@ fn print_plan(
     })
 }
 
-fn accounts_of(manifests: &ManifestSet) -> Vec<String> {
-    manifests
-        .sets
-        .iter()
-        .map(|s| s.official_account.clone())
-        .collect()
-}
-
 /// A reconciler on the real service or the sandbox, holding the ledger's writer lock.
 struct Opened {
     reconciler: Reconciler,
@@ -145,29 +142,40 @@ impl Opened {
     }
 }
 
-/// Checks the credentials (or starts the sandbox), takes the writer lock and builds the
-/// reconciler. Bad credentials settings stop here, before anything is read or sent.
+/// The credentials and the ledger, resolved once, before the manifests are read, so that bad
+/// settings stop a run before anything is read or sent. `None` with the sandbox, which makes
+/// its own.
+async fn remote_settings(remote: &RemoteArgs) -> anyhow::Result<Option<(ClientConfig, Location)>> {
+    if remote.state.sandbox {
+        return Ok(None);
+    }
+    let (api, state) = (remote.api.clone(), remote.state.clone());
+    let resolved =
+        blocking(move || anyhow::Ok((api.client_config(env_var)?, state.resolve(env_var)?)))
+            .await??;
+    Ok(Some(resolved))
+}
+
+/// Starts the sandbox when asked, takes the writer lock and builds the reconciler.
 async fn open(
     remote: &RemoteArgs,
+    resolved: Option<(ClientConfig, Location)>,
     paths: &[PathBuf],
     manifests: &ManifestSet,
     command: &str,
     options: apply::Options,
 ) -> anyhow::Result<Opened> {
-    let (sandbox, client_config, location) = if remote.state.sandbox {
-        let config = remote
-            .sandbox_config
-            .clone()
-            .or_else(|| crate::sandbox::default_config(paths));
-        let sandbox = Sandbox::start(&remote.state.at, config, manifests).await?;
-        let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
-        (Some(sandbox), client, Location::Dir(dir))
-    } else {
-        let (api, state) = (remote.api.clone(), remote.state.clone());
-        let (config, location) =
-            blocking(move || anyhow::Ok((api.client_config(env_var)?, state.resolve(env_var)?)))
-                .await??;
-        (None, config, location)
+    let (sandbox, client_config, location) = match resolved {
+        Some((config, location)) => (None, config, location),
+        None => {
+            let config = remote
+                .sandbox_config
+                .clone()
+                .or_else(|| crate::sandbox::default_config(paths));
+            let sandbox = Sandbox::start(&remote.state.at, config, manifests).await?;
+            let (client, dir) = (sandbox.client.clone(), sandbox.state_dir.clone());
+            (Some(sandbox), client, Location::Dir(dir))
+        }
     };
     let writer = Writer::open(location, command).await?;
     let client = Arc::new(Client::new(client_config)?);
@@ -191,15 +199,7 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
         anyhow::bail!("no manifests: give PATH arguments or --plan FILE");
     }
     let run = &args.run;
-    // Credentials and state settings are checked before the manifests are read.
-    if !run.remote.state.sandbox {
-        let (api, state) = (run.remote.api.clone(), run.remote.state.clone());
-        blocking(move || {
-            api.client_config(env_var)?;
-            anyhow::Ok(state.resolve(env_var)?)
-        })
-        .await??;
-    }
+    let resolved = remote_settings(&run.remote).await?;
     let manifests = load_manifests(paths.clone(), run.limits.resolve(), output).await?;
     let revision = match run.revision.clone() {
         Some(r) => Some(r),
@@ -209,7 +209,7 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
         }
     };
     let options = run.options(&paths, output);
-    let opened = open(&run.remote, &paths, &manifests, "apply", options).await?;
+    let opened = open(&run.remote, resolved, &paths, &manifests, "apply", options).await?;
     let shutdown = crate::shutdown::on_signal();
     let job = Job {
         manifests: &manifests,
@@ -242,11 +242,20 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
 
 /// `import`: record the live lists of the manifests' accounts, and say what was adopted.
 pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome> {
+    let resolved = remote_settings(&args.remote).await?;
     let manifests = load_manifests(args.paths.clone(), args.limits.resolve(), output).await?;
     let options = args.remote.options(&args.paths, output);
-    let opened = open(&args.remote, &args.paths, &manifests, "import", options).await?;
+    let opened = open(
+        &args.remote,
+        resolved,
+        &args.paths,
+        &manifests,
+        "import",
+        options,
+    )
+    .await?;
     let shutdown = crate::shutdown::on_signal();
-    let accounts = accounts_of(&manifests);
+    let accounts = manifests.accounts();
     let refreshed = opened
         .reconciler
         .refresh(&accounts, "import", &shutdown.graceful)

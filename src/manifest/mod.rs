@@ -194,6 +194,14 @@ pub struct ManifestSet {
 }
 
 impl ManifestSet {
+    /// The official accounts the set declares, in the set's order.
+    pub fn accounts(&self) -> Vec<String> {
+        self.sets
+            .iter()
+            .map(|s| s.official_account.clone())
+            .collect()
+    }
+
     pub fn desired_total(&self) -> usize {
         self.sets.iter().map(|s| s.subscribers.len()).sum()
     }
