@@ -19,6 +19,7 @@ mod common;
 use std::time::Instant;
 
 use subsync::emulator::Emulator;
+use subsync::tencent::Api;
 use subsync::tencent::api::Command;
 use subsync::tencent::endpoint::Endpoint;
 use subsync::tencent::usersig::SecretKey;

@@ -97,7 +97,7 @@ fn run_plan(total: usize, db: Option<&TestDatabase>) {
             None => {
                 let state = dir.path().join("state");
                 (
-                    Location::Dir(state.clone()),
+                    Location::Sqlite(state.clone()),
                     state.display().to_string(),
                     "SQLite",
                 )

@@ -1,9 +1,11 @@
 //! subsync keeps Tencent Cloud Chat official accounts' subscribers equal to YAML manifests.
 
 pub mod apply;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod emulator;
+pub mod engine;
 pub mod files;
 pub mod ledger;
 pub mod manifest;
@@ -17,7 +19,8 @@ pub mod settings;
 pub mod shutdown;
 pub mod task;
 pub mod tencent;
-#[doc(hidden)]
+/// Test support: not part of the tool, and not in a build without the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod watch;
 pub mod yaml;

@@ -26,6 +26,25 @@ pub fn quote(value: &str) -> String {
     out
 }
 
+/// Text from outside (a server's error message, a database's) made safe to print, log and
+/// store: escaped as [`quote`] escapes, without the quotes, and cut after `max` characters with
+/// the count of the rest.
+pub fn clean(value: &str, max: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max * 2));
+    for (shown, (i, c)) in value.char_indices().enumerate() {
+        if shown == max {
+            out.push_str(&format!("… (+{} more bytes)", value.len() - i));
+            return out;
+        }
+        if c == '"' {
+            out.push('"');
+        } else {
+            push_escaped(&mut out, c);
+        }
+    }
+    out
+}
+
 /// Like [`quote`] for bytes that may not be UTF-8 (a subscriber file's line).
 pub fn quote_bytes(value: &[u8]) -> String {
     quote(&String::from_utf8_lossy(value))
@@ -66,6 +85,16 @@ mod tests {
         let q = quote(&long);
         assert_eq!(q, format!("\"{}…\" (+199936 more bytes)", "x".repeat(64)));
         assert_eq!(quote(&"y".repeat(64)), format!("\"{}\"", "y".repeat(64)));
+    }
+
+    #[test]
+    fn cleaned_text_keeps_quotes_but_no_control_characters_and_is_cut() {
+        assert_eq!(clean("say \"hi\"", 80), "say \"hi\"");
+        assert_eq!(
+            clean("\u{1b}]8;;http://x\u{7}link\r\nFORGED", 80),
+            "\\u{1b}]8;;http://x\\u{7}link\\r\\nFORGED"
+        );
+        assert_eq!(clean(&"z".repeat(10), 4), "zzzz… (+6 more bytes)");
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! Where its accounts come from: `--sandbox-config FILE`, else `sandbox.yaml` in the parent of
 //! the directory holding the manifests (`examples/sandbox.yaml` for `examples/manifests`), else
 //! nothing. Accounts a manifest names that the sandbox does not have yet are created with the
-//! default limit, so any manifests can be tried without writing a config.
+//! default limit before each run, so any manifests can be tried without writing a config.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::emulator::{self, Credentials, Emulator, EmulatorConfig, EmulatorOptions, StateFile};
+use crate::emulator::{self, Credentials, Emulator, EmulatorConfig, StateFile};
 use crate::manifest::ManifestSet;
 use crate::tencent::ClientConfig;
 use crate::tencent::endpoint::Endpoint;
@@ -21,52 +21,43 @@ use crate::tencent::usersig::SecretKey;
 pub enum SandboxError {
     #[error(transparent)]
     Config(#[from] emulator::ConfigError),
-    #[error("sandbox state {path}: {source}; delete it to start the sandbox afresh")]
+    #[error("sandbox state {path}: {error}; delete it to start the sandbox afresh")]
     State {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot start the sandbox emulator: {0}")]
-    Start(std::io::Error),
+    Start(String),
 }
 
 pub struct Sandbox {
     emulator: Emulator,
+    /// How to reach it, with its generated credentials.
     pub client: ClientConfig,
-    /// The sandbox's own state directory (its ledger and remote state).
-    pub state_dir: PathBuf,
-    pub config: Option<PathBuf>,
 }
 
-/// Reads the configuration and the persisted remote state, creating missing accounts.
+/// Reads the configuration and the persisted remote state.
 fn load(
     state_dir: &Path,
-    config_path: Option<PathBuf>,
-    accounts: &[String],
+    config_path: Option<&Path>,
 ) -> Result<(EmulatorConfig, emulator::RemoteState, emulator::Journal), SandboxError> {
-    std::fs::create_dir_all(state_dir).map_err(|source| SandboxError::State {
+    std::fs::create_dir_all(state_dir).map_err(|error| SandboxError::State {
         path: state_dir.to_owned(),
-        source,
+        error,
     })?;
-    let config = match &config_path {
+    let config = match config_path {
         Some(path) => EmulatorConfig::load(path)?,
         None => EmulatorConfig::default(),
     };
     let remote = StateFile::new(&state_dir.join("remote.json"));
-    let state_error = |source| SandboxError::State {
+    let state_error = |error| SandboxError::State {
         path: remote.path().to_owned(),
-        source,
+        error,
     };
     let now = crate::clock::unix_now() as i64;
     let loaded = remote.load().map_err(state_error)?;
-    let mut changed = loaded.is_none();
-    let mut state = loaded.unwrap_or_else(|| config.initial_state(now));
-    for id in accounts {
-        if !state.accounts.contains_key(id) {
-            state.seed_account(id, emulator::DEFAULT_MAX_SUBSCRIBERS, &[], now);
-            changed = true;
-        }
-    }
+    let changed = loaded.is_none();
+    let state = loaded.unwrap_or_else(|| config.initial_state(now));
     let journal = remote.resume(&state, changed).map_err(state_error)?;
     Ok((config, state, journal))
 }
@@ -87,64 +78,46 @@ pub fn default_config(paths: &[PathBuf]) -> Option<PathBuf> {
 }
 
 impl Sandbox {
+    /// Starts the emulator with the accounts of `config` and of the state in `state_dir`.
     pub async fn start(
-        state_root: &Path,
-        config_path: Option<PathBuf>,
-        manifests: &ManifestSet,
+        state_dir: &Path,
+        config_path: Option<&Path>,
     ) -> Result<Sandbox, SandboxError> {
-        let state_dir = state_root.join("sandbox");
-        let accounts: Vec<String> = manifests.accounts();
-        let (dir, path) = (state_dir.clone(), config_path.clone());
+        let (dir, path) = (state_dir.to_owned(), config_path.map(Path::to_owned));
         let (config, state, journal) =
-            tokio::task::spawn_blocking(move || load(&dir, path, &accounts))
+            tokio::task::spawn_blocking(move || load(&dir, path.as_deref()))
                 .await
-                .map_err(|e| SandboxError::Start(std::io::Error::other(e.to_string())))??;
+                .map_err(|e| SandboxError::Start(e.to_string()))??;
         let key_hex: String = rand::random::<[u8; 32]>()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let key = SecretKey::new(&key_hex)
-            .ok_or_else(|| SandboxError::Start(std::io::Error::other("empty generated key")))?;
+            .ok_or_else(|| SandboxError::Start("the generated key is empty".into()))?;
         let credentials = Credentials {
             sdkappid: 1_400_000_000 + u64::from(rand::random::<u16>()),
             identifier: "administrator".into(),
             key,
         };
-        let options = EmulatorOptions {
-            credentials: credentials.clone(),
-            qps: config.qps,
-            rules: config.rules(),
-            latency: config.latency_ms,
-            faults: config.faults,
-            clock_skew_secs: config.clock_skew_seconds,
-            state,
-            journal: Some(journal),
-        };
+        let options = config.options(credentials.clone(), state, Some(journal));
         let emulator = Emulator::start(options, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
-            .map_err(SandboxError::Start)?;
-        let endpoint = Endpoint::parse(&emulator.url())
-            .map_err(|e| SandboxError::Start(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| SandboxError::Start(e.to_string()))?;
+        let endpoint =
+            Endpoint::parse(&emulator.url()).map_err(|e| SandboxError::Start(e.to_string()))?;
         let client = ClientConfig::new(
             endpoint,
             credentials.sdkappid,
             credentials.identifier,
             credentials.key,
         );
-        let from = config_path
-            .as_ref()
-            .map_or("no sandbox.yaml".to_owned(), |p| p.display().to_string());
         tracing::info!(
-            "sandbox emulator on {} seeded from {from}; its state lives in {}",
+            "sandbox emulator on {} seeded from {}; its state lives in {}",
             emulator.url(),
+            config_path.map_or("no sandbox.yaml".to_owned(), |p| p.display().to_string()),
             state_dir.display()
         );
-        Ok(Sandbox {
-            emulator,
-            client,
-            state_dir,
-            config: config_path,
-        })
+        Ok(Sandbox { emulator, client })
     }
 
     /// Creates accounts that `manifests` name and the sandbox does not have yet.

@@ -1,151 +1,421 @@
-//! Settings: the flags (with their environment fallbacks and defaults) that several commands
-//! share, and their resolution into validated structs.
+//! Settings: what a command was asked for, resolved once into a validated [`Config`].
 //!
-//! This is the only module that reads the environment by hand (`SUBSYNC_SECRET_KEY`, which no
-//! flag may carry); clap reads the documented fallbacks of the flags declared here. Every
-//! error names the flag and the variable to fix.
+//! The command line fills in the requests ([`ServiceRequest`], [`StateRequest`],
+//! [`RunRequest`]) from flags, their environment variables and defaults (clap does that, in
+//! `cli`; the library never sees a clap type). [`resolve`] validates them together, reads the
+//! secrets (the key file wins over `SUBSYNC_SECRET_KEY`, the password file over `PGPASSWORD`)
+//! and reports every problem at once. This is the only module that reads the environment by
+//! hand, for the two secrets no flag may carry.
+//!
+//! Secret files are read like untrusted input: only regular files (a FIFO or a device is
+//! refused without blocking), at most [`MAX_SECRET_FILE`] bytes, one line of printable text.
+//! A key file that group or others can read is warned about.
 
+use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::Args;
-
+use crate::apply::{Policy, RetryPolicy};
+use crate::backoff::Backoff;
 use crate::ledger::{Location, UrlError};
 use crate::manifest::Limits;
+use crate::plan::PlanOptions;
+use crate::quote::quote;
 use crate::tencent::ClientConfig;
 use crate::tencent::api;
 use crate::tencent::endpoint::{Endpoint, EndpointError, Region};
 use crate::tencent::usersig::SecretKey;
 
-/// Credentials and endpoint of the app.
-#[derive(Debug, Clone, Args, Default)]
-pub struct ApiArgs {
-    /// The app's SDKAppID.
-    #[arg(long, env = "SUBSYNC_SDKAPPID", global = true)]
+/// The documented limit is 200 calls per second per command; staying just under it means a run
+/// never provokes a rate-limit answer by itself.
+pub const DEFAULT_QPS: u32 = 190;
+
+/// Calls in flight needed to keep `qps` calls a second going (Little's law: in flight = rate ×
+/// round trip), for round trips up to a second: a far region (250 ms) needs 48 at 190/s. Calls
+/// beyond the rate only wait for the limiter, so the bound costs nothing on short paths.
+pub fn default_concurrency(qps: u32) -> usize {
+    (qps as usize).clamp(8, 1024)
+}
+
+/// Largest secret file read: a key or a password is one short line.
+pub const MAX_SECRET_FILE: u64 = 4096;
+
+/// The app's credentials and endpoint, as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceRequest {
     pub sdkappid: Option<String>,
-    /// File holding the app's secret key (or set SUBSYNC_SECRET_KEY; no flag takes the key itself).
-    #[arg(
-        long,
-        env = "SUBSYNC_SECRET_KEY_FILE",
-        global = true,
-        value_name = "FILE"
-    )]
     pub secret_key_file: Option<PathBuf>,
-    /// An App administrator's UserID, used as the request identifier.
-    #[arg(
-        long,
-        env = "SUBSYNC_IDENTIFIER",
-        global = true,
-        default_value = "administrator"
-    )]
     pub identifier: String,
-    /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
-    #[arg(long, env = "SUBSYNC_REGION", global = true)]
     pub region: Option<String>,
-    /// Base URL overriding --region (plain http only on loopback).
-    #[arg(long, env = "SUBSYNC_ENDPOINT", global = true, value_name = "URL")]
     pub endpoint: Option<String>,
 }
 
-/// Where the ledger lives.
-#[derive(Debug, Clone, Args)]
-pub struct StateArgs {
-    /// The state ledger: a directory (SQLite, ledger.db in it) or a postgres:// URL.
-    #[arg(
-        long = "state",
-        env = "SUBSYNC_STATE",
-        default_value = ".subsync",
-        value_name = "DIR|URL"
-    )]
-    pub at: PathBuf,
-    /// File holding the PostgreSQL password, when the --state URL carries none (PGPASSWORD also works).
-    #[arg(long, env = "SUBSYNC_STATE_PASSWORD_FILE", value_name = "FILE")]
-    pub state_password_file: Option<PathBuf>,
-    /// Work with the sandbox: its own ledger in DIR/sandbox and, for apply, an in-process emulator.
-    #[arg(long)]
+/// Where the ledger is, as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct StateRequest {
+    /// A directory or a `postgres://` URL.
+    pub at: String,
+    pub password_file: Option<PathBuf>,
+    /// Work with the sandbox (its own ledger in `DIR/sandbox`, and an in-process emulator).
     pub sandbox: bool,
+    /// The sandbox's emulator configuration, when not the default one.
+    pub sandbox_config: Option<PathBuf>,
 }
 
-impl StateArgs {
-    /// The ledger in effect. The sandbox keeps its own ledger in `DIR/sandbox`, so that demo
-    /// runs never mix with the real service's records.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Location, SettingsError> {
-        let is_url = self.at.to_str().is_some_and(Location::is_url);
-        match (is_url, self.sandbox) {
-            (true, true) => Err(SettingsError::SandboxUrl),
-            (false, true) => Ok(Location::Dir(self.at.join("sandbox"))),
-            _ => resolve_location(&self.at, self.state_password_file.as_deref(), env),
+/// What a run that talks to the service was asked for.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub service: ServiceRequest,
+    pub state: StateRequest,
+    pub qps: u32,
+    pub concurrency: Option<usize>,
+    pub limits: Limits,
+    pub prune: PlanOptions,
+    /// Recorded with each run instead of the manifests' git commit.
+    pub revision: Option<String>,
+}
+
+/// What a run is for: the policy differences between commands are named here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `apply`, `import`, `plan --refresh`: one run a person started.
+    Once,
+    /// `watch`: runs again and again, unattended.
+    Daemon,
+}
+
+impl Purpose {
+    fn policy(self, concurrency: usize, prune: PlanOptions, limits: &Limits) -> Policy {
+        let once = self == Purpose::Once;
+        Policy {
+            concurrency,
+            retry: RetryPolicy::default(),
+            // A person waits for a run; a daemon being replaced can afford to finish its batches.
+            drain: Duration::from_secs(if once { 5 } else { 10 }),
+            // A person retries on purpose; a daemon must not hammer a subscriber that keeps failing.
+            retry_backoff: (!once).then_some(Backoff::new(
+                Duration::from_secs(60),
+                Duration::from_secs(6 * 3600),
+            )),
+            // A daemon resyncs every few minutes: an idle resync leaves no audit entry.
+            audit_idle_runs: once,
+            prune,
+            max_subscribers: limits.max_subscribers as u64,
         }
+    }
+}
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub enum Remote {
+    /// The service (or an emulator given as --endpoint).
+    Service(Service),
+    /// An emulator started inside the process.
+    Sandbox {
+        /// Its accounts and pre-existing subscribers; `None` for none.
+        config: Option<PathBuf>,
+        /// Where its remote state persists (`STATE/sandbox`).
+        state_dir: PathBuf,
+    },
+}
+
+/// The validated credentials and endpoint of the app.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub endpoint: Endpoint,
+    pub sdkappid: u64,
+    pub identifier: String,
+    pub key: SecretKey,
+    /// Where the key came from, when a file: read again when it changes (a rotated Secret).
+    pub key_file: Option<PathBuf>,
+}
+
+impl Service {
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(
+            self.endpoint.clone(),
+            self.sdkappid,
+            self.identifier.clone(),
+            self.key.clone(),
+        )
+    }
+
+    /// The same service with the key file read again; `None` without a key file.
+    pub fn reread_key(&self) -> Option<Result<Service, SettingsError>> {
+        let path = self.key_file.as_ref()?;
+        Some(read_key_file(path, false).map(|key| Service {
+            key,
+            ..self.clone()
+        }))
+    }
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub remote: Remote,
+    pub ledger: Location,
+    /// Calls per second for each API command.
+    pub qps: u32,
+    pub policy: Policy,
+    pub limits: Limits,
+    /// Recorded with each run instead of the manifests' git commit.
+    pub revision: Option<String>,
+}
+
+/// Resolves a run's request: every problem found is reported, not only the first.
+pub fn resolve(
+    request: RunRequest,
+    purpose: Purpose,
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, SettingsErrors> {
+    let mut problems = Vec::new();
+    let (remote, ledger) = if request.state.sandbox {
+        let ledger = resolve_state(&request.state, env)
+            .map_err(|e| problems.push(e))
+            .ok();
+        let config = request
+            .state
+            .sandbox_config
+            .clone()
+            .or_else(|| crate::sandbox::default_config(paths));
+        let state_dir = PathBuf::from(&request.state.at).join("sandbox");
+        (Some(Remote::Sandbox { config, state_dir }), ledger)
+    } else {
+        let service = resolve_service(&request.service, env)
+            .map_err(|e| problems.extend(e.0))
+            .ok();
+        let ledger = resolve_state(&request.state, env)
+            .map_err(|e| problems.push(e))
+            .ok();
+        (service.map(Remote::Service), ledger)
+    };
+    match (remote, ledger) {
+        (Some(remote), Some(ledger)) if problems.is_empty() => {
+            let concurrency = request
+                .concurrency
+                .unwrap_or_else(|| default_concurrency(request.qps));
+            Ok(Config {
+                remote,
+                ledger,
+                qps: request.qps,
+                policy: purpose.policy(concurrency, request.prune, &request.limits),
+                limits: request.limits,
+                revision: request.revision,
+            })
+        }
+        _ => Err(SettingsErrors(problems)),
+    }
+}
+
+/// The ledger in effect. The sandbox keeps its own ledger in `DIR/sandbox`, so that demo runs
+/// never mix with the real service's records.
+pub fn resolve_state(
+    state: &StateRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Location, SettingsError> {
+    let is_url = Location::is_url(&state.at);
+    match (is_url, state.sandbox) {
+        (true, true) => Err(SettingsError::SandboxUrl),
+        (false, true) => Ok(Location::Sqlite(PathBuf::from(&state.at).join("sandbox"))),
+        _ => resolve_location(&state.at, state.password_file.as_deref(), env),
     }
 }
 
 /// A directory, or a `postgres://` URL whose password, when it carries none, comes from
 /// `password_file`, else from `PGPASSWORD`.
 pub fn resolve_location(
-    at: &Path,
+    at: &str,
     password_file: Option<&Path>,
-    env: impl Fn(&str) -> Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Location, SettingsError> {
-    match at.to_str().filter(|t| Location::is_url(t)) {
-        Some(url) => {
-            let password = match password_file {
-                Some(path) => Some(read_password_file(path)?),
-                None => env("PGPASSWORD").filter(|p| !p.is_empty()),
-            };
-            Ok(Location::postgres(url, password)?)
-        }
-        None => Ok(Location::Dir(at.to_owned())),
+    if !Location::is_url(at) {
+        return Ok(Location::Sqlite(PathBuf::from(at)));
+    }
+    let password = match password_file {
+        Some(path) => Some(read_secret_file(path, Secret::Password)?),
+        None => env("PGPASSWORD").filter(|p| !p.is_empty()),
+    };
+    Ok(Location::postgres(at, password)?)
+}
+
+/// The app's validated credentials, without an endpoint (`usersig` needs no more).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub sdkappid: u64,
+    pub identifier: String,
+    pub key: SecretKey,
+}
+
+/// SDKAppID, identifier and key; every problem among them at once.
+pub fn resolve_credentials(
+    request: &ServiceRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, SettingsErrors> {
+    let mut problems = Vec::new();
+    let sdkappid = match request.sdkappid.as_deref().map(str::trim) {
+        None | Some("") => Err(SettingsError::MissingSdkAppId),
+        Some(raw) => raw
+            .parse::<u64>()
+            .map_err(|_| SettingsError::BadSdkAppId(quote(raw))),
+    }
+    .map_err(|e| problems.push(e))
+    .ok();
+    if !api::is_valid_user_id(&request.identifier) {
+        problems.push(SettingsError::BadIdentifier(quote(&request.identifier)));
+    }
+    let key = match (&request.secret_key_file, env("SUBSYNC_SECRET_KEY")) {
+        (Some(path), _) => read_key_file(path, true),
+        (None, Some(value)) => check_key(&value).ok_or(SettingsError::BadKeyVar),
+        (None, None) => Err(SettingsError::MissingKey),
+    }
+    .map_err(|e| problems.push(e))
+    .ok();
+    match (sdkappid, key) {
+        (Some(sdkappid), Some(key)) if problems.is_empty() => Ok(Credentials {
+            sdkappid,
+            identifier: request.identifier.clone(),
+            key,
+        }),
+        _ => Err(SettingsErrors(problems)),
     }
 }
 
-fn read_password_file(path: &Path) -> Result<String, SettingsError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| SettingsError::PasswordFile {
+/// The endpoint: `--endpoint` wins over `--region`.
+pub fn resolve_endpoint(request: &ServiceRequest) -> Result<Endpoint, SettingsError> {
+    match (&request.endpoint, &request.region) {
+        (Some(url), _) => Ok(Endpoint::parse(url)?),
+        (None, Some(region)) => Ok(Endpoint::for_region(region.parse()?)),
+        (None, None) => Err(SettingsError::NoEndpoint),
+    }
+}
+
+/// Endpoint and credentials; every problem among them at once.
+pub fn resolve_service(
+    request: &ServiceRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Service, SettingsErrors> {
+    let endpoint = resolve_endpoint(request);
+    let credentials = resolve_credentials(request, env);
+    match (endpoint, credentials) {
+        (Ok(endpoint), Ok(c)) => Ok(Service {
+            endpoint,
+            sdkappid: c.sdkappid,
+            identifier: c.identifier,
+            key: c.key,
+            key_file: request.secret_key_file.clone(),
+        }),
+        (endpoint, credentials) => {
+            let mut problems: Vec<SettingsError> = endpoint.err().into_iter().collect();
+            problems.extend(credentials.err().map(|e| e.0).unwrap_or_default());
+            Err(SettingsErrors(problems))
+        }
+    }
+}
+
+/// A secret key as given: one line of printable ASCII without spaces, surrounding whitespace
+/// (a trailing newline from `echo key > file`) ignored.
+fn check_key(raw: &str) -> Option<SecretKey> {
+    let key = raw.trim();
+    let printable = key.chars().all(|c| c.is_ascii_graphic());
+    (printable && key.len() <= 1024)
+        .then(|| SecretKey::new(key))
+        .flatten()
+}
+
+fn read_key_file(path: &Path, warn_if_shared: bool) -> Result<SecretKey, SettingsError> {
+    let text = read_secret_file(path, Secret::Key)?;
+    if warn_if_shared {
+        warn_if_readable_by_others(path);
+    }
+    check_key(&text).ok_or_else(|| SettingsError::BadSecretFile {
+        what: Secret::Key,
         path: path.to_owned(),
-        source,
-    })?;
-    let password = raw.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        return Err(SettingsError::EmptyPasswordFile(path.to_owned()));
+        problem:
+            "does not hold a secret key: one line of letters, digits and punctuation without spaces"
+                .into(),
+    })
+}
+
+/// Which secret a file holds, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    Key,
+    Password,
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Key => "secret key file (--secret-key-file, SUBSYNC_SECRET_KEY_FILE)",
+            Secret::Password => {
+                "state password file (--state-password-file, SUBSYNC_STATE_PASSWORD_FILE)"
+            }
+        })
     }
-    Ok(password.to_owned())
 }
 
-/// Bounds on what reading manifests and subscriber files may cost (see `manifest::Limits`).
-#[derive(Debug, Clone, Args)]
-pub struct LimitArgs {
-    /// Largest manifest file (bytes; K, M, G suffixes are binary).
-    #[arg(long, env = "SUBSYNC_MAX_MANIFEST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
-          default_value_t = Limits::default().max_manifest_bytes)]
-    pub max_manifest_bytes: u64,
-    /// Largest subscriber file once gunzipped (bytes; K, M, G suffixes are binary).
-    #[arg(long, env = "SUBSYNC_MAX_LIST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
-          default_value_t = Limits::default().max_list_bytes)]
-    pub max_list_bytes: u64,
-    /// Longest line in a subscriber file, in bytes.
-    #[arg(long, env = "SUBSYNC_MAX_LINE_BYTES", value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(64..),
-          default_value_t = Limits::default().max_line_bytes as u32)]
-    pub max_line_bytes: u32,
-    /// Deepest nesting of lists and mappings in a manifest.
-    #[arg(long, env = "SUBSYNC_MAX_DEPTH", value_name = "LEVELS",
-          value_parser = clap::value_parser!(u32).range(4..=1000),
-          default_value_t = Limits::default().max_depth as u32)]
-    pub max_depth: u32,
-    /// Most distinct subscribers one account may list (raise it with the account's MaxSubscriberNum).
-    #[arg(long, env = "SUBSYNC_MAX_SUBSCRIBERS", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..),
-          default_value_t = Limits::default().max_subscribers as u32)]
-    pub max_subscribers: u32,
+/// The one line a secret file holds, read within bounds; never its content in an error.
+pub fn read_secret_file(path: &Path, what: Secret) -> Result<String, SettingsError> {
+    let bad = |problem: String| SettingsError::BadSecretFile {
+        what,
+        path: path.to_owned(),
+        problem,
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(bad("is not a regular file".into()));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(bad(format!(
+            "is {} bytes; a secret is one short line (at most {MAX_SECRET_FILE} bytes)",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.by_ref()
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(bad(format!(
+            "grew past {MAX_SECRET_FILE} bytes while being read"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| bad("is not text".into()))?;
+    let line = text.trim_end_matches(['\r', '\n']);
+    if line.is_empty() {
+        return Err(bad("is empty; put the secret in it".into()));
+    }
+    if line.contains(['\n', '\r']) || line.chars().any(char::is_control) {
+        return Err(bad(
+            "holds more than one line, or control characters; a secret is one line".into(),
+        ));
+    }
+    Ok(line.to_owned())
 }
 
-impl LimitArgs {
-    pub fn resolve(&self) -> Limits {
-        Limits {
-            max_manifest_bytes: self.max_manifest_bytes,
-            max_list_bytes: self.max_list_bytes,
-            max_line_bytes: self.max_line_bytes as usize,
-            max_depth: self.max_depth as usize,
-            max_subscribers: self.max_subscribers as usize,
-        }
+fn warn_if_readable_by_others(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the secret key file can be read by other users; restrict it (chmod 600, or defaultMode: 0400 on a Kubernetes Secret volume)"
+        );
     }
 }
 
@@ -163,24 +433,33 @@ pub fn parse_bytes(raw: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         _ => {
             return Err(format!(
-                "{raw:?} is not a size; write bytes such as 4096, 64K or 16MiB"
+                "{} is not a size; write bytes such as 4096, 64K or 16MiB",
+                quote(raw)
             ));
         }
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a size; write bytes such as 4096, 64K or 16MiB"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!(
+            "{} is not a size; write bytes such as 4096, 64K or 16MiB",
+            quote(raw)
+        )
+    })?;
     n.checked_shl(shift)
         .filter(|v| *v >> shift == n && *v > 0)
-        .ok_or_else(|| format!("{raw:?} is out of range"))
+        .ok_or_else(|| format!("{} is out of range", quote(raw)))
 }
 
 /// `500ms`, `30s`, `10m`, `1h`, `0`: a duration with its unit.
-pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let text = raw.trim();
-    let bad = || format!("{raw:?} is not a duration; write e.g. 500ms, 30s, 10m or 1h");
+    let bad = || {
+        format!(
+            "{} is not a duration; write e.g. 500ms, 30s, 10m or 1h",
+            quote(raw)
+        )
+    };
     if text == "0" {
-        return Ok(std::time::Duration::ZERO);
+        return Ok(Duration::ZERO);
     }
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (digits, unit) = text.split_at(split);
@@ -193,12 +472,12 @@ pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
         _ => return Err(bad()),
     };
     millis
-        .map(std::time::Duration::from_millis)
-        .ok_or_else(|| format!("{raw:?} is out of range"))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{} is out of range", quote(raw)))
 }
 
 /// How log lines on stderr are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// For people.
     #[default]
@@ -208,7 +487,7 @@ pub enum LogFormat {
 }
 
 /// When stderr gets colour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorChoice {
     /// On a terminal, unless NO_COLOR is set.
     Auto,
@@ -249,31 +528,31 @@ impl Output {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// One problem with the settings; each names the flag and the variable to fix.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SettingsError {
     #[error("no SDKAppID: pass --sdkappid or set SUBSYNC_SDKAPPID")]
     MissingSdkAppId,
     #[error(
-        "SDKAppID {0:?} is not a number; copy the numeric SDKAppID from the console into --sdkappid or SUBSYNC_SDKAPPID"
+        "SDKAppID {0} is not a number; copy the numeric SDKAppID from the console into --sdkappid or SUBSYNC_SDKAPPID"
     )]
     BadSdkAppId(String),
     #[error(
         "no secret key: set SUBSYNC_SECRET_KEY_FILE (or --secret-key-file) to a file holding it, or SUBSYNC_SECRET_KEY"
     )]
     MissingKey,
-    #[error(
-        "cannot read the secret key file {path}: {source}; check --secret-key-file or SUBSYNC_SECRET_KEY_FILE"
-    )]
-    KeyFile {
+    #[error("the {what} {path}: it {problem}")]
+    BadSecretFile {
+        what: Secret,
         path: PathBuf,
-        source: std::io::Error,
+        problem: String,
     },
-    #[error("the secret key file {0} is empty; put the app's secret key in it")]
-    EmptyKeyFile(PathBuf),
-    #[error("SUBSYNC_SECRET_KEY is set but empty; set it to the app's secret key or unset it")]
-    EmptyKeyVar,
     #[error(
-        "identifier {0:?} is not a valid UserID (1 to 32 printable ASCII bytes); fix --identifier or SUBSYNC_IDENTIFIER"
+        "SUBSYNC_SECRET_KEY does not hold a secret key (one line of letters, digits and punctuation without spaces); fix it or unset it"
+    )]
+    BadKeyVar,
+    #[error(
+        "identifier {0} is not a valid UserID (1 to 32 printable ASCII bytes); fix --identifier or SUBSYNC_IDENTIFIER"
     )]
     BadIdentifier(String),
     #[error("no region: pass --region ({names}) or --endpoint URL", names = Region::ALL.map(Region::name).join(", "))]
@@ -283,26 +562,34 @@ pub enum SettingsError {
     #[error(transparent)]
     StateUrl(#[from] UrlError),
     #[error(
-        "cannot read the state password file {path}: {source}; check --state-password-file or SUBSYNC_STATE_PASSWORD_FILE"
-    )]
-    PasswordFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the state password file {0} is empty; put the database password in it")]
-    EmptyPasswordFile(PathBuf),
-    #[error(
         "--sandbox keeps its ledger in a directory; give --state a directory, not a postgres:// URL"
     )]
     SandboxUrl,
 }
 
-/// Validated credentials.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub sdkappid: u64,
-    pub identifier: String,
-    pub key: SecretKey,
+/// Every problem with the settings, found together.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct SettingsErrors(pub Vec<SettingsError>);
+
+impl std::fmt::Display for SettingsErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} problems with the settings:", many.len())?;
+                for e in many {
+                    write!(f, "\n  - {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<SettingsError> for SettingsErrors {
+    fn from(e: SettingsError) -> SettingsErrors {
+        SettingsErrors(vec![e])
+    }
 }
 
 /// Reads an environment variable; the one place that does.
@@ -310,213 +597,5 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-impl ApiArgs {
-    /// SDKAppID, identifier and key; the key file flag (or its variable) wins over SUBSYNC_SECRET_KEY.
-    pub fn credentials(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Credentials, SettingsError> {
-        let raw = self
-            .sdkappid
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or(SettingsError::MissingSdkAppId)?;
-        let sdkappid = raw
-            .parse()
-            .map_err(|_| SettingsError::BadSdkAppId(raw.to_owned()))?;
-        if !api::is_valid_user_id(&self.identifier) {
-            return Err(SettingsError::BadIdentifier(self.identifier.clone()));
-        }
-        let key = match (&self.secret_key_file, env("SUBSYNC_SECRET_KEY")) {
-            (Some(path), _) => read_key_file(path)?,
-            (None, Some(value)) => SecretKey::new(&value).ok_or(SettingsError::EmptyKeyVar)?,
-            (None, None) => return Err(SettingsError::MissingKey),
-        };
-        Ok(Credentials {
-            sdkappid,
-            identifier: self.identifier.clone(),
-            key,
-        })
-    }
-
-    /// The endpoint: --endpoint wins over --region.
-    pub fn endpoint(&self) -> Result<Endpoint, SettingsError> {
-        match (&self.endpoint, &self.region) {
-            (Some(url), _) => Ok(Endpoint::parse(url)?),
-            (None, Some(region)) => Ok(Endpoint::for_region(region.parse()?)),
-            (None, None) => Err(SettingsError::NoEndpoint),
-        }
-    }
-
-    /// Everything the client needs, checked before any request is built.
-    pub fn client_config(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<ClientConfig, SettingsError> {
-        let endpoint = self.endpoint()?;
-        let c = self.credentials(env)?;
-        Ok(ClientConfig::new(endpoint, c.sdkappid, c.identifier, c.key))
-    }
-}
-
-fn read_key_file(path: &Path) -> Result<SecretKey, SettingsError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| SettingsError::KeyFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    SecretKey::new(&raw).ok_or_else(|| SettingsError::EmptyKeyFile(path.to_owned()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args() -> ApiArgs {
-        ApiArgs {
-            sdkappid: Some("1400000000".into()),
-            identifier: "administrator".into(),
-            ..ApiArgs::default()
-        }
-    }
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    #[test]
-    fn key_comes_from_the_file_before_the_variable() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("key");
-        std::fs::write(&file, "from-file\n").unwrap();
-        let a = ApiArgs {
-            secret_key_file: Some(file),
-            ..args()
-        };
-        let env = |n: &str| (n == "SUBSYNC_SECRET_KEY").then(|| "from-env".to_owned());
-        let creds = a.credentials(env).unwrap();
-        let sig = crate::tencent::usersig::generate(&creds.key, 1, "a", 0, 10);
-        let file_key = SecretKey::new("from-file").unwrap();
-        assert!(crate::tencent::usersig::verify(sig.as_str(), &file_key, 1, "a", 0).is_ok());
-    }
-
-    #[test]
-    fn bad_input_gets_one_sentence_naming_the_fix() {
-        let err = ApiArgs {
-            sdkappid: Some("abc".into()),
-            ..args()
-        }
-        .credentials(no_env)
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("\"abc\"") && err.contains("SUBSYNC_SDKAPPID"),
-            "{err}"
-        );
-        let err = args().credentials(no_env).unwrap_err().to_string();
-        assert!(err.contains("SUBSYNC_SECRET_KEY_FILE"), "{err}");
-        let missing = ApiArgs {
-            secret_key_file: Some("/nonexistent/key".into()),
-            ..args()
-        };
-        let err = missing.credentials(no_env).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/key"), "{err}");
-        let err = ApiArgs {
-            region: Some("mars".into()),
-            ..args()
-        }
-        .endpoint()
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("mars"), "{err}");
-    }
-
-    #[test]
-    fn endpoint_overrides_region() {
-        let a = ApiArgs {
-            region: Some("china".into()),
-            endpoint: Some("http://127.0.0.1:9".into()),
-            ..args()
-        };
-        assert!(a.endpoint().unwrap().is_loopback());
-    }
-
-    #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
-        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_bytes("1 GB"), Ok(1 << 30));
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("99999999999G").is_err());
-    }
-
-    #[test]
-    fn colour_follows_the_terminal_and_no_color() {
-        let text = |c, n, t| Output::resolve(c, n, LogFormat::Text, t).color;
-        assert!(text(ColorChoice::Auto, None, true));
-        assert!(!text(ColorChoice::Auto, None, false));
-        assert!(!text(ColorChoice::Auto, Some("1"), true));
-        assert!(text(ColorChoice::Auto, Some(""), true));
-        assert!(text(ColorChoice::Always, Some("1"), false));
-        assert!(!text(ColorChoice::Never, None, true));
-        let json = Output::resolve(ColorChoice::Always, None, LogFormat::Json, true);
-        assert!(!json.color && !json.terminal && json.json);
-    }
-
-    #[test]
-    fn durations_need_a_unit() {
-        let ms = |n| Ok(std::time::Duration::from_millis(n));
-        assert_eq!(parse_duration("500ms"), ms(500));
-        assert_eq!(parse_duration("30s"), ms(30_000));
-        assert_eq!(parse_duration("10m"), ms(600_000));
-        assert_eq!(parse_duration("1h"), ms(3_600_000));
-        assert_eq!(parse_duration("0"), ms(0));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("m").is_err());
-    }
-
-    fn state(at: &str, sandbox: bool) -> StateArgs {
-        StateArgs {
-            at: at.into(),
-            state_password_file: None,
-            sandbox,
-        }
-    }
-
-    #[test]
-    fn sandbox_keeps_its_own_state_directory() {
-        let location = state("st", true).resolve(no_env).unwrap();
-        assert_eq!(
-            location.sqlite_file(),
-            Some(PathBuf::from("st/sandbox/ledger.db"))
-        );
-        let err = state("postgres://u@h/db", true)
-            .resolve(no_env)
-            .unwrap_err();
-        assert!(err.to_string().contains("--sandbox"), "{err}");
-    }
-
-    #[test]
-    fn the_state_password_comes_from_the_file_before_pgpassword() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pw");
-        std::fs::write(&file, "from-file\n").unwrap();
-        let env = |n: &str| (n == "PGPASSWORD").then(|| "from-env".to_owned());
-        let password = |args: &StateArgs| match args.resolve(env).unwrap() {
-            Location::Postgres(t) => t.password().map(str::to_owned),
-            Location::Dir(_) => None,
-        };
-        let mut args = state("postgres://u@h/db", false);
-        assert_eq!(password(&args).as_deref(), Some("from-env"));
-        args.state_password_file = Some(file.clone());
-        assert_eq!(password(&args).as_deref(), Some("from-file"));
-        args.at = "postgres://u:in-url@h/db".into();
-        assert_eq!(password(&args).as_deref(), Some("in-url"));
-        std::fs::write(&file, "\n").unwrap();
-        let err = args.resolve(env).unwrap_err().to_string();
-        assert!(err.contains("is empty") && err.contains("pw"), "{err}");
-    }
-}
+mod tests;

@@ -163,6 +163,6 @@ fn the_ha_example_runs_two_standby_replicas_on_separate_nodes_with_the_password_
             assert_eq!(target.tls, subsync::ledger::TlsMode::VerifyFull);
             assert_eq!(target.password(), None);
         }
-        subsync::ledger::Location::Dir(_) => panic!("{url} is not a postgres URL"),
+        subsync::ledger::Location::Sqlite(_) => panic!("{url} is not a postgres URL"),
     }
 }

@@ -8,7 +8,7 @@ use subsync::emulator::{Emulator, FollowLimitMode};
 use subsync::tencent::api::{self, Command};
 use subsync::tencent::endpoint::Endpoint;
 use subsync::tencent::usersig::{self, SecretKey};
-use subsync::tencent::{ApiError, Client, ClientConfig};
+use subsync::tencent::{Api, ApiError, Client, ClientConfig};
 
 const SEED_ACCOUNT: &str = "@TOA#_@TOA#dOEF";
 /// The documentation's add_subscriber example body, byte for byte.
@@ -328,12 +328,7 @@ async fn paging_lists_every_subscriber_across_pages() {
     let (mut listed, mut next) = (Vec::new(), String::new());
     loop {
         let page = c.subscriber_page("@TOA#_a", &next).await.unwrap();
-        assert_eq!(page.subscriber_num, all.len() as u64);
-        listed.extend(
-            page.subscriber_list
-                .into_iter()
-                .map(|s| s.subscriber_account),
-        );
+        listed.extend(page.subscribers);
         if page.next.is_empty() {
             break;
         }
@@ -358,15 +353,21 @@ async fn account_info_reports_limits_and_missing_accounts_per_item() {
             }
         })
         .collect();
-    let info = client(&emulator).account_info(&ids).await.unwrap();
+    let c = client(&emulator);
+    let mut info = c.account_info(&ids[..50]).await.unwrap();
+    info.extend(c.account_info(&ids[50..]).await.unwrap());
     assert_eq!(info.len(), 60);
     assert_eq!(
-        (info[0].1.max_subscriber_num, info[0].1.subscriber_num),
+        (info[0].1.max_subscribers, info[0].1.subscriber_num),
         (Some(50), Some(1))
     );
-    assert_eq!(info[1].1.status.error_code, 130004);
-    // 60 ids take two calls of at most 50.
+    assert_eq!(info[1].1.code, 130004);
+    // One call carries at most 50 ids; the client refuses more rather than split it itself.
     assert_eq!(emulator.stats().calls(Command::GetOfficialAccountInfo), 2);
+    assert!(matches!(
+        c.account_info(&ids).await,
+        Err(ApiError::Encode { .. })
+    ));
 }
 
 #[tokio::test]
@@ -404,7 +405,8 @@ async fn injected_faults_never_change_anything() {
             ApiError::Service { code, .. } => code.to_string(),
             ApiError::Http { status, .. } => format!("http {status}"),
             ApiError::Transport { .. } => "dropped".into(),
-            ApiError::Decode { .. } => "decode".into(),
+            ApiError::Protocol { .. } => "protocol".into(),
+            ApiError::Encode { .. } => "encode".into(),
             ApiError::Unreachable { .. } => "unreachable".into(),
         });
         assert_eq!(e.class(), subsync::tencent::ErrorClass::Retryable);

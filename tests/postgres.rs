@@ -131,7 +131,7 @@ async fn every_command_works_on_a_postgres_ledger() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(snapshot(Location::Dir(dir)), snapshot(db.location()));
+    assert_eq!(snapshot(Location::Sqlite(dir)), snapshot(db.location()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

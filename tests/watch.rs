@@ -10,6 +10,7 @@ use std::path::Path;
 use common::daemon::{sigterm, start, wait_for};
 use common::{Remote, Workspace, ids, manifest_text, remote_subscribers};
 use subsync::emulator::Emulator;
+use subsync::tencent::Api;
 
 async fn emulator() -> Emulator {
     Remote::default()

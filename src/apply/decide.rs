@@ -6,16 +6,15 @@
 
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::ledger::Op;
 use crate::tencent::api::{SubscriberResult, result};
+use crate::tencent::codes::{ACCOUNT_FULL, Gone};
 use crate::tencent::{ApiError, ErrorClass};
 
 /// Codes that a single bad member causes for the whole batch: the batch is split in halves
 /// until the members responsible are isolated.
 pub const MEMBER_CAUSED: [i64; 3] = [6017, 20001, 130010];
-
-/// The account-full code, which is also looked for on individual result items.
-pub const ACCOUNT_FULL: i64 = 130006;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -26,8 +25,10 @@ pub struct RetryPolicy {
     /// Attempts of a call that cannot connect before the endpoint has ever answered: enough to
     /// ride out a network path that is still coming up, few enough to stop within a second.
     pub max_unreachable_attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
+    /// Pauses between attempts of one call.
+    pub backoff: Backoff,
+    /// The longest pause a server's Retry-After is honoured for; a longer one is cut to this.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -38,21 +39,9 @@ impl Default for RetryPolicy {
             max_attempts: 10,
             max_rate_limited_attempts: 20,
             max_unreachable_attempts: 3,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            max_retry_after: Duration::from_secs(60),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// Capped exponential backoff with "equal jitter": `jitter` in [0, 1) picks a point in the
-    /// upper half of the window, so retries spread out but never come back at once.
-    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
-        let window = self
-            .base
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.cap);
-        window.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
     }
 }
 
@@ -78,7 +67,7 @@ pub enum Decision {
     /// A single subscriber got 130006: the account is full; stop sending to it.
     AccountFull,
     /// 130004 (missing) or 130007 (invalid id): skip the account.
-    AccountGone { code: i64, missing: bool },
+    AccountGone(Gone),
     /// Credentials, permission or service problem: stop the run.
     Fatal,
 }
@@ -115,39 +104,38 @@ pub fn on_error(
     jitter: f64,
 ) -> Decision {
     let code = error.code();
-    let retry_or_fail = |limit: u32, slow_down: bool| {
+    let pause = policy.backoff.jittered(attempt, jitter);
+    let retry_or_fail = |limit: u32, slow_down: bool, delay: Duration| {
         if attempt + 1 < limit {
-            Decision::Retry {
-                delay: policy.backoff(attempt, jitter),
-                slow_down,
-            }
+            Decision::Retry { delay, slow_down }
         } else {
             Decision::FailAll { code }
         }
     };
-    match error.class() {
-        ErrorClass::Retryable => retry_or_fail(policy.max_attempts, false),
-        ErrorClass::Unreachable if reached => retry_or_fail(policy.max_attempts, false),
+    let class = error.class();
+    if let Some(gone) = class.account_gone() {
+        return Decision::AccountGone(gone);
+    }
+    match class {
+        ErrorClass::Retryable => retry_or_fail(policy.max_attempts, false, pause),
+        ErrorClass::Unreachable if reached => retry_or_fail(policy.max_attempts, false, pause),
         // Never answered: a wrong endpoint or a closed path, not a blip. Recording every
         // subscriber as failed would only hide that.
         ErrorClass::Unreachable if attempt + 1 < policy.max_unreachable_attempts => {
             Decision::Retry {
-                delay: policy.backoff(attempt, jitter),
+                delay: pause,
                 slow_down: false,
             }
         }
         ErrorClass::Unreachable => Decision::Fatal,
-        ErrorClass::RateLimited => retry_or_fail(policy.max_rate_limited_attempts, true),
+        // Wait as long as the server asked (within reason), and at least the backoff.
+        ErrorClass::RateLimited => {
+            let asked = error.retry_after().unwrap_or_default();
+            let delay = pause.max(asked.min(policy.max_retry_after));
+            retry_or_fail(policy.max_rate_limited_attempts, true, delay)
+        }
         ErrorClass::AccountFull if members > 1 => Decision::Split,
         ErrorClass::AccountFull => Decision::AccountFull,
-        ErrorClass::AccountMissing => Decision::AccountGone {
-            code,
-            missing: true,
-        },
-        ErrorClass::AccountInvalid => Decision::AccountGone {
-            code,
-            missing: false,
-        },
         ErrorClass::FollowLimit | ErrorClass::InvalidRequest
             if MEMBER_CAUSED.contains(&code) && members > 1 =>
         {
@@ -158,6 +146,8 @@ pub fn on_error(
         }
         // The client already renewed the UserSig once; a second 70001 means the clock or key is wrong.
         ErrorClass::ExpiredSig | ErrorClass::Fatal => Decision::Fatal,
+        // Handled above, with the account they are about.
+        ErrorClass::AccountMissing | ErrorClass::AccountInvalid => Decision::FailAll { code },
     }
 }
 
@@ -201,6 +191,14 @@ mod tests {
         })
     }
 
+    fn http(status: u16, retry_after: Option<Duration>) -> Result<Vec<SubscriberResult>, ApiError> {
+        Err(ApiError::Http {
+            command: Command::AddSubscriber,
+            status,
+            retry_after,
+        })
+    }
+
     fn item(id: &str, result: i64, code: Option<i64>) -> SubscriberResult {
         SubscriberResult {
             subscriber_account: id.into(),
@@ -213,8 +211,8 @@ mod tests {
         max_attempts: 3,
         max_rate_limited_attempts: 5,
         max_unreachable_attempts: 2,
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(1),
+        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+        max_retry_after: Duration::from_secs(60),
     };
 
     #[test]
@@ -274,10 +272,7 @@ mod tests {
         );
         assert_eq!(
             decide(Op::Remove, &members(3), &service(130004), 0, true, &P, 0.0),
-            Decision::AccountGone {
-                code: 130004,
-                missing: true
-            }
+            Decision::AccountGone(Gone::Missing)
         );
     }
 
@@ -298,10 +293,7 @@ mod tests {
                 "{code}"
             );
         }
-        let http = Err(ApiError::Http {
-            command: Command::AddSubscriber,
-            status: 502,
-        });
+        let http = http(502, None);
         assert!(matches!(
             decide(Op::Add, &members(2), &http, 0, true, &P, 0.5),
             Decision::Retry {
@@ -372,6 +364,71 @@ mod tests {
     }
 
     #[test]
+    fn http_429_waits_as_asked_within_the_cap_and_slows_down() {
+        assert_eq!(
+            decide(
+                Op::Add,
+                &members(2),
+                &http(429, Some(Duration::from_secs(7))),
+                0,
+                true,
+                &P,
+                0.0
+            ),
+            Decision::Retry {
+                delay: Duration::from_secs(7),
+                slow_down: true
+            }
+        );
+        assert_eq!(
+            decide(
+                Op::Add,
+                &members(2),
+                &http(429, Some(Duration::from_secs(3600))),
+                0,
+                true,
+                &P,
+                0.0
+            ),
+            Decision::Retry {
+                delay: Duration::from_secs(60),
+                slow_down: true
+            }
+        );
+        // Without Retry-After, the usual backoff.
+        assert_eq!(
+            decide(Op::Add, &members(2), &http(429, None), 0, true, &P, 0.0),
+            Decision::Retry {
+                delay: Duration::from_millis(50),
+                slow_down: true
+            }
+        );
+        assert_eq!(
+            decide(Op::Add, &members(2), &http(429, None), 4, true, &P, 0.0),
+            Decision::FailAll { code: -429 }
+        );
+    }
+
+    #[test]
+    fn a_protocol_breaking_answer_is_retried_then_recorded_as_unreadable() {
+        let broken = Err(ApiError::Protocol {
+            command: Command::AddSubscriber,
+            detail: "extra items".into(),
+        });
+        assert!(matches!(
+            decide(Op::Add, &members(2), &broken, 0, true, &P, 0.0),
+            Decision::Retry {
+                slow_down: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            decide(Op::Add, &members(2), &broken, 2, true, &P, 0.0),
+            Decision::FailAll { code: -2 }
+        );
+    }
+
+    #[test]
     fn member_caused_codes_split_until_one_member_is_left() {
         for code in MEMBER_CAUSED {
             assert_eq!(
@@ -403,17 +460,11 @@ mod tests {
     fn missing_and_invalid_accounts_are_skipped() {
         assert_eq!(
             decide(Op::Add, &members(3), &service(130004), 0, true, &P, 0.0),
-            Decision::AccountGone {
-                code: 130004,
-                missing: true
-            }
+            Decision::AccountGone(Gone::Missing)
         );
         assert_eq!(
             decide(Op::Add, &members(3), &service(130007), 0, true, &P, 0.0),
-            Decision::AccountGone {
-                code: 130007,
-                missing: false
-            }
+            Decision::AccountGone(Gone::Invalid)
         );
     }
 
@@ -440,14 +491,5 @@ mod tests {
                 "{code}"
             );
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
-        assert_eq!(P.backoff(0, 0.0), Duration::from_millis(50));
-        assert_eq!(P.backoff(0, 1.0), Duration::from_millis(100));
-        assert_eq!(P.backoff(2, 1.0), Duration::from_millis(400));
-        assert_eq!(P.backoff(10, 1.0), Duration::from_secs(1));
-        assert_eq!(P.backoff(31, 0.0), Duration::from_millis(500));
     }
 }

@@ -17,36 +17,27 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::account::{AccountRun, Batch, Mode};
-use super::decide::{ACCOUNT_FULL, Decision, RetryPolicy, decide};
+use super::decide::{Decision, RetryPolicy, decide};
 use super::observe::{Counts, Observer};
+use super::read::SLOW_DOWN_FOR;
 use super::work::{End, Known, Report, Work};
 use crate::ledger::{AccountFact, Op, Record, RecordError, Recorder};
-use crate::tencent::api::SubscriberResult;
-use crate::tencent::ratelimit::RateLimiter;
-use crate::tencent::{ApiError, Client};
+use crate::tencent::api::{Command, SubscriberResult};
+use crate::tencent::codes::{ACCOUNT_FULL, Gone};
+use crate::tencent::ratelimit::Pacer;
+use crate::tencent::{Api, ApiError};
 
-/// How long a limiter stays slowed after a rate-limit answer.
-const SLOW_DOWN_FOR: Duration = Duration::from_secs(10);
-
-/// One limiter per command: the service limits each separately.
-#[derive(Clone)]
-pub struct Limiters {
-    pub add: Arc<RateLimiter>,
-    pub delete: Arc<RateLimiter>,
-}
-
-impl Limiters {
-    fn of(&self, op: Op) -> &Arc<RateLimiter> {
-        match op {
-            Op::Add => &self.add,
-            Op::Remove => &self.delete,
-        }
+/// The API command that carries `op`.
+fn command(op: Op) -> Command {
+    match op {
+        Op::Add => Command::AddSubscriber,
+        Op::Remove => Command::DeleteSubscriber,
     }
 }
 
 pub struct Context {
-    pub client: Arc<Client>,
-    pub limiters: Limiters,
+    pub api: Arc<dyn Api>,
+    pub pacer: Arc<Pacer>,
     pub recorder: Recorder,
     pub policy: RetryPolicy,
     /// Most calls in flight at once.
@@ -89,8 +80,7 @@ struct Exec<'a> {
     api: JoinSet<Event>,
     commits: JoinSet<Committed>,
     in_flight: usize,
-    requests: u64,
-    retries: u64,
+    calls: super::read::Calls,
     rate_limited: u64,
     fatal: Option<ApiError>,
     record_error: Option<RecordError>,
@@ -112,15 +102,15 @@ pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken)
         api: JoinSet::new(),
         commits: JoinSet::new(),
         in_flight: 0,
-        requests: 0,
-        retries: 0,
+        calls: Default::default(),
         rate_limited: 0,
         fatal: None,
         record_error: None,
     };
     for (index, known) in known.into_iter().enumerate() {
         match known {
-            Known::Missing => exec.account_gone(index, 130004, true),
+            Known::Missing => exec.account_gone(index, Gone::Missing),
+            Known::Invalid => exec.account_gone(index, Gone::Invalid),
             _ if exec.accounts[index].mode == Mode::Full => {
                 let left_out = exec.accounts[index].drain_adds();
                 exec.count_limit(index, left_out);
@@ -161,7 +151,7 @@ impl Exec<'_> {
                 Some(event) = self.api.join_next() => match event {
                     Ok(Event::Sent(batch, answer)) => {
                         self.release(&batch);
-                        self.requests += 1;
+                        self.calls.requests += 1;
                         self.on_answer(batch, answer);
                     }
                     Ok(Event::Unsent) => self.in_flight -= 1,
@@ -182,19 +172,19 @@ impl Exec<'_> {
             };
             self.in_flight += 1;
             self.accounts[batch.account].in_flight += 1;
-            let client = self.ctx.client.clone();
-            let limiter = self.ctx.limiters.of(batch.op).clone();
+            let api = self.ctx.api.clone();
+            let pacer = self.ctx.pacer.clone();
             let stop = self.stop.clone();
             let account = self.accounts[batch.account].id.clone();
             self.api.spawn(async move {
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => return Event::Unsent,
-                    () = limiter.acquire() => {}
+                    () = pacer.of(command(batch.op)).acquire() => {}
                 }
                 let answer = match batch.op {
-                    Op::Add => client.add_subscriber(&account, &batch.members).await,
-                    Op::Remove => client.delete_subscriber(&account, &batch.members).await,
+                    Op::Add => api.add_subscriber(&account, &batch.members).await,
+                    Op::Remove => api.delete_subscriber(&account, &batch.members).await,
                 };
                 Event::Sent(batch, answer)
             });
@@ -230,15 +220,15 @@ impl Exec<'_> {
     /// Accounts for a batch that will not be sent because its account was stopped.
     fn settle_stopped(&mut self, index: usize, end: End, batch: Batch) {
         let code = match end {
-            End::Missing => 130004,
-            End::Invalid => 130007,
+            End::Missing => Gone::Missing.code(),
+            End::Invalid => Gone::Invalid.code(),
             End::Done | End::Full | End::Unfinished => return,
         };
         self.fail_all(index, batch.op, batch.members, code);
     }
 
     fn on_answer(&mut self, batch: Batch, answer: Result<Vec<SubscriberResult>, ApiError>) {
-        let reached = self.ctx.client.has_answered();
+        let reached = self.ctx.api.has_answered();
         let policy = &self.ctx.policy;
         let decision = decide(
             batch.op,
@@ -284,10 +274,13 @@ impl Exec<'_> {
                 }
             }
             Decision::Retry { delay, slow_down } => {
-                self.retries += 1;
+                self.calls.retries += 1;
                 if slow_down {
                     self.rate_limited += 1;
-                    self.ctx.limiters.of(batch.op).slow_down(SLOW_DOWN_FOR);
+                    self.ctx
+                        .pacer
+                        .of(command(batch.op))
+                        .slow_down(SLOW_DOWN_FOR);
                 }
                 let batch = Batch {
                     attempt: batch.attempt + 1,
@@ -307,9 +300,9 @@ impl Exec<'_> {
                 self.count_limit(index, 1);
                 self.account_full(index);
             }
-            Decision::AccountGone { code, missing } => {
-                self.account_gone(index, code, missing);
-                self.fail_all(index, batch.op, batch.members, code);
+            Decision::AccountGone(gone) => {
+                self.account_gone(index, gone);
+                self.fail_all(index, batch.op, batch.members, gone.code());
             }
             Decision::Fatal => {
                 if self.fatal.is_none() {
@@ -320,16 +313,17 @@ impl Exec<'_> {
         }
     }
 
-    /// The account is missing or invalid: nothing more is sent; what is queued fails with `code`.
-    fn account_gone(&mut self, index: usize, code: i64, missing: bool) {
+    /// The account is missing or invalid: nothing more is sent; what is queued fails with its
+    /// code.
+    fn account_gone(&mut self, index: usize, gone: Gone) {
         if matches!(self.accounts[index].mode, Mode::Stopped(_)) {
             return;
         }
-        let (end, fact, what) = if missing {
-            (End::Missing, AccountFact::Missing, "missing")
-        } else {
-            (End::Invalid, AccountFact::Invalid, "invalid")
+        let (end, fact, what) = match gone {
+            Gone::Missing => (End::Missing, AccountFact::Missing, "missing"),
+            Gone::Invalid => (End::Invalid, AccountFact::Invalid, "invalid"),
         };
+        let code = gone.code();
         tracing::warn!(account = %self.accounts[index].id, code, "official account is {what}; skipping it");
         self.accounts[index].mode = Mode::Stopped(end);
         let account = self.accounts[index].id.to_string();
@@ -475,8 +469,7 @@ impl Exec<'_> {
             .collect();
         Report {
             tallies,
-            requests: self.requests,
-            retries: self.retries,
+            calls: self.calls,
             rate_limited: self.rate_limited,
             fatal: self.fatal,
             record_error: self.record_error,

@@ -4,27 +4,31 @@
 //! Order of events in one reconcile: the plan is computed from the manifests and a ledger
 //! snapshot (a saved plan must agree with it); an audit entry opens; one
 //! get_official_account_info call per 50 accounts learns the limits (and stops the run at once
-//! on bad credentials or an unreachable endpoint); the executor sends the adds; the summary
-//! closes the audit entry. Bad manifests never get this far: loading them is all-or-nothing.
-//! See [`executor`] for what a crash or a stop signal may lose.
+//! on bad credentials or an unreachable endpoint); the executor sends the removals and adds;
+//! the summary closes the audit entry. Bad manifests never get this far: loading them is
+//! all-or-nothing. See [`executor`] for what a crash or a stop signal may lose.
+//!
+//! Nothing here knows about terminals or the command line: progress reaches the caller through
+//! an [`Observer`], and how a run behaves (pace, patience, guards) comes in a [`Policy`].
 
 mod account;
 pub mod decide;
 mod executor;
 mod observe;
 mod probe;
-mod progress;
-mod read;
+pub mod read;
 mod reconcile;
 mod refresh;
 mod summary;
 mod work;
 
+#[cfg(test)]
+pub(crate) mod tests;
+
 use std::time::Duration;
 
 pub use decide::RetryPolicy;
 pub use observe::{Both, Counts, Nobody, Observer};
-pub use progress::Progress;
 pub use reconcile::{Job, Reconciler};
 pub use refresh::{RefreshFailure, RefreshSummary};
 pub use summary::{
@@ -32,83 +36,32 @@ pub use summary::{
 };
 pub use work::{End, Known, Report, Tally, Work};
 
+use crate::backoff::Backoff;
 use crate::ledger::{LedgerError, RecordError};
 use crate::plan::{PlanOptions, PlanSummary, StalePlan};
-use crate::settings::Output;
 use crate::tencent::ApiError;
 
-/// The documented limit is 200 calls per second per command; staying just under it means a run
-/// never provokes a rate-limit answer by itself.
-pub const DEFAULT_QPS: u32 = 190;
-
-/// Calls in flight needed to keep `qps` calls a second going (Little's law: in flight = rate ×
-/// round trip), for round trips up to a second: a far region (250 ms) needs 48 at 190/s. Calls
-/// beyond the rate only wait for the limiter, so the bound costs nothing on short paths.
-pub fn default_concurrency(qps: u32) -> usize {
-    (qps as usize).clamp(8, 1024)
-}
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub qps: u32,
+/// How runs behave. `apply` and `watch` differ only in these named fields (see
+/// `settings::Purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Most calls in flight at once.
     pub concurrency: usize,
-    pub policy: RetryPolicy,
+    /// Retries of one call.
+    pub retry: RetryPolicy,
     /// How long requests in flight may take to finish after a stop signal or a fatal answer.
     pub drain: Duration,
-    /// The PATH arguments, recorded with the plan.
-    pub manifest_paths: Vec<String>,
     /// When set, a subscriber whose add failed is retried only once its pause has passed (the
     /// daemon); otherwise at every run (`apply`, which a person runs on purpose).
-    pub retry_backoff: Option<RetryBackoff>,
+    pub retry_backoff: Option<Backoff>,
     /// Open an audit entry even for a run with nothing to send (`apply`: yes; `watch`, which
     /// resyncs every few minutes: no).
     pub audit_idle_runs: bool,
     /// The prune guards.
-    pub plan: PlanOptions,
-    pub output: Output,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            qps: DEFAULT_QPS,
-            concurrency: default_concurrency(DEFAULT_QPS),
-            policy: RetryPolicy::default(),
-            drain: Duration::from_secs(5),
-            manifest_paths: Vec::new(),
-            retry_backoff: None,
-            audit_idle_runs: true,
-            plan: PlanOptions::default(),
-            output: Output::default(),
-        }
-    }
-}
-
-/// Pauses between retries of a subscriber whose add failed: doubling from `first`, at most
-/// `longest`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBackoff {
-    pub first: Duration,
-    pub longest: Duration,
-}
-
-impl Default for RetryBackoff {
-    fn default() -> Self {
-        RetryBackoff {
-            first: Duration::from_secs(60),
-            longest: Duration::from_secs(6 * 3600),
-        }
-    }
-}
-
-impl RetryBackoff {
-    /// The pause after `attempts` failed attempts.
-    pub fn after(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(30);
-        self.first
-            .saturating_mul(1u32 << doublings)
-            .min(self.longest)
-    }
+    pub prune: PlanOptions,
+    /// The most subscribers an account is believed to hold when the service does not say
+    /// (bounds a live list).
+    pub max_subscribers: u64,
 }
 
 /// A run refused before anything happened: nothing was sent or recorded.
@@ -125,7 +78,7 @@ pub enum RunError {
 pub enum Stop {
     /// An answer no retry can fix (credentials, permissions), or an endpoint that never
     /// answered.
-    #[error("{0}")]
+    #[error("{prefix}{0}", prefix = if .0.is_answer() { "stopped by the service's answer: " } else { "" })]
     Fatal(ApiError),
     /// The ledger could not record an outcome.
     #[error(transparent)]
@@ -145,4 +98,28 @@ pub struct Reconciled {
     pub stop: Option<Stop>,
     /// False when there was nothing to send and no audit entry was written.
     pub recorded: bool,
+}
+
+/// How a run ended, as every caller (exit codes, readiness, logs) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Everything planned is done.
+    Converged,
+    /// Finished, but some subscribers could not be added or removed.
+    Partial,
+    /// A stop signal ended it early.
+    Interrupted,
+    /// A fatal answer, an unreachable endpoint or the ledger ended it; the reason.
+    Stopped(String),
+}
+
+impl Reconciled {
+    pub fn ending(&self) -> Ending {
+        match (&self.stop, self.summary.interrupted, self.summary.result) {
+            (Some(stop), _, _) => Ending::Stopped(stop.to_string()),
+            (None, true, _) => Ending::Interrupted,
+            (None, false, RunResult::Converged) => Ending::Converged,
+            (None, false, _) => Ending::Partial,
+        }
+    }
 }

@@ -1,6 +1,6 @@
-//! Who hears about outcomes as they are committed: the progress display of a run, and the
-//! daemon's metrics. Both receive the same stream, from the executor, only after the ledger has
-//! committed what they count.
+//! Who hears about a run as it goes: a progress display, the daemon's metrics, a test. The
+//! core knows nothing about terminals: the caller supplies an [`Observer`], and every event
+//! comes from one place, the executor, only after the ledger has committed what it counts.
 
 /// Outcomes of some of one account's planned subscribers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,30 +20,51 @@ impl Counts {
     }
 }
 
+/// Hears a run's progress. Every method has a default that ignores the event.
 pub trait Observer: Send + Sync {
+    /// A run is about to send `total` planned changes.
+    fn sending(&self, _total: u64) {}
     /// `counts` of `account`'s subscribers are now recorded.
-    fn committed(&self, account: &str, counts: &Counts);
+    fn committed(&self, _account: &str, _counts: &Counts) {}
+    /// The run has sent everything it is going to.
+    fn sent(&self) {}
 }
 
 /// Hears nothing.
 pub struct Nobody;
 
-impl Observer for Nobody {
-    fn committed(&self, _: &str, _: &Counts) {}
-}
+impl Observer for Nobody {}
 
-/// Passes everything to each of several observers.
+/// Passes everything to each of two observers.
 pub struct Both<A, B>(pub A, pub B);
 
 impl<A: Observer, B: Observer> Observer for Both<A, B> {
+    fn sending(&self, total: u64) {
+        self.0.sending(total);
+        self.1.sending(total);
+    }
+
     fn committed(&self, account: &str, counts: &Counts) {
         self.0.committed(account, counts);
         self.1.committed(account, counts);
     }
+
+    fn sent(&self) {
+        self.0.sent();
+        self.1.sent();
+    }
 }
 
 impl<T: Observer + ?Sized> Observer for std::sync::Arc<T> {
+    fn sending(&self, total: u64) {
+        (**self).sending(total)
+    }
+
     fn committed(&self, account: &str, counts: &Counts) {
         (**self).committed(account, counts)
+    }
+
+    fn sent(&self) {
+        (**self).sent()
     }
 }

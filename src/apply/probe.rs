@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::RetryPolicy;
-use super::read::{ReadError, read};
+use super::read::{self, Calls, ReadError};
 use super::work::Known;
 use crate::ledger::{AccountFact, Record, RecordError, Recorder};
+use crate::tencent::codes::{self, Gone};
 use crate::tencent::ratelimit::RateLimiter;
-use crate::tencent::{ApiError, Client};
+use crate::tencent::{AccountInfo, Api, ApiError};
 
 /// What get_official_account_info said about an account.
 #[derive(Debug, Clone, Copy)]
@@ -26,13 +27,42 @@ pub struct Probed {
     pub info: HashMap<String, Info>,
     /// The answer that must stop the run.
     pub fatal: Option<ApiError>,
-    pub requests: u64,
-    pub retries: u64,
+    pub calls: Calls,
+}
+
+/// The ledger's record of what an item of get_official_account_info says about its account,
+/// and what it means for sending; `None` for an item whose own error says nothing about the
+/// account (it is logged and left alone).
+pub fn facts(account: &str, item: &AccountInfo) -> Option<(Vec<AccountFact>, Known)> {
+    if item.code != 0 {
+        return match codes::classify(item.code).account_gone() {
+            Some(Gone::Missing) => Some((vec![AccountFact::Missing], Known::Missing)),
+            Some(Gone::Invalid) => Some((vec![AccountFact::Invalid], Known::Invalid)),
+            None => {
+                tracing::warn!(
+                    %account,
+                    code = item.code,
+                    "get_official_account_info could not describe the account"
+                );
+                None
+            }
+        };
+    }
+    let (max, num) = (item.max_subscribers, item.subscriber_num);
+    let full = matches!((max, num), (Some(max), Some(num)) if num >= max);
+    let mut recorded = vec![AccountFact::Info {
+        max_subscribers: max,
+        subscriber_num: num,
+    }];
+    if full {
+        recorded.push(AccountFact::LimitReached);
+    }
+    Some((recorded, if full { Known::Full } else { Known::Usable }))
 }
 
 /// Learns limits and counts of `accounts`, records them, and finds a fatal problem.
 pub async fn probe(
-    client: &Client,
+    api: &dyn Api,
     limiter: &RateLimiter,
     recorder: &Recorder,
     accounts: &[String],
@@ -40,64 +70,38 @@ pub async fn probe(
     cancel: &CancellationToken,
 ) -> Result<Probed, RecordError> {
     let mut probed = Probed::default();
-    let calls = accounts.len().div_ceil(crate::tencent::api::MAX_INFO_IDS) as u64;
-    let answer = read(client, limiter, policy, cancel, || {
-        client.account_info(accounts)
-    })
-    .await;
-    let items = match answer {
-        Ok(done) => {
-            probed.requests = done.calls * calls;
-            probed.retries = done.calls - 1;
-            done.value
-        }
-        Err((error, tries)) => {
-            probed.requests = tries * calls;
-            probed.retries = tries.saturating_sub(1);
-            match error {
-                ReadError::Fatal(e) => probed.fatal = Some(e),
-                ReadError::Cancelled => {}
-                // Not knowing the limits is no reason to stop: the batches will find them.
-                other => {
-                    tracing::warn!(error = %other, "cannot read the accounts' limits; continuing without them")
-                }
-            }
+    let (items, error, calls) = read::account_info(api, limiter, policy, cancel, accounts).await;
+    probed.calls = calls;
+    match error {
+        Some(ReadError::Fatal(e)) => {
+            probed.fatal = Some(e);
             return Ok(probed);
         }
-    };
+        Some(ReadError::Cancelled) => return Ok(probed),
+        // Not knowing the limits is no reason to stop: the batches will find them.
+        Some(other) => {
+            tracing::warn!(error = %other, "cannot read some accounts' limits; continuing without them")
+        }
+        None => {}
+    }
     let mut records = Vec::new();
     for (account, item) in items {
-        match item.status.error_code {
-            0 => {
-                let (max, num) = (item.max_subscriber_num, item.subscriber_num);
-                let full = matches!((max, num), (Some(max), Some(num)) if num >= max);
-                let known = if full { Known::Full } else { Known::Usable };
-                probed.info.insert(account.clone(), Info { max, known });
-                records.push(Record::Account {
-                    account: account.clone(),
-                    fact: AccountFact::Info {
-                        max_subscribers: max,
-                        subscriber_num: num,
-                    },
-                });
-                if full {
-                    records.push(Record::Account {
-                        account,
-                        fact: AccountFact::LimitReached,
-                    });
-                }
-            }
-            // The executor records the fact and fails the planned adds with this code.
-            130004 => {
-                let info = Info {
-                    max: None,
-                    known: Known::Missing,
-                };
-                probed.info.insert(account, info);
-            }
-            code => {
-                tracing::warn!(%account, code, "get_official_account_info could not describe the account")
-            }
+        let Some((recorded, known)) = facts(&account, &item) else {
+            continue;
+        };
+        probed.info.insert(
+            account.clone(),
+            Info {
+                max: item.max_subscribers,
+                known,
+            },
+        );
+        // A missing or invalid account is recorded by the executor, with its subscribers.
+        if matches!(known, Known::Usable | Known::Full) {
+            records.extend(recorded.into_iter().map(|fact| Record::Account {
+                account: account.clone(),
+                fact,
+            }));
         }
     }
     recorder.record(records).await?;

@@ -1,14 +1,19 @@
-//! Calls that read (the probe, a page of a live list): paced by their command's rate limiter,
-//! retried as [`decide::on_error`] says, cancellable at every wait. The one read path, so that
-//! reads obey `--qps` and the retry policy exactly as batches do.
+//! Calls that read (the probe, a page of a live list): each HTTP call paced by its command's
+//! rate limiter, retried as [`decide::on_error`] says, cancellable at every wait. The one read
+//! path, so that reads obey `--qps` and the retry policy exactly as batches do.
 
 use std::future::Future;
 
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Decision, RetryPolicy};
+use crate::tencent::api::MAX_INFO_IDS;
+use crate::tencent::codes::Gone;
 use crate::tencent::ratelimit::RateLimiter;
-use crate::tencent::{ApiError, Client};
+use crate::tencent::{AccountInfo, Api, ApiError};
+
+/// How long a limiter stays slowed after a rate-limit answer.
+pub const SLOW_DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a read gave up.
 #[derive(Debug, Clone)]
@@ -16,7 +21,7 @@ pub enum ReadError {
     /// Nothing else will work either: stop the run.
     Fatal(ApiError),
     /// The account does not exist (130004) or its id is invalid (130007).
-    AccountGone(ApiError),
+    AccountGone(Gone, ApiError),
     /// This read failed for good (retries spent, or a code no retry can fix).
     Failed(ApiError),
     Cancelled,
@@ -25,7 +30,7 @@ pub enum ReadError {
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReadError::Fatal(e) | ReadError::AccountGone(e) | ReadError::Failed(e) => {
+            ReadError::Fatal(e) | ReadError::AccountGone(_, e) | ReadError::Failed(e) => {
                 write!(f, "{e}")
             }
             ReadError::Cancelled => f.write_str("stopped by a signal"),
@@ -33,56 +38,108 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-/// How a read went: its value, and the calls it took.
+/// How a read went: its value (or why it gave up), and the HTTP calls it took.
 pub struct Read<T> {
-    pub value: T,
+    pub value: Result<T, ReadError>,
     pub calls: u64,
 }
 
-/// Runs `call` until it answers, waiting for `limiter` before each attempt.
+/// Runs `call` (one HTTP call) until it answers, waiting for `limiter` before each attempt.
 pub async fn read<T, F, Fut>(
-    client: &Client,
+    api: &dyn Api,
     limiter: &RateLimiter,
     policy: &RetryPolicy,
     cancel: &CancellationToken,
     mut call: F,
-) -> Result<Read<T>, (ReadError, u64)>
+) -> Read<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
     let mut attempt = 0u32;
     loop {
+        let calls = u64::from(attempt);
         tokio::select! {
             biased;
-            () = cancel.cancelled() => return Err((ReadError::Cancelled, u64::from(attempt))),
+            () = cancel.cancelled() => return Read { value: Err(ReadError::Cancelled), calls },
             () = limiter.acquire() => {}
         }
+        let calls = calls + 1;
         let error = match call().await {
             Ok(value) => {
-                return Ok(Read {
-                    value,
-                    calls: u64::from(attempt) + 1,
-                });
+                return Read {
+                    value: Ok(value),
+                    calls,
+                };
             }
             Err(e) => e,
         };
-        let calls = u64::from(attempt) + 1;
-        let reached = client.has_answered();
-        match decide::on_error(&error, 0, attempt, reached, policy, rand::random()) {
+        let reached = api.has_answered();
+        let gave_up = match decide::on_error(&error, 0, attempt, reached, policy, rand::random()) {
             Decision::Retry { delay, slow_down } => {
                 if slow_down {
-                    limiter.slow_down(std::time::Duration::from_secs(10));
+                    limiter.slow_down(SLOW_DOWN_FOR);
                 }
                 tokio::select! {
-                    () = cancel.cancelled() => return Err((ReadError::Cancelled, calls)),
-                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => ReadError::Cancelled,
+                    () = tokio::time::sleep(delay) => {
+                        attempt += 1;
+                        continue;
+                    }
                 }
-                attempt += 1;
             }
-            Decision::Fatal => return Err((ReadError::Fatal(error), calls)),
-            Decision::AccountGone { .. } => return Err((ReadError::AccountGone(error), calls)),
-            _ => return Err((ReadError::Failed(error), calls)),
+            Decision::Fatal => ReadError::Fatal(error),
+            Decision::AccountGone(gone) => ReadError::AccountGone(gone, error),
+            _ => ReadError::Failed(error),
+        };
+        return Read {
+            value: Err(gave_up),
+            calls,
+        };
+    }
+}
+
+/// What get_official_account_info said about `accounts`, asked 50 at a time: one paced,
+/// retried read per call, so that a failed call is sent again alone. Accounts whose call gave
+/// up are left out; the first reason it gave up for is returned with what the others said.
+pub async fn account_info(
+    api: &dyn Api,
+    limiter: &RateLimiter,
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+    accounts: &[String],
+) -> (Vec<(String, AccountInfo)>, Option<ReadError>, Calls) {
+    let mut items = Vec::with_capacity(accounts.len());
+    let mut error = None;
+    let mut calls = Calls::default();
+    for chunk in accounts.chunks(MAX_INFO_IDS) {
+        let done = read(api, limiter, policy, cancel, || api.account_info(chunk)).await;
+        calls.add(done.calls);
+        match done.value {
+            Ok(found) => items.extend(found),
+            Err(e) => {
+                let stop = matches!(e, ReadError::Fatal(_) | ReadError::Cancelled);
+                error.get_or_insert(e);
+                if stop {
+                    break;
+                }
+            }
         }
+    }
+    (items, error, calls)
+}
+
+/// HTTP calls a read made, and how many of them were retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Calls {
+    pub requests: u64,
+    pub retries: u64,
+}
+
+impl Calls {
+    /// Counts one read of `calls` HTTP calls.
+    pub fn add(&mut self, calls: u64) {
+        self.requests += calls;
+        self.retries += calls.saturating_sub(1);
     }
 }

@@ -10,21 +10,24 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::observe::{Both, Observer};
+use super::observe::Observer;
 use super::probe::{Probed, probe};
 use super::refresh::{self, RefreshSummary};
 use super::summary::{AccountStatus, RunResult, Summary};
 use super::work::{Known, Report, Work};
-use super::{Options, Reconciled, RunError, Stop, Trigger, executor};
+use super::{Policy, Reconciled, RunError, Stop, Trigger, executor};
 use crate::ledger::{AccountFact, Record, Recorder, Writer};
 use crate::manifest::ManifestSet;
 use crate::plan::{self, Plan};
-use crate::tencent::Client;
-use crate::tencent::ratelimit::RateLimiter;
+use crate::tencent::Api;
+use crate::tencent::api::Command;
+use crate::tencent::ratelimit::Pacer;
 
 /// What one reconcile is asked to do.
 pub struct Job<'a> {
     pub manifests: &'a ManifestSet,
+    /// The PATH arguments the manifests were read from, recorded with the plan.
+    pub manifest_paths: Vec<String>,
     /// A reviewed plan that must agree with the one computed now.
     pub saved: Option<&'a Plan>,
     pub revision: Option<String>,
@@ -35,32 +38,26 @@ pub struct Job<'a> {
 
 pub struct Reconciler {
     writer: Writer,
-    client: RwLock<Arc<Client>>,
+    api: RwLock<Arc<dyn Api>>,
     /// The service limits each command separately: one limiter each, shared by every run.
-    limiters: executor::Limiters,
-    info: Arc<RateLimiter>,
-    pages: Arc<RateLimiter>,
-    options: Options,
+    pacer: Arc<Pacer>,
+    policy: Policy,
     observer: Arc<dyn Observer>,
 }
 
 impl Reconciler {
     pub fn new(
         writer: Writer,
-        client: Arc<Client>,
-        options: Options,
+        api: Arc<dyn Api>,
+        pacer: Arc<Pacer>,
+        policy: Policy,
         observer: Arc<dyn Observer>,
     ) -> Reconciler {
         Reconciler {
             writer,
-            client: RwLock::new(client),
-            limiters: executor::Limiters {
-                add: Arc::new(RateLimiter::new(options.qps)),
-                delete: Arc::new(RateLimiter::new(options.qps)),
-            },
-            info: Arc::new(RateLimiter::new(options.qps)),
-            pages: Arc::new(RateLimiter::new(options.qps)),
-            options,
+            api: RwLock::new(api),
+            pacer,
+            policy,
             observer,
         }
     }
@@ -69,25 +66,27 @@ impl Reconciler {
         &self.writer
     }
 
-    /// Uses `client` from the next reconcile on (new credentials).
-    pub fn set_client(&self, client: Arc<Client>) {
-        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+    /// Lets go of the ledger: what is queued is recorded, the lock released, the thread joined.
+    pub async fn close(self) {
+        self.writer.close().await;
     }
 
-    fn client(&self) -> Arc<Client> {
-        self.client
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Uses `api` from the next reconcile on (new credentials).
+    pub fn set_api(&self, api: Arc<dyn Api>) {
+        *self.api.write().unwrap_or_else(|e| e.into_inner()) = api;
+    }
+
+    fn api(&self) -> Arc<dyn Api> {
+        self.api.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn readers(&self) -> Arc<refresh::Readers> {
         Arc::new(refresh::Readers {
-            client: self.client(),
-            info: self.info.clone(),
-            pages: self.pages.clone(),
-            policy: self.options.policy,
+            api: self.api(),
+            pacer: self.pacer.clone(),
+            policy: self.policy.retry,
             writer: self.writer.clone(),
+            max_subscribers: self.policy.max_subscribers,
         })
     }
 
@@ -140,19 +139,19 @@ impl Reconciler {
         let mut plan = plan::compute(
             job.manifests,
             &snapshot,
-            self.options.manifest_paths.clone(),
-            &self.options.plan,
+            job.manifest_paths.clone(),
+            &self.policy.prune,
         );
         if let Some(saved) = job.saved {
             // What runs is the plan computed now; the saved one only has to agree with it.
             plan::verify(saved, &plan)?;
         }
-        let deferred = match &self.options.retry_backoff {
+        let deferred = match &self.policy.retry_backoff {
             Some(backoff) => plan::defer_retries(
                 &mut plan,
                 &snapshot,
                 crate::clock::unix_millis(),
-                |attempts| backoff.after(attempts),
+                |attempts| backoff.after(attempts.saturating_sub(1)),
             ),
             None => 0,
         };
@@ -175,7 +174,7 @@ impl Reconciler {
             .all(|a| a.add.is_empty() && a.remove.is_empty());
         let mut summary = Summary::start(&plan, job.revision.clone(), job.trigger);
         summary.refresh = refreshed;
-        if idle && !self.options.audit_idle_runs && run.is_none() {
+        if idle && !self.policy.audit_idle_runs && run.is_none() {
             summary.finish(
                 &Report::not_started(&[]),
                 &Default::default(),
@@ -241,7 +240,7 @@ impl Reconciler {
         recorder: &Recorder,
         cancel: &CancellationToken,
     ) -> (Report, Probed, Option<Stop>) {
-        let client = self.client();
+        let api = self.api();
         let targets: Vec<String> = plan
             .accounts
             .iter()
@@ -251,8 +250,9 @@ impl Reconciler {
         let probed = if targets.is_empty() {
             Probed::default()
         } else {
-            let policy = &self.options.policy;
-            match probe(&client, &self.info, recorder, &targets, policy, cancel).await {
+            let policy = &self.policy.retry;
+            let limiter = self.pacer.of(Command::GetOfficialAccountInfo);
+            match probe(api.as_ref(), limiter, recorder, &targets, policy, cancel).await {
                 Ok(probed) => probed,
                 Err(e) => {
                     let work = work(plan, &Probed::default());
@@ -272,18 +272,18 @@ impl Reconciler {
             .iter()
             .map(|w| (w.add.len() + w.remove.len()) as u64)
             .sum();
-        let progress = Arc::new(super::Progress::new(total, self.options.output));
+        self.observer.sending(total);
         let context = executor::Context {
-            client,
-            limiters: self.limiters.clone(),
+            api,
+            pacer: self.pacer.clone(),
             recorder: recorder.clone(),
-            policy: self.options.policy,
-            concurrency: self.options.concurrency.max(1),
-            drain: self.options.drain,
-            observer: Arc::new(Both(progress.clone(), self.observer.clone())),
+            policy: self.policy.retry,
+            concurrency: self.policy.concurrency.max(1),
+            drain: self.policy.drain,
+            observer: self.observer.clone(),
         };
         let report = executor::execute(work, &context, cancel).await;
-        progress.finish();
+        self.observer.sent();
         let stop = match (&report.fatal, &report.record_error) {
             (Some(fatal), _) => Some(Stop::Fatal(fatal.clone())),
             (None, Some(e)) => Some(Stop::Record(e.clone())),

@@ -9,8 +9,12 @@
 //! account's pages must follow each other, so reading several at once is what keeps the rate
 //! limiter busy.
 //!
-//! An account whose refresh fails (a cursor that repeats, goes backwards or never ends; an
-//! account missing remotely; retries spent) is reported and left exactly as it was.
+//! A list is bounded by what its account can hold, never by what the answer claims: the
+//! account's known MaxSubscriberNum (else `--max-subscribers`) caps the subscribers accepted
+//! and the pages followed, and the count recorded is the count seen. An account whose refresh
+//! fails (a cursor that repeats, goes backwards or never ends; a list longer than the account
+//! can hold; an answer that breaks the protocol; an account missing remotely; retries spent)
+//! is reported and left exactly as it was.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,11 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::Stop;
 use super::decide::RetryPolicy;
-use super::read::{ReadError, read};
-use crate::ledger::{AccountFact, Record, Refreshed, Writer};
+use super::probe;
+use super::read::{self, ReadError};
+use super::work::Known;
+use crate::ledger::{Record, Refreshed, Writer};
 use crate::quote::quote;
-use crate::tencent::ratelimit::RateLimiter;
-use crate::tencent::{ApiError, Client};
+use crate::tencent::api::{Command, MAX_PAGE};
+use crate::tencent::ratelimit::Pacer;
+use crate::tencent::{Api, ApiError};
 
 /// What a refresh did, as reported in the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -51,13 +58,14 @@ pub struct RefreshFailure {
     pub error: String,
 }
 
-/// What the readers share: the client, one limiter per command, the policy, the ledger.
+/// What the readers share: the API, the pace of each command, the policy, the ledger, and the
+/// most subscribers an account is believed to hold when the service does not say.
 pub struct Readers {
-    pub client: Arc<Client>,
-    pub info: Arc<RateLimiter>,
-    pub pages: Arc<RateLimiter>,
+    pub api: Arc<dyn Api>,
+    pub pacer: Arc<Pacer>,
     pub policy: RetryPolicy,
     pub writer: Writer,
+    pub max_subscribers: u64,
 }
 
 /// How many accounts are paged at the same time.
@@ -74,59 +82,46 @@ pub async fn refresh(
     if accounts.is_empty() {
         return (summary, None);
     }
-    let calls = accounts.len().div_ceil(crate::tencent::api::MAX_INFO_IDS) as u64;
-    let client = readers.client.clone();
-    let facts = read(&client, &readers.info, &readers.policy, cancel, || {
-        client.account_info(accounts)
-    })
-    .await;
-    let mut known: HashMap<String, (Option<u64>, Option<u64>)> = HashMap::new();
-    let mut missing = Vec::new();
-    match facts {
-        Ok(done) => {
-            summary.requests += done.calls * calls;
-            for (account, item) in done.value {
-                match item.status.error_code {
-                    0 => {
-                        known.insert(account, (item.subscriber_num, item.max_subscriber_num));
-                    }
-                    130004 | 130007 => missing.push((account, item.status.error_code)),
-                    code => {
-                        tracing::warn!(%account, code, "get_official_account_info could not describe the account")
-                    }
-                }
-            }
+    let api = readers.api.as_ref();
+    let limiter = readers.pacer.of(Command::GetOfficialAccountInfo);
+    let (items, error, calls) =
+        read::account_info(api, limiter, &readers.policy, cancel, accounts).await;
+    summary.requests += calls.requests;
+    match error {
+        Some(ReadError::Fatal(e)) => return (summary, Some(Stop::Fatal(e))),
+        Some(ReadError::Cancelled) => return (summary, None),
+        Some(other) => {
+            tracing::warn!(error = %other, "cannot read some accounts' facts; reading their lists without them")
         }
-        Err((ReadError::Fatal(e), tries)) => {
-            summary.requests += tries * calls;
-            return (summary, Some(Stop::Fatal(e)));
-        }
-        Err((ReadError::Cancelled, _)) => return (summary, None),
-        Err((other, tries)) => {
-            summary.requests += tries * calls;
-            tracing::warn!(error = %other, "cannot read the accounts' facts; reading their lists without them");
-        }
+        None => {}
     }
+    let mut limits: HashMap<String, Option<u64>> = HashMap::new();
+    let mut gone = HashSet::new();
     let recorder = readers.writer.recorder(run);
-    for (account, code) in &missing {
-        let fact = if *code == 130004 {
-            AccountFact::Missing
-        } else {
-            AccountFact::Invalid
+    for (account, item) in items {
+        let Some((facts, known)) = probe::facts(&account, &item) else {
+            continue;
         };
-        let record = Record::Account {
-            account: account.clone(),
-            fact,
-        };
-        if let Err(e) = recorder.record(vec![record]).await {
-            return (summary, Some(Stop::Record(e)));
+        if matches!(known, Known::Missing | Known::Invalid) {
+            let records = facts
+                .into_iter()
+                .map(|fact| Record::Account {
+                    account: account.clone(),
+                    fact,
+                })
+                .collect();
+            if let Err(e) = recorder.record(records).await {
+                return (summary, Some(Stop::Record(e)));
+            }
+            summary.failed.push(RefreshFailure {
+                official_account: account.clone(),
+                error: format!("the account does not exist remotely (error {}); nothing was changed for it and nothing will be pruned from it", item.code),
+            });
+            gone.insert(account);
+            continue;
         }
-        summary.failed.push(RefreshFailure {
-            official_account: account.clone(),
-            error: format!("the account does not exist remotely (error {code}); nothing was changed for it and nothing will be pruned from it"),
-        });
+        limits.insert(account, item.max_subscribers);
     }
-    let gone: HashSet<&str> = missing.iter().map(|(a, _)| a.as_str()).collect();
     let stop = cancel.child_token();
     let mut tasks = JoinSet::new();
     let mut queue = accounts.iter().filter(|a| !gone.contains(a.as_str()));
@@ -135,10 +130,10 @@ pub async fn refresh(
         while tasks.len() < ACCOUNTS_AT_ONCE
             && let Some(account) = queue.next()
         {
-            let facts = known.get(account).copied().unwrap_or_default();
+            let max = limits.get(account).copied().flatten();
             let (readers, account, stop) = (readers.clone(), account.clone(), stop.clone());
             tasks.spawn(async move {
-                let result = page_account(&readers, &account, facts, run, &stop).await;
+                let result = page_account(&readers, &account, max, run, &stop).await;
                 (account, result)
             });
         }
@@ -186,58 +181,69 @@ enum Failure {
     Account(String),
 }
 
+/// Forgets what was staged for `account`, which stays exactly as it was, and says why.
+async fn abandon(writer: &Writer, account: &str, why: Failure) -> Failure {
+    writer.refresh_start(account).await;
+    why
+}
+
 /// Pages through one account's live list into the ledger; returns what was recorded and the
-/// calls it took.
+/// calls it took. `max` is the account's MaxSubscriberNum, when the service said.
 async fn page_account(
     readers: &Readers,
     account: &str,
-    (num, max): (Option<u64>, Option<u64>),
+    max: Option<u64>,
     run: i64,
     cancel: &CancellationToken,
 ) -> (Result<Refreshed, Failure>, u64) {
     let writer = &readers.writer;
-    writer.refresh_start(account);
-    let client = &readers.client;
+    writer.refresh_start(account).await;
+    let api = readers.api.as_ref();
+    let limiter = readers.pacer.of(Command::GetSubscriberInfo);
+    let bound = max.unwrap_or(readers.max_subscribers);
+    // Twice the pages a full account needs, and some: a list that goes on is broken.
+    let max_pages = bound.div_ceil(u64::from(MAX_PAGE)) * 2 + 10;
     let mut next = String::new();
     let mut cursors: HashSet<String> = HashSet::new();
-    let (mut pages, mut requests) = (0u64, 0u64);
-    let mut reported: Option<u64> = None;
-    let failed = |why: Failure| {
-        // Forget what was staged: the account stays exactly as it was.
-        writer.refresh_start(account);
-        why
-    };
+    let (mut pages, mut listed, mut requests) = (0u64, 0u64, 0u64);
     loop {
-        let page = read(client, &readers.pages, &readers.policy, cancel, || {
-            client.subscriber_page(account, &next)
+        let page = read::read(api, limiter, &readers.policy, cancel, || {
+            api.subscriber_page(account, &next)
         })
         .await;
-        let page = match page {
-            Ok(done) => {
-                requests += done.calls;
-                done.value
-            }
-            Err((error, tries)) => {
-                requests += tries;
+        requests += page.calls;
+        let page = match page.value {
+            Ok(page) => page,
+            Err(error) => {
                 let why = match error {
                     ReadError::Fatal(e) => Failure::Fatal(e),
                     ReadError::Cancelled => Failure::Cancelled,
-                    ReadError::AccountGone(e) | ReadError::Failed(e) => Failure::Account(format!(
-                        "reading the live list failed ({e}); nothing was changed for this account"
-                    )),
+                    ReadError::AccountGone(_, e) | ReadError::Failed(e) => {
+                        Failure::Account(format!(
+                            "reading the live list failed ({e}); nothing was changed for this account"
+                        ))
+                    }
                 };
-                return (Err(failed(why)), requests);
+                return (Err(abandon(writer, account, why).await), requests);
             }
         };
         pages += 1;
-        let total = *reported.get_or_insert(page.subscriber_num);
-        writer.observe(
-            account,
-            page.subscriber_list
-                .into_iter()
-                .map(|s| s.subscriber_account)
-                .collect(),
-        );
+        listed += page.subscribers.len() as u64;
+        if listed > bound {
+            let why = format!(
+                "the live list goes past {bound} subscribers, more than the account can hold ({}); nothing was changed for this account",
+                if max.is_some() {
+                    "its MaxSubscriberNum"
+                } else {
+                    "--max-subscribers"
+                }
+            );
+            return (
+                Err(abandon(writer, account, Failure::Account(why)).await),
+                requests,
+            );
+        }
+        writer.observe(account, page.subscribers).await;
         if page.next.is_empty() {
             break;
         }
@@ -246,20 +252,23 @@ async fn page_account(
                 "the live list's cursor {} came back a second time (it repeats or goes backwards); nothing was changed for this account",
                 quote(&page.next)
             );
-            return (Err(failed(Failure::Account(why))), requests);
-        }
-        // Twice the pages the reported count needs, and some: a list that goes on is broken.
-        let limit = total.div_ceil(u64::from(crate::tencent::api::MAX_PAGE)) * 2 + 10;
-        if pages >= limit {
-            let why = format!(
-                "the live list went on for {pages} pages although the account reported {total} subscribers; nothing was changed for this account"
+            return (
+                Err(abandon(writer, account, Failure::Account(why)).await),
+                requests,
             );
-            return (Err(failed(Failure::Account(why))), requests);
+        }
+        if pages >= max_pages {
+            let why = format!(
+                "the live list went on for {pages} pages, more than an account of {bound} subscribers needs; nothing was changed for this account"
+            );
+            return (
+                Err(abandon(writer, account, Failure::Account(why)).await),
+                requests,
+            );
         }
         next = page.next;
     }
-    let num = num.or(reported);
-    match writer.refresh_finish(run, account, num, max).await {
+    match writer.refresh_finish(run, account, max).await {
         Ok(counts) => (Ok(counts), requests),
         Err(e) => (Err(Failure::Account(e.to_string())), requests),
     }

@@ -222,8 +222,8 @@ impl Summary {
         }
         self.interrupted = report.interrupted;
         self.duration_ms = started.elapsed().as_millis() as u64;
-        self.requests = probed.requests + report.requests;
-        self.retries = probed.retries + report.retries;
+        self.requests = probed.calls.requests + report.calls.requests;
+        self.retries = probed.calls.retries + report.calls.retries;
         self.rate_limited = report.rate_limited;
         self.error = stop.map(|s| s.to_string());
         self.totals = Summary::totals_of(&self.accounts);

@@ -24,6 +24,8 @@ pub enum Known {
     Full,
     /// Does not exist (130004): nothing is sent; everything planned fails with that code.
     Missing,
+    /// Its id is invalid (130007): likewise.
+    Invalid,
 }
 
 /// How an account's work ended.
@@ -66,8 +68,7 @@ impl Tally {
 
 pub struct Report {
     pub tallies: Vec<Tally>,
-    pub requests: u64,
-    pub retries: u64,
+    pub calls: crate::apply::read::Calls,
     pub rate_limited: u64,
     /// The answer that stopped the run.
     pub fatal: Option<ApiError>,
@@ -92,8 +93,7 @@ impl Report {
                     ..Tally::default()
                 })
                 .collect(),
-            requests: 0,
-            retries: 0,
+            calls: Default::default(),
             rate_limited: 0,
             fatal: None,
             record_error: None,

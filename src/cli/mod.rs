@@ -1,8 +1,10 @@
 //! The command line: clap definitions, logging set-up, dispatch, and the one mapping from
-//! outcomes and errors to exit codes. Command bodies are in [`commands`]; they parse, wire and
-//! print, and leave the work to the library.
+//! outcomes and errors to exit codes. Command bodies are in [`commands`]; they resolve the
+//! settings, call the library and render what it returns.
 
+mod args;
 mod commands;
+mod progress;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,9 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::apply;
-use crate::settings::{
-    ApiArgs, ColorChoice, LimitArgs, LogFormat, Output, StateArgs, parse_duration,
+use crate::settings::{Output, parse_duration};
+use args::{
+    ColorArg, LimitArgs, LogFormatArg, PruneArgs, ReconcileArgs, RemoteArgs, ServiceArgs, StateArgs,
 };
 
 #[derive(Debug, Parser)]
@@ -42,7 +44,7 @@ pub struct Cli {
         default_value = "text",
         value_name = "FORMAT"
     )]
-    log_format: LogFormat,
+    log_format: LogFormatArg,
     /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always or never.
     #[arg(
         long,
@@ -52,7 +54,7 @@ pub struct Cli {
         default_value = "auto",
         value_name = "WHEN"
     )]
-    color: ColorChoice,
+    color: ColorArg,
     /// NO_COLOR (no-color.org): any non-empty value turns colour off.
     #[arg(
         long = "no-color",
@@ -144,41 +146,6 @@ struct PlanArgs {
     prune: PruneArgs,
 }
 
-/// Where the service and the ledger are, and how fast to talk to the service.
-#[derive(Debug, Args)]
-struct RemoteArgs {
-    /// Calls per second for each API command (the service allows 200).
-    #[arg(long, env = "SUBSYNC_QPS", default_value_t = apply::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    qps: u32,
-    /// Emulator configuration for --sandbox (default: sandbox.yaml beside the manifest directory).
-    #[arg(long, value_name = "FILE", requires = "sandbox")]
-    sandbox_config: Option<PathBuf>,
-    #[command(flatten)]
-    state: StateArgs,
-    #[command(flatten)]
-    api: ApiArgs,
-}
-
-/// The prune guards.
-#[derive(Debug, Args)]
-struct PruneArgs {
-    /// Most subscribers prune may remove from one account in one run (default: 10% of its confirmed subscribers, at least 100).
-    #[arg(long, env = "SUBSYNC_MAX_PRUNE", value_name = "N")]
-    max_prune: Option<u64>,
-    /// Let prune remove more than --max-prune from an account.
-    #[arg(long, env = "SUBSYNC_ALLOW_MASS_PRUNE")]
-    allow_mass_prune: bool,
-}
-
-impl PruneArgs {
-    fn options(&self) -> crate::plan::PlanOptions {
-        crate::plan::PlanOptions {
-            max_prune: self.max_prune,
-            allow_mass_prune: self.allow_mass_prune,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 struct ImportArgs {
     /// Manifest files or directories: their accounts are imported.
@@ -190,47 +157,6 @@ struct ImportArgs {
     remote: RemoteArgs,
     #[command(flatten)]
     limits: LimitArgs,
-}
-
-/// What `apply` and `watch` share: pace, ledger, credentials, bounds, guards.
-#[derive(Debug, Args)]
-struct ReconcileArgs {
-    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
-    #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    concurrency: Option<u16>,
-    /// Recorded with each run; defaults to the git commit of the manifest directory.
-    #[arg(long, env = "SUBSYNC_REVISION")]
-    revision: Option<String>,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
-    #[command(flatten)]
-    prune: PruneArgs,
-}
-
-impl RemoteArgs {
-    fn options(&self, paths: &[PathBuf], output: Output) -> apply::Options {
-        apply::Options {
-            qps: self.qps,
-            concurrency: apply::default_concurrency(self.qps),
-            manifest_paths: paths.iter().map(|p| p.display().to_string()).collect(),
-            output,
-            ..apply::Options::default()
-        }
-    }
-}
-
-impl ReconcileArgs {
-    fn options(&self, paths: &[PathBuf], output: Output) -> apply::Options {
-        apply::Options {
-            concurrency: self
-                .concurrency
-                .map_or_else(|| apply::default_concurrency(self.remote.qps), usize::from),
-            plan: self.prune.options(),
-            ..self.remote.options(paths, output)
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -297,10 +223,10 @@ enum LedgerAction {
 struct CopyArgs {
     /// The ledger to copy: a directory or a postgres:// URL.
     #[arg(long, value_name = "DIR|URL")]
-    from: PathBuf,
+    from: String,
     /// The empty ledger to fill: a directory or a postgres:// URL.
     #[arg(long, value_name = "DIR|URL")]
-    to: PathBuf,
+    to: String,
     /// File holding the password of --from, when its URL carries none (PGPASSWORD also works).
     #[arg(long, value_name = "FILE")]
     from_password_file: Option<PathBuf>,
@@ -323,7 +249,7 @@ struct StatusArgs {
 #[derive(Debug, Args)]
 struct UsersigArgs {
     #[command(flatten)]
-    api: ApiArgs,
+    api: ServiceArgs,
     /// Validity of the new UserSig, in seconds.
     #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
     expire: u32,
@@ -385,9 +311,14 @@ pub fn main() -> ExitCode {
         }
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let output = Output::resolve(cli.color, cli.no_color.as_deref(), cli.log_format, terminal);
+    let output = Output::resolve(
+        cli.color.into(),
+        cli.no_color.as_deref(),
+        cli.log_format.into(),
+        terminal,
+    );
     if let Err(e) = init_logging(&cli.log, output) {
-        eprintln!("error: {}", error_text(&e));
+        eprintln!("error: {e:#}");
         return ExitCode::from(1);
     }
     let result = run(cli, output);
@@ -397,25 +328,12 @@ pub fn main() -> ExitCode {
     ExitCode::from(exit_code(&result))
 }
 
-/// The error and its causes on one line, each said once: many messages already quote their
-/// cause, and printing the chain again would repeat it.
-pub fn error_text(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
-}
-
 /// The final error: a line for people, or JSON events (one per manifest problem) for
-/// collectors, so that every stderr line stays one JSON object.
+/// collectors, so that every stderr line stays one JSON object. Each cause is said once: the
+/// library's errors carry their cause in their own text, never again as a source.
 fn report_error(error: &anyhow::Error, output: Output) {
     if !output.json {
-        eprintln!("error: {}", error_text(error));
+        eprintln!("error: {error:#}");
         return;
     }
     if let Some(e) = error.downcast_ref::<crate::manifest::ManifestError>() {
@@ -423,7 +341,7 @@ fn report_error(error: &anyhow::Error, output: Output) {
             p.log(tracing::Level::ERROR, true);
         }
     }
-    let text = error_text(error);
+    let text = format!("{error:#}");
     let first = text.lines().next().unwrap_or_default();
     tracing::error!("{first}");
 }

@@ -81,10 +81,10 @@ pub struct Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read emulator config {path}: {source}")]
+    #[error("cannot read emulator config {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}{location}: {message}")]
     Invalid {
@@ -92,10 +92,10 @@ pub enum ConfigError {
         location: String,
         message: String,
     },
-    #[error("cannot read secretKeyFile {path}: {source}; fix the path in the emulator config")]
+    #[error("cannot read secretKeyFile {path}: {error}; fix the path in the emulator config")]
     KeyFile {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -108,9 +108,9 @@ const CONFIG_LIMITS: crate::yaml::Limits = crate::yaml::Limits {
 
 impl EmulatorConfig {
     pub fn load(path: &Path) -> Result<EmulatorConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }
@@ -136,9 +136,9 @@ impl EmulatorConfig {
         };
         if let Some(file) = &config.secret_key_file {
             let file = path.parent().unwrap_or(Path::new(".")).join(file);
-            let raw = std::fs::read_to_string(&file).map_err(|source| ConfigError::KeyFile {
+            let raw = std::fs::read_to_string(&file).map_err(|error| ConfigError::KeyFile {
                 path: file.clone(),
-                source,
+                error,
             })?;
             config.secret_key = Some(SecretKey::new(&raw).ok_or_else(|| {
                 invalid(
@@ -215,6 +215,26 @@ impl EmulatorConfig {
             );
         }
         state
+    }
+
+    /// What the server needs to run this configuration, with `credentials` and the remote
+    /// `state` it starts from (and, when it persists, its `journal`).
+    pub fn options(
+        &self,
+        credentials: Credentials,
+        state: RemoteState,
+        journal: Option<super::Journal>,
+    ) -> super::EmulatorOptions {
+        super::EmulatorOptions {
+            credentials,
+            qps: self.qps,
+            rules: self.rules(),
+            latency: self.latency_ms,
+            faults: self.faults,
+            clock_skew_secs: self.clock_skew_seconds,
+            state,
+            journal,
+        }
     }
 
     pub fn rules(&self) -> Rules {

@@ -23,7 +23,8 @@ pub use config::{AccountSeed, ConfigError, Credentials, EmulatorConfig, Faults, 
 pub use journal::{Change, Journal, StateFile};
 pub use server::{EmulatorOptions, Stats, state_view};
 pub use state::{
-    CursorFault, DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteAccount, RemoteState, Rules,
+    CursorFault, DEFAULT_MAX_SUBSCRIBERS, Failure, FollowLimitMode, RemoteAccount, RemoteState,
+    Rules,
 };
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] stops accepting at once.

@@ -1,68 +1,133 @@
-//! What a ledger backend provides: [`View`] to read and [`Store`] to write. SQLite and
-//! PostgreSQL implement both; everything above this module works with either.
+//! The contract between the ledger's meaning and the databases it can live in.
 //!
-//! Every backend keeps the same promises:
-//! - a [`Store`] exists only while its writer lock is held, and a second writer is refused at
-//!   once, naming the holder;
-//! - every write is one durable transaction that also increments `serial`; a write that fails
-//!   leaves nothing behind;
-//! - `lineage` is fixed at creation; a schema newer than this build is refused, an older one is
-//!   upgraded by the next writer, under its lock, and refused by readers until then;
-//! - snapshots are consistent (one read transaction) and list subscribers in byte order.
+//! A backend provides transactions ([`Backend::read`], [`Backend::write`]), statements inside
+//! them ([`Tx`]: the shared SQL of `sql.rs`, plus four bulk statements that each database
+//! spells its own fastest way) and a session-private staging area for live lists. What the
+//! ledger *means* (recording a batch, finishing a refresh, copying a ledger, assembling a
+//! snapshot) is written once, above this trait, in `read.rs` and `write.rs`.
+//!
+//! Every backend keeps these promises:
+//! - it exists as a writer only while it holds the writer lock; a second writer is refused at
+//!   once ([`super::LedgerError::Locked`], naming the holder), never made to wait;
+//! - [`Backend::write`] runs its closure in one transaction that ends by incrementing `serial`
+//!   and commits durably; a write that fails leaves nothing behind; a writer that lost its lock
+//!   (its session ended, another replica fenced it off) fails every write with `LockLost`;
+//! - [`Backend::read`] runs its closure in one consistent read transaction;
+//! - text compares in byte order (`ORDER BY subscriber` is the order of `str::cmp`);
+//! - staging survives nothing: not a crash, not a reconnect;
+//! - driver errors become [`super::LedgerError`] variants inside the backend, with the ledger's
+//!   location and never a password; every call returns within a bounded time.
+//!
+//! Adding a backend: a module implementing [`Backend`] and [`Tx`], a variant of
+//! [`super::Location`], and its arms in `location.rs`.
 
-use super::{AccountFacts, AccountSummary, LedgerError, Op, Record, Refreshed, Run, Snapshot};
+use super::{AccountFacts, LedgerError, Op, Run};
 
-/// Reading a ledger.
-pub trait View: Send {
-    /// The whole ledger as planning needs it.
-    fn snapshot(&mut self) -> Result<Snapshot, LedgerError>;
-    /// Lineage and serial (in a snapshot without accounts) and the counts per account.
-    fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError>;
-    /// The latest `limit` runs, newest first.
-    fn runs(&mut self, limit: usize) -> Result<Vec<Run>, LedgerError>;
-    /// Everything about one account, for `ledger copy`.
-    fn export_account(&mut self, account: &str) -> Result<AccountDump, LedgerError>;
-    /// Lineage, serial and creation time, for `ledger copy`.
-    fn export_meta(&mut self) -> Result<Meta, LedgerError>;
-    /// The whole audit log, oldest first, for `ledger copy`.
-    fn export_runs(&mut self) -> Result<Vec<RunRow>, LedgerError>;
+/// A value bound to a statement parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Bool(bool),
 }
 
-/// Writing a ledger, with its writer lock held.
-pub trait Store: View {
-    /// Where the ledger is, as it is safe to show.
-    fn location(&self) -> &str;
-    /// Opens an audit-log entry; returns its id.
-    fn begin_run(&mut self, command: &str, revision: Option<&str>) -> Result<i64, LedgerError>;
-    /// Closes an audit-log entry with its result and summary.
-    fn finish_run(
+/// One row of an answer, by column index.
+pub trait Row {
+    fn int(&self, column: usize) -> Result<i64, LedgerError>;
+    fn opt_int(&self, column: usize) -> Result<Option<i64>, LedgerError>;
+    fn text(&self, column: usize) -> Result<String, LedgerError>;
+    fn opt_text(&self, column: usize) -> Result<Option<String>, LedgerError>;
+    fn flag(&self, column: usize) -> Result<bool, LedgerError>;
+}
+
+/// Implements [`Row`] for a driver's row type whose inherent `get(column)` reads any column
+/// type the driver converts (each backend's own conversions, one spelling).
+macro_rules! row_by_get {
+    ($row:ty) => {
+        impl $crate::ledger::backend::Row for $row {
+            fn int(&self, column: usize) -> Result<i64, LedgerError> {
+                self.get(column)
+            }
+
+            fn opt_int(&self, column: usize) -> Result<Option<i64>, LedgerError> {
+                self.get(column)
+            }
+
+            fn text(&self, column: usize) -> Result<String, LedgerError> {
+                self.get(column)
+            }
+
+            fn opt_text(&self, column: usize) -> Result<Option<String>, LedgerError> {
+                self.get(column)
+            }
+
+            fn flag(&self, column: usize) -> Result<bool, LedgerError> {
+                self.get(column)
+            }
+        }
+    };
+}
+pub(crate) use row_by_get;
+
+/// Statements inside one transaction.
+pub trait Tx {
+    /// Runs one of the shared statements; returns the rows it changed.
+    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, LedgerError>;
+    /// Runs a shared query, handing each row to `row` as it arrives (nothing is collected).
+    fn query(
         &mut self,
-        run: i64,
-        result: &str,
-        summary: &serde_json::Value,
+        sql: &'static str,
+        params: &[Param<'_>],
+        row: &mut dyn FnMut(&dyn Row) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError>;
-    /// Records outcomes of `run`, all in one transaction.
-    fn record(&mut self, run: i64, records: &[Record]) -> Result<(), LedgerError>;
-    /// Starts (or restarts) the refresh of `account`: forgets what an earlier one staged.
-    fn refresh_start(&mut self, account: &str) -> Result<(), LedgerError>;
-    /// Stages one page of `account`'s live list; the ledger itself is unchanged until
-    /// [`Store::refresh_finish`].
-    fn observe(&mut self, account: &str, page: &[String]) -> Result<(), LedgerError>;
-    /// Makes the ledger match `account`'s staged live list in one transaction: subscribers seen
-    /// but unknown are adopted as confirmed, confirmed ones not seen are dropped, both are kept
-    /// as the account's drift, and failures the live list settled are cleared.
-    fn refresh_finish(
+    /// Inserts or updates the `confirmed` rows of `subscribers` in `account` (by id) as
+    /// confirmed at `now` by `run`; `already` marks them drift; `observed` is cleared.
+    fn confirm(
         &mut self,
+        account: i64,
+        subscribers: &[String],
+        now: i64,
         run: i64,
-        account: &str,
-        subscriber_num: Option<u64>,
-        max_subscribers: Option<u64>,
-    ) -> Result<Refreshed, LedgerError>;
-    /// Fails once the writer lock is no longer certainly held (a lost database session).
+        already: bool,
+    ) -> Result<(), LedgerError>;
+    /// Deletes the `confirmed` rows of `subscribers`.
+    fn unconfirm(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError>;
+    /// Deletes the `failed` rows of `subscribers`.
+    fn clear_failed(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError>;
+    /// Records `failed` (subscriber, code) for `op`: a repeat of the same operation counts one
+    /// more attempt, another operation starts again at one. A subscriber listed twice keeps its
+    /// last code.
+    fn fail(
+        &mut self,
+        account: i64,
+        failed: &[(String, i64)],
+        op: Op,
+        now: i64,
+        run: i64,
+    ) -> Result<(), LedgerError>;
+    /// Inserts copied `confirmed` rows as they are (`ledger copy`).
+    fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError>;
+}
+
+/// Closures run inside a transaction.
+pub type TxFn<'f> = dyn FnMut(&mut dyn Tx) -> Result<(), LedgerError> + 'f;
+
+/// A database holding one ledger, open for reading or, with its writer lock, for writing.
+pub trait Backend: Send {
+    /// Where the ledger is, as it is safe to show (never a password).
+    fn location(&self) -> &str;
+    /// Runs `f` in one consistent read transaction.
+    fn read(&mut self, f: &mut TxFn<'_>) -> Result<(), LedgerError>;
+    /// Runs `f` in one write transaction that ends with the serial bump, and commits.
+    fn write(&mut self, f: &mut TxFn<'_>) -> Result<(), LedgerError>;
+    /// Fails once the writer lock is no longer certainly held.
     fn check_lock(&mut self) -> Result<(), LedgerError>;
-    /// Fills this ledger, which must be empty, with everything `from` holds, lineage and serial
-    /// included, in one transaction.
-    fn import(&mut self, from: &mut dyn View) -> Result<Copied, LedgerError>;
+    /// Adds one page of `account`'s live list to the staging area (outside any transaction).
+    fn stage(&mut self, account: &str, page: &[String]) -> Result<(), LedgerError>;
+    /// Empties `account`'s staging area.
+    fn unstage(&mut self, account: &str) -> Result<(), LedgerError>;
 }
 
 /// What `ledger copy` copied.
@@ -74,6 +139,7 @@ pub struct Copied {
     pub runs: u64,
 }
 
+/// The ledger's identity and every account, for `ledger copy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub lineage: String,

@@ -11,12 +11,23 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::LedgerError;
+
 /// Where a ledger lives.
 #[derive(Clone)]
 pub enum Location {
     /// SQLite, at `DIR/ledger.db`.
-    Dir(PathBuf),
+    Sqlite(PathBuf),
     Postgres(Box<PgTarget>),
+}
+
+/// How a backend is opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Access<'a> {
+    /// Read-only; a ledger that does not exist yet is `None`, never created.
+    Read,
+    /// With the writer lock, creating or upgrading the ledger.
+    Write { command: &'a str },
 }
 
 /// A PostgreSQL database to keep the ledger in.
@@ -31,8 +42,12 @@ pub struct PgTarget {
     /// `sslrootcert`: a PEM file, or `system` for the platform's trust store.
     pub root_cert: Option<RootCert>,
     pub connect_timeout: Duration,
-    /// `options`, passed to the server as is (e.g. `-c search_path=subsync`).
+    /// `options`, passed to the server after subsync's own timeouts, so that they can override
+    /// them (e.g. `-c search_path=subsync -c statement_timeout=2min`).
     pub options: Option<String>,
+    /// How long one statement may run: the server's `statement_timeout`, and (with a margin)
+    /// how long subsync waits for any answer before it gives the session up.
+    pub statement_timeout: Duration,
     /// The URL as it is safe to show: without a password.
     shown: String,
 }
@@ -72,8 +87,13 @@ pub struct UrlError {
     problem: String,
 }
 
-/// How long a connection attempt may take unless the URL says otherwise.
+/// How long a connection attempt (TCP, TLS and authentication together) may take unless the
+/// URL says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server-side bounds subsync sets on its sessions unless `options` override them: no
+/// statement of the ledger's takes more than seconds, and a lock it waits for is a stuck peer.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Location {
     /// True for text that names a PostgreSQL database rather than a directory.
@@ -88,28 +108,44 @@ impl Location {
 
     /// The SQLite file, for a directory ledger.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
+        self.local_dir().map(|dir| dir.join(super::FILE_NAME))
+    }
+
+    /// The local directory the ledger writes, if it writes one (file watchers ignore it).
+    pub fn local_dir(&self) -> Option<&Path> {
         match self {
-            Location::Dir(dir) => Some(super::db_path(dir)),
+            Location::Sqlite(dir) => Some(dir),
             Location::Postgres(_) => None,
+        }
+    }
+
+    /// Opens the backend this location names.
+    pub(crate) fn connect(
+        &self,
+        access: Access<'_>,
+    ) -> Result<Option<Box<dyn super::backend::Backend>>, LedgerError> {
+        match self {
+            Location::Sqlite(dir) => super::sqlite::open(dir, access),
+            Location::Postgres(target) => super::pg::open(target, access),
         }
     }
 }
 
 impl From<&Path> for Location {
     fn from(dir: &Path) -> Location {
-        Location::Dir(dir.to_owned())
+        Location::Sqlite(dir.to_owned())
     }
 }
 
 impl From<PathBuf> for Location {
     fn from(dir: PathBuf) -> Location {
-        Location::Dir(dir)
+        Location::Sqlite(dir)
     }
 }
 
 impl From<&PathBuf> for Location {
     fn from(dir: &PathBuf) -> Location {
-        Location::Dir(dir.clone())
+        Location::Sqlite(dir.clone())
     }
 }
 
@@ -122,7 +158,7 @@ impl From<&Location> for Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Location::Dir(dir) => write!(f, "{}", super::db_path(dir).display()),
+            Location::Sqlite(dir) => write!(f, "{}", dir.join(super::FILE_NAME).display()),
             Location::Postgres(target) => f.write_str(&target.shown),
         }
     }
@@ -132,7 +168,7 @@ impl fmt::Display for Location {
 impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Location::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            Location::Sqlite(dir) => f.debug_tuple("Sqlite").field(dir).finish(),
             Location::Postgres(target) => f.debug_tuple("Postgres").field(&target.shown).finish(),
         }
     }
@@ -150,6 +186,31 @@ impl fmt::Debug for PgTarget {
 impl PgTarget {
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()
+    }
+
+    /// The `options` sent to the server: subsync's timeouts first, the URL's after them (the
+    /// server takes the last value of a setting given twice).
+    pub fn server_options(&self) -> String {
+        let ours = format!(
+            "-c statement_timeout={}ms -c lock_timeout={}ms",
+            self.statement_timeout.as_millis(),
+            LOCK_TIMEOUT.as_millis()
+        );
+        match &self.options {
+            Some(theirs) => format!("{ours} {theirs}"),
+            None => ours,
+        }
+    }
+
+    /// How long subsync waits for the server's answer to any one request: the statement
+    /// timeout the server enforces, and a margin for the answer to travel. A server that says
+    /// nothing for this long is treated as gone. `statement_timeout=0` (no limit) waits ten
+    /// minutes.
+    pub fn answer_deadline(&self) -> Duration {
+        if self.statement_timeout.is_zero() {
+            return Duration::from_secs(600);
+        }
+        self.statement_timeout + Duration::from_secs(5)
     }
 
     /// The URL without its password.
@@ -266,6 +327,19 @@ impl PgTarget {
         if password.as_deref().is_none_or(str::is_empty) {
             password = fallback_password;
         }
+        let statement_timeout = options
+            .as_deref()
+            .and_then(|o| setting(o, "statement_timeout"))
+            .map(|v| {
+                parse_pg_duration(&v).ok_or_else(|| {
+                    bad(format!(
+                        "statement_timeout {} in options is not a duration; write e.g. 30s or 2min",
+                        crate::quote::quote(&v)
+                    ))
+                })
+            })
+            .transpose()?
+            .unwrap_or(STATEMENT_TIMEOUT);
         Ok(PgTarget {
             host: host.unwrap_or_else(|| PgHost::Tcp("localhost".into())),
             port,
@@ -276,6 +350,7 @@ impl PgTarget {
             root_cert,
             connect_timeout,
             options,
+            statement_timeout,
             shown: shown_raw,
         })
     }
@@ -313,6 +388,46 @@ fn redact(raw: &str) -> String {
     url.to_string()
 }
 
+/// The value of `-c NAME=VALUE` (or `--NAME=VALUE`) in a libpq `options` string.
+fn setting(options: &str, name: &str) -> Option<String> {
+    let mut words = options.split_whitespace().peekable();
+    let mut found = None;
+    while let Some(word) = words.next() {
+        let assignment = match word {
+            "-c" => words.next().unwrap_or(""),
+            w if w.starts_with("-c") => &w[2..],
+            w if w.starts_with("--") => &w[2..],
+            _ => continue,
+        };
+        if let Some((key, value)) = assignment.split_once('=')
+            && key.replace('-', "_") == name
+        {
+            found = Some(value.to_owned());
+        }
+    }
+    found
+}
+
+/// A PostgreSQL duration setting: a number of milliseconds, or one with a unit (ms, s, min,
+/// h, d).
+fn parse_pg_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => None,
+    }?;
+    Some(Duration::from_millis(ms))
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -339,7 +454,7 @@ mod tests {
     fn target(url: &str, fallback: Option<&str>) -> PgTarget {
         match Location::postgres(url, fallback.map(str::to_owned)).unwrap() {
             Location::Postgres(t) => *t,
-            Location::Dir(_) => unreachable!(),
+            Location::Sqlite(_) => unreachable!(),
         }
     }
 
@@ -420,6 +535,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no user"), "{err}");
+    }
+
+    #[test]
+    fn subsync_sets_statement_and_lock_timeouts_that_options_can_override() {
+        let t = target("postgres://u@h/d", None);
+        assert_eq!(
+            t.server_options(),
+            "-c statement_timeout=30000ms -c lock_timeout=10000ms"
+        );
+        assert_eq!(t.answer_deadline(), Duration::from_secs(35));
+        let t = target(
+            "postgres://u@h/d?options=-c%20search_path%3Ds%20-c%20statement_timeout%3D2min",
+            None,
+        );
+        assert!(
+            t.server_options()
+                .ends_with("-c search_path=s -c statement_timeout=2min"),
+            "{}",
+            t.server_options()
+        );
+        assert_eq!(t.statement_timeout, Duration::from_secs(120));
+        let err = Location::postgres(
+            "postgres://u@h/d?options=-c%20statement_timeout%3Dsoon",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("statement_timeout \"soon\""), "{err}");
     }
 
     #[test]

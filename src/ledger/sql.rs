@@ -1,9 +1,9 @@
-//! The statements both backends run, written once in the SQL that SQLite and PostgreSQL share.
+//! The statements every backend runs, written once in the SQL that SQLite and PostgreSQL share.
 //!
-//! Parameters are `$1`, `$2`, … and every statement uses all of `$1..$N`, so that the
-//! PostgreSQL driver can type each one and SQLite (whose `?N` they become, see
-//! [`for_sqlite`]) counts them the same way. Parameters whose type the statement does not fix
-//! are cast. `observed` is each backend's session-private staging table (TEMP in both).
+//! Parameters are `$1`, `$2`, … and every statement uses all of `$1..$N`, so that PostgreSQL
+//! can type each one and SQLite (whose `?N` they become, see [`for_sqlite`]) counts them the
+//! same way. Parameters whose type the statement does not fix are cast. `observed` is each
+//! backend's session-private staging table (TEMP in both).
 
 use std::borrow::Cow;
 
@@ -19,6 +19,7 @@ pub fn for_sqlite(sql: &str) -> Cow<'_, str> {
 }
 
 pub const META_GET: &str = "SELECT value FROM meta WHERE key = $1";
+pub const META_SET: &str = "UPDATE meta SET value = $2 WHERE key = $1";
 
 /// The serial bump every write transaction ends with (PostgreSQL adds its fence).
 pub const BUMP_SERIAL: &str =
@@ -28,8 +29,10 @@ pub const BUMP_SERIAL: &str =
 pub const ACCOUNT_ENSURE: &str = "INSERT INTO accounts (official_account, updated_at) VALUES ($1, $2) ON CONFLICT (official_account) DO NOTHING";
 pub const ACCOUNT_ID: &str = "SELECT id FROM accounts WHERE official_account = $1";
 
-/// `$1` command, `$2` now, `$3` revision, `$4` pid, `$5` version.
-pub const RUN_BEGIN: &str = "INSERT INTO runs (command, started_at, revision, pid, version) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+/// `$1` command, `$2` now, `$3` revision, `$4` pid, `$5` version. Ids are numbered here, not by
+/// the database, so that a copied audit log goes on numbering after its last run everywhere.
+pub const RUN_BEGIN: &str = "INSERT INTO runs (id, command, started_at, revision, pid, version)
+    VALUES ((SELECT coalesce(max(id), 0) + 1 FROM runs), $1, $2, $3, $4, $5) RETURNING id";
 /// `$1` run, `$2` now, `$3` result, `$4` summary.
 pub const RUN_FINISH: &str =
     "UPDATE runs SET finished_at = $2, result = $3, summary = $4 WHERE id = $1";
@@ -47,6 +50,7 @@ pub const SUMMARIES: &str = "SELECT a.official_account,
         (SELECT count(*) FROM drift d WHERE d.account_id = a.id AND d.direction = 'added'),
         (SELECT count(*) FROM drift d WHERE d.account_id = a.id AND d.direction = 'removed')
     FROM accounts a ORDER BY a.official_account";
+/// Columns: id, name, the five facts, refreshed_at, updated_at.
 pub const ACCOUNTS: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at, updated_at FROM accounts ORDER BY official_account";
 pub const ACCOUNT_BY_NAME: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at, updated_at FROM accounts WHERE official_account = $1";
 /// `$1` account id. The primary keys hand rows back in byte order (PostgreSQL's columns are
@@ -61,16 +65,22 @@ pub const CONFIRMED_ROWS: &str = "SELECT subscriber, confirmed_at, run_id, alrea
 pub const FAILED_ROWS: &str = "SELECT subscriber, op, code, attempts, first_at, last_at, run_id FROM failed WHERE account_id = $1 ORDER BY subscriber";
 pub const DRIFT_ROWS: &str = "SELECT direction, subscriber, observed_at FROM drift WHERE account_id = $1 ORDER BY direction, subscriber";
 
+/// Whether anything is there yet (`ledger copy` writes only into an empty ledger).
+pub const ROWS_EXISTING: &str =
+    "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM runs)";
 /// `$1` official account, `$2` updated_at, then the facts and refreshed_at.
 pub const ACCOUNT_INSERT: &str = "INSERT INTO accounts (official_account, updated_at, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
-pub const META_SET: &str = "UPDATE meta SET value = $2 WHERE key = $1";
+/// `$1` account id … `$8` op.
+pub const FAILED_INSERT: &str = "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// `$1` account id, `$2` direction, `$3` subscriber, `$4` observed_at.
+pub const DRIFT_INSERT: &str =
+    "INSERT INTO drift (account_id, direction, subscriber, observed_at) VALUES ($1, $2, $3, $4)";
 
-/// Staging a refresh: `$1` official account.
-pub const STAGE_CLEAR: &str = "DELETE FROM observed WHERE account = $1";
+/// The staged live list's size: `$1` official account.
 pub const STAGE_COUNT: &str = "SELECT count(*) FROM observed WHERE account = $1";
 
 /// Making an account match its staged live list: `$1` account id, `$2` official account,
-/// `$3` now, in this order (see `Store::refresh_finish`).
+/// `$3` now, in this order (see `write::refresh_finish`).
 pub const REFRESH_DRIFT_CLEAR: &str = "DELETE FROM drift WHERE account_id = $1";
 pub const REFRESH_DRIFT_ADDED: &str = "INSERT INTO drift (account_id, direction, subscriber, observed_at)
     SELECT CAST($1 AS BIGINT), 'added', o.subscriber, CAST($3 AS BIGINT) FROM observed o
@@ -93,6 +103,8 @@ pub const REFRESH_SETTLE: &str = "DELETE FROM failed WHERE account_id = $1 AND (
 pub const REFRESH_FACTS: &str = "UPDATE accounts SET refreshed_at = $2, subscriber_num = coalesce(CAST($3 AS BIGINT), subscriber_num),
     max_subscribers = coalesce(CAST($4 AS BIGINT), max_subscribers), missing_since = NULL, invalid_since = NULL, updated_at = $2
     WHERE id = $1";
+/// `$1` official account.
+pub const STAGE_CLEAR: &str = "DELETE FROM observed WHERE account = $1";
 
 /// The statement recording each account fact: `$1` the account id, `$2` now, `$3`/`$4` the
 /// counts of an `Info` (NULL for every other fact, which requires them so).

@@ -1,21 +1,24 @@
 //! The writer as a service for async code: a dedicated thread owns the [`Ledger`] (and so the
-//! writer lock) for as long as any [`Writer`] handle lives, and performs every read and write
-//! the async side asks for, so that neither SQLite nor the PostgreSQL driver ever runs on a
-//! runtime worker.
+//! writer lock) and performs every read and write the async side asks for, so that neither
+//! SQLite nor the PostgreSQL driver ever runs on a runtime worker.
 //!
 //! Outcomes are group-committed: whatever [`Writer::record`] calls are queued when the thread
 //! gets to them go into one transaction (one fsync for many batches), and each caller is
 //! answered only after that commit. A batch counts as done only once `record` returns Ok.
+//! The queue is bounded: a caller waits for room instead of memory growing with a slow disk.
 //!
 //! Every few seconds the thread also checks that the lock is still held (a PostgreSQL session
 //! can end under it). Once it is lost, [`Writer::lost`] fires and every later write is refused
 //! without reaching the database: a replica that lost the lead writes nothing further.
+//!
+//! [`Writer::close`] finishes what is queued, releases the lock and joins the thread; handles
+//! still held elsewhere fail from then on.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, mpsc};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{AccountSummary, Ledger, LedgerError, Location, Record, Refreshed, Snapshot};
@@ -59,25 +62,40 @@ enum Job {
     RefreshFinish {
         run: i64,
         account: String,
-        subscriber_num: Option<u64>,
         max_subscribers: Option<u64>,
         reply: Reply<Refreshed>,
     },
+    /// Finish what is queued before this, then stop.
+    Close,
 }
 
 /// Most `record` calls folded into one transaction.
 const GROUP: usize = 256;
 
+/// Most jobs waiting for the thread: a page of a live list is the largest (about 8 KB).
+const QUEUE: usize = 1024;
+
 /// How often the thread confirms that the writer lock is still held.
 const CHECK_LOCK: Duration = Duration::from_secs(5);
 
-/// A handle on the writer thread; clones share it. The thread, the open database and the
-/// writer lock go away with the last handle.
+/// A handle on the writer; clones share it.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
-    location: Arc<str>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    route: Route,
+    location: String,
     lost: Lost,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+enum Route {
+    Thread(mpsc::Sender<Job>),
+    /// Jobs run at once in the caller's task (tests: deterministic under paused time).
+    #[cfg(any(test, feature = "testing"))]
+    Inline(Mutex<Service>),
 }
 
 /// Whether, and why, the writer lock was lost.
@@ -108,15 +126,8 @@ impl Lost {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
-            .field("location", &self.location)
+            .field("location", &self.inner.location)
             .finish()
-    }
-}
-
-fn stopped(at: &str) -> LedgerError {
-    LedgerError::Io {
-        at: at.to_owned(),
-        source: std::io::Error::other("the ledger writer thread stopped"),
     }
 }
 
@@ -125,56 +136,95 @@ impl Writer {
     /// ledger, on the writer's own thread.
     pub async fn open(location: impl Into<Location>, command: &str) -> Result<Writer, LedgerError> {
         let location = location.into();
-        let shown: Arc<str> = location.to_string().into();
-        let (tx, rx) = mpsc::channel::<Job>();
+        let shown = location.to_string();
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         let (opened, ready) = oneshot::channel();
         let command = command.to_owned();
         let lost = Lost::default();
         let thread_lost = lost.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("subsync-ledger".into())
             .spawn(move || match Ledger::open(location, &command) {
                 Ok(ledger) => {
                     let _ = opened.send(Ok(()));
-                    serve(ledger, rx, thread_lost);
+                    serve(Service::new(ledger, thread_lost), rx);
                 }
                 Err(e) => {
                     let _ = opened.send(Err(e));
                 }
             })
-            .map_err(|source| LedgerError::Io {
-                at: shown.to_string(),
-                source,
+            .map_err(|e| LedgerError::Io {
+                at: shown.clone(),
+                detail: format!("cannot start the ledger's thread: {e}"),
             })?;
-        ready.await.map_err(|_| stopped(&shown))??;
+        let stopped = || LedgerError::WriterStopped { at: shown.clone() };
+        ready.await.map_err(|_| stopped())??;
         Ok(Writer {
-            tx,
-            location: shown,
-            lost,
+            inner: Arc::new(Inner {
+                route: Route::Thread(tx),
+                location: shown,
+                lost,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The writer running every job at once on the caller's thread: for tests, which stay
+    /// deterministic under paused time.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn inline(location: impl Into<Location>, command: &str) -> Result<Writer, LedgerError> {
+        let ledger = Ledger::open(location, command)?;
+        let lost = Lost::default();
+        Ok(Writer {
+            inner: Arc::new(Inner {
+                location: ledger.location().to_owned(),
+                route: Route::Inline(Mutex::new(Service::new(ledger, lost.clone()))),
+                lost,
+                thread: Mutex::new(None),
+            }),
         })
     }
 
     /// Where the ledger is, as it is safe to show.
     pub fn location(&self) -> &str {
-        &self.location
+        &self.inner.location
     }
 
     /// Cancelled once the writer lock is lost; from then on every write fails.
     pub fn lost(&self) -> &CancellationToken {
-        &self.lost.token
+        &self.inner.lost.token
     }
 
     /// Why the lock was lost, once it was.
     pub fn lost_reason(&self) -> Option<String> {
-        self.lost.why()
+        self.inner.lost.why()
+    }
+
+    fn stopped(&self) -> LedgerError {
+        LedgerError::WriterStopped {
+            at: self.inner.location.clone(),
+        }
+    }
+
+    async fn send(&self, job: Job) -> Result<(), LedgerError> {
+        match &self.inner.route {
+            Route::Thread(tx) => tx.send(job).await.map_err(|_| self.stopped()),
+            #[cfg(any(test, feature = "testing"))]
+            Route::Inline(service) => {
+                service.lock().unwrap_or_else(|e| e.into_inner()).handle(
+                    job,
+                    &mut VecDeque::new(),
+                    None,
+                );
+                Ok(())
+            }
+        }
     }
 
     async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(job(reply))
-            .map_err(|_| stopped(&self.location))?;
-        answer.await.map_err(|_| stopped(&self.location))?
+        self.send(job(reply)).await?;
+        answer.await.map_err(|_| self.stopped())?
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, LedgerError> {
@@ -221,26 +271,26 @@ impl Writer {
     /// Returns once `records` of `run` are committed.
     pub async fn record(&self, run: i64, records: Vec<Record>) -> Result<(), RecordError> {
         let (reply, done) = oneshot::channel();
-        let gone = || RecordError::new("the ledger writer stopped");
-        self.tx
-            .send(Job::Record {
-                run,
-                records,
-                reply,
-            })
-            .map_err(|_| gone())?;
+        let gone = || RecordError::new(self.stopped().to_string());
+        self.send(Job::Record {
+            run,
+            records,
+            reply,
+        })
+        .await
+        .map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
 
     /// Starts (or restarts) staging `account`'s live list.
-    pub fn refresh_start(&self, account: &str) {
-        let _ = self.tx.send(Job::RefreshStart(account.to_owned()));
+    pub async fn refresh_start(&self, account: &str) {
+        let _ = self.send(Job::RefreshStart(account.to_owned())).await;
     }
 
-    /// Stages one page of `account`'s live list. Queued without waiting: the network is far
-    /// slower than the writer, and [`Writer::refresh_finish`] reports a failure.
-    pub fn observe(&self, account: &str, page: Vec<String>) {
-        let _ = self.tx.send(Job::Observe(account.to_owned(), page));
+    /// Stages one page of `account`'s live list. Waits for room in the queue, not for the
+    /// write: [`Writer::refresh_finish`] reports a failure.
+    pub async fn observe(&self, account: &str, page: Vec<String>) {
+        let _ = self.send(Job::Observe(account.to_owned(), page)).await;
     }
 
     /// Makes the ledger match the staged list of `account`, in one transaction.
@@ -248,14 +298,12 @@ impl Writer {
         &self,
         run: i64,
         account: &str,
-        subscriber_num: Option<u64>,
         max_subscribers: Option<u64>,
     ) -> Result<Refreshed, LedgerError> {
         let account = account.to_owned();
         self.ask(|reply| Job::RefreshFinish {
             run,
             account,
-            subscriber_num,
             max_subscribers,
             reply,
         })
@@ -269,6 +317,27 @@ impl Writer {
             run,
         }
     }
+
+    /// Finishes the jobs queued so far, releases the writer lock and waits for the thread to
+    /// end. Other handles of this writer fail from now on.
+    pub async fn close(self) {
+        match &self.inner.route {
+            Route::Thread(tx) => {
+                let _ = tx.send(Job::Close).await;
+            }
+            #[cfg(any(test, feature = "testing"))]
+            Route::Inline(_) => {}
+        }
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
 }
 
 /// Records the outcomes of one run.
@@ -279,10 +348,6 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn run(&self) -> i64 {
-        self.run
-    }
-
     /// Returns once `records` are committed.
     pub async fn record(&self, records: Vec<Record>) -> Result<(), RecordError> {
         self.writer.record(self.run, records).await
@@ -290,27 +355,68 @@ impl Recorder {
 }
 
 /// The writer thread: one job at a time, consecutive `Record`s of a run in one transaction.
-fn serve(ledger: Ledger, rx: mpsc::Receiver<Job>, lost: Lost) {
-    let mut ledger = Guarded {
-        ledger,
-        lost,
-        checked: Instant::now(),
-    };
+fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
+    // A runtime of this thread's own, only to wait for jobs with a timeout: the lock is
+    // checked between jobs, and every few seconds when there are none.
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build();
     let mut queue: VecDeque<Job> = VecDeque::new();
-    // Accounts whose staging failed since their refresh started, with the reason.
-    let mut spoilt: std::collections::HashMap<String, String> = Default::default();
     loop {
-        if ledger.checked.elapsed() >= CHECK_LOCK {
-            ledger.check();
+        if service.ledger.checked.elapsed() >= CHECK_LOCK {
+            service.ledger.check();
         }
         let job = match queue.pop_front() {
             Some(job) => job,
-            None => match rx.recv_timeout(CHECK_LOCK) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            None => match &waiter {
+                Ok(rt) => {
+                    match rt.block_on(async { tokio::time::timeout(CHECK_LOCK, rx.recv()).await }) {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return,
+                        Err(_) => continue,
+                    }
+                }
+                Err(_) => match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => return,
+                },
             },
         };
+        if matches!(job, Job::Close) {
+            return;
+        }
+        service.handle(job, &mut queue, Some(&mut rx));
+    }
+}
+
+/// What the writer does with each job.
+struct Service {
+    ledger: Guarded,
+    /// Accounts whose staging failed since their refresh started, with the reason.
+    spoilt: HashMap<String, String>,
+}
+
+impl Service {
+    fn new(ledger: Ledger, lost: Lost) -> Service {
+        Service {
+            ledger: Guarded {
+                ledger,
+                lost,
+                checked: Instant::now(),
+            },
+            spoilt: HashMap::new(),
+        }
+    }
+
+    /// Does `job`. A `Record` takes the `Record`s of the same run queued behind it in `rx`
+    /// along into its transaction; other jobs met on the way wait in `later`.
+    fn handle(
+        &mut self,
+        job: Job,
+        later: &mut VecDeque<Job>,
+        rx: Option<&mut mpsc::Receiver<Job>>,
+    ) {
+        let ledger = &mut self.ledger;
         match job {
             Job::Snapshot(reply) => {
                 let _ = reply.send(ledger.call(|l| l.snapshot()));
@@ -334,37 +440,34 @@ fn serve(ledger: Ledger, rx: mpsc::Receiver<Job>, lost: Lost) {
                 let _ = reply.send(ledger.call(|l| l.finish_run(run, &result, &summary)));
             }
             Job::RefreshStart(account) => {
-                spoilt.remove(&account);
+                self.spoilt.remove(&account);
                 if let Err(e) = ledger.call(|l| l.refresh_start(&account)) {
-                    spoilt.insert(account, e.to_string());
+                    self.spoilt.insert(account, e.to_string());
                 }
             }
             Job::Observe(account, page) => {
-                if !spoilt.contains_key(&account)
+                if !self.spoilt.contains_key(&account)
                     && let Err(e) = ledger.call(|l| l.observe(&account, &page))
                 {
-                    spoilt.insert(account, e.to_string());
+                    self.spoilt.insert(account, e.to_string());
                 }
             }
             Job::RefreshFinish {
                 run,
                 account,
-                subscriber_num,
                 max_subscribers,
                 reply,
             } => {
-                let result = match spoilt.remove(&account) {
-                    Some(why) => {
+                let result = match self.spoilt.remove(&account) {
+                    Some(detail) => {
                         let _ = ledger.call(|l| l.refresh_start(&account));
-                        Err(LedgerError::Io {
+                        Err(LedgerError::Staging {
                             at: ledger.ledger.location().to_owned(),
-                            source: std::io::Error::other(format!(
-                                "cannot stage the live list: {why}"
-                            )),
+                            account,
+                            detail,
                         })
                     }
-                    None => ledger
-                        .call(|l| l.refresh_finish(run, &account, subscriber_num, max_subscribers)),
+                    None => ledger.call(|l| l.refresh_finish(run, &account, max_subscribers)),
                 };
                 let _ = reply.send(result);
             }
@@ -374,18 +477,20 @@ fn serve(ledger: Ledger, rx: mpsc::Receiver<Job>, lost: Lost) {
                 reply,
             } => {
                 let mut group = vec![(records, reply)];
-                while group.len() < GROUP {
-                    match rx.try_recv() {
-                        Ok(Job::Record {
-                            run: r,
-                            records,
-                            reply,
-                        }) if r == run => group.push((records, reply)),
-                        Ok(other) => {
-                            queue.push_back(other);
-                            break;
+                if let Some(rx) = rx {
+                    while group.len() < GROUP {
+                        match rx.try_recv() {
+                            Ok(Job::Record {
+                                run: r,
+                                records,
+                                reply,
+                            }) if r == run => group.push((records, reply)),
+                            Ok(other) => {
+                                later.push_back(other);
+                                break;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
                 }
                 let records: Vec<Record> = group
@@ -399,6 +504,7 @@ fn serve(ledger: Ledger, rx: mpsc::Receiver<Job>, lost: Lost) {
                     let _ = reply.send(result.clone());
                 }
             }
+            Job::Close => {}
         }
     }
 }
@@ -444,10 +550,10 @@ impl Guarded {
     /// Runs `f` unless the lock is already lost, and notes a loss it reports.
     fn call<T>(
         &mut self,
-        f: impl FnOnce(&mut dyn super::Store) -> Result<T, LedgerError>,
+        f: impl FnOnce(&mut Ledger) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         self.guard()?;
-        let result = f(&mut *self.ledger);
+        let result = f(&mut self.ledger);
         self.watch(result)
     }
 }

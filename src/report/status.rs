@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::clock::rfc3339_millis;
-use crate::ledger::{AccountSummary, Run};
+use crate::engine::Status;
 
 /// The status as JSON (`status --format json`).
 #[derive(Debug, Clone, Serialize)]
@@ -48,13 +48,14 @@ pub struct StatusRun {
 }
 
 impl StatusReport {
-    pub fn new(
-        ledger: String,
-        lineage: Option<String>,
-        serial: u64,
-        accounts: Vec<AccountSummary>,
-        runs: Vec<Run>,
-    ) -> StatusReport {
+    pub fn new(status: Status) -> StatusReport {
+        let Status {
+            ledger,
+            lineage,
+            serial,
+            accounts,
+            runs,
+        } = status;
         StatusReport {
             ledger,
             exists: lineage.is_some(),

@@ -1,9 +1,14 @@
-//! The REST client: signing, request building, answer decoding and error classification.
+//! The REST client: signing, request building, bounded reading and checking of answers.
 //!
-//! Invariants: one pooled HTTP client per `Client`; a fresh `random` per request; the UserSig is
-//! cached and renewed at half its lifetime (and once more on 70001); redirects are never followed,
-//! because a redirect would carry the UserSig in its query string to another host; no URL, key
-//! or UserSig ever reaches a log line, an error or `Debug` output.
+//! Invariants: one pooled HTTP client per `Client`; a fresh `random` per request; the UserSig
+//! is cached and renewed at half its lifetime (and once more on 70001); redirects are never
+//! followed, because a redirect would carry the UserSig in its query string to another host;
+//! no URL, key or UserSig ever reaches a log line, an error or `Debug` output.
+//!
+//! Everything read from the network is bounded: connecting, the first byte and the whole
+//! answer each have a deadline; an answer is read only up to its command's size cap
+//! ([`answer::max_answer_bytes`]); the server's text is cleaned and cut; and an answer is used
+//! only once it passed the protocol checks of [`answer`].
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,10 +17,35 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::answer::{self, AccountInfo, Page};
 use super::api::{self, Command, Status};
 use super::codes::{self, ErrorClass};
 use super::endpoint::Endpoint;
+use super::error::{ApiError, SERVER_TEXT};
+use super::service::{Api, Call};
 use super::usersig::{self, SecretKey, UserSig};
+
+/// How long each part of a call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// For the answer to start, and between any two reads of it.
+    pub first_byte: Duration,
+    /// For the whole call, answer included.
+    pub whole: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // The server gives up on a request after about 3 s: 10 s without a byte is a server
+        // (or a path) that is not answering.
+        Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(10),
+            whole: Duration::from_secs(15),
+        }
+    }
+}
 
 /// Everything needed to talk to one app.
 #[derive(Debug, Clone)]
@@ -24,8 +54,7 @@ pub struct ClientConfig {
     pub sdkappid: u64,
     pub identifier: String,
     pub key: SecretKey,
-    /// Per-request timeout; the server gives up after about 3 s, so this must be longer.
-    pub timeout: Duration,
+    pub timeouts: Timeouts,
     /// Validity of the UserSigs the client signs for itself.
     pub usersig_lifetime: Duration,
 }
@@ -42,86 +71,8 @@ impl ClientConfig {
             sdkappid,
             identifier,
             key,
-            timeout: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
             usersig_lifetime: Duration::from_secs(86_400),
-        }
-    }
-}
-
-/// A failed call.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ApiError {
-    #[error("{command} failed with error {code} ({}): {info}{}", meaning(*code), hint(*code))]
-    Service {
-        command: Command,
-        code: i64,
-        info: String,
-    },
-    #[error("{command} got HTTP {status} (a network or gateway fault)")]
-    Http { command: Command, status: u16 },
-    #[error("{command} request failed: {message}")]
-    Transport {
-        command: Command,
-        message: String,
-        timeout: bool,
-    },
-    #[error(
-        "cannot reach the API at {endpoint} ({command}): {message}; check --region or --endpoint, DNS, the network path (proxy, firewall) and TLS"
-    )]
-    Unreachable {
-        command: Command,
-        /// The base URL (no query string, so no UserSig).
-        endpoint: String,
-        message: String,
-    },
-    #[error("{command} answer could not be read: {message}")]
-    Decode { command: Command, message: String },
-}
-
-fn meaning(code: i64) -> &'static str {
-    codes::describe(code).map_or("undocumented code", |i| i.meaning)
-}
-
-fn hint(code: i64) -> String {
-    match codes::describe(code) {
-        Some(info) if !info.hint.is_empty() => format!("; {}", info.hint),
-        _ => String::new(),
-    }
-}
-
-/// Pseudo-codes recorded for failures outside the service's own codes.
-pub mod pseudo_code {
-    /// The connection failed, dropped or timed out.
-    pub const TRANSPORT: i64 = -1;
-    /// The answer was not the documented JSON.
-    pub const UNREADABLE: i64 = -2;
-    // An HTTP status other than 200 is recorded as its negative, e.g. -502.
-}
-
-impl ApiError {
-    /// The class the executor and other callers act on. Faults outside the API are retryable.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            ApiError::Service { code, .. } => codes::classify(*code),
-            ApiError::Http { .. } | ApiError::Transport { .. } | ApiError::Decode { .. } => {
-                ErrorClass::Retryable
-            }
-            ApiError::Unreachable { .. } => ErrorClass::Unreachable,
-        }
-    }
-
-    /// True when the service itself answered (as opposed to the network failing).
-    pub fn is_answer(&self) -> bool {
-        matches!(self, ApiError::Service { .. })
-    }
-
-    /// The number recorded in the ledger: the service's code or a negative pseudo-code.
-    pub fn code(&self) -> i64 {
-        match self {
-            ApiError::Service { code, .. } => *code,
-            ApiError::Http { status, .. } => -i64::from(*status),
-            ApiError::Transport { .. } | ApiError::Unreachable { .. } => pseudo_code::TRANSPORT,
-            ApiError::Decode { .. } => pseudo_code::UNREADABLE,
         }
     }
 }
@@ -141,8 +92,7 @@ pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
     sig: Mutex<Option<CachedSig>>,
-    /// Set by the first HTTP answer of any kind: from then on a failed connection is a blip,
-    /// before it a wrong endpoint or a closed network path.
+    /// Set by the first HTTP answer of any kind.
     answered: AtomicBool,
     observer: Option<std::sync::Arc<dyn CallObserver>>,
 }
@@ -162,11 +112,16 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Longest Retry-After honoured as it is; callers cap it further.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, BuildError> {
+        let t = config.timeouts;
         let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(t.connect)
+            .read_timeout(t.first_byte)
+            .timeout(t.whole)
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(256)
             .user_agent(concat!("subsync/", env!("CARGO_PKG_VERSION")));
@@ -192,87 +147,7 @@ impl Client {
         self
     }
 
-    pub fn sdkappid(&self) -> u64 {
-        self.config.sdkappid
-    }
-
-    /// True once the endpoint has answered anything at all.
-    pub fn has_answered(&self) -> bool {
-        self.answered.load(Ordering::Relaxed)
-    }
-
-    /// add_subscriber for at most 100 subscribers.
-    pub async fn add_subscriber(
-        &self,
-        account: &str,
-        subscribers: &[String],
-    ) -> Result<Vec<api::SubscriberResult>, ApiError> {
-        let body = api::AddSubscriberRequest {
-            official_account: account.to_owned(),
-            subscriber_list: subscribers
-                .iter()
-                .map(|s| api::SubscriberRef {
-                    subscriber_account: s.clone(),
-                })
-                .collect(),
-        };
-        let answer: api::SubscriberResults = self.call(Command::AddSubscriber, &body).await?;
-        Ok(answer.subscriber_list)
-    }
-
-    /// delete_subscriber for at most 100 subscribers.
-    pub async fn delete_subscriber(
-        &self,
-        account: &str,
-        subscribers: &[String],
-    ) -> Result<Vec<api::SubscriberResult>, ApiError> {
-        let body = api::DeleteSubscriberRequest {
-            official_account: account.to_owned(),
-            subscriber_to_del_account: subscribers.to_vec(),
-        };
-        let answer: api::SubscriberResults = self.call(Command::DeleteSubscriber, &body).await?;
-        Ok(answer.subscriber_list)
-    }
-
-    /// One page of `account`'s subscribers after the cursor `next` (`""` for the first).
-    /// Paging, pacing and retries belong to the caller.
-    pub async fn subscriber_page(
-        &self,
-        account: &str,
-        next: &str,
-    ) -> Result<api::GetSubscriberInfoResponse, ApiError> {
-        let body = api::GetSubscriberInfoRequest {
-            official_account: account.to_owned(),
-            limit: api::MAX_PAGE,
-            next: next.to_owned(),
-        };
-        self.call(Command::GetSubscriberInfo, &body).await
-    }
-
-    /// get_official_account_info for any number of ids, in calls of at most 50.
-    /// Each id is paired with its item; items are matched by id when echoed, else by order.
-    pub async fn account_info(
-        &self,
-        accounts: &[String],
-    ) -> Result<Vec<(String, api::OfficialAccountInfo)>, ApiError> {
-        let mut out = Vec::with_capacity(accounts.len());
-        for chunk in accounts.chunks(api::MAX_INFO_IDS) {
-            let body = api::GetOfficialAccountInfoRequest {
-                official_account_id_list: chunk
-                    .iter()
-                    .map(|id| api::AccountRef {
-                        official_account: id.clone(),
-                    })
-                    .collect(),
-            };
-            let answer: api::GetOfficialAccountInfoResponse =
-                self.call(Command::GetOfficialAccountInfo, &body).await?;
-            out.extend(match_items(chunk, answer.official_account_info_list));
-        }
-        Ok(out)
-    }
-
-    /// create_official_account; returns the new account's id.
+    /// create_official_account; returns the new account's id (tests and the emulator's users).
     pub async fn create_official_account(
         &self,
         request: &api::CreateOfficialAccountRequest,
@@ -287,9 +162,9 @@ impl Client {
         command: Command,
         body: &Req,
     ) -> Result<Resp, ApiError> {
-        let body = serde_json::to_vec(body).map_err(|e| ApiError::Decode {
+        let body = serde_json::to_vec(body).map_err(|e| ApiError::Encode {
             command,
-            message: format!("cannot encode request: {e}"),
+            detail: e.to_string(),
         })?;
         let first = self.send(command, body.clone()).await;
         match first {
@@ -346,34 +221,65 @@ impl Client {
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             tracing::debug!(%command, status = status.as_u16(), "non-200 answer");
+            let retry_after = (status == reqwest::StatusCode::TOO_MANY_REQUESTS)
+                .then(|| retry_after(response.headers()))
+                .flatten();
             return Err(ApiError::Http {
                 command,
                 status: status.as_u16(),
+                retry_after,
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport(command, e))?;
-        let decode = |e: serde_json::Error| ApiError::Decode {
+        let bytes = self.read_capped(command, response).await?;
+        let broken = |e: serde_json::Error| ApiError::Protocol {
             command,
-            message: e.to_string(),
+            detail: format!(
+                "not the documented JSON: {}",
+                crate::quote::clean(&e.to_string(), SERVER_TEXT)
+            ),
         };
-        let envelope: Status = serde_json::from_slice(&bytes).map_err(decode)?;
+        let envelope: Status = serde_json::from_slice(&bytes).map_err(broken)?;
         if envelope.error_code != 0 || envelope.action_status != "OK" {
             tracing::debug!(%command, code = envelope.error_code, "error answer");
             return Err(ApiError::Service {
                 command,
                 code: envelope.error_code,
-                info: envelope.error_info,
+                info: crate::quote::clean(&envelope.error_info, SERVER_TEXT),
             });
         }
-        serde_json::from_slice(&bytes).map_err(decode)
+        serde_json::from_slice(&bytes).map_err(broken)
+    }
+
+    /// The answer's body, read only up to the command's cap.
+    async fn read_capped(
+        &self,
+        command: Command,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, ApiError> {
+        let cap = answer::max_answer_bytes(command);
+        let too_large = || ApiError::Protocol {
+            command,
+            detail: format!("an answer larger than {} KiB", cap >> 10),
+        };
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport(command, e))?
+        {
+            if body.len() + chunk.len() > cap {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport(&self, command: Command, error: reqwest::Error) -> ApiError {
-        let connect = error.is_connect();
-        let timeout = error.is_timeout();
+        let (connect, timeout) = (error.is_connect(), error.is_timeout());
         // without_url: reqwest's messages otherwise quote the URL, query string (UserSig) included.
         let error = error.without_url();
         let mut message = error.to_string();
@@ -383,7 +289,10 @@ impl Client {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
-        if connect {
+        let message = crate::quote::clean(&message, SERVER_TEXT);
+        // An endpoint that never answered and now will not connect, or says nothing at all, is
+        // a wrong endpoint or a closed path, whatever form the silence takes.
+        if connect || (timeout && !self.has_answered()) {
             return ApiError::Unreachable {
                 command,
                 endpoint: self.config.endpoint.to_string(),
@@ -424,18 +333,102 @@ impl Client {
     }
 }
 
-fn match_items(
-    ids: &[String],
-    items: Vec<api::OfficialAccountInfo>,
-) -> Vec<(String, api::OfficialAccountInfo)> {
-    let echoed = items.iter().all(|i| i.official_account.is_some());
-    if echoed {
-        items
-            .into_iter()
-            .filter_map(|i| i.official_account.clone().map(|id| (id, i)))
-            .collect()
-    } else {
-        ids.iter().cloned().zip(items).collect()
+/// A 429's Retry-After: delta-seconds, or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let secs = match value.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => {
+            let at = crate::clock::parse_http_date(value)?;
+            u64::try_from(at - crate::clock::unix_now() as i64).unwrap_or(0)
+        }
+    };
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+impl Api for Client {
+    fn add_subscriber<'a>(
+        &'a self,
+        account: &'a str,
+        members: &'a [String],
+    ) -> Call<'a, Vec<api::SubscriberResult>> {
+        Box::pin(async move {
+            let body = api::AddSubscriberRequest {
+                official_account: account.to_owned(),
+                subscriber_list: members
+                    .iter()
+                    .map(|s| api::SubscriberRef {
+                        subscriber_account: s.clone(),
+                    })
+                    .collect(),
+            };
+            let command = Command::AddSubscriber;
+            let answer: api::SubscriberResults = self.call(command, &body).await?;
+            answer::batch(members, answer.subscriber_list)
+                .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn delete_subscriber<'a>(
+        &'a self,
+        account: &'a str,
+        members: &'a [String],
+    ) -> Call<'a, Vec<api::SubscriberResult>> {
+        Box::pin(async move {
+            let body = api::DeleteSubscriberRequest {
+                official_account: account.to_owned(),
+                subscriber_to_del_account: members.to_vec(),
+            };
+            let command = Command::DeleteSubscriber;
+            let answer: api::SubscriberResults = self.call(command, &body).await?;
+            answer::batch(members, answer.subscriber_list)
+                .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn subscriber_page<'a>(&'a self, account: &'a str, next: &'a str) -> Call<'a, Page> {
+        Box::pin(async move {
+            let body = api::GetSubscriberInfoRequest {
+                official_account: account.to_owned(),
+                limit: api::MAX_PAGE,
+                next: next.to_owned(),
+            };
+            let command = Command::GetSubscriberInfo;
+            let page: api::GetSubscriberInfoResponse = self.call(command, &body).await?;
+            answer::page(api::MAX_PAGE, page)
+                .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn account_info<'a>(&'a self, accounts: &'a [String]) -> Call<'a, Vec<(String, AccountInfo)>> {
+        Box::pin(async move {
+            let command = Command::GetOfficialAccountInfo;
+            if accounts.len() > api::MAX_INFO_IDS {
+                return Err(ApiError::Encode {
+                    command,
+                    detail: format!("{} ids in one call", accounts.len()),
+                });
+            }
+            let body = api::GetOfficialAccountInfoRequest {
+                official_account_id_list: accounts
+                    .iter()
+                    .map(|id| api::AccountRef {
+                        official_account: id.clone(),
+                    })
+                    .collect(),
+            };
+            let answer: api::GetOfficialAccountInfoResponse = self.call(command, &body).await?;
+            answer::info(accounts, answer.official_account_info_list)
+                .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 }
 
@@ -443,68 +436,19 @@ fn match_items(
 mod tests {
     use super::*;
 
-    fn info(id: Option<&str>, num: u64) -> api::OfficialAccountInfo {
-        api::OfficialAccountInfo {
-            status: Status::ok(),
-            official_account: id.map(str::to_owned),
-            name: None,
-            owner_account: None,
-            subscriber_num: Some(num),
-            max_subscriber_num: None,
-            create_time: None,
-            last_msg_time: None,
-        }
-    }
-
     #[test]
-    fn account_info_items_match_by_id_when_echoed() {
-        let ids = vec!["@TOA#_a".to_owned(), "@TOA#_b".to_owned()];
-        let matched = match_items(
-            &ids,
-            vec![info(Some("@TOA#_b"), 2), info(Some("@TOA#_a"), 1)],
+    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(reqwest::header::RETRY_AFTER, "99999999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
         );
-        assert_eq!(matched[0].0, "@TOA#_b");
-        assert_eq!(matched[0].1.subscriber_num, Some(2));
-    }
-
-    #[test]
-    fn account_info_items_match_by_order_when_not_echoed() {
-        let ids = vec!["@TOA#_a".to_owned(), "@TOA#_b".to_owned()];
-        let matched = match_items(&ids, vec![info(None, 1), info(None, 2)]);
-        assert_eq!(matched[1], ("@TOA#_b".to_owned(), info(None, 2)));
-    }
-
-    #[test]
-    fn faults_outside_the_api_are_retryable_with_pseudo_codes() {
-        let http = ApiError::Http {
-            command: Command::AddSubscriber,
-            status: 502,
-        };
-        assert_eq!((http.class(), http.code()), (ErrorClass::Retryable, -502));
-        let t = ApiError::Transport {
-            command: Command::AddSubscriber,
-            message: "reset".into(),
-            timeout: false,
-        };
-        assert_eq!(
-            (t.class(), t.code()),
-            (ErrorClass::Retryable, pseudo_code::TRANSPORT)
-        );
-    }
-
-    #[test]
-    fn service_errors_say_what_the_code_means_and_what_to_check() {
-        let e = ApiError::Service {
-            command: Command::AddSubscriber,
-            code: 70009,
-            info: "bad sig".into(),
-        };
-        let text = e.to_string();
-        assert!(
-            text.contains("70009")
-                && text.contains("wrong secret key")
-                && text.contains("check the secret key"),
-            "{text}"
-        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 }

@@ -5,6 +5,14 @@
 //! advice from it. Codes the table does not know are `Unknown`, which callers treat as a
 //! permanent failure of that one request (never a retry loop, never a silent success).
 
+/// The official account does not exist, or was terminated.
+pub const ACCOUNT_MISSING: i64 = 130004;
+/// The official account's subscriber count reached MaxSubscriberNum; also looked for on
+/// individual result items.
+pub const ACCOUNT_FULL: i64 = 130006;
+/// The official account id is malformed.
+pub const ACCOUNT_INVALID: i64 = 130007;
+
 /// What kind of failure an error code reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
@@ -13,7 +21,7 @@ pub enum ErrorClass {
     /// No connection could be made (DNS, refused, TLS, connect timeout): transient once the
     /// endpoint has answered, a configuration problem before that.
     Unreachable,
-    /// Too many requests: slow down, then retry.
+    /// Too many requests (the rate-limit codes, HTTP 429): slow down, then retry.
     RateLimited,
     /// The official account reached MaxSubscriberNum (130006).
     AccountFull,
@@ -31,6 +39,37 @@ pub enum ErrorClass {
     Fatal,
     /// Not in the table.
     Unknown,
+}
+
+impl ErrorClass {
+    /// What an account-level code says about the account itself (missing, or an invalid id),
+    /// if anything: the probe, a refresh and the executor record it the same way.
+    pub fn account_gone(self) -> Option<Gone> {
+        match self {
+            AccountMissing => Some(Gone::Missing),
+            AccountInvalid => Some(Gone::Invalid),
+            _ => None,
+        }
+    }
+}
+
+/// Why an official account cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// 130004: it does not exist, or was terminated.
+    Missing,
+    /// 130007: its id is malformed.
+    Invalid,
+}
+
+impl Gone {
+    /// The code the service uses for it, recorded on the subscribers that could not be sent.
+    pub fn code(self) -> i64 {
+        match self {
+            Gone::Missing => ACCOUNT_MISSING,
+            Gone::Invalid => ACCOUNT_INVALID,
+        }
+    }
 }
 
 /// One row of the table.
@@ -75,19 +114,19 @@ pub const TABLE: &[CodeInfo] = &[
         "the identifier must be an App administrator",
     ),
     row(
-        130004,
+        ACCOUNT_MISSING,
         AccountMissing,
         "official account does not exist, or was terminated",
         "check officialAccount in the manifest",
     ),
     row(
-        130006,
+        ACCOUNT_FULL,
         AccountFull,
         "the official account's subscriber count reached its limit",
         "raise MaxSubscriberNum with modify_official_account_base_info",
     ),
     row(
-        130007,
+        ACCOUNT_INVALID,
         AccountInvalid,
         "incorrect official account user ID",
         "check officialAccount in the manifest",

@@ -70,11 +70,9 @@ impl FromStr for Region {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
-    #[error("unknown region {0:?}; use one of: {names}", names = region_names())]
+    #[error("unknown region {}; use one of: {names}", crate::quote::quote(.0), names = region_names())]
     UnknownRegion(String),
-    #[error(
-        "endpoint {0:?} is not a URL; give a base URL such as https://adminapisgp.im.qcloud.com"
-    )]
+    #[error("endpoint {0} is not a URL; give a base URL such as https://adminapisgp.im.qcloud.com")]
     NotAUrl(String),
     #[error(
         "endpoint {0} uses plain http on a non-loopback host, which would expose the UserSig; use https"
@@ -84,6 +82,10 @@ pub enum EndpointError {
     Scheme(String),
     #[error("endpoint {0} must be a base URL without a query or fragment")]
     Query(String),
+    #[error(
+        "endpoint {0} carries a user name or password; remove them (the API authenticates with the UserSig, and credentials in a URL end up in logs)"
+    )]
+    Credentials(String),
 }
 
 fn region_names() -> String {
@@ -103,15 +105,23 @@ impl Endpoint {
     }
 
     pub fn parse(raw: &str) -> Result<Endpoint, EndpointError> {
-        let url = Url::parse(raw.trim()).map_err(|_| EndpointError::NotAUrl(raw.to_owned()))?;
+        let shown = || crate::quote::quote(raw);
+        let url = Url::parse(raw.trim()).map_err(|_| EndpointError::NotAUrl(shown()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            let mut bare = url.clone();
+            let _ = bare.set_username("");
+            let _ = bare.set_password(None);
+            return Err(EndpointError::Credentials(bare.to_string()));
+        }
+        let raw = url.as_str().to_owned();
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(EndpointError::Query(raw.to_owned()));
+            return Err(EndpointError::Query(raw));
         }
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
-            "http" => return Err(EndpointError::PlainHttp(raw.to_owned())),
-            _ => return Err(EndpointError::Scheme(raw.to_owned())),
+            "http" => return Err(EndpointError::PlainHttp(raw)),
+            _ => return Err(EndpointError::Scheme(raw)),
         }
         Ok(Endpoint(url))
     }
@@ -191,6 +201,15 @@ mod tests {
             Endpoint::parse("not a url"),
             Err(EndpointError::NotAUrl(_))
         ));
+    }
+
+    #[test]
+    fn credentials_in_the_endpoint_are_refused_and_never_echoed() {
+        let err = Endpoint::parse("https://user:hunter2@adminapisgp.im.qcloud.com/")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user name or password"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("user:"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,43 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::api::Command;
+
+/// One limiter per command (the service limits each separately), shared by every run of a
+/// process so that consecutive runs of the daemon keep the pace too.
+#[derive(Debug)]
+pub struct Pacer {
+    add: RateLimiter,
+    delete: RateLimiter,
+    pages: RateLimiter,
+    info: RateLimiter,
+    other: RateLimiter,
+}
+
+impl Pacer {
+    /// `qps` calls a second for each command; 0 = unlimited.
+    pub fn new(qps: u32) -> Pacer {
+        Pacer {
+            add: RateLimiter::new(qps),
+            delete: RateLimiter::new(qps),
+            pages: RateLimiter::new(qps),
+            info: RateLimiter::new(qps),
+            other: RateLimiter::new(qps),
+        }
+    }
+
+    /// The limiter of `command`.
+    pub fn of(&self, command: Command) -> &RateLimiter {
+        match command {
+            Command::AddSubscriber => &self.add,
+            Command::DeleteSubscriber => &self.delete,
+            Command::GetSubscriberInfo => &self.pages,
+            Command::GetOfficialAccountInfo => &self.info,
+            Command::CreateOfficialAccount => &self.other,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     base_interval: Option<Duration>,

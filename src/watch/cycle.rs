@@ -5,35 +5,37 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{BEAT, Daemon};
-use crate::apply::{self, Job, Reconciled, Trigger};
+use super::daemon::{BEAT, Daemon};
+use super::health::LastRun;
+use super::schedule::Ended;
+use crate::apply::{Ending, Job, Reconciled, RunError, Stop, Trigger};
 use crate::manifest::{self, ManifestSet};
 use crate::task::blocking;
+use crate::tencent::ErrorClass;
 
 impl Daemon {
-    /// Reads the manifests and reconciles; returns true when a fatal error stopped the run.
-    pub(super) async fn cycle(&mut self, trigger: Trigger, stop: &CancellationToken) -> bool {
+    /// Reads the manifests and reconciles; says how the cycle ended.
+    pub(super) async fn cycle(&mut self, trigger: Trigger, stop: &CancellationToken) -> Ended {
         let started = Instant::now();
-        let (paths, limits) = (self.settings.paths.clone(), self.settings.limits);
+        let (paths, limits) = (self.paths.clone(), self.limits);
         match blocking(move || manifest::load(&paths, &limits)).await {
             Ok(Ok(set)) => {
                 for w in &set.warnings {
-                    w.log(tracing::Level::WARN, self.settings.output.json);
+                    w.log(tracing::Level::WARN, self.json_logs);
                 }
                 self.health.manifests(Ok(()));
                 self.metrics.manifests_valid(true);
                 self.metrics.desired(&set.sets);
                 let unchanged = self.reconciled.as_deref() == Some(set.digest.as_str());
+                self.current = Some(set);
                 if trigger == Trigger::Change && unchanged {
                     tracing::debug!("the manifests did not change");
-                    self.current = Some(set);
-                    return false;
+                    return Ended::Done;
                 }
-                self.current = Some(set);
             }
             Ok(Err(invalid)) => {
                 for p in &invalid.problems {
-                    p.log(tracing::Level::ERROR, self.settings.output.json);
+                    p.log(tracing::Level::ERROR, self.json_logs);
                 }
                 let n = invalid.problems.len();
                 let first = invalid.problems.first().map(ToString::to_string);
@@ -46,25 +48,25 @@ impl Daemon {
                 self.metrics.manifests_valid(false);
                 self.metrics.reconciled("invalid", started.elapsed());
                 // A resync or a retry still reconciles the last valid set.
-                if trigger == Trigger::Change || trigger == Trigger::Start {
-                    return false;
+                if matches!(trigger, Trigger::Change | Trigger::Start) {
+                    return Ended::Done;
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the manifests");
-                return false;
+                return Ended::Done;
             }
         }
         // A replica standing by keeps reading the manifests (for its readiness) and no more.
-        if self.reconciler.is_none() {
-            return false;
+        if self.engine.writer().is_none() {
+            return Ended::Done;
         }
         let Some(set) = self.current.take() else {
-            return false;
+            return Ended::Done;
         };
-        let fatal = self.reconcile(&set, trigger, started, stop).await;
+        let ended = self.reconcile(&set, trigger, started, stop).await;
         self.current = Some(set);
-        fatal
+        ended
     }
 
     async fn reconcile(
@@ -73,36 +75,24 @@ impl Daemon {
         trigger: Trigger,
         started: Instant,
         stop: &CancellationToken,
-    ) -> bool {
-        if let Some(sandbox) = &self.sandbox {
-            sandbox.ensure_accounts(set).await;
-        }
-        let revision = match &self.settings.revision {
-            Some(r) => Some(r.clone()),
-            None => {
-                let paths = self.settings.paths.clone();
-                blocking(move || manifest::git_revision(&paths))
-                    .await
-                    .ok()
-                    .flatten()
-            }
+    ) -> Ended {
+        let Some(lost) = self.engine.writer().map(|w| w.lost().clone()) else {
+            return Ended::Done;
         };
+        let revision = self.engine.revision(&self.paths).await;
         let job = Job {
             manifests: set,
+            manifest_paths: self.paths.iter().map(|p| p.display().to_string()).collect(),
             saved: None,
             revision: revision.clone(),
             trigger,
             refresh: self.refresh_due(set),
         };
-        let Some(reconciler) = &self.reconciler else {
-            return false;
-        };
         // A lost lock stops the run at once: another replica may be leading already.
         let run_stop = stop.child_token();
-        let lost = reconciler.writer().lost().clone();
         // Beat while the run goes on: a long reconcile is not a stuck loop.
         let result = {
-            let run = reconciler.reconcile(job, &run_stop);
+            let run = self.engine.reconcile(job, &run_stop);
             tokio::pin!(run);
             let mut beat = tokio::time::interval(BEAT);
             loop {
@@ -114,36 +104,51 @@ impl Daemon {
             }
         };
         let took = started.elapsed();
-        let fatal = match result {
+        let ended = match result {
             Ok(reconciled) => {
                 log_reconciled(&reconciled, trigger, revision.as_deref(), took);
                 self.metrics
                     .reconciled(reconciled.summary.result.name(), took);
-                match &reconciled.stop {
-                    Some(stop) => {
-                        self.health.stopped(Some(stop.to_string()));
-                        matches!(stop, apply::Stop::Fatal(_) | apply::Stop::Record(_))
+                match reconciled.ending() {
+                    _ if lost.is_cancelled() => Ended::LostLead,
+                    Ending::Stopped(why) => {
+                        self.health
+                            .last_run(last_run(reconciled.stop.as_ref(), why));
+                        Ended::Fatal
                     }
-                    None => {
-                        self.health.stopped(None);
+                    ending => {
+                        self.health.last_run(LastRun::Fine);
                         self.metrics
                             .succeeded(crate::clock::unix_millis() as f64 / 1000.0);
-                        if !reconciled.summary.interrupted {
+                        if ending != Ending::Interrupted {
                             self.reconciled = Some(set.digest.clone());
                         }
-                        false
+                        Ended::Done
                     }
                 }
             }
+            Err(_) if lost.is_cancelled() => Ended::LostLead,
             Err(e) => {
                 tracing::error!(error = %e, %trigger, "the reconcile could not start");
-                self.health.stopped(Some(e.to_string()));
+                let blocked = match &e {
+                    RunError::Ledger(_) | RunError::Stale(_) => LastRun::Blocked(e.to_string()),
+                };
+                self.health.last_run(blocked);
                 self.metrics.reconciled("failed", took);
-                true
+                Ended::Fatal
             }
         };
         self.read_ledger_counts().await;
-        fatal
+        ended
+    }
+}
+
+/// Readiness after a run that `stop` ended: an unreachable service passes by itself; refused
+/// credentials, a refused app or a ledger that cannot record need someone to act.
+fn last_run(stop: Option<&Stop>, why: String) -> LastRun {
+    match stop {
+        Some(Stop::Fatal(e)) if e.class() == ErrorClass::Unreachable => LastRun::Degraded(why),
+        _ => LastRun::Blocked(why),
     }
 }
 
@@ -153,28 +158,39 @@ fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took
         tracing::warn!("{warning}");
     }
     let t = &r.summary.totals;
-    tracing::info!(
-        %trigger,
-        revision = revision.unwrap_or(""),
-        result = r.summary.result.name(),
-        interrupted = r.summary.interrupted,
-        plan_add = r.plan.add,
-        plan_retry = r.plan.retry,
-        plan_unmanaged = r.plan.unmanaged,
-        plan_remove = r.plan.remove,
-        held_back = r.plan.held_back,
-        deferred = r.deferred,
-        removed = t.removed,
-        refreshed = r.summary.refresh.as_ref().map_or(0, |f| f.accounts),
-        drift_added = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_added),
-        drift_removed = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_removed),
-        added = t.added,
-        already_subscribed = t.already_subscribed,
-        failed = t.failed,
-        not_added_limit = t.not_added_limit,
-        requests = r.summary.requests,
-        duration_ms = took.as_millis() as u64,
-        error = r.summary.error.as_deref().unwrap_or(""),
-        "reconciled"
-    );
+    let message = "reconciled";
+    macro_rules! event {
+        ($level:ident) => {
+            tracing::$level!(
+                %trigger,
+                revision = revision.unwrap_or(""),
+                result = r.summary.result.name(),
+                interrupted = r.summary.interrupted,
+                plan_add = r.plan.add,
+                plan_retry = r.plan.retry,
+                plan_unmanaged = r.plan.unmanaged,
+                plan_remove = r.plan.remove,
+                held_back = r.plan.held_back,
+                deferred = r.deferred,
+                removed = t.removed,
+                refreshed = r.summary.refresh.as_ref().map_or(0, |f| f.accounts),
+                drift_added = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_added),
+                drift_removed = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_removed),
+                added = t.added,
+                already_subscribed = t.already_subscribed,
+                failed = t.failed,
+                not_added_limit = t.not_added_limit,
+                requests = r.summary.requests,
+                duration_ms = took.as_millis() as u64,
+                error = r.summary.error.as_deref().unwrap_or(""),
+                "{message}"
+            )
+        };
+    }
+    // A run a fatal answer stopped needs someone to act: say so at the level that pages.
+    if r.stop.is_some() {
+        event!(error);
+    } else {
+        event!(info);
+    }
 }

@@ -5,83 +5,93 @@
 //! replica standing by tries to take the lock every `--takeover-every`. A leader that loses the
 //! lock (its database session ended, or another replica fenced it off) stops its run at once,
 //! lets go of the ledger and stands by like the others; it may well take the lock back.
+//! Standing by because another replica leads is healthy; standing by because the ledger cannot
+//! be reached is not, and readiness says so.
 
-use std::time::Duration;
-
-use crate::ledger::{LedgerError, Location, Writer};
+use super::health::{Health, LastRun};
+use crate::engine::Engine;
+use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
 
+#[derive(Default)]
 pub struct Leadership {
-    location: Location,
-    pub every: Duration,
     /// Why this replica last stood by, so that each reason is logged once.
     standing: Option<String>,
 }
 
 impl Leadership {
-    pub fn new(location: Location, every: Duration) -> Leadership {
-        Leadership {
-            location,
-            every,
-            standing: None,
-        }
-    }
-
     /// The first attempt, at start: a lock held elsewhere is fatal unless `standby`, and so is
     /// any other failure (a wrong URL or password needs a new deployment, not a retry).
     pub async fn first(
         &mut self,
+        engine: &mut Engine,
         standby: bool,
         metrics: &Metrics,
-    ) -> Result<Option<Writer>, LedgerError> {
-        match Writer::open(&self.location, "watch").await {
-            Ok(writer) => Ok(Some(self.leading(writer, metrics))),
+        health: &Health,
+    ) -> Result<bool, LedgerError> {
+        match engine.lead("watch").await {
+            Ok(()) => Ok(self.leading(engine, metrics)),
             Err(e @ LedgerError::Locked { .. }) if standby => {
-                self.stand_by(&e, metrics);
-                Ok(None)
+                self.stand_by(&e, metrics, health);
+                Ok(false)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// A later attempt: failures are logged (each reason once) and tried again later.
-    pub async fn try_take(&mut self, metrics: &Metrics) -> Option<Writer> {
-        match Writer::open(&self.location, "watch").await {
-            Ok(writer) => Some(self.leading(writer, metrics)),
+    /// A later attempt: true when this replica leads now. A failure is logged (each reason
+    /// once); one that is not another replica's lock makes this replica unready.
+    pub async fn try_take(
+        &mut self,
+        engine: &mut Engine,
+        metrics: &Metrics,
+        health: &Health,
+    ) -> bool {
+        match engine.lead("watch").await {
+            Ok(()) => {
+                health.last_run(LastRun::Fine);
+                self.leading(engine, metrics)
+            }
             Err(e) => {
-                self.stand_by(&e, metrics);
-                None
+                self.stand_by(&e, metrics, health);
+                false
             }
         }
     }
 
     /// Notes that the lock was lost.
-    pub fn lost(&mut self, writer: &Writer, metrics: &Metrics) {
+    pub fn lost(&mut self, why: Option<String>, metrics: &Metrics) {
         metrics.leader(false);
-        let why = writer
-            .lost_reason()
-            .unwrap_or_else(|| "the ledger writer stopped".into());
+        let why = why.unwrap_or_else(|| "the ledger writer stopped".into());
         tracing::warn!(reason = %why, "no longer leading; standing by");
         self.standing = None;
     }
 
-    fn leading(&mut self, writer: Writer, metrics: &Metrics) -> Writer {
+    fn leading(&mut self, engine: &Engine, metrics: &Metrics) -> bool {
         metrics.leader(true);
-        tracing::info!(
-            ledger = writer.location(),
-            "leading: holding the ledger's writer lock"
-        );
+        let at = engine
+            .writer()
+            .map(|w| w.location().to_owned())
+            .unwrap_or_default();
+        tracing::info!(ledger = %at, "leading: holding the ledger's writer lock");
         self.standing = None;
-        writer
+        true
     }
 
-    fn stand_by(&mut self, why: &LedgerError, metrics: &Metrics) {
+    fn stand_by(&mut self, why: &LedgerError, metrics: &Metrics, health: &Health) {
         metrics.leader(false);
         let text = why.to_string();
+        let locked = matches!(why, LedgerError::Locked { .. });
+        health.last_run(if locked {
+            LastRun::Fine
+        } else {
+            LastRun::Blocked(text.clone())
+        });
         if self.standing.as_deref() != Some(text.as_str()) {
-            match why {
-                LedgerError::Locked { .. } => tracing::info!(reason = %text, "standing by"),
-                _ => tracing::warn!(reason = %text, "standing by: cannot take the ledger's lock"),
+            if locked {
+                tracing::info!(reason = %text, "standing by");
+            } else {
+                tracing::error!(reason = %text, "standing by: cannot take the ledger's lock");
             }
             self.standing = Some(text);
         }

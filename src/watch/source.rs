@@ -10,7 +10,7 @@
 //! What is watched, for each PATH: its real (canonical) target, recursively; the directory
 //! holding the PATH and every symlink along it, so that a swap or a rename there is seen; and
 //! while the PATH does not exist, its nearest existing ancestor. Watches are keyed by canonical
-//! path, so after a symlink swap [`Source::refresh`] moves them to the new target. Events our
+//! path, so after a symlink swap [`Source::rewatch`] moves them to the new target. Events our
 //! own reads cause (opens and reads) and events under the state directory are ignored, or every
 //! reload would cause the next.
 
@@ -100,13 +100,13 @@ impl Source {
                 .collect(),
             signals,
         };
-        source.refresh();
+        source.rewatch();
         Ok(source)
     }
 
     /// Re-resolves every path and watches what is needed now. Returns true when the watched
     /// set changed (a symlink was swapped, a path appeared or vanished).
-    pub fn refresh(&mut self) -> bool {
+    pub fn rewatch(&mut self) -> bool {
         let mut interest = Interest {
             ignore: self.ignore.clone(),
             ..Interest::default()
@@ -138,7 +138,7 @@ impl Source {
                 Ok(()) => {
                     watched.insert(dir, mode);
                 }
-                // Left out: the next refresh tries again.
+                // Left out: the next rewatch tries again.
                 Err(error) => tracing::warn!(%error, dir = %dir.display(), "cannot watch"),
             }
         }

@@ -136,6 +136,9 @@ impl Workspace {
         };
         std::fs::create_dir_all(ws.manifests()).unwrap();
         std::fs::write(ws.key_file(), format!("{KEY}\n")).unwrap();
+        // As a careful operator keeps it: subsync warns about a key others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(ws.key_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
         ws
     }
 

@@ -3,28 +3,32 @@
 //!
 //! Taking it is never a wait: a second writer is refused at once, naming the holder from the
 //! `holder` row. Each takeover increments `holder.epoch`; the writer keeps the epoch it got
-//! and every write checks it ([`super::write`]), so a writer that lost its session (or whose
+//! and every write checks it ([`BUMP_FENCED`]), so a writer that lost its session (or whose
 //! connection a pooler handed to someone else) cannot write once another replica has taken
 //! over. The server releases the lock when the session ends, also when the writer's process
 //! or machine dies (keepalives end a dead session within about 30 seconds).
 
-use ::postgres::Client;
+use tokio_postgres::Client;
 
 /// `SUBS` in ASCII: the first key of the advisory lock; the second is the schema's hash.
 const LOCK_CLASS: i32 = 0x5355_4253;
 
+/// The serial bump, fenced: it matches no row once another writer took over. `$1` the epoch.
+pub const BUMP_FENCED: &str = "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'serial' AND (SELECT epoch FROM holder WHERE id = 1) = $1";
+
 /// Takes the lock without waiting; true when this session now holds it.
-pub fn try_take(client: &mut Client) -> Result<bool, ::postgres::Error> {
+pub async fn try_take(client: &Client) -> Result<bool, tokio_postgres::Error> {
     client
         .query_one(
             "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
             &[&LOCK_CLASS],
-        )?
+        )
+        .await?
         .try_get(0)
 }
 
 /// Records this session as the holder and returns the new fencing epoch.
-pub fn record_holder(client: &mut Client, command: &str) -> Result<i64, ::postgres::Error> {
+pub async fn record_holder(client: &Client, command: &str) -> Result<i64, tokio_postgres::Error> {
     client
         .query_one(
             "INSERT INTO holder (id, epoch, command, host, pid, backend_pid, since)
@@ -38,23 +42,28 @@ pub fn record_holder(client: &mut Client, command: &str) -> Result<i64, ::postgr
                 &i64::from(std::process::id()),
                 &crate::clock::unix_millis(),
             ],
-        )?
+        )
+        .await?
         .try_get(0)
 }
 
 /// Who holds the lock, for the refusal: "subsync watch on HOST (PID n) since TIME".
-pub fn describe_holder(client: &mut Client) -> String {
-    let row = client.query_opt(
-        "SELECT command, host, pid, since FROM holder WHERE id = 1",
-        &[],
-    );
+pub async fn describe_holder(client: &Client) -> String {
+    let row = client
+        .query_opt(
+            "SELECT command, host, pid, since FROM holder WHERE id = 1",
+            &[],
+        )
+        .await;
     let described = row.ok().flatten().and_then(|r| {
         let command: String = r.try_get(0).ok()?;
         let host: String = r.try_get(1).ok()?;
         let pid: i64 = r.try_get(2).ok()?;
         let since: i64 = r.try_get(3).ok()?;
         Some(format!(
-            "subsync {command} on {host} (PID {pid}) since {}",
+            "subsync {} on {} (PID {pid}) since {}",
+            crate::quote::clean(&command, 40),
+            crate::quote::clean(&host, 100),
             crate::clock::rfc3339(since / 1000)
         ))
     });
@@ -63,14 +72,19 @@ pub fn describe_holder(client: &mut Client) -> String {
 
 /// Whether this session still holds the lock at `epoch`: its advisory lock is granted and no
 /// takeover happened since. `Ok(Some(why))` when it does not.
-pub fn still_held(client: &mut Client, epoch: i64) -> Result<Option<String>, ::postgres::Error> {
-    let row = client.query_one(
-        "SELECT (SELECT epoch FROM holder WHERE id = 1),
+pub async fn still_held(
+    client: &Client,
+    epoch: i64,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT epoch FROM holder WHERE id = 1),
                 EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
                         AND pid = pg_backend_pid() AND classid = CAST($1 AS INTEGER)::oid
                         AND objid = hashtext(current_schema())::oid AND objsubid = 2)",
-        &[&LOCK_CLASS],
-    )?;
+            &[&LOCK_CLASS],
+        )
+        .await?;
     let current: Option<i64> = row.try_get(0)?;
     let held: bool = row.try_get(1)?;
     Ok(if current != Some(epoch) {

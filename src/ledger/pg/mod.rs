@@ -6,36 +6,33 @@
 //! write goes through that connection and checks the fencing epoch, so a writer whose session
 //! ended, or that another replica took over from, writes nothing further.
 //!
-//! Connections use TCP keepalives on both ends (the server's set per session), so the server
-//! ends a dead writer's session, releasing its lock, within about 30 seconds.
+//! Time is bounded everywhere: connecting (TCP, TLS and authentication together) within
+//! `connect_timeout`; every statement within the server's `statement_timeout`, which subsync
+//! sets on its sessions, and the client gives up on a server that has said nothing for a little
+//! longer than that ([`PgTarget::answer_deadline`]). A session given up on is never used again:
+//! for a writer that is a lost lock. TCP keepalives on both ends (the server's set per session)
+//! make the server end a dead writer's session, releasing its lock, within about 30 seconds.
 //!
-//! The driver is the synchronous `postgres` crate: it runs only on the writer's own thread or
-//! in synchronous commands (plan, status), never on a runtime worker.
+//! The driver is `tokio-postgres` on a current-thread runtime private to this connection: it
+//! runs only on the thread that owns the connection (the writer's own thread, or a synchronous
+//! command), never on a runtime worker of the daemon.
 
 mod lock;
-mod read;
 mod schema;
 mod tls;
-mod write;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
-use ::postgres::Client;
+use futures_util::StreamExt;
+use tokio::runtime::Runtime;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Client, IsolationLevel, Statement};
 
-use super::backend::{AccountDump, Meta, RunRow, View};
-use super::{AccountSummary, LedgerError, PgHost, PgTarget, Run, Snapshot};
-
-/// An open PostgreSQL ledger: a reader, or the writer with its lock.
-pub struct Postgres {
-    client: Client,
-    /// The URL without its password.
-    at: String,
-    /// Account ids already looked up by this writer.
-    ids: HashMap<String, i64>,
-    /// The writer's lock and prepared statements; `None` for a reader.
-    lease: Option<write::Lease>,
-}
+use super::backend::{Backend, ConfirmedRow, Param, Row, Tx, TxFn};
+use super::location::Access;
+use super::{LedgerError, Op, PgHost, PgTarget};
 
 /// Keepalives: idle, then probes every interval; the connection is dead after the retries.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
@@ -43,9 +40,102 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_RETRIES: u32 = 3;
 /// Unacknowledged data for this long ends the connection (a partition during a write).
 const USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a liveness probe of the writer's session may take.
+const PROBE: Duration = Duration::from_secs(5);
 
-fn connect(target: &PgTarget, application_name: &str) -> Result<Client, LedgerError> {
-    let mut config = ::postgres::Config::new();
+/// Why a call to the server failed.
+enum Fault {
+    Db(tokio_postgres::Error),
+    /// The server said nothing for this long.
+    Silent(Duration),
+    /// The session was given up on earlier.
+    Abandoned,
+    /// The caller's own error, raised while rows streamed in.
+    Caller(LedgerError),
+}
+
+impl From<tokio_postgres::Error> for Fault {
+    fn from(e: tokio_postgres::Error) -> Fault {
+        Fault::Db(e)
+    }
+}
+
+/// One connection and the runtime that drives it.
+struct Session {
+    rt: Runtime,
+    /// `None` once given up on.
+    client: Option<Client>,
+    deadline: Duration,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Session {
+    /// Runs `fut` on this session's runtime within `deadline`.
+    fn wait<T>(
+        rt: &Runtime,
+        deadline: Duration,
+        fut: impl Future<Output = Result<T, Fault>>,
+    ) -> Result<T, Fault> {
+        // The timer is made inside the runtime: it needs the runtime's clock.
+        match rt.block_on(async { tokio::time::timeout(deadline, fut).await }) {
+            Ok(result) => result,
+            Err(_) => Err(Fault::Silent(deadline)),
+        }
+    }
+}
+
+/// An open PostgreSQL ledger: a reader, or the writer with its lock.
+pub struct Postgres {
+    session: Session,
+    /// The URL without its password.
+    at: String,
+    /// The fencing epoch this writer took the lock at; `None` for a reader.
+    epoch: Option<i64>,
+}
+
+/// Opens the ledger at `target`: read-only (`None` when its schema holds no ledger yet), or
+/// as the writer, taking the lock and creating or upgrading the schema under it.
+pub fn open(
+    target: &PgTarget,
+    access: Access<'_>,
+) -> Result<Option<Box<dyn Backend>>, LedgerError> {
+    let at = target.shown().to_owned();
+    let name = match access {
+        Access::Read => "subsync reader".to_owned(),
+        Access::Write { command } => format!("subsync {command}"),
+    };
+    let mut db = Postgres {
+        session: connect(target, &name)?,
+        at,
+        epoch: None,
+    };
+    match access {
+        Access::Read => match db.check(call(&db.session, schema::identify))? {
+            schema::Identity::Empty => Ok(None),
+            schema::Identity::Ledger(version) => {
+                LedgerError::check_version(&db.at, version)?;
+                Ok(Some(Box::new(db)))
+            }
+            other => Err(other.refusal(&db.at)),
+        },
+        Access::Write { command } => {
+            let epoch = db.take_lock(command)?;
+            db.epoch = Some(epoch);
+            Ok(Some(Box::new(db)))
+        }
+    }
+}
+
+fn connect(target: &PgTarget, application_name: &str) -> Result<Session, LedgerError> {
+    let unavailable = |detail: String| LedgerError::Unavailable {
+        at: target.shown().to_owned(),
+        detail,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| unavailable(format!("cannot start the database driver: {e}")))?;
+    let mut config = tokio_postgres::Config::new();
     match &target.host {
         PgHost::Tcp(host) => config.host(host),
         PgHost::Socket(dir) => config.host_path(dir),
@@ -61,25 +151,253 @@ fn connect(target: &PgTarget, application_name: &str) -> Result<Client, LedgerEr
         .keepalives_interval(KEEPALIVE_INTERVAL)
         .keepalives_retries(KEEPALIVE_RETRIES)
         .tcp_user_timeout(USER_TIMEOUT)
+        .options(target.server_options())
         .ssl_mode(tls::driver_mode(target.tls));
     if let Some(password) = target.password() {
         config.password(password);
     }
-    if let Some(options) = &target.options {
-        config.options(options);
-    }
     let connector = tls::connector(target)?;
-    config.connect(connector).map_err(|e| LedgerError::Connect {
-        at: target.shown().to_owned(),
-        detail: describe(&e),
+    // The driver's own connect_timeout covers the TCP connection only: a server that accepts it
+    // and then says nothing would hang the TLS and startup exchange. This bounds all of it.
+    let connected = rt.block_on(async {
+        tokio::time::timeout(target.connect_timeout, config.connect(connector)).await
+    });
+    let (client, connection) = match connected {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(unavailable(describe(&e))),
+        Err(_) => {
+            return Err(unavailable(format!(
+                "the server accepted no session within {}s (connect_timeout); check that a PostgreSQL server answers at that host and port",
+                target.connect_timeout.as_secs()
+            )));
+        }
+    };
+    // Driven whenever this thread waits on the runtime; its errors surface through the client.
+    rt.spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Session {
+        rt,
+        client: Some(client),
+        deadline: target.answer_deadline(),
+        prepared: HashMap::new(),
     })
 }
 
-/// What went wrong, with what to do about it. Never includes the password.
-fn describe(e: &::postgres::Error) -> String {
-    use ::postgres::error::SqlState;
+/// Runs the future `f` makes of the session's client within the answer deadline.
+fn call<'s, T, Fut>(session: &'s Session, f: impl FnOnce(&'s Client) -> Fut) -> Result<T, Fault>
+where
+    Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let Some(client) = &session.client else {
+        return Err(Fault::Abandoned);
+    };
+    let fut = f(client);
+    Session::wait(&session.rt, session.deadline, async move {
+        fut.await.map_err(Fault::Db)
+    })
+}
+
+impl Postgres {
+    /// The outcome of a call, a silent server abandoning the session.
+    fn check<T>(&mut self, result: Result<T, Fault>) -> Result<T, LedgerError> {
+        result.map_err(|fault| self.fail(fault))
+    }
+
+    /// The error for `fault`, abandoning the session when it can no longer be trusted.
+    fn fail(&mut self, fault: Fault) -> LedgerError {
+        if matches!(fault, Fault::Silent(_)) {
+            self.session.client = None;
+            self.session.prepared.clear();
+        }
+        self.error(fault)
+    }
+
+    fn error(&self, fault: Fault) -> LedgerError {
+        let at = self.at.clone();
+        let lost = |detail: String| {
+            if self.epoch.is_some() {
+                LedgerError::LockLost {
+                    at: at.clone(),
+                    detail,
+                }
+            } else {
+                LedgerError::Unavailable {
+                    at: at.clone(),
+                    detail,
+                }
+            }
+        };
+        match fault {
+            Fault::Caller(e) => e,
+            Fault::Silent(after) => lost(format!(
+                "the server did not answer within {}s; check that it is up and reachable",
+                after.as_secs()
+            )),
+            Fault::Abandoned => {
+                lost("the session was given up on after the server fell silent".into())
+            }
+            Fault::Db(e) if lost_session(&e) => {
+                lost(format!("the database session ended: {}", describe(&e)))
+            }
+            Fault::Db(e) => LedgerError::Database {
+                at,
+                detail: describe(&e),
+            },
+        }
+    }
+
+    /// Takes the advisory lock (or reports who holds it), upgrades the schema under it and
+    /// records this session as the holder; returns the new fencing epoch.
+    fn take_lock(&mut self, command: &str) -> Result<i64, LedgerError> {
+        if let schema::Identity::NoSchema = self.check(call(&self.session, schema::identify))? {
+            return Err(schema::Identity::NoSchema.refusal(&self.at));
+        }
+        if !self.check(call(&self.session, lock::try_take))? {
+            let holder = call(&self.session, |c| async move {
+                Ok(lock::describe_holder(c).await)
+            });
+            return Err(LedgerError::Locked {
+                at: self.at.clone(),
+                holder: holder.unwrap_or_else(|_| "another session".into()),
+            });
+        }
+        // The server ends a dead writer's session (and frees the lock) within about 30 s.
+        let keepalive = call(&self.session, |c| {
+            c.batch_execute("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000")
+        });
+        if let Err(e) = self.check(keepalive) {
+            tracing::warn!(error = %e, "cannot set the server's keepalives for this session; a dead writer may hold the lock longer");
+        }
+        let at = self.at.clone();
+        let migrated = call(&self.session, |c| async move {
+            Ok(schema::migrate(c, &at).await)
+        });
+        self.check(migrated)??;
+        let epoch = self.check(call(&self.session, |c| lock::record_holder(c, command)))?;
+        tracing::debug!(ledger = %self.at, epoch, "took the ledger's writer lock");
+        Ok(epoch)
+    }
+
+    /// Runs `f` in a transaction: a read-only repeatable-read one, or a write ending with the
+    /// fenced serial bump.
+    fn transaction(&mut self, write: bool, f: &mut TxFn<'_>) -> Result<(), LedgerError> {
+        let epoch = self.epoch;
+        if write && epoch.is_none() {
+            return Err(LedgerError::Database {
+                at: self.at.clone(),
+                detail: "this connection does not hold the writer lock".into(),
+            });
+        }
+        if self.session.client.is_none() {
+            return Err(self.error(Fault::Abandoned));
+        }
+        let result = self.run_transaction(write, epoch, f);
+        result.map_err(|fault| match fault {
+            Fault::Caller(LedgerError::LockLost { detail, .. }) => LedgerError::LockLost {
+                at: self.at.clone(),
+                detail,
+            },
+            fault => self.fail(fault),
+        })
+    }
+
+    fn run_transaction(
+        &mut self,
+        write: bool,
+        epoch: Option<i64>,
+        f: &mut TxFn<'_>,
+    ) -> Result<(), Fault> {
+        let Session {
+            rt,
+            client,
+            deadline,
+            prepared,
+        } = &mut self.session;
+        let deadline = *deadline;
+        let Some(client) = client.as_mut() else {
+            return Err(Fault::Abandoned);
+        };
+        let begun = Session::wait(rt, deadline, async move {
+            let builder = client.build_transaction();
+            let builder = if write {
+                builder
+            } else {
+                builder
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+            };
+            Ok(builder.start().await?)
+        });
+        match begun {
+            Err(fault) => Err(fault),
+            Ok(tx) => {
+                let mut pg = PgTx {
+                    rt,
+                    tx: &tx,
+                    deadline,
+                    prepared,
+                    fault: None,
+                };
+                let outcome = f(&mut pg);
+                let kept = pg.fault.take();
+                match outcome {
+                    Err(e) => Err(kept.unwrap_or(Fault::Caller(e))),
+                    Ok(()) => Session::wait(rt, deadline, async move {
+                        if let Some(epoch) = epoch.filter(|_| write) {
+                            let bumped = tx.execute(lock::BUMP_FENCED, &[&epoch]).await?;
+                            if bumped != 1 {
+                                return Ok(false);
+                            }
+                        }
+                        tx.commit().await?;
+                        Ok(true)
+                    })
+                    .and_then(|committed| {
+                        if committed {
+                            Ok(())
+                        } else {
+                            Err(Fault::Caller(LedgerError::LockLost {
+                                at: String::new(),
+                                detail: "fenced: another replica took the lock over".into(),
+                            }))
+                        }
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// True when `e` means the session is gone (and with it any lock it held).
+fn lost_session(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || is_io(e)
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("57P") || c.starts_with("08")
+        })
+}
+
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// What went wrong, with what to do about it; each cause said once, never the password.
+fn describe(e: &tokio_postgres::Error) -> String {
+    use tokio_postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
-        let text = error_chain(e);
+        let mut text = e.to_string();
+        if let Some(cause) = std::error::Error::source(e) {
+            text = format!("{text}: {cause}");
+        }
         return if e.is_closed() || is_io(e) {
             format!("{text}; check that the server runs and is reachable at that host and port")
         } else {
@@ -97,128 +415,277 @@ fn describe(e: &::postgres::Error) -> String {
         "; grant the user USAGE and CREATE on the schema, or connect as its owner"
     } else if *code == SqlState::TOO_MANY_CONNECTIONS {
         "; the server has no free connection; raise max_connections or try again"
+    } else if *code == SqlState::QUERY_CANCELED {
+        "; a statement ran past statement_timeout (raise it with options=-c statement_timeout=… in the URL)"
+    } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+        "; a table lock was not granted within lock_timeout; another session holds it"
     } else if code.code().starts_with("57P") {
         "; the server is restarting or shutting down; try again shortly"
     } else {
         ""
     };
-    format!("{}{fix}", db.message())
+    format!("{}{fix}", crate::quote::clean(db.message(), 300))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-fn is_io(e: &::postgres::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        if cause.is::<std::io::Error>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-impl Postgres {
-    /// Connects and checks the schema; `None` when the schema holds no ledger yet.
-    pub fn open_read(target: &PgTarget) -> Result<Option<Postgres>, LedgerError> {
-        let mut client = connect(target, "subsync reader")?;
-        let at = target.shown().to_owned();
-        match schema::identify(&mut client).map_err(|e| error(&at, &e))? {
-            schema::Identity::Empty => Ok(None),
-            schema::Identity::Ledger(version) => {
-                LedgerError::check_version(&at, version)?;
-                Ok(Some(Postgres {
-                    client,
-                    at,
-                    ids: HashMap::new(),
-                    lease: None,
-                }))
-            }
-            other => Err(other.refusal(&at)),
-        }
+impl Backend for Postgres {
+    fn location(&self) -> &str {
+        &self.at
     }
 
-    /// Connects, takes the writer lock on this connection (refused at once, naming the
-    /// holder, if another session holds it), then creates or upgrades the schema under it.
-    pub fn open_write(target: &PgTarget, command: &str) -> Result<Postgres, LedgerError> {
-        let mut client = connect(target, &format!("subsync {command}"))?;
-        let at = target.shown().to_owned();
-        let lease = write::Lease::take(&mut client, &at, command)?;
-        Ok(Postgres {
-            client,
-            at,
-            ids: HashMap::new(),
-            lease: Some(lease),
-        })
+    fn read(&mut self, f: &mut TxFn<'_>) -> Result<(), LedgerError> {
+        self.transaction(false, f)
     }
 
-    fn error(&self, e: &::postgres::Error) -> LedgerError {
-        if self.lease.is_some() && (self.client.is_closed() || lost_session(e)) {
-            return LedgerError::LockLost {
+    fn write(&mut self, f: &mut TxFn<'_>) -> Result<(), LedgerError> {
+        self.transaction(true, f)
+    }
+
+    fn check_lock(&mut self) -> Result<(), LedgerError> {
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        let deadline = self.session.deadline;
+        self.session.deadline = PROBE;
+        let held = call(&self.session, |c| lock::still_held(c, epoch));
+        self.session.deadline = deadline;
+        match self.check(held)? {
+            None => Ok(()),
+            Some(why) => Err(LedgerError::LockLost {
                 at: self.at.clone(),
-                detail: format!(
-                    "the database session ended: {}",
-                    e.as_db_error()
-                        .map_or_else(|| error_chain(e), |db| db.message().to_owned())
-                ),
-            };
+                detail: why,
+            }),
         }
-        error(&self.at, e)
+    }
+
+    fn stage(&mut self, account: &str, page: &[String]) -> Result<(), LedgerError> {
+        let staged = call(&self.session, |c| async move {
+            c.execute(
+                "INSERT INTO observed (account, subscriber) SELECT CAST($1 AS TEXT), unnest(CAST($2 AS TEXT[])) ON CONFLICT DO NOTHING",
+                &[&account, &page],
+            )
+            .await
+        });
+        self.check(staged).map(drop)
+    }
+
+    fn unstage(&mut self, account: &str) -> Result<(), LedgerError> {
+        let cleared = call(&self.session, |c| async move {
+            c.execute(super::sql::STAGE_CLEAR, &[&account]).await
+        });
+        self.check(cleared).map(drop)
     }
 }
 
-/// True when `e` means the session is gone (and with it any lock it held).
-fn lost_session(e: &::postgres::Error) -> bool {
-    e.is_closed()
-        || is_io(e)
-        || e.code().is_some_and(|c| {
-            let c = c.code();
-            c.starts_with("57P") || c.starts_with("08")
+/// Statements inside one PostgreSQL transaction.
+struct PgTx<'a, 't> {
+    rt: &'a Runtime,
+    tx: &'a tokio_postgres::Transaction<'t>,
+    deadline: Duration,
+    prepared: &'a mut HashMap<&'static str, Statement>,
+    /// The driver's fault behind the last error handed to the caller, kept so that the
+    /// transaction can tell a lost session from a failed statement.
+    fault: Option<Fault>,
+}
+
+impl PgTx<'_, '_> {
+    fn wait<T>(&mut self, fut: impl Future<Output = Result<T, Fault>>) -> Result<T, LedgerError> {
+        Session::wait(self.rt, self.deadline, fut).map_err(|fault| self.keep(fault))
+    }
+
+    /// Keeps `fault` for the transaction and hands the caller a placeholder error; the
+    /// transaction reports the real one with its location.
+    fn keep(&mut self, fault: Fault) -> LedgerError {
+        let shown = match &fault {
+            Fault::Db(e) => describe(e),
+            Fault::Silent(_) | Fault::Abandoned => "the server fell silent".into(),
+            Fault::Caller(e) => e.to_string(),
+        };
+        self.fault = Some(fault);
+        LedgerError::Database {
+            at: String::new(),
+            detail: shown,
+        }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, LedgerError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let tx = self.tx;
+        let statement = self.wait(async { Ok(tx.prepare(sql).await?) })?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn run(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, LedgerError> {
+        let statement = self.statement(sql)?;
+        let tx = self.tx;
+        self.wait(async { Ok(tx.execute(&statement, params).await?) })
+    }
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Param::Int(v) => v.to_sql(ty, out),
+            Param::OptInt(v) => v.to_sql(ty, out),
+            Param::Text(v) => v.to_sql(ty, out),
+            Param::OptText(v) => v.to_sql(ty, out),
+            Param::Bool(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Param::Int(v) => v.to_sql_checked(ty, out),
+            Param::OptInt(v) => v.to_sql_checked(ty, out),
+            Param::Text(v) => v.to_sql_checked(ty, out),
+            Param::OptText(v) => v.to_sql_checked(ty, out),
+            Param::Bool(v) => v.to_sql_checked(ty, out),
+        }
+    }
+}
+
+struct PgRow<'r>(&'r tokio_postgres::Row);
+
+impl PgRow<'_> {
+    fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+        &'a self,
+        column: usize,
+    ) -> Result<T, LedgerError> {
+        self.0.try_get(column).map_err(|e| LedgerError::Database {
+            at: String::new(),
+            detail: describe(&e),
         })
-}
-
-fn error(at: &str, e: &::postgres::Error) -> LedgerError {
-    LedgerError::Postgres {
-        at: at.to_owned(),
-        detail: describe(e),
     }
 }
 
-impl View for Postgres {
-    fn snapshot(&mut self) -> Result<Snapshot, LedgerError> {
-        read::snapshot(&mut self.client).map_err(|e| self.error(&e))
+super::backend::row_by_get!(PgRow<'_>);
+
+impl Tx for PgTx<'_, '_> {
+    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, LedgerError> {
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        self.run(sql, &params)
     }
 
-    fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError> {
-        read::summaries(&mut self.client).map_err(|e| self.error(&e))
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let statement = self.statement(sql)?;
+        let (tx, deadline) = (self.tx, self.deadline);
+        let streamed = self.rt.block_on(async {
+            let rows = tokio::time::timeout(deadline, tx.query_raw(&statement, params.iter()))
+                .await
+                .map_err(|_| Fault::Silent(deadline))??;
+            futures_util::pin_mut!(rows);
+            // The deadline is for the server's silence, not the whole answer: each row resets it.
+            loop {
+                match tokio::time::timeout(deadline, rows.next()).await {
+                    Err(_) => return Err(Fault::Silent(deadline)),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(Err(e))) => return Err(Fault::Db(e)),
+                    Ok(Some(Ok(row))) => each(&PgRow(&row)).map_err(Fault::Caller)?,
+                }
+            }
+        });
+        streamed.map_err(|fault| match fault {
+            Fault::Caller(e) => e,
+            fault => self.keep(fault),
+        })
     }
 
-    fn runs(&mut self, limit: usize) -> Result<Vec<Run>, LedgerError> {
-        read::runs(&mut self.client, limit).map_err(|e| self.error(&e))
+    fn confirm(
+        &mut self,
+        account: i64,
+        subscribers: &[String],
+        now: i64,
+        run: i64,
+        already: bool,
+    ) -> Result<(), LedgerError> {
+        self.run(
+            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already)
+             SELECT CAST($1 AS BIGINT), s, CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BOOLEAN)
+             FROM (SELECT DISTINCT unnest(CAST($2 AS TEXT[])) AS s) AS l
+             ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at,
+               run_id = excluded.run_id, already = excluded.already, observed = false",
+            &[&account, &subscribers, &now, &run, &already],
+        )
+        .map(drop)
     }
 
-    fn export_account(&mut self, account: &str) -> Result<AccountDump, LedgerError> {
-        read::account(&mut self.client, account).map_err(|e| self.error(&e))
+    fn unconfirm(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
+        self.run(
+            "DELETE FROM confirmed WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
+            &[&account, &subscribers],
+        )
+        .map(drop)
     }
 
-    fn export_meta(&mut self) -> Result<Meta, LedgerError> {
-        read::meta_full(&mut self.client).map_err(|e| self.error(&e))
+    fn clear_failed(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
+        self.run(
+            "DELETE FROM failed WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
+            &[&account, &subscribers],
+        )
+        .map(drop)
     }
 
-    fn export_runs(&mut self) -> Result<Vec<RunRow>, LedgerError> {
-        read::all_runs(&mut self.client).map_err(|e| self.error(&e))
+    fn fail(
+        &mut self,
+        account: i64,
+        failed: &[(String, i64)],
+        op: Op,
+        now: i64,
+        run: i64,
+    ) -> Result<(), LedgerError> {
+        // One row per subscriber: the last code wins, as one statement per row would have it.
+        let mut last: HashMap<&str, i64> = HashMap::with_capacity(failed.len());
+        for (s, code) in failed {
+            last.insert(s, *code);
+        }
+        let (subs, codes): (Vec<&str>, Vec<i64>) = last.into_iter().unzip();
+        self.run(
+            "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op)
+             SELECT CAST($1 AS BIGINT), s, c, 1, CAST($4 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS TEXT)
+             FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[])) AS t(s, c)
+             ON CONFLICT (account_id, subscriber) DO UPDATE SET code = excluded.code,
+               attempts = CASE WHEN failed.op = excluded.op THEN failed.attempts + 1 ELSE 1 END,
+               last_at = excluded.last_at, run_id = excluded.run_id, op = excluded.op",
+            &[&account, &subs, &codes, &now, &run, &op.as_str()],
+        )
+        .map(drop)
+    }
+
+    fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError> {
+        let subs: Vec<&str> = rows.iter().map(|c| c.subscriber.as_str()).collect();
+        let at: Vec<i64> = rows.iter().map(|c| c.confirmed_at).collect();
+        let runs: Vec<i64> = rows.iter().map(|c| c.run_id).collect();
+        let already: Vec<bool> = rows.iter().map(|c| c.already).collect();
+        let observed: Vec<bool> = rows.iter().map(|c| c.observed).collect();
+        self.run(
+            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed)
+             SELECT CAST($1 AS BIGINT), * FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS BOOLEAN[]), CAST($6 AS BOOLEAN[]))",
+            &[&account, &subs, &at, &runs, &already, &observed],
+        )
+        .map(drop)
     }
 }
 

@@ -5,7 +5,7 @@
 //! else's and is never touched. Subscriber columns are `COLLATE "C"`, so that their order is
 //! byte order, as on SQLite.
 
-use ::postgres::Client;
+use tokio_postgres::Client;
 
 use crate::ledger::{LedgerError, SCHEMA_VERSION};
 
@@ -107,7 +107,7 @@ impl Identity {
     /// The error for a schema a ledger cannot be read from or written to.
     pub fn refusal(self, at: &str) -> LedgerError {
         match self {
-            Identity::NoSchema => LedgerError::Postgres {
+            Identity::NoSchema => LedgerError::Database {
                 at: at.to_owned(),
                 detail: "no schema to keep the ledger in: the search_path names none that exists; create it (CREATE SCHEMA …) or fix options=-c search_path=… in the URL".into(),
             },
@@ -115,7 +115,7 @@ impl Identity {
                 at: at.to_owned(),
                 what,
             },
-            Identity::Empty | Identity::Ledger(_) => LedgerError::Postgres {
+            Identity::Empty | Identity::Ledger(_) => LedgerError::Database {
                 at: at.to_owned(),
                 detail: "unexpected schema state".into(),
             },
@@ -124,9 +124,10 @@ impl Identity {
 }
 
 /// What the current schema holds.
-pub fn identify(client: &mut Client) -> Result<Identity, ::postgres::Error> {
+pub async fn identify(client: &Client) -> Result<Identity, tokio_postgres::Error> {
     let schema: Option<String> = client
-        .query_one("SELECT current_schema()", &[])?
+        .query_one("SELECT current_schema()", &[])
+        .await?
         .try_get(0)?;
     let Some(schema) = schema else {
         return Ok(Identity::NoSchema);
@@ -136,7 +137,8 @@ pub fn identify(client: &mut Client) -> Result<Identity, ::postgres::Error> {
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
             &[&schema],
-        )?
+        )
+        .await?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
@@ -147,23 +149,26 @@ pub fn identify(client: &mut Client) -> Result<Identity, ::postgres::Error> {
         let mut names = tables
             .iter()
             .take(3)
-            .cloned()
+            .map(|t| crate::quote::clean(t, 64))
             .collect::<Vec<_>>()
             .join(", ");
         if tables.len() > 3 {
             names.push_str(", …");
         }
         Identity::Foreign(format!(
-            "schema {schema} holds other tables: {names}; give subsync a database or schema of its own"
+            "schema {} holds other tables: {names}; give subsync a database or schema of its own",
+            crate::quote::clean(&schema, 64)
         ))
     };
     if !tables.iter().any(|t| t == "meta") {
         return Ok(foreign());
     }
-    let rows = client.query(
-        "SELECT key, value FROM meta WHERE key IN ('application', 'schema_version')",
-        &[],
-    );
+    let rows = client
+        .query(
+            "SELECT key, value FROM meta WHERE key IN ('application', 'schema_version')",
+            &[],
+        )
+        .await;
     let Ok(rows) = rows else {
         return Ok(foreign());
     };
@@ -182,11 +187,15 @@ pub fn identify(client: &mut Client) -> Result<Identity, ::postgres::Error> {
     }
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], creating it when empty, in one transaction. The
-/// caller holds the writer lock, so this runs once however many replicas start together.
-pub fn migrate(client: &mut Client, at: &str) -> Result<(), LedgerError> {
-    let error = |e: ::postgres::Error| super::error(at, &e);
-    let version = match identify(client).map_err(error)? {
+/// Brings the schema to [`SCHEMA_VERSION`], creating it when empty, in one transaction, and
+/// creates the session's staging table. The caller holds the writer lock, so this runs once
+/// however many replicas start together.
+pub async fn migrate(client: &Client, at: &str) -> Result<(), LedgerError> {
+    let error = |e: tokio_postgres::Error| LedgerError::Database {
+        at: at.to_owned(),
+        detail: super::describe(&e),
+    };
+    let version = match identify(client).await.map_err(error)? {
         Identity::Empty => 0,
         Identity::Ledger(v) if v > SCHEMA_VERSION => {
             return Err(LedgerError::TooNew {
@@ -206,25 +215,34 @@ pub fn migrate(client: &mut Client, at: &str) -> Result<(), LedgerError> {
                 "upgrading the ledger's schema"
             );
         }
-        let mut tx = client.transaction().map_err(error)?;
-        for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
-            tx.batch_execute(sql).map_err(error)?;
+        let upgraded = upgrade(client, version).await;
+        if upgraded.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
         }
-        if version == 0 {
-            let now = crate::clock::unix_millis().to_string();
-            tx.execute(
+        upgraded.map_err(error)?;
+    }
+    client.batch_execute(STAGING).await.map_err(error)
+}
+
+async fn upgrade(client: &Client, version: i64) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+        client.batch_execute(sql).await?;
+    }
+    if version == 0 {
+        let now = crate::clock::unix_millis().to_string();
+        client
+            .execute(
                 "INSERT INTO meta (key, value) VALUES ('application', 'subsync'), ('lineage', $1), ('serial', '0'), ('created_at', $2), ('schema_version', '0')",
                 &[&crate::ledger::new_lineage(), &now],
             )
-            .map_err(error)?;
-        }
-        tx.execute(
+            .await?;
+    }
+    client
+        .execute(
             "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
             &[&SCHEMA_VERSION.to_string()],
         )
-        .map_err(error)?;
-        tx.commit().map_err(error)?;
-    }
-    client.batch_execute(STAGING).map_err(error)?;
-    Ok(())
+        .await?;
+    client.batch_execute("COMMIT").await
 }

@@ -163,7 +163,7 @@ fn an_unreachable_server_is_reported_at_once() {
     let location =
         Location::postgres(&format!("postgres://u:secret@127.0.0.1:{port}/db"), None).unwrap();
     let err = Reader::open(&location).err().unwrap().to_string();
-    assert!(err.contains("cannot connect to the ledger"), "{err}");
+    assert!(err.contains("cannot reach the ledger"), "{err}");
     assert!(err.contains("check that the server runs"), "{err}");
     assert!(!err.contains("secret"), "{err}");
 }

@@ -17,8 +17,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::ledger::{LedgerError, PgTarget, RootCert, TlsMode};
 
 /// The driver's `sslmode` for ours.
-pub fn driver_mode(mode: TlsMode) -> ::postgres::config::SslMode {
-    use ::postgres::config::SslMode;
+pub fn driver_mode(mode: TlsMode) -> tokio_postgres::config::SslMode {
+    use tokio_postgres::config::SslMode;
     match mode {
         TlsMode::Disable => SslMode::Disable,
         TlsMode::Prefer => SslMode::Prefer,
@@ -27,7 +27,7 @@ pub fn driver_mode(mode: TlsMode) -> ::postgres::config::SslMode {
 }
 
 pub fn connector(target: &PgTarget) -> Result<MakeRustlsConnect, LedgerError> {
-    let bad = |detail: String| LedgerError::Connect {
+    let bad = |detail: String| LedgerError::Unavailable {
         at: target.shown().to_owned(),
         detail,
     };

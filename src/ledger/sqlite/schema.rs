@@ -98,11 +98,19 @@ pub fn error(at: &str, e: rusqlite::Error) -> LedgerError {
             at: at.to_owned(),
             detail: e.to_string(),
         },
-        _ => LedgerError::Sqlite {
+        _ => LedgerError::Database {
             at: at.to_owned(),
-            source: e,
+            detail: e.to_string(),
         },
     }
+}
+
+/// Creates the state directory if it is not there yet.
+pub fn create_dir(dir: &Path) -> Result<(), LedgerError> {
+    std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io {
+        at: dir.display().to_string(),
+        detail: e.to_string(),
+    })
 }
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
@@ -115,10 +123,10 @@ pub fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
         Ok(m) if m.len() == 0 => return Ok(None),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(e) => {
             return Err(LedgerError::Io {
                 at: path.display().to_string(),
-                source,
+                detail: e.to_string(),
             });
         }
     }
@@ -215,7 +223,7 @@ mod tests {
 
     /// A ledger as subsync wrote it before schema version 2.
     fn version_one(dir: &Path) {
-        let conn = Connection::open(crate::ledger::db_path(dir)).unwrap();
+        let conn = Connection::open(dir.join(crate::ledger::FILE_NAME)).unwrap();
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.execute_batch(
             "INSERT INTO meta (key, value) VALUES ('lineage', 'feedfeedfeedfeedfeedfeedfeedfeed'), ('serial', '7'), ('created_at', '0');
@@ -252,7 +260,7 @@ mod tests {
     #[test]
     fn a_foreign_database_is_reported_not_recreated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = crate::ledger::db_path(dir.path());
+        let path = dir.path().join(crate::ledger::FILE_NAME);
         Connection::open(&path)
             .unwrap()
             .execute_batch("CREATE TABLE mine (x)")
@@ -274,7 +282,7 @@ mod tests {
     #[test]
     fn a_corrupt_file_is_reported_with_its_path_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = crate::ledger::db_path(dir.path());
+        let path = dir.path().join(crate::ledger::FILE_NAME);
         let garbage =
             b"this is not sqlite, just some bytes that fill more than a header ".repeat(100);
         std::fs::write(&path, &garbage).unwrap();

@@ -1,5 +1,5 @@
 //! Progress on stderr: a bar when stderr is a terminal, a log line every few seconds otherwise.
-//! stdout stays reserved for the summary.
+//! stdout stays reserved for the result. An [`Observer`] of the run, like the daemon's metrics.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,25 +7,39 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use super::observe::{Counts, Observer};
+use crate::apply::{Counts, Observer};
 use crate::settings::Output;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
+    output: Output,
+    shown: Mutex<Option<Shown>>,
+    done: AtomicU64,
+}
+
+/// What a run that is sending shows.
+struct Shown {
     bar: Option<ProgressBar>,
     total: u64,
-    done: AtomicU64,
     started: Instant,
-    last_log: Mutex<Instant>,
+    last_log: Instant,
 }
 
 impl Progress {
     /// A bar when stderr is a terminal (coloured only if `output.color`), log lines otherwise.
-    pub fn new(total: u64, output: Output) -> Progress {
-        let bar = output.terminal.then(|| {
+    pub fn new(output: Output) -> Progress {
+        Progress {
+            output,
+            shown: Mutex::new(None),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    fn bar(&self, total: u64) -> Option<ProgressBar> {
+        self.output.terminal.then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let template = if output.color {
+            let template = if self.output.color {
                 "{bar:40.cyan/blue} {pos}/{len} subscribers  {rate}  ETA {eta}"
             } else {
                 "{bar:40} {pos}/{len} subscribers  {rate}  ETA {eta}"
@@ -39,61 +53,58 @@ impl Progress {
                 ));
             }
             bar
-        });
-        let now = Instant::now();
-        Progress {
-            bar,
-            total,
-            done: AtomicU64::new(0),
-            started: now,
-            last_log: Mutex::new(now),
-        }
-    }
-
-    /// A progress that shows nothing (tests, benchmarks).
-    pub fn hidden() -> Progress {
-        Progress::new(0, Output::default())
-    }
-
-    pub fn inc(&self, n: u64) {
-        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
-        if let Some(bar) = &self.bar {
-            bar.inc(n);
-            return;
-        }
-        if self.total == 0 {
-            return;
-        }
-        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
-        if last.elapsed() >= LOG_EVERY {
-            *last = Instant::now();
-            let secs = self.started.elapsed().as_secs_f64().max(0.001);
-            let rate = done as f64 / secs;
-            let eta = if rate > 0.0 {
-                (self.total.saturating_sub(done)) as f64 / rate
-            } else {
-                0.0
-            };
-            tracing::info!(
-                "progress: {done}/{} subscribers ({:.0}%), {}/s, about {:.0}s left",
-                self.total,
-                100.0 * done as f64 / self.total as f64,
-                thousands(rate.round() as u64),
-                eta
-            );
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        })
     }
 }
 
 impl Observer for Progress {
+    fn sending(&self, total: u64) {
+        let now = Instant::now();
+        self.done.store(0, Ordering::Relaxed);
+        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(Shown {
+            bar: self.bar(total),
+            total,
+            started: now,
+            last_log: now,
+        });
+    }
+
     fn committed(&self, _: &str, counts: &Counts) {
-        self.inc(counts.total());
+        let n = counts.total();
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(shown) = shown.as_mut() else {
+            return;
+        };
+        if let Some(bar) = &shown.bar {
+            bar.inc(n);
+            return;
+        }
+        if shown.total == 0 || shown.last_log.elapsed() < LOG_EVERY {
+            return;
+        }
+        shown.last_log = Instant::now();
+        let secs = shown.started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (shown.total.saturating_sub(done)) as f64 / rate
+        } else {
+            0.0
+        };
+        tracing::info!(
+            "progress: {done}/{} subscribers ({:.0}%), {}/s, about {:.0}s left",
+            shown.total,
+            100.0 * done as f64 / shown.total as f64,
+            thousands(rate.round() as u64),
+            eta
+        );
+    }
+
+    fn sent(&self) {
+        let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(bar) = shown.and_then(|s| s.bar) {
+            bar.finish_and_clear();
+        }
     }
 }
 

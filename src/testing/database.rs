@@ -1,6 +1,4 @@
-//! Test support shared by the unit tests, the integration tests and the benchmarks: a fresh
-//! PostgreSQL database per test on the server the caller names (`.ci/postgres` starts one).
-//! Not part of the tool.
+//! A fresh PostgreSQL database per test.
 
 use crate::ledger::Location;
 
@@ -17,10 +15,14 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     /// The test server's admin URL from `POSTGRES_URL_VAR`, or `None` after saying on stderr
-    /// (past the test harness's capture) that `test` is skipped.
+    /// (past the test harness's capture) that `test` is skipped. Under CI (`CI` set) a missing
+    /// server is a failure, not a skip: CI must run these tests.
     pub fn server(test: &str) -> Option<String> {
         match std::env::var(POSTGRES_URL_VAR) {
             Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty()) => panic!(
+                "{test}: CI is set but {POSTGRES_URL_VAR} is not; start a server with .ci/postgres (.ci/run does)"
+            ),
             _ => {
                 use std::io::Write;
                 let _ = writeln!(
@@ -70,14 +72,15 @@ impl TestDatabase {
     /// Runs a query answering one bigint.
     pub fn query_i64(&self, sql: &str) -> Result<i64, String> {
         let (url, sql) = (self.url.clone(), sql.to_owned());
-        on_own_thread(move || {
-            let mut client =
-                postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
-            let row = client
-                .query_one(&sql, &[])
-                .map_err(|e| format!("{sql}: {e}"))?;
-            row.try_get(0).map_err(|e| format!("{sql}: {e}"))
-        })
+        on_own_thread(
+            move |client, rt| {
+                let row = rt
+                    .block_on(client.query_one(&sql, &[]))
+                    .map_err(|e| format!("{sql}: {e}"))?;
+                row.try_get(0).map_err(|e| format!("{sql}: {e}"))
+            },
+            url,
+        )
     }
 }
 
@@ -91,22 +94,37 @@ impl Drop for TestDatabase {
     }
 }
 
-/// The synchronous driver cannot run on a runtime's thread; tests may be async.
+/// Connects to `url` on a thread of its own (a test may be async) and runs `f` there.
 fn on_own_thread<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    f: impl FnOnce(&tokio_postgres::Client, &tokio::runtime::Runtime) -> Result<T, String>
+    + Send
+    + 'static,
+    url: String,
 ) -> Result<T, String> {
-    std::thread::spawn(f)
-        .join()
-        .unwrap_or_else(|_| Err("the database helper thread panicked".into()))
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (client, connection) = rt
+            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+            .map_err(|e| e.to_string())?;
+        rt.spawn(async move {
+            let _ = connection.await;
+        });
+        f(&client, &rt)
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the database helper thread panicked".into()))
 }
 
 fn admin(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    on_own_thread(move || {
-        let mut client =
-            postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
-        client
-            .batch_execute(&sql)
-            .map_err(|e| format!("{sql}: {e}"))
-    })
+    let sql = sql.to_owned();
+    on_own_thread(
+        move |client, rt| {
+            rt.block_on(client.batch_execute(&sql))
+                .map_err(|e| format!("{sql}: {e}"))
+        },
+        url.to_owned(),
+    )
 }

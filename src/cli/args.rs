@@ -1,0 +1,242 @@
+//! The flags commands share, with their environment fallbacks and defaults, and their
+//! conversion into the library's plain requests (`settings`), which validate them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::manifest::Limits;
+use crate::plan::PlanOptions;
+use crate::settings::{self, DEFAULT_QPS, RunRequest, ServiceRequest, StateRequest, parse_bytes};
+
+/// Credentials and endpoint of the app.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServiceArgs {
+    /// The app's SDKAppID.
+    #[arg(long, env = "SUBSYNC_SDKAPPID", global = true)]
+    pub sdkappid: Option<String>,
+    /// File holding the app's secret key (or set SUBSYNC_SECRET_KEY; no flag takes the key itself).
+    #[arg(
+        long,
+        env = "SUBSYNC_SECRET_KEY_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub secret_key_file: Option<PathBuf>,
+    /// An App administrator's UserID, used as the request identifier.
+    #[arg(
+        long,
+        env = "SUBSYNC_IDENTIFIER",
+        global = true,
+        default_value = "administrator"
+    )]
+    pub identifier: String,
+    /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
+    #[arg(long, env = "SUBSYNC_REGION", global = true)]
+    pub region: Option<String>,
+    /// Base URL overriding --region (plain http only on loopback).
+    #[arg(long, env = "SUBSYNC_ENDPOINT", global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+impl ServiceArgs {
+    pub fn request(&self) -> ServiceRequest {
+        ServiceRequest {
+            sdkappid: self.sdkappid.clone(),
+            secret_key_file: self.secret_key_file.clone(),
+            identifier: self.identifier.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
+/// Where the ledger lives.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// The state ledger: a directory (SQLite, ledger.db in it) or a postgres:// URL.
+    #[arg(
+        long = "state",
+        env = "SUBSYNC_STATE",
+        default_value = ".subsync",
+        value_name = "DIR|URL"
+    )]
+    pub at: String,
+    /// File holding the PostgreSQL password, when the --state URL carries none (PGPASSWORD also works).
+    #[arg(long, env = "SUBSYNC_STATE_PASSWORD_FILE", value_name = "FILE")]
+    pub state_password_file: Option<PathBuf>,
+    /// Work with the sandbox: its own ledger in DIR/sandbox and, for apply, an in-process emulator.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+impl StateArgs {
+    pub fn request(&self, sandbox_config: Option<PathBuf>) -> StateRequest {
+        StateRequest {
+            at: self.at.clone(),
+            password_file: self.state_password_file.clone(),
+            sandbox: self.sandbox,
+            sandbox_config,
+        }
+    }
+}
+
+/// Bounds on what reading manifests and subscriber files may cost (see `manifest::Limits`).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest manifest file (bytes; K, M, G suffixes are binary).
+    #[arg(long, env = "SUBSYNC_MAX_MANIFEST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
+          default_value_t = Limits::default().max_manifest_bytes)]
+    pub max_manifest_bytes: u64,
+    /// Largest subscriber file once gunzipped (bytes; K, M, G suffixes are binary).
+    #[arg(long, env = "SUBSYNC_MAX_LIST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
+          default_value_t = Limits::default().max_list_bytes)]
+    pub max_list_bytes: u64,
+    /// Longest line in a subscriber file, in bytes.
+    #[arg(long, env = "SUBSYNC_MAX_LINE_BYTES", value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(64..),
+          default_value_t = Limits::default().max_line_bytes as u32)]
+    pub max_line_bytes: u32,
+    /// Deepest nesting of lists and mappings in a manifest.
+    #[arg(long, env = "SUBSYNC_MAX_DEPTH", value_name = "LEVELS",
+          value_parser = clap::value_parser!(u32).range(4..=1000),
+          default_value_t = Limits::default().max_depth as u32)]
+    pub max_depth: u32,
+    /// Most distinct subscribers one account may list (raise it with the account's MaxSubscriberNum).
+    #[arg(long, env = "SUBSYNC_MAX_SUBSCRIBERS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = Limits::default().max_subscribers as u32)]
+    pub max_subscribers: u32,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_manifest_bytes: self.max_manifest_bytes,
+            max_list_bytes: self.max_list_bytes,
+            max_line_bytes: self.max_line_bytes as usize,
+            max_depth: self.max_depth as usize,
+            max_subscribers: self.max_subscribers as usize,
+        }
+    }
+}
+
+/// The prune guards.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Most subscribers prune may remove from one account in one run (default: 10% of its confirmed subscribers, at least 100).
+    #[arg(long, env = "SUBSYNC_MAX_PRUNE", value_name = "N")]
+    pub max_prune: Option<u64>,
+    /// Let prune remove more than --max-prune from an account.
+    #[arg(long, env = "SUBSYNC_ALLOW_MASS_PRUNE")]
+    pub allow_mass_prune: bool,
+}
+
+impl PruneArgs {
+    pub fn options(&self) -> PlanOptions {
+        PlanOptions {
+            max_prune: self.max_prune,
+            allow_mass_prune: self.allow_mass_prune,
+        }
+    }
+}
+
+/// Where the service and the ledger are, and how fast to talk to the service.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// Calls per second for each API command (the service allows 200).
+    #[arg(long, env = "SUBSYNC_QPS", default_value_t = DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub qps: u32,
+    /// Emulator configuration for --sandbox (default: sandbox.yaml beside the manifest directory).
+    #[arg(long, value_name = "FILE", requires = "sandbox")]
+    pub sandbox_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub api: ServiceArgs,
+}
+
+impl RemoteArgs {
+    pub fn state_request(&self) -> StateRequest {
+        self.state.request(self.sandbox_config.clone())
+    }
+
+    /// A run's request with these pace, state and credentials.
+    pub fn run_request(&self, limits: Limits, prune: PlanOptions) -> RunRequest {
+        RunRequest {
+            service: self.api.request(),
+            state: self.state_request(),
+            qps: self.qps,
+            concurrency: None,
+            limits,
+            prune,
+            revision: None,
+        }
+    }
+}
+
+/// What `apply` and `watch` share: pace, ledger, credentials, bounds, guards.
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
+    #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: Option<u16>,
+    /// Recorded with each run; defaults to the git commit of the manifest directory.
+    #[arg(long, env = "SUBSYNC_REVISION")]
+    pub revision: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+}
+
+impl ReconcileArgs {
+    pub fn run_request(&self) -> RunRequest {
+        RunRequest {
+            concurrency: self.concurrency.map(usize::from),
+            revision: self.revision.clone(),
+            ..self
+                .remote
+                .run_request(self.limits.limits(), self.prune.options())
+        }
+    }
+}
+
+/// How log lines are written, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// For people.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+impl From<LogFormatArg> for settings::LogFormat {
+    fn from(arg: LogFormatArg) -> settings::LogFormat {
+        match arg {
+            LogFormatArg::Text => settings::LogFormat::Text,
+            LogFormatArg::Json => settings::LogFormat::Json,
+        }
+    }
+}
+
+/// When stderr gets colour, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for settings::ColorChoice {
+    fn from(arg: ColorArg) -> settings::ColorChoice {
+        match arg {
+            ColorArg::Auto => settings::ColorChoice::Auto,
+            ColorArg::Always => settings::ColorChoice::Always,
+            ColorArg::Never => settings::ColorChoice::Never,
+        }
+    }
+}

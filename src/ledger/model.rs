@@ -1,0 +1,160 @@
+//! What the ledger holds, as the rest of subsync sees it: independent of any database.
+
+use std::collections::BTreeMap;
+
+/// What a batch does to its subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// add_subscriber.
+    Add,
+    /// delete_subscriber (prune).
+    Remove,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Remove => "remove",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Op {
+        if text == "remove" {
+            Op::Remove
+        } else {
+            Op::Add
+        }
+    }
+}
+
+/// A subscriber whose last add (or removal) failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    pub subscriber: String,
+    pub op: Op,
+    /// The service's code, or a negative pseudo-code (see `tencent::client::pseudo_code`).
+    pub code: i64,
+    pub attempts: u32,
+    /// Milliseconds since the epoch.
+    pub last_at: i64,
+}
+
+/// What the last refresh of an account found: subscribers present remotely that the ledger did
+/// not know (now adopted as confirmed), and confirmed ones gone remotely (now dropped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// Sorted.
+    pub added: Vec<String>,
+    /// Sorted.
+    pub removed: Vec<String>,
+    /// When that refresh was recorded (milliseconds since the epoch).
+    pub at: Option<i64>,
+}
+
+/// The counts of one account's refresh, as recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Subscribers seen in the live list.
+    pub seen: u64,
+    pub added: u64,
+    pub removed: u64,
+}
+
+/// What the API told us about an account. Times are milliseconds since the epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub max_subscribers: Option<u64>,
+    pub subscriber_num: Option<u64>,
+    pub limit_reached_at: Option<i64>,
+    pub missing_since: Option<i64>,
+    pub invalid_since: Option<i64>,
+}
+
+/// One account as the ledger knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// Believed subscribed remotely: added or found already subscribed by subsync, or seen in
+    /// a refresh. Sorted (byte order).
+    pub confirmed: Vec<String>,
+    /// Sorted by subscriber.
+    pub failed: Vec<FailedEntry>,
+    pub facts: AccountFacts,
+    pub drift: Drift,
+}
+
+/// A consistent view of the whole ledger, as of one serial.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `None` when no ledger exists yet.
+    pub lineage: Option<String>,
+    pub serial: u64,
+    pub accounts: BTreeMap<String, AccountState>,
+}
+
+/// Counts per account, for `status` and the daemon's metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub official_account: String,
+    pub confirmed: u64,
+    pub failed: u64,
+    pub facts: AccountFacts,
+    /// When the live list was last refreshed (milliseconds since the epoch), and what that
+    /// refresh found.
+    pub refreshed_at: Option<i64>,
+    pub drift_added: u64,
+    pub drift_removed: u64,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub command: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub revision: Option<String>,
+    /// `None` while running, or when the run was killed before it could finish.
+    pub result: Option<String>,
+    pub summary: Option<serde_json::Value>,
+    pub pid: i64,
+}
+
+/// A fact to record about an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountFact {
+    /// From get_official_account_info; clears `missing`.
+    Info {
+        max_subscribers: Option<u64>,
+        subscriber_num: Option<u64>,
+    },
+    /// 130006 seen for a single subscriber: the account is full.
+    LimitReached,
+    /// 130004.
+    Missing,
+    /// 130007.
+    Invalid,
+    /// Every planned subscriber was sent without a limit error: clears the flags.
+    Healthy,
+}
+
+/// One durable fact about the remote side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// The outcome of one add_subscriber or delete_subscriber batch.
+    Batch {
+        account: String,
+        op: Op,
+        /// Result 1: added, or removed.
+        done: Vec<String>,
+        /// Result 2: already subscribed (drift: the ledger did not know), or was not
+        /// subscribed. Either way the remote side now matches.
+        unchanged: Vec<String>,
+        /// Result 0 or an isolated per-subscriber error, with its code.
+        failed: Vec<(String, i64)>,
+    },
+    Account {
+        account: String,
+        fact: AccountFact,
+    },
+}

@@ -1,0 +1,302 @@
+//! What an answer may say, checked before anything in it is used.
+//!
+//! The service's answers are input from outside: a proxy, a misbehaving gateway or a
+//! compromised network path may send anything. An answer that breaks the documented protocol
+//! (items nobody asked about, more items than were sent or asked for, a `Result` outside 0-2,
+//! a UserID no service could hold, a count no account can reach) is refused whole, with the
+//! reason, and nothing in it is used: these functions turn the wire types into the lean values
+//! the rest of subsync keeps, or say why they cannot.
+
+use std::collections::HashSet;
+
+use super::api::{self, GetSubscriberInfoResponse, OfficialAccountInfo, SubscriberResult, result};
+use crate::quote::quote;
+
+/// Largest answer read, per command: what the documented answers can hold, with room to
+/// spare. Reading stops at the cap.
+pub fn max_answer_bytes(command: api::Command) -> usize {
+    match command {
+        // 100 items of a UserID, a Result and perhaps an ErrorCode: about 12 KB.
+        api::Command::AddSubscriber | api::Command::DeleteSubscriber => 64 << 10,
+        // 50 items of a name (at most 150 bytes), an owner and a few numbers: about 30 KB.
+        api::Command::GetOfficialAccountInfo => 256 << 10,
+        // 200 items of a UserID, a CustomString and a few numbers.
+        api::Command::GetSubscriberInfo => 1 << 20,
+        api::Command::CreateOfficialAccount => 16 << 10,
+    }
+}
+
+/// Longest `Next` cursor accepted: an opaque token, not a payload.
+pub const MAX_CURSOR: usize = 1024;
+
+/// Largest MaxSubscriberNum or SubscriberNum believed: far above any account the service
+/// sells, far below what would make a list's bound meaningless.
+pub const PLAUSIBLE_COUNT: u64 = 1_000_000_000;
+
+/// One page of a live list, as kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The cursor of the next page; empty on the last.
+    pub next: String,
+    pub subscribers: Vec<String>,
+}
+
+/// What get_official_account_info said about one account, as kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// 0, or the item's own error code.
+    pub code: i64,
+    pub max_subscribers: Option<u64>,
+    pub subscriber_num: Option<u64>,
+}
+
+/// The items of an add_subscriber or delete_subscriber answer to a batch of `members`.
+pub fn batch(
+    members: &[String],
+    items: Vec<SubscriberResult>,
+) -> Result<Vec<SubscriberResult>, String> {
+    if items.len() > members.len() {
+        return Err(format!(
+            "{} result items for a batch of {}",
+            items.len(),
+            members.len()
+        ));
+    }
+    let sent: HashSet<&str> = members.iter().map(String::as_str).collect();
+    let mut seen = HashSet::with_capacity(items.len());
+    for item in &items {
+        let id = item.subscriber_account.as_str();
+        if !sent.contains(id) {
+            return Err(format!(
+                "a result for {}, who was not in the batch",
+                quote(id)
+            ));
+        }
+        if !seen.insert(id) {
+            return Err(format!("two results for {}", quote(id)));
+        }
+        if !matches!(
+            item.result,
+            result::FAILED | result::DONE | result::UNCHANGED
+        ) {
+            return Err(format!(
+                "Result {} for {}; the documented values are 0, 1 and 2",
+                item.result,
+                quote(id)
+            ));
+        }
+    }
+    Ok(items)
+}
+
+/// A page of get_subscriber_info asked for with `limit`.
+pub fn page(limit: u32, answer: GetSubscriberInfoResponse) -> Result<Page, String> {
+    if answer.subscriber_list.len() > limit as usize {
+        return Err(format!(
+            "a page of {} subscribers for a Limit of {limit}",
+            answer.subscriber_list.len()
+        ));
+    }
+    if answer.next.len() > MAX_CURSOR || answer.next.chars().any(|c| !(' '..='~').contains(&c)) {
+        return Err(format!(
+            "the cursor {} is not a short printable token",
+            quote(&answer.next)
+        ));
+    }
+    let mut seen = HashSet::with_capacity(answer.subscriber_list.len());
+    let mut subscribers = Vec::with_capacity(answer.subscriber_list.len());
+    for item in answer.subscriber_list {
+        let id = item.subscriber_account;
+        api::check_user_id(&id).map_err(|why| format!("a listed subscriber: {why}"))?;
+        if !seen.insert(id.clone()) {
+            return Err(format!("{} listed twice on one page", quote(&id)));
+        }
+        subscribers.push(id);
+    }
+    Ok(Page {
+        next: answer.next,
+        subscribers,
+    })
+}
+
+/// The items of get_official_account_info asked about `asked` (at most 50), each paired with
+/// its account: by the id it echoes, else (when none echoes one) by order.
+pub fn info(
+    asked: &[String],
+    items: Vec<OfficialAccountInfo>,
+) -> Result<Vec<(String, AccountInfo)>, String> {
+    if items.len() > asked.len() {
+        return Err(format!(
+            "{} items for {} accounts asked about",
+            items.len(),
+            asked.len()
+        ));
+    }
+    let echoed = items.iter().all(|i| i.official_account.is_some());
+    if !echoed && items.len() != asked.len() {
+        return Err(format!(
+            "{} items without their account ids for {} accounts asked about",
+            items.len(),
+            asked.len()
+        ));
+    }
+    let wanted: HashSet<&str> = asked.iter().map(String::as_str).collect();
+    let mut seen = HashSet::with_capacity(items.len());
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let id = match item.official_account {
+            Some(id) if echoed => id,
+            _ => asked[index].clone(),
+        };
+        if !wanted.contains(id.as_str()) {
+            return Err(format!(
+                "an item for {}, which was not asked about",
+                quote(&id)
+            ));
+        }
+        if !seen.insert(id.clone()) {
+            return Err(format!("two items for {}", quote(&id)));
+        }
+        for (what, count) in [
+            ("MaxSubscriberNum", item.max_subscriber_num),
+            ("SubscriberNum", item.subscriber_num),
+        ] {
+            if count.is_some_and(|n| n > PLAUSIBLE_COUNT) {
+                return Err(format!(
+                    "{what} {} for {}, beyond any account",
+                    count.unwrap_or_default(),
+                    quote(&id)
+                ));
+            }
+        }
+        out.push((
+            id,
+            AccountInfo {
+                code: item.status.error_code,
+                max_subscribers: item.max_subscriber_num,
+                subscriber_num: item.subscriber_num,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tencent::api::{Status, SubscriberInfo};
+
+    fn members(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    fn item(id: &str, result: i64) -> SubscriberResult {
+        SubscriberResult {
+            subscriber_account: id.into(),
+            result,
+            error_code: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_answer_may_only_speak_of_the_members_sent() {
+        assert!(batch(&members(2), vec![item("u0", 1), item("u1", 2)]).is_ok());
+        let err = batch(&members(2), vec![item("u0", 1), item("x", 1)]).unwrap_err();
+        assert!(err.contains("\"x\", who was not in the batch"), "{err}");
+        let err = batch(&members(1), vec![item("u0", 1), item("u0", 1)]).unwrap_err();
+        assert!(err.contains("2 result items for a batch of 1"), "{err}");
+        let err = batch(&members(2), vec![item("u0", 1), item("u0", 2)]).unwrap_err();
+        assert!(err.contains("two results"), "{err}");
+        let err = batch(&members(1), vec![item("u0", 7)]).unwrap_err();
+        assert!(err.contains("Result 7"), "{err}");
+    }
+
+    fn listed(ids: &[&str], next: &str) -> GetSubscriberInfoResponse {
+        GetSubscriberInfoResponse {
+            next: next.into(),
+            subscriber_num: u64::MAX,
+            subscriber_list: ids
+                .iter()
+                .map(|id| SubscriberInfo {
+                    subscriber_account: (*id).into(),
+                    subscribe_time: None,
+                    custom_string: None,
+                    msg_flag: None,
+                    last_send_msg_time: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_page_keeps_only_valid_user_ids_within_its_limit() {
+        let kept = page(2, listed(&["a", "b"], "c1")).unwrap();
+        assert_eq!(kept.subscribers, ["a", "b"]);
+        assert!(
+            page(1, listed(&["a", "b"], ""))
+                .unwrap_err()
+                .contains("Limit of 1")
+        );
+        for bad in ["", "new\nline", "\u{1b}[2J", "\u{202e}rtl", "x\0y"] {
+            let err = page(5, listed(&["ok", bad], "")).unwrap_err();
+            assert!(!err.contains('\u{1b}') && !err.contains('\n'), "{err}");
+        }
+        let long = "x".repeat(100_000);
+        assert!(page(5, listed(&[&long], "")).unwrap_err().contains("bytes"));
+        assert!(page(5, listed(&["a"], &"n".repeat(5000))).is_err());
+        assert!(
+            page(5, listed(&["a", "a"], ""))
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+
+    fn described(id: Option<&str>, max: Option<u64>) -> OfficialAccountInfo {
+        OfficialAccountInfo {
+            status: Status::ok(),
+            official_account: id.map(str::to_owned),
+            name: None,
+            owner_account: None,
+            subscriber_num: Some(1),
+            max_subscriber_num: max,
+            create_time: None,
+            last_msg_time: None,
+        }
+    }
+
+    #[test]
+    fn account_info_items_match_by_id_when_echoed_and_by_order_otherwise() {
+        let asked = vec!["@TOA#_a".to_owned(), "@TOA#_b".to_owned()];
+        let matched = info(
+            &asked,
+            vec![
+                described(Some("@TOA#_b"), Some(2)),
+                described(Some("@TOA#_a"), Some(1)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(matched[0].0, "@TOA#_b");
+        assert_eq!(matched[0].1.max_subscribers, Some(2));
+        let matched = info(
+            &asked,
+            vec![described(None, Some(1)), described(None, Some(2))],
+        )
+        .unwrap();
+        assert_eq!(matched[1].0, "@TOA#_b");
+    }
+
+    #[test]
+    fn account_info_about_accounts_never_asked_about_is_refused() {
+        let asked = vec!["@TOA#_a".to_owned()];
+        let err = info(&asked, vec![described(Some("@TOA#_evil"), Some(1))]).unwrap_err();
+        assert!(err.contains("not asked about"), "{err}");
+        let err = info(
+            &asked,
+            vec![described(None, Some(1)), described(None, Some(1))],
+        )
+        .unwrap_err();
+        assert!(err.contains("2 items for 1"), "{err}");
+        let err = info(&asked, vec![described(Some("@TOA#_a"), Some(u64::MAX))]).unwrap_err();
+        assert!(err.contains("beyond any account"), "{err}");
+    }
+}

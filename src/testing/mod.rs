@@ -1,0 +1,15 @@
+//! Test support shared by the unit tests, the integration tests and the benchmarks; not part
+//! of the tool, and not in any build without the `testing` feature (`cargo build --release`
+//! has none of it).
+//!
+//! - [`TestDatabase`]: a fresh PostgreSQL database per test on the server the caller names
+//!   (`.ci/postgres` starts one).
+//! - [`FakeApi`]: the official-account API in-process, on the emulator's own rules, answering
+//!   at once (or after a latency measured on tokio's clock), so that the core runs under paused
+//!   time; a script may answer any call differently.
+
+mod database;
+mod fake;
+
+pub use database::{POSTGRES_URL_VAR, TestDatabase};
+pub use fake::{FakeApi, Request};

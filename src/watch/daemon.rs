@@ -1,0 +1,271 @@
+//! The daemon's loop: it waits for whatever comes first (a signal, a file event, a lost lock,
+//! a heartbeat, or the moment the [`Schedule`] says something is due) and does it, one thing
+//! at a time. Every decision about *when* is the schedule's; this loop only carries them out.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::WatchConfig;
+use super::health::Health;
+use super::leader::Leadership;
+use super::schedule::{Action, Schedule};
+use super::source::Source;
+use crate::engine::Engine;
+use crate::manifest::{Limits, ManifestSet};
+use crate::metrics::Metrics;
+use crate::task::blocking;
+
+/// The safety net under file events: symlink targets are re-resolved this often.
+const REWATCH: Duration = Duration::from_secs(30);
+/// How often the loop proves it is alive.
+pub(super) const BEAT: Duration = Duration::from_secs(5);
+
+pub struct Daemon {
+    pub(super) engine: Engine,
+    pub(super) paths: Vec<PathBuf>,
+    pub(super) limits: Limits,
+    pub(super) refresh_every: Option<Duration>,
+    pub(super) json_logs: bool,
+    schedule: Schedule,
+    leadership: Leadership,
+    source: Option<Source>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) health: Arc<Health>,
+    /// The last valid set: what resyncs and retries reconcile.
+    pub(super) current: Option<ManifestSet>,
+    /// The digest of the set last reconciled without a fatal stop.
+    pub(super) reconciled: Option<String>,
+    /// When each account's live list was last read, as the ledger says.
+    pub(super) refreshed: HashMap<String, Option<i64>>,
+}
+
+impl Daemon {
+    /// Takes the lead (or stands by) and starts watching the manifests. Bad settings need a
+    /// new deployment, not a retry: they stop the daemon at once.
+    pub async fn start(
+        mut engine: Engine,
+        config: &WatchConfig,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Daemon> {
+        let mut leadership = Leadership::default();
+        let leading = leadership
+            .first(&mut engine, config.standby, &metrics, &health)
+            .await?;
+        let credentials: Vec<PathBuf> = match &config.run.remote {
+            crate::settings::Remote::Service(s) => s.key_file.iter().cloned().collect(),
+            crate::settings::Remote::Sandbox { .. } => Vec::new(),
+        };
+        let ignore: Vec<PathBuf> = config
+            .run
+            .ledger
+            .local_dir()
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        let paths = config.paths.clone();
+        let source = blocking(move || Source::new(&paths, &credentials, &ignore))
+            .await?
+            .context("cannot watch the manifests")?;
+        tracing::info!(
+            paths = ?config.paths,
+            watching = ?source.watched().collect::<Vec<_>>(),
+            "watching the manifests"
+        );
+        Ok(Daemon {
+            schedule: Schedule::new(config.timing, Instant::now(), leading),
+            engine,
+            paths: config.paths.clone(),
+            limits: config.run.limits,
+            refresh_every: config.refresh_every,
+            json_logs: config.output.json,
+            leadership,
+            source: Some(source),
+            metrics,
+            health,
+            current: None,
+            reconciled: None,
+            refreshed: HashMap::new(),
+        })
+    }
+
+    pub async fn run(&mut self, stop: &CancellationToken) {
+        let Some(signals) = self.source.as_ref().map(|s| s.signals.clone()) else {
+            return;
+        };
+        self.read_ledger_counts().await;
+        let mut rewatch = tokio::time::interval(REWATCH);
+        let mut beat = tokio::time::interval(BEAT);
+        loop {
+            let wake = self.schedule.next_wake();
+            let lost = self.engine.writer().map(|w| w.lost().clone());
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = cancelled(lost.as_ref()) => {
+                    let why = self.engine.step_down().await;
+                    self.leadership.lost(why, &self.metrics);
+                    self.schedule.stand_by(Instant::now());
+                }
+                () = signals.manifests.notified() => self.schedule.manifests_changed(Instant::now()),
+                () = signals.credentials.notified() => self.schedule.key_changed(Instant::now()),
+                _ = beat.tick() => self.health.beat(),
+                _ = rewatch.tick() => {
+                    if self.rewatch().await {
+                        self.schedule.manifests_changed(Instant::now());
+                    }
+                }
+                () = sleep_until(wake), if wake.is_some() => self.act(stop).await,
+            }
+        }
+    }
+
+    /// Does what the schedule says is due now.
+    async fn act(&mut self, stop: &CancellationToken) {
+        match self.schedule.due(Instant::now()) {
+            Some(Action::TakeOver) => {
+                if self
+                    .leadership
+                    .try_take(&mut self.engine, &self.metrics, &self.health)
+                    .await
+                {
+                    // The previous leader may have left anything behind: reconcile in full.
+                    self.reconciled = None;
+                    self.read_ledger_counts().await;
+                    self.schedule.took_over(Instant::now());
+                } else {
+                    self.schedule.stand_by(Instant::now());
+                }
+            }
+            Some(Action::Cycle {
+                trigger,
+                reload_key,
+            }) => {
+                if trigger != crate::apply::Trigger::Start {
+                    self.rewatch().await;
+                }
+                if reload_key {
+                    self.reload_key().await;
+                }
+                let ended = self.cycle(trigger, stop).await;
+                if let Some(pause) = self.schedule.finished(Instant::now(), ended) {
+                    tracing::warn!("trying again in {}s", pause.as_secs());
+                }
+                self.schedule.refresh_due_at(self.next_refresh());
+            }
+            None => {}
+        }
+    }
+
+    /// When the oldest refresh of the set in force falls due.
+    fn next_refresh(&self) -> Option<Instant> {
+        let every = self.refresh_every?;
+        let set = self.current.as_ref()?;
+        let oldest = set
+            .sets
+            .iter()
+            .map(|s| {
+                self.refreshed
+                    .get(&s.official_account)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .min()?;
+        let due_in = (oldest + every.as_millis() as i64 - crate::clock::unix_millis()).max(0);
+        Some(Instant::now() + Duration::from_millis(due_in as u64))
+    }
+
+    /// Whether a live list of `set` is due to be read.
+    pub(super) fn refresh_due(&self, set: &ManifestSet) -> bool {
+        let Some(every) = self.refresh_every else {
+            return false;
+        };
+        let horizon = crate::clock::unix_millis() - every.as_millis() as i64;
+        set.sets.iter().any(|s| {
+            self.refreshed
+                .get(&s.official_account)
+                .copied()
+                .flatten()
+                .is_none_or(|at| at <= horizon)
+        })
+    }
+
+    /// Reads the ledger's per-account counts: for the metrics, and to know what is due.
+    pub(super) async fn read_ledger_counts(&mut self) {
+        if self.engine.writer().is_none_or(|w| w.lost().is_cancelled()) {
+            return;
+        }
+        match self.engine.accounts().await {
+            Ok(accounts) => {
+                self.metrics.ledger(&accounts);
+                self.refreshed = accounts
+                    .into_iter()
+                    .map(|a| (a.official_account, a.refreshed_at))
+                    .collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the ledger's counts"),
+        }
+    }
+
+    /// Re-resolves what to watch; true when it changed.
+    async fn rewatch(&mut self) -> bool {
+        let Some(mut source) = self.source.take() else {
+            return false;
+        };
+        match blocking(move || {
+            let changed = source.rewatch();
+            (source, changed)
+        })
+        .await
+        {
+            Ok((source, changed)) => {
+                if changed {
+                    tracing::info!(watching = ?source.watched().collect::<Vec<_>>(), "the watched paths moved");
+                }
+                self.source = Some(source);
+                changed
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the manifests any more");
+                false
+            }
+        }
+    }
+
+    /// Reads the key file again and uses the key if it changed (a rotated Secret).
+    async fn reload_key(&mut self) {
+        match self.engine.reload_key().await {
+            Ok(true) => tracing::info!("the secret key changed; using the new one"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the credentials; keeping the ones in use")
+            }
+        }
+    }
+
+    pub async fn stop(self) {
+        self.engine.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,363 @@
+//! When the daemon does what: a state machine driven by events and the time they happen at,
+//! with no clock of its own, so that it is tested by feeding it instants.
+//!
+//! It reconciles at start; after a change under the watched paths once they have been quiet
+//! for the debounce time; every `resync`; and when a live list falls due for a refresh. A
+//! replica that does not lead tries to take the lock every `takeover_every`.
+//!
+//! After a run stopped by a fatal answer or an unreachable service, the next attempt waits
+//! for its pause (30 s, doubling to 10 min), whatever else falls due meanwhile: a resync or a
+//! refresh waits for it too, so that no path retries sooner than the log said. The one
+//! exception is a change to the manifests or the key file (a fix, typically), which may retry
+//! sooner, once per stretch of failures. A run that does not stop fatally ends the stretch.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::apply::Trigger;
+use crate::backoff::Backoff;
+
+/// The pauses after consecutive fatal stops.
+pub const FATAL_BACKOFF: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
+
+/// The daemon's timing, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub debounce: Duration,
+    /// `None`: no periodic resync.
+    pub resync: Option<Duration>,
+    pub takeover_every: Duration,
+}
+
+/// What is due now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the manifests and, when leading, reconcile them.
+    Cycle {
+        trigger: Trigger,
+        /// Read the key file again first.
+        reload_key: bool,
+    },
+    /// Try to take the ledger's writer lock.
+    TakeOver,
+}
+
+/// How a cycle ended, as far as the schedule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Done (converged, partial, or nothing to do; invalid manifests too).
+    Done,
+    /// Stopped by a fatal answer, an unreachable service or the ledger: pause before the next.
+    Fatal,
+    /// The lock was lost: this replica stands by now.
+    LostLead,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    timing: Timing,
+    /// When the debounced change falls due.
+    change_at: Option<Instant>,
+    /// What the next change-driven cycle is called (`start` for the first).
+    change_trigger: Trigger,
+    reload_key: bool,
+    next_resync: Option<Instant>,
+    /// When the first live list falls due for a refresh, as the ledger says.
+    next_refresh: Option<Instant>,
+    /// During a stretch of failures: when the next attempt may run.
+    retry_at: Option<Instant>,
+    failures: u32,
+    /// Whether the stretch's one early retry (on a change) was used.
+    early_retry_used: bool,
+    /// While standing by: when to try the lock next.
+    next_takeover: Option<Instant>,
+}
+
+impl Schedule {
+    /// A daemon starting at `now`: a cycle at once; a takeover attempt later unless `leading`.
+    pub fn new(timing: Timing, now: Instant, leading: bool) -> Schedule {
+        Schedule {
+            timing,
+            change_at: Some(now),
+            change_trigger: Trigger::Start,
+            reload_key: false,
+            next_resync: timing.resync.map(|r| now + r),
+            next_refresh: None,
+            retry_at: None,
+            failures: 0,
+            early_retry_used: false,
+            next_takeover: (!leading).then(|| now + timing.takeover_every),
+        }
+    }
+
+    /// Something under the watched paths changed (or the watches moved).
+    pub fn manifests_changed(&mut self, now: Instant) {
+        self.change_at = Some(now + self.timing.debounce);
+    }
+
+    /// The key file changed.
+    pub fn key_changed(&mut self, now: Instant) {
+        self.reload_key = true;
+        self.manifests_changed(now);
+    }
+
+    /// When the first live list falls due for a refresh (`None`: none will).
+    pub fn refresh_due_at(&mut self, at: Option<Instant>) {
+        self.next_refresh = at;
+    }
+
+    /// In a stretch of failures, a change may cut the pause short only once.
+    fn change_due(&self) -> Option<Instant> {
+        let at = self.change_at?;
+        match self.retry_at {
+            Some(retry) if self.early_retry_used => Some(at.max(retry)),
+            _ => Some(at),
+        }
+    }
+
+    /// When something falls due next; `None` while nothing is pending.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let timers = match self.retry_at {
+            // Failing: only the retry itself, a change, and the lock.
+            Some(retry) => [Some(retry), self.change_due(), self.next_takeover, None],
+            None => [
+                self.change_due(),
+                self.next_resync,
+                self.next_refresh,
+                self.next_takeover,
+            ],
+        };
+        timers.into_iter().flatten().min()
+    }
+
+    /// What to do at `now`, if anything is due. A cycle's result must be reported with
+    /// [`Schedule::finished`] before asking again.
+    pub fn due(&mut self, now: Instant) -> Option<Action> {
+        if self.next_takeover.is_some_and(|t| t <= now) {
+            self.next_takeover = None;
+            return Some(Action::TakeOver);
+        }
+        if self.change_due().is_some_and(|t| t <= now) {
+            self.change_at = None;
+            if self.retry_at.is_some_and(|r| now < r) {
+                self.early_retry_used = true;
+            }
+            return Some(Action::Cycle {
+                trigger: std::mem::replace(&mut self.change_trigger, Trigger::Change),
+                reload_key: std::mem::take(&mut self.reload_key),
+            });
+        }
+        let overdue = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let trigger = match self.retry_at {
+            Some(retry) if retry <= now => Trigger::Retry,
+            Some(_) => return None,
+            None if overdue(self.next_resync) || overdue(self.next_refresh) => Trigger::Resync,
+            None => return None,
+        };
+        Some(Action::Cycle {
+            trigger,
+            // A retry reads the key again: the fix may have been a new key.
+            reload_key: std::mem::take(&mut self.reload_key) || trigger == Trigger::Retry,
+        })
+    }
+
+    /// The cycle due earlier ended at `now`; returns the pause before the next attempt after
+    /// a fatal stop.
+    pub fn finished(&mut self, now: Instant, ended: Ended) -> Option<Duration> {
+        self.next_resync = self.timing.resync.map(|r| now + r);
+        match ended {
+            Ended::Done => {
+                self.retry_at = None;
+                self.failures = 0;
+                self.early_retry_used = false;
+                None
+            }
+            Ended::Fatal => {
+                let pause = FATAL_BACKOFF.after(self.failures);
+                self.failures = self.failures.saturating_add(1);
+                self.retry_at = Some(now + pause);
+                Some(pause)
+            }
+            Ended::LostLead => {
+                self.stand_by(now);
+                None
+            }
+        }
+    }
+
+    /// The lock was lost (or a takeover attempt failed): try again after `takeover_every`.
+    /// Whatever was failing stops counting: a replica that does not lead sends nothing.
+    pub fn stand_by(&mut self, now: Instant) {
+        self.next_takeover = Some(now + self.timing.takeover_every);
+        self.retry_at = None;
+        self.failures = 0;
+        self.early_retry_used = false;
+    }
+
+    /// The lock was taken: reconcile in full at once.
+    pub fn took_over(&mut self, now: Instant) {
+        self.next_takeover = None;
+        self.change_at = Some(now);
+        self.change_trigger = Trigger::Takeover;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timing = Timing {
+        debounce: Duration::from_millis(500),
+        resync: Some(Duration::from_secs(600)),
+        takeover_every: Duration::from_secs(5),
+    };
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn cycle(trigger: Trigger) -> Option<Action> {
+        Some(Action::Cycle {
+            trigger,
+            reload_key: trigger == Trigger::Retry,
+        })
+    }
+
+    /// Runs the schedule from `start` to `until`, every cycle ending as `ends` says; returns
+    /// the instants and triggers of the cycles.
+    fn drive(
+        s: &mut Schedule,
+        start: Instant,
+        until: Instant,
+        mut ends: impl FnMut(Trigger) -> Ended,
+    ) -> Vec<(Duration, Trigger)> {
+        let mut cycles = Vec::new();
+        let mut now = start;
+        while let Some(wake) = s.next_wake().filter(|w| *w <= until) {
+            now = now.max(wake);
+            match s.due(now) {
+                Some(Action::Cycle { trigger, .. }) => {
+                    cycles.push((now - start, trigger));
+                    let ended = ends(trigger);
+                    s.finished(now, ended);
+                }
+                Some(Action::TakeOver) => s.stand_by(now),
+                None => panic!("woken at {:?} with nothing due", now - start),
+            }
+        }
+        cycles
+    }
+
+    #[test]
+    fn a_daemon_reconciles_at_start_and_then_every_resync() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        let cycles = drive(&mut s, t0, t0 + secs(1800), |_| Ended::Done);
+        assert_eq!(
+            cycles,
+            [
+                (secs(0), Trigger::Start),
+                (secs(600), Trigger::Resync),
+                (secs(1200), Trigger::Resync),
+                (secs(1800), Trigger::Resync)
+            ]
+        );
+    }
+
+    #[test]
+    fn changes_are_debounced_into_one_cycle() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        assert_eq!(s.due(t0), cycle(Trigger::Start));
+        s.finished(t0, Ended::Done);
+        for ms in [10, 200, 400] {
+            s.manifests_changed(t0 + Duration::from_millis(ms));
+        }
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(900)));
+        assert_eq!(s.due(t0 + Duration::from_millis(899)), None);
+        assert_eq!(
+            s.due(t0 + Duration::from_millis(900)),
+            cycle(Trigger::Change)
+        );
+    }
+
+    #[test]
+    fn after_a_fatal_stop_nothing_retries_sooner_than_the_pause() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        // A refresh is overdue all along (an account never refreshed): it must not bypass it.
+        s.refresh_due_at(Some(t0));
+        let cycles = drive(&mut s, t0, t0 + secs(3600), |_| Ended::Fatal);
+        let at: Vec<u64> = cycles.iter().map(|(d, _)| d.as_secs()).collect();
+        assert_eq!(at, [0, 30, 90, 210, 450, 930, 1530, 2130, 2730, 3330]);
+        assert!(cycles[1..].iter().all(|(_, t)| *t == Trigger::Retry));
+    }
+
+    #[test]
+    fn a_change_may_retry_sooner_once_per_stretch_of_failures() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        assert!(s.due(t0).is_some());
+        assert_eq!(s.finished(t0, Ended::Fatal), Some(secs(30)));
+        s.key_changed(t0 + secs(5));
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(5500)));
+        assert_eq!(
+            s.due(t0 + Duration::from_millis(5500)),
+            Some(Action::Cycle {
+                trigger: Trigger::Change,
+                reload_key: true
+            })
+        );
+        assert_eq!(s.finished(t0 + secs(6), Ended::Fatal), Some(secs(60)));
+        // The early retry is used: the next change waits for the pause.
+        s.manifests_changed(t0 + secs(7));
+        assert_eq!(s.next_wake(), Some(t0 + secs(66)));
+        assert_eq!(s.due(t0 + secs(10)), None);
+        assert!(s.due(t0 + secs(66)).is_some());
+        // A success ends the stretch: changes count again at once, pauses start over.
+        s.finished(t0 + secs(67), Ended::Done);
+        s.manifests_changed(t0 + secs(70));
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(70_500)));
+        assert!(s.due(t0 + Duration::from_millis(70_500)).is_some());
+        assert_eq!(s.finished(t0 + secs(71), Ended::Fatal), Some(secs(30)));
+    }
+
+    #[test]
+    fn a_refresh_falling_due_starts_a_resync() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        assert!(s.due(t0).is_some());
+        s.finished(t0, Ended::Done);
+        s.refresh_due_at(Some(t0 + secs(100)));
+        assert_eq!(s.next_wake(), Some(t0 + secs(100)));
+        assert_eq!(s.due(t0 + secs(100)), cycle(Trigger::Resync));
+    }
+
+    #[test]
+    fn a_standby_tries_the_lock_every_takeover_period_and_reconciles_in_full_on_taking_it() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, false);
+        assert_eq!(s.due(t0), cycle(Trigger::Start));
+        s.finished(t0, Ended::Done);
+        assert_eq!(s.next_wake(), Some(t0 + secs(5)));
+        assert_eq!(s.due(t0 + secs(5)), Some(Action::TakeOver));
+        s.stand_by(t0 + secs(5));
+        assert_eq!(s.next_wake(), Some(t0 + secs(10)));
+        assert_eq!(s.due(t0 + secs(10)), Some(Action::TakeOver));
+        s.took_over(t0 + secs(10));
+        assert_eq!(s.due(t0 + secs(10)), cycle(Trigger::Takeover));
+        // Losing the lead mid-run: stand by again, without counting it as a failure.
+        assert_eq!(s.finished(t0 + secs(11), Ended::LostLead), None);
+        assert_eq!(s.next_wake(), Some(t0 + secs(16)));
+    }
+
+    #[test]
+    fn without_resync_an_idle_daemon_sleeps_until_something_changes() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(Timing { resync: None, ..T }, t0, true);
+        assert!(s.due(t0).is_some());
+        s.finished(t0, Ended::Done);
+        assert_eq!(s.next_wake(), None);
+    }
+}
