@@ -45,6 +45,16 @@ pub fn clean(value: &str, max: usize) -> String {
     out
 }
 
+/// `value` as it is when it is printable ASCII (a valid UserID always is), else cleaned and cut
+/// like [`clean`]: for values shown bare, in lists.
+pub fn safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= SHOWN && value.chars().all(|c| (' '..='~').contains(&c)) {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(clean(value, SHOWN))
+    }
+}
+
 /// Like [`quote`] for bytes that may not be UTF-8 (a subscriber file's line).
 pub fn quote_bytes(value: &[u8]) -> String {
     quote(&String::from_utf8_lossy(value))
@@ -95,6 +105,14 @@ mod tests {
             "\\u{1b}]8;;http://x\\u{7}link\\r\\nFORGED"
         );
         assert_eq!(clean(&"z".repeat(10), 4), "zzzz… (+6 more bytes)");
+    }
+
+    #[test]
+    fn safe_leaves_valid_ids_alone_and_cleans_anything_else() {
+        assert_eq!(safe("107867"), "107867");
+        assert_eq!(safe("a\\b"), "a\\b");
+        assert_eq!(safe("x\ny"), "x\\ny");
+        assert!(safe(&"q".repeat(1000)).len() < 100);
     }
 
     #[test]

@@ -22,10 +22,10 @@ use crate::ledger::{Location, UrlError};
 use crate::manifest::Limits;
 use crate::plan::PlanOptions;
 use crate::quote::quote;
-use crate::tencent::ClientConfig;
 use crate::tencent::api;
 use crate::tencent::endpoint::{Endpoint, EndpointError, Region};
 use crate::tencent::usersig::SecretKey;
+use crate::tencent::{ClientConfig, Timeouts};
 
 /// The documented limit is 200 calls per second per command; staying just under it means a run
 /// never provokes a rate-limit answer by itself.
@@ -49,6 +49,8 @@ pub struct ServiceRequest {
     pub identifier: String,
     pub region: Option<String>,
     pub endpoint: Option<String>,
+    /// Longest wait for an answer to start; the default when `None`.
+    pub timeout: Option<Duration>,
 }
 
 /// Where the ledger is, as asked for.
@@ -129,16 +131,20 @@ pub struct Service {
     pub key: SecretKey,
     /// Where the key came from, when a file: read again when it changes (a rotated Secret).
     pub key_file: Option<PathBuf>,
+    pub timeouts: Timeouts,
 }
 
 impl Service {
     pub fn client_config(&self) -> ClientConfig {
-        ClientConfig::new(
-            self.endpoint.clone(),
-            self.sdkappid,
-            self.identifier.clone(),
-            self.key.clone(),
-        )
+        ClientConfig {
+            timeouts: self.timeouts,
+            ..ClientConfig::new(
+                self.endpoint.clone(),
+                self.sdkappid,
+                self.identifier.clone(),
+                self.key.clone(),
+            )
+        }
     }
 
     /// The same service with the key file read again; `None` without a key file.
@@ -306,6 +312,10 @@ pub fn resolve_service(
             identifier: c.identifier,
             key: c.key,
             key_file: request.secret_key_file.clone(),
+            timeouts: request
+                .timeout
+                .filter(|t| !t.is_zero())
+                .map_or_else(Timeouts::default, Timeouts::answering_within),
         }),
         (endpoint, credentials) => {
             let mut problems: Vec<SettingsError> = endpoint.err().into_iter().collect();

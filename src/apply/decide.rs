@@ -22,6 +22,9 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Attempts per batch when the server keeps saying "too many requests".
     pub max_rate_limited_attempts: u32,
+    /// Attempts of a call whose answers keep breaking the protocol: enough for a passing
+    /// glitch, few enough that a hostile path costs seconds, not minutes.
+    pub max_malformed_attempts: u32,
     /// Attempts of a call that cannot connect before the endpoint has ever answered: enough to
     /// ride out a network path that is still coming up, few enough to stop within a second.
     pub max_unreachable_attempts: u32,
@@ -38,6 +41,7 @@ impl Default for RetryPolicy {
             // enough that a batch the server keeps refusing is recorded and the run moves on.
             max_attempts: 10,
             max_rate_limited_attempts: 20,
+            max_malformed_attempts: 3,
             max_unreachable_attempts: 3,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             max_retry_after: Duration::from_secs(60),
@@ -118,6 +122,7 @@ pub fn on_error(
     }
     match class {
         ErrorClass::Retryable => retry_or_fail(policy.max_attempts, false, pause),
+        ErrorClass::Malformed => retry_or_fail(policy.max_malformed_attempts, false, pause),
         ErrorClass::Unreachable if reached => retry_or_fail(policy.max_attempts, false, pause),
         // Never answered: a wrong endpoint or a closed path, not a blip. Recording every
         // subscriber as failed would only hide that.
@@ -210,6 +215,7 @@ mod tests {
     const P: RetryPolicy = RetryPolicy {
         max_attempts: 3,
         max_rate_limited_attempts: 5,
+        max_malformed_attempts: 3,
         max_unreachable_attempts: 2,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
         max_retry_after: Duration::from_secs(60),
@@ -410,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_protocol_breaking_answer_is_retried_then_recorded_as_unreadable() {
+    fn a_protocol_breaking_answer_is_retried_briefly_then_recorded_as_unreadable() {
         let broken = Err(ApiError::Protocol {
             command: Command::AddSubscriber,
             detail: "extra items".into(),

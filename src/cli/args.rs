@@ -37,6 +37,9 @@ pub struct ServiceArgs {
     /// Base URL overriding --region (plain http only on loopback).
     #[arg(long, env = "SUBSYNC_ENDPOINT", global = true, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable.
+    #[arg(long, env = "SUBSYNC_API_TIMEOUT", global = true, value_parser = settings::parse_duration, value_name = "DURATION")]
+    pub api_timeout: Option<std::time::Duration>,
 }
 
 impl ServiceArgs {
@@ -47,6 +50,7 @@ impl ServiceArgs {
             identifier: self.identifier.clone(),
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
+            timeout: self.api_timeout,
         }
     }
 }

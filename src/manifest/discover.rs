@@ -28,8 +28,9 @@ pub fn manifest_files(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<
     let mut files = Vec::new();
     let mut seen_dirs = HashSet::new();
     for path in paths {
-        let cannot =
-            |e: std::io::Error| Diagnostic::file(path, format!("cannot read: {e}; check the path"));
+        let cannot = |e: std::io::Error| {
+            Diagnostic::file(path, format!("cannot read: {e}; check the path")).caused_by(Some(&e))
+        };
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => match Root::new(path) {
                 Ok(root) => {

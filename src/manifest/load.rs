@@ -208,8 +208,13 @@ impl Loader<'_> {
     fn read_manifest(&mut self, index: usize) -> Option<String> {
         let found = &self.files[index];
         let max = self.limits.max_manifest_bytes;
+        let mut cause = None;
         let problem = match confine::open_regular(&found.path) {
-            Err(Refusal::Io(e)) => format!("cannot read: {e}"),
+            Err(Refusal::Io(e)) => {
+                let problem = format!("cannot read: {e}");
+                cause = Some(e);
+                problem
+            }
             Err(refusal) => refusal.reason(&found.root),
             Ok((_, size)) if size > max => format!(
                 "is {size} bytes, over the {max}-byte limit for a manifest; move long lists into subscriberFiles or raise --max-manifest-bytes (SUBSYNC_MAX_MANIFEST_BYTES)"
@@ -217,7 +222,11 @@ impl Loader<'_> {
             Ok((file, _)) => {
                 let mut bytes = Vec::new();
                 match file.take(max + 1).read_to_end(&mut bytes) {
-                    Err(e) => format!("cannot read: {e}"),
+                    Err(e) => {
+                        let problem = format!("cannot read: {e}");
+                        cause = Some(e);
+                        problem
+                    }
                     Ok(n) if n as u64 > max => {
                         format!("grew past the {max}-byte limit for a manifest while being read")
                     }
@@ -229,7 +238,8 @@ impl Loader<'_> {
             }
         };
         let path = found.path.clone();
-        self.problems.push(Diagnostic::file(&path, problem));
+        self.problems
+            .push(Diagnostic::file(&path, problem).caused_by(cause.as_ref()));
         None
     }
 
@@ -290,8 +300,9 @@ impl Loader<'_> {
                 Step::Index(i),
             ];
             let shown = path.parent().unwrap_or(Path::new(".")).join(entry);
-            if let Err(m) = self.read_list(file, entry, &shown, i, &mut collector) {
-                self.problems.push(Diagnostic::at(&path, at(&steps), m));
+            if let Err((m, cause)) = self.read_list(file, entry, &shown, i, &mut collector) {
+                self.problems
+                    .push(Diagnostic::at(&path, at(&steps), m).caused_by(cause.as_ref()));
             }
             lists.push(shown);
         }
@@ -325,17 +336,26 @@ impl Loader<'_> {
         shown: &Path,
         index: usize,
         collector: &mut Collector,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, Option<std::io::Error>)> {
         let found = &self.files[file];
         let opened = confine::resolve(&found.root, &found.path, entry)
             .and_then(|real| confine::open_regular(&real));
-        let (handle, size) = opened.map_err(|refusal| refusal.describe(entry, &found.root))?;
+        let (handle, size) = opened.map_err(|refusal| {
+            let message = refusal.describe(entry, &found.root);
+            match refusal {
+                Refusal::Io(e) => (message, Some(e)),
+                _ => (message, None),
+            }
+        })?;
         let gzip = subscriber_file::is_gzip(shown);
         let max = self.limits.max_list_bytes;
         if !gzip && size > max {
-            return Err(format!(
-                "subscriber file {} is {size} bytes, over the {max}-byte limit; split it or raise --max-list-bytes (SUBSYNC_MAX_LIST_BYTES)",
-                quote(entry)
+            return Err((
+                format!(
+                    "subscriber file {} is {size} bytes, over the {max}-byte limit; split it or raise --max-list-bytes (SUBSYNC_MAX_LIST_BYTES)",
+                    quote(entry)
+                ),
+                None,
             ));
         }
         let read = subscriber_file::read(
@@ -348,12 +368,14 @@ impl Loader<'_> {
         match read {
             Ok((bad, count)) => {
                 for b in bad {
-                    self.problems.push(Diagnostic {
-                        path: shown.to_owned(),
-                        line: Some(b.line as usize),
-                        column: Some(1),
-                        message: b.message,
-                    });
+                    self.problems.push(Diagnostic::at(
+                        shown,
+                        Some(Position {
+                            line: b.line as usize,
+                            column: 1,
+                        }),
+                        b.message,
+                    ));
                 }
                 if count > MAX_REPORTED_PER_LIST {
                     let m = format!(
@@ -365,12 +387,12 @@ impl Loader<'_> {
                 Ok(())
             }
             Err(stop) => {
-                self.problems.push(Diagnostic {
-                    path: shown.to_owned(),
-                    line: stop.line().map(|l| l as usize),
-                    column: stop.line().map(|_| 1),
-                    message: stop.message(gzip),
+                let at = stop.line().map(|line| Position {
+                    line: line as usize,
+                    column: 1,
                 });
+                self.problems
+                    .push(Diagnostic::at(shown, at, stop.message(gzip)).caused_by(stop.io()));
                 Ok(())
             }
         }
@@ -394,12 +416,14 @@ impl Loader<'_> {
                     let steps = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
                     Diagnostic::at(path, Some(root.find(&steps)), message)
                 }
-                Origin::ListFile { index, line } => Diagnostic {
-                    path: lists[index].clone(),
-                    line: Some(line as usize),
-                    column: Some(1),
+                Origin::ListFile { index, line } => Diagnostic::at(
+                    &lists[index],
+                    Some(Position {
+                        line: line as usize,
+                        column: 1,
+                    }),
                     message,
-                },
+                ),
             });
         }
         if collector.duplicate_count > MAX_REPORTED_PER_LIST {

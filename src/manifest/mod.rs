@@ -214,6 +214,8 @@ pub struct Diagnostic {
     pub line: Option<usize>,
     pub column: Option<usize>,
     pub message: String,
+    /// The problem is this machine's (out of file descriptors or memory), not the manifests'.
+    pub local: bool,
 }
 
 impl Diagnostic {
@@ -223,6 +225,7 @@ impl Diagnostic {
             line: None,
             column: None,
             message: message.into(),
+            local: false,
         }
     }
 
@@ -232,8 +235,24 @@ impl Diagnostic {
             line: position.map(|p| p.line),
             column: position.map(|p| p.column),
             message: message.into(),
+            local: false,
         }
     }
+
+    /// Marks the problem as this machine's when `error` is a shortage of resources.
+    pub fn caused_by(mut self, error: Option<&std::io::Error>) -> Diagnostic {
+        self.local = error.is_some_and(is_local);
+        self
+    }
+}
+
+/// True for a read failure that says nothing about the file: the process or the machine ran
+/// out of something.
+pub fn is_local(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+    )
 }
 
 impl Diagnostic {
@@ -268,6 +287,14 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ManifestError {
     pub problems: Vec<Diagnostic>,
+}
+
+impl ManifestError {
+    /// True when this machine, not the manifests, kept them from being read (a daemon out of
+    /// file descriptors must not call its manifests invalid).
+    pub fn is_local(&self) -> bool {
+        self.problems.iter().any(|p| p.local)
+    }
 }
 
 impl fmt::Display for ManifestError {

@@ -48,6 +48,14 @@ impl Stop {
         }
     }
 
+    /// The I/O error behind it, if one.
+    pub fn io(&self) -> Option<&io::Error> {
+        match self {
+            Stop::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+
     pub fn message(&self, gzip: bool) -> String {
         match self {
             Stop::Refused { message, .. } => message.clone(),

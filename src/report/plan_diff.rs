@@ -57,7 +57,7 @@ pub fn plan_diff(manifests: &ManifestSet, ledger: &Snapshot) -> String {
 fn lines(list: &[String]) -> String {
     let mut s = String::with_capacity(list.iter().map(|l| l.len() + 1).sum());
     for l in list {
-        s.push_str(l);
+        s.push_str(&crate::quote::safe(l));
         s.push('\n');
     }
     s

@@ -173,7 +173,7 @@ fn details(out: &mut String, a: &AccountPlan, cut: usize) {
 
 fn list(out: &mut String, ids: &[String], sign: char, cut: usize, what: &str) {
     for id in ids.iter().take(cut) {
-        let _ = writeln!(out, "{sign} {id}");
+        let _ = writeln!(out, "{sign} {}", crate::quote::safe(id));
     }
     if ids.len() > cut {
         let _ = writeln!(out, "# ... and {} more {what}", ids.len() - cut);

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::{LIST_CUT, code_text, plural, short};
 use crate::plan::{AccountPlan, Plan};
+use crate::quote::safe;
 
 const RED: &str = "\u{1b}[31m";
 const GREEN: &str = "\u{1b}[32m";
@@ -85,7 +86,7 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         ("", "", "")
     };
     for id in a.remove.iter().take(LIST_CUT) {
-        let _ = writeln!(out, "    {red}- {id}{reset}");
+        let _ = writeln!(out, "    {red}- {}{reset}", safe(id));
     }
     more(out, a.remove.len(), "to remove");
     let retries: HashMap<&str, _> = a.retry.iter().map(|r| (r.subscriber.as_str(), r)).collect();
@@ -94,13 +95,14 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
             Some(r) => {
                 let _ = writeln!(
                     out,
-                    "    {green}+ {id}{reset}   (retry: {} after {})",
+                    "    {green}+ {}{reset}   (retry: {} after {})",
+                    safe(id),
                     code_text(r.code),
                     plural(u64::from(r.attempts), "attempt", "attempts")
                 );
             }
             None => {
-                let _ = writeln!(out, "    {green}+ {id}{reset}");
+                let _ = writeln!(out, "    {green}+ {}{reset}", safe(id));
             }
         }
     }
@@ -129,7 +131,7 @@ fn drift_lines(out: &mut String, a: &AccountPlan) {
         (&d.out_of_band_removed, '<', "removed out of band"),
     ] {
         for id in list.iter().take(LIST_CUT) {
-            let _ = writeln!(out, "      {sign} {id}");
+            let _ = writeln!(out, "      {sign} {}", safe(id));
         }
         more(out, list.len(), what);
     }

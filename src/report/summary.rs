@@ -136,7 +136,7 @@ fn failures(out: &mut String, failed: &[FailedSubscriber], what: &str) {
             out,
             "{:<14}   ! {}: {}{meaning}",
             "",
-            f.subscriber,
+            crate::quote::safe(&f.subscriber),
             code_text(f.code)
         );
     }

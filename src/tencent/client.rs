@@ -35,15 +35,23 @@ pub struct Timeouts {
     pub whole: Duration,
 }
 
+impl Timeouts {
+    /// Waiting `first_byte` for an answer to start, half as long again for the rest of it, and
+    /// at most 5 s for a connection.
+    pub fn answering_within(first_byte: Duration) -> Timeouts {
+        Timeouts {
+            connect: first_byte.min(Duration::from_secs(5)),
+            first_byte,
+            whole: first_byte + first_byte / 2,
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         // The server gives up on a request after about 3 s: 10 s without a byte is a server
         // (or a path) that is not answering.
-        Timeouts {
-            connect: Duration::from_secs(5),
-            first_byte: Duration::from_secs(10),
-            whole: Duration::from_secs(15),
-        }
+        Timeouts::answering_within(Duration::from_secs(10))
     }
 }
 

@@ -18,6 +18,9 @@ pub const ACCOUNT_INVALID: i64 = 130007;
 pub enum ErrorClass {
     /// Transient server or network fault: retry the same request with backoff.
     Retryable,
+    /// An answer that broke the protocol (too large, garbled, about things nobody asked): maybe
+    /// a passing fault of a proxy, maybe not; tried again briefly, and never used.
+    Malformed,
     /// No connection could be made (DNS, refused, TLS, connect timeout): transient once the
     /// endpoint has answered, a configuration problem before that.
     Unreachable,

@@ -87,11 +87,8 @@ impl ApiError {
         match self {
             ApiError::Service { code, .. } => codes::classify(*code),
             ApiError::Http { status: 429, .. } => ErrorClass::RateLimited,
-            // A garbled or oversized answer may be a passing fault of a proxy: try again; what
-            // it said is never used.
-            ApiError::Http { .. } | ApiError::Transport { .. } | ApiError::Protocol { .. } => {
-                ErrorClass::Retryable
-            }
+            ApiError::Http { .. } | ApiError::Transport { .. } => ErrorClass::Retryable,
+            ApiError::Protocol { .. } => ErrorClass::Malformed,
             ApiError::Unreachable { .. } => ErrorClass::Unreachable,
             ApiError::Encode { .. } => ErrorClass::InvalidRequest,
         }
@@ -161,7 +158,7 @@ mod tests {
         };
         assert_eq!(
             (p.class(), p.code()),
-            (ErrorClass::Retryable, pseudo_code::UNREADABLE)
+            (ErrorClass::Malformed, pseudo_code::UNREADABLE)
         );
     }
 

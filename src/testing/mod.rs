@@ -7,9 +7,16 @@
 //! - [`FakeApi`]: the official-account API in-process, on the emulator's own rules, answering
 //!   at once (or after a latency measured on tokio's clock), so that the core runs under paused
 //!   time; a script may answer any call differently.
+//! - [`StandIn`]: a service that misbehaves on purpose, on a loopback port; [`Mute`]: a port
+//!   that accepts connections and never speaks.
+//! - [`run_measured`]: a process's wall time and its own peak memory.
 
 mod database;
 mod fake;
+mod measure;
+mod standin;
 
 pub use database::{POSTGRES_URL_VAR, TestDatabase};
 pub use fake::{FakeApi, Request};
+pub use measure::{Measured, run_measured};
+pub use standin::{Mute, Reply, StandIn};

@@ -33,6 +33,22 @@ impl Daemon {
                     return Ended::Done;
                 }
             }
+            Ok(Err(unread)) if unread.is_local() => {
+                // This machine's trouble (out of file descriptors, say), not the manifests':
+                // the set in force stays, and so does what readiness said about it.
+                let first = unread
+                    .problems
+                    .iter()
+                    .find(|p| p.local)
+                    .map(ToString::to_string);
+                tracing::error!(
+                    problem = first.unwrap_or_default(),
+                    "cannot read the manifests on this machine now; the last valid set stays in force"
+                );
+                if matches!(trigger, Trigger::Change | Trigger::Start) {
+                    return Ended::Done;
+                }
+            }
             Ok(Err(invalid)) => {
                 for p in &invalid.problems {
                     p.log(tracing::Level::ERROR, self.json_logs);

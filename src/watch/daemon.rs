@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WatchConfig;
 use super::health::Health;
-use super::leader::Leadership;
+use super::leader::{Attempt, Leadership};
 use super::schedule::{Action, Schedule};
 use super::source::Source;
 use crate::engine::Engine;
@@ -55,7 +55,7 @@ impl Daemon {
         health: Arc<Health>,
     ) -> anyhow::Result<Daemon> {
         let mut leadership = Leadership::default();
-        let leading = leadership
+        let first = leadership
             .first(&mut engine, config.standby, &metrics, &health)
             .await?;
         let credentials: Vec<PathBuf> = match &config.run.remote {
@@ -78,8 +78,12 @@ impl Daemon {
             watching = ?source.watched().collect::<Vec<_>>(),
             "watching the manifests"
         );
+        let mut schedule = Schedule::new(config.timing, Instant::now(), first == Attempt::Leading);
+        if first == Attempt::Failing {
+            schedule.ledger_unreachable(Instant::now());
+        }
         Ok(Daemon {
-            schedule: Schedule::new(config.timing, Instant::now(), leading),
+            schedule,
             engine,
             paths: config.paths.clone(),
             limits: config.run.limits,
@@ -130,17 +134,20 @@ impl Daemon {
     async fn act(&mut self, stop: &CancellationToken) {
         match self.schedule.due(Instant::now()) {
             Some(Action::TakeOver) => {
-                if self
+                let attempt = self
                     .leadership
                     .try_take(&mut self.engine, &self.metrics, &self.health)
-                    .await
-                {
-                    // The previous leader may have left anything behind: reconcile in full.
-                    self.reconciled = None;
-                    self.read_ledger_counts().await;
-                    self.schedule.took_over(Instant::now());
-                } else {
-                    self.schedule.stand_by(Instant::now());
+                    .await;
+                let now = Instant::now();
+                match attempt {
+                    Attempt::Leading => {
+                        // The previous leader may have left anything behind: reconcile in full.
+                        self.reconciled = None;
+                        self.read_ledger_counts().await;
+                        self.schedule.took_over(now);
+                    }
+                    Attempt::Standing => self.schedule.stand_by(now),
+                    Attempt::Failing => self.schedule.ledger_unreachable(now),
                 }
             }
             Some(Action::Cycle {

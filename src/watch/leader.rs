@@ -13,6 +13,17 @@ use crate::engine::Engine;
 use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
 
+/// How an attempt to take the lock went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// This replica leads now.
+    Leading,
+    /// Another replica holds the lock.
+    Standing,
+    /// The ledger could not be reached (or refused us otherwise).
+    Failing,
+}
+
 #[derive(Default)]
 pub struct Leadership {
     /// Why this replica last stood by, so that each reason is logged once.
@@ -20,41 +31,53 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// The first attempt, at start: a lock held elsewhere is fatal unless `standby`, and so is
-    /// any other failure (a wrong URL or password needs a new deployment, not a retry).
+    /// The first attempt, at start: a lock held elsewhere is fatal unless `standby`; a ledger
+    /// that cannot be reached now is waited for, unready; anything else (a wrong password, a
+    /// database holding something else) needs a new deployment, not a retry, and is fatal.
     pub async fn first(
         &mut self,
         engine: &mut Engine,
         standby: bool,
         metrics: &Metrics,
         health: &Health,
-    ) -> Result<bool, LedgerError> {
+    ) -> Result<Attempt, LedgerError> {
         match engine.lead("watch").await {
-            Ok(()) => Ok(self.leading(engine, metrics)),
+            Ok(()) => {
+                self.leading(engine, metrics);
+                Ok(Attempt::Leading)
+            }
             Err(e @ LedgerError::Locked { .. }) if standby => {
                 self.stand_by(&e, metrics, health);
-                Ok(false)
+                Ok(Attempt::Standing)
+            }
+            Err(e @ LedgerError::Unavailable { .. }) => {
+                self.stand_by(&e, metrics, health);
+                Ok(Attempt::Failing)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// A later attempt: true when this replica leads now. A failure is logged (each reason
-    /// once); one that is not another replica's lock makes this replica unready.
+    /// A later attempt. A failure is logged (each reason once); one that is not another
+    /// replica's lock makes this replica unready.
     pub async fn try_take(
         &mut self,
         engine: &mut Engine,
         metrics: &Metrics,
         health: &Health,
-    ) -> bool {
+    ) -> Attempt {
         match engine.lead("watch").await {
             Ok(()) => {
                 health.last_run(LastRun::Fine);
-                self.leading(engine, metrics)
+                self.leading(engine, metrics);
+                Attempt::Leading
             }
             Err(e) => {
                 self.stand_by(&e, metrics, health);
-                false
+                match e {
+                    LedgerError::Locked { .. } => Attempt::Standing,
+                    _ => Attempt::Failing,
+                }
             }
         }
     }

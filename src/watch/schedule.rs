@@ -72,6 +72,8 @@ pub struct Schedule {
     early_retry_used: bool,
     /// While standing by: when to try the lock next.
     next_takeover: Option<Instant>,
+    /// Consecutive attempts to take the lock that could not reach the ledger.
+    unreachable: u32,
 }
 
 impl Schedule {
@@ -88,6 +90,7 @@ impl Schedule {
             failures: 0,
             early_retry_used: false,
             next_takeover: (!leading).then(|| now + timing.takeover_every),
+            unreachable: 0,
         }
     }
 
@@ -189,7 +192,22 @@ impl Schedule {
     /// The lock was lost (or a takeover attempt failed): try again after `takeover_every`.
     /// Whatever was failing stops counting: a replica that does not lead sends nothing.
     pub fn stand_by(&mut self, now: Instant) {
-        self.next_takeover = Some(now + self.timing.takeover_every);
+        self.unreachable = 0;
+        self.wait_for_lock(now + self.timing.takeover_every);
+    }
+
+    /// An attempt to take the lock could not reach the ledger: try again after a pause that
+    /// grows from `takeover_every` to a minute, so that a server that is down is not
+    /// hammered by every replica.
+    pub fn ledger_unreachable(&mut self, now: Instant) {
+        let every = self.timing.takeover_every;
+        let pause = Backoff::new(every, every.max(Duration::from_secs(60))).after(self.unreachable);
+        self.unreachable = self.unreachable.saturating_add(1);
+        self.wait_for_lock(now + pause);
+    }
+
+    fn wait_for_lock(&mut self, at: Instant) {
+        self.next_takeover = Some(at);
         self.retry_at = None;
         self.failures = 0;
         self.early_retry_used = false;
@@ -350,6 +368,27 @@ mod tests {
         // Losing the lead mid-run: stand by again, without counting it as a failure.
         assert_eq!(s.finished(t0 + secs(11), Ended::LostLead), None);
         assert_eq!(s.next_wake(), Some(t0 + secs(16)));
+    }
+
+    #[test]
+    fn a_ledger_that_cannot_be_reached_is_tried_again_after_growing_pauses() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, false);
+        assert!(s.due(t0).is_some());
+        s.finished(t0, Ended::Done);
+        let mut now = t0;
+        let mut pauses = Vec::new();
+        for _ in 0..6 {
+            let wake = s.next_wake().unwrap();
+            pauses.push((wake - now).as_secs());
+            now = wake;
+            assert_eq!(s.due(now), Some(Action::TakeOver));
+            s.ledger_unreachable(now);
+        }
+        assert_eq!(pauses, [5, 5, 10, 20, 40, 60]);
+        // Reached again (another replica holds it): back to the usual period.
+        s.stand_by(now);
+        assert_eq!(s.next_wake(), Some(now + secs(5)));
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub struct Daemon {
 }
 
 pub fn start(ws: &Workspace, emulator: &Emulator, path: &Path, extra: &[&str]) -> Daemon {
+    start_at(ws, &emulator.url(), path, extra)
+}
+
+/// A daemon talking to the API at `url`.
+pub fn start_at(ws: &Workspace, url: &str, path: &Path, extra: &[&str]) -> Daemon {
     let log = ws.path().join(format!("daemon-{}.log", rand_suffix()));
     let mut args = vec![
         "watch",
@@ -30,7 +35,7 @@ pub fn start(ws: &Workspace, emulator: &Emulator, path: &Path, extra: &[&str]) -
     ];
     args.extend_from_slice(extra);
     let mut child = ws
-        .command(Some(&emulator.url()), &args)
+        .command(Some(url), &args)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -79,6 +84,15 @@ impl Daemon {
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         (status, body)
+    }
+
+    /// The address of its probes.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 
     pub fn log(&self) -> String {
