@@ -33,6 +33,7 @@ pub async fn emulator(accounts: usize, latency_ms: u64, fault_rate: f64, qps: u3
         latency: Latency {
             min: latency_ms,
             max: latency_ms,
+            after_change: false,
         },
         faults: Faults {
             rate: fault_rate,

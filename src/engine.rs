@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{Job, Observer, Reconciled, Reconciler, RefreshSummary, RunError, Stop};
+use crate::apply::{
+    Job, Observer, Reconciled, Reconciler, Refresh, RefreshSummary, RunError, Stop,
+};
 use crate::ledger::{AccountSummary, LedgerError, Location, Reader, Run, Snapshot, Writer};
 use crate::manifest::ManifestSet;
 use crate::sandbox::{Sandbox, SandboxError};
@@ -186,14 +188,14 @@ impl Engine {
     pub async fn refresh(
         &self,
         manifests: &ManifestSet,
-        command: &str,
+        purpose: Refresh,
         cancel: &CancellationToken,
     ) -> Result<(RefreshSummary, Option<Stop>), RunError> {
         if let Some(sandbox) = &self.sandbox {
             sandbox.ensure_accounts(manifests).await;
         }
         self.reconciler()?
-            .refresh(&manifests.accounts(), command, cancel)
+            .refresh(&manifests.accounts(), purpose, cancel)
             .await
     }
 

@@ -8,6 +8,7 @@ pub mod emulator;
 pub mod engine;
 pub mod files;
 pub mod ledger;
+pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;

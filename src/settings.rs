@@ -11,9 +11,7 @@
 //! refused without blocking), at most [`MAX_SECRET_FILE`] bytes, one line of printable text.
 //! A key file that group or others can read is warned about.
 
-use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::apply::{Policy, RetryPolicy};
@@ -37,9 +35,6 @@ pub const DEFAULT_QPS: u32 = 190;
 pub fn default_concurrency(qps: u32) -> usize {
     (qps as usize).clamp(8, 1024)
 }
-
-/// Largest secret file read: a key or a password is one short line.
-pub const MAX_SECRET_FILE: u64 = 4096;
 
 /// The app's credentials and endpoint, as asked for.
 #[derive(Debug, Clone, Default)]
@@ -216,37 +211,6 @@ pub fn resolve(
     }
 }
 
-/// The ledger in effect. The sandbox keeps its own ledger in `DIR/sandbox`, so that demo runs
-/// never mix with the real service's records.
-pub fn resolve_state(
-    state: &StateRequest,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Location, SettingsError> {
-    let is_url = Location::is_url(&state.at);
-    match (is_url, state.sandbox) {
-        (true, true) => Err(SettingsError::SandboxUrl),
-        (false, true) => Ok(Location::Sqlite(PathBuf::from(&state.at).join("sandbox"))),
-        _ => resolve_location(&state.at, state.password_file.as_deref(), env),
-    }
-}
-
-/// A directory, or a `postgres://` URL whose password, when it carries none, comes from
-/// `password_file`, else from `PGPASSWORD`.
-pub fn resolve_location(
-    at: &str,
-    password_file: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Location, SettingsError> {
-    if !Location::is_url(at) {
-        return Ok(Location::Sqlite(PathBuf::from(at)));
-    }
-    let password = match password_file {
-        Some(path) => Some(read_secret_file(path, Secret::Password)?),
-        None => env("PGPASSWORD").filter(|p| !p.is_empty()),
-    };
-    Ok(Location::postgres(at, password)?)
-}
-
 /// The app's validated credentials, without an endpoint (`usersig` needs no more).
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -322,110 +286,6 @@ pub fn resolve_service(
             problems.extend(credentials.err().map(|e| e.0).unwrap_or_default());
             Err(SettingsErrors(problems))
         }
-    }
-}
-
-/// A secret key as given: one line of printable ASCII without spaces, surrounding whitespace
-/// (a trailing newline from `echo key > file`) ignored.
-fn check_key(raw: &str) -> Option<SecretKey> {
-    let key = raw.trim();
-    let printable = key.chars().all(|c| c.is_ascii_graphic());
-    (printable && key.len() <= 1024)
-        .then(|| SecretKey::new(key))
-        .flatten()
-}
-
-fn read_key_file(path: &Path, warn_if_shared: bool) -> Result<SecretKey, SettingsError> {
-    let text = read_secret_file(path, Secret::Key)?;
-    if warn_if_shared {
-        warn_if_readable_by_others(path);
-    }
-    check_key(&text).ok_or_else(|| SettingsError::BadSecretFile {
-        what: Secret::Key,
-        path: path.to_owned(),
-        problem:
-            "does not hold a secret key: one line of letters, digits and punctuation without spaces"
-                .into(),
-    })
-}
-
-/// Which secret a file holds, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Secret {
-    Key,
-    Password,
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Secret::Key => "secret key file (--secret-key-file, SUBSYNC_SECRET_KEY_FILE)",
-            Secret::Password => {
-                "state password file (--state-password-file, SUBSYNC_STATE_PASSWORD_FILE)"
-            }
-        })
-    }
-}
-
-/// The one line a secret file holds, read within bounds; never its content in an error.
-pub fn read_secret_file(path: &Path, what: Secret) -> Result<String, SettingsError> {
-    let bad = |problem: String| SettingsError::BadSecretFile {
-        what,
-        path: path.to_owned(),
-        problem,
-    };
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| bad(format!("cannot be read: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| bad(format!("cannot be read: {e}")))?;
-    if !meta.file_type().is_file() {
-        return Err(bad("is not a regular file".into()));
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(bad(format!(
-            "is {} bytes; a secret is one short line (at most {MAX_SECRET_FILE} bytes)",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.by_ref()
-        .take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| bad(format!("cannot be read: {e}")))?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
-        return Err(bad(format!(
-            "grew past {MAX_SECRET_FILE} bytes while being read"
-        )));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| bad("is not text".into()))?;
-    let line = text.trim_end_matches(['\r', '\n']);
-    if line.is_empty() {
-        return Err(bad("is empty; put the secret in it".into()));
-    }
-    if line.contains(['\n', '\r']) || line.chars().any(char::is_control) {
-        return Err(bad(
-            "holds more than one line, or control characters; a secret is one line".into(),
-        ));
-    }
-    Ok(line.to_owned())
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            file = %path.display(),
-            mode = format!("{:o}", mode & 0o777),
-            "the secret key file can be read by other users; restrict it (chmod 600, or defaultMode: 0400 on a Kubernetes Secret volume)"
-        );
     }
 }
 
@@ -575,6 +435,14 @@ pub enum SettingsError {
         "--sandbox keeps its ledger in a directory; give --state a directory, not a postgres:// URL"
     )]
     SandboxUrl,
+    #[error(
+        "--state begins with {scheme:?}, which is neither a directory nor a URL subsync knows; give a directory, or a database as postgres://USER@HOST/DB (postgresql:// also works)"
+    )]
+    UnknownScheme { scheme: String },
+    #[error(
+        "--state {path} is {what}; expected a directory (the ledger is DIR/ledger.db, created on first use) or a postgres:// URL"
+    )]
+    StateNotDirectory { path: PathBuf, what: &'static str },
 }
 
 /// Every problem with the settings, found together.
@@ -606,6 +474,13 @@ impl From<SettingsError> for SettingsErrors {
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
+
+mod secret;
+mod state;
+
+pub use secret::{MAX_SECRET_FILE, Secret, read_secret_file};
+use secret::{check_key, read_key_file};
+pub use state::{resolve_location, resolve_state};
 
 #[cfg(test)]
 mod tests;

@@ -206,7 +206,7 @@ async fn prune_removes_what_the_manifest_no_longer_lists() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn prune_after_a_refresh_removes_out_of_band_additions_too() {
+async fn a_pre_existing_subscriber_survives_prune_until_the_set_opts_in() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &["stranger"])
         .start()
@@ -219,8 +219,83 @@ async fn prune_after_a_refresh_removes_out_of_band_additions_too() {
         &["apply", "manifests", "--refresh", "--format", "json"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(account(&json(&out), "@TOA#_a")["removed"], 0);
+    let mut expected = ids("a", 2);
+    expected.push("stranger".into());
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), expected);
+    // Seen, reported, and left alone: subsync never managed it.
+    let plan = json(&run(
+        &ws,
+        &emulator,
+        &["plan", "manifests", "--format", "json"],
+    ));
+    let a = account(&plan, "@TOA#_a");
+    assert_eq!(strings(&a["unmanaged"]), ["stranger"]);
+    assert_eq!(a["out_of_band_kept"], 1);
+    assert_eq!(strings(&a["drift"]["out_of_band_added"]), ["stranger"]);
+    assert!(
+        a["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("pruneOutOfBand"),
+        "{a}"
+    );
+    // A second apply still leaves it.
+    converge(&ws, &emulator);
+    assert!(remote_subscribers(&emulator, "@TOA#_a").contains(&"stranger".to_string()));
+    assert_eq!(emulator.stats().calls(Command::DeleteSubscriber), 0);
+
+    pruned_manifest(
+        &ws,
+        "a",
+        "@TOA#_a",
+        &ids("a", 2),
+        "  pruneOutOfBand: true\n",
+    );
+    let out = run(&ws, &emulator, &["apply", "manifests", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(account(&json(&out), "@TOA#_a")["removed"], 1);
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 2));
+    let plan = json(&run(
+        &ws,
+        &emulator,
+        &["plan", "manifests", "--format", "json"],
+    ));
+    let a = account(&plan, "@TOA#_a");
+    assert!(
+        a["drift"]["out_of_band_added"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{a}"
+    );
+    assert_eq!(strings(&a["drift"]["repaired"]), ["stranger"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_listed_once_is_managed_and_pruned_when_dropped() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &["stranger"])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 4), "");
+    let out = run(&ws, &emulator, &["apply", "manifests", "--refresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Listing it makes it subsync's; dropping it again prunes it.
+    let mut listed = ids("a", 4);
+    listed.push("stranger".into());
+    pruned_manifest(&ws, "a", "@TOA#_a", &listed, "");
+    converge(&ws, &emulator);
+    pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 4), "");
+    let out = run(&ws, &emulator, &["apply", "manifests", "--format", "json"]);
+    assert_eq!(
+        account(&json(&out), "@TOA#_a")["removed"],
+        1,
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 4));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,8 +324,17 @@ async fn pruning_to_an_empty_set_needs_allow_empty() {
     let plan = stdout(&run(&ws, &emulator, &["plan", "manifests"]));
     assert!(plan.contains("set allowEmpty: true"), "{plan}");
 
+    // allowEmpty consents to an empty account; emptying it in one run is still a mass prune.
     pruned_manifest(&ws, "a", "@TOA#_a", &[], "  allowEmpty: true\n");
-    converge(&ws, &emulator);
+    let out = run(&ws, &emulator, &["apply", "manifests"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_a").len(), 3);
+    let out = run(
+        &ws,
+        &emulator,
+        &["apply", "manifests", "--allow-mass-prune"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(remote_subscribers(&emulator, "@TOA#_a").is_empty());
 }
 
@@ -282,7 +366,7 @@ async fn a_mass_prune_needs_allow_mass_prune() {
         a["warnings"][0]
             .as_str()
             .unwrap()
-            .contains("more than --max-prune 100"),
+            .contains("more than 100 (--max-prune"),
         "{a}"
     );
     let out = run(&ws, &emulator, &["apply", "manifests"]);

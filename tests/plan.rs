@@ -94,13 +94,13 @@ fn out_saves_the_json_plan_whatever_the_display_format() {
 }
 
 #[test]
-fn the_diff_format_is_a_unified_diff_per_account() {
+fn the_diff_format_lists_each_accounts_changes() {
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 2));
     let out = ws.run(None, &["plan", "manifests", "--format", "diff"]);
     assert_eq!(
         stdout(&out),
-        "--- ledger/@TOA#_a\n+++ manifests/@TOA#_a (a)\n@@ -0,0 +1,2 @@\n+u00000\n+u00001\n"
+        "--- ledger/@TOA#_a\n+++ manifests/@TOA#_a (a)\n@@ 0 to remove, 2 to add @@\n+u00000\n+u00001\n"
     );
 }
 

@@ -30,6 +30,8 @@ pub enum Mode {
 
 pub struct AccountRun {
     pub id: Arc<str>,
+    /// Planned adds an interrupted earlier run may have sent (sorted).
+    pub intended: Vec<String>,
     removes: VecDeque<Batch>,
     adds: VecDeque<Batch>,
     pub in_flight: usize,
@@ -63,6 +65,7 @@ impl AccountRun {
         let full = work.known == Known::Full && work.remove.is_empty();
         AccountRun {
             id: Arc::from(work.official_account),
+            intended: work.intended,
             removes: batches(index, Op::Remove, work.remove),
             adds: batches(index, Op::Add, work.add),
             in_flight: 0,
@@ -93,6 +96,28 @@ impl AccountRun {
     /// Empties the add queue (the account is full); returns the members left out.
     pub fn drain_adds(&mut self) -> u64 {
         self.adds.drain(..).map(|b| b.members.len() as u64).sum()
+    }
+
+    /// Splits the "already subscribed" members of an add batch into (recovered, drift).
+    pub fn split_intended(&self, unchanged: Vec<String>) -> (Vec<String>, Vec<String>) {
+        if self.intended.is_empty() {
+            return (Vec::new(), unchanged);
+        }
+        unchanged
+            .into_iter()
+            .partition(|s| self.intended.binary_search(s).is_ok())
+    }
+
+    /// Retries still queued: the call before them may have been applied without an answer.
+    pub fn queued_retries(&mut self) -> Vec<Batch> {
+        let mut out = Vec::new();
+        for queue in [&mut self.adds, &mut self.removes] {
+            let (retries, rest): (VecDeque<Batch>, VecDeque<Batch>) =
+                queue.drain(..).partition(|b| b.attempt > 0);
+            *queue = rest;
+            out.extend(retries);
+        }
+        out
     }
 
     /// Empties both queues (the account is gone), by operation.

@@ -8,7 +8,13 @@
 //! run plans them again and converges. On a stop signal no new batch starts, batches already
 //! sent get `drain` to finish and be recorded, and the rest are abandoned (and re-sent by the
 //! next run).
+//!
+//! Before a batch is first sent, its members are recorded as intended (group-committed with
+//! the other batches' records); a batch whose outcome is recorded clears its members' intents. What a crash, an abandoned batch or a
+//! dropped retry leaves in doubt therefore stays intended, and the next run (or a takeover)
+//! counts its "already subscribed" answers as `recovered`, not as drift.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,9 +57,11 @@ pub struct Context {
 enum Event {
     Sent(Batch, Result<Vec<SubscriberResult>, ApiError>),
     /// Stopped before it was sent.
-    Unsent,
+    Unsent(Batch),
+    /// Not sent: its intent could not be recorded.
+    Unrecorded(Batch, RecordError),
     /// A retry dropped while waiting for its backoff.
-    Dropped,
+    Dropped(Batch),
     /// A retry's backoff elapsed.
     Ready(Batch),
 }
@@ -62,6 +70,7 @@ enum Event {
 #[derive(Default)]
 struct Delta {
     counts: Counts,
+    count_change: i64,
     failed: Vec<(String, i64)>,
     remove_failed: Vec<(String, i64)>,
 }
@@ -84,6 +93,9 @@ struct Exec<'a> {
     rate_limited: u64,
     fatal: Option<ApiError>,
     record_error: Option<RecordError>,
+    /// The members of every task in `api`, to know what an abandoned one leaves in doubt.
+    tasks: HashMap<tokio::task::Id, (usize, Op, Vec<String>)>,
+    in_doubt: Vec<(String, Op, Vec<String>)>,
 }
 
 /// Sends every planned change; returns when all are accounted for or the run was stopped.
@@ -106,6 +118,8 @@ pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken)
         rate_limited: 0,
         fatal: None,
         record_error: None,
+        tasks: HashMap::new(),
+        in_doubt: Vec::new(),
     };
     for (index, known) in known.into_iter().enumerate() {
         match known {
@@ -148,20 +162,49 @@ impl Exec<'_> {
                     self.api.abort_all();
                     abandoned = true;
                 }
-                Some(event) = self.api.join_next() => match event {
-                    Ok(Event::Sent(batch, answer)) => {
-                        self.release(&batch);
-                        self.calls.requests += 1;
-                        self.on_answer(batch, answer);
+                Some(event) = self.api.join_next_with_id() => match event {
+                    Ok((id, event)) => {
+                        self.tasks.remove(&id);
+                        self.on_event(event);
                     }
-                    Ok(Event::Unsent) => self.in_flight -= 1,
-                    Ok(Event::Dropped) => {}
-                    Ok(Event::Ready(batch)) => self.requeue(batch),
                     // Aborted at the drain deadline: its outcome is unknown and not recorded.
-                    Err(_) => {}
+                    Err(e) => {
+                        if let Some((index, op, members)) = self.tasks.remove(&e.id()) {
+                            self.doubt(index, op, members);
+                        }
+                    }
                 },
             }
         }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Sent(batch, answer) => {
+                self.release(&batch);
+                self.calls.requests += 1;
+                self.on_answer(batch, answer);
+            }
+            Event::Unrecorded(batch, e) => {
+                self.release(&batch);
+                self.cannot_record(e);
+            }
+            Event::Unsent(batch) => {
+                self.release(&batch);
+                // A retry's earlier call may have been applied without an answer.
+                if batch.attempt > 0 {
+                    self.doubt(batch.account, batch.op, batch.members);
+                }
+            }
+            Event::Dropped(batch) => self.doubt(batch.account, batch.op, batch.members),
+            Event::Ready(batch) => self.requeue(batch),
+        }
+    }
+
+    /// `members` may or may not have been changed remotely: their intents stay.
+    fn doubt(&mut self, index: usize, op: Op, members: Vec<String>) {
+        let account = self.accounts[index].id.to_string();
+        self.in_doubt.push((account, op, members));
     }
 
     /// Starts batches up to the concurrency limit, round-robin across accounts.
@@ -176,10 +219,23 @@ impl Exec<'_> {
             let pacer = self.ctx.pacer.clone();
             let stop = self.stop.clone();
             let account = self.accounts[batch.account].id.clone();
-            self.api.spawn(async move {
+            let members = (batch.account, batch.op, batch.members.clone());
+            let recorder = self.ctx.recorder.clone();
+            let handle = self.api.spawn(async move {
+                // A retry's intent is on record since its first attempt.
+                if batch.attempt == 0 {
+                    let intent = Record::Intend {
+                        account: account.to_string(),
+                        op: batch.op,
+                        subscribers: batch.members.clone(),
+                    };
+                    if let Err(e) = recorder.record(vec![intent]).await {
+                        return Event::Unrecorded(batch, e);
+                    }
+                }
                 tokio::select! {
                     biased;
-                    () = stop.cancelled() => return Event::Unsent,
+                    () = stop.cancelled() => return Event::Unsent(batch),
                     () = pacer.of(command(batch.op)).acquire() => {}
                 }
                 let answer = match batch.op {
@@ -188,6 +244,7 @@ impl Exec<'_> {
                 };
                 Event::Sent(batch, answer)
             });
+            self.tasks.insert(handle.id(), members);
         }
     }
 
@@ -248,15 +305,26 @@ impl Exec<'_> {
                 limit,
             } => {
                 let mut delta = Delta::default();
+                // "Already subscribed" to an add an interrupted run of ours sent is that
+                // run's add, recovered: recorded as done, not as drift.
+                let (recovered, unchanged) = match batch.op {
+                    Op::Add => self.accounts[index].split_intended(unchanged),
+                    Op::Remove => (Vec::new(), unchanged),
+                };
+                let mut done = done;
+                delta.counts.recovered = recovered.len() as u64;
+                done.extend(recovered);
                 match batch.op {
                     Op::Add => {
-                        delta.counts.added = done.len() as u64;
+                        delta.counts.added = done.len() as u64 - delta.counts.recovered;
                         delta.counts.already = unchanged.len() as u64;
+                        delta.count_change = delta.counts.added as i64;
                         delta.counts.not_added_limit = limit.len() as u64;
                         delta.failed = failed.clone();
                     }
                     Op::Remove => {
                         delta.counts.removed = (done.len() + unchanged.len()) as u64;
+                        delta.count_change = -(done.len() as i64);
                         delta.remove_failed = failed.clone();
                     }
                 }
@@ -287,12 +355,14 @@ impl Exec<'_> {
                     ..batch
                 };
                 let stop = self.stop.clone();
-                self.api.spawn(async move {
+                let members = (batch.account, batch.op, batch.members.clone());
+                let handle = self.api.spawn(async move {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => Event::Ready(batch),
-                        () = stop.cancelled() => Event::Dropped,
+                        () = stop.cancelled() => Event::Dropped(batch),
                     }
                 });
+                self.tasks.insert(handle.id(), members);
             }
             Decision::Split => self.split(batch, answer.err().map(|e| e.code())),
             Decision::FailAll { code } => self.fail_all(index, batch.op, batch.members, code),
@@ -430,25 +500,32 @@ impl Exec<'_> {
         });
     }
 
+    /// The ledger cannot record: stop sending.
+    fn cannot_record(&mut self, e: RecordError) {
+        // Every batch in flight fails the same way; say it once.
+        if self.record_error.is_none() {
+            tracing::error!(error = %e, "stopping: outcomes can no longer be recorded");
+        }
+        self.record_error.get_or_insert(e);
+        self.stop.cancel();
+    }
+
     fn on_committed(&mut self, committed: Committed) {
         if let Err(e) = committed.result {
-            // Every batch in flight fails the same way; say it once.
-            if self.record_error.is_none() {
-                tracing::error!(error = %e, "stopping: outcomes can no longer be recorded");
-            }
-            self.record_error.get_or_insert(e);
-            self.stop.cancel();
-            return;
+            return self.cannot_record(e);
         }
         let account = &mut self.accounts[committed.account];
         let Delta {
             counts,
+            count_change,
             failed,
             remove_failed,
         } = committed.delta;
         let tally = &mut account.tally;
         tally.added += counts.added;
         tally.already += counts.already;
+        tally.recovered += counts.recovered;
+        tally.count_change += count_change;
         tally.not_added_limit += counts.not_added_limit;
         tally.removed += counts.removed;
         tally.failed.extend(failed);
@@ -456,7 +533,12 @@ impl Exec<'_> {
         self.ctx.observer.committed(&account.id, &counts);
     }
 
-    fn report(self, interrupted: bool) -> Report {
+    fn report(mut self, interrupted: bool) -> Report {
+        for index in 0..self.accounts.len() {
+            for batch in self.accounts[index].queued_retries() {
+                self.doubt(index, batch.op, batch.members);
+            }
+        }
         let tallies = self
             .accounts
             .into_iter()
@@ -474,6 +556,7 @@ impl Exec<'_> {
             fatal: self.fatal,
             record_error: self.record_error,
             interrupted,
+            in_doubt: self.in_doubt,
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use decide::RetryPolicy;
 pub use observe::{Both, Counts, Nobody, Observer};
 pub use reconcile::{Job, Reconciler};
-pub use refresh::{RefreshFailure, RefreshSummary};
+pub use refresh::{Refresh, RefreshFailure, RefreshSummary};
 pub use summary::{
     AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals, Trigger,
 };

@@ -6,7 +6,10 @@
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub added: u64,
+    /// Result 2 for a subscriber the ledger did not know: drift.
     pub already: u64,
+    /// Result 2 for a subscriber an interrupted run of subsync's own had sent: not drift.
+    pub recovered: u64,
     /// Adds or removals that failed.
     pub failed: u64,
     pub not_added_limit: u64,
@@ -16,7 +19,12 @@ pub struct Counts {
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.added + self.already + self.failed + self.not_added_limit + self.removed
+        self.added
+            + self.already
+            + self.recovered
+            + self.failed
+            + self.not_added_limit
+            + self.removed
     }
 }
 

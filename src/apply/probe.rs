@@ -18,6 +18,8 @@ use crate::tencent::{AccountInfo, Api, ApiError};
 #[derive(Debug, Clone, Copy)]
 pub struct Info {
     pub max: Option<u64>,
+    /// SubscriberNum before anything was sent.
+    pub num: Option<u64>,
     pub known: Known,
 }
 
@@ -93,6 +95,7 @@ pub async fn probe(
             account.clone(),
             Info {
                 max: item.max_subscribers,
+                num: item.subscriber_num,
                 known,
             },
         );

@@ -5,6 +5,7 @@
 //! writer lock), the client, and one rate limiter per API command, so that consecutive
 //! reconciles of the daemon share the pace the service allows.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -12,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::observe::Observer;
 use super::probe::{Probed, probe};
-use super::refresh::{self, RefreshSummary};
+use super::refresh::{self, Refresh, RefreshSummary};
 use super::summary::{AccountStatus, RunResult, Summary};
 use super::work::{Known, Report, Work};
 use super::{Policy, Reconciled, RunError, Stop, Trigger, executor};
-use crate::ledger::{AccountFact, Record, Recorder, Writer};
+use crate::ledger::{AccountFact, Record, Recorder, Snapshot, Writer};
 use crate::manifest::ManifestSet;
 use crate::plan::{self, Plan};
 use crate::tencent::Api;
@@ -80,13 +81,14 @@ impl Reconciler {
         self.api.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn readers(&self) -> Arc<refresh::Readers> {
+    fn readers(&self, purpose: Refresh) -> Arc<refresh::Readers> {
         Arc::new(refresh::Readers {
             api: self.api(),
             pacer: self.pacer.clone(),
             policy: self.policy.retry,
             writer: self.writer.clone(),
             max_subscribers: self.policy.max_subscribers,
+            adopt: purpose == Refresh::Import,
         })
     }
 
@@ -95,11 +97,12 @@ impl Reconciler {
     pub async fn refresh(
         &self,
         accounts: &[String],
-        command: &str,
+        purpose: Refresh,
         cancel: &CancellationToken,
     ) -> Result<(RefreshSummary, Option<Stop>), RunError> {
-        let run = self.writer.begin_run(command, None).await?;
-        let (summary, stop) = refresh::refresh(self.readers(), accounts, run, cancel).await;
+        let run = self.writer.begin_run(purpose.command(), None).await?;
+        let readers = self.readers(purpose);
+        let (summary, stop) = refresh::refresh(readers, accounts, run, cancel).await;
         let result = match (&stop, cancel.is_cancelled(), summary.failed.is_empty()) {
             (Some(_), _, _) => "failed",
             (None, true, _) => "interrupted",
@@ -132,7 +135,8 @@ impl Reconciler {
                 .begin_run(job.trigger.command(), job.revision.as_deref())
                 .await?;
             let accounts = job.manifests.accounts();
-            let (summary, stop) = refresh::refresh(self.readers(), &accounts, id, cancel).await;
+            let readers = self.readers(Refresh::Check);
+            let (summary, stop) = refresh::refresh(readers, &accounts, id, cancel).await;
             (run, refreshed, stopped) = (Some(id), Some(summary), stop);
         }
         let snapshot = self.writer.snapshot().await?;
@@ -155,6 +159,7 @@ impl Reconciler {
             ),
             None => 0,
         };
+        let ledger = LedgerNotes::of(job.manifests, &snapshot);
         drop(snapshot);
         let planned = plan.summary;
         let warnings = plan
@@ -168,10 +173,11 @@ impl Reconciler {
             .collect();
         // Accounts only the ledger still knows (no manifest) have nothing to apply.
         plan.accounts.retain(|a| a.name.is_some());
-        let idle = plan
-            .accounts
-            .iter()
-            .all(|a| a.add.is_empty() && a.remove.is_empty());
+        let idle = ledger.adopt.is_empty()
+            && plan
+                .accounts
+                .iter()
+                .all(|a| a.add.is_empty() && a.remove.is_empty());
         let mut summary = Summary::start(&plan, job.revision.clone(), job.trigger);
         summary.refresh = refreshed;
         if idle && !self.policy.audit_idle_runs && run.is_none() {
@@ -199,17 +205,20 @@ impl Reconciler {
             }
         };
         let recorder = self.writer.recorder(run);
-        let (report, probed, stop) = match stopped {
+        let (report, probed, mut stop) = match stopped {
             // The refresh met a fatal answer: nothing is sent.
             Some(stop) => {
-                let work = work(&mut plan, &Probed::default());
+                let work = work(&mut plan, &Probed::default(), &mut ledger.intents.clone());
                 (Report::not_started(&work), Probed::default(), Some(stop))
             }
-            None => self.send(&mut plan, &recorder, cancel).await,
+            None => self.send(&mut plan, &recorder, ledger, cancel).await,
         };
         summary.finish(&report, &probed, stop.as_ref(), started);
-        if stop.is_none() {
-            self.record_healthy(&recorder, &summary).await;
+        if let Err(e) = recorder
+            .record(after(&report, &probed, &summary, stop.is_none()))
+            .await
+        {
+            stop.get_or_insert(Stop::Record(e));
         }
         let result = if summary.interrupted {
             "interrupted"
@@ -238,9 +247,18 @@ impl Reconciler {
         &self,
         plan: &mut Plan,
         recorder: &Recorder,
+        mut ledger: LedgerNotes,
         cancel: &CancellationToken,
     ) -> (Report, Probed, Option<Stop>) {
         let api = self.api();
+        if let Err(e) = recorder.record(std::mem::take(&mut ledger.adopt)).await {
+            let work = work(plan, &Probed::default(), &mut ledger.intents);
+            return (
+                Report::not_started(&work),
+                Probed::default(),
+                Some(Stop::Record(e)),
+            );
+        }
         let targets: Vec<String> = plan
             .accounts
             .iter()
@@ -255,7 +273,7 @@ impl Reconciler {
             match probe(api.as_ref(), limiter, recorder, &targets, policy, cancel).await {
                 Ok(probed) => probed,
                 Err(e) => {
-                    let work = work(plan, &Probed::default());
+                    let work = work(plan, &Probed::default(), &mut ledger.intents);
                     return (
                         Report::not_started(&work),
                         Probed::default(),
@@ -264,7 +282,7 @@ impl Reconciler {
                 }
             }
         };
-        let work = work(plan, &probed);
+        let work = work(plan, &probed, &mut ledger.intents);
         if let Some(fatal) = probed.fatal.clone() {
             return (Report::not_started(&work), probed, Some(Stop::Fatal(fatal)));
         }
@@ -291,28 +309,72 @@ impl Reconciler {
         };
         (report, probed, stop)
     }
+}
 
-    /// Accounts that took everything they were sent lose any stale limit or missing flag.
-    async fn record_healthy(&self, recorder: &Recorder, summary: &Summary) {
-        let healthy: Vec<Record> = summary
+/// What the ledger tells a reconcile beyond the plan.
+struct LedgerNotes {
+    /// Out-of-band subscribers a manifest lists now: subsync manages them from here on.
+    adopt: Vec<Record>,
+    /// Per account, changes an interrupted earlier run may have sent (sorted).
+    intents: HashMap<String, Vec<String>>,
+}
+
+impl LedgerNotes {
+    fn of(manifests: &ManifestSet, snapshot: &Snapshot) -> LedgerNotes {
+        let mut adopt = Vec::new();
+        for set in &manifests.sets {
+            let Some(state) = snapshot.accounts.get(&set.official_account) else {
+                continue;
+            };
+            let subscribers = plan::adopted(set, state);
+            if !subscribers.is_empty() {
+                adopt.push(Record::Adopt {
+                    account: set.official_account.clone(),
+                    subscribers,
+                });
+            }
+        }
+        let intents = snapshot
             .accounts
             .iter()
-            .filter(|a| a.status == AccountStatus::Ok && a.failed.is_empty())
-            .map(|a| Record::Account {
-                account: a.official_account.clone(),
-                fact: AccountFact::Healthy,
-            })
+            .filter(|(_, state)| !state.intents.is_empty())
+            .map(|(id, state)| (id.clone(), state.intents.clone()))
             .collect();
-        if !healthy.is_empty()
-            && let Err(e) = recorder.record(healthy).await
-        {
-            tracing::warn!(error = %e, "cannot clear the accounts' stale flags");
-        }
+        LedgerNotes { adopt, intents }
     }
 }
 
-/// The adds planned per account, moved out of the plan, with what the probe learnt.
-fn work(plan: &mut Plan, probed: &Probed) -> Vec<Work> {
+/// What the ledger learns when a run is over: which of its intents are still in doubt, each
+/// probed account's remote count as the run left it, and (when it was not stopped) which
+/// accounts took everything they were sent and lose any stale limit or missing flag.
+fn after(report: &Report, probed: &Probed, summary: &Summary, finished: bool) -> Vec<Record> {
+    let mut records = vec![Record::Settle {
+        in_doubt: report.in_doubt.clone(),
+    }];
+    for (account, tally) in summary.accounts.iter().zip(&report.tallies) {
+        let id = &account.official_account;
+        if let Some(num) = probed.info.get(id).and_then(|i| i.num) {
+            let now = i64::try_from(num).unwrap_or(i64::MAX) + tally.count_change;
+            records.push(Record::Account {
+                account: id.clone(),
+                fact: AccountFact::Counted {
+                    subscriber_num: u64::try_from(now).unwrap_or(0),
+                },
+            });
+        }
+        if finished && account.status == AccountStatus::Ok && account.failed.is_empty() {
+            records.push(Record::Account {
+                account: id.clone(),
+                fact: AccountFact::Healthy,
+            });
+        }
+    }
+    records
+}
+
+/// The adds planned per account, moved out of the plan, with what the probe learnt and what
+/// an earlier run left in doubt.
+fn work(plan: &mut Plan, probed: &Probed, intents: &mut HashMap<String, Vec<String>>) -> Vec<Work> {
     plan.accounts
         .iter_mut()
         .map(|a| {
@@ -328,6 +390,7 @@ fn work(plan: &mut Plan, probed: &Probed) -> Vec<Work> {
                 add: std::mem::take(&mut a.add),
                 remove: std::mem::take(&mut a.remove),
                 known,
+                intended: intents.remove(&a.official_account).unwrap_or_default(),
             }
         })
         .collect()

@@ -58,14 +58,36 @@ pub struct RefreshFailure {
     pub error: String,
 }
 
-/// What the readers share: the API, the pace of each command, the policy, the ledger, and the
-/// most subscribers an account is believed to hold when the service does not say.
+/// Why the live lists are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// `import`: what is found is adopted on purpose; subsync manages it from now on.
+    Import,
+    /// `plan --refresh`, `apply --refresh`, the daemon: what is found is recorded as drift; what
+    /// appeared out of band is not subsync's to prune.
+    Check,
+}
+
+impl Refresh {
+    /// The command recorded in the audit log, for a refresh run on its own.
+    pub fn command(self) -> &'static str {
+        match self {
+            Refresh::Import => "import",
+            Refresh::Check => "plan --refresh",
+        }
+    }
+}
+
+/// What the readers share: the API, the pace of each command, the policy, the ledger, the
+/// most subscribers an account is believed to hold when the service does not say, and whether
+/// what is found is adopted.
 pub struct Readers {
     pub api: Arc<dyn Api>,
     pub pacer: Arc<Pacer>,
     pub policy: RetryPolicy,
     pub writer: Writer,
     pub max_subscribers: u64,
+    pub adopt: bool,
 }
 
 /// How many accounts are paged at the same time.
@@ -268,7 +290,10 @@ async fn page_account(
         }
         next = page.next;
     }
-    match writer.refresh_finish(run, account, max).await {
+    match writer
+        .refresh_finish(run, account, max, readers.adopt)
+        .await
+    {
         Ok(counts) => (Ok(counts), requests),
         Err(e) => (Err(Failure::Account(e.to_string())), requests),
     }

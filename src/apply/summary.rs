@@ -112,6 +112,20 @@ pub enum AccountStatus {
     Stopped,
 }
 
+impl AccountStatus {
+    /// The name JSON uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountStatus::Ok => "ok",
+            AccountStatus::LimitReached => "limit_reached",
+            AccountStatus::Missing => "missing",
+            AccountStatus::Failed => "failed",
+            AccountStatus::Interrupted => "interrupted",
+            AccountStatus::Stopped => "stopped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountSummary {
     pub official_account: String,
@@ -123,6 +137,10 @@ pub struct AccountSummary {
     pub added: u64,
     /// Result 2: already subscribed although the ledger did not know (drift).
     pub already_subscribed: u64,
+    /// Result 2 for an add an interrupted run of subsync's own had sent (a crash, a lost
+    /// lead): recovered, not drift.
+    #[serde(default)]
+    pub recovered: u64,
     /// Subscribers that could not be added, with the code (0 = `Result: 0`; negative = network fault).
     pub failed: Vec<FailedSubscriber>,
     /// Desired subscribers not added because the account is full.
@@ -137,6 +155,10 @@ pub struct AccountSummary {
     pub remove_failed: Vec<FailedSubscriber>,
     /// Subscribers prune would have removed but a guard held back (see the plan's warnings).
     pub remove_skipped: u64,
+    /// The set accepts a shortfall at the account's limit (`acceptShortfall: true`):
+    /// `not_added_limit` does not make the run partial.
+    #[serde(default)]
+    pub accept_shortfall: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -149,6 +171,8 @@ pub struct FailedSubscriber {
 pub struct Totals {
     pub added: u64,
     pub already_subscribed: u64,
+    #[serde(default)]
+    pub recovered: u64,
     pub failed: u64,
     pub not_added_limit: u64,
     pub removed: u64,
@@ -168,6 +192,7 @@ impl Summary {
                 planned_add: a.add.len() as u64,
                 added: 0,
                 already_subscribed: 0,
+                recovered: 0,
                 failed: Vec::new(),
                 not_added_limit: 0,
                 max_subscribers: None,
@@ -175,6 +200,7 @@ impl Summary {
                 removed: 0,
                 remove_failed: Vec::new(),
                 remove_skipped: a.held_back,
+                accept_shortfall: a.accept_shortfall,
             })
             .collect();
         Summary {
@@ -214,6 +240,7 @@ impl Summary {
             };
             a.added = t.added;
             a.already_subscribed = t.already;
+            a.recovered = t.recovered;
             a.failed = failed_list(&t.failed);
             a.removed = t.removed;
             a.remove_failed = failed_list(&t.remove_failed);
@@ -234,6 +261,7 @@ impl Summary {
         Totals {
             added: accounts.iter().map(|a| a.added).sum(),
             already_subscribed: accounts.iter().map(|a| a.already_subscribed).sum(),
+            recovered: accounts.iter().map(|a| a.recovered).sum(),
             failed: accounts.iter().map(|a| a.failed.len() as u64).sum(),
             not_added_limit: accounts.iter().map(|a| a.not_added_limit).sum(),
             removed: accounts.iter().map(|a| a.removed).sum(),
@@ -242,12 +270,16 @@ impl Summary {
     }
 
     /// The overall result from the parts: failed beats partial beats converged. Removals a
-    /// guard held back leave the run partial: the service does not match the manifests.
+    /// guard held back leave the run partial: the service does not match the manifests. A
+    /// shortfall at the limit does too, unless the set accepts it.
     pub fn result_of(accounts: &[AccountSummary], fatal: bool, interrupted: bool) -> RunResult {
         let all_ok = accounts.iter().all(|a| {
-            a.status == AccountStatus::Ok
+            let limit_ok = a.not_added_limit == 0 || a.accept_shortfall;
+            let status_ok = a.status == AccountStatus::Ok
+                || (a.status == AccountStatus::LimitReached && a.accept_shortfall);
+            status_ok
+                && limit_ok
                 && a.failed.is_empty()
-                && a.not_added_limit == 0
                 && a.remove_failed.is_empty()
                 && a.remove_skipped == 0
         });
@@ -285,6 +317,7 @@ mod tests {
             planned_add: 0,
             added: 3,
             already_subscribed: 1,
+            recovered: 0,
             failed: (0..failed)
                 .map(|i| FailedSubscriber {
                     subscriber: i.to_string(),
@@ -297,6 +330,7 @@ mod tests {
             removed: 0,
             remove_failed: vec![],
             remove_skipped: 0,
+            accept_shortfall: false,
         }
     }
 
@@ -322,6 +356,14 @@ mod tests {
             Summary::result_of(&[account(AccountStatus::Ok, 0, 0)], true, false),
             RunResult::Failed
         );
+        let accepted = AccountSummary {
+            accept_shortfall: true,
+            ..account(AccountStatus::LimitReached, 0, 2)
+        };
+        assert_eq!(
+            Summary::result_of(&[accepted], false, false),
+            RunResult::Converged
+        );
     }
 
     #[test]
@@ -335,6 +377,7 @@ mod tests {
             Totals {
                 added: 6,
                 already_subscribed: 2,
+                recovered: 0,
                 failed: 2,
                 not_added_limit: 5,
                 removed: 0,

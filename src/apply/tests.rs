@@ -33,6 +33,8 @@ pub(crate) fn set(account: &str, subscribers: Vec<String>) -> SubscriberSet {
         subscribers,
         prune: false,
         allow_empty: false,
+        prune_out_of_band: false,
+        accept_shortfall: false,
         source: PathBuf::from("m.yaml"),
     }
 }
@@ -400,7 +402,7 @@ async fn a_refresh_of_many_accounts_never_reads_faster_than_the_pace() {
     let engine = engine(dir.path(), &api, 20);
     let sets = accounts.iter().map(|a| set(a, Vec::new())).collect();
     let (summary, stop) = engine
-        .refresh(&manifests(sets), "import", &CancellationToken::new())
+        .refresh(&manifests(sets), Refresh::Import, &CancellationToken::new())
         .await
         .unwrap();
     assert!(stop.is_none() && summary.failed.is_empty(), "{summary:?}");
@@ -440,7 +442,7 @@ async fn a_refresh_records_drift_both_ways_and_the_count_it_saw() {
     let (summary, _) = engine
         .refresh(
             &manifests(vec![set("@TOA#_a", vec![])]),
-            "import",
+            Refresh::Import,
             &CancellationToken::new(),
         )
         .await
@@ -477,7 +479,7 @@ async fn a_broken_cursor_leaves_the_account_as_it_was() {
         let (summary, stop) = engine
             .refresh(
                 &manifests(vec![set("@TOA#_a", vec![])]),
-                "import",
+                Refresh::Import,
                 &CancellationToken::new(),
             )
             .await
@@ -517,7 +519,7 @@ async fn an_answer_that_breaks_the_protocol_adopts_nothing() {
     let (summary, _) = engine
         .refresh(
             &manifests(vec![set("@TOA#_a", vec![])]),
-            "import",
+            Refresh::Import,
             &CancellationToken::new(),
         )
         .await

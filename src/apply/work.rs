@@ -12,6 +12,9 @@ pub struct Work {
     pub remove: Vec<String>,
     /// What get_official_account_info already said about the account.
     pub known: Known,
+    /// Of `add`, those an interrupted earlier run may have sent (sorted): "already subscribed"
+    /// for them is recovered, not drift.
+    pub intended: Vec<String>,
 }
 
 /// An account's state known before anything is sent.
@@ -46,6 +49,7 @@ pub struct Tally {
     pub planned: u64,
     pub added: u64,
     pub already: u64,
+    pub recovered: u64,
     pub failed: Vec<(String, i64)>,
     pub not_added_limit: u64,
     pub planned_remove: u64,
@@ -53,12 +57,15 @@ pub struct Tally {
     pub removed: u64,
     pub remove_failed: Vec<(String, i64)>,
     pub end: End,
+    /// How the run changed the account's remote count: added less removed (Result 1 only).
+    pub count_change: i64,
 }
 
 impl Tally {
     pub(super) fn accounted(&self) -> u64 {
         self.added
             + self.already
+            + self.recovered
             + self.failed.len() as u64
             + self.not_added_limit
             + self.removed
@@ -74,6 +81,9 @@ pub struct Report {
     pub fatal: Option<ApiError>,
     pub record_error: Option<RecordError>,
     pub interrupted: bool,
+    /// Batches whose outcome is unknown (abandoned in flight, or waiting to be retried after
+    /// an unanswered call): (account, op, members). Their intents stay recorded.
+    pub in_doubt: Vec<(String, crate::ledger::Op, Vec<String>)>,
 }
 
 impl Report {
@@ -98,6 +108,7 @@ impl Report {
             fatal: None,
             record_error: None,
             interrupted: false,
+            in_doubt: Vec::new(),
         }
     }
 }

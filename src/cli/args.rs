@@ -9,54 +9,68 @@ use crate::manifest::Limits;
 use crate::plan::PlanOptions;
 use crate::settings::{self, DEFAULT_QPS, RunRequest, ServiceRequest, StateRequest, parse_bytes};
 
-/// Credentials and endpoint of the app.
+/// The app's credentials (what signs a UserSig).
 #[derive(Debug, Clone, Args, Default)]
-pub struct ServiceArgs {
+#[command(next_help_heading = "Credentials")]
+pub struct CredentialArgs {
     /// The app's SDKAppID.
-    #[arg(long, env = "SUBSYNC_SDKAPPID", global = true)]
+    #[arg(long, env = "SUBSYNC_SDKAPPID", value_name = "ID")]
     pub sdkappid: Option<String>,
     /// File holding the app's secret key (or set SUBSYNC_SECRET_KEY; no flag takes the key itself).
-    #[arg(
-        long,
-        env = "SUBSYNC_SECRET_KEY_FILE",
-        global = true,
-        value_name = "FILE"
-    )]
+    #[arg(long, env = "SUBSYNC_SECRET_KEY_FILE", value_name = "FILE")]
     pub secret_key_file: Option<PathBuf>,
     /// An App administrator's UserID, used as the request identifier.
     #[arg(
         long,
         env = "SUBSYNC_IDENTIFIER",
-        global = true,
-        default_value = "administrator"
+        default_value = "administrator",
+        value_name = "USERID"
     )]
     pub identifier: String,
-    /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
-    #[arg(long, env = "SUBSYNC_REGION", global = true)]
-    pub region: Option<String>,
-    /// Base URL overriding --region (plain http only on loopback).
-    #[arg(long, env = "SUBSYNC_ENDPOINT", global = true, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable.
-    #[arg(long, env = "SUBSYNC_API_TIMEOUT", global = true, value_parser = settings::parse_duration, value_name = "DURATION")]
-    pub api_timeout: Option<std::time::Duration>,
 }
 
-impl ServiceArgs {
+impl CredentialArgs {
     pub fn request(&self) -> ServiceRequest {
         ServiceRequest {
             sdkappid: self.sdkappid.clone(),
             secret_key_file: self.secret_key_file.clone(),
             identifier: self.identifier.clone(),
+            ..ServiceRequest::default()
+        }
+    }
+}
+
+/// Credentials and endpoint of the app.
+#[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Service")]
+pub struct ServiceArgs {
+    /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
+    #[arg(long, env = "SUBSYNC_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Base URL overriding --region (plain http only on loopback).
+    #[arg(long, env = "SUBSYNC_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable.
+    #[arg(long, env = "SUBSYNC_API_TIMEOUT", value_parser = settings::parse_duration, value_name = "DURATION")]
+    pub api_timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+impl ServiceArgs {
+    pub fn request(&self) -> ServiceRequest {
+        ServiceRequest {
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
             timeout: self.api_timeout,
+            ..self.credentials.request()
         }
     }
 }
 
 /// Where the ledger lives.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Ledger")]
 pub struct StateArgs {
     /// The state ledger: a directory (SQLite, ledger.db in it) or a postgres:// URL.
     #[arg(
@@ -87,6 +101,7 @@ impl StateArgs {
 
 /// Bounds on what reading manifests and subscriber files may cost (see `manifest::Limits`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Input limits")]
 pub struct LimitArgs {
     /// Largest manifest file (bytes; K, M, G suffixes are binary).
     #[arg(long, env = "SUBSYNC_MAX_MANIFEST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
@@ -127,11 +142,12 @@ impl LimitArgs {
 
 /// The prune guards.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Prune guards")]
 pub struct PruneArgs {
-    /// Most subscribers prune may remove from one account in one run (default: 10% of its confirmed subscribers, at least 100).
+    /// Most subscribers prune may remove from one account in one run (default: 10% of its confirmed subscribers, at least 100; never more than half of the account).
     #[arg(long, env = "SUBSYNC_MAX_PRUNE", value_name = "N")]
     pub max_prune: Option<u64>,
-    /// Let prune remove more than --max-prune from an account.
+    /// Let prune remove more than --max-prune, or more than half of an account, in one run.
     #[arg(long, env = "SUBSYNC_ALLOW_MASS_PRUNE")]
     pub allow_mass_prune: bool,
 }
@@ -147,6 +163,7 @@ impl PruneArgs {
 
 /// Where the service and the ledger are, and how fast to talk to the service.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Service")]
 pub struct RemoteArgs {
     /// Calls per second for each API command (the service allows 200).
     #[arg(long, env = "SUBSYNC_QPS", default_value_t = DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -186,7 +203,7 @@ pub struct ReconcileArgs {
     #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: Option<u16>,
     /// Recorded with each run; defaults to the git commit of the manifest directory.
-    #[arg(long, env = "SUBSYNC_REVISION")]
+    #[arg(long, env = "SUBSYNC_REVISION", value_name = "TEXT")]
     pub revision: Option<String>,
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -231,7 +248,9 @@ impl From<LogFormatArg> for settings::LogFormat {
 pub enum ColorArg {
     /// On a terminal, unless NO_COLOR is set.
     Auto,
+    /// Always, even into a file or a pipe.
     Always,
+    /// Never.
     Never,
 }
 

@@ -14,7 +14,7 @@ use super::{
     ApplyArgs, EmulatorArgs, ImportArgs, LedgerAction, Outcome, OutputFormat, PlanArgs, PlanFormat,
     StatusArgs, UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
 };
-use crate::apply::{Ending, Job, Trigger};
+use crate::apply::{Ending, Job, Refresh, Trigger};
 use crate::emulator::{Emulator, EmulatorConfig, StateFile};
 use crate::engine::{self, Engine, Hooks};
 use crate::ledger::Snapshot;
@@ -108,7 +108,7 @@ pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Ou
     let engine = lead(config, Hooks::default(), "plan").await?;
     let shutdown = crate::shutdown::on_signal();
     let refreshed = engine
-        .refresh(&manifests, "plan --refresh", &shutdown.graceful)
+        .refresh(&manifests, Refresh::Check, &shutdown.graceful)
         .await;
     let snapshot = match &refreshed {
         Ok(_) => Some(engine.snapshot().await),
@@ -146,10 +146,10 @@ fn print_plan(
         PlanFormat::Text => report::plan_text(&plan, output.color),
         PlanFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
         PlanFormat::Markdown => report::plan_markdown(&plan),
-        PlanFormat::Diff => report::plan_diff(manifests, snapshot),
+        PlanFormat::Diff => report::plan_diff(&plan),
     };
     write_stdout(&text)?;
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    Ok(if args.detailed_exitcode && plan.needs_apply() {
         Outcome::Changes
     } else {
         Outcome::Success
@@ -157,6 +157,11 @@ fn print_plan(
 }
 
 pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
+    if args.dry_run {
+        anyhow::bail!(
+            "apply has no --dry-run: `subsync plan` with the same arguments shows what apply would do, and changes nothing"
+        );
+    }
     let saved = match args.plan.clone() {
         Some(file) => Some(blocking(move || crate::plan::load_saved(&file)).await??),
         None => None,
@@ -210,7 +215,7 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
     let engine = lead(config, Hooks::default(), "import").await?;
     let shutdown = crate::shutdown::on_signal();
     let refreshed = engine
-        .refresh(&manifests, "import", &shutdown.graceful)
+        .refresh(&manifests, Refresh::Import, &shutdown.graceful)
         .await;
     let snapshot = match &refreshed {
         Ok(_) => Some(engine.snapshot().await?),
@@ -310,8 +315,11 @@ pub fn usersig(args: UsersigArgs) -> anyhow::Result<Outcome> {
             let decoded = usersig::decode(&usersig)?;
             serde_json::to_string_pretty(&decoded.json)?
         }
-        Some(UsersigAction::Verify { usersig }) => {
-            let creds = settings::resolve_credentials(&args.api.request(), &env_var)?;
+        Some(UsersigAction::Verify {
+            usersig,
+            credentials,
+        }) => {
+            let creds = settings::resolve_credentials(&credentials.request(), &env_var)?;
             let decoded =
                 usersig::verify(&usersig, &creds.key, creds.sdkappid, &creds.identifier, now)?;
             format!(
@@ -322,7 +330,7 @@ pub fn usersig(args: UsersigArgs) -> anyhow::Result<Outcome> {
             )
         }
         None => {
-            let creds = settings::resolve_credentials(&args.api.request(), &env_var)?;
+            let creds = settings::resolve_credentials(&args.credentials.request(), &env_var)?;
             let expire = i64::from(args.expire);
             let sig = usersig::generate(&creds.key, creds.sdkappid, &creds.identifier, now, expire);
             sig.as_str().to_owned()
@@ -369,5 +377,27 @@ pub async fn emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
 pub fn schema(name: &str) -> anyhow::Result<Outcome> {
     let schema = schema::by_name(name).with_context(|| format!("no schema called {name}"))?;
     write_stdout(&(serde_json::to_string_pretty(&schema)? + "\n"))?;
+    Ok(Outcome::Success)
+}
+
+pub fn completions(shell: super::Shell) -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        super::Shell::Bash => clap_complete::Shell::Bash,
+        super::Shell::Zsh => clap_complete::Shell::Zsh,
+        super::Shell::Fish => clap_complete::Shell::Fish,
+        super::Shell::Powershell => clap_complete::Shell::PowerShell,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut super::Cli::command(), "subsync", &mut script);
+    std::io::stdout().lock().write_all(&script)?;
+    Ok(Outcome::Success)
+}
+
+pub fn man() -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(super::Cli::command()).render(&mut page)?;
+    std::io::stdout().lock().write_all(&page)?;
     Ok(Outcome::Success)
 }

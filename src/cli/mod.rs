@@ -16,13 +16,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::settings::{Output, parse_duration};
 use args::{
-    ColorArg, LimitArgs, LogFormatArg, PruneArgs, ReconcileArgs, RemoteArgs, ServiceArgs, StateArgs,
+    ColorArg, CredentialArgs, LimitArgs, LogFormatArg, PruneArgs, ReconcileArgs, RemoteArgs,
+    StateArgs,
 };
+
+/// The version `--version` prints: the package's, and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("SUBSYNC_GIT_REVISION"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "subsync",
-    version,
+    version = VERSION,
     about = "Keep Tencent Cloud Chat official-account subscribers equal to YAML manifests in git"
 )]
 pub struct Cli {
@@ -30,6 +39,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "RUST_LOG",
         default_value = "subsync=info,warn",
         value_name = "FILTER"
@@ -39,6 +49,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "SUBSYNC_LOG_FORMAT",
         value_enum,
         default_value = "text",
@@ -49,6 +60,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "SUBSYNC_COLOR",
         value_enum,
         default_value = "auto",
@@ -75,7 +87,7 @@ enum Command {
     Validate(ValidateArgs),
     /// Show what apply would change (a dry run; reads the ledger, never writes it).
     Plan(PlanArgs),
-    /// Add the planned subscribers through the API and record every outcome.
+    /// Add and remove subscribers through the API as `plan` shows, and record every outcome.
     Apply(ApplyArgs),
     /// Keep reconciling: at start, on every change to the manifests, and every --resync.
     Watch(WatchArgs),
@@ -94,9 +106,26 @@ enum Command {
     Emulator(EmulatorArgs),
     /// Print a JSON Schema: manifest, plan or summary.
     Schema {
+        /// Which document's schema.
         #[arg(value_parser = ["manifest", "plan", "summary"])]
         name: String,
     },
+    /// Print a shell completion script: `subsync completions bash > /etc/bash_completion.d/subsync`.
+    Completions {
+        /// The shell to complete in.
+        shell: Shell,
+    },
+    /// Print the man page (roff): `subsync man > subsync.1`.
+    Man,
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
 }
 
 #[derive(Debug, Args)]
@@ -110,15 +139,21 @@ struct ValidateArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
+    /// For people at a terminal.
     Text,
+    /// For pipelines (schema/plan.schema.json).
     Json,
+    /// For a pull-request comment (kept under GitHub's size limit).
     Markdown,
+    /// The removals and adds apply would make, as -/+ lines per account.
     Diff,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
+    /// For people at a terminal.
     Text,
+    /// For pipelines.
     Json,
 }
 
@@ -127,12 +162,13 @@ struct PlanArgs {
     /// Manifest files or directories.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// How to print the plan.
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
     /// Also save the plan as JSON, for `apply --plan FILE`.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    /// Exit 2 when apply would send a change or end short of the manifests (held-back removals, a shortfall not accepted), 0 when it would do nothing, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
     /// Read the live subscriber lists first and record them (needs credentials and the writer lock).
@@ -151,6 +187,7 @@ struct ImportArgs {
     /// Manifest files or directories: their accounts are imported.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// How to print what was imported.
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
     #[command(flatten)]
@@ -167,11 +204,15 @@ struct ApplyArgs {
     /// Apply a plan saved by `plan --out`, refusing it unless it is what the manifests and the ledger call for now.
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
+    /// How to print the summary (JSON: schema/summary.schema.json).
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
     /// Read the live subscriber lists first, so that the plan sees drift in both directions.
     #[arg(long, conflicts_with = "plan")]
     refresh: bool,
+    /// Not an apply flag: `subsync plan` with the same arguments shows what apply would do.
+    #[arg(long, hide = true)]
+    dry_run: bool,
     #[command(flatten)]
     run: ReconcileArgs,
 }
@@ -237,6 +278,7 @@ struct CopyArgs {
 
 #[derive(Debug, Args)]
 struct StatusArgs {
+    /// How to print the status.
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
     /// How many recent runs to show.
@@ -247,12 +289,13 @@ struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct UsersigArgs {
-    #[command(flatten)]
-    api: ServiceArgs,
     /// Validity of the new UserSig, in seconds.
     #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
     expire: u32,
+    #[command(flatten)]
+    credentials: CredentialArgs,
     #[command(subcommand)]
     action: Option<UsersigAction>,
 }
@@ -260,9 +303,17 @@ struct UsersigArgs {
 #[derive(Debug, Subcommand)]
 enum UsersigAction {
     /// Print the JSON inside a UserSig (needs no key).
-    Decode { usersig: String },
+    Decode {
+        /// The UserSig to decode.
+        usersig: String,
+    },
     /// Exit 0 when the UserSig is valid for the configured app, identifier and key; 1 with the reason otherwise.
-    Verify { usersig: String },
+    Verify {
+        /// The UserSig to check.
+        usersig: String,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -356,7 +407,7 @@ fn init_logging(filter: &str, output: Output) -> anyhow::Result<()> {
         .with_ansi(output.color)
         .with_target(false);
     let installed = if output.json {
-        builder.json().flatten_event(true).try_init()
+        builder.event_format(crate::logs::JsonLines).try_init()
     } else {
         builder.try_init()
     };
@@ -391,5 +442,59 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
         Command::Usersig(args) => commands::usersig(args),
         Command::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
         Command::Schema { name } => commands::schema(&name),
+        Command::Completions { shell } => commands::completions(shell),
+        Command::Man => commands::man(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_of_every_command_is_described() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut command = Cli::command();
+        command.build();
+        walk(&command, "subsync", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:?}");
+    }
+
+    #[test]
+    fn usersig_decode_takes_no_credentials() {
+        let mut command = Cli::command();
+        command.build();
+        let usersig = command.find_subcommand("usersig").unwrap();
+        let decode = usersig.find_subcommand("decode").unwrap();
+        let own: Vec<&str> = decode
+            .get_arguments()
+            .filter(|a| !a.is_global_set())
+            .map(|a| a.get_id().as_str())
+            .collect();
+        assert_eq!(own, ["usersig", "help"]);
     }
 }

@@ -55,10 +55,14 @@ fn default_max() -> u64 {
 
 /// Extra time each API call takes, uniformly between `min` and `max` milliseconds.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Latency {
     pub min: u64,
     pub max: u64,
+    /// Spend it after making the change rather than before: an answer slow to come back, as
+    /// when a client dies with its request already applied.
+    #[serde(default)]
+    pub after_change: bool,
 }
 
 /// Injected faults: that fraction of API calls answers 10004 or 20005, HTTP 502, or drops the

@@ -291,11 +291,17 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
     let _in_flight = InFlight::enter(&shared);
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let latency = shared.options.latency;
-    if latency.max > 0 {
+    let delay = (latency.max > 0).then(|| {
         let ms = lock(&shared.rng).random_range(latency.min..=latency.max);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Duration::from_millis(ms)
+    });
+    if let Some(delay) = delay.filter(|_| !latency.after_change) {
+        tokio::time::sleep(delay).await;
     }
     let mut reply = answer(&shared, &name, &query, &body);
+    if let Some(delay) = delay.filter(|_| latency.after_change) {
+        tokio::time::sleep(delay).await;
+    }
     if let Ok(Reply::Written(response, code, written)) = reply {
         // The change is in memory; it is answered only once it is also on disk.
         reply = Ok(match written.await {

@@ -192,8 +192,9 @@ impl Ledger {
         run: i64,
         account: &str,
         max_subscribers: Option<u64>,
+        adopt: bool,
     ) -> Result<Refreshed, LedgerError> {
-        self.write(|tx, ids| write::refresh_finish(tx, ids, run, account, max_subscribers))
+        self.write(|tx, ids| write::refresh_finish(tx, ids, run, account, max_subscribers, adopt))
     }
 
     /// Fails once the writer lock is no longer certainly held.

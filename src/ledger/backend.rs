@@ -83,7 +83,8 @@ pub trait Tx {
         row: &mut dyn FnMut(&dyn Row) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError>;
     /// Inserts or updates the `confirmed` rows of `subscribers` in `account` (by id) as
-    /// confirmed at `now` by `run`; `already` marks them drift; `observed` is cleared.
+    /// confirmed at `now` by `run` and managed; `already` marks them drift; `observed` is
+    /// cleared.
     fn confirm(
         &mut self,
         account: i64,
@@ -107,6 +108,18 @@ pub trait Tx {
         now: i64,
         run: i64,
     ) -> Result<(), LedgerError>;
+    /// Marks the `confirmed` rows of `subscribers` managed.
+    fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError>;
+    /// Records that `run` is about to send `op` for `subscribers`.
+    fn intend(
+        &mut self,
+        account: i64,
+        subscribers: &[String],
+        op: Op,
+        run: i64,
+    ) -> Result<(), LedgerError>;
+    /// Forgets the intents of `subscribers`: their outcome is known.
+    fn clear_intents(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError>;
     /// Inserts copied `confirmed` rows as they are (`ledger copy`).
     fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError>;
 }
@@ -159,6 +172,14 @@ pub struct AccountDump {
     pub confirmed: Vec<ConfirmedRow>,
     pub failed: Vec<FailedRow>,
     pub drift: Vec<DriftRow>,
+    pub intents: Vec<IntentRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentRow {
+    pub subscriber: String,
+    pub op: Op,
+    pub run_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +189,7 @@ pub struct ConfirmedRow {
     pub run_id: i64,
     pub already: bool,
     pub observed: bool,
+    pub managed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,7 +37,7 @@ pub use writer::{RecordError, Recorder, Writer};
 pub const FILE_NAME: &str = "ledger.db";
 
 /// The schema this build reads and writes; both backends migrate up to it.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Why the ledger could not be opened, read or written. Every message names the ledger and,
 /// where there is one, the fix; the causes of database failures are in `detail`, said once.

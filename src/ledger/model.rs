@@ -65,10 +65,13 @@ pub struct Refreshed {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountFacts {
     pub max_subscribers: Option<u64>,
+    /// The account's remote count, as learned at `counted_at`.
     pub subscriber_num: Option<u64>,
     pub limit_reached_at: Option<i64>,
     pub missing_since: Option<i64>,
     pub invalid_since: Option<i64>,
+    /// When `subscriber_num` was learned.
+    pub counted_at: Option<i64>,
 }
 
 /// One account as the ledger knows it.
@@ -81,6 +84,12 @@ pub struct AccountState {
     pub failed: Vec<FailedEntry>,
     pub facts: AccountFacts,
     pub drift: Drift,
+    /// The confirmed subscribers subsync does not manage: seen in a refresh, never added,
+    /// imported or listed in a manifest. Prune leaves them alone unless told. Sorted.
+    pub out_of_band: Vec<String>,
+    /// Changes an earlier run was about to send when it ended (a crash, a lost lead): their
+    /// "already subscribed" answers are that run's own, recovered. Sorted.
+    pub intents: Vec<String>,
 }
 
 /// A consistent view of the whole ledger, as of one serial.
@@ -136,6 +145,8 @@ pub enum AccountFact {
     Invalid,
     /// Every planned subscriber was sent without a limit error: clears the flags.
     Healthy,
+    /// The account's remote count after a run (what it was, and what the run changed).
+    Counted { subscriber_num: u64 },
 }
 
 /// One durable fact about the remote side.
@@ -156,5 +167,22 @@ pub enum Record {
     Account {
         account: String,
         fact: AccountFact,
+    },
+    /// Subscribers a manifest lists that the ledger confirms without managing them: from now on
+    /// subsync manages them.
+    Adopt {
+        account: String,
+        subscribers: Vec<String>,
+    },
+    /// Changes about to be sent, recorded before they are.
+    Intend {
+        account: String,
+        op: Op,
+        subscribers: Vec<String>,
+    },
+    /// The run is over: its intents are forgotten, except those of batches whose outcome is
+    /// unknown (abandoned in flight), which stay for the next run to recognise.
+    Settle {
+        in_doubt: Vec<(String, Op, Vec<String>)>,
     },
 }

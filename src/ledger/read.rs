@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::backend::{
-    AccountDump, ConfirmedRow, DriftRow, FailedRow, Meta, Param, Row, RunRow, Tx,
+    AccountDump, ConfirmedRow, DriftRow, FailedRow, IntentRow, Meta, Param, Row, RunRow, Tx,
 };
 use super::{
     AccountFacts, AccountState, AccountSummary, Drift, FailedEntry, LedgerError, Op, Run, Snapshot,
@@ -43,6 +43,7 @@ fn facts(r: &dyn Row, first: usize) -> Result<AccountFacts, LedgerError> {
         limit_reached_at: r.opt_int(first + 2)?,
         missing_since: r.opt_int(first + 3)?,
         invalid_since: r.opt_int(first + 4)?,
+        counted_at: r.opt_int(first + 5)?,
     })
 }
 
@@ -60,8 +61,8 @@ fn account_row(r: &dyn Row) -> Result<AccountRow, LedgerError> {
         id: r.int(0)?,
         name: r.text(1)?,
         facts: facts(r, 2)?,
-        refreshed_at: r.opt_int(7)?,
-        updated_at: r.int(8)?,
+        refreshed_at: r.opt_int(8)?,
+        updated_at: r.int(9)?,
     })
 }
 
@@ -109,6 +110,8 @@ fn account_state(tx: &mut dyn Tx, row: &AccountRow) -> Result<AccountState, Ledg
             removed: strings(tx, sql::DRIFT_OF, &[id, Param::Text("removed")])?,
             at: row.refreshed_at,
         },
+        out_of_band: strings(tx, sql::OUT_OF_BAND_OF, &[id])?,
+        intents: strings(tx, sql::INTENTS_OF, &[id])?,
     })
 }
 
@@ -137,9 +140,9 @@ pub fn summaries(tx: &mut dyn Tx) -> Result<(Snapshot, Vec<AccountSummary>), Led
             confirmed: count(r, 1)?,
             failed: count(r, 2)?,
             facts: facts(r, 3)?,
-            refreshed_at: r.opt_int(8)?,
-            drift_added: count(r, 9)?,
-            drift_removed: count(r, 10)?,
+            refreshed_at: r.opt_int(9)?,
+            drift_added: count(r, 10)?,
+            drift_removed: count(r, 11)?,
         });
         Ok(())
     })?;
@@ -222,6 +225,7 @@ pub fn account_dump(tx: &mut dyn Tx, account: &str) -> Result<AccountDump, Ledge
             run_id: r.int(2)?,
             already: r.flag(3)?,
             observed: r.flag(4)?,
+            managed: r.flag(5)?,
         });
         Ok(())
     })?;
@@ -247,6 +251,15 @@ pub fn account_dump(tx: &mut dyn Tx, account: &str) -> Result<AccountDump, Ledge
         });
         Ok(())
     })?;
+    let mut intents = Vec::new();
+    tx.query(sql::INTENT_ROWS, &id, &mut |r| {
+        intents.push(IntentRow {
+            subscriber: r.text(0)?,
+            op: Op::parse(&r.text(1)?),
+            run_id: r.int(2)?,
+        });
+        Ok(())
+    })?;
     Ok(AccountDump {
         official_account: row.name,
         facts: row.facts,
@@ -255,5 +268,6 @@ pub fn account_dump(tx: &mut dyn Tx, account: &str) -> Result<AccountDump, Ledge
         confirmed,
         failed,
         drift,
+        intents,
     })
 }

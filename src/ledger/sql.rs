@@ -41,18 +41,19 @@ pub const RUNS_ALL: &str = "SELECT id, command, started_at, finished_at, revisio
 /// `$1` id … `$9` version.
 pub const RUN_INSERT: &str = "INSERT INTO runs (id, command, started_at, finished_at, revision, result, summary, pid, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// Counts and facts per account, for `status` and the metrics.
+/// Counts and facts per account, for `status` and the metrics. Columns: name, confirmed,
+/// failed, the six facts, refreshed_at, drift added, drift removed.
 pub const SUMMARIES: &str = "SELECT a.official_account,
         (SELECT count(*) FROM confirmed c WHERE c.account_id = a.id),
         (SELECT count(*) FROM failed f WHERE f.account_id = a.id),
         a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since,
-        a.refreshed_at,
+        a.counted_at, a.refreshed_at,
         (SELECT count(*) FROM drift d WHERE d.account_id = a.id AND d.direction = 'added'),
         (SELECT count(*) FROM drift d WHERE d.account_id = a.id AND d.direction = 'removed')
     FROM accounts a ORDER BY a.official_account";
-/// Columns: id, name, the five facts, refreshed_at, updated_at.
-pub const ACCOUNTS: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at, updated_at FROM accounts ORDER BY official_account";
-pub const ACCOUNT_BY_NAME: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at, updated_at FROM accounts WHERE official_account = $1";
+/// Columns: id, name, the six facts, refreshed_at, updated_at.
+pub const ACCOUNTS: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at, updated_at FROM accounts ORDER BY official_account";
+pub const ACCOUNT_BY_NAME: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at, updated_at FROM accounts WHERE official_account = $1";
 /// `$1` account id. The primary keys hand rows back in byte order (PostgreSQL's columns are
 /// `COLLATE "C"`).
 pub const CONFIRMED_OF: &str =
@@ -61,15 +62,31 @@ pub const FAILED_OF: &str = "SELECT subscriber, code, attempts, last_at, op FROM
 /// `$1` account id, `$2` direction.
 pub const DRIFT_OF: &str =
     "SELECT subscriber FROM drift WHERE account_id = $1 AND direction = $2 ORDER BY subscriber";
-pub const CONFIRMED_ROWS: &str = "SELECT subscriber, confirmed_at, run_id, already, observed FROM confirmed WHERE account_id = $1 ORDER BY subscriber";
+/// `$1` account id: the confirmed subscribers subsync does not manage (seen in a refresh,
+/// never added, imported or listed).
+pub const OUT_OF_BAND_OF: &str = "SELECT subscriber FROM confirmed WHERE managed = false AND account_id = $1 ORDER BY subscriber";
+/// `$1` account id: changes an earlier run was about to send.
+pub const INTENTS_OF: &str =
+    "SELECT subscriber FROM intents WHERE account_id = $1 ORDER BY subscriber";
+pub const CONFIRMED_ROWS: &str = "SELECT subscriber, confirmed_at, run_id, already, observed, managed FROM confirmed WHERE account_id = $1 ORDER BY subscriber";
+pub const INTENT_ROWS: &str =
+    "SELECT subscriber, op, run_id FROM intents WHERE account_id = $1 ORDER BY subscriber";
 pub const FAILED_ROWS: &str = "SELECT subscriber, op, code, attempts, first_at, last_at, run_id FROM failed WHERE account_id = $1 ORDER BY subscriber";
 pub const DRIFT_ROWS: &str = "SELECT direction, subscriber, observed_at FROM drift WHERE account_id = $1 ORDER BY direction, subscriber";
 
 /// Whether anything is there yet (`ledger copy` writes only into an empty ledger).
 pub const ROWS_EXISTING: &str =
     "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM runs)";
-/// `$1` official account, `$2` updated_at, then the facts and refreshed_at.
-pub const ACCOUNT_INSERT: &str = "INSERT INTO accounts (official_account, updated_at, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, refreshed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+/// `$1` official account, `$2` updated_at, then the six facts and refreshed_at.
+pub const ACCOUNT_INSERT: &str = "INSERT INTO accounts (official_account, updated_at, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
+/// `$1` account id, `$2` subscriber, `$3` op, `$4` run: an intent, replacing an earlier one.
+pub const INTENT_INSERT: &str =
+    "INSERT INTO intents (account_id, subscriber, op, run_id) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (account_id, subscriber) DO NOTHING";
+/// `$1` run: forgets the run's intents.
+pub const INTENTS_CLEAR_RUN: &str = "DELETE FROM intents WHERE run_id = $1";
+/// `$1` account id: a refresh learnt the live list, so nothing of the account is in doubt.
+pub const INTENTS_CLEAR_ACCOUNT: &str = "DELETE FROM intents WHERE account_id = $1";
 /// `$1` account id … `$8` op.
 pub const FAILED_INSERT: &str = "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 /// `$1` account id, `$2` direction, `$3` subscriber, `$4` observed_at.
@@ -84,16 +101,28 @@ pub const STAGE_COUNT: &str = "SELECT count(*) FROM observed WHERE account = $1"
 pub const REFRESH_DRIFT_CLEAR: &str = "DELETE FROM drift WHERE account_id = $1";
 pub const REFRESH_DRIFT_ADDED: &str = "INSERT INTO drift (account_id, direction, subscriber, observed_at)
     SELECT CAST($1 AS BIGINT), 'added', o.subscriber, CAST($3 AS BIGINT) FROM observed o
-    WHERE o.account = $2 AND NOT EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = $1 AND c.subscriber = o.subscriber)";
+    WHERE o.account = $2 AND NOT EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = $1 AND c.subscriber = o.subscriber)
+    AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.account_id = $1 AND i.subscriber = o.subscriber)";
 pub const REFRESH_DRIFT_REMOVED: &str = "INSERT INTO drift (account_id, direction, subscriber, observed_at)
     SELECT CAST($1 AS BIGINT), 'removed', c.subscriber, CAST($3 AS BIGINT) FROM confirmed c
-    WHERE c.account_id = $1 AND NOT EXISTS (SELECT 1 FROM observed o WHERE o.account = $2 AND o.subscriber = c.subscriber)";
-/// `$1` account id, `$2` now, `$3` run.
-pub const REFRESH_ADOPT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed)
-    SELECT CAST($1 AS BIGINT), subscriber, CAST($2 AS BIGINT), CAST($3 AS BIGINT), false, true FROM drift WHERE account_id = $1 AND direction = 'added'";
-/// `$1` account id.
-pub const REFRESH_DROP: &str = "DELETE FROM confirmed WHERE account_id = $1 AND subscriber IN
-    (SELECT subscriber FROM drift WHERE account_id = $1 AND direction = 'removed')";
+    WHERE c.account_id = $1 AND NOT EXISTS (SELECT 1 FROM observed o WHERE o.account = $2 AND o.subscriber = c.subscriber)
+    AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.account_id = $1 AND i.subscriber = c.subscriber)";
+/// What an interrupted run of subsync's own did after all: intended, seen live, not yet
+/// confirmed. Confirmed and managed, never drift. `$1` account id, `$2` official account,
+/// `$3` now, `$4` run.
+pub const REFRESH_RECOVER: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
+    SELECT CAST($1 AS BIGINT), o.subscriber, CAST($3 AS BIGINT), CAST($4 AS BIGINT), false, true, true FROM observed o
+    WHERE o.account = $2
+    AND EXISTS (SELECT 1 FROM intents i WHERE i.account_id = $1 AND i.subscriber = o.subscriber)
+    AND NOT EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = $1 AND c.subscriber = o.subscriber)";
+/// `$1` account id, `$2` now, `$3` run, `$4` whether subsync now manages them (`import` adopts
+/// on purpose; any other refresh only records them).
+pub const REFRESH_ADOPT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
+    SELECT CAST($1 AS BIGINT), subscriber, CAST($2 AS BIGINT), CAST($3 AS BIGINT), false, true, CAST($4 AS BOOLEAN) FROM drift WHERE account_id = $1 AND direction = 'added'";
+/// Confirmed but not seen live (drift, or an interrupted removal of subsync's own): no longer
+/// confirmed. `$1` account id, `$2` official account.
+pub const REFRESH_DROP: &str = "DELETE FROM confirmed WHERE account_id = $1
+    AND NOT EXISTS (SELECT 1 FROM observed o WHERE o.account = $2 AND o.subscriber = confirmed.subscriber)";
 /// Failures the live list has since settled: subscribed after all, or gone already.
 /// `$1` account id, `$2` official account.
 pub const REFRESH_SETTLE: &str = "DELETE FROM failed WHERE account_id = $1 AND (
@@ -101,8 +130,8 @@ pub const REFRESH_SETTLE: &str = "DELETE FROM failed WHERE account_id = $1 AND (
     OR (op = 'remove' AND subscriber NOT IN (SELECT subscriber FROM observed WHERE account = $2)))";
 /// `$1` account id, `$2` now, `$3` subscriber_num, `$4` max_subscribers.
 pub const REFRESH_FACTS: &str = "UPDATE accounts SET refreshed_at = $2, subscriber_num = coalesce(CAST($3 AS BIGINT), subscriber_num),
-    max_subscribers = coalesce(CAST($4 AS BIGINT), max_subscribers), missing_since = NULL, invalid_since = NULL, updated_at = $2
-    WHERE id = $1";
+    counted_at = $2, max_subscribers = coalesce(CAST($4 AS BIGINT), max_subscribers), missing_since = NULL, invalid_since = NULL,
+    updated_at = $2 WHERE id = $1";
 /// `$1` official account.
 pub const STAGE_CLEAR: &str = "DELETE FROM observed WHERE account = $1";
 
@@ -111,7 +140,10 @@ pub const STAGE_CLEAR: &str = "DELETE FROM observed WHERE account = $1";
 pub fn fact(fact: &AccountFact) -> &'static str {
     match fact {
         AccountFact::Info { .. } => {
-            "UPDATE accounts SET max_subscribers = $3, subscriber_num = $4, missing_since = NULL, invalid_since = NULL, updated_at = $2 WHERE id = $1"
+            "UPDATE accounts SET max_subscribers = $3, subscriber_num = $4, counted_at = $2, missing_since = NULL, invalid_since = NULL, updated_at = $2 WHERE id = $1"
+        }
+        AccountFact::Counted { .. } => {
+            "UPDATE accounts SET subscriber_num = $4, counted_at = $2, updated_at = $2 WHERE id = $1 AND CAST($3 AS BIGINT) IS NULL"
         }
         AccountFact::LimitReached => {
             "UPDATE accounts SET limit_reached_at = coalesce(limit_reached_at, $2), updated_at = $2 WHERE id = $1 AND CAST($3 AS BIGINT) IS NULL AND CAST($4 AS BIGINT) IS NULL"
@@ -128,16 +160,15 @@ pub fn fact(fact: &AccountFact) -> &'static str {
     }
 }
 
-/// The counts an `Info` fact carries, bound as `$3` and `$4` of [`fact`].
+/// The counts an `Info` or `Counted` fact carries, bound as `$3` and `$4` of [`fact`].
 pub fn fact_counts(fact: &AccountFact) -> (Option<i64>, Option<i64>) {
+    let count = |v: &Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     match fact {
         AccountFact::Info {
             max_subscribers,
             subscriber_num,
-        } => (
-            max_subscribers.map(|v| v as i64),
-            subscriber_num.map(|v| v as i64),
-        ),
+        } => (count(max_subscribers), count(subscriber_num)),
+        AccountFact::Counted { subscriber_num } => (None, count(&Some(*subscriber_num))),
         _ => (None, None),
     }
 }

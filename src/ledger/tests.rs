@@ -210,7 +210,9 @@ fn a_refresh_adopts_the_unknown_drops_the_gone_and_keeps_both_as_drift() {
             .observe("@TOA#_a", &["kept".into(), "new".into()])
             .unwrap();
         ledger.observe("@TOA#_a", &["late".into()]).unwrap();
-        let counts = ledger.refresh_finish(2, "@TOA#_a", Some(1000)).unwrap();
+        let counts = ledger
+            .refresh_finish(2, "@TOA#_a", Some(1000), true)
+            .unwrap();
         assert_eq!(
             counts,
             Refreshed {
@@ -321,7 +323,7 @@ fn a_copy_keeps_lineage_serial_and_every_row_in_either_direction() {
                 .unwrap();
             ledger.refresh_start("@TOA#_b").unwrap();
             ledger.observe("@TOA#_b", &["seen".into()]).unwrap();
-            ledger.refresh_finish(run, "@TOA#_b", None).unwrap();
+            ledger.refresh_finish(run, "@TOA#_b", None, true).unwrap();
             ledger
                 .finish_run(run, "converged", &serde_json::json!({"ok": true}))
                 .unwrap();

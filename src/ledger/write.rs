@@ -104,6 +104,21 @@ pub fn record(
                 failed,
             } => {
                 let id = ids.of(tx, account, now)?;
+                // The outcome of every member is known now: none is in doubt any more.
+                for list in [done, unchanged] {
+                    if !list.is_empty() {
+                        tx.clear_intents(id, list)?;
+                    }
+                }
+                // A network fault (a negative code) leaves the outcome unknown: still in doubt.
+                let settled: Vec<String> = failed
+                    .iter()
+                    .filter(|(_, code)| *code >= 0)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                if !settled.is_empty() {
+                    tx.clear_intents(id, &settled)?;
+                }
                 match op {
                     Op::Add => {
                         for (list, already) in [(done, false), (unchanged, true)] {
@@ -139,6 +154,30 @@ pub fn record(
                     ],
                 )?;
             }
+            Record::Adopt {
+                account,
+                subscribers,
+            } => {
+                let id = ids.of(tx, account, now)?;
+                tx.manage(id, subscribers)?;
+            }
+            // An intent already recorded by an earlier run stays that run's: if this run
+            // settles without sending it, it is still in doubt.
+            Record::Intend {
+                account,
+                op,
+                subscribers,
+            } => {
+                let id = ids.of(tx, account, now)?;
+                tx.intend(id, subscribers, *op, run)?;
+            }
+            Record::Settle { in_doubt } => {
+                tx.execute(sql::INTENTS_CLEAR_RUN, &[Param::Int(run)])?;
+                for (account, op, subscribers) in in_doubt {
+                    let id = ids.of(tx, account, now)?;
+                    tx.intend(id, subscribers, *op, run)?;
+                }
+            }
         }
     }
     Ok(())
@@ -146,14 +185,18 @@ pub fn record(
 
 /// Makes the ledger match `account`'s staged live list: subscribers seen but unknown are
 /// adopted as confirmed, confirmed ones not seen are dropped, both are kept as the account's
-/// drift, failures the live list settled are cleared, and the staging area is emptied. The
-/// account's subscriber count becomes the count seen (never what an answer claimed).
+/// drift (unless an interrupted run of subsync's own intended them: those are recovered and
+/// the intents cleared), failures the live list settled are cleared, and the staging area is
+/// emptied. The
+/// account's subscriber count becomes the count seen (never what an answer claimed). With
+/// `adopt` (an `import`), subsync manages what it adopted from now on.
 pub fn refresh_finish(
     tx: &mut dyn Tx,
     ids: &mut Ids,
     run: i64,
     account: &str,
     max_subscribers: Option<u64>,
+    adopt: bool,
 ) -> Result<Refreshed, LedgerError> {
     let now = crate::clock::unix_millis();
     let id = ids.of(tx, account, now)?;
@@ -164,11 +207,18 @@ pub fn refresh_finish(
         Ok(())
     })?;
     tx.execute(sql::REFRESH_DRIFT_CLEAR, &[id])?;
-    tx.execute(sql::REFRESH_DRIFT_ADDED, &[id, name, at])?;
-    tx.execute(sql::REFRESH_DRIFT_REMOVED, &[id, name, at])?;
-    let added = tx.execute(sql::REFRESH_ADOPT, &[id, at, Param::Int(run)])?;
-    let removed = tx.execute(sql::REFRESH_DROP, &[id])?;
+    // Drift is what changed without subsync: its own interrupted sends (still intended) are
+    // recovered, not drift.
+    let added = tx.execute(sql::REFRESH_DRIFT_ADDED, &[id, name, at])?;
+    let removed = tx.execute(sql::REFRESH_DRIFT_REMOVED, &[id, name, at])?;
+    tx.execute(
+        sql::REFRESH_ADOPT,
+        &[id, at, Param::Int(run), Param::Bool(adopt)],
+    )?;
+    tx.execute(sql::REFRESH_RECOVER, &[id, name, at, Param::Int(run)])?;
+    tx.execute(sql::REFRESH_DROP, &[id, name])?;
     tx.execute(sql::REFRESH_SETTLE, &[id, name])?;
+    tx.execute(sql::INTENTS_CLEAR_ACCOUNT, &[id])?;
     let count = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     tx.execute(
         sql::REFRESH_FACTS,
@@ -238,6 +288,7 @@ pub fn copy_account(tx: &mut dyn Tx, a: &AccountDump) -> Result<(), LedgerError>
             Param::OptInt(f.limit_reached_at),
             Param::OptInt(f.missing_since),
             Param::OptInt(f.invalid_since),
+            Param::OptInt(f.counted_at),
             Param::OptInt(a.refreshed_at),
         ],
         &mut |r| {
@@ -276,6 +327,17 @@ pub fn copy_account(tx: &mut dyn Tx, a: &AccountDump) -> Result<(), LedgerError>
                 Param::Text(&d.direction),
                 Param::Text(&d.subscriber),
                 Param::Int(d.observed_at),
+            ],
+        )?;
+    }
+    for i in &a.intents {
+        tx.execute(
+            sql::INTENT_INSERT,
+            &[
+                Param::Int(id),
+                Param::Text(&i.subscriber),
+                Param::Text(i.op.as_str()),
+                Param::Int(i.run_id),
             ],
         )?;
     }

@@ -63,6 +63,7 @@ enum Job {
         run: i64,
         account: String,
         max_subscribers: Option<u64>,
+        adopt: bool,
         reply: Reply<Refreshed>,
     },
     /// Finish what is queued before this, then stop.
@@ -299,12 +300,14 @@ impl Writer {
         run: i64,
         account: &str,
         max_subscribers: Option<u64>,
+        adopt: bool,
     ) -> Result<Refreshed, LedgerError> {
         let account = account.to_owned();
         self.ask(|reply| Job::RefreshFinish {
             run,
             account,
             max_subscribers,
+            adopt,
             reply,
         })
         .await
@@ -456,6 +459,7 @@ impl Service {
                 run,
                 account,
                 max_subscribers,
+                adopt,
                 reply,
             } => {
                 let result = match self.spoilt.remove(&account) {
@@ -467,7 +471,9 @@ impl Service {
                             detail,
                         })
                     }
-                    None => ledger.call(|l| l.refresh_finish(run, &account, max_subscribers)),
+                    None => {
+                        ledger.call(|l| l.refresh_finish(run, &account, max_subscribers, adopt))
+                    }
                 };
                 let _ = reply.send(result);
             }

@@ -20,8 +20,7 @@ use super::{
 use crate::quote::quote;
 use crate::yaml::{self, Node, Position, Step};
 
-/// Problems reported per list before the rest are summarised in one line.
-const MAX_REPORTED_PER_LIST: usize = 20;
+use super::shape::{self, MAX_REPORTED_PER_LIST};
 
 /// A document that passed its own checks.
 struct Parsed {
@@ -162,6 +161,8 @@ pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestE
             subscribers: p.subscribers,
             prune: p.document.spec.prune,
             allow_empty: p.document.spec.allow_empty,
+            prune_out_of_band: p.document.spec.prune_out_of_band,
+            accept_shortfall: p.document.spec.accept_shortfall,
             source: files[p.file].path.clone(),
         })
         .collect();
@@ -191,6 +192,13 @@ impl Loader<'_> {
         };
         for document in &documents {
             let Some(root) = &document.root else { continue };
+            let misshapen = shape::check(root);
+            if !misshapen.is_empty() {
+                for (at, message) in misshapen {
+                    self.problems.push(Diagnostic::at(&path, Some(at), message));
+                }
+                continue;
+            }
             match yaml::from_node::<ManifestDocument>(root) {
                 Ok(d) => {
                     if let Some(p) = self.check_document(index, root, d) {
@@ -254,43 +262,18 @@ impl Loader<'_> {
         let at = |steps: &[Step<'_>]| Some(root.find(steps));
         let name_at = root.find(&[Step::Key("metadata"), Step::Key("name")]);
         let account_at = root.find(&[Step::Key("spec"), Step::Key("officialAccount")]);
-        if let Err(m) = super::check_name(&document.metadata.name) {
-            self.problems.push(Diagnostic::at(&path, Some(name_at), m));
-        }
-        if let Err(m) = super::check_account_id(&document.spec.official_account) {
-            self.problems
-                .push(Diagnostic::at(&path, Some(account_at), m));
-        }
+        // The shape check has judged the name, the account and every inline UserID.
         let mut collector = Collector::new(self.limits.max_subscribers);
-        let mut bad = 0usize;
         for (i, id) in std::mem::take(&mut document.spec.subscribers)
             .into_iter()
             .enumerate()
         {
-            let entry = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
-            let checked = id.0.and_then(|id| super::check_user_id(&id).map(|()| id));
-            match checked {
-                Ok(id) => {
-                    if let Err(m) = collector.add(id, Origin::Inline(i)) {
-                        self.problems.push(Diagnostic::at(&path, at(&entry), m));
-                        break;
-                    }
-                }
-                Err(m) => {
-                    bad += 1;
-                    if bad <= MAX_REPORTED_PER_LIST {
-                        self.problems.push(Diagnostic::at(&path, at(&entry), m));
-                    }
-                }
+            let Ok(id) = id.0 else { continue };
+            if let Err(m) = collector.add(id, Origin::Inline(i)) {
+                let entry = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
+                self.problems.push(Diagnostic::at(&path, at(&entry), m));
+                break;
             }
-        }
-        if bad > MAX_REPORTED_PER_LIST {
-            let m = format!(
-                "{} more invalid UserIDs in spec.subscribers",
-                bad - MAX_REPORTED_PER_LIST
-            );
-            let list = [Step::Key("spec"), Step::Key("subscribers")];
-            self.problems.push(Diagnostic::at(&path, at(&list), m));
         }
         let mut lists = Vec::new();
         for (i, entry) in document.spec.subscriber_files.iter().enumerate() {
@@ -479,9 +462,17 @@ fn digest(sets: &[SubscriberSet]) -> String {
     let mut hasher = Sha256::new();
     for set in sets {
         hasher.update(format!(
-            "set\0{}\0{}\0{}\0{}\n",
+            "set\0{}\0{}\0{}\0{}",
             set.name, set.official_account, set.prune, set.allow_empty
         ));
+        // Fields added later count only when set, so that older digests stay as they were.
+        if set.prune_out_of_band || set.accept_shortfall {
+            hasher.update(format!(
+                "\0{}\0{}",
+                set.prune_out_of_band, set.accept_shortfall
+            ));
+        }
+        hasher.update(b"\n");
         for s in &set.subscribers {
             hasher.update(s.as_bytes());
             hasher.update(b"\n");

@@ -9,6 +9,7 @@ pub mod confine;
 mod discover;
 mod load;
 mod revision;
+mod shape;
 pub mod subscriber_file;
 
 use std::collections::BTreeMap;
@@ -131,6 +132,15 @@ pub struct Spec {
     /// Let prune empty the account entirely.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Let prune also remove subscribers that appeared out of band (seen by a refresh, never
+    /// added, imported or listed by subsync). Without it prune removes only what subsync
+    /// manages.
+    #[serde(default)]
+    pub prune_out_of_band: bool,
+    /// Accept that the account's MaxSubscriberNum leaves some listed subscribers out: a known
+    /// shortfall then makes neither `plan --detailed-exitcode` nor `apply` exit 2.
+    #[serde(default)]
+    pub accept_shortfall: bool,
 }
 
 /// One `subscribers` entry as read: its text, or why it is not text. Keeping the reason
@@ -179,6 +189,8 @@ pub struct SubscriberSet {
     pub subscribers: Vec<String>,
     pub prune: bool,
     pub allow_empty: bool,
+    pub prune_out_of_band: bool,
+    pub accept_shortfall: bool,
     /// The manifest file that declared it.
     pub source: PathBuf,
 }

@@ -1,8 +1,15 @@
-//! Planning: a pure function from (manifests, ledger snapshot) to the changes apply would make.
+//! Planning: a pure function from (manifests, ledger snapshot) to the changes apply would make,
+//! account by account ([`plan_account`]).
 //!
-//! No I/O here. The plan is also the saved-plan file format (`plan --out`, `apply --plan`) and
-//! the JSON that pipelines read, so its serialized form is versioned (`format_version`) and
-//! documented by `schema/plan.schema.json`, generated from these types.
+//! No I/O here. The plan is the one value every rendering (text, Markdown, diff, JSON) and
+//! every exit code is derived from; it is also the saved-plan file format (`plan --out`,
+//! `apply --plan`) and the JSON that pipelines read, so its serialized form is versioned
+//! (`format_version`) and documented by `schema/plan.schema.json`, generated from these types.
+//!
+//! Invariants: `remove` holds only subscribers subsync manages (added, imported, or listed in
+//! a manifest), and out-of-band ones only where the set opts in; no account loses more than
+//! `--max-prune` or half of what it holds without `--allow-mass-prune`; [`PlanSummary::needs_apply`]
+//! is true exactly when apply would send a change or end short of the manifests.
 
 mod saved;
 
@@ -49,9 +56,11 @@ pub struct AccountPlan {
     pub prune: bool,
     /// Desired but not confirmed: apply sends these (sorted).
     pub add: Vec<String>,
-    /// Confirmed but no longer desired, in a set with `prune: true`.
+    /// Confirmed, managed by subsync and no longer desired, in a set with `prune: true`:
+    /// apply removes these (sorted).
     pub remove: Vec<String>,
-    /// Confirmed but no longer desired, without prune: left alone and reported.
+    /// Confirmed but not desired, and left alone: without prune, held back by a guard, or
+    /// out of band without `pruneOutOfBand` (sorted).
     pub unmanaged: Vec<String>,
     /// The members of `add` whose last add failed, with the failure.
     pub retry: Vec<RetryEntry>,
@@ -60,18 +69,37 @@ pub struct AccountPlan {
     pub drift: Drift,
     /// When the live list was last refreshed (RFC 3339), if ever.
     pub refreshed_at: Option<String>,
-    /// Removals prune would make but a guard holds back (they stay in `unmanaged`; the
-    /// warnings say which guard).
+    /// Removals prune would make but a guard holds back (they are in `unmanaged` and `held`;
+    /// the warnings say which guard).
     pub held_back: u64,
+    /// The removals a guard holds back (sorted).
+    #[serde(default)]
+    pub held: Vec<String>,
+    /// Of `unmanaged`, those that appeared out of band and prune leaves alone because the set
+    /// does not say `pruneOutOfBand: true`.
+    #[serde(default)]
+    pub out_of_band_kept: u64,
+    /// Desired subscribers the account's known MaxSubscriberNum leaves out, as of the last
+    /// check: a known shortfall.
+    #[serde(default)]
+    pub over_limit: u64,
+    /// The set accepts a shortfall (`acceptShortfall: true`): it makes no exit code 2.
+    #[serde(default)]
+    pub accept_shortfall: bool,
 }
 
-/// Drift between the ledger and the live list, as the last refresh found it.
+/// Drift between the ledger and the live list, as the last refresh found it, less what has
+/// been repaired since.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Drift {
     /// Subscribed remotely although the ledger did not know (now recorded as confirmed).
     pub out_of_band_added: Vec<String>,
     /// Confirmed in the ledger but gone remotely (no longer confirmed).
     pub out_of_band_removed: Vec<String>,
+    /// Found by that refresh and repaired since (an out-of-band removal added back, an
+    /// out-of-band addition pruned).
+    #[serde(default)]
+    pub repaired: Vec<String>,
 }
 
 /// What the prune guards allow.
@@ -80,14 +108,17 @@ pub struct PlanOptions {
     /// Most removals from one account in one run; default 10% of its confirmed subscribers,
     /// at least 100.
     pub max_prune: Option<u64>,
-    /// Lift that limit.
+    /// Lift that limit, and the one of half an account.
     pub allow_mass_prune: bool,
 }
 
 impl PlanOptions {
-    /// The most removals allowed from an account with `confirmed` subscribers.
+    /// The most removals allowed from an account with `confirmed` subscribers: `--max-prune`
+    /// (by default a tenth, at least 100), and never more than half of the account.
     pub fn max_prune_for(&self, confirmed: u64) -> u64 {
-        self.max_prune.unwrap_or((confirmed / 10).max(100))
+        self.max_prune
+            .unwrap_or((confirmed / 10).max(100))
+            .min(confirmed / 2)
     }
 }
 
@@ -107,24 +138,51 @@ pub struct PlanSummary {
     pub unmanaged: u64,
     /// Removals held back by the prune guards.
     pub held_back: u64,
-    /// Drift the last refreshes found, in total.
+    /// Drift the last refreshes found and nothing has repaired yet, in total.
     pub drift_added: u64,
     pub drift_removed: u64,
     pub accounts: u64,
     /// Accounts with something to add or remove.
     pub accounts_changed: u64,
+    /// Desired subscribers known limits leave out, in sets that do not accept it.
+    #[serde(default)]
+    pub over_limit: u64,
+    /// True exactly when apply would send a change or end short of the manifests (removals a
+    /// guard holds back, a shortfall not accepted): `plan --detailed-exitcode` exits 2 then,
+    /// 0 otherwise.
+    #[serde(default)]
+    pub needs_apply: bool,
 }
 
 impl Plan {
-    /// True when apply would change something.
-    pub fn has_changes(&self) -> bool {
-        self.summary.add > 0 || self.summary.remove > 0
+    /// True when apply would change something or end short of the manifests.
+    pub fn needs_apply(&self) -> bool {
+        self.summary.needs_apply
     }
 }
 
 impl AccountPlan {
     pub fn has_changes(&self) -> bool {
         !self.add.is_empty() || !self.remove.is_empty()
+    }
+
+    /// Adds apply would send that the set does not accept being left out: all of them, or,
+    /// with `acceptShortfall`, those the known limit does not already rule out.
+    fn counted_adds(&self) -> u64 {
+        let adds = self.add.len() as u64;
+        if self.accept_shortfall {
+            adds - self.over_limit.min(adds)
+        } else {
+            adds
+        }
+    }
+
+    /// This account's share of [`PlanSummary::needs_apply`].
+    pub fn needs_apply(&self) -> bool {
+        self.counted_adds() > 0
+            || !self.remove.is_empty()
+            || self.held_back > 0
+            || (self.over_limit > 0 && !self.accept_shortfall)
     }
 }
 
@@ -147,24 +205,7 @@ pub fn compute(
     for (id, state) in &ledger.accounts {
         let declared = manifests.sets.iter().any(|s| &s.official_account == id);
         if !declared && !state.confirmed.is_empty() {
-            accounts.push(AccountPlan {
-                name: None,
-                official_account: id.clone(),
-                desired: 0,
-                confirmed: state.confirmed.len() as u64,
-                prune: false,
-                add: Vec::new(),
-                remove: Vec::new(),
-                unmanaged: state.confirmed.clone(),
-                retry: Vec::new(),
-                warnings: vec![
-                    "orphaned: no manifest declares this account any more; its subscribers are left alone and never pruned"
-                        .into(),
-                ],
-                drift: drift_of(state),
-                refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
-                held_back: 0,
-            });
+            accounts.push(orphan(id, state));
         }
     }
     accounts.sort_by(|a, b| a.official_account.cmp(&b.official_account));
@@ -177,6 +218,32 @@ pub fn compute(
         manifest_paths,
         accounts,
         summary,
+    }
+}
+
+/// An account only the ledger still knows: left alone and reported.
+fn orphan(id: &str, state: &AccountState) -> AccountPlan {
+    AccountPlan {
+        name: None,
+        official_account: id.to_owned(),
+        desired: 0,
+        confirmed: state.confirmed.len() as u64,
+        prune: false,
+        add: Vec::new(),
+        remove: Vec::new(),
+        unmanaged: state.confirmed.clone(),
+        retry: Vec::new(),
+        warnings: vec![
+            "orphaned: no manifest declares this account any more; its subscribers are left alone and never pruned"
+                .into(),
+        ],
+        drift: drift_of(state, &[]),
+        refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
+        held_back: 0,
+        held: Vec::new(),
+        out_of_band_kept: 0,
+        over_limit: 0,
+        accept_shortfall: false,
     }
 }
 
@@ -229,34 +296,47 @@ fn without(list: &mut Vec<String>, waiting: &[&str]) -> u64 {
     (before - list.len()) as u64
 }
 
-fn drift_of(state: &AccountState) -> Drift {
+/// What the last refresh found, less what is repaired by now: a subscriber it found gone that
+/// is confirmed again, or one it found added that is no longer confirmed.
+fn drift_of(state: &AccountState, confirmed: &[String]) -> Drift {
+    let is_confirmed = |id: &String| confirmed.binary_search(id).is_ok();
+    let (repaired_removed, removed): (Vec<String>, Vec<String>) =
+        state.drift.removed.iter().cloned().partition(is_confirmed);
+    let (added, repaired_added): (Vec<String>, Vec<String>) =
+        state.drift.added.iter().cloned().partition(is_confirmed);
+    let mut repaired = repaired_removed;
+    repaired.extend(repaired_added);
+    repaired.sort();
     Drift {
-        out_of_band_added: state.drift.added.clone(),
-        out_of_band_removed: state.drift.removed.clone(),
+        out_of_band_added: added,
+        out_of_band_removed: removed,
+        repaired,
     }
 }
 
 fn summarize(accounts: &[AccountPlan]) -> PlanSummary {
+    let sum = |f: &dyn Fn(&AccountPlan) -> u64| accounts.iter().map(f).sum::<u64>();
     PlanSummary {
-        add: accounts.iter().map(|a| a.add.len() as u64).sum(),
-        remove: accounts.iter().map(|a| a.remove.len() as u64).sum(),
-        retry: accounts.iter().map(|a| a.retry.len() as u64).sum(),
-        unmanaged: accounts.iter().map(|a| a.unmanaged.len() as u64).sum(),
-        held_back: accounts.iter().map(|a| a.held_back).sum(),
-        drift_added: accounts
-            .iter()
-            .map(|a| a.drift.out_of_band_added.len() as u64)
-            .sum(),
-        drift_removed: accounts
-            .iter()
-            .map(|a| a.drift.out_of_band_removed.len() as u64)
-            .sum(),
+        add: sum(&|a| a.add.len() as u64),
+        remove: sum(&|a| a.remove.len() as u64),
+        retry: sum(&|a| a.retry.len() as u64),
+        unmanaged: sum(&|a| a.unmanaged.len() as u64),
+        held_back: sum(&|a| a.held_back),
+        drift_added: sum(&|a| a.drift.out_of_band_added.len() as u64),
+        drift_removed: sum(&|a| a.drift.out_of_band_removed.len() as u64),
         accounts: accounts.len() as u64,
         accounts_changed: accounts.iter().filter(|a| a.has_changes()).count() as u64,
+        over_limit: sum(&|a| if a.accept_shortfall { 0 } else { a.over_limit }),
+        needs_apply: accounts.iter().any(AccountPlan::needs_apply),
     }
 }
 
-fn plan_account(set: &SubscriberSet, state: &AccountState, options: &PlanOptions) -> AccountPlan {
+/// The plan of one account: a pure function of its set, its ledger state and the guards.
+pub fn plan_account(
+    set: &SubscriberSet,
+    state: &AccountState,
+    options: &PlanOptions,
+) -> AccountPlan {
     let (add, extra) = difference(&set.subscribers, &state.confirmed);
     let retry = state
         .failed
@@ -270,6 +350,7 @@ fn plan_account(set: &SubscriberSet, state: &AccountState, options: &PlanOptions
         .collect();
     let mut warnings = Vec::new();
     let desired = set.subscribers.len() as u64;
+    let confirmed = state.confirmed.len() as u64;
     let facts = &state.facts;
     if let Some(max) = facts.max_subscribers.filter(|max| desired > *max) {
         warnings.push(format!(
@@ -295,32 +376,83 @@ fn plan_account(set: &SubscriberSet, state: &AccountState, options: &PlanOptions
             crate::clock::rfc3339_millis(at)
         ));
     }
-    let confirmed = state.confirmed.len() as u64;
-    let guard = prune_guard(set, state, extra.len() as u64, options);
-    let (remove, unmanaged, held_back) = match guard {
-        _ if !set.prune || extra.is_empty() => (Vec::new(), extra, 0),
-        Some(why) => {
-            warnings.push(why);
-            let held = extra.len() as u64;
-            (Vec::new(), extra, held)
+    // What prune may remove: what subsync manages, and what appeared out of band only where
+    // the set says so. Without prune, everything extra is left alone.
+    let (remove, held, mut unmanaged, out_of_band_kept) = if !set.prune {
+        (Vec::new(), Vec::new(), extra, 0)
+    } else {
+        let (prunable, out_of_band) = if set.prune_out_of_band {
+            (extra, Vec::new())
+        } else {
+            let (foreign, ours) = intersect(&extra, &state.out_of_band);
+            (ours, foreign)
+        };
+        let kept = out_of_band.len() as u64;
+        if kept > 0 {
+            warnings.push(format!(
+                "{kept} subscribers appeared out of band (seen by a refresh, never added, imported or listed by subsync); prune leaves them: set pruneOutOfBand: true to remove them too"
+            ));
         }
-        None => (extra, Vec::new(), 0),
+        let guard = prune_guard(set, state, prunable.len() as u64, options);
+        let (remove, held) = match guard {
+            _ if prunable.is_empty() => (Vec::new(), Vec::new()),
+            Some(why) => {
+                warnings.push(why);
+                (Vec::new(), prunable)
+            }
+            None => (prunable, Vec::new()),
+        };
+        let mut unmanaged = out_of_band;
+        unmanaged.extend(held.iter().cloned());
+        (remove, held, unmanaged, kept)
     };
+    unmanaged.sort();
+    let over_limit = over_limit(state, add.len() as u64, remove.len() as u64);
+    if over_limit > 0 && set.accept_shortfall {
+        warnings.push(format!(
+            "{over_limit} desired subscribers do not fit the account's MaxSubscriberNum; the set accepts the shortfall (acceptShortfall: true)"
+        ));
+    }
     AccountPlan {
         name: Some(set.name.clone()),
         official_account: set.official_account.clone(),
         desired,
         confirmed,
         prune: set.prune,
+        drift: drift_of(state, &state.confirmed),
+        refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
+        held_back: held.len() as u64,
+        held,
         add,
         remove,
         unmanaged,
         retry,
         warnings,
-        drift: drift_of(state),
-        refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
-        held_back,
+        out_of_band_kept,
+        over_limit,
+        accept_shortfall: set.accept_shortfall,
     }
+}
+
+/// Desired subscribers the ledger confirms as out of band: listed in a manifest now, so subsync
+/// manages them from here on (and prune may remove them once they are no longer listed).
+pub fn adopted(set: &SubscriberSet, state: &AccountState) -> Vec<String> {
+    if state.out_of_band.is_empty() {
+        return Vec::new();
+    }
+    intersect(&state.out_of_band, &set.subscribers).0
+}
+
+/// How many of `adds` the account's known limit leaves out: what it held at the last check
+/// (or what the ledger confirms, if more), less `removes`, plus `adds`, over MaxSubscriberNum.
+fn over_limit(state: &AccountState, adds: u64, removes: u64) -> u64 {
+    let Some(max) = state.facts.max_subscribers else {
+        return 0;
+    };
+    let held = (state.confirmed.len() as u64).max(state.facts.subscriber_num.unwrap_or(0));
+    (held.saturating_sub(removes) + adds)
+        .saturating_sub(max)
+        .min(adds)
 }
 
 /// Why prune may not remove `removals` subscribers from this account now, if it may not.
@@ -344,7 +476,8 @@ fn prune_guard(
     let max = options.max_prune_for(state.confirmed.len() as u64);
     if removals > max && !options.allow_mass_prune {
         return Some(format!(
-            "prune would remove {removals} subscribers, more than --max-prune {max} (by default 10% of the confirmed, at least 100); pass --allow-mass-prune if that is intended; nothing is removed"
+            "prune would remove {removals} of {} subscribers, more than {max} (--max-prune, by default 10% of the confirmed and at least 100, and never more than half of the account); pass --allow-mass-prune if that is intended; nothing is removed",
+            state.confirmed.len()
         ));
     }
     None
@@ -373,6 +506,13 @@ fn difference(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
     only_a.extend_from_slice(&a[i..]);
     only_b.extend_from_slice(&b[j..]);
     (only_a, only_b)
+}
+
+/// (a ∩ b, a − b) of two sorted, duplicate-free lists.
+fn intersect(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
+    let (only_a, _) = difference(a, b);
+    let (both, _) = difference(a, &only_a);
+    (both, only_a)
 }
 
 #[cfg(test)]

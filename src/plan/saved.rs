@@ -154,7 +154,7 @@ fn first_difference(saved: &Plan, current: &Plan) -> Option<String> {
                 quote(&then.official_account)
             ));
         }
-        let fields: [(&str, bool); 12] = [
+        let fields: [(&str, bool); 16] = [
             ("name", then.name == now.name),
             ("desired", then.desired == now.desired),
             ("confirmed", then.confirmed == now.confirmed),
@@ -164,6 +164,16 @@ fn first_difference(saved: &Plan, current: &Plan) -> Option<String> {
             ("unmanaged", then.unmanaged == now.unmanaged),
             ("retry", then.retry == now.retry),
             ("held_back", then.held_back == now.held_back),
+            ("held", then.held == now.held),
+            (
+                "out_of_band_kept",
+                then.out_of_band_kept == now.out_of_band_kept,
+            ),
+            ("over_limit", then.over_limit == now.over_limit),
+            (
+                "accept_shortfall",
+                then.accept_shortfall == now.accept_shortfall,
+            ),
             ("drift", then.drift == now.drift),
             ("refreshed_at", then.refreshed_at == now.refreshed_at),
             ("warnings", then.warnings == now.warnings),
@@ -273,6 +283,10 @@ mod tests {
             drift: Default::default(),
             refreshed_at: None,
             held_back: 0,
+            held: vec![],
+            out_of_band_kept: 0,
+            over_limit: 0,
+            accept_shortfall: false,
         }
     }
 

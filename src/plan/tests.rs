@@ -14,6 +14,8 @@ fn set(name: &str, account: &str, subscribers: &[&str], prune: bool) -> Subscrib
         subscribers: strings(subscribers),
         prune,
         allow_empty: false,
+        prune_out_of_band: false,
+        accept_shortfall: false,
         source: PathBuf::from("m.yaml"),
     }
 }
@@ -59,10 +61,11 @@ fn an_empty_ledger_plans_every_desired_subscriber_as_an_add() {
             add: 2,
             accounts: 1,
             accounts_changed: 1,
+            needs_apply: true,
             ..PlanSummary::default()
         }
     );
-    assert!(plan.has_changes());
+    assert!(plan.needs_apply());
     assert_eq!(plan.lineage, None);
 }
 
@@ -74,7 +77,7 @@ fn confirmed_subscribers_are_not_planned_again() {
         vec![],
         &PlanOptions::default(),
     );
-    assert!(!plan.has_changes());
+    assert!(!plan.needs_apply());
     assert_eq!(plan.accounts[0].confirmed, 2);
     assert_eq!((plan.serial, plan.lineage.as_deref()), (7, Some("l")));
 }
@@ -95,7 +98,7 @@ fn dropped_subscribers_are_unmanaged_without_prune_and_removed_with_it() {
         ),
         (strings(&["old"]), 0)
     );
-    assert!(!keep.has_changes());
+    assert!(!keep.needs_apply());
     let prune = compute(
         &manifests(vec![set("w", "@TOA#_w", &["a"], true)]),
         &state(),
@@ -107,7 +110,7 @@ fn dropped_subscribers_are_unmanaged_without_prune_and_removed_with_it() {
 }
 
 #[test]
-fn prune_never_empties_an_account_without_allow_empty() {
+fn prune_never_empties_an_account_without_allow_empty_and_allow_mass_prune() {
     let state = ledger(vec![("@TOA#_w", confirmed(&["a"]))]);
     let plan = compute(
         &manifests(vec![set("w", "@TOA#_w", &[], true)]),
@@ -116,20 +119,126 @@ fn prune_never_empties_an_account_without_allow_empty() {
         &PlanOptions::default(),
     );
     assert!(plan.accounts[0].remove.is_empty());
+    assert_eq!(plan.accounts[0].held, ["a"]);
     assert!(plan.accounts[0].warnings[0].contains("allowEmpty"));
+    assert!(plan.needs_apply(), "held-back removals leave apply short");
     let mut allowed = set("w", "@TOA#_w", &[], true);
     allowed.allow_empty = true;
+    let half = compute(
+        &manifests(vec![allowed.clone()]),
+        &state,
+        vec![],
+        &PlanOptions::default(),
+    );
+    assert!(half.accounts[0].remove.is_empty());
+    assert!(
+        half.accounts[0].warnings[0].contains("never more than half"),
+        "{:?}",
+        half.accounts[0].warnings
+    );
+    let mass = PlanOptions {
+        allow_mass_prune: true,
+        ..PlanOptions::default()
+    };
     assert_eq!(
-        compute(
-            &manifests(vec![allowed]),
-            &state,
-            vec![],
-            &PlanOptions::default()
-        )
-        .accounts[0]
-            .remove,
+        compute(&manifests(vec![allowed]), &state, vec![], &mass).accounts[0].remove,
         ["a"]
     );
+}
+
+#[test]
+fn a_sixty_subscriber_account_loses_at_most_half_in_one_run() {
+    let all: Vec<String> = (0..60).map(|i| format!("u{i:02}")).collect();
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let state = ledger(vec![("@TOA#_w", confirmed(&refs))]);
+    let keep_ten = set("w", "@TOA#_w", &refs[..10], true);
+    let plan = compute(
+        &manifests(vec![keep_ten]),
+        &state,
+        vec![],
+        &PlanOptions::default(),
+    );
+    assert_eq!(
+        plan.accounts[0].remove.len(),
+        0,
+        "50 of 60 is more than half"
+    );
+    assert_eq!(plan.accounts[0].held_back, 50);
+    let keep_thirty = set("w", "@TOA#_w", &refs[..30], true);
+    let plan = compute(
+        &manifests(vec![keep_thirty]),
+        &state,
+        vec![],
+        &PlanOptions::default(),
+    );
+    assert_eq!(plan.accounts[0].remove.len(), 30, "half may go");
+}
+
+#[test]
+fn prune_leaves_out_of_band_subscribers_unless_the_set_opts_in() {
+    let mut state = confirmed(&["a", "b", "c", "ours", "walk-in"]);
+    state.out_of_band = strings(&["walk-in"]);
+    let snapshot = ledger(vec![("@TOA#_w", state)]);
+    let options = PlanOptions::default();
+    let pruned = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["a", "b", "c"], true)]),
+        &snapshot,
+        vec![],
+        &options,
+    );
+    assert_eq!(pruned.accounts[0].remove, ["ours"]);
+    assert_eq!(pruned.accounts[0].unmanaged, ["walk-in"]);
+    assert_eq!(pruned.accounts[0].out_of_band_kept, 1);
+    let mut opted = set("w", "@TOA#_w", &["a", "b", "c"], true);
+    opted.prune_out_of_band = true;
+    let all = compute(&manifests(vec![opted]), &snapshot, vec![], &options);
+    assert_eq!(all.accounts[0].remove, ["ours", "walk-in"]);
+}
+
+#[test]
+fn a_known_shortfall_needs_apply_unless_the_set_accepts_it() {
+    let mut state = confirmed(&["a", "b"]);
+    state.facts = AccountFacts {
+        max_subscribers: Some(2),
+        subscriber_num: Some(2),
+        ..AccountFacts::default()
+    };
+    let snapshot = ledger(vec![("@TOA#_w", state)]);
+    let options = PlanOptions::default();
+    let mut wanted = set("w", "@TOA#_w", &["a", "b", "c"], false);
+    let plan = compute(
+        &manifests(vec![wanted.clone()]),
+        &snapshot,
+        vec![],
+        &options,
+    );
+    assert_eq!(
+        (plan.accounts[0].over_limit, plan.summary.over_limit),
+        (1, 1)
+    );
+    assert!(plan.needs_apply());
+    wanted.accept_shortfall = true;
+    let accepted = compute(&manifests(vec![wanted]), &snapshot, vec![], &options);
+    assert_eq!(
+        (accepted.accounts[0].over_limit, accepted.summary.over_limit),
+        (1, 0)
+    );
+    assert!(!accepted.needs_apply());
+}
+
+#[test]
+fn drift_repaired_since_the_refresh_is_shown_as_repaired() {
+    let mut state = confirmed(&["back"]);
+    state.drift.removed = strings(&["back", "still-gone"]);
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["back"], false)]),
+        &ledger(vec![("@TOA#_w", state)]),
+        vec![],
+        &PlanOptions::default(),
+    );
+    assert_eq!(plan.accounts[0].drift.out_of_band_removed, ["still-gone"]);
+    assert_eq!(plan.accounts[0].drift.repaired, ["back"]);
+    assert_eq!(plan.summary.drift_removed, 1);
 }
 
 #[test]
@@ -190,7 +299,7 @@ fn accounts_only_the_ledger_knows_are_reported_unmanaged() {
     );
     assert_eq!(plan.accounts[0].name, None);
     assert_eq!(plan.accounts[0].unmanaged, ["x"]);
-    assert!(!plan.has_changes());
+    assert!(!plan.needs_apply());
 }
 
 #[test]
@@ -224,4 +333,13 @@ fn retries_wait_for_their_pause_to_pass() {
     let mut later = compute(&m, &snapshot, vec![], &PlanOptions::default());
     assert_eq!(defer_retries(&mut later, &snapshot, 31_000, pause), 0);
     assert_eq!(later.accounts[0].add.len(), 4);
+}
+
+#[test]
+fn out_of_band_subscribers_a_manifest_lists_are_adopted() {
+    let mut state = confirmed(&["a", "walk-in", "other"]);
+    state.out_of_band = strings(&["other", "walk-in"]);
+    let listed = set("w", "@TOA#_w", &["a", "walk-in"], true);
+    assert_eq!(adopted(&listed, &state), ["walk-in"]);
+    assert!(adopted(&listed, &confirmed(&["a"])).is_empty());
 }

@@ -126,6 +126,8 @@ mod tests {
             subscribers: vec!["x".into(), "y".into()],
             prune: false,
             allow_empty: false,
+            prune_out_of_band: false,
+            accept_shortfall: false,
             source: "m.yaml".into(),
         };
         let mut broken = set.clone();

@@ -16,8 +16,39 @@ pub use plan_text::plan_text;
 pub use status::{StatusReport, status_text};
 pub use summary::summary_text;
 
+use crate::plan::Plan;
+
 /// Entries shown per list before "... and N more".
 pub const LIST_CUT: usize = 20;
+
+/// The plan's bottom line, the same words in every format: what apply would send, or why it
+/// would still end short (exit 2) with nothing to send, or that nothing is left to do.
+fn verdict(plan: &Plan) -> Option<String> {
+    let s = &plan.summary;
+    if !s.needs_apply {
+        return Some("No changes: the ledger matches the manifests.".to_owned());
+    }
+    if s.add + s.remove > 0 {
+        return None;
+    }
+    let mut why = Vec::new();
+    if s.held_back > 0 {
+        why.push(format!(
+            "{} held back by a prune guard",
+            plural(s.held_back, "removal", "removals")
+        ));
+    }
+    if s.over_limit > 0 {
+        why.push(format!(
+            "{} over a known MaxSubscriberNum",
+            plural(s.over_limit, "desired subscriber", "desired subscribers")
+        ));
+    }
+    Some(format!(
+        "Nothing to send, but apply would end short of the manifests (exit 2): {}; see the warnings.",
+        why.join(", ")
+    ))
+}
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

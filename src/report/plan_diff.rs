@@ -1,66 +1,84 @@
-//! The plan as unified diffs, for reviewers who read diffs: per account, from the ledger's
-//! sorted list to the desired sorted list.
+//! The plan as a diff, for reviewers who read diffs: per account, the removals (`-`) and adds
+//! (`+`) apply would make, in one sorted run, then `#` lines for what it would not do.
 //!
-//! Both sides are sorted sets, so every common line is unique and in the same order on both
-//! sides; the patience algorithm finds them all in O(n log n), where Myers' would degrade to
-//! quadratic on large additions.
+//! It renders the same [`Plan`] value as every other format, so a `-` line is a removal apply
+//! makes and nothing else: subscribers prune leaves alone are not `-` lines, and removals a
+//! guard holds back are `# held back` lines.
 
 use std::fmt::Write;
 
-use similar::{Algorithm, TextDiff};
+use super::{code_text, plural};
+use crate::plan::{AccountPlan, Plan};
+use crate::quote::safe;
 
-use crate::ledger::Snapshot;
-use crate::manifest::ManifestSet;
-
-pub fn plan_diff(manifests: &ManifestSet, ledger: &Snapshot) -> String {
+pub fn plan_diff(plan: &Plan) -> String {
     let mut out = String::new();
-    let none: Vec<String> = Vec::new();
-    for set in &manifests.sets {
-        let confirmed = ledger
-            .accounts
-            .get(&set.official_account)
-            .map_or(&none, |a| &a.confirmed);
-        if confirmed == &set.subscribers {
-            continue;
-        }
-        let old = lines(confirmed);
-        let new = lines(&set.subscribers);
-        let diff = TextDiff::configure()
-            .algorithm(Algorithm::Patience)
-            .diff_lines(&old, &new);
-        let _ = write!(
-            out,
-            "{}",
-            diff.unified_diff().context_radius(3).header(
-                &format!("ledger/{}", set.official_account),
-                &format!("manifests/{} ({})", set.official_account, set.name)
-            )
-        );
-    }
-    for (account, state) in &ledger.accounts {
-        if !state.confirmed.is_empty()
-            && !manifests
-                .sets
-                .iter()
-                .any(|s| &s.official_account == account)
-        {
+    for a in &plan.accounts {
+        if a.name.is_none() {
             let _ = writeln!(
                 out,
-                "# {account}: no manifest declares it; its {} subscribers are left alone",
-                state.confirmed.len()
+                "# {}: no manifest declares it; its {} subscribers are left alone",
+                safe(&a.official_account),
+                a.confirmed
             );
+            continue;
         }
+        if a.add.is_empty() && a.remove.is_empty() && a.held.is_empty() {
+            continue;
+        }
+        account(&mut out, a);
     }
     out
 }
 
-fn lines(list: &[String]) -> String {
-    let mut s = String::with_capacity(list.iter().map(|l| l.len() + 1).sum());
-    for l in list {
-        s.push_str(&crate::quote::safe(l));
-        s.push('\n');
+fn account(out: &mut String, a: &AccountPlan) {
+    let name = a.name.as_deref().unwrap_or_default();
+    let _ = writeln!(out, "--- ledger/{}", safe(&a.official_account));
+    let _ = writeln!(
+        out,
+        "+++ manifests/{} ({})",
+        safe(&a.official_account),
+        safe(name)
+    );
+    let _ = writeln!(
+        out,
+        "@@ {} to remove, {} to add @@",
+        a.remove.len(),
+        a.add.len()
+    );
+    // Both lists are sorted and disjoint: merge them so the diff reads in one order.
+    let (mut r, mut d) = (a.remove.iter().peekable(), a.add.iter().peekable());
+    loop {
+        let take_remove = match (r.peek(), d.peek()) {
+            (Some(x), Some(y)) => x < y,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let (sign, id) = if take_remove {
+            ('-', r.next())
+        } else {
+            ('+', d.next())
+        };
+        if let Some(id) = id {
+            let _ = writeln!(out, "{sign}{}", safe(id));
+        }
     }
-    s
+    for retry in &a.retry {
+        let _ = writeln!(
+            out,
+            "# retry +{}: {} after {}",
+            safe(&retry.subscriber),
+            code_text(retry.code),
+            plural(u64::from(retry.attempts), "attempt", "attempts")
+        );
+    }
+    for id in &a.held {
+        let _ = writeln!(out, "# held back, not removed: {}", safe(id));
+    }
+    for w in &a.warnings {
+        let _ = writeln!(out, "# ! {w}");
+    }
 }
 
 #[cfg(test)]
@@ -68,32 +86,69 @@ mod tests {
     use super::*;
     use crate::ledger::AccountState;
     use crate::manifest::SubscriberSet;
+    use crate::plan::{PlanOptions, plan_account};
+
+    fn set(subscribers: &[&str], prune: bool) -> SubscriberSet {
+        SubscriberSet {
+            name: "w".into(),
+            official_account: "@TOA#_w".into(),
+            subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+            prune,
+            allow_empty: false,
+            prune_out_of_band: false,
+            accept_shortfall: false,
+            source: "m.yaml".into(),
+        }
+    }
+
+    fn diff_of(set: &SubscriberSet, confirmed: &[&str], options: PlanOptions) -> String {
+        let state = AccountState {
+            confirmed: confirmed.iter().map(|s| s.to_string()).collect(),
+            ..AccountState::default()
+        };
+        let mut plan = crate::plan::compute(
+            &crate::manifest::ManifestSet::default(),
+            &crate::ledger::Snapshot::default(),
+            vec![],
+            &options,
+        );
+        plan.accounts = vec![plan_account(set, &state, &options)];
+        plan_diff(&plan)
+    }
 
     #[test]
-    fn the_diff_goes_from_ledger_to_manifests() {
-        let manifests = ManifestSet {
-            sets: vec![SubscriberSet {
-                name: "w".into(),
-                official_account: "@TOA#_w".into(),
-                subscribers: vec!["a".into(), "c".into()],
-                prune: false,
-                allow_empty: false,
-                source: "m.yaml".into(),
-            }],
-            ..ManifestSet::default()
+    fn removals_and_adds_read_in_one_sorted_run() {
+        let options = PlanOptions {
+            max_prune: None,
+            allow_mass_prune: true,
         };
-        let mut ledger = Snapshot::default();
-        ledger.accounts.insert(
-            "@TOA#_w".into(),
-            AccountState {
-                confirmed: vec!["a".into(), "b".into()],
-                ..AccountState::default()
-            },
-        );
-        let diff = plan_diff(&manifests, &ledger);
+        let diff = diff_of(&set(&["a", "c"], true), &["a", "b", "d"], options);
         assert_eq!(
             diff,
-            "--- ledger/@TOA#_w\n+++ manifests/@TOA#_w (w)\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n"
+            "--- ledger/@TOA#_w\n+++ manifests/@TOA#_w (w)\n@@ 2 to remove, 1 to add @@\n-b\n+c\n-d\n"
         );
+    }
+
+    #[test]
+    fn without_prune_nothing_is_a_removal() {
+        let diff = diff_of(
+            &set(&["a", "c"], false),
+            &["a", "b"],
+            PlanOptions::default(),
+        );
+        assert!(!diff.contains("-b"), "{diff}");
+        assert!(diff.contains("+c"), "{diff}");
+    }
+
+    #[test]
+    fn removals_a_guard_holds_back_are_comments() {
+        let options = PlanOptions {
+            max_prune: Some(1),
+            allow_mass_prune: false,
+        };
+        let diff = diff_of(&set(&["a"], true), &["a", "b", "c", "d", "e"], options);
+        assert!(!diff.contains("\n-"), "{diff}");
+        assert!(diff.contains("# held back, not removed: b\n"), "{diff}");
+        assert!(diff.contains("# ! prune would remove 4 of 5"), "{diff}");
     }
 }

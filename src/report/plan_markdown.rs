@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{plural, short};
+use super::{plural, short, verdict};
 use crate::plan::{AccountPlan, Plan};
 
 pub const MARKDOWN_LIMIT: usize = 60_000;
@@ -50,6 +50,16 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
             "⚠️ **{} removals held back** by the prune guards (see the warnings).\n",
             s.held_back
         );
+    }
+    if s.over_limit > 0 {
+        let _ = writeln!(
+            out,
+            "⚠️ **{} desired subscribers over a known limit** (MaxSubscriberNum); set `acceptShortfall: true` on the set to accept it.\n",
+            s.over_limit
+        );
+    }
+    if let Some(verdict) = verdict(plan) {
+        let _ = writeln!(out, "{verdict}\n");
     }
     if s.drift_added + s.drift_removed > 0 {
         let _ = writeln!(
@@ -105,15 +115,12 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
         );
     }
     if cut > 0 {
-        for a in plan
-            .accounts
-            .iter()
-            .take(rows)
-            .filter(|a| a.has_changes() || !a.warnings.is_empty() || has_drift(a))
-        {
+        for a in plan.accounts.iter().take(rows).filter(|a| {
+            a.has_changes() || !a.held.is_empty() || !a.warnings.is_empty() || has_drift(a)
+        }) {
             details(&mut out, a, cut);
         }
-    } else if plan.has_changes() {
+    } else if s.add + s.remove + s.held_back > 0 {
         let _ = writeln!(
             out,
             "\n*Lists omitted to fit a comment; see `subsync plan --format json`.*"
@@ -123,7 +130,8 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
 }
 
 fn has_drift(a: &AccountPlan) -> bool {
-    !a.drift.out_of_band_added.is_empty() || !a.drift.out_of_band_removed.is_empty()
+    let d = &a.drift;
+    !d.out_of_band_added.is_empty() || !d.out_of_band_removed.is_empty() || !d.repaired.is_empty()
 }
 
 fn details(out: &mut String, a: &AccountPlan, cut: usize) {
@@ -145,27 +153,32 @@ fn details(out: &mut String, a: &AccountPlan, cut: usize) {
         .add
         .iter()
         .chain(&a.remove)
+        .chain(&a.held)
         .chain(&d.out_of_band_added)
-        .chain(&d.out_of_band_removed);
+        .chain(&d.out_of_band_removed)
+        .chain(&d.repaired);
     let longest_tick_run = listed.map(|s| max_run(s, '`')).max().unwrap_or(0);
     let fence = "`".repeat((longest_tick_run + 1).max(3));
-    if a.has_changes() {
+    if a.has_changes() || !a.held.is_empty() {
         let _ = writeln!(out, "{fence}diff");
         list(out, &a.remove, '-', cut, "to remove");
         list(out, &a.add, '+', cut, "to add");
+        list(out, &a.held, '#', cut, "held back, not removed");
         let _ = writeln!(out, "{fence}");
     }
     if has_drift(a) {
         let when = a.refreshed_at.as_deref().unwrap_or("?");
         let _ = writeln!(
             out,
-            "\nDrift at the refresh of {when}: {} added out of band (now confirmed), {} removed out of band.\n",
+            "\nDrift at the refresh of {when}: {} added out of band (now confirmed), {} removed out of band, {} repaired since.\n",
             d.out_of_band_added.len(),
-            d.out_of_band_removed.len()
+            d.out_of_band_removed.len(),
+            d.repaired.len()
         );
         let _ = writeln!(out, "{fence}");
         list(out, &d.out_of_band_added, '>', cut, "added out of band");
         list(out, &d.out_of_band_removed, '<', cut, "removed out of band");
+        list(out, &d.repaired, '=', cut, "repaired");
         let _ = writeln!(out, "{fence}");
     }
     let _ = writeln!(out, "\n</details>");
@@ -225,6 +238,10 @@ mod tests {
                 drift: Default::default(),
                 refreshed_at: None,
                 held_back: 0,
+                held: vec![],
+                out_of_band_kept: 0,
+                over_limit: 0,
+                accept_shortfall: false,
             })
             .collect();
         Plan {
@@ -237,6 +254,7 @@ mod tests {
                 add: (accounts.len() * adds) as u64,
                 accounts: accounts.len() as u64,
                 accounts_changed: accounts.len() as u64,
+                needs_apply: true,
                 ..PlanSummary::default()
             },
             accounts,

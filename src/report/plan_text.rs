@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{LIST_CUT, code_text, plural, short};
+use super::{LIST_CUT, code_text, plural, short, verdict};
 use crate::plan::{AccountPlan, Plan};
 use crate::quote::safe;
 
@@ -37,14 +37,17 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
     if s.unmanaged > 0 {
         let _ = write!(out, ", {} unmanaged", s.unmanaged);
     }
+    if s.over_limit > 0 {
+        let _ = write!(out, ", {} over a known limit", s.over_limit);
+    }
     let _ = writeln!(
         out,
         "; {} of {} changed.",
         s.accounts_changed,
         plural(s.accounts, "account", "accounts")
     );
-    if !plan.has_changes() {
-        let _ = writeln!(out, "No changes: the ledger matches the manifests.");
+    if let Some(verdict) = verdict(plan) {
+        let _ = writeln!(out, "{verdict}");
     }
     out
 }
@@ -73,8 +76,15 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         };
         parts.push(format!("{} to add{retries}", a.add.len()));
     }
+    if a.held_back > 0 {
+        parts.push(format!("{} held back", a.held_back));
+    }
     if !a.unmanaged.is_empty() {
         parts.push(format!("{} unmanaged", a.unmanaged.len()));
+    }
+    if a.over_limit > 0 {
+        let accepted = if a.accept_shortfall { ", accepted" } else { "" };
+        parts.push(format!("{} over the limit{accepted}", a.over_limit));
     }
     if parts.is_empty() {
         parts.push(format!("up to date ({} confirmed)", a.confirmed));
@@ -107,6 +117,10 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         }
     }
     more(out, a.add.len(), "to add");
+    for id in a.held.iter().take(LIST_CUT) {
+        let _ = writeln!(out, "    # {}   (held back, not removed)", safe(id));
+    }
+    more(out, a.held.len(), "held back");
     drift_lines(out, a);
     for w in &a.warnings {
         let _ = writeln!(out, "    ! {w}");
@@ -116,19 +130,25 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
 /// What the last refresh found, with a few of the subscribers.
 fn drift_lines(out: &mut String, a: &AccountPlan) {
     let d = &a.drift;
-    if d.out_of_band_added.is_empty() && d.out_of_band_removed.is_empty() {
+    if d.out_of_band_added.is_empty() && d.out_of_band_removed.is_empty() && d.repaired.is_empty() {
         return;
     }
     let when = a.refreshed_at.as_deref().unwrap_or("?");
+    let repaired = if d.repaired.is_empty() {
+        String::new()
+    } else {
+        format!(", {} repaired since", d.repaired.len())
+    };
     let _ = writeln!(
         out,
-        "    drift at the refresh of {when}: {} added out of band, {} removed out of band",
+        "    drift at the refresh of {when}: {} added out of band, {} removed out of band{repaired}",
         d.out_of_band_added.len(),
         d.out_of_band_removed.len()
     );
     for (list, sign, what) in [
         (&d.out_of_band_added, '>', "added out of band"),
         (&d.out_of_band_removed, '<', "removed out of band"),
+        (&d.repaired, '=', "repaired"),
     ] {
         for id in list.iter().take(LIST_CUT) {
             let _ = writeln!(out, "      {sign} {}", safe(id));
@@ -161,6 +181,7 @@ mod tests {
                 retry: 1,
                 accounts: 2,
                 accounts_changed: 1,
+                needs_apply: true,
                 ..PlanSummary::default()
             },
             accounts: vec![
@@ -182,6 +203,10 @@ mod tests {
                     drift: Default::default(),
                     refreshed_at: None,
                     held_back: 0,
+                    held: vec![],
+                    out_of_band_kept: 0,
+                    over_limit: 0,
+                    accept_shortfall: false,
                 },
                 AccountPlan {
                     name: Some("news".into()),
@@ -197,6 +222,10 @@ mod tests {
                     drift: Default::default(),
                     refreshed_at: None,
                     held_back: 0,
+                    held: vec![],
+                    out_of_band_kept: 0,
+                    over_limit: 0,
+                    accept_shortfall: false,
                 },
             ],
         }
@@ -237,6 +266,7 @@ mod tests {
         plan.accounts[0].drift = Drift {
             out_of_band_added: vec!["walk-in".into()],
             out_of_band_removed: vec!["left".into()],
+            repaired: vec![],
         };
         plan.accounts[0].refreshed_at = Some("2026-11-30T10:00:00Z".into());
         let text = plan_text(&plan, true);

@@ -24,7 +24,10 @@ pub struct StatusAccount {
     pub confirmed: u64,
     pub failed: u64,
     pub max_subscribers: Option<u64>,
+    /// The account's remote count as last learnt (a probe, a refresh, or a run's own changes
+    /// since its probe), and when.
     pub subscriber_num: Option<u64>,
+    pub counted_at: Option<String>,
     pub limit_reached_at: Option<String>,
     pub missing_since: Option<String>,
     pub invalid_since: Option<String>,
@@ -69,6 +72,7 @@ impl StatusReport {
                     failed: a.failed,
                     max_subscribers: a.facts.max_subscribers,
                     subscriber_num: a.facts.subscriber_num,
+                    counted_at: a.facts.counted_at.map(rfc3339_millis),
                     limit_reached_at: a.facts.limit_reached_at.map(rfc3339_millis),
                     missing_since: a.facts.missing_since.map(rfc3339_millis),
                     invalid_since: a.facts.invalid_since.map(rfc3339_millis),
@@ -92,6 +96,40 @@ impl StatusReport {
                 .collect(),
         }
     }
+}
+
+/// What a run's recorded summary says, in one line: its counts (an apply's or a refresh's)
+/// and, for a run that stopped, why.
+fn run_line(summary: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut out = String::new();
+    if let Some(t) = summary.get("totals") {
+        let _ = write!(
+            out,
+            ": {} added, {} removed, {} drift, {} failed, {} over limit",
+            n(t, "added"),
+            n(t, "removed"),
+            n(t, "already_subscribed"),
+            n(t, "failed") + n(t, "remove_failed"),
+            n(t, "not_added_limit")
+        );
+        if n(t, "recovered") > 0 {
+            let _ = write!(out, ", {} recovered", n(t, "recovered"));
+        }
+    } else if let Some(r) = summary.get("refresh") {
+        let _ = write!(
+            out,
+            ": read {} accounts, {} added and {} removed out of band",
+            n(r, "accounts"),
+            n(r, "out_of_band_added"),
+            n(r, "out_of_band_removed")
+        );
+    }
+    if let Some(error) = summary.get("error").and_then(|e| e.as_str()) {
+        let first = error.lines().next().unwrap_or_default();
+        let _ = write!(out, "; stopped: {}", crate::quote::clean(first, 200));
+    }
+    out
 }
 
 pub fn status_text(s: &StatusReport) -> String {
@@ -134,8 +172,16 @@ pub fn status_text(s: &StatusReport) -> String {
         if let Some(at) = &a.invalid_since {
             state.push(format!("invalid since {at}"));
         }
-        if let (Some(num), Some(max)) = (a.subscriber_num, a.max_subscribers) {
-            state.push(format!("{num}/{max} subscribers at last check"));
+        if let Some(num) = a.subscriber_num {
+            let max = a
+                .max_subscribers
+                .map(|m| format!("/{m}"))
+                .unwrap_or_default();
+            let when = a.counted_at.as_deref().map_or_else(
+                || "at an earlier check".to_owned(),
+                |at| format!("as of {at}"),
+            );
+            state.push(format!("remote count {num}{max} {when}"));
         }
         if let Some(at) = &a.refreshed_at {
             state.push(format!(
@@ -167,24 +213,10 @@ pub fn status_text(s: &StatusReport) -> String {
             .as_deref()
             .map(|v| format!(" revision {}", super::short(v)))
             .unwrap_or_default();
-        let totals = r
-            .summary
-            .as_ref()
-            .and_then(|s| s.get("totals"))
-            .map(|t| {
-                let n = |k: &str| t.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-                format!(
-                    ": {} added, {} drift, {} failed, {} over limit",
-                    n("added"),
-                    n("already_subscribed"),
-                    n("failed"),
-                    n("not_added_limit")
-                )
-            })
-            .unwrap_or_default();
+        let what = r.summary.as_ref().map(run_line).unwrap_or_default();
         let _ = writeln!(
             out,
-            "  #{} {} {} {result}{rev}{totals}",
+            "  #{} {} {} {result}{rev}{what}",
             r.id, r.command, r.started_at
         );
     }

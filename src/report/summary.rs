@@ -52,6 +52,12 @@ pub fn summary_text(s: &Summary) -> String {
                     a.already_subscribed
                 ));
             }
+            if a.recovered > 0 {
+                parts.push(format!(
+                    "{} recovered (sent by an interrupted run)",
+                    a.recovered
+                ));
+            }
             if !a.failed.is_empty() {
                 parts.push(format!("{} failed", a.failed.len()));
             }
@@ -60,14 +66,16 @@ pub fn summary_text(s: &Summary) -> String {
                     .max_subscribers
                     .map(|m| format!(" at MaxSubscriberNum {m}"))
                     .unwrap_or_default();
+                let accepted = if a.accept_shortfall { ", accepted" } else { "" };
                 parts.push(format!(
-                    "{} not added (account full{max})",
+                    "{} not added (account full{max}{accepted})",
                     a.not_added_limit
                 ));
             }
         }
         let done = a.added
             + a.already_subscribed
+            + a.recovered
             + a.failed.len() as u64
             + a.not_added_limit
             + a.removed
@@ -98,9 +106,14 @@ pub fn summary_text(s: &Summary) -> String {
         }
     }
     let t = &s.totals;
+    let recovered = if t.recovered > 0 {
+        format!(", {} recovered", t.recovered)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\nTotals: {} added, {} already subscribed (drift), {} failed, {} not added because of account limits, {} removed.",
+        "\nTotals: {} added, {} already subscribed (drift){recovered}, {} failed, {} not added because of account limits, {} removed.",
         t.added, t.already_subscribed, t.failed, t.not_added_limit, t.removed
     );
     if let Some(r) = &s.refresh {
@@ -121,9 +134,7 @@ pub fn summary_text(s: &Summary) -> String {
             let _ = writeln!(out, "  ! {}: {}", f.official_account, f.error);
         }
     }
-    if let Some(e) = &s.error {
-        let _ = writeln!(out, "Stopped: {e}");
-    }
+    // Why a run stopped is the command's error, printed once on stderr.
     out
 }
 
@@ -176,6 +187,7 @@ mod tests {
                 planned_add: 12,
                 added: 5,
                 already_subscribed: 1,
+                recovered: 0,
                 failed: vec![FailedSubscriber {
                     subscriber: "x".into(),
                     code: 130010,
@@ -186,10 +198,12 @@ mod tests {
                 removed: 0,
                 remove_failed: vec![],
                 remove_skipped: 0,
+                accept_shortfall: false,
             }],
             totals: Totals {
                 added: 5,
                 already_subscribed: 1,
+                recovered: 0,
                 failed: 1,
                 not_added_limit: 5,
                 removed: 0,

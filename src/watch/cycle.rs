@@ -20,7 +20,17 @@ impl Daemon {
         let (paths, limits) = (self.paths.clone(), self.limits);
         match blocking(move || manifest::load(&paths, &limits)).await {
             Ok(Ok(set)) => {
-                for w in &set.warnings {
+                if self.validity.valid() {
+                    tracing::info!("the manifests are valid again");
+                }
+                let (fresh, _) = self
+                    .manifest_warnings
+                    .update(set.warnings.iter().map(ToString::to_string));
+                for w in set
+                    .warnings
+                    .iter()
+                    .filter(|w| fresh.contains(&w.to_string()))
+                {
                     w.log(tracing::Level::WARN, self.json_logs);
                 }
                 self.health.manifests(Ok(()));
@@ -50,16 +60,24 @@ impl Daemon {
                 }
             }
             Ok(Err(invalid)) => {
-                for p in &invalid.problems {
-                    p.log(tracing::Level::ERROR, self.json_logs);
-                }
                 let n = invalid.problems.len();
                 let first = invalid.problems.first().map(ToString::to_string);
                 let reason = format!("{n} problems, the first: {}", first.unwrap_or_default());
-                tracing::error!(
-                    problems = n,
-                    "the manifests are invalid; nothing is changed and the last valid set stays in force"
-                );
+                // The same problems at every resync are news only once.
+                if self
+                    .validity
+                    .invalid(invalid.problems.iter().map(ToString::to_string).collect())
+                {
+                    for p in &invalid.problems {
+                        p.log(tracing::Level::ERROR, self.json_logs);
+                    }
+                    tracing::error!(
+                        problems = n,
+                        "the manifests are invalid; nothing is changed and the last valid set stays in force"
+                    );
+                } else {
+                    tracing::debug!(problems = n, "the manifests are still invalid");
+                }
                 self.health.manifests(Err(reason));
                 self.metrics.manifests_valid(false);
                 self.metrics.reconciled("invalid", started.elapsed());
@@ -122,6 +140,13 @@ impl Daemon {
         let took = started.elapsed();
         let ended = match result {
             Ok(reconciled) => {
+                let (fresh, gone) = self.plan_warnings.update(reconciled.warnings.clone());
+                for warning in fresh {
+                    tracing::warn!("{warning}");
+                }
+                if gone > 0 {
+                    tracing::info!(count = gone, "earlier warnings no longer apply");
+                }
                 log_reconciled(&reconciled, trigger, revision.as_deref(), took);
                 self.metrics
                     .reconciled(reconciled.summary.result.name(), took);
@@ -168,10 +193,32 @@ fn last_run(stop: Option<&Stop>, why: String) -> LastRun {
     }
 }
 
-/// One event per reconcile, with what a log collector needs to follow the daemon.
+/// One event per account that changed, then one per reconcile, with what a log collector
+/// needs to follow the daemon.
 fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took: Duration) {
-    for warning in &r.warnings {
-        tracing::warn!("{warning}");
+    for a in &r.summary.accounts {
+        let touched = a.added
+            + a.removed
+            + a.already_subscribed
+            + a.recovered
+            + a.not_added_limit
+            + (a.failed.len() + a.remove_failed.len()) as u64;
+        if touched == 0 {
+            continue;
+        }
+        tracing::info!(
+            account = %a.official_account,
+            name = a.name.as_deref().unwrap_or(""),
+            status = a.status.name(),
+            added = a.added,
+            removed = a.removed,
+            already_subscribed = a.already_subscribed,
+            recovered = a.recovered,
+            failed = a.failed.len() as u64,
+            remove_failed = a.remove_failed.len() as u64,
+            not_added_limit = a.not_added_limit,
+            "account changed"
+        );
     }
     let t = &r.summary.totals;
     let message = "reconciled";
@@ -194,6 +241,7 @@ fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took
                 drift_removed = r.summary.refresh.as_ref().map_or(0, |f| f.out_of_band_removed),
                 added = t.added,
                 already_subscribed = t.already_subscribed,
+                recovered = t.recovered,
                 failed = t.failed,
                 not_added_limit = t.not_added_limit,
                 requests = r.summary.requests,

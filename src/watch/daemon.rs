@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::WatchConfig;
 use super::health::Health;
 use super::leader::{Attempt, Leadership};
+use super::notices::{Said, Validity};
 use super::schedule::{Action, Schedule};
 use super::source::Source;
 use crate::engine::Engine;
@@ -43,6 +44,10 @@ pub struct Daemon {
     pub(super) reconciled: Option<String>,
     /// When each account's live list was last read, as the ledger says.
     pub(super) refreshed: HashMap<String, Option<i64>>,
+    /// Manifest warnings and plan warnings already logged, and the manifests' validity.
+    pub(super) manifest_warnings: Said,
+    pub(super) plan_warnings: Said,
+    pub(super) validity: Validity,
 }
 
 impl Daemon {
@@ -74,8 +79,8 @@ impl Daemon {
             .await?
             .context("cannot watch the manifests")?;
         tracing::info!(
-            paths = ?config.paths,
-            watching = ?source.watched().collect::<Vec<_>>(),
+            paths = ?crate::logs::Array(&config.paths),
+            watching = ?crate::logs::Array(&source.watched().collect::<Vec<_>>()),
             "watching the manifests"
         );
         let mut schedule = Schedule::new(config.timing, Instant::now(), first == Attempt::Leading);
@@ -96,6 +101,9 @@ impl Daemon {
             current: None,
             reconciled: None,
             refreshed: HashMap::new(),
+            manifest_warnings: Said::default(),
+            plan_warnings: Said::default(),
+            validity: Validity::default(),
         })
     }
 
@@ -234,7 +242,7 @@ impl Daemon {
         {
             Ok((source, changed)) => {
                 if changed {
-                    tracing::info!(watching = ?source.watched().collect::<Vec<_>>(), "the watched paths moved");
+                    tracing::info!(watching = ?crate::logs::Array(&source.watched().collect::<Vec<_>>()), "the watched paths moved");
                 }
                 self.source = Some(source);
                 changed

@@ -20,6 +20,7 @@ mod daemon;
 mod health;
 mod http;
 mod leader;
+mod notices;
 pub mod schedule;
 mod source;
 #[cfg(test)]

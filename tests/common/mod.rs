@@ -32,6 +32,8 @@ pub struct Remote {
     pub follow_limit: u32,
     pub follow_limit_mode: FollowLimitMode,
     pub latency_ms: u64,
+    /// The latency comes after the change is made: answers are slow, changes are not.
+    pub slow_answers: bool,
     pub fault_rate: f64,
     pub clock_skew_secs: i64,
     pub cursor_fault: Option<CursorFault>,
@@ -45,6 +47,7 @@ impl Default for Remote {
             follow_limit: 0,
             follow_limit_mode: FollowLimitMode::Request,
             latency_ms: 0,
+            slow_answers: false,
             fault_rate: 0.0,
             clock_skew_secs: 0,
             cursor_fault: None,
@@ -59,6 +62,15 @@ impl Remote {
 
     pub fn latency_ms(self, latency_ms: u64) -> Self {
         Remote { latency_ms, ..self }
+    }
+
+    /// Every change is made at once and answered `latency_ms` later.
+    pub fn slow_answers(self, latency_ms: u64) -> Self {
+        Remote {
+            latency_ms,
+            slow_answers: true,
+            ..self
+        }
     }
 
     pub fn fault_rate(self, fault_rate: f64) -> Self {
@@ -109,6 +121,7 @@ impl Remote {
             latency: Latency {
                 min: self.latency_ms,
                 max: self.latency_ms,
+                after_change: self.slow_answers,
             },
             faults: Faults {
                 rate: self.fault_rate,

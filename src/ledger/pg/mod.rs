@@ -622,11 +622,11 @@ impl Tx for PgTx<'_, '_> {
         already: bool,
     ) -> Result<(), LedgerError> {
         self.run(
-            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already)
-             SELECT CAST($1 AS BIGINT), s, CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BOOLEAN)
+            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, managed)
+             SELECT CAST($1 AS BIGINT), s, CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BOOLEAN), true
              FROM (SELECT DISTINCT unnest(CAST($2 AS TEXT[])) AS s) AS l
              ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at,
-               run_id = excluded.run_id, already = excluded.already, observed = false",
+               run_id = excluded.run_id, already = excluded.already, observed = false, managed = true",
             &[&account, &subscribers, &now, &run, &already],
         )
         .map(drop)
@@ -674,16 +674,50 @@ impl Tx for PgTx<'_, '_> {
         .map(drop)
     }
 
+    fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
+        self.run(
+            "UPDATE confirmed SET managed = true WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
+            &[&account, &subscribers],
+        )
+        .map(drop)
+    }
+
+    fn intend(
+        &mut self,
+        account: i64,
+        subscribers: &[String],
+        op: Op,
+        run: i64,
+    ) -> Result<(), LedgerError> {
+        self.run(
+            "INSERT INTO intents (account_id, subscriber, op, run_id)
+             SELECT CAST($1 AS BIGINT), s, CAST($3 AS TEXT), CAST($4 AS BIGINT)
+             FROM (SELECT DISTINCT unnest(CAST($2 AS TEXT[])) AS s) AS l
+             ON CONFLICT (account_id, subscriber) DO NOTHING",
+            &[&account, &subscribers, &op.as_str(), &run],
+        )
+        .map(drop)
+    }
+
+    fn clear_intents(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
+        self.run(
+            "DELETE FROM intents WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
+            &[&account, &subscribers],
+        )
+        .map(drop)
+    }
+
     fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError> {
         let subs: Vec<&str> = rows.iter().map(|c| c.subscriber.as_str()).collect();
         let at: Vec<i64> = rows.iter().map(|c| c.confirmed_at).collect();
         let runs: Vec<i64> = rows.iter().map(|c| c.run_id).collect();
         let already: Vec<bool> = rows.iter().map(|c| c.already).collect();
         let observed: Vec<bool> = rows.iter().map(|c| c.observed).collect();
+        let managed: Vec<bool> = rows.iter().map(|c| c.managed).collect();
         self.run(
-            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed)
-             SELECT CAST($1 AS BIGINT), * FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS BOOLEAN[]), CAST($6 AS BOOLEAN[]))",
-            &[&account, &subs, &at, &runs, &already, &observed],
+            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
+             SELECT CAST($1 AS BIGINT), * FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS BOOLEAN[]), CAST($6 AS BOOLEAN[]), CAST($7 AS BOOLEAN[]))",
+            &[&account, &subs, &at, &runs, &already, &observed, &managed],
         )
         .map(drop)
     }

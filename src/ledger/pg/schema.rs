@@ -10,9 +10,10 @@ use tokio_postgres::Client;
 use crate::ledger::{LedgerError, SCHEMA_VERSION};
 
 /// Each entry brings the schema to its version. PostgreSQL ledgers began at version 2.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -83,7 +84,33 @@ CREATE TABLE holder (
     since       BIGINT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        3,
+        r#"
+-- Ownership: prune removes only what subsync manages (added, imported, or listed in a
+-- manifest); rows a refresh adopted outside `import` are not managed.
+ALTER TABLE confirmed ADD COLUMN managed BOOLEAN NOT NULL DEFAULT true;
+UPDATE confirmed SET managed = false
+    WHERE observed AND run_id NOT IN (SELECT id FROM runs WHERE command = 'import');
+-- Plans read the few out-of-band rows of an account without scanning the rest (`managed`
+-- leads, so that SQLite's planner prefers this index without statistics).
+CREATE INDEX confirmed_out_of_band ON confirmed (managed, account_id, subscriber)
+    WHERE managed = false;
+-- When the account's remote count was learned.
+ALTER TABLE accounts ADD COLUMN counted_at BIGINT;
+-- Changes about to be sent: after a crash, their "already subscribed" answers are subsync's
+-- own, recovered, not drift.
+CREATE TABLE intents (
+    account_id BIGINT NOT NULL REFERENCES accounts(id),
+    subscriber TEXT COLLATE "C" NOT NULL,
+    op         TEXT NOT NULL,
+    run_id     BIGINT NOT NULL,
+    PRIMARY KEY (account_id, subscriber)
+);
+"#,
+    ),
+];
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
 

@@ -198,8 +198,8 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at, run_id = excluded.run_id, already = excluded.already, observed = 0",
+                "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, managed) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                 ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at, run_id = excluded.run_id, already = excluded.already, observed = 0, managed = 1",
             )
             .map_err(|e| self.err(e))?;
         for s in subscribers {
@@ -247,10 +247,44 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
+        self.each(
+            "UPDATE confirmed SET managed = 1 WHERE account_id = ?1 AND subscriber = ?2",
+            account,
+            subscribers,
+        )
+    }
+
+    fn intend(
+        &mut self,
+        account: i64,
+        subscribers: &[String],
+        op: Op,
+        run: i64,
+    ) -> Result<(), LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql::for_sqlite(sql::INTENT_INSERT))
+            .map_err(|e| self.err(e))?;
+        for s in subscribers {
+            stmt.execute((account, s, op.as_str(), run))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn clear_intents(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
+        self.each(
+            "DELETE FROM intents WHERE account_id = ?1 AND subscriber = ?2",
+            account,
+            subscribers,
+        )
+    }
+
     fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError> {
         let mut stmt = self
             .conn
-            .prepare_cached("INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .prepare_cached("INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             .map_err(|e| self.err(e))?;
         for c in rows {
             stmt.execute((
@@ -260,6 +294,7 @@ impl Tx for SqliteTx<'_> {
                 c.run_id,
                 c.already,
                 c.observed,
+                c.managed,
             ))
             .map_err(|e| self.err(e))?;
         }

@@ -78,6 +78,28 @@ CREATE TABLE drift (
     PRIMARY KEY (account_id, direction, subscriber)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Ownership: prune removes only what subsync manages (added, imported, or listed in a
+-- manifest); rows a refresh adopted outside `import` are not managed.
+ALTER TABLE confirmed ADD COLUMN managed INTEGER NOT NULL DEFAULT 1;
+UPDATE confirmed SET managed = 0
+    WHERE observed = 1 AND run_id NOT IN (SELECT id FROM runs WHERE command = 'import');
+-- Plans read the few out-of-band rows of an account without scanning the rest (`managed`
+-- leads, so that SQLite's planner prefers this index without statistics).
+CREATE INDEX confirmed_out_of_band ON confirmed (managed, account_id, subscriber)
+    WHERE managed = false;
+-- When the account's remote count was learned.
+ALTER TABLE accounts ADD COLUMN counted_at INTEGER;
+-- Changes about to be sent: after a crash, their "already subscribed" answers are subsync's
+-- own, recovered, not drift.
+CREATE TABLE intents (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    subscriber TEXT NOT NULL,
+    op         TEXT NOT NULL,
+    run_id     INTEGER NOT NULL,
+    PRIMARY KEY (account_id, subscriber)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The live lists of accounts being refreshed, page by page, on the writer's connection only.

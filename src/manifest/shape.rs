@@ -1,0 +1,331 @@
+//! The shape of a manifest document, checked in full before it is typed: every unknown key at
+//! any depth (with the key it was probably meant to be), every value of the wrong type, every
+//! bad name, account id or UserID, so that one `validate` run lists every problem of every
+//! document. Typing through serde stops at the first problem of a struct; this walk does not.
+//!
+//! Leaves are still read by [`yaml::from_node`], so a value is judged by the same strict rules
+//! here as when it is typed. The table below mirrors [`super::ManifestDocument`]; a test keeps
+//! the two (through the generated JSON Schema) from drifting apart.
+
+use super::{ApiVersion, Kind, Listed};
+use crate::quote::quote;
+use crate::yaml::{self, Node, Position};
+
+/// Problems reported per list before the rest are summarised in one line.
+pub const MAX_REPORTED_PER_LIST: usize = 20;
+
+#[derive(Clone, Copy)]
+enum Field {
+    Version,
+    Kind,
+    Name,
+    Account,
+    Flag,
+    Labels,
+    Subscribers,
+    Files,
+    Section(&'static [Entry]),
+}
+
+/// A key, what its value must be, and whether it is required.
+type Entry = (&'static str, Field, bool);
+
+const METADATA: &[Entry] = &[
+    ("name", Field::Name, true),
+    ("labels", Field::Labels, false),
+    ("annotations", Field::Labels, false),
+];
+
+const SPEC: &[Entry] = &[
+    ("officialAccount", Field::Account, true),
+    ("subscribers", Field::Subscribers, false),
+    ("subscriberFiles", Field::Files, false),
+    ("prune", Field::Flag, false),
+    ("allowEmpty", Field::Flag, false),
+    ("pruneOutOfBand", Field::Flag, false),
+    ("acceptShortfall", Field::Flag, false),
+];
+
+const ROOT: &[Entry] = &[
+    ("apiVersion", Field::Version, true),
+    ("kind", Field::Kind, true),
+    ("metadata", Field::Section(METADATA), true),
+    ("spec", Field::Section(SPEC), true),
+];
+
+/// Every problem of one document's shape, each at its place.
+pub fn check(root: &Node<'_>) -> Vec<(Position, String)> {
+    let mut problems = Vec::new();
+    section(root, "", ROOT, &mut problems);
+    problems
+}
+
+fn section(node: &Node<'_>, path: &str, entries: &[Entry], out: &mut Vec<(Position, String)>) {
+    let Node::Map { entries: found, .. } = node.resolved() else {
+        let what = if path.is_empty() {
+            "the document"
+        } else {
+            path
+        };
+        out.push((
+            node.position(),
+            format!("{what} must be a mapping, found {}", node.kind()),
+        ));
+        return;
+    };
+    for (key, value) in found {
+        let Some(name) = key.as_scalar() else {
+            out.push((
+                key.position(),
+                format!("{}: keys must be text", shown(path)),
+            ));
+            continue;
+        };
+        match entries.iter().find(|(known, _, _)| *known == name) {
+            Some((_, field, _)) => leaf(value, &join(path, name), *field, out),
+            None => out.push((key.position(), unknown(path, name, entries))),
+        }
+    }
+    for (name, _, required) in entries {
+        if *required && node.get(name).is_none() {
+            out.push((
+                node.position(),
+                format!("{}: `{name}` is missing; add it", shown(path)),
+            ));
+        }
+    }
+}
+
+fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, String)>) {
+    let at = node.position();
+    let mut typed = |result: Result<(), yaml::Error>| {
+        if let Err(e) = result {
+            out.push((e.at.unwrap_or(at), located(path, &e)));
+        }
+    };
+    match field {
+        Field::Section(entries) => section(node, path, entries, out),
+        Field::Version => typed(yaml::from_node::<ApiVersion>(node).map(drop)),
+        Field::Kind => typed(yaml::from_node::<Kind>(node).map(drop)),
+        Field::Flag => typed(yaml::from_node::<bool>(node).map(drop)),
+        Field::Labels => {
+            typed(yaml::from_node::<std::collections::BTreeMap<String, String>>(node).map(drop))
+        }
+        Field::Files => typed(yaml::from_node::<Vec<String>>(node).map(drop)),
+        Field::Name | Field::Account => match yaml::from_node::<String>(node) {
+            Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
+            Ok(text) => {
+                let checked = if matches!(field, Field::Name) {
+                    super::check_name(&text)
+                } else {
+                    super::check_account_id(&text)
+                };
+                if let Err(m) = checked {
+                    out.push((at, m));
+                }
+            }
+        },
+        Field::Subscribers => match yaml::from_node::<Vec<Listed>>(node) {
+            Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
+            Ok(listed) => subscribers(node, &listed, out),
+        },
+    }
+}
+
+/// The inline UserIDs: each bad one at its entry, the first [`MAX_REPORTED_PER_LIST`] of them.
+fn subscribers(node: &Node<'_>, listed: &[Listed], out: &mut Vec<(Position, String)>) {
+    let Node::Seq { items, .. } = node.resolved() else {
+        return;
+    };
+    let mut bad = 0usize;
+    for (entry, item) in listed.iter().zip(items) {
+        let problem = match &entry.0 {
+            // Read on its own, the entry's error is located from the list: `[3]: ...`.
+            Err(m) if m.starts_with('[') => Some(format!("spec.subscribers{m}")),
+            Err(m) => Some(m.clone()),
+            Ok(id) => super::check_user_id(id).err(),
+        };
+        if let Some(m) = problem {
+            bad += 1;
+            if bad <= MAX_REPORTED_PER_LIST {
+                out.push((item.position(), m));
+            }
+        }
+    }
+    if bad > MAX_REPORTED_PER_LIST {
+        out.push((
+            node.position(),
+            format!(
+                "{} more invalid UserIDs in spec.subscribers",
+                bad - MAX_REPORTED_PER_LIST
+            ),
+        ));
+    }
+}
+
+fn unknown(path: &str, name: &str, entries: &[Entry]) -> String {
+    let here = shown(path);
+    if let Some(close) = closest(name, entries.iter().map(|(known, _, _)| *known)) {
+        return format!(
+            "{here}: unknown field {}; did you mean `{close}`?",
+            quote(name)
+        );
+    }
+    // A known key one level off (`prune` beside `spec` instead of in it).
+    for (section, within) in [("metadata", METADATA), ("spec", SPEC)] {
+        if path != section && within.iter().any(|(known, _, _)| *known == name) {
+            return format!(
+                "{here}: unknown field {}; it belongs under `{section}`",
+                quote(name)
+            );
+        }
+    }
+    let expected: Vec<String> = entries.iter().map(|(k, _, _)| format!("`{k}`")).collect();
+    format!(
+        "{here}: unknown field {}, expected one of {}; check its spelling",
+        quote(name),
+        expected.join(", ")
+    )
+}
+
+/// The known key `name` was most likely meant to be: the same but for case, or at most two
+/// edits away (a third of the name for short ones).
+fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .map(|k| (distance(&lower, &k.to_ascii_lowercase()), k))
+        .filter(|(d, k)| *d <= 2.min(k.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, in characters; names are short, so the quadratic table is fine.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn shown(path: &str) -> &str {
+    if path.is_empty() {
+        "the document"
+    } else {
+        path
+    }
+}
+
+/// A leaf's error with the leaf's own path in front of the error's inner path.
+fn located(path: &str, e: &yaml::Error) -> String {
+    match e.path.as_str() {
+        "" => format!("{path}: {}", e.message),
+        inner if inner.starts_with('[') => format!("{path}{inner}: {}", e.message),
+        inner => format!("{path}.{inner}: {}", e.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let docs = yaml::parse(text, &crate::manifest::Limits::default().yaml()).unwrap();
+        let root = docs[0].root.as_ref().unwrap();
+        check(root)
+            .into_iter()
+            .map(|(at, m)| format!("{}:{} {m}", at.line, at.column))
+            .collect()
+    }
+
+    #[test]
+    fn every_problem_of_a_document_is_listed_at_once() {
+        let found = problems(
+            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: Weekly\n  labelz: {}\nspec:\n  officialAccount: \"@TOA#_w\"\n  subscribersFile: [a.txt]\n  prune: maybe\n",
+        );
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with("4:9 metadata.name \"Weekly\""),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("metadata: unknown field \"labelz\"; did you mean `labels`?"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with(
+                "8:3 spec: unknown field \"subscribersFile\"; did you mean `subscriberFiles`?"
+            ),
+            "{found:?}"
+        );
+        assert!(found[3].starts_with("9:10 spec.prune:"), "{found:?}");
+    }
+
+    #[test]
+    fn missing_sections_and_misplaced_keys_are_named() {
+        let found = problems("apiVersion: subsync/v1\nkind: SubscriberSet\nprune: true\n");
+        assert!(
+            found.iter().any(|p| p.contains("it belongs under `spec`")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("`metadata` is missing")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("`spec` is missing")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn close_names_are_suggested_and_far_ones_are_not() {
+        let keys = ["subscribers", "subscriberFiles", "prune"];
+        assert_eq!(
+            closest("Subscribers", keys.into_iter()),
+            Some("subscribers")
+        );
+        assert_eq!(closest("prun", keys.into_iter()), Some("prune"));
+        assert_eq!(closest("owner", keys.into_iter()), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn the_table_has_every_field_the_schema_has() {
+        let schema =
+            serde_json::to_value(schemars::schema_for!(super::super::ManifestDocument)).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            k.sort();
+            k
+        };
+        let table = |entries: &[Entry]| -> Vec<String> {
+            let mut k: Vec<String> = entries.iter().map(|(n, _, _)| n.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&schema), table(ROOT));
+        assert_eq!(keys(&schema["$defs"]["Metadata"]), table(METADATA));
+        assert_eq!(keys(&schema["$defs"]["Spec"]), table(SPEC));
+    }
+}
