@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use subsync::emulator::{
     Credentials, Emulator, EmulatorOptions, Faults, Latency, RemoteState, Rules,
@@ -52,6 +52,9 @@ pub async fn emulator(accounts: usize, latency_ms: u64, fault_rate: f64, qps: u3
 /// at `dir/state` and at `emulator`.
 pub fn workspace_env(dir: &Path, emulator: &Emulator) -> [(&'static str, String); 4] {
     std::fs::write(dir.join("key"), KEY).unwrap();
+    // As a careful operator keeps it (subsync warns about a key others can read).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     [
         ("SUBSYNC_STATE", dir.join("state").display().to_string()),
         ("SUBSYNC_SDKAPPID", APP.to_string()),
@@ -63,29 +66,53 @@ pub fn workspace_env(dir: &Path, emulator: &Emulator) -> [(&'static str, String)
     ]
 }
 
-/// Runs `subsync ARGS` and returns its output, wall time and peak RSS in MiB.
+/// Runs `subsync ARGS` and returns its output, wall time and that process's own peak RSS in
+/// MiB (its `VmHWM`, sampled while it runs).
 pub fn run_measured(args: &[&str], env: &[(&str, String)], cwd: &Path) -> (Output, Duration, f64) {
-    let before = max_rss_children_kib();
-    let started = Instant::now();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_subsync"));
     cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run subsync");
-    let elapsed = started.elapsed();
-    let after = max_rss_children_kib();
-    // ru_maxrss of children is the largest of any child so far; benchmarks run the big case last.
-    (out, elapsed, after.max(before) as f64 / 1024.0)
+    let measured = subsync::testing::run_measured(&mut cmd).expect("run subsync");
+    let out = Output {
+        status: measured.status,
+        stdout: measured.stdout.clone(),
+        stderr: measured.stderr.clone(),
+    };
+    (out, measured.elapsed, measured.peak_mib())
 }
 
-fn max_rss_children_kib() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN is always valid.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
-    if rc != 0 {
-        return 0;
+/// Writes `ids` one a line into the gzipped list `path`, as a manifest's `subscriberFiles` holds.
+pub fn write_gz_list(path: &Path, ids: &[String]) {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(std::fs::File::create(path).unwrap()),
+        flate2::Compression::fast(),
+    );
+    for id in ids {
+        writeln!(gz, "{id}").unwrap();
     }
-    // SAFETY: initialised by the successful call above.
-    unsafe { usage.assume_init() }.ru_maxrss
+    gz.finish().unwrap().into_inner().unwrap();
+}
+
+/// This machine, for the README's tables: CPU model and count, memory.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown CPU")
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    format!("{model}, {cores} cores, {mem_gib:.0} GiB")
 }

@@ -5,9 +5,14 @@
 //! - failover (issue 10), when `SUBSYNC_TEST_POSTGRES_URL` names a server: two `watch
 //!   --standby` replicas on one PostgreSQL ledger, the leader SIGKILLed in the middle of a
 //!   100,000-subscriber apply; from the kill to the standby's first add_subscriber call, median
-//!   of 5 (target: 15 s), with the final remote state and ledger equal to the manifests.
+//!   of 5 (target: 15 s), with the final remote state and ledger equal to the manifests;
+//! - memory at scale (issue 16): a daemon over 4,000,000 desired subscribers (40 accounts of
+//!   100,000 in `.txt.gz` lists) that the ledger already confirms, resyncing every second:
+//!   resident memory after the start and after each of 100 resyncs (target: at most 128 MB,
+//!   and not growing).
 //!
-//! Run with `cargo bench --bench watch`; prints a Markdown table for the README.
+//! Run with `cargo bench --bench watch` (`-- memory` for the last row alone); prints a
+//! Markdown table for the README.
 
 #[path = "common.rs"]
 mod common;
@@ -203,9 +208,117 @@ async fn failover(server: &str, rounds: usize, total: usize) -> Vec<f64> {
     samples
 }
 
+/// Resident memory of a process now, in MiB (`VmRSS`).
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A converged daemon over `accounts` x `per_account` subscribers resyncing every second:
+/// resident memory after its start, and after each resync (one sample a resync).
+async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) -> (f64, Vec<f64>) {
+    let emulator = emulator(accounts, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(manifests.join("lists")).unwrap();
+    let mut ledger = subsync::ledger::Ledger::open(dir.path().join("state"), "bench").unwrap();
+    for a in 0..accounts {
+        let ids: Vec<String> = (0..per_account).map(|i| format!("u{a}-{i:07}")).collect();
+        let list = format!("lists/{a:03}.txt.gz");
+        common::write_gz_list(&manifests.join(&list), &ids);
+        std::fs::write(
+            manifests.join(format!("{a:03}.yaml")),
+            format!(
+                "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: bench-{a}\nspec:\n  officialAccount: \"@TOA#_bench{a}\"\n  subscriberFiles: [\"{list}\"]\n"
+            ),
+        )
+        .unwrap();
+        let batch = subsync::ledger::Record::Batch {
+            account: format!("@TOA#_bench{a}"),
+            op: subsync::ledger::Op::Add,
+            done: ids,
+            unchanged: vec![],
+            failed: vec![],
+        };
+        ledger.record(1, &[batch]).unwrap();
+    }
+    drop(ledger);
+    let max = per_account.max(100_000).to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
+        .args(["watch", "manifests", "--listen", "127.0.0.1:0"])
+        .args([
+            "--resync",
+            "1s",
+            "--refresh-every",
+            "0",
+            "--max-subscribers",
+            &max,
+        ])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn,subsync::watch=debug")
+        .envs(common::workspace_env(dir.path(), &emulator))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let daemon = Daemon(child);
+    let next = |what: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(600))
+            .unwrap_or_else(|_| panic!("no {what}"));
+        if line.contains("ERROR") {
+            panic!("{line}");
+        }
+        if line.contains(what) {
+            return;
+        }
+    };
+    // The start reads and plans everything once; each resync after it finds nothing changed.
+    next("resync: the set in force has converged");
+    let started = resident_mib(pid);
+    let mut samples = Vec::new();
+    for _ in 0..resyncs {
+        next("resync: the set in force has converged");
+        samples.push(resident_mib(pid));
+    }
+    drop(daemon);
+    (started, samples)
+}
+
 #[tokio::main]
 async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
+    let only_memory = std::env::args().any(|a| a == "memory");
+    if only_memory || !quick {
+        let (accounts, per_account, resyncs) = if quick {
+            (2, 1_000, 3)
+        } else {
+            (40, 100_000, 100)
+        };
+        let (first, samples) = memory_at_scale(accounts, per_account, resyncs).await;
+        let last = samples.last().copied().unwrap_or(first);
+        let most = samples.iter().copied().fold(first, f64::max);
+        println!(
+            "| resident memory of a converged daemon over {} subscribers ({accounts} accounts), resyncing every second: after the first resync, after {resyncs}, most | {first:.0} MiB, {last:.0} MiB, {most:.0} MiB |",
+            accounts * per_account
+        );
+        if only_memory {
+            return;
+        }
+    }
     let (changes, idle) = if quick {
         (3, Duration::from_secs(2))
     } else {

@@ -175,11 +175,11 @@ impl Engine {
     /// Reconciles once (see [`Reconciler::reconcile`]).
     pub async fn reconcile(
         &self,
-        job: Job<'_>,
+        job: Job,
         cancel: &CancellationToken,
     ) -> Result<Reconciled, RunError> {
         if let Some(sandbox) = &self.sandbox {
-            sandbox.ensure_accounts(job.manifests).await;
+            sandbox.ensure_accounts(&job.manifests).await;
         }
         self.reconciler()?.reconcile(job, cancel).await
     }
@@ -187,21 +187,25 @@ impl Engine {
     /// Reads and records the live lists of the accounts `manifests` declare.
     pub async fn refresh(
         &self,
-        manifests: &ManifestSet,
+        manifests: Arc<ManifestSet>,
         purpose: Refresh,
         cancel: &CancellationToken,
     ) -> Result<(RefreshSummary, Option<Stop>), RunError> {
         if let Some(sandbox) = &self.sandbox {
-            sandbox.ensure_accounts(manifests).await;
+            sandbox.ensure_accounts(&manifests).await;
         }
-        self.reconciler()?
-            .refresh(&manifests.accounts(), purpose, cancel)
-            .await
+        self.reconciler()?.refresh(manifests, purpose, cancel).await
     }
 
     /// The ledger as the writer sees it.
     pub async fn snapshot(&self) -> Result<Snapshot, LedgerError> {
         self.reconciler()?.writer().snapshot().await
+    }
+
+    /// The ledger's serial, as the writer sees it: it changes with every write.
+    pub async fn serial(&self) -> Result<u64, LedgerError> {
+        let writer = self.reconciler()?.writer();
+        writer.view(|source| Ok(source.identity()?.1)).await
     }
 
     /// Counts per account, as the writer sees them.

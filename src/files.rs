@@ -1,39 +1,88 @@
 //! Durable whole-file writes.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Replaces `path` with `bytes` so that a reader (or a crash) sees the old file or the new one,
-/// never a torn one: write a temporary file of a name no other writer uses beside it, fsync it,
-/// rename it over `path`, then fsync the directory so that the rename itself survives a crash.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{:016x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
+/// A file being written to replace `path`, so that a reader (or a crash) sees the old file or
+/// the new one, never a torn one: the content goes to a temporary file of a name no other
+/// writer uses beside it; [`Replacement::commit`] fsyncs it, renames it over `path`, then
+/// fsyncs the directory so that the rename itself survives a crash. Dropped uncommitted, it
+/// leaves nothing behind.
+pub struct Replacement {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Replacement {
+    pub fn create(path: &Path) -> std::io::Result<Replacement> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir_of(path).join(format!(
+            ".{name}.{}.{:016x}.tmp",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        Ok(Replacement {
+            path: path.to_owned(),
+            tmp,
+            file: Some(std::io::BufWriter::new(file)),
+        })
     }
-    written?;
-    std::fs::File::open(dir)?.sync_all()
+
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        std::fs::File::open(dir_of(&self.path))?.sync_all()
+    }
+}
+
+impl Write for Replacement {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.file {
+            Some(file) => file.write(buf),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Replaces `path` with `bytes` (see [`Replacement`]).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = Replacement::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
 }
 
 #[cfg(test)]

@@ -229,7 +229,7 @@ async fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
             .unwrap()
             .snapshot()
             .unwrap();
-        assert_eq!(snapshot.accounts["@TOA#_a"].failed.len(), 2);
+        assert_eq!(snapshot.accounts["@TOA#_a"].view.failed.len(), 2);
     }
 }
 
@@ -312,7 +312,7 @@ async fn wrong_credentials_stop_at_the_first_answer_and_change_nothing_but_the_a
             .unwrap()
             .accounts
             .values()
-            .all(|a| a.confirmed.is_empty() && a.failed.is_empty())
+            .all(|a| a.confirmed.is_empty() && a.view.failed.is_empty())
     );
     assert_eq!(reader.runs(5).unwrap()[0].result.as_deref(), Some("failed"));
 }

@@ -231,7 +231,7 @@ async fn live_user_ids_that_could_not_be_valid_are_never_stored_printed_or_sent_
             .all(|id| subsync::manifest::check_user_id(id).is_ok())
     );
     assert!(
-        a.drift.added.is_empty(),
+        a.view.drift.added.is_empty(),
         "nothing from the bad page was adopted"
     );
 }

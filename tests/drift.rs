@@ -155,7 +155,7 @@ async fn import_adopts_a_paged_account_without_changing_it() {
         "{text}"
     );
     assert!(
-        text.contains("old (@TOA#_old): 450 adopted (400 the manifest lists, 50 unmanaged), 0 gone remotely; 450 confirmed now"),
+        text.contains("old (@TOA#_old): 450 adopted, 0 gone remotely; 450 confirmed now, 400 the manifest lists, 50 it does not (prune: true would remove them)"),
         "{text}"
     );
     // Three pages of 200, and no change.

@@ -353,7 +353,7 @@ async fn an_unreachable_endpoint_stops_the_run_at_once_and_records_nothing_as_fa
         .unwrap()
         .snapshot()
         .unwrap();
-    assert!(snapshot.accounts.values().all(|a| a.failed.is_empty()));
+    assert!(snapshot.accounts.values().all(|a| a.view.failed.is_empty()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,6 +30,8 @@ pub enum Mode {
 
 pub struct AccountRun {
     pub id: Arc<str>,
+    /// Its work lists have been read (accounts are read as the window has room).
+    pub loaded: bool,
     /// Planned adds an interrupted earlier run may have sent (sorted).
     pub intended: Vec<String>,
     removes: VecDeque<Batch>,
@@ -54,24 +56,40 @@ fn batches(index: usize, op: Op, members: Vec<String>) -> VecDeque<Batch> {
 }
 
 impl AccountRun {
+    /// An account whose work lists are not read yet: `add` and `remove` are their lengths.
+    pub fn pending(account: &str, add: u64, remove: u64) -> AccountRun {
+        AccountRun {
+            id: Arc::from(account),
+            loaded: false,
+            intended: Vec::new(),
+            removes: VecDeque::new(),
+            adds: VecDeque::new(),
+            in_flight: 0,
+            mode: Mode::Normal,
+            tally: Tally {
+                planned: add,
+                planned_remove: remove,
+                ..Tally::default()
+            },
+        }
+    }
+
     /// The account's work, batched. An account the probe found full sends no adds unless it
     /// also has removals, which may make room.
-    pub fn new(index: usize, work: Work) -> AccountRun {
-        let tally = Tally {
-            planned: work.add.len() as u64,
-            planned_remove: work.remove.len() as u64,
-            ..Tally::default()
-        };
-        let full = work.known == Known::Full && work.remove.is_empty();
-        AccountRun {
-            id: Arc::from(work.official_account),
-            intended: work.intended,
-            removes: batches(index, Op::Remove, work.remove),
-            adds: batches(index, Op::Add, work.add),
-            in_flight: 0,
-            mode: if full { Mode::Full } else { Mode::Normal },
-            tally,
-        }
+    pub fn fill(&mut self, index: usize, work: Work, known: Known) {
+        self.tally.planned = work.add.len() as u64;
+        self.tally.planned_remove = work.remove.len() as u64;
+        let full = known == Known::Full && work.remove.is_empty();
+        self.intended = work.intended;
+        self.removes = batches(index, Op::Remove, work.remove);
+        self.adds = batches(index, Op::Add, work.add);
+        self.mode = if full { Mode::Full } else { Mode::Normal };
+        self.loaded = true;
+    }
+
+    /// Batches waiting to be sent.
+    pub fn queued(&self) -> usize {
+        self.removes.len() + self.adds.len()
     }
 
     /// The next batch that may be sent now, if any.

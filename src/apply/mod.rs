@@ -15,6 +15,7 @@ mod account;
 pub mod decide;
 mod executor;
 mod observe;
+mod outline;
 mod probe;
 pub mod read;
 mod reconcile;
@@ -30,11 +31,11 @@ use std::time::Duration;
 pub use decide::RetryPolicy;
 pub use observe::{Both, Counts, Nobody, Observer};
 pub use reconcile::{Job, Reconciler};
-pub use refresh::{Refresh, RefreshFailure, RefreshSummary};
+pub use refresh::{AccountRead, Refresh, RefreshFailure, RefreshSummary};
 pub use summary::{
     AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals, Trigger,
 };
-pub use work::{End, Known, Report, Tally, Work};
+pub use work::{End, Known, Load, Pending, Report, Tally, Work};
 
 use crate::backoff::Backoff;
 use crate::ledger::{LedgerError, RecordError};

@@ -1,36 +1,37 @@
 //! The one reconcile path, shared by `apply` (once) and `watch` (again and again): plan from
-//! the manifests and a ledger snapshot, probe the accounts, execute, summarise, record.
+//! the manifests and the ledger (account by account, see [`outline`]), probe the accounts,
+//! execute, summarise, record.
 //!
 //! A [`Reconciler`] lives as long as its command: it holds the ledger writer (and so the
 //! writer lock), the client, and one rate limiter per API command, so that consecutive
 //! reconciles of the daemon share the pace the service allows.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use super::observe::Observer;
+use super::outline::{self, Outline, Outlined, Pass};
 use super::probe::{Probed, probe};
 use super::refresh::{self, Refresh, RefreshSummary};
 use super::summary::{AccountStatus, RunResult, Summary};
-use super::work::{Known, Report, Work};
+use super::work::{Known, Load, Pending, Report};
 use super::{Policy, Reconciled, RunError, Stop, Trigger, executor};
-use crate::ledger::{AccountFact, Record, Recorder, Snapshot, Writer};
+use crate::ledger::{AccountFact, Record, Recorder, Writer};
 use crate::manifest::ManifestSet;
-use crate::plan::{self, Plan};
+use crate::plan::SavedPlan;
 use crate::tencent::Api;
 use crate::tencent::api::Command;
 use crate::tencent::ratelimit::Pacer;
 
 /// What one reconcile is asked to do.
-pub struct Job<'a> {
-    pub manifests: &'a ManifestSet,
+pub struct Job {
+    pub manifests: Arc<ManifestSet>,
     /// The PATH arguments the manifests were read from, recorded with the plan.
     pub manifest_paths: Vec<String>,
     /// A reviewed plan that must agree with the one computed now.
-    pub saved: Option<&'a Plan>,
+    pub saved: Option<Arc<SavedPlan>>,
     pub revision: Option<String>,
     pub trigger: Trigger,
     /// Read the live lists first, so that the plan sees drift in both directions.
@@ -81,7 +82,8 @@ impl Reconciler {
         self.api.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn readers(&self, purpose: Refresh) -> Arc<refresh::Readers> {
+    /// The readers of a refresh; `wanted` counts, per account, what the manifests list.
+    fn readers(&self, purpose: Refresh, wanted: Option<Arc<ManifestSet>>) -> Arc<refresh::Readers> {
         Arc::new(refresh::Readers {
             api: self.api(),
             pacer: self.pacer.clone(),
@@ -89,20 +91,22 @@ impl Reconciler {
             writer: self.writer.clone(),
             max_subscribers: self.policy.max_subscribers,
             adopt: purpose == Refresh::Import,
+            wanted,
         })
     }
 
-    /// Reads and records the live lists of `accounts` alone (`plan --refresh`, `import`),
-    /// under an audit entry of its own.
+    /// Reads and records the live lists of the accounts `manifests` declare, alone
+    /// (`plan --refresh`, `import`), under an audit entry of its own.
     pub async fn refresh(
         &self,
-        accounts: &[String],
+        manifests: Arc<ManifestSet>,
         purpose: Refresh,
         cancel: &CancellationToken,
     ) -> Result<(RefreshSummary, Option<Stop>), RunError> {
         let run = self.writer.begin_run(purpose.command(), None).await?;
-        let readers = self.readers(purpose);
-        let (summary, stop) = refresh::refresh(readers, accounts, run, cancel).await;
+        let accounts = manifests.accounts();
+        let readers = self.readers(purpose, Some(manifests));
+        let (summary, stop) = refresh::refresh(readers, &accounts, run, cancel).await;
         let result = match (&stop, cancel.is_cancelled(), summary.failed.is_empty()) {
             (Some(_), _, _) => "failed",
             (None, true, _) => "interrupted",
@@ -121,7 +125,7 @@ impl Reconciler {
     /// stale saved plan); a run that started always comes back with its summary.
     pub async fn reconcile(
         &self,
-        job: Job<'_>,
+        job: Job,
         cancel: &CancellationToken,
     ) -> Result<Reconciled, RunError> {
         let started = Instant::now();
@@ -135,50 +139,25 @@ impl Reconciler {
                 .begin_run(job.trigger.command(), job.revision.as_deref())
                 .await?;
             let accounts = job.manifests.accounts();
-            let readers = self.readers(Refresh::Check);
+            let readers = self.readers(Refresh::Check, None);
             let (summary, stop) = refresh::refresh(readers, &accounts, id, cancel).await;
             (run, refreshed, stopped) = (Some(id), Some(summary), stop);
         }
-        let snapshot = self.writer.snapshot().await?;
-        let mut plan = plan::compute(
-            job.manifests,
-            &snapshot,
-            job.manifest_paths.clone(),
-            &self.policy.prune,
-        );
-        if let Some(saved) = job.saved {
-            // What runs is the plan computed now; the saved one only has to agree with it.
-            plan::verify(saved, &plan)?;
-        }
-        let deferred = match &self.policy.retry_backoff {
-            Some(backoff) => plan::defer_retries(
-                &mut plan,
-                &snapshot,
-                crate::clock::unix_millis(),
-                |attempts| backoff.after(attempts.saturating_sub(1)),
-            ),
-            None => 0,
+        let pass = Pass {
+            manifests: job.manifests.clone(),
+            options: self.policy.prune,
+            backoff: self.policy.retry_backoff,
+            now_ms: crate::clock::unix_millis(),
         };
-        let ledger = LedgerNotes::of(job.manifests, &snapshot);
-        drop(snapshot);
-        let planned = plan.summary;
-        let warnings = plan
-            .accounts
-            .iter()
-            .flat_map(|a| {
-                a.warnings
-                    .iter()
-                    .map(move |w| format!("{}: {w}", a.official_account))
-            })
-            .collect();
-        // Accounts only the ledger still knows (no manifest) have nothing to apply.
-        plan.accounts.retain(|a| a.name.is_some());
-        let idle = ledger.adopt.is_empty()
-            && plan
-                .accounts
-                .iter()
-                .all(|a| a.add.is_empty() && a.remove.is_empty());
-        let mut summary = Summary::start(&plan, job.revision.clone(), job.trigger);
+        let (first, saved) = (pass.clone(), job.saved.clone());
+        let outline = self
+            .writer
+            .view(move |source| outline::outline(&first, source, saved.as_deref()))
+            .await??;
+        let (planned, deferred) = (outline.summary, outline.deferred);
+        let warnings = outline.warnings.clone();
+        let idle = outline.idle();
+        let mut summary = Summary::start(&outline.accounts, job.revision.clone(), job.trigger);
         summary.refresh = refreshed;
         if idle && !self.policy.audit_idle_runs && run.is_none() {
             summary.finish(
@@ -208,10 +187,10 @@ impl Reconciler {
         let (report, probed, mut stop) = match stopped {
             // The refresh met a fatal answer: nothing is sent.
             Some(stop) => {
-                let work = work(&mut plan, &Probed::default(), &mut ledger.intents.clone());
-                (Report::not_started(&work), Probed::default(), Some(stop))
+                let pending = pending(&outline.accounts, &Probed::default());
+                (Report::not_started(&pending), Probed::default(), Some(stop))
             }
-            None => self.send(&mut plan, &recorder, ledger, cancel).await,
+            None => self.send(outline, pass, &recorder, cancel).await,
         };
         summary.finish(&report, &probed, stop.as_ref(), started);
         if let Err(e) = recorder
@@ -242,27 +221,27 @@ impl Reconciler {
         })
     }
 
-    /// Probes and executes; what happened, what the probe learnt, and why it stopped early.
+    /// Adopts, probes and executes; what happened, what the probe learnt, and why it stopped
+    /// early.
     async fn send(
         &self,
-        plan: &mut Plan,
+        mut outline: Outline,
+        pass: Pass,
         recorder: &Recorder,
-        mut ledger: LedgerNotes,
         cancel: &CancellationToken,
     ) -> (Report, Probed, Option<Stop>) {
         let api = self.api();
-        if let Err(e) = recorder.record(std::mem::take(&mut ledger.adopt)).await {
-            let work = work(plan, &Probed::default(), &mut ledger.intents);
-            return (
-                Report::not_started(&work),
-                Probed::default(),
-                Some(Stop::Record(e)),
-            );
+        let not_started = |outline: &Outline, probed: Probed, stop: Stop| {
+            let pending = pending(&outline.accounts, &probed);
+            (Report::not_started(&pending), probed, Some(stop))
+        };
+        if let Err(e) = recorder.record(std::mem::take(&mut outline.adopt)).await {
+            return not_started(&outline, Probed::default(), Stop::Record(e));
         }
-        let targets: Vec<String> = plan
+        let targets: Vec<String> = outline
             .accounts
             .iter()
-            .filter(|a| a.has_changes())
+            .filter(|a| a.add + a.remove > 0)
             .map(|a| a.official_account.clone())
             .collect();
         let probed = if targets.is_empty() {
@@ -272,24 +251,14 @@ impl Reconciler {
             let limiter = self.pacer.of(Command::GetOfficialAccountInfo);
             match probe(api.as_ref(), limiter, recorder, &targets, policy, cancel).await {
                 Ok(probed) => probed,
-                Err(e) => {
-                    let work = work(plan, &Probed::default(), &mut ledger.intents);
-                    return (
-                        Report::not_started(&work),
-                        Probed::default(),
-                        Some(Stop::Record(e)),
-                    );
-                }
+                Err(e) => return not_started(&outline, Probed::default(), Stop::Record(e)),
             }
         };
-        let work = work(plan, &probed, &mut ledger.intents);
         if let Some(fatal) = probed.fatal.clone() {
-            return (Report::not_started(&work), probed, Some(Stop::Fatal(fatal)));
+            return not_started(&outline, probed, Stop::Fatal(fatal));
         }
-        let total: u64 = work
-            .iter()
-            .map(|w| (w.add.len() + w.remove.len()) as u64)
-            .sum();
+        let pending = pending(&outline.accounts, &probed);
+        let total: u64 = pending.iter().map(|p| p.add + p.remove).sum();
         self.observer.sending(total);
         let context = executor::Context {
             api,
@@ -300,7 +269,8 @@ impl Reconciler {
             drain: self.policy.drain,
             observer: self.observer.clone(),
         };
-        let report = executor::execute(work, &context, cancel).await;
+        let load = self.loader(pass, outline.accounts);
+        let report = executor::execute(pending, load, &context, cancel).await;
         self.observer.sent();
         let stop = match (&report.fatal, &report.record_error) {
             (Some(fatal), _) => Some(Stop::Fatal(fatal.clone())),
@@ -309,39 +279,43 @@ impl Reconciler {
         };
         (report, probed, stop)
     }
-}
 
-/// What the ledger tells a reconcile beyond the plan.
-struct LedgerNotes {
-    /// Out-of-band subscribers a manifest lists now: subsync manages them from here on.
-    adopt: Vec<Record>,
-    /// Per account, changes an interrupted earlier run may have sent (sorted).
-    intents: HashMap<String, Vec<String>>,
-}
-
-impl LedgerNotes {
-    fn of(manifests: &ManifestSet, snapshot: &Snapshot) -> LedgerNotes {
-        let mut adopt = Vec::new();
-        for set in &manifests.sets {
-            let Some(state) = snapshot.accounts.get(&set.official_account) else {
-                continue;
-            };
-            let subscribers = plan::adopted(set, state);
-            if !subscribers.is_empty() {
-                adopt.push(Record::Adopt {
-                    account: set.official_account.clone(),
-                    subscribers,
-                });
-            }
-        }
-        let intents = snapshot
-            .accounts
-            .iter()
-            .filter(|(_, state)| !state.intents.is_empty())
-            .map(|(id, state)| (id.clone(), state.intents.clone()))
-            .collect();
-        LedgerNotes { adopt, intents }
+    /// Reads an account's work lists from the ledger, on the writer's thread, when the
+    /// executor gets to it.
+    fn loader(&self, pass: Pass, accounts: Vec<Outlined>) -> Load {
+        let writer = self.writer.clone();
+        let accounts = Arc::new(accounts);
+        Arc::new(move |index| {
+            let (writer, pass, accounts) = (writer.clone(), pass.clone(), accounts.clone());
+            Box::pin(async move {
+                writer
+                    .view(move |source| outline::lists(&pass, source, &accounts[index]))
+                    .await
+            })
+        })
     }
+}
+
+/// The accounts of a run as the executor starts them, with what the probe learnt.
+fn pending(accounts: &[Outlined], probed: &Probed) -> Vec<Pending> {
+    accounts
+        .iter()
+        .map(|a| {
+            let known = probed
+                .info
+                .get(&a.official_account)
+                .map_or(Known::Usable, |i| i.known);
+            if known == Known::Full && a.add > 0 {
+                tracing::warn!(account = %a.official_account, "official account is full; {} planned adds are not sent", a.add);
+            }
+            Pending {
+                official_account: a.official_account.clone(),
+                add: a.add,
+                remove: a.remove,
+                known,
+            }
+        })
+        .collect()
 }
 
 /// What the ledger learns when a run is over: which of its intents are still in doubt, each
@@ -370,30 +344,6 @@ fn after(report: &Report, probed: &Probed, summary: &Summary, finished: bool) ->
         }
     }
     records
-}
-
-/// The adds planned per account, moved out of the plan, with what the probe learnt and what
-/// an earlier run left in doubt.
-fn work(plan: &mut Plan, probed: &Probed, intents: &mut HashMap<String, Vec<String>>) -> Vec<Work> {
-    plan.accounts
-        .iter_mut()
-        .map(|a| {
-            let known = probed
-                .info
-                .get(&a.official_account)
-                .map_or(Known::Usable, |i| i.known);
-            if known == Known::Full && !a.add.is_empty() {
-                tracing::warn!(account = %a.official_account, "official account is full; {} planned adds are not sent", a.add.len());
-            }
-            Work {
-                official_account: a.official_account.clone(),
-                add: std::mem::take(&mut a.add),
-                remove: std::mem::take(&mut a.remove),
-                known,
-                intended: intents.remove(&a.official_account).unwrap_or_default(),
-            }
-        })
-        .collect()
 }
 
 impl RunResult {

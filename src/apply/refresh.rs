@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Stop;
@@ -30,6 +29,7 @@ use super::probe;
 use super::read::{self, ReadError};
 use super::work::Known;
 use crate::ledger::{Record, Refreshed, Writer};
+use crate::manifest::ManifestSet;
 use crate::quote::quote;
 use crate::tencent::api::{Command, MAX_PAGE};
 use crate::tencent::ratelimit::Pacer;
@@ -50,6 +50,19 @@ pub struct RefreshSummary {
     pub requests: u64,
     /// Accounts whose refresh failed, left as they were.
     pub failed: Vec<RefreshFailure>,
+    /// What each account read recorded (for `import`'s report; not part of the summary).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub read: Vec<AccountRead>,
+}
+
+/// What one account's refresh recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountRead {
+    pub official_account: String,
+    pub counts: Refreshed,
+    /// Of the live list, the subscribers the manifests list (when they were given).
+    pub listed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -79,8 +92,8 @@ impl Refresh {
 }
 
 /// What the readers share: the API, the pace of each command, the policy, the ledger, the
-/// most subscribers an account is believed to hold when the service does not say, and whether
-/// what is found is adopted.
+/// most subscribers an account is believed to hold when the service does not say, whether
+/// what is found is adopted, and the desired sets (to count what the manifests list).
 pub struct Readers {
     pub api: Arc<dyn Api>,
     pub pacer: Arc<Pacer>,
@@ -88,12 +101,27 @@ pub struct Readers {
     pub writer: Writer,
     pub max_subscribers: u64,
     pub adopt: bool,
+    pub wanted: Option<Arc<ManifestSet>>,
 }
 
 /// How many accounts are paged at the same time.
 const ACCOUNTS_AT_ONCE: usize = 64;
 
-/// Reads and records the live lists of `accounts` as part of audit entry `run`.
+/// What get_official_account_info said about an account.
+#[derive(Debug, Clone, Copy)]
+enum Fact {
+    /// Usable; its MaxSubscriberNum when the service said.
+    Max(Option<u64>),
+    /// Missing or invalid: its refresh is reported by the facts, not by its pages.
+    Gone,
+}
+
+/// The facts of every account, once known (an account without an answer is absent).
+type Facts = tokio::sync::watch::Receiver<Option<Arc<HashMap<String, Fact>>>>;
+
+/// Reads and records the live lists of `accounts` as part of audit entry `run`. The accounts'
+/// facts are asked for while their first pages are read: paging does not wait for them, and
+/// a list is bounded by `--max-subscribers` until its account's MaxSubscriberNum is known.
 pub async fn refresh(
     readers: Arc<Readers>,
     accounts: &[String],
@@ -104,70 +132,113 @@ pub async fn refresh(
     if accounts.is_empty() {
         return (summary, None);
     }
+    let stop = cancel.child_token();
+    let (told, facts) = tokio::sync::watch::channel(None);
+    let learn = learn_facts(&readers, accounts, run, &stop, told);
+    let page = page_all(&readers, accounts, run, &stop, facts);
+    let ((asked, gone, facts_stop), (paged, paging_stop)) = tokio::join!(learn, page);
+    summary.requests += asked;
+    summary.failed.extend(gone);
+    summary.requests += paged.requests;
+    summary.accounts += paged.accounts;
+    summary.seen += paged.seen;
+    summary.out_of_band_added += paged.out_of_band_added;
+    summary.out_of_band_removed += paged.out_of_band_removed;
+    summary.failed.extend(paged.failed);
+    summary.read = paged.read;
+    summary
+        .failed
+        .sort_by(|a, b| a.official_account.cmp(&b.official_account));
+    (summary, facts_stop.or(paging_stop))
+}
+
+/// Asks for the accounts' facts, records those that say an account is gone, and tells the
+/// pagers. Returns the calls made, the gone accounts' failures, and a fatal answer.
+async fn learn_facts(
+    readers: &Readers,
+    accounts: &[String],
+    run: i64,
+    stop: &CancellationToken,
+    told: tokio::sync::watch::Sender<Option<Arc<HashMap<String, Fact>>>>,
+) -> (u64, Vec<RefreshFailure>, Option<Stop>) {
     let api = readers.api.as_ref();
     let limiter = readers.pacer.of(Command::GetOfficialAccountInfo);
     let (items, error, calls) =
-        read::account_info(api, limiter, &readers.policy, cancel, accounts).await;
-    summary.requests += calls.requests;
+        read::account_info(api, limiter, &readers.policy, stop, accounts).await;
+    let mut known = HashMap::new();
+    let mut gone = Vec::new();
+    let mut fatal = None;
     match error {
-        Some(ReadError::Fatal(e)) => return (summary, Some(Stop::Fatal(e))),
-        Some(ReadError::Cancelled) => return (summary, None),
+        Some(ReadError::Fatal(e)) => {
+            stop.cancel();
+            fatal = Some(Stop::Fatal(e));
+        }
+        Some(ReadError::Cancelled) | None => {}
         Some(other) => {
             tracing::warn!(error = %other, "cannot read some accounts' facts; reading their lists without them")
         }
-        None => {}
     }
-    let mut limits: HashMap<String, Option<u64>> = HashMap::new();
-    let mut gone = HashSet::new();
     let recorder = readers.writer.recorder(run);
     for (account, item) in items {
-        let Some((facts, known)) = probe::facts(&account, &item) else {
+        let Some((facts, state)) = probe::facts(&account, &item) else {
             continue;
         };
-        if matches!(known, Known::Missing | Known::Invalid) {
-            let records = facts
-                .into_iter()
-                .map(|fact| Record::Account {
-                    account: account.clone(),
-                    fact,
-                })
-                .collect();
-            if let Err(e) = recorder.record(records).await {
-                return (summary, Some(Stop::Record(e)));
-            }
-            summary.failed.push(RefreshFailure {
-                official_account: account.clone(),
-                error: format!("the account does not exist remotely (error {}); nothing was changed for it and nothing will be pruned from it", item.code),
-            });
-            gone.insert(account);
+        if !matches!(state, Known::Missing | Known::Invalid) {
+            known.insert(account, Fact::Max(item.max_subscribers));
             continue;
         }
-        limits.insert(account, item.max_subscribers);
+        let records = facts
+            .into_iter()
+            .map(|fact| Record::Account {
+                account: account.clone(),
+                fact,
+            })
+            .collect();
+        if let Err(e) = recorder.record(records).await {
+            stop.cancel();
+            fatal.get_or_insert(Stop::Record(e));
+        }
+        gone.push(RefreshFailure {
+            official_account: account.clone(),
+            error: format!("the account does not exist remotely (error {}); nothing was changed for it and nothing will be pruned from it", item.code),
+        });
+        known.insert(account, Fact::Gone);
     }
-    let stop = cancel.child_token();
-    let mut tasks = JoinSet::new();
-    let mut queue = accounts.iter().filter(|a| !gone.contains(a.as_str()));
+    // Told even when the call failed, so that no pager waits for facts that will not come.
+    let _ = told.send(Some(Arc::new(known)));
+    (calls.requests, gone, fatal)
+}
+
+/// Pages every account, several at once.
+async fn page_all(
+    readers: &Arc<Readers>,
+    accounts: &[String],
+    run: i64,
+    stop: &CancellationToken,
+    facts: Facts,
+) -> (RefreshSummary, Option<Stop>) {
+    let mut summary = RefreshSummary::default();
+    let mut tasks = futures_util::stream::FuturesUnordered::new();
+    let mut queue = accounts.iter();
     let mut fatal = None;
     loop {
         while tasks.len() < ACCOUNTS_AT_ONCE
             && let Some(account) = queue.next()
         {
-            let max = limits.get(account).copied().flatten();
-            let (readers, account, stop) = (readers.clone(), account.clone(), stop.clone());
-            tasks.spawn(async move {
-                let result = page_account(&readers, &account, max, run, &stop).await;
-                (account, result)
+            let facts = facts.clone();
+            tasks.push(async move {
+                let result = page_account(readers, account, run, stop, facts).await;
+                (account.clone(), result)
             });
         }
-        let Some(joined) = tasks.join_next().await else {
+        let Some((account, (result, requests))) = futures_util::StreamExt::next(&mut tasks).await
+        else {
             break;
-        };
-        let Ok((account, (result, requests))) = joined else {
-            continue;
         };
         summary.requests += requests;
         match result {
-            Ok(counts) => {
+            Ok(read) => {
+                let counts = read.counts;
                 summary.accounts += 1;
                 summary.seen += counts.seen;
                 summary.out_of_band_added += counts.added;
@@ -175,12 +246,13 @@ pub async fn refresh(
                 if counts.added + counts.removed > 0 {
                     tracing::info!(%account, added = counts.added, removed = counts.removed, "drift found in the live list");
                 }
+                summary.read.push(read);
             }
             Err(Failure::Fatal(e)) => {
                 fatal.get_or_insert(e);
                 stop.cancel();
             }
-            Err(Failure::Cancelled) => {}
+            Err(Failure::Cancelled | Failure::Gone) => {}
             Err(Failure::Account(error)) => {
                 tracing::warn!(%account, %error, "cannot refresh the account; it is left as it was");
                 summary.failed.push(RefreshFailure {
@@ -191,7 +263,7 @@ pub async fn refresh(
         }
     }
     summary
-        .failed
+        .read
         .sort_by(|a, b| a.official_account.cmp(&b.official_account));
     (summary, fatal.map(Stop::Fatal))
 }
@@ -199,6 +271,8 @@ pub async fn refresh(
 enum Failure {
     Fatal(ApiError),
     Cancelled,
+    /// The facts say the account is gone; they report it.
+    Gone,
     /// This account only.
     Account(String),
 }
@@ -209,25 +283,39 @@ async fn abandon(writer: &Writer, account: &str, why: Failure) -> Failure {
     why
 }
 
+/// The account's fact, once the facts are known.
+async fn fact_of(facts: &mut Facts, account: &str) -> Fact {
+    match facts.wait_for(Option::is_some).await {
+        Ok(known) => known
+            .as_ref()
+            .and_then(|k| k.get(account).copied())
+            .unwrap_or(Fact::Max(None)),
+        Err(_) => Fact::Max(None),
+    }
+}
+
 /// Pages through one account's live list into the ledger; returns what was recorded and the
-/// calls it took. `max` is the account's MaxSubscriberNum, when the service said.
+/// calls it took.
 async fn page_account(
     readers: &Readers,
     account: &str,
-    max: Option<u64>,
     run: i64,
     cancel: &CancellationToken,
-) -> (Result<Refreshed, Failure>, u64) {
+    mut facts: Facts,
+) -> (Result<AccountRead, Failure>, u64) {
     let writer = &readers.writer;
     writer.refresh_start(account).await;
     let api = readers.api.as_ref();
     let limiter = readers.pacer.of(Command::GetSubscriberInfo);
-    let bound = max.unwrap_or(readers.max_subscribers);
-    // Twice the pages a full account needs, and some: a list that goes on is broken.
-    let max_pages = bound.div_ceil(u64::from(MAX_PAGE)) * 2 + 10;
+    let wanted = readers.wanted.as_ref().and_then(|m| {
+        m.sets
+            .binary_search_by(|s| s.official_account.as_str().cmp(account))
+            .ok()
+            .map(|i| &m.sets[i].subscribers)
+    });
     let mut next = String::new();
     let mut cursors: HashSet<String> = HashSet::new();
-    let (mut pages, mut listed, mut requests) = (0u64, 0u64, 0u64);
+    let (mut pages, mut listed, mut requests, mut in_manifest) = (0u64, 0u64, 0u64, 0u64);
     loop {
         let page = read::read(api, limiter, &readers.policy, cancel, || {
             api.subscriber_page(account, &next)
@@ -240,6 +328,11 @@ async fn page_account(
                 let why = match error {
                     ReadError::Fatal(e) => Failure::Fatal(e),
                     ReadError::Cancelled => Failure::Cancelled,
+                    ReadError::AccountGone(..)
+                        if matches!(fact_of(&mut facts, account).await, Fact::Gone) =>
+                    {
+                        Failure::Gone
+                    }
                     ReadError::AccountGone(_, e) | ReadError::Failed(e) => {
                         Failure::Account(format!(
                             "reading the live list failed ({e}); nothing was changed for this account"
@@ -251,6 +344,23 @@ async fn page_account(
         };
         pages += 1;
         listed += page.subscribers.len() as u64;
+        if let Some(wanted) = wanted {
+            in_manifest += page
+                .subscribers
+                .iter()
+                .filter(|id| wanted.contains(id))
+                .count() as u64;
+        }
+        // The account's own limit once its facts are in, `--max-subscribers` until then.
+        let max = match facts
+            .borrow()
+            .as_ref()
+            .and_then(|k| k.get(account).copied())
+        {
+            Some(Fact::Max(max)) => max,
+            _ => None,
+        };
+        let bound = max.unwrap_or(readers.max_subscribers);
         if listed > bound {
             let why = format!(
                 "the live list goes past {bound} subscribers, more than the account can hold ({}); nothing was changed for this account",
@@ -279,6 +389,8 @@ async fn page_account(
                 requests,
             );
         }
+        // Twice the pages a full account needs, and some: a list that goes on is broken.
+        let max_pages = bound.div_ceil(u64::from(MAX_PAGE)) * 2 + 10;
         if pages >= max_pages {
             let why = format!(
                 "the live list went on for {pages} pages, more than an account of {bound} subscribers needs; nothing was changed for this account"
@@ -290,11 +402,32 @@ async fn page_account(
         }
         next = page.next;
     }
+    let max = match fact_of(&mut facts, account).await {
+        Fact::Gone => return (Err(abandon(writer, account, Failure::Gone).await), requests),
+        Fact::Max(max) => max,
+    };
+    if max.is_some_and(|max| listed > max) {
+        let why = format!(
+            "the live list holds {listed} subscribers, more than the account's MaxSubscriberNum {}; nothing was changed for this account",
+            max.unwrap_or_default()
+        );
+        return (
+            Err(abandon(writer, account, Failure::Account(why)).await),
+            requests,
+        );
+    }
     match writer
         .refresh_finish(run, account, max, readers.adopt)
         .await
     {
-        Ok(counts) => (Ok(counts), requests),
+        Ok(counts) => (
+            Ok(AccountRead {
+                official_account: account.to_owned(),
+                counts,
+                listed: in_manifest,
+            }),
+            requests,
+        ),
         Err(e) => (Err(Failure::Account(e.to_string())), requests),
     }
 }

@@ -7,9 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Stop;
+use super::outline::Outlined;
 use super::probe::Probed;
 use super::work::{End, Report};
-use crate::plan::Plan;
 
 pub const FORMAT_VERSION: &str = "1";
 
@@ -180,23 +180,22 @@ pub struct Totals {
 }
 
 impl Summary {
-    /// The summary of `plan` before anything is sent: every account planned, nothing done.
-    pub fn start(plan: &Plan, revision: Option<String>, trigger: Trigger) -> Summary {
-        let accounts = plan
-            .accounts
+    /// The summary of the planned `accounts` before anything is sent: nothing done yet.
+    pub fn start(accounts: &[Outlined], revision: Option<String>, trigger: Trigger) -> Summary {
+        let accounts = accounts
             .iter()
             .map(|a| AccountSummary {
                 official_account: a.official_account.clone(),
-                name: a.name.clone(),
+                name: Some(a.name.clone()),
                 status: AccountStatus::Ok,
-                planned_add: a.add.len() as u64,
+                planned_add: a.add,
                 added: 0,
                 already_subscribed: 0,
                 recovered: 0,
                 failed: Vec::new(),
                 not_added_limit: 0,
                 max_subscribers: None,
-                planned_remove: a.remove.len() as u64,
+                planned_remove: a.remove,
                 removed: 0,
                 remove_failed: Vec::new(),
                 remove_skipped: a.held_back,

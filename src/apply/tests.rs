@@ -25,12 +25,10 @@ pub(crate) fn ids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 pub(crate) fn set(account: &str, subscribers: Vec<String>) -> SubscriberSet {
-    let mut subscribers = subscribers;
-    subscribers.sort();
     SubscriberSet {
         name: account.trim_start_matches("@TOA#_").to_owned(),
         official_account: account.to_owned(),
-        subscribers,
+        subscribers: subscribers.iter().collect(),
         prune: false,
         allow_empty: false,
         prune_out_of_band: false,
@@ -39,14 +37,14 @@ pub(crate) fn set(account: &str, subscribers: Vec<String>) -> SubscriberSet {
     }
 }
 
-pub(crate) fn manifests(sets: Vec<SubscriberSet>) -> ManifestSet {
+pub(crate) fn manifests(sets: Vec<SubscriberSet>) -> Arc<ManifestSet> {
     let mut sets = sets;
     sets.sort_by(|a, b| a.official_account.cmp(&b.official_account));
-    ManifestSet {
+    Arc::new(ManifestSet {
         digest: format!("sha256:{}", sets.len()),
         sets,
         ..ManifestSet::default()
-    }
+    })
 }
 
 /// A run's configuration for tests: a ledger in `dir`, `qps` calls a second per command.
@@ -89,17 +87,17 @@ pub(crate) fn engine_with(config: Config, api: &FakeApi) -> Engine {
     engine
 }
 
-async fn apply(engine: &Engine, manifests: &ManifestSet) -> Reconciled {
+async fn apply(engine: &Engine, manifests: &Arc<ManifestSet>) -> Reconciled {
     apply_until(engine, manifests, &CancellationToken::new()).await
 }
 
 async fn apply_until(
     engine: &Engine,
-    manifests: &ManifestSet,
+    manifests: &Arc<ManifestSet>,
     cancel: &CancellationToken,
 ) -> Reconciled {
     let job = Job {
-        manifests,
+        manifests: manifests.clone(),
         manifest_paths: vec!["m".into()],
         saved: None,
         revision: None,
@@ -191,6 +189,7 @@ async fn a_fault_that_persists_is_recorded_after_ten_attempts_and_retried_by_the
     let snapshot = engine.snapshot().await.unwrap();
     assert!(
         snapshot.accounts["@TOA#_a"]
+            .view
             .failed
             .iter()
             .all(|f| f.attempts == 1)
@@ -296,7 +295,7 @@ async fn batches_still_in_flight_at_the_drain_deadline_are_abandoned_unrecorded(
         snapshot
             .accounts
             .get("@TOA#_a")
-            .is_none_or(|a| a.failed.is_empty())
+            .is_none_or(|a| a.view.failed.is_empty())
     );
 }
 
@@ -402,7 +401,7 @@ async fn a_refresh_of_many_accounts_never_reads_faster_than_the_pace() {
     let engine = engine(dir.path(), &api, 20);
     let sets = accounts.iter().map(|a| set(a, Vec::new())).collect();
     let (summary, stop) = engine
-        .refresh(&manifests(sets), Refresh::Import, &CancellationToken::new())
+        .refresh(manifests(sets), Refresh::Import, &CancellationToken::new())
         .await
         .unwrap();
     assert!(stop.is_none() && summary.failed.is_empty(), "{summary:?}");
@@ -441,7 +440,7 @@ async fn a_refresh_records_drift_both_ways_and_the_count_it_saw() {
         .unwrap();
     let (summary, _) = engine
         .refresh(
-            &manifests(vec![set("@TOA#_a", vec![])]),
+            manifests(vec![set("@TOA#_a", vec![])]),
             Refresh::Import,
             &CancellationToken::new(),
         )
@@ -454,7 +453,7 @@ async fn a_refresh_records_drift_both_ways_and_the_count_it_saw() {
     let a = &engine.snapshot().await.unwrap().accounts["@TOA#_a"];
     assert_eq!(a.confirmed, ["kept", "walk-in"]);
     assert_eq!(
-        a.facts.subscriber_num,
+        a.view.facts.subscriber_num,
         Some(2),
         "the count seen, not the count claimed"
     );
@@ -478,7 +477,7 @@ async fn a_broken_cursor_leaves_the_account_as_it_was() {
         let engine = engine(dir.path(), &api, 0);
         let (summary, stop) = engine
             .refresh(
-                &manifests(vec![set("@TOA#_a", vec![])]),
+                manifests(vec![set("@TOA#_a", vec![])]),
                 Refresh::Import,
                 &CancellationToken::new(),
             )
@@ -518,7 +517,7 @@ async fn an_answer_that_breaks_the_protocol_adopts_nothing() {
     let engine = engine(dir.path(), &api, 0);
     let (summary, _) = engine
         .refresh(
-            &manifests(vec![set("@TOA#_a", vec![])]),
+            manifests(vec![set("@TOA#_a", vec![])]),
             Refresh::Import,
             &CancellationToken::new(),
         )
@@ -546,13 +545,19 @@ async fn a_saved_plan_that_disagrees_is_refused_before_anything_is_sent() {
     let api = FakeApi::with_accounts(&[("@TOA#_a", 1000, &[])]);
     let engine = engine(dir.path(), &api, 0);
     let wanted = manifests(vec![set("@TOA#_a", ids("u", 3))]);
-    let snapshot = engine.snapshot().await.unwrap();
-    let mut saved = crate::plan::compute(&wanted, &snapshot, vec!["m".into()], &Default::default());
+    let mut snapshot = engine.snapshot().await.unwrap();
+    let mut saved = crate::plan::compute(
+        &wanted,
+        &mut snapshot,
+        vec!["m".into()],
+        &Default::default(),
+    )
+    .unwrap();
     saved.accounts[0].add.push("intruder".into());
     let job = Job {
-        manifests: &wanted,
+        manifests: wanted.clone(),
         manifest_paths: vec!["m".into()],
-        saved: Some(&saved),
+        saved: Some(Arc::new(crate::plan::SavedPlan::of(&saved))),
         revision: None,
         trigger: Trigger::Apply,
         refresh: false,

@@ -4,18 +4,37 @@ use crate::ledger::RecordError;
 use crate::tencent::ApiError;
 
 /// The changes planned for one account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Work {
-    pub official_account: String,
     pub add: Vec<String>,
     /// Removals planned by prune.
     pub remove: Vec<String>,
-    /// What get_official_account_info already said about the account.
-    pub known: Known,
-    /// Of `add`, those an interrupted earlier run may have sent (sorted): "already subscribed"
-    /// for them is recovered, not drift.
+    /// Those an interrupted earlier run may have sent (sorted): "already subscribed" for them
+    /// is recovered, not drift.
     pub intended: Vec<String>,
 }
+
+/// An account a run may send changes to, before its lists are read: the executor reads them
+/// (through a [`Load`]) only as its window has room, so that no more than a few accounts'
+/// lists are in memory at once.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub official_account: String,
+    pub add: u64,
+    pub remove: u64,
+    /// What get_official_account_info already said about the account.
+    pub known: Known,
+}
+
+/// Reads the work lists of the `i`th pending account.
+pub type Load = std::sync::Arc<
+    dyn Fn(
+            usize,
+        )
+            -> futures_util::future::BoxFuture<'static, Result<Work, crate::ledger::LedgerError>>
+        + Send
+        + Sync,
+>;
 
 /// An account's state known before anything is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,14 +107,14 @@ pub struct Report {
 
 impl Report {
     /// The report of a run stopped before its first batch.
-    pub fn not_started(work: &[Work]) -> Report {
+    pub fn not_started(pending: &[Pending]) -> Report {
         Report {
-            tallies: work
+            tallies: pending
                 .iter()
-                .map(|w| Tally {
-                    planned: w.add.len() as u64,
-                    planned_remove: w.remove.len() as u64,
-                    end: if w.add.is_empty() && w.remove.is_empty() {
+                .map(|p| Tally {
+                    planned: p.add,
+                    planned_remove: p.remove,
+                    end: if p.add + p.remove == 0 {
                         End::Done
                     } else {
                         End::Unfinished

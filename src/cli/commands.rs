@@ -3,6 +3,7 @@
 //! (files, SQLite, gzip) runs on the blocking pool, never on a runtime worker.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,8 @@ use super::{
 use crate::apply::{Ending, Job, Refresh, Trigger};
 use crate::emulator::{Emulator, EmulatorConfig, StateFile};
 use crate::engine::{self, Engine, Hooks};
-use crate::ledger::Snapshot;
 use crate::manifest::{self, Limits, ManifestSet};
-use crate::plan::Plan;
+use crate::plan::PlanHeader;
 use crate::settings::{self, Config, Output, Purpose, RunRequest, env_var};
 use crate::task::blocking;
 use crate::tencent::usersig;
@@ -54,7 +54,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn shown(paths: &[PathBuf]) -> Vec<String> {
+fn shown_paths(paths: &[PathBuf]) -> Vec<String> {
     paths.iter().map(|p| p.display().to_string()).collect()
 }
 
@@ -94,8 +94,7 @@ pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let manifests = manifest::load(&args.paths, &args.limits.limits())?;
     print_warnings(&manifests, output);
     let location = settings::resolve_state(&args.remote.state_request(), &env_var)?;
-    let snapshot = crate::ledger::Reader::open(&location)?.snapshot()?;
-    print_plan(&args, &manifests, &snapshot, output)
+    print_plan(&args, &manifests, &location, output)
 }
 
 /// `plan --refresh`: read and record the live lists first, then plan from what was recorded.
@@ -104,16 +103,13 @@ pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Ou
         .remote
         .run_request(args.limits.limits(), args.prune.options());
     let config = resolve(request, Purpose::Once, &args.paths).await?;
-    let manifests = load_manifests(args.paths.clone(), config.limits, output).await?;
+    let manifests = Arc::new(load_manifests(args.paths.clone(), config.limits, output).await?);
+    let location = config.ledger.clone();
     let engine = lead(config, Hooks::default(), "plan").await?;
     let shutdown = crate::shutdown::on_signal();
     let refreshed = engine
-        .refresh(&manifests, Refresh::Check, &shutdown.graceful)
+        .refresh(manifests.clone(), Refresh::Check, &shutdown.graceful)
         .await;
-    let snapshot = match &refreshed {
-        Ok(_) => Some(engine.snapshot().await),
-        Err(_) => None,
-    };
     engine.close().await;
     let (refreshed, stop) = refreshed?;
     if let Some(stop) = stop {
@@ -122,34 +118,65 @@ pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Ou
     for f in &refreshed.failed {
         tracing::warn!(account = %f.official_account, "{}", f.error);
     }
-    let snapshot = snapshot.context("the refresh recorded nothing")??;
-    print_plan(&args, &manifests, &snapshot, output)
+    blocking(move || print_plan(&args, &manifests, &location, output)).await?
 }
 
+/// Plans account by account against the ledger at `location` and writes each account in the
+/// chosen format (and, with `--out`, as JSON to the file) as soon as it is planned.
 fn print_plan(
     args: &PlanArgs,
     manifests: &ManifestSet,
-    snapshot: &Snapshot,
+    location: &crate::ledger::Location,
     output: Output,
 ) -> anyhow::Result<Outcome> {
-    let plan: Plan = crate::plan::compute(
-        manifests,
-        snapshot,
-        shown(&args.paths),
-        &args.prune.options(),
-    );
-    if let Some(out) = &args.out {
-        crate::files::write_atomically(out, serde_json::to_string_pretty(&plan)?.as_bytes())
+    let mut saved = match &args.out {
+        Some(out) => Some((
+            out,
+            report::JsonSink::new(
+                crate::files::Replacement::create(out)
+                    .with_context(|| format!("cannot write the plan to {}", out.display()))?,
+            ),
+        )),
+        None => None,
+    };
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut shown: Box<dyn report::PlanSink> = match args.format {
+        PlanFormat::Text => Box::new(report::TextSink::new(stdout, output.color)),
+        PlanFormat::Json => Box::new(report::JsonSink::new(stdout)),
+        PlanFormat::Markdown => Box::new(report::MarkdownSink::new(stdout)),
+        PlanFormat::Diff => Box::new(report::DiffSink(stdout)),
+    };
+    let options = args.prune.options();
+    let mut reader = crate::ledger::Reader::open(location)?;
+    let mut written: std::io::Result<()> = Ok(());
+    let summary = reader.view(|source| {
+        let header = PlanHeader::of(manifests, source, shown_paths(&args.paths))?;
+        let mut sinks: Vec<&mut dyn report::PlanSink> = vec![shown.as_mut()];
+        if let Some((_, file)) = &mut saved {
+            sinks.push(file);
+        }
+        written = sinks.iter_mut().try_for_each(|s| s.header(&header));
+        let summary = crate::plan::stream(manifests, source, &options, &mut |p| {
+            if written.is_ok() {
+                written = sinks.iter_mut().try_for_each(|s| s.account(&p.plan));
+            }
+            match written {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        })?;
+        if written.is_ok() {
+            written = sinks.iter_mut().try_for_each(|s| s.end(&summary));
+        }
+        Ok(summary)
+    })?;
+    written.context("cannot write the plan")?;
+    if let Some((out, file)) = saved {
+        file.into_inner()
+            .commit()
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
     }
-    let text = match args.format {
-        PlanFormat::Text => report::plan_text(&plan, output.color),
-        PlanFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
-        PlanFormat::Markdown => report::plan_markdown(&plan),
-        PlanFormat::Diff => report::plan_diff(&plan),
-    };
-    write_stdout(&text)?;
-    Ok(if args.detailed_exitcode && plan.needs_apply() {
+    Ok(if args.detailed_exitcode && summary.needs_apply {
         Outcome::Changes
     } else {
         Outcome::Success
@@ -167,7 +194,12 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
         None => None,
     };
     let paths: Vec<PathBuf> = match (&saved, args.paths.is_empty()) {
-        (Some(plan), true) => plan.manifest_paths.iter().map(PathBuf::from).collect(),
+        (Some(plan), true) => plan
+            .header
+            .manifest_paths
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
         _ => args.paths.clone(),
     };
     if paths.is_empty() {
@@ -182,9 +214,9 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
     let engine = lead(config, hooks, "apply").await?;
     let shutdown = crate::shutdown::on_signal();
     let job = Job {
-        manifests: &manifests,
-        manifest_paths: shown(&paths),
-        saved: saved.as_ref(),
+        manifests: Arc::new(manifests),
+        manifest_paths: shown_paths(&paths),
+        saved: saved.map(Arc::new),
         revision: engine.revision(&paths).await,
         trigger: Trigger::Apply,
         refresh: args.refresh,
@@ -211,20 +243,16 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
         .remote
         .run_request(args.limits.limits(), Default::default());
     let config = resolve(request, Purpose::Once, &args.paths).await?;
-    let manifests = load_manifests(args.paths.clone(), config.limits, output).await?;
+    let manifests = Arc::new(load_manifests(args.paths.clone(), config.limits, output).await?);
     let engine = lead(config, Hooks::default(), "import").await?;
     let shutdown = crate::shutdown::on_signal();
     let refreshed = engine
-        .refresh(&manifests, Refresh::Import, &shutdown.graceful)
+        .refresh(manifests.clone(), Refresh::Import, &shutdown.graceful)
         .await;
-    let snapshot = match &refreshed {
-        Ok(_) => Some(engine.snapshot().await?),
-        Err(_) => None,
-    };
     let ledger = engine.config().ledger.to_string();
     engine.close().await;
     let (summary, stop) = refreshed?;
-    let report = report::ImportReport::new(ledger, &manifests, snapshot.as_ref(), summary);
+    let report = report::ImportReport::new(ledger, &manifests, summary);
     write_stdout(&match args.format {
         OutputFormat::Text => report::import_text(&report),
         OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",

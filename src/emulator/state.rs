@@ -246,7 +246,11 @@ impl RemoteState {
             (true, Some(last)) => encode_cursor(&last.subscriber_account),
             _ => String::new(),
         };
-        let first_page_end = acc.subscribers.keys().take(limit as usize).next_back();
+        // Counted forwards: from the back, the first `limit` keys of a map cost the whole map.
+        let first_page_end = (limit as usize)
+            .min(acc.subscribers.len())
+            .checked_sub(1)
+            .and_then(|i| acc.subscribers.keys().nth(i));
         let next = match (fault, after.as_deref()) {
             // A cursor past everything, a little further each time.
             (Some(CursorFault::Endless), after) if next.is_empty() => {

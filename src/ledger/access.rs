@@ -5,7 +5,10 @@
 use super::backend::{Backend, Copied, Meta, Tx};
 use super::location::Access;
 use super::write::Ids;
-use super::{AccountSummary, LedgerError, Location, Record, Refreshed, Run, Snapshot, read, write};
+use super::{
+    AccountSource, AccountSummary, LedgerError, Location, Record, Refreshed, Run, Snapshot, View,
+    read, write,
+};
 
 /// Runs `f` in one read transaction of `db` and returns what it returns.
 fn reading<T>(
@@ -18,6 +21,18 @@ fn reading<T>(
         Ok(())
     })?;
     out.ok_or_else(|| located(db.location(), "a read returned nothing"))
+}
+
+/// Runs `f` over one read transaction of `db`, as an [`AccountSource`].
+fn viewing<T>(
+    db: &mut dyn Backend,
+    f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
+    let mut f = Some(f);
+    reading(db, |tx| match f.take() {
+        Some(f) => f(&mut View::new(tx)),
+        None => Err(located("", "a read ran twice")),
+    })
 }
 
 fn located(at: &str, detail: &str) -> LedgerError {
@@ -73,6 +88,21 @@ impl Reader {
 
     pub fn snapshot(&mut self) -> Result<Snapshot, LedgerError> {
         self.read(read::snapshot)
+    }
+
+    /// Runs `f` over one read transaction, reading accounts one at a time; a ledger that does
+    /// not exist yet reads as empty.
+    pub fn view<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        match &mut self.db {
+            Some(db) => {
+                let shown = db.location().to_owned();
+                viewing(db.as_mut(), f).map_err(|e| at(&shown, e))
+            }
+            None => f(&mut Snapshot::default()),
+        }
     }
 
     pub fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError> {
@@ -145,6 +175,15 @@ impl Ledger {
 
     pub fn snapshot(&mut self) -> Result<Snapshot, LedgerError> {
         self.read(read::snapshot)
+    }
+
+    /// Runs `f` over one read transaction, reading accounts one at a time.
+    pub fn view<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let shown = self.db.location().to_owned();
+        viewing(self.db.as_mut(), f).map_err(|e| at(&shown, e))
     }
 
     pub fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError> {

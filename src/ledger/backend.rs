@@ -1,8 +1,8 @@
 //! The contract between the ledger's meaning and the databases it can live in.
 //!
 //! A backend provides transactions ([`Backend::read`], [`Backend::write`]), statements inside
-//! them ([`Tx`]: the shared SQL of `sql.rs`, plus four bulk statements that each database
-//! spells its own fastest way) and a session-private staging area for live lists. What the
+//! them ([`Tx`]: the shared SQL of `sql.rs`, plus the bulk statements and the read of an account's
+//! subscribers that each database spells its own fastest way) and a session-private staging area for live lists. What the
 //! ledger *means* (recording a batch, finishing a refresh, copying a ledger, assembling a
 //! snapshot) is written once, above this trait, in `read.rs` and `write.rs`.
 //!
@@ -108,6 +108,9 @@ pub trait Tx {
         now: i64,
         run: i64,
     ) -> Result<(), LedgerError>;
+    /// Hands every confirmed subscriber of `account` (by id), in byte order, to `each`, as
+    /// the database streams them.
+    fn confirmed(&mut self, account: i64, each: &mut dyn FnMut(String)) -> Result<(), LedgerError>;
     /// Marks the `confirmed` rows of `subscribers` managed.
     fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError>;
     /// Records that `run` is about to send `op` for `subscribers`.

@@ -22,6 +22,7 @@ mod location;
 mod model;
 mod pg;
 mod read;
+mod source;
 mod sql;
 mod sqlite;
 mod write;
@@ -31,6 +32,7 @@ pub use access::{Ledger, Reader, copy};
 pub use backend::{Copied, Meta};
 pub use location::{Location, PgHost, PgTarget, RootCert, TlsMode, UrlError};
 pub use model::*;
+pub use source::{AccountSource, Confirmed, Listed, View};
 pub use writer::{RecordError, Recorder, Writer};
 
 /// File name of the SQLite ledger inside the state directory.

@@ -74,12 +74,10 @@ pub struct AccountFacts {
     pub counted_at: Option<i64>,
 }
 
-/// One account as the ledger knows it.
+/// One account as the ledger knows it, but for its confirmed subscribers: those can number a
+/// million, so planning reads them in order, a page at a time (see [`super::AccountSource`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountState {
-    /// Believed subscribed remotely: added or found already subscribed by subsync, or seen in
-    /// a refresh. Sorted (byte order).
-    pub confirmed: Vec<String>,
+pub struct AccountView {
     /// Sorted by subscriber.
     pub failed: Vec<FailedEntry>,
     pub facts: AccountFacts,
@@ -92,7 +90,17 @@ pub struct AccountState {
     pub intents: Vec<String>,
 }
 
-/// A consistent view of the whole ledger, as of one serial.
+/// One account as the ledger knows it, whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// Believed subscribed remotely: added or found already subscribed by subsync, or seen in
+    /// a refresh. Sorted (byte order).
+    pub confirmed: Vec<String>,
+    pub view: AccountView,
+}
+
+/// A consistent view of the whole ledger, as of one serial: for tests, `ledger copy` and other
+/// small uses (planning reads one account at a time instead).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// `None` when no ledger exists yet.

@@ -7,10 +7,7 @@ use std::collections::BTreeMap;
 use super::backend::{
     AccountDump, ConfirmedRow, DriftRow, FailedRow, IntentRow, Meta, Param, Row, RunRow, Tx,
 };
-use super::{
-    AccountFacts, AccountState, AccountSummary, Drift, FailedEntry, LedgerError, Op, Run, Snapshot,
-    sql,
-};
+use super::{AccountFacts, AccountState, AccountSummary, LedgerError, Op, Run, Snapshot, sql};
 
 /// Lineage, serial and creation time.
 pub fn identity(tx: &mut dyn Tx) -> Result<(String, u64, i64), LedgerError> {
@@ -48,15 +45,19 @@ fn facts(r: &dyn Row, first: usize) -> Result<AccountFacts, LedgerError> {
 }
 
 /// An `accounts` row as [`sql::ACCOUNTS`] selects it.
-struct AccountRow {
-    id: i64,
-    name: String,
-    facts: AccountFacts,
-    refreshed_at: Option<i64>,
-    updated_at: i64,
+pub(super) struct AccountRow {
+    pub id: i64,
+    pub name: String,
+    pub facts: AccountFacts,
+    pub refreshed_at: Option<i64>,
+    pub updated_at: i64,
 }
 
-fn account_row(r: &dyn Row) -> Result<AccountRow, LedgerError> {
+pub(super) fn facts_of(row: &AccountRow) -> AccountFacts {
+    row.facts.clone()
+}
+
+pub(super) fn account_row(r: &dyn Row) -> Result<AccountRow, LedgerError> {
     Ok(AccountRow {
         id: r.int(0)?,
         name: r.text(1)?,
@@ -75,7 +76,7 @@ fn accounts(tx: &mut dyn Tx) -> Result<Vec<AccountRow>, LedgerError> {
     Ok(rows)
 }
 
-fn strings(
+pub(super) fn strings(
     tx: &mut dyn Tx,
     sql: &'static str,
     params: &[Param<'_>],
@@ -89,33 +90,13 @@ fn strings(
 }
 
 fn account_state(tx: &mut dyn Tx, row: &AccountRow) -> Result<AccountState, LedgerError> {
-    let id = Param::Int(row.id);
-    let mut failed = Vec::new();
-    tx.query(sql::FAILED_OF, &[id], &mut |r| {
-        failed.push(FailedEntry {
-            subscriber: r.text(0)?,
-            code: r.int(1)?,
-            attempts: u32::try_from(r.int(2)?).unwrap_or(u32::MAX),
-            last_at: r.int(3)?,
-            op: Op::parse(&r.text(4)?),
-        });
-        Ok(())
-    })?;
     Ok(AccountState {
-        confirmed: strings(tx, sql::CONFIRMED_OF, &[id])?,
-        failed,
-        facts: row.facts.clone(),
-        drift: Drift {
-            added: strings(tx, sql::DRIFT_OF, &[id, Param::Text("added")])?,
-            removed: strings(tx, sql::DRIFT_OF, &[id, Param::Text("removed")])?,
-            at: row.refreshed_at,
-        },
-        out_of_band: strings(tx, sql::OUT_OF_BAND_OF, &[id])?,
-        intents: strings(tx, sql::INTENTS_OF, &[id])?,
+        confirmed: strings(tx, sql::CONFIRMED_OF, &[Param::Int(row.id)])?,
+        view: super::source::view_of(tx, row.id, row.facts.clone(), row.refreshed_at)?,
     })
 }
 
-/// The whole ledger as planning needs it.
+/// The whole ledger, every account's subscribers in memory (see [`Snapshot`]).
 pub fn snapshot(tx: &mut dyn Tx) -> Result<Snapshot, LedgerError> {
     let (lineage, serial, _) = identity(tx)?;
     let mut accounts_by_name = BTreeMap::new();

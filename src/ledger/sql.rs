@@ -58,6 +58,8 @@ pub const ACCOUNT_BY_NAME: &str = "SELECT id, official_account, max_subscribers,
 /// `COLLATE "C"`).
 pub const CONFIRMED_OF: &str =
     "SELECT subscriber FROM confirmed WHERE account_id = $1 ORDER BY subscriber";
+/// The accounts holding confirmed subscribers, by name.
+pub const ACCOUNTS_HELD: &str = "SELECT official_account FROM accounts a WHERE EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = a.id) ORDER BY official_account";
 pub const FAILED_OF: &str = "SELECT subscriber, code, attempts, last_at, op FROM failed WHERE account_id = $1 ORDER BY subscriber";
 /// `$1` account id, `$2` direction.
 pub const DRIFT_OF: &str =
@@ -85,6 +87,8 @@ pub const INTENT_INSERT: &str =
     ON CONFLICT (account_id, subscriber) DO NOTHING";
 /// `$1` run: forgets the run's intents.
 pub const INTENTS_CLEAR_RUN: &str = "DELETE FROM intents WHERE run_id = $1";
+/// `$1` account id: a row when any change to the account is in doubt.
+pub const INTENTS_ANY: &str = "SELECT 1 FROM intents WHERE account_id = $1 LIMIT 1";
 /// `$1` account id: a refresh learnt the live list, so nothing of the account is in doubt.
 pub const INTENTS_CLEAR_ACCOUNT: &str = "DELETE FROM intents WHERE account_id = $1";
 /// `$1` account id … `$8` op.
@@ -115,10 +119,15 @@ pub const REFRESH_RECOVER: &str = "INSERT INTO confirmed (account_id, subscriber
     WHERE o.account = $2
     AND EXISTS (SELECT 1 FROM intents i WHERE i.account_id = $1 AND i.subscriber = o.subscriber)
     AND NOT EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = $1 AND c.subscriber = o.subscriber)";
-/// `$1` account id, `$2` now, `$3` run, `$4` whether subsync now manages them (`import` adopts
-/// on purpose; any other refresh only records them).
+/// What a refresh found out of band: recorded as confirmed, not managed (prune leaves it).
+/// `$1` account id, `$2` now, `$3` run.
 pub const REFRESH_ADOPT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
-    SELECT CAST($1 AS BIGINT), subscriber, CAST($2 AS BIGINT), CAST($3 AS BIGINT), false, true, CAST($4 AS BOOLEAN) FROM drift WHERE account_id = $1 AND direction = 'added'";
+    SELECT CAST($1 AS BIGINT), subscriber, CAST($2 AS BIGINT), CAST($3 AS BIGINT), false, true, false FROM drift WHERE account_id = $1 AND direction = 'added'";
+/// `import`: everything seen live that was not confirmed is adopted, managed from now on.
+/// `$1` account id, `$2` official account, `$3` now, `$4` run.
+pub const REFRESH_ADOPT_ALL: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
+    SELECT CAST($1 AS BIGINT), o.subscriber, CAST($3 AS BIGINT), CAST($4 AS BIGINT), false, true, true FROM observed o
+    WHERE o.account = $2 AND NOT EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = $1 AND c.subscriber = o.subscriber)";
 /// Confirmed but not seen live (drift, or an interrupted removal of subsync's own): no longer
 /// confirmed. `$1` account id, `$2` official account.
 pub const REFRESH_DROP: &str = "DELETE FROM confirmed WHERE account_id = $1

@@ -89,9 +89,9 @@ fn recorded_outcomes_appear_in_the_next_snapshot_in_byte_order() {
         let snap = ledger.snapshot().unwrap();
         let account = &snap.accounts["@TOA#_a"];
         assert_eq!(account.confirmed, ["B", "a", "b", "é"], "{}", b.name());
-        assert_eq!(account.failed[0].subscriber, "d");
+        assert_eq!(account.view.failed[0].subscriber, "d");
         assert_eq!(
-            (account.failed[0].code, account.failed[0].attempts),
+            (account.view.failed[0].code, account.view.failed[0].attempts),
             (130010, 1)
         );
     }
@@ -112,8 +112,8 @@ fn a_later_success_clears_the_failure_and_repeats_count_attempts() {
             .unwrap();
         let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
         assert_eq!(account.confirmed, ["d"], "{}", b.name());
-        assert_eq!(account.failed.len(), 1);
-        assert_eq!(account.failed[0].attempts, 2);
+        assert_eq!(account.view.failed.len(), 1);
+        assert_eq!(account.view.failed[0].attempts, 2);
     }
 }
 
@@ -134,6 +134,7 @@ fn removals_drop_confirmed_subscribers_and_a_failed_removal_restarts_the_count()
         let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
         assert_eq!(account.confirmed, ["y", "z"], "{}", b.name());
         let failed: Vec<_> = account
+            .view
             .failed
             .iter()
             .map(|f| (f.subscriber.as_str(), f.op, f.attempts))
@@ -174,7 +175,7 @@ fn account_facts_are_set_and_cleared() {
         ledger
             .record(1, &[fact(info), fact(AccountFact::LimitReached)])
             .unwrap();
-        let facts = ledger.snapshot().unwrap().accounts[&a].facts.clone();
+        let facts = ledger.snapshot().unwrap().accounts[&a].view.facts.clone();
         assert_eq!(
             (facts.max_subscribers, facts.subscriber_num),
             (Some(10), Some(3)),
@@ -185,12 +186,13 @@ fn account_facts_are_set_and_cleared() {
         ledger.record(2, &[fact(AccountFact::Missing)]).unwrap();
         assert!(
             ledger.snapshot().unwrap().accounts[&a]
+                .view
                 .facts
                 .missing_since
                 .is_some()
         );
         ledger.record(3, &[fact(AccountFact::Healthy)]).unwrap();
-        let facts = ledger.snapshot().unwrap().accounts[&a].facts.clone();
+        let facts = ledger.snapshot().unwrap().accounts[&a].view.facts.clone();
         assert_eq!((facts.limit_reached_at, facts.missing_since), (None, None));
     }
 }
@@ -211,7 +213,7 @@ fn a_refresh_adopts_the_unknown_drops_the_gone_and_keeps_both_as_drift() {
             .unwrap();
         ledger.observe("@TOA#_a", &["late".into()]).unwrap();
         let counts = ledger
-            .refresh_finish(2, "@TOA#_a", Some(1000), true)
+            .refresh_finish(2, "@TOA#_a", Some(1000), false)
             .unwrap();
         assert_eq!(
             counts,
@@ -225,13 +227,36 @@ fn a_refresh_adopts_the_unknown_drops_the_gone_and_keeps_both_as_drift() {
         );
         let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
         assert_eq!(account.confirmed, ["kept", "late", "new"]);
-        assert_eq!(account.drift.added, ["late", "new"]);
-        assert_eq!(account.drift.removed, ["gone"]);
+        assert_eq!(account.view.drift.added, ["late", "new"]);
+        assert_eq!(account.view.drift.removed, ["gone"]);
         assert!(
-            account.failed.is_empty(),
+            account.view.failed.is_empty(),
             "the live list settled the failure"
         );
-        assert_eq!(account.facts.max_subscribers, Some(1000));
+        assert_eq!(account.view.facts.max_subscribers, Some(1000));
+        // Found out of band: recorded, not managed.
+        assert_eq!(account.view.out_of_band, ["late", "new"]);
+    }
+}
+
+#[test]
+fn an_import_adopts_what_it_finds_as_managed_not_as_drift() {
+    for b in backends("an_import_adopts_what_it_finds_as_managed_not_as_drift") {
+        let mut ledger = Ledger::open(&b.location, "import").unwrap();
+        ledger
+            .record(1, &[batch("@TOA#_a", &["kept", "gone"], &[], &[])])
+            .unwrap();
+        ledger.refresh_start("@TOA#_a").unwrap();
+        ledger
+            .observe("@TOA#_a", &["kept".into(), "new".into()])
+            .unwrap();
+        let counts = ledger.refresh_finish(2, "@TOA#_a", None, true).unwrap();
+        assert_eq!((counts.added, counts.removed), (1, 1), "{}", b.name());
+        let account = &ledger.snapshot().unwrap().accounts["@TOA#_a"];
+        assert_eq!(account.confirmed, ["kept", "new"]);
+        assert!(account.view.drift.added.is_empty(), "{}", b.name());
+        assert_eq!(account.view.drift.removed, ["gone"]);
+        assert!(account.view.out_of_band.is_empty(), "{}", b.name());
     }
 }
 

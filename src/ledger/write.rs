@@ -208,17 +208,27 @@ pub fn refresh_finish(
     })?;
     tx.execute(sql::REFRESH_DRIFT_CLEAR, &[id])?;
     // Drift is what changed without subsync: its own interrupted sends (still intended) are
-    // recovered, not drift.
-    let added = tx.execute(sql::REFRESH_DRIFT_ADDED, &[id, name, at])?;
+    // recovered, not drift. What `import` finds is adopted on purpose: not drift either.
     let removed = tx.execute(sql::REFRESH_DRIFT_REMOVED, &[id, name, at])?;
-    tx.execute(
-        sql::REFRESH_ADOPT,
-        &[id, at, Param::Int(run), Param::Bool(adopt)],
-    )?;
-    tx.execute(sql::REFRESH_RECOVER, &[id, name, at, Param::Int(run)])?;
+    // Dropped first: then it scans only what was confirmed before, not what is adopted now.
     tx.execute(sql::REFRESH_DROP, &[id, name])?;
+    let added = if adopt {
+        tx.execute(sql::REFRESH_ADOPT_ALL, &[id, name, at, Param::Int(run)])?
+    } else {
+        let added = tx.execute(sql::REFRESH_DRIFT_ADDED, &[id, name, at])?;
+        tx.execute(sql::REFRESH_ADOPT, &[id, at, Param::Int(run)])?;
+        added
+    };
+    let mut in_doubt = false;
+    tx.query(sql::INTENTS_ANY, &[id], &mut |_| {
+        in_doubt = true;
+        Ok(())
+    })?;
+    if in_doubt {
+        tx.execute(sql::REFRESH_RECOVER, &[id, name, at, Param::Int(run)])?;
+        tx.execute(sql::INTENTS_CLEAR_ACCOUNT, &[id])?;
+    }
     tx.execute(sql::REFRESH_SETTLE, &[id, name])?;
-    tx.execute(sql::INTENTS_CLEAR_ACCOUNT, &[id])?;
     let count = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     tx.execute(
         sql::REFRESH_FACTS,

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{AccountSummary, Ledger, LedgerError, Location, Record, Refreshed, Snapshot};
+use super::{
+    AccountSource, AccountSummary, Ledger, LedgerError, Location, Record, Refreshed, Snapshot,
+};
 
 /// The ledger could not record an outcome; the run must stop.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +40,8 @@ type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Job {
     Snapshot(Reply<Snapshot>),
+    /// A read of its own (it answers itself).
+    Read(Box<dyn FnOnce(&mut Guarded) + Send>),
     Accounts(Reply<Vec<AccountSummary>>),
     BeginRun {
         command: String,
@@ -232,6 +236,20 @@ impl Writer {
         self.ask(Job::Snapshot).await
     }
 
+    /// Runs `f` on the writer's thread over one read transaction: planning reads the ledger
+    /// an account at a time this way, never the whole of it.
+    pub async fn view<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        self.ask(|reply| {
+            Job::Read(Box::new(move |ledger: &mut Guarded| {
+                let _ = reply.send(ledger.call(|l| l.view(f)));
+            }))
+        })
+        .await
+    }
+
     /// Counts per account, as `status` shows them.
     pub async fn accounts(&self) -> Result<Vec<AccountSummary>, LedgerError> {
         self.ask(Job::Accounts).await
@@ -424,6 +442,7 @@ impl Service {
             Job::Snapshot(reply) => {
                 let _ = reply.send(ledger.call(|l| l.snapshot()));
             }
+            Job::Read(read) => read(ledger),
             Job::Accounts(reply) => {
                 let _ = reply.send(ledger.call(|l| l.summaries().map(|(_, rows)| rows)));
             }

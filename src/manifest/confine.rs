@@ -91,7 +91,7 @@ pub fn resolve(root: &Root, manifest: &Path, entry: &str) -> Result<PathBuf, Ref
 
 /// Opens `path` for reading if it is a regular file on an ordinary filesystem; returns the file
 /// and its size.
-pub fn open_regular(path: &Path) -> Result<(File, u64), Refusal> {
+pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), Refusal> {
     let file = open_nonblocking(path).map_err(Refusal::Io)?;
     let meta = file.metadata().map_err(Refusal::Io)?;
     let kind = meta.file_type();
@@ -101,7 +101,7 @@ pub fn open_regular(path: &Path) -> Result<(File, u64), Refusal> {
     if on_kernel_filesystem(&file) {
         return Err(Refusal::KernelFilesystem);
     }
-    Ok((file, meta.len()))
+    Ok((file, meta))
 }
 
 #[cfg(unix)]

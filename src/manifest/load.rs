@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::confine::{self, Refusal};
 use super::discover::{self, Found};
 use super::{
-    Diagnostic, Limits, ManifestDocument, ManifestError, ManifestSet, SubscriberSet,
+    Diagnostic, IdList, Limits, ManifestDocument, ManifestError, ManifestSet, Stamp, SubscriberSet,
     subscriber_file,
 };
 use crate::quote::quote;
@@ -26,7 +26,7 @@ use super::shape::{self, MAX_REPORTED_PER_LIST};
 struct Parsed {
     file: usize,
     document: ManifestDocument,
-    subscribers: Vec<String>,
+    subscribers: IdList,
     name_at: Position,
     account_at: Position,
 }
@@ -35,18 +35,27 @@ struct Parsed {
 /// the smallest origin of an id is its first listing.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Origin {
-    Inline(usize),
-    ListFile { index: usize, line: u32 },
+    Inline(u32),
+    ListFile { index: u32, line: u32 },
+}
+
+/// One UserID gathered: where its bytes are in the collector's buffer, and where it was listed.
+#[derive(Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u32,
+    origin: Origin,
 }
 
 /// The distinct subscribers of one set, gathered as they are read.
 ///
-/// Entries are pushed as they come and sorted and deduplicated in place whenever they reach
-/// twice the cap, so memory follows the distinct subscribers (at most twice the cap) however
-/// many times a file repeats them, and no hashing is needed: the final sort is one the plan
-/// needs anyway.
+/// UserIDs are appended to one buffer (no allocation per UserID) and sorted and deduplicated
+/// in place whenever they reach twice the cap, so memory follows the distinct subscribers (at
+/// most twice the cap) however many times a file repeats them, and no hashing is needed: the
+/// final sort is one the plan needs anyway.
 struct Collector {
-    entries: Vec<(Box<str>, Origin)>,
+    text: String,
+    entries: Vec<Entry>,
     max: usize,
     duplicates: Vec<(String, Origin)>,
     duplicate_count: usize,
@@ -55,6 +64,7 @@ struct Collector {
 impl Collector {
     fn new(max: usize) -> Collector {
         Collector {
+            text: String::new(),
             entries: Vec::new(),
             max,
             duplicates: Vec::new(),
@@ -63,8 +73,15 @@ impl Collector {
     }
 
     /// Adds `id`; fails once the distinct subscribers are known to exceed the cap.
-    fn add(&mut self, id: impl Into<Box<str>>, origin: Origin) -> Result<(), String> {
-        self.entries.push((id.into(), origin));
+    fn add(&mut self, id: &str, origin: Origin) -> Result<(), String> {
+        let (Ok(start), Ok(len)) = (u32::try_from(self.text.len()), u32::try_from(id.len())) else {
+            return Err(self.too_many());
+        };
+        if start.checked_add(len).is_none() {
+            return Err(self.too_many());
+        }
+        self.text.push_str(id);
+        self.entries.push(Entry { start, len, origin });
         if self.entries.len() >= self.max.saturating_mul(2).max(1024) {
             self.compact();
             self.check()?;
@@ -72,42 +89,60 @@ impl Collector {
         Ok(())
     }
 
+    fn too_many(&self) -> String {
+        format!(
+            "more than {} distinct subscribers for one account; raise --max-subscribers (SUBSYNC_MAX_SUBSCRIBERS) if the account's MaxSubscriberNum allows more",
+            self.max
+        )
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.entries.len() > self.max {
-            return Err(format!(
-                "more than {} distinct subscribers for one account; raise --max-subscribers (SUBSYNC_MAX_SUBSCRIBERS) if the account's MaxSubscriberNum allows more",
-                self.max
-            ));
+            return Err(self.too_many());
         }
         Ok(())
     }
 
     /// Sorts and removes repeats, remembering the first few for warnings (at the repeat, not
-    /// the first listing).
+    /// the first listing), and packs the buffer down to the distinct UserIDs.
     fn compact(&mut self) {
-        self.entries
-            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        let (duplicates, count) = (&mut self.duplicates, &mut self.duplicate_count);
-        self.entries.dedup_by(|repeat, kept| {
-            let same = repeat.0 == kept.0;
-            if same {
-                *count += 1;
-                if duplicates.len() < MAX_REPORTED_PER_LIST {
-                    duplicates.push((repeat.0.to_string(), repeat.1));
+        let old = std::mem::take(&mut self.text);
+        let id = |e: &Entry| {
+            old.get(e.start as usize..(e.start + e.len) as usize)
+                .unwrap_or_default()
+        };
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_unstable_by(|a, b| id(a).cmp(id(b)).then(a.origin.cmp(&b.origin)));
+        let mut text = String::with_capacity(old.len());
+        let mut kept: Vec<Entry> = Vec::with_capacity(entries.len());
+        let mut last: Option<&str> = None;
+        for e in entries {
+            let this = id(&e);
+            if last == Some(this) {
+                self.duplicate_count += 1;
+                if self.duplicates.len() < MAX_REPORTED_PER_LIST {
+                    self.duplicates.push((this.to_owned(), e.origin));
                 }
+                continue;
             }
-            same
-        });
+            last = Some(this);
+            // The new buffer is never longer than the old, whose offsets fit.
+            let start = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            text.push_str(this);
+            kept.push(Entry { start, ..e });
+        }
+        self.text = text;
+        self.entries = kept;
     }
 
     /// The distinct subscribers, sorted; the collector keeps its duplicate record.
-    fn take_sorted(&mut self) -> Result<Vec<String>, String> {
+    fn take_sorted(&mut self) -> Result<IdList, String> {
         self.compact();
         self.check()?;
-        Ok(std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(|(id, _)| String::from(id))
-            .collect())
+        // Packed in sorted order by `compact`: the buffer is the list.
+        let ends = self.entries.iter().map(|e| e.start + e.len).collect();
+        self.entries = Vec::new();
+        Ok(IdList::from_packed(std::mem::take(&mut self.text), ends))
     }
 }
 
@@ -116,6 +151,7 @@ struct Loader<'l> {
     files: Vec<Found>,
     problems: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    inputs: Vec<(PathBuf, Stamp)>,
 }
 
 /// Loads every manifest under `paths`. All-or-nothing: any problem means no set at all.
@@ -135,6 +171,7 @@ pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestE
         files,
         problems,
         warnings: Vec::new(),
+        inputs: Vec::new(),
     };
     let mut parsed = Vec::new();
     for index in 0..loader.files.len() {
@@ -145,6 +182,7 @@ pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestE
         files,
         mut problems,
         mut warnings,
+        inputs,
         ..
     } = loader;
     if !problems.is_empty() {
@@ -173,6 +211,7 @@ pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestE
         files: files.into_iter().map(|f| f.path).collect(),
         digest,
         warnings,
+        inputs,
     })
 }
 
@@ -224,10 +263,12 @@ impl Loader<'_> {
                 problem
             }
             Err(refusal) => refusal.reason(&found.root),
-            Ok((_, size)) if size > max => format!(
-                "is {size} bytes, over the {max}-byte limit for a manifest; move long lists into subscriberFiles or raise --max-manifest-bytes (SUBSYNC_MAX_MANIFEST_BYTES)"
+            Ok((_, meta)) if meta.len() > max => format!(
+                "is {} bytes, over the {max}-byte limit for a manifest; move long lists into subscriberFiles or raise --max-manifest-bytes (SUBSYNC_MAX_MANIFEST_BYTES)",
+                meta.len()
             ),
-            Ok((file, _)) => {
+            Ok((file, meta)) => {
+                self.inputs.push((found.path.clone(), Stamp::of(&meta)));
                 let mut bytes = Vec::new();
                 match file.take(max + 1).read_to_end(&mut bytes) {
                     Err(e) => {
@@ -269,7 +310,8 @@ impl Loader<'_> {
             .enumerate()
         {
             let Ok(id) = id.0 else { continue };
-            if let Err(m) = collector.add(id, Origin::Inline(i)) {
+            let origin = Origin::Inline(u32::try_from(i).unwrap_or(u32::MAX));
+            if let Err(m) = collector.add(&id, origin) {
                 let entry = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
                 self.problems.push(Diagnostic::at(&path, at(&entry), m));
                 break;
@@ -322,14 +364,16 @@ impl Loader<'_> {
     ) -> Result<(), (String, Option<std::io::Error>)> {
         let found = &self.files[file];
         let opened = confine::resolve(&found.root, &found.path, entry)
-            .and_then(|real| confine::open_regular(&real));
-        let (handle, size) = opened.map_err(|refusal| {
+            .and_then(|real| confine::open_regular(&real).map(|(file, meta)| (real, file, meta)));
+        let (real, handle, meta) = opened.map_err(|refusal| {
             let message = refusal.describe(entry, &found.root);
             match refusal {
                 Refusal::Io(e) => (message, Some(e)),
                 _ => (message, None),
             }
         })?;
+        let size = meta.len();
+        self.inputs.push((real, Stamp::of(&meta)));
         let gzip = subscriber_file::is_gzip(shown);
         let max = self.limits.max_list_bytes;
         if !gzip && size > max {
@@ -346,7 +390,10 @@ impl Loader<'_> {
             shown,
             self.limits,
             MAX_REPORTED_PER_LIST,
-            |id, line| collector.add(id, Origin::ListFile { index, line }),
+            |id, line| {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                collector.add(id, Origin::ListFile { index, line })
+            },
         );
         match read {
             Ok((bad, count)) => {
@@ -396,11 +443,12 @@ impl Loader<'_> {
             );
             self.warnings.push(match *origin {
                 Origin::Inline(i) => {
+                    let i = i as usize;
                     let steps = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
                     Diagnostic::at(path, Some(root.find(&steps)), message)
                 }
                 Origin::ListFile { index, line } => Diagnostic::at(
-                    &lists[index],
+                    &lists[index as usize],
                     Some(Position {
                         line: line as usize,
                         column: 1,
@@ -473,7 +521,7 @@ fn digest(sets: &[SubscriberSet]) -> String {
             ));
         }
         hasher.update(b"\n");
-        for s in &set.subscribers {
+        for s in set.subscribers.iter() {
             hasher.update(s.as_bytes());
             hasher.update(b"\n");
         }

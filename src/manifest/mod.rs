@@ -7,9 +7,11 @@
 
 pub mod confine;
 mod discover;
+mod ids;
 mod load;
 mod revision;
 mod shape;
+mod stamp;
 pub mod subscriber_file;
 
 use std::collections::BTreeMap;
@@ -23,8 +25,10 @@ use crate::quote::quote;
 use crate::tencent::api;
 use crate::yaml::Position;
 
+pub use ids::IdList;
 pub use load::load;
 pub use revision::git_revision;
+pub use stamp::{Stamp, unchanged};
 
 /// What loading manifests may cost at most. The defaults fit the service's scale (an account
 /// holds 100,000 subscribers unless its MaxSubscriberNum was raised); each is a flag and a
@@ -186,7 +190,7 @@ pub struct SubscriberSet {
     pub name: String,
     pub official_account: String,
     /// Sorted, without duplicates.
-    pub subscribers: Vec<String>,
+    pub subscribers: IdList,
     pub prune: bool,
     pub allow_empty: bool,
     pub prune_out_of_band: bool,
@@ -203,6 +207,8 @@ pub struct ManifestSet {
     /// `sha256:<hex>` over the sets' content: a saved plan is stale when it changes.
     pub digest: String,
     pub warnings: Vec<Diagnostic>,
+    /// Every file read (manifests and subscriber files), as it was when opened.
+    pub inputs: Vec<(PathBuf, Stamp)>,
 }
 
 impl ManifestSet {

@@ -11,15 +11,19 @@
 //! `--max-prune` or half of what it holds without `--allow-mass-prune`; [`PlanSummary::needs_apply`]
 //! is true exactly when apply would send a change or end short of the manifests.
 
+mod account;
 mod saved;
+
+use std::ops::ControlFlow;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{AccountState, Op, Snapshot};
+use crate::ledger::{AccountSource, AccountView, LedgerError};
 use crate::manifest::{ManifestSet, SubscriberSet};
 
-pub use saved::{StalePlan, check_fresh, load_saved, verify};
+pub use account::{adopted, defer, orphan, plan_account};
+pub use saved::{SavedPlan, StalePlan, check_fresh, load_saved, verify};
 
 pub const FORMAT_VERSION: &str = "1";
 
@@ -44,7 +48,7 @@ pub struct Plan {
     pub summary: PlanSummary,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountPlan {
     /// The manifest's metadata.name; null for an account only the ledger still knows.
     pub name: Option<String>,
@@ -186,333 +190,159 @@ impl AccountPlan {
     }
 }
 
-/// Computes the plan. `manifest_paths` is recorded for a saved plan.
+/// The plan's first fields: what it was made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanHeader {
+    pub format_version: String,
+    pub lineage: Option<String>,
+    pub serial: u64,
+    pub manifest_digest: String,
+    pub manifest_paths: Vec<String>,
+}
+
+impl PlanHeader {
+    /// The header of a plan of `manifests` against the ledger `source` reads.
+    pub fn of(
+        manifests: &ManifestSet,
+        source: &mut dyn AccountSource,
+        manifest_paths: Vec<String>,
+    ) -> Result<PlanHeader, LedgerError> {
+        let (lineage, serial) = source.identity()?;
+        Ok(PlanHeader {
+            format_version: FORMAT_VERSION.into(),
+            lineage,
+            serial,
+            manifest_digest: manifests.digest.clone(),
+            manifest_paths,
+        })
+    }
+}
+
+/// One account's plan as the stream hands it on, with what it was made from.
+pub struct Planned<'a> {
+    /// The set that declares the account; `None` for an orphan.
+    pub set: Option<&'a SubscriberSet>,
+    /// The ledger's state of the account (its confirmed subscribers excepted).
+    pub ledger: &'a AccountView,
+    pub plan: AccountPlan,
+}
+
+/// Plans every account, one at a time and in order (declared accounts and orphans merged by
+/// id), handing each to `each` as soon as it is made: no more than one account's lists are in
+/// memory at once. `each` may stop the pass by returning `Break`.
+pub fn stream(
+    manifests: &ManifestSet,
+    source: &mut dyn AccountSource,
+    options: &PlanOptions,
+    each: &mut dyn FnMut(Planned<'_>) -> ControlFlow<()>,
+) -> Result<PlanSummary, LedgerError> {
+    let held = source.held()?;
+    let mut orphans = held
+        .iter()
+        .filter(|id| {
+            manifests
+                .sets
+                .binary_search_by(|s| s.official_account.as_str().cmp(id))
+                .is_err()
+        })
+        .peekable();
+    let mut sets = manifests.sets.iter().peekable();
+    let mut summary = PlanSummary::default();
+    loop {
+        let next = match (sets.peek(), orphans.peek()) {
+            (Some(s), Some(o)) if s.official_account.as_str() < o.as_str() => sets.next().map(Ok),
+            (Some(_), Some(_)) | (None, Some(_)) => orphans.next().map(Err),
+            (Some(_), None) => sets.next().map(Ok),
+            (None, None) => break,
+        };
+        let Some(next) = next else { break };
+        let account = match next {
+            Ok(set) => set.official_account.as_str(),
+            Err(orphan) => orphan.as_str(),
+        };
+        let mut flow = ControlFlow::Continue(());
+        source.account(account, &mut |ledger, confirmed| {
+            let (set, plan) = match next {
+                Ok(set) => (Some(set), plan_account(set, ledger, confirmed, options)?),
+                Err(id) => (None, account::orphan(id, ledger, confirmed)?),
+            };
+            summary.add(&plan);
+            flow = each(Planned { set, ledger, plan });
+            Ok(())
+        })?;
+        if flow.is_break() {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+/// The whole plan in memory, for small uses and tests (commands stream it instead).
 pub fn compute(
     manifests: &ManifestSet,
-    ledger: &Snapshot,
+    source: &mut dyn AccountSource,
     manifest_paths: Vec<String>,
     options: &PlanOptions,
-) -> Plan {
-    let empty = AccountState::default();
-    let mut accounts: Vec<AccountPlan> = manifests
-        .sets
-        .iter()
-        .map(|set| {
-            let state = ledger.accounts.get(&set.official_account).unwrap_or(&empty);
-            plan_account(set, state, options)
-        })
-        .collect();
-    for (id, state) in &ledger.accounts {
-        let declared = manifests.sets.iter().any(|s| &s.official_account == id);
-        if !declared && !state.confirmed.is_empty() {
-            accounts.push(orphan(id, state));
+) -> Result<Plan, LedgerError> {
+    let header = PlanHeader::of(manifests, source, manifest_paths)?;
+    let mut accounts = Vec::new();
+    let summary = stream(manifests, source, options, &mut |p| {
+        accounts.push(p.plan);
+        ControlFlow::Continue(())
+    })?;
+    Ok(Plan::new(header, accounts, summary))
+}
+
+impl Plan {
+    pub fn new(header: PlanHeader, accounts: Vec<AccountPlan>, summary: PlanSummary) -> Plan {
+        Plan {
+            format_version: header.format_version,
+            lineage: header.lineage,
+            serial: header.serial,
+            manifest_digest: header.manifest_digest,
+            manifest_paths: header.manifest_paths,
+            accounts,
+            summary,
         }
     }
-    accounts.sort_by(|a, b| a.official_account.cmp(&b.official_account));
-    let summary = summarize(&accounts);
-    Plan {
-        format_version: FORMAT_VERSION.into(),
-        lineage: ledger.lineage.clone(),
-        serial: ledger.serial,
-        manifest_digest: manifests.digest.clone(),
-        manifest_paths,
-        accounts,
-        summary,
-    }
-}
 
-/// An account only the ledger still knows: left alone and reported.
-fn orphan(id: &str, state: &AccountState) -> AccountPlan {
-    AccountPlan {
-        name: None,
-        official_account: id.to_owned(),
-        desired: 0,
-        confirmed: state.confirmed.len() as u64,
-        prune: false,
-        add: Vec::new(),
-        remove: Vec::new(),
-        unmanaged: state.confirmed.clone(),
-        retry: Vec::new(),
-        warnings: vec![
-            "orphaned: no manifest declares this account any more; its subscribers are left alone and never pruned"
-                .into(),
-        ],
-        drift: drift_of(state, &[]),
-        refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
-        held_back: 0,
-        held: Vec::new(),
-        out_of_band_kept: 0,
-        over_limit: 0,
-        accept_shortfall: false,
-    }
-}
-
-/// Takes out of the adds and removals the retries whose pause has not passed at `now_ms`
-/// (`pause(attempts)` after their last attempt), so that a daemon retries a failing subscriber
-/// with growing pauses rather than at every resync. Returns how many were deferred; the summary
-/// is recounted.
-pub fn defer_retries(
-    plan: &mut Plan,
-    ledger: &Snapshot,
-    now_ms: i64,
-    pause: impl Fn(u32) -> std::time::Duration,
-) -> u64 {
-    let mut deferred = 0u64;
-    for account in &mut plan.accounts {
-        let Some(state) = ledger.accounts.get(&account.official_account) else {
-            continue;
-        };
-        let waiting = |op: Op| -> Vec<&str> {
-            state
-                .failed
-                .iter()
-                .filter(|f| {
-                    let pause = i64::try_from(pause(f.attempts).as_millis()).unwrap_or(i64::MAX);
-                    f.op == op && now_ms < f.last_at.saturating_add(pause)
-                })
-                .map(|f| f.subscriber.as_str())
-                .collect()
-        };
-        deferred += without(&mut account.add, &waiting(Op::Add));
-        deferred += without(&mut account.remove, &waiting(Op::Remove));
-        account
-            .retry
-            .retain(|r| account.add.binary_search(&r.subscriber).is_ok());
-    }
-    plan.summary = summarize(&plan.accounts);
-    deferred
-}
-
-/// Removes `waiting` from `list` (both sorted) in one merge pass; returns how many.
-fn without(list: &mut Vec<String>, waiting: &[&str]) -> u64 {
-    let before = list.len();
-    let mut w = waiting.iter().peekable();
-    list.retain(|id| {
-        while w.peek().is_some_and(|x| **x < id.as_str()) {
-            w.next();
-        }
-        w.peek() != Some(&&id.as_str())
-    });
-    (before - list.len()) as u64
-}
-
-/// What the last refresh found, less what is repaired by now: a subscriber it found gone that
-/// is confirmed again, or one it found added that is no longer confirmed.
-fn drift_of(state: &AccountState, confirmed: &[String]) -> Drift {
-    let is_confirmed = |id: &String| confirmed.binary_search(id).is_ok();
-    let (repaired_removed, removed): (Vec<String>, Vec<String>) =
-        state.drift.removed.iter().cloned().partition(is_confirmed);
-    let (added, repaired_added): (Vec<String>, Vec<String>) =
-        state.drift.added.iter().cloned().partition(is_confirmed);
-    let mut repaired = repaired_removed;
-    repaired.extend(repaired_added);
-    repaired.sort();
-    Drift {
-        out_of_band_added: added,
-        out_of_band_removed: removed,
-        repaired,
-    }
-}
-
-fn summarize(accounts: &[AccountPlan]) -> PlanSummary {
-    let sum = |f: &dyn Fn(&AccountPlan) -> u64| accounts.iter().map(f).sum::<u64>();
-    PlanSummary {
-        add: sum(&|a| a.add.len() as u64),
-        remove: sum(&|a| a.remove.len() as u64),
-        retry: sum(&|a| a.retry.len() as u64),
-        unmanaged: sum(&|a| a.unmanaged.len() as u64),
-        held_back: sum(&|a| a.held_back),
-        drift_added: sum(&|a| a.drift.out_of_band_added.len() as u64),
-        drift_removed: sum(&|a| a.drift.out_of_band_removed.len() as u64),
-        accounts: accounts.len() as u64,
-        accounts_changed: accounts.iter().filter(|a| a.has_changes()).count() as u64,
-        over_limit: sum(&|a| if a.accept_shortfall { 0 } else { a.over_limit }),
-        needs_apply: accounts.iter().any(AccountPlan::needs_apply),
-    }
-}
-
-/// The plan of one account: a pure function of its set, its ledger state and the guards.
-pub fn plan_account(
-    set: &SubscriberSet,
-    state: &AccountState,
-    options: &PlanOptions,
-) -> AccountPlan {
-    let (add, extra) = difference(&set.subscribers, &state.confirmed);
-    let retry = state
-        .failed
-        .iter()
-        .filter(|f| f.op == Op::Add && add.binary_search(&f.subscriber).is_ok())
-        .map(|f| RetryEntry {
-            subscriber: f.subscriber.clone(),
-            code: f.code,
-            attempts: f.attempts,
-        })
-        .collect();
-    let mut warnings = Vec::new();
-    let desired = set.subscribers.len() as u64;
-    let confirmed = state.confirmed.len() as u64;
-    let facts = &state.facts;
-    if let Some(max) = facts.max_subscribers.filter(|max| desired > *max) {
-        warnings.push(format!(
-            "{desired} desired subscribers exceed the account's MaxSubscriberNum {max} by {}",
-            desired - max
-        ));
-    }
-    if let Some(at) = facts.limit_reached_at {
-        warnings.push(format!(
-            "the account was full at the last apply ({}); adds may stop at its limit again",
-            crate::clock::rfc3339_millis(at)
-        ));
-    }
-    if let Some(at) = facts.missing_since {
-        warnings.push(format!(
-            "the account did not exist at the last apply (since {}); check officialAccount",
-            crate::clock::rfc3339_millis(at)
-        ));
-    }
-    if let Some(at) = facts.invalid_since {
-        warnings.push(format!(
-            "the service called the account id invalid at the last apply (since {})",
-            crate::clock::rfc3339_millis(at)
-        ));
-    }
-    // What prune may remove: what subsync manages, and what appeared out of band only where
-    // the set says so. Without prune, everything extra is left alone.
-    let (remove, held, mut unmanaged, out_of_band_kept) = if !set.prune {
-        (Vec::new(), Vec::new(), extra, 0)
-    } else {
-        let (prunable, out_of_band) = if set.prune_out_of_band {
-            (extra, Vec::new())
-        } else {
-            let (foreign, ours) = intersect(&extra, &state.out_of_band);
-            (ours, foreign)
-        };
-        let kept = out_of_band.len() as u64;
-        if kept > 0 {
-            warnings.push(format!(
-                "{kept} subscribers appeared out of band (seen by a refresh, never added, imported or listed by subsync); prune leaves them: set pruneOutOfBand: true to remove them too"
-            ));
-        }
-        let guard = prune_guard(set, state, prunable.len() as u64, options);
-        let (remove, held) = match guard {
-            _ if prunable.is_empty() => (Vec::new(), Vec::new()),
-            Some(why) => {
-                warnings.push(why);
-                (Vec::new(), prunable)
-            }
-            None => (prunable, Vec::new()),
-        };
-        let mut unmanaged = out_of_band;
-        unmanaged.extend(held.iter().cloned());
-        (remove, held, unmanaged, kept)
-    };
-    unmanaged.sort();
-    let over_limit = over_limit(state, add.len() as u64, remove.len() as u64);
-    if over_limit > 0 && set.accept_shortfall {
-        warnings.push(format!(
-            "{over_limit} desired subscribers do not fit the account's MaxSubscriberNum; the set accepts the shortfall (acceptShortfall: true)"
-        ));
-    }
-    AccountPlan {
-        name: Some(set.name.clone()),
-        official_account: set.official_account.clone(),
-        desired,
-        confirmed,
-        prune: set.prune,
-        drift: drift_of(state, &state.confirmed),
-        refreshed_at: state.drift.at.map(crate::clock::rfc3339_millis),
-        held_back: held.len() as u64,
-        held,
-        add,
-        remove,
-        unmanaged,
-        retry,
-        warnings,
-        out_of_band_kept,
-        over_limit,
-        accept_shortfall: set.accept_shortfall,
-    }
-}
-
-/// Desired subscribers the ledger confirms as out of band: listed in a manifest now, so subsync
-/// manages them from here on (and prune may remove them once they are no longer listed).
-pub fn adopted(set: &SubscriberSet, state: &AccountState) -> Vec<String> {
-    if state.out_of_band.is_empty() {
-        return Vec::new();
-    }
-    intersect(&state.out_of_band, &set.subscribers).0
-}
-
-/// How many of `adds` the account's known limit leaves out: what it held at the last check
-/// (or what the ledger confirms, if more), less `removes`, plus `adds`, over MaxSubscriberNum.
-fn over_limit(state: &AccountState, adds: u64, removes: u64) -> u64 {
-    let Some(max) = state.facts.max_subscribers else {
-        return 0;
-    };
-    let held = (state.confirmed.len() as u64).max(state.facts.subscriber_num.unwrap_or(0));
-    (held.saturating_sub(removes) + adds)
-        .saturating_sub(max)
-        .min(adds)
-}
-
-/// Why prune may not remove `removals` subscribers from this account now, if it may not.
-fn prune_guard(
-    set: &SubscriberSet,
-    state: &AccountState,
-    removals: u64,
-    options: &PlanOptions,
-) -> Option<String> {
-    if set.subscribers.is_empty() && !set.allow_empty {
-        return Some(
-            "prune would remove every subscriber; set allowEmpty: true to allow emptying the account; nothing is removed"
-                .into(),
-        );
-    }
-    if state.facts.missing_since.is_some() || state.facts.invalid_since.is_some() {
-        return Some(
-            "the account was not found at the last check; nothing is pruned from it".into(),
-        );
-    }
-    let max = options.max_prune_for(state.confirmed.len() as u64);
-    if removals > max && !options.allow_mass_prune {
-        return Some(format!(
-            "prune would remove {removals} of {} subscribers, more than {max} (--max-prune, by default 10% of the confirmed and at least 100, and never more than half of the account); pass --allow-mass-prune if that is intended; nothing is removed",
-            state.confirmed.len()
-        ));
-    }
-    None
-}
-
-/// (a − b, b − a) of two sorted, duplicate-free lists, in one merge pass.
-fn difference(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
-    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => {
-                only_a.push(a[i].clone());
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                only_b.push(b[j].clone());
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
+    pub fn header(&self) -> PlanHeader {
+        PlanHeader {
+            format_version: self.format_version.clone(),
+            lineage: self.lineage.clone(),
+            serial: self.serial,
+            manifest_digest: self.manifest_digest.clone(),
+            manifest_paths: self.manifest_paths.clone(),
         }
     }
-    only_a.extend_from_slice(&a[i..]);
-    only_b.extend_from_slice(&b[j..]);
-    (only_a, only_b)
 }
 
-/// (a ∩ b, a − b) of two sorted, duplicate-free lists.
-fn intersect(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
-    let (only_a, _) = difference(a, b);
-    let (both, _) = difference(a, &only_a);
-    (both, only_a)
+impl PlanSummary {
+    /// Counts one more account.
+    pub fn add(&mut self, a: &AccountPlan) {
+        self.add += a.add.len() as u64;
+        self.remove += a.remove.len() as u64;
+        self.retry += a.retry.len() as u64;
+        self.unmanaged += a.unmanaged.len() as u64;
+        self.held_back += a.held_back;
+        self.drift_added += a.drift.out_of_band_added.len() as u64;
+        self.drift_removed += a.drift.out_of_band_removed.len() as u64;
+        self.accounts += 1;
+        self.accounts_changed += u64::from(a.has_changes());
+        if !a.accept_shortfall {
+            self.over_limit += a.over_limit;
+        }
+        self.needs_apply |= a.needs_apply();
+    }
+
+    /// The summary of `accounts`.
+    pub fn of(accounts: &[AccountPlan]) -> PlanSummary {
+        let mut summary = PlanSummary::default();
+        for a in accounts {
+            summary.add(a);
+        }
+        summary
+    }
 }
 
 #[cfg(test)]

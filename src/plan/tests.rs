@@ -1,7 +1,17 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::ledger::{AccountFacts, FailedEntry, Op};
+use crate::ledger::{AccountFacts, AccountState, FailedEntry, Op, Snapshot};
+
+/// The whole plan of `manifests` against a snapshot.
+fn compute(
+    manifests: &ManifestSet,
+    ledger: &Snapshot,
+    paths: Vec<String>,
+    options: &PlanOptions,
+) -> Plan {
+    super::compute(manifests, &mut ledger.clone(), paths, options).unwrap()
+}
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -11,7 +21,7 @@ fn set(name: &str, account: &str, subscribers: &[&str], prune: bool) -> Subscrib
     SubscriberSet {
         name: name.into(),
         official_account: account.into(),
-        subscribers: strings(subscribers),
+        subscribers: subscribers.iter().collect(),
         prune,
         allow_empty: false,
         prune_out_of_band: false,
@@ -177,7 +187,7 @@ fn a_sixty_subscriber_account_loses_at_most_half_in_one_run() {
 #[test]
 fn prune_leaves_out_of_band_subscribers_unless_the_set_opts_in() {
     let mut state = confirmed(&["a", "b", "c", "ours", "walk-in"]);
-    state.out_of_band = strings(&["walk-in"]);
+    state.view.out_of_band = strings(&["walk-in"]);
     let snapshot = ledger(vec![("@TOA#_w", state)]);
     let options = PlanOptions::default();
     let pruned = compute(
@@ -198,7 +208,7 @@ fn prune_leaves_out_of_band_subscribers_unless_the_set_opts_in() {
 #[test]
 fn a_known_shortfall_needs_apply_unless_the_set_accepts_it() {
     let mut state = confirmed(&["a", "b"]);
-    state.facts = AccountFacts {
+    state.view.facts = AccountFacts {
         max_subscribers: Some(2),
         subscriber_num: Some(2),
         ..AccountFacts::default()
@@ -229,7 +239,7 @@ fn a_known_shortfall_needs_apply_unless_the_set_accepts_it() {
 #[test]
 fn drift_repaired_since_the_refresh_is_shown_as_repaired() {
     let mut state = confirmed(&["back"]);
-    state.drift.removed = strings(&["back", "still-gone"]);
+    state.view.drift.removed = strings(&["back", "still-gone"]);
     let plan = compute(
         &manifests(vec![set("w", "@TOA#_w", &["back"], false)]),
         &ledger(vec![("@TOA#_w", state)]),
@@ -244,7 +254,7 @@ fn drift_repaired_since_the_refresh_is_shown_as_repaired() {
 #[test]
 fn previous_failures_are_marked_as_retries() {
     let mut state = confirmed(&[]);
-    state.failed = vec![FailedEntry {
+    state.view.failed = vec![FailedEntry {
         op: Op::Add,
         subscriber: "b".into(),
         code: 130010,
@@ -272,7 +282,7 @@ fn previous_failures_are_marked_as_retries() {
 #[test]
 fn desired_beyond_a_known_limit_warns_by_how_many() {
     let mut state = confirmed(&[]);
-    state.facts = AccountFacts {
+    state.view.facts = AccountFacts {
         max_subscribers: Some(2),
         ..AccountFacts::default()
     };
@@ -303,9 +313,20 @@ fn accounts_only_the_ledger_knows_are_reported_unmanaged() {
 }
 
 #[test]
-fn difference_is_a_sorted_merge() {
-    let (a, b) = difference(&strings(&["1", "3", "5"]), &strings(&["2", "3", "4", "6"]));
-    assert_eq!((a, b), (strings(&["1", "5"]), strings(&["2", "4", "6"])));
+fn drift_is_checked_against_the_confirmed_stream_in_one_pass() {
+    let mut state = confirmed(&["b", "c", "e"]);
+    state.view.drift.removed = strings(&["a", "c"]);
+    state.view.drift.added = strings(&["d", "e"]);
+    let plan = compute(
+        &manifests(vec![set("w", "@TOA#_w", &["b", "c", "e"], false)]),
+        &ledger(vec![("@TOA#_w", state)]),
+        vec![],
+        &PlanOptions::default(),
+    );
+    let drift = &plan.accounts[0].drift;
+    assert_eq!(drift.out_of_band_removed, ["a"]);
+    assert_eq!(drift.out_of_band_added, ["e"]);
+    assert_eq!(drift.repaired, ["c", "d"]);
 }
 
 #[test]
@@ -317,29 +338,27 @@ fn retries_wait_for_their_pause_to_pass() {
         attempts,
         last_at,
     };
-    let state = AccountState {
-        failed: vec![failed("b", 1, 1_000), failed("d", 3, 1_000)],
-        ..AccountState::default()
-    };
+    let failures = vec![failed("b", 1, 1_000), failed("d", 3, 1_000)];
+    let mut state = AccountState::default();
+    state.view.failed = failures.clone();
     let m = manifests(vec![set("a", "@TOA#_a", &["a", "b", "c", "d"], false)]);
     let snapshot = ledger(vec![("@TOA#_a", state)]);
     let pause = |attempts: u32| std::time::Duration::from_secs(10 * u64::from(attempts));
     // At 15 s after the epoch: b's 10 s pause has passed, d's 30 s has not.
     let mut plan = compute(&m, &snapshot, vec![], &PlanOptions::default());
-    assert_eq!(defer_retries(&mut plan, &snapshot, 15_000, pause), 1);
+    assert_eq!(defer(&mut plan.accounts[0], &failures, 15_000, &pause), 1);
     assert_eq!(plan.accounts[0].add, strings(&["a", "b", "c"]));
     assert_eq!(plan.accounts[0].retry.len(), 1);
-    assert_eq!((plan.summary.add, plan.summary.retry), (3, 1));
     let mut later = compute(&m, &snapshot, vec![], &PlanOptions::default());
-    assert_eq!(defer_retries(&mut later, &snapshot, 31_000, pause), 0);
+    assert_eq!(defer(&mut later.accounts[0], &failures, 31_000, &pause), 0);
     assert_eq!(later.accounts[0].add.len(), 4);
 }
 
 #[test]
 fn out_of_band_subscribers_a_manifest_lists_are_adopted() {
     let mut state = confirmed(&["a", "walk-in", "other"]);
-    state.out_of_band = strings(&["other", "walk-in"]);
+    state.view.out_of_band = strings(&["other", "walk-in"]);
     let listed = set("w", "@TOA#_w", &["a", "walk-in"], true);
-    assert_eq!(adopted(&listed, &state), ["walk-in"]);
-    assert!(adopted(&listed, &confirmed(&["a"])).is_empty());
+    assert_eq!(adopted(&listed, &state.view), ["walk-in"]);
+    assert!(adopted(&listed, &confirmed(&["a"]).view).is_empty());
 }

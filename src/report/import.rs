@@ -1,4 +1,5 @@
-//! What `subsync import` adopted, per account: text for people, JSON for pipelines.
+//! What `subsync import` adopted, per account: text for people, JSON for pipelines. Built from
+//! the counts each account's refresh recorded, never by reading the ledger back.
 
 use std::fmt::Write;
 
@@ -6,7 +7,6 @@ use serde::Serialize;
 
 use super::plural;
 use crate::apply::RefreshSummary;
-use crate::ledger::Snapshot;
 use crate::manifest::ManifestSet;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,14 +20,14 @@ pub struct ImportReport {
 pub struct ImportedAccount {
     pub official_account: String,
     pub name: String,
-    /// Subscribers the ledger confirms now.
+    /// Subscribers the ledger confirms now: the live list.
     pub confirmed: u64,
-    /// Subscribed remotely and unknown to the ledger before: now confirmed.
+    /// Subscribed remotely and unknown to the ledger before: now confirmed, and managed.
     pub adopted: u64,
-    /// Of those, the ones the manifest lists.
-    pub adopted_wanted: u64,
-    /// Of those, the ones it does not list: unmanaged (or removed by prune).
-    pub adopted_unmanaged: u64,
+    /// Of the live list, the subscribers the manifest lists.
+    pub listed: u64,
+    /// Of the live list, the ones it does not list: `prune: true` would remove them.
+    pub not_listed: u64,
     /// Confirmed before, gone remotely: no longer confirmed.
     pub gone: u64,
     /// Why the account could not be imported; it was left as it was.
@@ -35,42 +35,28 @@ pub struct ImportedAccount {
 }
 
 impl ImportReport {
-    /// What the refresh recorded for each set of `manifests`, read back from `snapshot`.
-    pub fn new(
-        ledger: String,
-        manifests: &ManifestSet,
-        snapshot: Option<&Snapshot>,
-        refresh: RefreshSummary,
-    ) -> ImportReport {
+    /// What the refresh recorded for each set of `manifests`.
+    pub fn new(ledger: String, manifests: &ManifestSet, refresh: RefreshSummary) -> ImportReport {
         let accounts = manifests
             .sets
             .iter()
             .map(|set| {
+                let id = &set.official_account;
                 let error = refresh
                     .failed
                     .iter()
-                    .find(|f| f.official_account == set.official_account)
+                    .find(|f| &f.official_account == id)
                     .map(|f| f.error.clone());
-                let state = snapshot.and_then(|s| s.accounts.get(&set.official_account));
-                let (adopted, gone, confirmed) = match (state, &error) {
-                    (Some(s), None) => {
-                        (&s.drift.added[..], s.drift.removed.len(), s.confirmed.len())
-                    }
-                    (Some(s), Some(_)) => (&[][..], 0, s.confirmed.len()),
-                    (None, _) => (&[][..], 0, 0),
-                };
-                let wanted = adopted
-                    .iter()
-                    .filter(|id| set.subscribers.binary_search(id).is_ok())
-                    .count() as u64;
+                let read = refresh.read.iter().find(|r| &r.official_account == id);
+                let (counts, listed) = read.map(|r| (r.counts, r.listed)).unwrap_or_default();
                 ImportedAccount {
-                    official_account: set.official_account.clone(),
+                    official_account: id.clone(),
                     name: set.name.clone(),
-                    confirmed: confirmed as u64,
-                    adopted: adopted.len() as u64,
-                    adopted_wanted: wanted,
-                    adopted_unmanaged: adopted.len() as u64 - wanted,
-                    gone: gone as u64,
+                    confirmed: counts.seen,
+                    adopted: counts.added,
+                    listed,
+                    not_listed: counts.seen.saturating_sub(listed),
+                    gone: counts.removed,
                     error,
                 }
             })
@@ -100,11 +86,19 @@ pub fn import_text(report: &ImportReport) -> String {
                 let _ = writeln!(out, "! {title}: not imported: {error}");
             }
             None => {
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "+ {title}: {} adopted ({} the manifest lists, {} unmanaged), {} gone remotely; {} confirmed now",
-                    a.adopted, a.adopted_wanted, a.adopted_unmanaged, a.gone, a.confirmed
+                    "+ {title}: {} adopted, {} gone remotely; {} confirmed now, {} the manifest lists",
+                    a.adopted, a.gone, a.confirmed, a.listed
                 );
+                if a.not_listed > 0 {
+                    let _ = write!(
+                        out,
+                        ", {} it does not (prune: true would remove them)",
+                        a.not_listed
+                    );
+                }
+                let _ = writeln!(out);
             }
         }
     }
@@ -114,16 +108,16 @@ pub fn import_text(report: &ImportReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::RefreshFailure;
-    use crate::ledger::{AccountState, Drift};
+    use crate::apply::{AccountRead, RefreshFailure};
+    use crate::ledger::Refreshed;
     use crate::manifest::SubscriberSet;
 
     #[test]
-    fn adopted_subscribers_are_split_into_wanted_and_unmanaged() {
+    fn each_account_reports_what_its_refresh_recorded() {
         let set = SubscriberSet {
             name: "a".into(),
             official_account: "@TOA#_a".into(),
-            subscribers: vec!["x".into(), "y".into()],
+            subscribers: ["x", "y"].into_iter().collect(),
             prune: false,
             allow_empty: false,
             prune_out_of_band: false,
@@ -136,19 +130,6 @@ mod tests {
             sets: vec![set, broken],
             ..ManifestSet::default()
         };
-        let mut snapshot = Snapshot::default();
-        snapshot.accounts.insert(
-            "@TOA#_a".into(),
-            AccountState {
-                confirmed: vec!["x".into(), "z".into()],
-                drift: Drift {
-                    added: vec!["x".into(), "z".into()],
-                    removed: vec!["old".into()],
-                    at: Some(0),
-                },
-                ..AccountState::default()
-            },
-        );
         let refresh = RefreshSummary {
             accounts: 1,
             seen: 2,
@@ -156,12 +137,21 @@ mod tests {
                 official_account: "@TOA#_b".into(),
                 error: "the cursor repeats".into(),
             }],
+            read: vec![AccountRead {
+                official_account: "@TOA#_a".into(),
+                counts: Refreshed {
+                    seen: 2,
+                    added: 2,
+                    removed: 1,
+                },
+                listed: 1,
+            }],
             ..RefreshSummary::default()
         };
-        let report = ImportReport::new("l.db".into(), &manifests, Some(&snapshot), refresh);
+        let report = ImportReport::new("l.db".into(), &manifests, refresh);
         let text = import_text(&report);
         assert!(
-            text.contains("+ a (@TOA#_a): 2 adopted (1 the manifest lists, 1 unmanaged), 1 gone remotely; 2 confirmed now"),
+            text.contains("+ a (@TOA#_a): 2 adopted, 1 gone remotely; 2 confirmed now, 1 the manifest lists, 1 it does not (prune: true would remove them)"),
             "{text}"
         );
         assert!(

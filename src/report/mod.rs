@@ -4,27 +4,30 @@
 
 mod import;
 mod plan_diff;
+mod plan_json;
 mod plan_markdown;
 mod plan_text;
+mod sink;
 mod status;
 mod summary;
 
 pub use import::{ImportReport, ImportedAccount, import_text};
-pub use plan_diff::plan_diff;
-pub use plan_markdown::{MARKDOWN_LIMIT, plan_markdown};
-pub use plan_text::plan_text;
+pub use plan_diff::{DiffSink, plan_diff};
+pub use plan_json::JsonSink;
+pub use plan_markdown::{MARKDOWN_LIMIT, MarkdownSink, plan_markdown};
+pub use plan_text::{TextSink, plan_text};
+pub use sink::{PlanSink, render};
 pub use status::{StatusReport, status_text};
 pub use summary::summary_text;
 
-use crate::plan::Plan;
+use crate::plan::PlanSummary;
 
 /// Entries shown per list before "... and N more".
 pub const LIST_CUT: usize = 20;
 
 /// The plan's bottom line, the same words in every format: what apply would send, or why it
 /// would still end short (exit 2) with nothing to send, or that nothing is left to do.
-fn verdict(plan: &Plan) -> Option<String> {
-    let s = &plan.summary;
+fn verdict(s: &PlanSummary) -> Option<String> {
     if !s.needs_apply {
         return Some("No changes: the ledger matches the manifests.".to_owned());
     }

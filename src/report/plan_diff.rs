@@ -7,13 +7,27 @@
 
 use std::fmt::Write;
 
-use super::{code_text, plural};
-use crate::plan::{AccountPlan, Plan};
+use super::{PlanSink, code_text, plural};
+use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 use crate::quote::safe;
 
 pub fn plan_diff(plan: &Plan) -> String {
-    let mut out = String::new();
-    for a in &plan.accounts {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = super::render(plan, &mut DiffSink(&mut out));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The diff rendering, written account by account.
+pub struct DiffSink<W>(pub W);
+
+impl<W: std::io::Write> PlanSink for DiffSink<W> {
+    fn header(&mut self, _: &PlanHeader) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn account(&mut self, a: &AccountPlan) -> std::io::Result<()> {
+        let mut out = String::new();
         if a.name.is_none() {
             let _ = writeln!(
                 out,
@@ -21,14 +35,15 @@ pub fn plan_diff(plan: &Plan) -> String {
                 safe(&a.official_account),
                 a.confirmed
             );
-            continue;
+        } else if !a.add.is_empty() || !a.remove.is_empty() || !a.held.is_empty() {
+            account(&mut out, a);
         }
-        if a.add.is_empty() && a.remove.is_empty() && a.held.is_empty() {
-            continue;
-        }
-        account(&mut out, a);
+        self.0.write_all(out.as_bytes())
     }
-    out
+
+    fn end(&mut self, _: &PlanSummary) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn account(out: &mut String, a: &AccountPlan) {
@@ -84,9 +99,9 @@ fn account(out: &mut String, a: &AccountPlan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::AccountState;
+    use crate::ledger::{AccountState, Snapshot};
     use crate::manifest::SubscriberSet;
-    use crate::plan::{PlanOptions, plan_account};
+    use crate::plan::PlanOptions;
 
     fn set(subscribers: &[&str], prune: bool) -> SubscriberSet {
         SubscriberSet {
@@ -102,17 +117,19 @@ mod tests {
     }
 
     fn diff_of(set: &SubscriberSet, confirmed: &[&str], options: PlanOptions) -> String {
-        let state = AccountState {
-            confirmed: confirmed.iter().map(|s| s.to_string()).collect(),
-            ..AccountState::default()
-        };
-        let mut plan = crate::plan::compute(
-            &crate::manifest::ManifestSet::default(),
-            &crate::ledger::Snapshot::default(),
-            vec![],
-            &options,
+        let mut ledger = Snapshot::default();
+        ledger.accounts.insert(
+            set.official_account.clone(),
+            AccountState {
+                confirmed: confirmed.iter().map(|s| s.to_string()).collect(),
+                ..AccountState::default()
+            },
         );
-        plan.accounts = vec![plan_account(set, &state, &options)];
+        let manifests = crate::manifest::ManifestSet {
+            sets: vec![set.clone()],
+            ..Default::default()
+        };
+        let plan = crate::plan::compute(&manifests, &mut ledger, vec![], &options).unwrap();
         plan_diff(&plan)
     }
 

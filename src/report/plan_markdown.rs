@@ -1,11 +1,15 @@
 //! The plan as a pull-request comment: a summary table and a collapsible block per account,
 //! kept under [`MARKDOWN_LIMIT`] characters (GitHub refuses comments over 65,536) by cutting the
 //! lists first and, for very many accounts, the table.
+//!
+//! The summary goes first, so the comment is written at the end of the plan; meanwhile each
+//! account is kept with its lists cut to the longest a comment shows (1,000 entries) and their
+//! true lengths.
 
 use std::fmt::Write;
 
-use super::{plural, short, verdict};
-use crate::plan::{AccountPlan, Plan};
+use super::{PlanSink, plural, short, verdict};
+use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 
 pub const MARKDOWN_LIMIT: usize = 60_000;
 
@@ -13,25 +17,135 @@ pub const MARKDOWN_LIMIT: usize = 60_000;
 const CUTS: [usize; 6] = [1000, 200, 50, 20, 5, 0];
 
 pub fn plan_markdown(plan: &Plan) -> String {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = super::render(plan, &mut MarkdownSink::new(&mut out));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One account as the comment needs it: its lists cut to what a comment can show, and their
+/// true lengths.
+struct Shown {
+    plan: AccountPlan,
+    add: usize,
+    remove: usize,
+    retry: usize,
+    unmanaged: usize,
+    held: usize,
+    drift_added: usize,
+    drift_removed: usize,
+    repaired: usize,
+}
+
+impl Shown {
+    fn of(mut plan: AccountPlan) -> Shown {
+        let cut = CUTS[0];
+        let lens = |l: &Vec<String>| l.len();
+        let shown = Shown {
+            add: lens(&plan.add),
+            remove: lens(&plan.remove),
+            retry: plan.retry.len(),
+            unmanaged: lens(&plan.unmanaged),
+            held: lens(&plan.held),
+            drift_added: lens(&plan.drift.out_of_band_added),
+            drift_removed: lens(&plan.drift.out_of_band_removed),
+            repaired: lens(&plan.drift.repaired),
+            plan: AccountPlan::default(),
+        };
+        let d = &mut plan.drift;
+        for list in [
+            &mut plan.add,
+            &mut plan.remove,
+            &mut plan.unmanaged,
+            &mut plan.held,
+            &mut d.out_of_band_added,
+            &mut d.out_of_band_removed,
+            &mut d.repaired,
+        ] {
+            list.truncate(cut);
+            list.shrink_to_fit();
+        }
+        plan.retry.truncate(cut);
+        Shown { plan, ..shown }
+    }
+
+    fn has_changes(&self) -> bool {
+        self.add + self.remove > 0
+    }
+
+    fn has_drift(&self) -> bool {
+        self.drift_added + self.drift_removed + self.repaired > 0
+    }
+}
+
+/// The Markdown rendering: kept account by account, written at the end.
+pub struct MarkdownSink<W> {
+    out: W,
+    header: Option<PlanHeader>,
+    accounts: Vec<Shown>,
+}
+
+impl<W: std::io::Write> MarkdownSink<W> {
+    pub fn new(out: W) -> MarkdownSink<W> {
+        MarkdownSink {
+            out,
+            header: None,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl<W: std::io::Write> PlanSink for MarkdownSink<W> {
+    fn header(&mut self, header: &PlanHeader) -> std::io::Result<()> {
+        self.header = Some(header.clone());
+        Ok(())
+    }
+
+    fn account(&mut self, account: &AccountPlan) -> std::io::Result<()> {
+        self.accounts.push(Shown::of(account.clone()));
+        Ok(())
+    }
+
+    fn end(&mut self, summary: &PlanSummary) -> std::io::Result<()> {
+        let header = self.header.take().unwrap_or_else(|| PlanHeader {
+            format_version: crate::plan::FORMAT_VERSION.into(),
+            lineage: None,
+            serial: 0,
+            manifest_digest: String::new(),
+            manifest_paths: Vec::new(),
+        });
+        let md = fitted(&header, &self.accounts, summary);
+        self.out.write_all(md.as_bytes())?;
+        self.out.flush()
+    }
+}
+
+/// The longest comment that fits.
+fn fitted(header: &PlanHeader, accounts: &[Shown], summary: &PlanSummary) -> String {
     for cut in CUTS {
-        let md = render(plan, cut, plan.accounts.len());
+        let md = render(header, accounts, summary, cut, accounts.len());
         if md.len() <= MARKDOWN_LIMIT {
             return md;
         }
     }
     // Too many accounts for even a bare table: halve the rows until it fits.
-    let mut rows = plan.accounts.len();
+    let mut rows = accounts.len();
     loop {
         rows /= 2;
-        let md = render(plan, 0, rows);
+        let md = render(header, accounts, summary, 0, rows);
         if md.len() <= MARKDOWN_LIMIT || rows == 0 {
             return md;
         }
     }
 }
 
-fn render(plan: &Plan, cut: usize, rows: usize) -> String {
-    let s = &plan.summary;
+fn render(
+    header: &PlanHeader,
+    accounts: &[Shown],
+    s: &PlanSummary,
+    cut: usize,
+    rows: usize,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### subsync plan\n");
     let _ = writeln!(
@@ -58,7 +172,7 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
             s.over_limit
         );
     }
-    if let Some(verdict) = verdict(plan) {
+    if let Some(verdict) = verdict(s) {
         let _ = writeln!(out, "{verdict}\n");
     }
     if s.drift_added + s.drift_removed > 0 {
@@ -68,34 +182,35 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
             s.drift_added, s.drift_removed
         );
     }
-    let ledger = plan.lineage.as_deref().map_or("none yet".to_owned(), |l| {
-        format!("`{}` serial {}", short(l), plan.serial)
-    });
+    let ledger = header
+        .lineage
+        .as_deref()
+        .map_or("none yet".to_owned(), |l| {
+            format!("`{}` serial {}", short(l), header.serial)
+        });
     let _ = writeln!(
         out,
         "Ledger: {ledger} · manifests `{}`\n",
-        short(&plan.manifest_digest)
+        short(&header.manifest_digest)
     );
     let _ = writeln!(
         out,
         "| Set | Official account | Desired | Remove | Add | Retry | Unmanaged | Drift | Warnings |"
     );
     let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|---|");
-    for a in plan.accounts.iter().take(rows) {
-        let drift = (
-            a.drift.out_of_band_added.len(),
-            a.drift.out_of_band_removed.len(),
-        );
+    for shown in accounts.iter().take(rows) {
+        let a = &shown.plan;
+        let drift = (shown.drift_added, shown.drift_removed);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(a.name.as_deref().unwrap_or("*(no manifest)*")),
             cell(&code(&a.official_account)),
             a.desired,
-            a.remove.len(),
-            a.add.len(),
-            a.retry.len(),
-            a.unmanaged.len(),
+            shown.remove,
+            shown.add,
+            shown.retry,
+            shown.unmanaged,
             match drift {
                 (0, 0) => String::new(),
                 (added, removed) => format!("+{added} −{removed}"),
@@ -107,16 +222,16 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
             }
         );
     }
-    if rows < plan.accounts.len() {
+    if rows < accounts.len() {
         let _ = writeln!(
             out,
             "\n*{} more accounts not shown; see `subsync plan --format json`.*",
-            plan.accounts.len() - rows
+            accounts.len() - rows
         );
     }
     if cut > 0 {
-        for a in plan.accounts.iter().take(rows).filter(|a| {
-            a.has_changes() || !a.held.is_empty() || !a.warnings.is_empty() || has_drift(a)
+        for a in accounts.iter().take(rows).filter(|a| {
+            a.has_changes() || a.held > 0 || !a.plan.warnings.is_empty() || a.has_drift()
         }) {
             details(&mut out, a, cut);
         }
@@ -129,12 +244,8 @@ fn render(plan: &Plan, cut: usize, rows: usize) -> String {
     out
 }
 
-fn has_drift(a: &AccountPlan) -> bool {
-    let d = &a.drift;
-    !d.out_of_band_added.is_empty() || !d.out_of_band_removed.is_empty() || !d.repaired.is_empty()
-}
-
-fn details(out: &mut String, a: &AccountPlan, cut: usize) {
+fn details(out: &mut String, shown: &Shown, cut: usize) {
+    let a = &shown.plan;
     let title = match &a.name {
         Some(n) => format!("{} (<code>{}</code>)", html(n), html(&a.official_account)),
         None => format!("<code>{}</code>", html(&a.official_account)),
@@ -142,8 +253,7 @@ fn details(out: &mut String, a: &AccountPlan, cut: usize) {
     let _ = writeln!(
         out,
         "\n<details><summary>{title}: −{} +{}</summary>\n",
-        a.remove.len(),
-        a.add.len()
+        shown.remove, shown.add
     );
     for w in &a.warnings {
         let _ = writeln!(out, "> ⚠️ {}\n", w.replace('\n', " "));
@@ -159,37 +269,55 @@ fn details(out: &mut String, a: &AccountPlan, cut: usize) {
         .chain(&d.repaired);
     let longest_tick_run = listed.map(|s| max_run(s, '`')).max().unwrap_or(0);
     let fence = "`".repeat((longest_tick_run + 1).max(3));
-    if a.has_changes() || !a.held.is_empty() {
+    if shown.has_changes() || shown.held > 0 {
         let _ = writeln!(out, "{fence}diff");
-        list(out, &a.remove, '-', cut, "to remove");
-        list(out, &a.add, '+', cut, "to add");
-        list(out, &a.held, '#', cut, "held back, not removed");
+        list(out, (&a.remove, shown.remove), '-', cut, "to remove");
+        list(out, (&a.add, shown.add), '+', cut, "to add");
+        list(
+            out,
+            (&a.held, shown.held),
+            '#',
+            cut,
+            "held back, not removed",
+        );
         let _ = writeln!(out, "{fence}");
     }
-    if has_drift(a) {
+    if shown.has_drift() {
         let when = a.refreshed_at.as_deref().unwrap_or("?");
         let _ = writeln!(
             out,
             "\nDrift at the refresh of {when}: {} added out of band (now confirmed), {} removed out of band, {} repaired since.\n",
-            d.out_of_band_added.len(),
-            d.out_of_band_removed.len(),
-            d.repaired.len()
+            shown.drift_added, shown.drift_removed, shown.repaired
         );
         let _ = writeln!(out, "{fence}");
-        list(out, &d.out_of_band_added, '>', cut, "added out of band");
-        list(out, &d.out_of_band_removed, '<', cut, "removed out of band");
-        list(out, &d.repaired, '=', cut, "repaired");
+        let (added, removed) = (shown.drift_added, shown.drift_removed);
+        list(
+            out,
+            (&d.out_of_band_added, added),
+            '>',
+            cut,
+            "added out of band",
+        );
+        list(
+            out,
+            (&d.out_of_band_removed, removed),
+            '<',
+            cut,
+            "removed out of band",
+        );
+        list(out, (&d.repaired, shown.repaired), '=', cut, "repaired");
         let _ = writeln!(out, "{fence}");
     }
     let _ = writeln!(out, "\n</details>");
 }
 
-fn list(out: &mut String, ids: &[String], sign: char, cut: usize, what: &str) {
+/// The first `cut` of a list kept (cut already) from one of `total` entries.
+fn list(out: &mut String, (ids, total): (&[String], usize), sign: char, cut: usize, what: &str) {
     for id in ids.iter().take(cut) {
         let _ = writeln!(out, "{sign} {}", crate::quote::safe(id));
     }
-    if ids.len() > cut {
-        let _ = writeln!(out, "# ... and {} more {what}", ids.len() - cut);
+    if total > cut {
+        let _ = writeln!(out, "# ... and {} more {what}", total - cut);
     }
 }
 

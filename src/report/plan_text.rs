@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{LIST_CUT, code_text, plural, short, verdict};
-use crate::plan::{AccountPlan, Plan};
+use super::{LIST_CUT, PlanSink, code_text, plural, short, verdict};
+use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 use crate::quote::safe;
 
 const RED: &str = "\u{1b}[31m";
@@ -13,43 +13,70 @@ const GREEN: &str = "\u{1b}[32m";
 const RESET: &str = "\u{1b}[0m";
 
 pub fn plan_text(plan: &Plan, color: bool) -> String {
-    let mut out = String::new();
-    let ledger = match &plan.lineage {
-        Some(l) => format!("ledger {} at serial {}", short(l), plan.serial),
-        None => "an empty ledger".to_owned(),
-    };
-    let _ = writeln!(
-        out,
-        "Plan against {ledger}, manifests {}.\n",
-        short(&plan.manifest_digest)
-    );
-    for account in &plan.accounts {
-        account_block(&mut out, account, color);
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = super::render(plan, &mut TextSink::new(&mut out, color));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The text rendering, written account by account.
+pub struct TextSink<W> {
+    out: W,
+    color: bool,
+}
+
+impl<W: std::io::Write> TextSink<W> {
+    pub fn new(out: W, color: bool) -> TextSink<W> {
+        TextSink { out, color }
     }
-    let s = &plan.summary;
-    let _ = write!(out, "\nPlan: {} to add, {} to remove", s.add, s.remove);
-    if s.held_back > 0 {
-        let _ = write!(out, " ({} removals held back by a guard)", s.held_back);
+}
+
+impl<W: std::io::Write> PlanSink for TextSink<W> {
+    fn header(&mut self, h: &PlanHeader) -> std::io::Result<()> {
+        let ledger = match &h.lineage {
+            Some(l) => format!("ledger {} at serial {}", short(l), h.serial),
+            None => "an empty ledger".to_owned(),
+        };
+        writeln!(
+            self.out,
+            "Plan against {ledger}, manifests {}.\n",
+            short(&h.manifest_digest)
+        )
     }
-    if s.retry > 0 {
-        let _ = write!(out, " ({} of the adds are retries)", s.retry);
+
+    fn account(&mut self, a: &AccountPlan) -> std::io::Result<()> {
+        let mut block = String::new();
+        account_block(&mut block, a, self.color);
+        self.out.write_all(block.as_bytes())
     }
-    if s.unmanaged > 0 {
-        let _ = write!(out, ", {} unmanaged", s.unmanaged);
+
+    fn end(&mut self, s: &PlanSummary) -> std::io::Result<()> {
+        let mut out = String::new();
+        let _ = write!(out, "\nPlan: {} to add, {} to remove", s.add, s.remove);
+        if s.held_back > 0 {
+            let _ = write!(out, " ({} removals held back by a guard)", s.held_back);
+        }
+        if s.retry > 0 {
+            let _ = write!(out, " ({} of the adds are retries)", s.retry);
+        }
+        if s.unmanaged > 0 {
+            let _ = write!(out, ", {} unmanaged", s.unmanaged);
+        }
+        if s.over_limit > 0 {
+            let _ = write!(out, ", {} over a known limit", s.over_limit);
+        }
+        let _ = writeln!(
+            out,
+            "; {} of {} changed.",
+            s.accounts_changed,
+            plural(s.accounts, "account", "accounts")
+        );
+        if let Some(verdict) = verdict(s) {
+            let _ = writeln!(out, "{verdict}");
+        }
+        self.out.write_all(out.as_bytes())?;
+        self.out.flush()
     }
-    if s.over_limit > 0 {
-        let _ = write!(out, ", {} over a known limit", s.over_limit);
-    }
-    let _ = writeln!(
-        out,
-        "; {} of {} changed.",
-        s.accounts_changed,
-        plural(s.accounts, "account", "accounts")
-    );
-    if let Some(verdict) = verdict(plan) {
-        let _ = writeln!(out, "{verdict}");
-    }
-    out
 }
 
 fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
@@ -164,7 +191,7 @@ fn more(out: &mut String, total: usize, what: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::{Drift, PlanSummary, RetryEntry};
 

@@ -1,5 +1,6 @@
 //! One cycle of the daemon: read the manifests, and reconcile them when this replica leads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,6 +18,16 @@ impl Daemon {
     /// Reads the manifests and reconciles; says how the cycle ended.
     pub(super) async fn cycle(&mut self, trigger: Trigger, stop: &CancellationToken) -> Ended {
         let started = Instant::now();
+        if self.on_disk_as_read().await {
+            // The set in force is what the files still hold: nothing to read again.
+            let unchanged =
+                self.reconciled.as_deref() == self.current.as_ref().map(|s| s.digest.as_str());
+            if trigger == Trigger::Change && unchanged {
+                tracing::debug!("the manifests did not change");
+                return Ended::Done;
+            }
+            return self.reconcile_current(trigger, started, stop).await;
+        }
         let (paths, limits) = (self.paths.clone(), self.limits);
         match blocking(move || manifest::load(&paths, &limits)).await {
             Ok(Ok(set)) => {
@@ -37,7 +48,7 @@ impl Daemon {
                 self.metrics.manifests_valid(true);
                 self.metrics.desired(&set.sets);
                 let unchanged = self.reconciled.as_deref() == Some(set.digest.as_str());
-                self.current = Some(set);
+                self.current = Some(Arc::new(set));
                 if trigger == Trigger::Change && unchanged {
                     tracing::debug!("the manifests did not change");
                     return Ended::Done;
@@ -91,21 +102,51 @@ impl Daemon {
                 return Ended::Done;
             }
         }
+        self.reconcile_current(trigger, started, stop).await
+    }
+
+    /// True when the valid set in force was read from exactly the files the paths hold now,
+    /// unchanged (see `manifest::unchanged`).
+    async fn on_disk_as_read(&self) -> bool {
+        let Some(current) = self.current.clone().filter(|_| self.validity.is_valid()) else {
+            return false;
+        };
+        let paths = self.paths.clone();
+        blocking(move || manifest::unchanged(&paths, &current))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Reconciles the set in force, unless this is a resync of a set already converged
+    /// against a ledger that has not changed since: then there is nothing to plan.
+    async fn reconcile_current(
+        &mut self,
+        trigger: Trigger,
+        started: Instant,
+        stop: &CancellationToken,
+    ) -> Ended {
         // A replica standing by keeps reading the manifests (for its readiness) and no more.
         if self.engine.writer().is_none() {
             return Ended::Done;
         }
-        let Some(set) = self.current.take() else {
+        let Some(set) = self.current.clone() else {
             return Ended::Done;
         };
-        let ended = self.reconcile(&set, trigger, started, stop).await;
-        self.current = Some(set);
-        ended
+        if trigger == Trigger::Resync && !self.refresh_due(&set) {
+            let serial = self.engine.serial().await.ok();
+            if serial.is_some() && self.settled == serial.map(|s| (set.digest.clone(), s)) {
+                tracing::debug!(
+                    "resync: the set in force has converged and the ledger has not changed since"
+                );
+                return Ended::Done;
+            }
+        }
+        self.reconcile(set, trigger, started, stop).await
     }
 
     async fn reconcile(
         &mut self,
-        set: &ManifestSet,
+        set: Arc<ManifestSet>,
         trigger: Trigger,
         started: Instant,
         stop: &CancellationToken,
@@ -114,13 +155,15 @@ impl Daemon {
             return Ended::Done;
         };
         let revision = self.engine.revision(&self.paths).await;
+        let refresh = self.refresh_due(&set);
+        let digest = set.digest.clone();
         let job = Job {
             manifests: set,
             manifest_paths: self.paths.iter().map(|p| p.display().to_string()).collect(),
             saved: None,
             revision: revision.clone(),
             trigger,
-            refresh: self.refresh_due(set),
+            refresh,
         };
         // A lost lock stops the run at once: another replica may be leading already.
         let run_stop = stop.child_token();
@@ -161,8 +204,16 @@ impl Daemon {
                         self.health.last_run(LastRun::Fine);
                         self.metrics
                             .succeeded(crate::clock::unix_millis() as f64 / 1000.0);
+                        // Converged with nothing held for later: a resync has nothing to do
+                        // until the manifests or the ledger change.
+                        self.settled = match (&ending, reconciled.deferred) {
+                            (Ending::Converged, 0) => {
+                                self.engine.serial().await.ok().map(|s| (digest.clone(), s))
+                            }
+                            _ => None,
+                        };
                         if ending != Ending::Interrupted {
-                            self.reconciled = Some(set.digest.clone());
+                            self.reconciled = Some(digest);
                         }
                         Ended::Done
                     }

@@ -39,9 +39,12 @@ pub struct Daemon {
     pub(super) metrics: Arc<Metrics>,
     pub(super) health: Arc<Health>,
     /// The last valid set: what resyncs and retries reconcile.
-    pub(super) current: Option<ManifestSet>,
+    pub(super) current: Option<Arc<ManifestSet>>,
     /// The digest of the set last reconciled without a fatal stop.
     pub(super) reconciled: Option<String>,
+    /// The digest of the set last converged, with nothing deferred, and the ledger's serial
+    /// right after: while both stay, a resync has nothing to plan.
+    pub(super) settled: Option<(String, u64)>,
     /// When each account's live list was last read, as the ledger says.
     pub(super) refreshed: HashMap<String, Option<i64>>,
     /// Manifest warnings and plan warnings already logged, and the manifests' validity.
@@ -100,6 +103,7 @@ impl Daemon {
             health,
             current: None,
             reconciled: None,
+            settled: None,
             refreshed: HashMap::new(),
             manifest_warnings: Said::default(),
             plan_warnings: Said::default(),
@@ -151,6 +155,7 @@ impl Daemon {
                     Attempt::Leading => {
                         // The previous leader may have left anything behind: reconcile in full.
                         self.reconciled = None;
+                        self.settled = None;
                         self.read_ledger_counts().await;
                         self.schedule.took_over(now);
                     }
@@ -169,6 +174,9 @@ impl Daemon {
                     self.reload_key().await;
                 }
                 let ended = self.cycle(trigger, stop).await;
+                // A cycle builds and drops whole lists; hand what it freed back to the system
+                // so that a long-running daemon's footprint follows its work, not its history.
+                let _ = blocking(crate::task::release_free_memory).await;
                 if let Some(pause) = self.schedule.finished(Instant::now(), ended) {
                     tracing::warn!("trying again in {}s", pause.as_secs());
                 }

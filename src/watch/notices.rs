@@ -34,6 +34,11 @@ impl Validity {
         changed
     }
 
+    /// True unless the last reading found problems.
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_none()
+    }
+
     /// The manifests are valid: true when they were invalid until now.
     pub fn valid(&mut self) -> bool {
         self.problems.take().is_some()

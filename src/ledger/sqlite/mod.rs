@@ -247,6 +247,13 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn confirmed(&mut self, account: i64, each: &mut dyn FnMut(String)) -> Result<(), LedgerError> {
+        self.query(sql::CONFIRMED_OF, &[Param::Int(account)], &mut |r| {
+            each(r.text(0)?);
+            Ok(())
+        })
+    }
+
     fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
         self.each(
             "UPDATE confirmed SET managed = 1 WHERE account_id = ?1 AND subscriber = ?2",

@@ -22,11 +22,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod record;
+
+use record::{Committed, Delta};
+
 use super::account::{AccountRun, Batch, Mode};
 use super::decide::{Decision, RetryPolicy, decide};
-use super::observe::{Counts, Observer};
+use super::observe::Observer;
 use super::read::SLOW_DOWN_FOR;
-use super::work::{End, Known, Report, Work};
+use super::work::{End, Known, Load, Pending, Report, Work};
 use crate::ledger::{AccountFact, Op, Record, RecordError, Recorder};
 use crate::tencent::api::{Command, SubscriberResult};
 use crate::tencent::codes::{ACCOUNT_FULL, Gone};
@@ -66,21 +70,6 @@ enum Event {
     Ready(Batch),
 }
 
-/// Outcomes to commit and, once committed, to count.
-#[derive(Default)]
-struct Delta {
-    counts: Counts,
-    count_change: i64,
-    failed: Vec<(String, i64)>,
-    remove_failed: Vec<(String, i64)>,
-}
-
-struct Committed {
-    account: usize,
-    delta: Delta,
-    result: Result<(), RecordError>,
-}
-
 struct Exec<'a> {
     ctx: &'a Context,
     accounts: Vec<AccountRun>,
@@ -96,15 +85,28 @@ struct Exec<'a> {
     /// The members of every task in `api`, to know what an abandoned one leaves in doubt.
     tasks: HashMap<tokio::task::Id, (usize, Op, Vec<String>)>,
     in_doubt: Vec<(String, Op, Vec<String>)>,
+    /// Reads an account's work lists; at most one read at a time, in account order.
+    load: Load,
+    known: Vec<Known>,
+    next_load: usize,
+    loading: JoinSet<(usize, Result<Work, crate::ledger::LedgerError>)>,
 }
 
 /// Sends every planned change; returns when all are accounted for or the run was stopped.
-pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken) -> Report {
-    let known: Vec<Known> = work.iter().map(|w| w.known).collect();
-    let accounts = work
-        .into_iter()
-        .enumerate()
-        .map(|(index, w)| AccountRun::new(index, w))
+///
+/// Accounts are read (`load`) in order, each only once fewer than two rounds of batches are
+/// waiting to be sent: the pipeline never starves, and memory holds the lists of the accounts
+/// being sent, not of the whole run.
+pub async fn execute(
+    pending: Vec<Pending>,
+    load: Load,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Report {
+    let known = pending.iter().map(|p| p.known).collect();
+    let accounts = pending
+        .iter()
+        .map(|p| AccountRun::pending(&p.official_account, p.add, p.remove))
         .collect();
     let mut exec = Exec {
         ctx,
@@ -120,18 +122,11 @@ pub async fn execute(work: Vec<Work>, ctx: &Context, cancel: &CancellationToken)
         record_error: None,
         tasks: HashMap::new(),
         in_doubt: Vec::new(),
+        load,
+        known,
+        next_load: 0,
+        loading: JoinSet::new(),
     };
-    for (index, known) in known.into_iter().enumerate() {
-        match known {
-            Known::Missing => exec.account_gone(index, Gone::Missing),
-            Known::Invalid => exec.account_gone(index, Gone::Invalid),
-            _ if exec.accounts[index].mode == Mode::Full => {
-                let left_out = exec.accounts[index].drain_adds();
-                exec.count_limit(index, left_out);
-            }
-            _ => {}
-        }
-    }
     exec.run().await;
     exec.report(cancel.is_cancelled())
 }
@@ -141,12 +136,20 @@ impl Exec<'_> {
         let mut deadline: Option<Instant> = None;
         let mut abandoned = false;
         loop {
+            self.fill_window();
             self.dispatch();
-            if self.api.is_empty() && self.commits.is_empty() {
+            let all_read = self.next_load >= self.accounts.len() || self.stop.is_cancelled();
+            if self.api.is_empty() && self.commits.is_empty() && self.loading.is_empty() && all_read
+            {
                 return;
             }
             tokio::select! {
                 biased;
+                Some(loaded) = self.loading.join_next() => match loaded {
+                    Ok((index, Ok(work))) => self.on_loaded(index, work),
+                    Ok((_, Err(e))) => self.cannot_record(RecordError::new(format!("cannot read the plan's work from the ledger: {e}"))),
+                    Err(e) => self.cannot_record(RecordError::new(format!("the ledger read failed: {e}"))),
+                },
                 Some(done) = self.commits.join_next() => match done {
                     Ok(committed) => self.on_committed(committed),
                     Err(e) => {
@@ -175,6 +178,46 @@ impl Exec<'_> {
                     }
                 },
             }
+        }
+    }
+
+    /// Starts reading the next account's lists when fewer than two rounds of batches wait.
+    /// Accounts with nothing to send are passed without reading anything.
+    fn fill_window(&mut self) {
+        let window = self.ctx.concurrency.saturating_mul(2).max(2);
+        while self.loading.is_empty()
+            && !self.stop.is_cancelled()
+            && self.next_load < self.accounts.len()
+        {
+            let index = self.next_load;
+            let queued: usize = self.accounts[..index].iter().map(AccountRun::queued).sum();
+            if queued >= window {
+                return;
+            }
+            self.next_load += 1;
+            let planned = &self.accounts[index].tally;
+            if planned.planned + planned.planned_remove == 0 {
+                self.on_loaded(index, Work::default());
+                continue;
+            }
+            let read = (self.load)(index);
+            self.loading.spawn(async move { (index, read.await) });
+        }
+    }
+
+    /// An account's lists arrived: queue its batches, or settle them at once for an account
+    /// the probe found missing, invalid or full.
+    fn on_loaded(&mut self, index: usize, work: Work) {
+        let known = self.known[index];
+        self.accounts[index].fill(index, work, known);
+        match known {
+            Known::Missing => self.account_gone(index, Gone::Missing),
+            Known::Invalid => self.account_gone(index, Gone::Invalid),
+            _ if self.accounts[index].mode == Mode::Full => {
+                let left_out = self.accounts[index].drain_adds();
+                self.count_limit(index, left_out);
+            }
+            _ => {}
         }
     }
 
@@ -428,135 +471,6 @@ impl Exec<'_> {
                 members,
                 attempt: 0,
             });
-        }
-    }
-
-    fn fail_all(&mut self, index: usize, op: Op, members: Vec<String>, code: i64) {
-        if members.is_empty() {
-            return;
-        }
-        let failed: Vec<(String, i64)> = members.into_iter().map(|m| (m, code)).collect();
-        let mut delta = Delta::default();
-        delta.counts.failed = failed.len() as u64;
-        match op {
-            Op::Add => delta.failed = failed.clone(),
-            Op::Remove => delta.remove_failed = failed.clone(),
-        }
-        let record = Record::Batch {
-            account: self.accounts[index].id.to_string(),
-            op,
-            done: vec![],
-            unchanged: vec![],
-            failed,
-        };
-        self.commit(index, vec![record], delta);
-    }
-
-    /// Counts `n` planned adds as not added because the account is full.
-    fn count_limit(&mut self, index: usize, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let mut delta = Delta::default();
-        delta.counts.not_added_limit = n;
-        self.commit(index, Vec::new(), delta);
-    }
-
-    /// The account is full: no more adds are sent to it; the queued ones are not added.
-    fn account_full(&mut self, index: usize) {
-        let account = &mut self.accounts[index];
-        if account.mode == Mode::Full {
-            return;
-        }
-        tracing::warn!(account = %account.id, "official account reached its subscriber limit (130006); no more adds are sent to it");
-        account.mode = Mode::Full;
-        let left_out = account.drain_adds();
-        let record = Record::Account {
-            account: account.id.to_string(),
-            fact: AccountFact::LimitReached,
-        };
-        let mut delta = Delta::default();
-        delta.counts.not_added_limit = left_out;
-        self.commit(index, vec![record], delta);
-    }
-
-    /// Counts `delta` once `records` are committed (at once when there is nothing to commit).
-    fn commit(&mut self, account: usize, records: Vec<Record>, delta: Delta) {
-        if records.is_empty() {
-            return self.on_committed(Committed {
-                account,
-                delta,
-                result: Ok(()),
-            });
-        }
-        let recorder = self.ctx.recorder.clone();
-        self.commits.spawn(async move {
-            let result = recorder.record(records).await;
-            Committed {
-                account,
-                delta,
-                result,
-            }
-        });
-    }
-
-    /// The ledger cannot record: stop sending.
-    fn cannot_record(&mut self, e: RecordError) {
-        // Every batch in flight fails the same way; say it once.
-        if self.record_error.is_none() {
-            tracing::error!(error = %e, "stopping: outcomes can no longer be recorded");
-        }
-        self.record_error.get_or_insert(e);
-        self.stop.cancel();
-    }
-
-    fn on_committed(&mut self, committed: Committed) {
-        if let Err(e) = committed.result {
-            return self.cannot_record(e);
-        }
-        let account = &mut self.accounts[committed.account];
-        let Delta {
-            counts,
-            count_change,
-            failed,
-            remove_failed,
-        } = committed.delta;
-        let tally = &mut account.tally;
-        tally.added += counts.added;
-        tally.already += counts.already;
-        tally.recovered += counts.recovered;
-        tally.count_change += count_change;
-        tally.not_added_limit += counts.not_added_limit;
-        tally.removed += counts.removed;
-        tally.failed.extend(failed);
-        tally.remove_failed.extend(remove_failed);
-        self.ctx.observer.committed(&account.id, &counts);
-    }
-
-    fn report(mut self, interrupted: bool) -> Report {
-        for index in 0..self.accounts.len() {
-            for batch in self.accounts[index].queued_retries() {
-                self.doubt(index, batch.op, batch.members);
-            }
-        }
-        let tallies = self
-            .accounts
-            .into_iter()
-            .map(|a| {
-                let end = a.end();
-                let mut tally = a.tally;
-                tally.end = end;
-                tally
-            })
-            .collect();
-        Report {
-            tallies,
-            calls: self.calls,
-            rate_limited: self.rate_limited,
-            fatal: self.fatal,
-            record_error: self.record_error,
-            interrupted,
-            in_doubt: self.in_doubt,
         }
     }
 }
