@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod logs;
 pub mod manifest;
 pub mod metrics;
+pub mod notifications;
 pub mod plan;
 pub mod quote;
 pub mod report;

@@ -48,6 +48,18 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabel {
+    command: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    sink: String,
+    /// sent, failed, dropped or suppressed.
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -60,9 +72,12 @@ pub struct Metrics {
     confirmed: Family<AccountLabel, Gauge>,
     failed: Family<AccountLabel, Gauge>,
     drift: Family<DriftLabels, Counter>,
+    added: Family<AccountLabel, Counter>,
     removed: Family<AccountLabel, Counter>,
     limit_reached: Family<AccountLabel, Gauge>,
     requests: Family<CallLabels, Counter>,
+    latency: Family<CommandLabel, Histogram>,
+    notifications: Family<NotificationLabels, Counter>,
     manifests_valid: Gauge,
     leader: Gauge,
     last_success: Gauge<f64, AtomicU64>,
@@ -87,9 +102,15 @@ impl Metrics {
             confirmed: Family::default(),
             failed: Family::default(),
             drift: Family::default(),
+            added: Family::default(),
             removed: Family::default(),
             limit_reached: Family::default(),
             requests: Family::default(),
+            // 10 ms to about 20 s.
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 12))
+            }),
+            notifications: Family::default(),
             manifests_valid: Gauge::default(),
             leader: Gauge::default(),
             last_success: Gauge::default(),
@@ -135,6 +156,11 @@ impl Metrics {
             m.drift.clone(),
         );
         registry.register(
+            "subsync_subscribers_added",
+            "Subscribers added by subsync (answered Result 1)",
+            m.added.clone(),
+        );
+        registry.register(
             "subsync_subscribers_removed",
             "Subscribers removed by prune",
             m.removed.clone(),
@@ -150,6 +176,16 @@ impl Metrics {
             m.requests.clone(),
         );
         registry.register(
+            "subsync_api_request_duration_seconds",
+            "Time one API call took, answer included, by command",
+            m.latency.clone(),
+        );
+        registry.register(
+            "subsync_notifications",
+            "Notifications by sink and result: sent, failed (refused or given up after retries), dropped (queue full or shutdown), suppressed (flap limit)",
+            m.notifications.clone(),
+        );
+        registry.register(
             "subsync_manifests_valid",
             "1 when the manifests last read were valid",
             m.manifests_valid.clone(),
@@ -161,7 +197,7 @@ impl Metrics {
         );
         registry.register(
             "subsync_last_success_timestamp_seconds",
-            "When a reconcile last finished without a fatal error (Unix time)",
+            "When a reconcile last finished without a fatal error, or a resync found the converged set and the ledger unchanged (Unix time)",
             m.last_success.clone(),
         );
         Metrics { registry, ..m }
@@ -191,17 +227,44 @@ impl Metrics {
         self.manifests_valid.set(i64::from(valid));
     }
 
+    /// One notification's outcome at `sink`.
+    pub fn notification(&self, sink: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                sink: sink.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// A configured sink's series, at zero, so that rates and alerts see it from the start.
+    pub fn notifications_declared(&self, sink: &str) {
+        for result in ["sent", "failed", "dropped", "suppressed"] {
+            let _ = self.notifications.get_or_create(&NotificationLabels {
+                sink: sink.into(),
+                result: result.into(),
+            });
+        }
+    }
+
     pub fn leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
 
     /// The desired counts of the set now in force; accounts no longer declared disappear.
+    /// Each account's counters start at zero, so that rates and alerts see them before the
+    /// first add, removal or drift.
     pub fn desired(&self, sets: &[SubscriberSet]) {
         self.desired.clear();
         for set in sets {
+            let label = account(&set.official_account);
             self.desired
-                .get_or_create(&account(&set.official_account))
+                .get_or_create(&label)
                 .set(set.subscribers.len() as i64);
+            let _ = self.added.get_or_create(&label);
+            let _ = self.removed.get_or_create(&label);
+            self.drift_by(&set.official_account, "added", 0);
+            self.drift_by(&set.official_account, "removed", 0);
         }
     }
 
@@ -244,6 +307,11 @@ fn account(id: &str) -> AccountLabel {
 
 impl Observer for Metrics {
     fn committed(&self, account_id: &str, counts: &Counts) {
+        if counts.added > 0 {
+            self.added
+                .get_or_create(&account(account_id))
+                .inc_by(counts.added);
+        }
         if counts.already > 0 {
             self.drift_by(account_id, "added", counts.already);
         }
@@ -256,12 +324,17 @@ impl Observer for Metrics {
 }
 
 impl CallObserver for Metrics {
-    fn called(&self, command: Command, code: i64) {
+    fn called(&self, command: Command, code: i64, took: Duration) {
         let labels = CallLabels {
             command: command.as_str().into(),
             code: code.to_string(),
         };
         self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&CommandLabel {
+                command: command.as_str().into(),
+            })
+            .observe(took.as_secs_f64());
     }
 }
 
@@ -273,8 +346,9 @@ mod tests {
     fn the_required_families_are_exposed_with_their_labels() {
         let m = Metrics::new();
         m.reconciled("converged", Duration::from_millis(120));
-        m.called(Command::AddSubscriber, 0);
-        m.called(Command::AddSubscriber, 130006);
+        m.called(Command::AddSubscriber, 0, Duration::from_millis(40));
+        m.called(Command::AddSubscriber, 130006, Duration::from_millis(40));
+        m.notification("chat", "sent");
         m.committed(
             "@TOA#_a",
             &Counts {
@@ -293,6 +367,8 @@ mod tests {
             "subsync_leader 1",
             "subsync_build_info{version=\"",
             "subsync_reconcile_duration_seconds_count 1",
+            "subsync_api_request_duration_seconds_count{command=\"add_subscriber\"} 2",
+            "subsync_notifications_total{sink=\"chat\",result=\"sent\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -475,7 +475,7 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-mod secret;
+pub mod secret;
 mod state;
 
 pub use secret::{MAX_SECRET_FILE, Secret, read_secret_file};

@@ -205,6 +205,9 @@ pub struct ReconcileArgs {
     /// Recorded with each run; defaults to the git commit of the manifest directory.
     #[arg(long, env = "SUBSYNC_REVISION", value_name = "TEXT")]
     pub revision: Option<String>,
+    /// Send events and commit statuses to the sinks this YAML file lists (see the README's Notifications).
+    #[arg(long, env = "SUBSYNC_NOTIFY_CONFIG", value_name = "FILE")]
+    pub notify_config: Option<PathBuf>,
     #[command(flatten)]
     pub remote: RemoteArgs,
     #[command(flatten)]

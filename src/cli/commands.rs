@@ -19,6 +19,7 @@ use crate::apply::{Ending, Job, Refresh, Trigger};
 use crate::emulator::{Emulator, EmulatorConfig, StateFile};
 use crate::engine::{self, Engine, Hooks};
 use crate::manifest::{self, Limits, ManifestSet};
+use crate::notifications::{self, Notifier, NotifyConfig};
 use crate::plan::PlanHeader;
 use crate::settings::{self, Config, Output, Purpose, RunRequest, env_var};
 use crate::task::blocking;
@@ -206,23 +207,60 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
         anyhow::bail!("no manifests: give PATH arguments or --plan FILE");
     }
     let config = resolve(args.run.run_request(), Purpose::Once, &paths).await?;
-    let manifests = load_manifests(paths.clone(), config.limits, output).await?;
+    let notify = load_notify_config(args.run.notify_config.clone()).await?;
+    let manifests = match load_manifests(paths.clone(), config.limits, output).await {
+        Ok(set) => set,
+        Err(e) => {
+            // A pipeline learns it from the commit's status and the team's chat too.
+            if let Some(invalid) = e.downcast_ref::<manifest::ManifestError>() {
+                let first = invalid.problems.first().map(ToString::to_string);
+                let revision = match config.revision.clone() {
+                    Some(r) => Some(r),
+                    None => {
+                        let paths = paths.clone();
+                        blocking(move || manifest::git_revision(&paths)).await?
+                    }
+                };
+                let notifier = Notifier::start(notify, Arc::new(crate::metrics::Metrics::new()));
+                notifier.manifests_invalid(
+                    revision.as_deref(),
+                    invalid.problems.len(),
+                    &first.unwrap_or_default(),
+                );
+                notifier.close(NOTIFY_DRAIN).await;
+            }
+            return Err(e);
+        }
+    };
     let hooks = Hooks {
         observer: Arc::new(Progress::new(output)),
         calls: None,
     };
     let engine = lead(config, hooks, "apply").await?;
+    let notifier = Notifier::start(notify, Arc::new(crate::metrics::Metrics::new()));
     let shutdown = crate::shutdown::on_signal();
+    let revision = engine.revision(&paths).await;
+    if let Some(r) = &revision {
+        notifier.status(notifications::event::pending(r));
+    }
     let job = Job {
         manifests: Arc::new(manifests),
         manifest_paths: shown_paths(&paths),
         saved: saved.map(Arc::new),
-        revision: engine.revision(&paths).await,
+        revision: revision.clone(),
         trigger: Trigger::Apply,
         refresh: args.refresh,
     };
     let result = engine.reconcile(job, &shutdown.graceful).await;
     engine.close().await;
+    match &result {
+        Ok(reconciled) => notifier.run_ended(
+            notifications::event::of_run(&reconciled.summary),
+            &reconciled.summary,
+        ),
+        Err(e) => notifier.not_started(revision.as_deref(), &e.to_string()),
+    }
+    notifier.close(NOTIFY_DRAIN).await;
     let reconciled = result?;
     let summary = &reconciled.summary;
     write_stdout(&match args.format {
@@ -272,8 +310,20 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
     )
 }
 
+/// How long `apply` waits for its notifications to be delivered before it exits.
+const NOTIFY_DRAIN: Duration = Duration::from_secs(10);
+
+/// The notification config named by `--notify-config`, checked; none without the flag.
+async fn load_notify_config(path: Option<PathBuf>) -> anyhow::Result<NotifyConfig> {
+    match path {
+        Some(path) => Ok(blocking(move || notifications::load(&path)).await??),
+        None => Ok(NotifyConfig::default()),
+    }
+}
+
 pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
     let run = resolve(args.run.run_request(), Purpose::Daemon, &args.paths).await?;
+    let notify = load_notify_config(args.run.notify_config.clone()).await?;
     let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
     let config = crate::watch::WatchConfig {
         run,
@@ -287,6 +337,7 @@ pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
         refresh_every: nonzero(args.refresh_every),
         standby: args.standby,
         output,
+        notify,
     };
     Ok(match crate::watch::run(config).await? {
         crate::watch::Ended::Gracefully => Outcome::Success,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::apply::{Counts, Observer};
+use crate::report::thousands;
 use crate::settings::Output;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -105,31 +106,5 @@ impl Observer for Progress {
         if let Some(bar) = shown.and_then(|s| s.bar) {
             bar.finish_and_clear();
         }
-    }
-}
-
-/// `17191` as `17,191`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_are_whole_numbers_with_thousands_separators() {
-        assert_eq!(thousands(17_191), "17,191");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000_000), "1,000,000");
-        assert_eq!(thousands(0), "0");
     }
 }

@@ -22,6 +22,19 @@ pub use summary::summary_text;
 
 use crate::plan::PlanSummary;
 
+/// `17191` as `17,191`: counts as people read them, in reports, progress and notifications.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Entries shown per list before "... and N more".
 pub const LIST_CUT: usize = 20;
 

@@ -41,6 +41,8 @@ pub(super) fn read_key_file(path: &Path, warn_if_shared: bool) -> Result<SecretK
 pub enum Secret {
     Key,
     Password,
+    /// A notification sink's key, URL or token (`--notify-config`).
+    Notification,
 }
 
 impl std::fmt::Display for Secret {
@@ -50,6 +52,7 @@ impl std::fmt::Display for Secret {
             Secret::Password => {
                 "state password file (--state-password-file, SUBSYNC_STATE_PASSWORD_FILE)"
             }
+            Secret::Notification => "notification secret file",
         })
     }
 }

@@ -87,8 +87,9 @@ impl ClientConfig {
 
 /// Told the outcome of every call the client makes: the daemon's metrics count them.
 pub trait CallObserver: Send + Sync {
-    /// `code` is 0 for success, the service's code, or a negative pseudo-code.
-    fn called(&self, command: Command, code: i64);
+    /// `code` is 0 for success, the service's code, or a negative pseudo-code; `took` is the
+    /// call's whole time.
+    fn called(&self, command: Command, code: i64, took: std::time::Duration);
 }
 
 /// Failure to build a client at all (not a call failure).
@@ -193,9 +194,11 @@ impl Client {
         command: Command,
         body: Vec<u8>,
     ) -> Result<Resp, ApiError> {
+        let started = tokio::time::Instant::now();
         let result = self.send_once(command, body).await;
         if let Some(observer) = &self.observer {
-            observer.called(command, result.as_ref().map_or_else(ApiError::code, |_| 0));
+            let code = result.as_ref().map_or_else(ApiError::code, |_| 0);
+            observer.called(command, code, started.elapsed());
         }
         result
     }

@@ -9,14 +9,17 @@
 //!   time; a script may answer any call differently.
 //! - [`StandIn`]: a service that misbehaves on purpose, on a loopback port; [`Mute`]: a port
 //!   that accepts connections and never speaks.
+//! - [`Receiver`]: a notification target on a loopback port that keeps every request.
 //! - [`run_measured`]: a process's wall time and its own peak memory.
 
 mod database;
 mod fake;
 mod measure;
+mod receiver;
 mod standin;
 
 pub use database::{POSTGRES_URL_VAR, TestDatabase};
 pub use fake::{FakeApi, Request};
 pub use measure::{Measured, run_measured};
+pub use receiver::{Received, Receiver};
 pub use standin::{Mute, Reply, StandIn};

@@ -100,7 +100,7 @@ impl Drop for StandIn {
 }
 
 async fn serve(mut stream: TcpStream, handler: Arc<Handler>, calls: Arc<Mutex<Vec<String>>>) {
-    let Some((path, body)) = read_request(&mut stream).await else {
+    let Some((path, _, body)) = read_request(&mut stream).await else {
         return;
     };
     let command = path
@@ -163,8 +163,9 @@ async fn serve(mut stream: TcpStream, handler: Arc<Handler>, calls: Arc<Mutex<Ve
     }
 }
 
-/// The request's path and body; `None` for anything that is not one.
-async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+/// The request's path, head (request line and headers) and body; `None` for anything that
+/// is not one.
+pub(super) async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -199,10 +200,15 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    Some((path, body))
+    Some((path, head, body))
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &[u8]) {
+pub(super) async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) {
     let mut head = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()

@@ -11,6 +11,7 @@ use super::health::LastRun;
 use super::schedule::Ended;
 use crate::apply::{Ending, Job, Reconciled, RunError, Stop, Trigger};
 use crate::manifest::{self, ManifestSet};
+use crate::notifications::{Status, event};
 use crate::task::blocking;
 use crate::tencent::ErrorClass;
 
@@ -33,6 +34,7 @@ impl Daemon {
             Ok(Ok(set)) => {
                 if self.validity.valid() {
                     tracing::info!("the manifests are valid again");
+                    self.notifier.events(vec![event::valid(None)]);
                 }
                 let (fresh, _) = self
                     .manifest_warnings
@@ -86,6 +88,9 @@ impl Daemon {
                         problems = n,
                         "the manifests are invalid; nothing is changed and the last valid set stays in force"
                     );
+                    let first = invalid.problems.first().map(ToString::to_string);
+                    self.notifier
+                        .events(vec![event::invalid(n, &first.unwrap_or_default())]);
                 } else {
                     tracing::debug!(problems = n, "the manifests are still invalid");
                 }
@@ -138,6 +143,9 @@ impl Daemon {
                 tracing::debug!(
                     "resync: the set in force has converged and the ledger has not changed since"
                 );
+                // Still converged: as good as a successful reconcile, for the staleness alert.
+                self.metrics
+                    .succeeded(crate::clock::unix_millis() as f64 / 1000.0);
                 return Ended::Done;
             }
         }
@@ -155,6 +163,12 @@ impl Daemon {
             return Ended::Done;
         };
         let revision = self.engine.revision(&self.paths).await;
+        if let Some(r) = &revision {
+            // Pending once per revision: a resync of a revision already told is not news.
+            if self.posted.as_ref().is_none_or(|(posted, _)| posted != r) {
+                self.post(event::pending(r));
+            }
+        }
         let refresh = self.refresh_due(&set);
         let digest = set.digest.clone();
         let job = Job {
@@ -191,6 +205,9 @@ impl Daemon {
                     tracing::info!(count = gone, "earlier warnings no longer apply");
                 }
                 log_reconciled(&reconciled, trigger, revision.as_deref(), took);
+                if reconciled.ending() != Ending::Interrupted {
+                    self.notify(&reconciled, revision.as_deref());
+                }
                 self.metrics
                     .reconciled(reconciled.summary.result.name(), took);
                 match reconciled.ending() {
@@ -222,6 +239,12 @@ impl Daemon {
             Err(_) if lost.is_cancelled() => Ended::LostLead,
             Err(e) => {
                 tracing::error!(error = %e, %trigger, "the reconcile could not start");
+                let why = e.to_string();
+                let told = self.conditions.after_run(
+                    vec![event::not_started(revision.as_deref(), &why)],
+                    revision.as_deref(),
+                );
+                self.notifier.events(told);
                 let blocked = match &e {
                     RunError::Ledger(_) | RunError::Stale(_) => LastRun::Blocked(e.to_string()),
                 };
@@ -232,6 +255,27 @@ impl Daemon {
         };
         self.read_ledger_counts().await;
         ended
+    }
+}
+
+impl Daemon {
+    /// Tells the sinks what a run changed, without repeating what still holds, and posts the
+    /// revision's status when it differs from the one posted.
+    fn notify(&mut self, reconciled: &Reconciled, revision: Option<&str>) {
+        let events = event::of_run(&reconciled.summary);
+        let told = self.conditions.after_run(events, revision);
+        self.notifier.events(told);
+        if let Some(r) = revision {
+            self.post(event::status_of(&reconciled.summary, r));
+        }
+    }
+
+    fn post(&mut self, status: Status) {
+        let now = Some((status.revision.clone(), status.state));
+        if self.posted != now {
+            self.posted = now;
+            self.notifier.status(status);
+        }
     }
 }
 

@@ -20,10 +20,13 @@ use super::source::Source;
 use crate::engine::Engine;
 use crate::manifest::{Limits, ManifestSet};
 use crate::metrics::Metrics;
+use crate::notifications::{Conditions, Notifier, State, event};
 use crate::task::blocking;
 
 /// The safety net under file events: symlink targets are re-resolved this often.
 const REWATCH: Duration = Duration::from_secs(30);
+/// How long notifications still queued at shutdown may take.
+const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 /// How often the loop proves it is alive.
 pub(super) const BEAT: Duration = Duration::from_secs(5);
 
@@ -51,6 +54,11 @@ pub struct Daemon {
     pub(super) manifest_warnings: Said,
     pub(super) plan_warnings: Said,
     pub(super) validity: Validity,
+    pub(super) notifier: Notifier,
+    /// The conditions the last run reported, for notifications.
+    pub(super) conditions: Conditions,
+    /// The last commit status posted, and for which revision.
+    pub(super) posted: Option<(String, State)>,
 }
 
 impl Daemon {
@@ -61,6 +69,7 @@ impl Daemon {
         config: &WatchConfig,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        notifier: Notifier,
     ) -> anyhow::Result<Daemon> {
         let mut leadership = Leadership::default();
         let first = leadership
@@ -108,6 +117,9 @@ impl Daemon {
             manifest_warnings: Said::default(),
             plan_warnings: Said::default(),
             validity: Validity::default(),
+            notifier,
+            conditions: Conditions::default(),
+            posted: None,
         })
     }
 
@@ -127,6 +139,7 @@ impl Daemon {
                 () = cancelled(lost.as_ref()) => {
                     let why = self.engine.step_down().await;
                     self.leadership.lost(why, &self.metrics);
+                    self.notifier.events(vec![event::leader(false)]);
                     self.schedule.stand_by(Instant::now());
                 }
                 () = signals.manifests.notified() => self.schedule.manifests_changed(Instant::now()),
@@ -153,6 +166,7 @@ impl Daemon {
                 let now = Instant::now();
                 match attempt {
                     Attempt::Leading => {
+                        self.notifier.events(vec![event::leader(true)]);
                         // The previous leader may have left anything behind: reconcile in full.
                         self.reconciled = None;
                         self.settled = None;
@@ -275,6 +289,7 @@ impl Daemon {
 
     pub async fn stop(self) {
         self.engine.close().await;
+        self.notifier.close(NOTIFY_DRAIN).await;
         tracing::info!("stopped");
     }
 }

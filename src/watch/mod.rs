@@ -40,6 +40,7 @@ pub use schedule::Timing;
 
 use crate::engine::{Engine, Hooks};
 use crate::metrics::Metrics;
+use crate::notifications::Notifier;
 use crate::settings::{Config, Output};
 
 /// Everything `watch` was asked to do, resolved.
@@ -54,6 +55,8 @@ pub struct WatchConfig {
     /// Stand by when another replica holds the ledger, instead of stopping.
     pub standby: bool,
     pub output: Output,
+    /// Where events and commit statuses go.
+    pub notify: crate::notifications::NotifyConfig,
 }
 
 /// How the daemon ended.
@@ -94,7 +97,8 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
             calls: Some(metrics.clone()),
         };
         let engine = Engine::open(config.run.clone(), hooks).await?;
-        let mut daemon = Daemon::start(engine, &config, metrics, health).await?;
+        let notifier = Notifier::start(config.notify.clone(), metrics.clone());
+        let mut daemon = Daemon::start(engine, &config, metrics, health, notifier).await?;
         daemon.run(&shutdown.graceful).await;
         daemon.stop().await;
         anyhow::Ok(())

@@ -50,6 +50,7 @@ async fn after_a_fatal_answer_the_daemon_calls_only_as_often_as_its_pauses_allow
         refresh_every: Some(Duration::from_secs(1)),
         standby: false,
         output: Default::default(),
+        notify: Default::default(),
     };
     let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::default()));
     let hooks = Hooks {
@@ -58,7 +59,8 @@ async fn after_a_fatal_answer_the_daemon_calls_only_as_often_as_its_pauses_allow
     };
     let mut engine = Engine::with_api(config.run.clone(), Arc::new(api.clone()), hooks);
     engine.lead_inline("watch").unwrap();
-    let mut daemon = Daemon::start(engine, &config, metrics, health.clone())
+    let notifier = crate::notifications::Notifier::none(metrics.clone());
+    let mut daemon = Daemon::start(engine, &config, metrics, health.clone(), notifier)
         .await
         .unwrap();
     let stop = CancellationToken::new();

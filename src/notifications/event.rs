@@ -1,0 +1,484 @@
+//! What is worth telling people, derived from the same values the logs, metrics and exit codes
+//! come from: a run's [`Summary`] (and why it stopped), the manifests' validity, the lead.
+//!
+//! Everything here is pure. Messages keep untrusted values (account ids, subscriber ids, error
+//! text, revisions) apart from subsync's own words ([`Part`]), so that each target escapes
+//! exactly those for its format.
+
+use serde::Serialize;
+
+use crate::apply::Summary;
+pub use crate::report::thousands;
+
+/// The events a sink can ask for, by the names the configuration uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A revision reconciled with changes.
+    Applied,
+    /// Subscribers found added or removed outside subsync.
+    Drift,
+    /// An account is full: desired subscribers were left out.
+    LimitReached,
+    /// Subscribers could not be added or removed.
+    Failed,
+    /// A run stopped: credentials, the service, the ledger.
+    Fatal,
+    /// Runs succeed again after a fatal stop.
+    Recovered,
+    /// The manifests were refused.
+    Invalid,
+    /// The manifests are valid again.
+    Valid,
+    LeaderGained,
+    LeaderLost,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::Applied,
+        Kind::Drift,
+        Kind::LimitReached,
+        Kind::Failed,
+        Kind::Fatal,
+        Kind::Recovered,
+        Kind::Invalid,
+        Kind::Valid,
+        Kind::LeaderGained,
+        Kind::LeaderLost,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Applied => "applied",
+            Kind::Drift => "drift",
+            Kind::LimitReached => "limit_reached",
+            Kind::Failed => "failed",
+            Kind::Fatal => "fatal",
+            Kind::Recovered => "recovered",
+            Kind::Invalid => "invalid",
+            Kind::Valid => "valid",
+            Kind::LeaderGained => "leader_gained",
+            Kind::LeaderLost => "leader_lost",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// A condition holds across runs (an account stays full); it is told when it appears,
+    /// not at every resync.
+    pub fn is_condition(self) -> bool {
+        matches!(
+            self,
+            Kind::LimitReached | Kind::Failed | Kind::Fatal | Kind::Invalid
+        )
+    }
+}
+
+/// A piece of a message: subsync's own words, or a value from outside that each target
+/// escapes (and cuts) for its format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Plain(String),
+    Value(String),
+}
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: Kind,
+    pub revision: Option<String>,
+    /// The official account it is about, if one.
+    pub account: Option<String>,
+    pub message: Vec<Part>,
+}
+
+impl Event {
+    pub fn new(kind: Kind, revision: Option<&str>, account: Option<&str>) -> Event {
+        Event {
+            kind,
+            revision: revision.map(str::to_owned),
+            account: account.map(str::to_owned),
+            message: Vec::new(),
+        }
+    }
+
+    fn plain(mut self, text: impl Into<String>) -> Event {
+        self.message.push(Part::Plain(text.into()));
+        self
+    }
+
+    fn value(mut self, text: impl Into<String>) -> Event {
+        self.message.push(Part::Value(text.into()));
+        self
+    }
+
+    /// What identifies the condition it reports: the same key on the next run means the same
+    /// condition still holds.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}",
+            self.kind.name(),
+            self.account.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// The commit status of a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Success,
+    Failure,
+}
+
+/// A commit status to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub revision: String,
+    pub state: State,
+    pub description: Vec<Part>,
+}
+
+/// The events one run gives: per account drift, a limit reached, failures; then, for the
+/// run, `applied` when it changed anything and `fatal` when it stopped.
+pub fn of_run(summary: &Summary) -> Vec<Event> {
+    let rev = summary.revision.as_deref();
+    let mut events = Vec::new();
+    for a in &summary.accounts {
+        let account = a.official_account.as_str();
+        let (mut drift_in, mut drift_out) = (a.already_subscribed, 0);
+        if let Some(read) = summary.refresh.as_ref().and_then(|r| {
+            r.read
+                .iter()
+                .find(|r| r.official_account == a.official_account)
+        }) {
+            drift_in += read.counts.added;
+            drift_out += read.counts.removed;
+        }
+        if drift_in + drift_out > 0 {
+            events.push(
+                Event::new(Kind::Drift, rev, Some(account))
+                    .value(account)
+                    .plain(format!(
+                        ": {} subscribed and {} unsubscribed outside subsync",
+                        thousands(drift_in),
+                        thousands(drift_out)
+                    )),
+            );
+        }
+        if a.not_added_limit > 0 {
+            let full = a
+                .max_subscribers
+                .map(|m| format!(" at {} subscribers", thousands(m)))
+                .unwrap_or_default();
+            let accepted = if a.accept_shortfall {
+                " (the manifest accepts the shortfall)"
+            } else {
+                ""
+            };
+            events.push(
+                Event::new(Kind::LimitReached, rev, Some(account))
+                    .value(account)
+                    .plain(format!(
+                        " is full{full}: {} not added{accepted}",
+                        count(a.not_added_limit as usize, "desired subscriber")
+                    )),
+            );
+        }
+        let (failed, remove_failed) = (a.failed.len() as u64, a.remove_failed.len() as u64);
+        if failed + remove_failed > 0 {
+            let first = a.failed.first().or(a.remove_failed.first());
+            let mut e = Event::new(Kind::Failed, rev, Some(account))
+                .value(account)
+                .plain(format!(
+                    ": {} could not be added and {} not removed",
+                    count(failed as usize, "subscriber"),
+                    thousands(remove_failed)
+                ));
+            if let Some(f) = first {
+                e = e
+                    .plain("; the first, ")
+                    .value(f.subscriber.as_str())
+                    .plain(format!(", code {}", f.code));
+            }
+            events.push(e);
+        }
+    }
+    let t = &summary.totals;
+    if t.added + t.removed > 0 {
+        let mut e = Event::new(Kind::Applied, rev, None);
+        e = match rev {
+            Some(r) => e.plain("revision ").value(short(r)).plain(" applied: "),
+            None => e.plain("applied: "),
+        };
+        events.push(e.plain(format!(
+            "{} added, {} removed",
+            thousands(t.added),
+            thousands(t.removed)
+        )));
+    }
+    if summary.result == crate::apply::RunResult::Failed {
+        let why = summary.error.as_deref().unwrap_or("a fatal error");
+        events.push(
+            Event::new(Kind::Fatal, rev, None)
+                .plain("the reconcile stopped: ")
+                .value(why),
+        );
+    }
+    events
+}
+
+/// The event for a run that could not start (the ledger refused it).
+pub fn not_started(revision: Option<&str>, why: &str) -> Event {
+    Event::new(Kind::Fatal, revision, None)
+        .plain("the reconcile could not start: ")
+        .value(why)
+}
+
+pub fn recovered(revision: Option<&str>) -> Event {
+    Event::new(Kind::Recovered, revision, None).plain("reconciles succeed again")
+}
+
+pub fn invalid(problems: usize, first: &str) -> Event {
+    Event::new(Kind::Invalid, None, None)
+        .plain(format!(
+            "the manifests are invalid ({}; the last valid set stays in force); the first: ",
+            count(problems, "problem")
+        ))
+        .value(first)
+}
+
+/// `1 problem`, `1,344 problems`.
+pub fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{} {noun}s", thousands(n as u64)),
+    }
+}
+
+pub fn valid(revision: Option<&str>) -> Event {
+    Event::new(Kind::Valid, revision, None).plain("the manifests are valid again")
+}
+
+pub fn leader(gained: bool) -> Event {
+    if gained {
+        Event::new(Kind::LeaderGained, None, None)
+            .plain("this replica holds the ledger's lock and reconciles")
+    } else {
+        Event::new(Kind::LeaderLost, None, None)
+            .plain("this replica lost the ledger's lock and stands by")
+    }
+}
+
+/// The commit status a run ends with: failure when subscribers failed, a limit left some
+/// out (and the manifest does not accept that) or the run stopped.
+pub fn status_of(summary: &Summary, revision: &str) -> Status {
+    let t = &summary.totals;
+    let mut parts = vec![Part::Plain(format!(
+        "{} added, {} removed",
+        thousands(t.added),
+        thousands(t.removed)
+    ))];
+    let mut failure = summary.result == crate::apply::RunResult::Failed;
+    if t.failed + t.remove_failed > 0 {
+        failure = true;
+        parts.push(Part::Plain(format!(
+            ", {} failed",
+            thousands(t.failed + t.remove_failed)
+        )));
+    }
+    for a in summary.accounts.iter().filter(|a| a.not_added_limit > 0) {
+        failure |= !a.accept_shortfall;
+        parts.push(Part::Plain(format!(
+            ", {} over the limit of ",
+            thousands(a.not_added_limit)
+        )));
+        parts.push(Part::Value(a.official_account.clone()));
+    }
+    if summary.result == crate::apply::RunResult::Failed {
+        parts.push(Part::Plain("; stopped: ".into()));
+        parts.push(Part::Value(
+            summary
+                .error
+                .clone()
+                .unwrap_or_else(|| "a fatal error".into()),
+        ));
+    }
+    Status {
+        revision: revision.to_owned(),
+        state: if failure {
+            State::Failure
+        } else {
+            State::Success
+        },
+        description: parts,
+    }
+}
+
+pub fn pending(revision: &str) -> Status {
+    Status {
+        revision: revision.to_owned(),
+        state: State::Pending,
+        description: vec![Part::Plain("reconciling".into())],
+    }
+}
+
+fn short(revision: &str) -> &str {
+    let hex = revision.len() >= 12 && revision.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex { &revision[..12] } else { revision }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{AccountStatus, AccountSummary, FailedSubscriber, RunResult, Totals};
+
+    fn account(id: &str) -> AccountSummary {
+        AccountSummary {
+            official_account: id.into(),
+            name: Some("n".into()),
+            status: AccountStatus::Ok,
+            planned_add: 0,
+            added: 0,
+            already_subscribed: 0,
+            recovered: 0,
+            failed: vec![],
+            not_added_limit: 0,
+            max_subscribers: None,
+            planned_remove: 0,
+            removed: 0,
+            remove_failed: vec![],
+            remove_skipped: 0,
+            accept_shortfall: false,
+        }
+    }
+
+    fn summary(accounts: Vec<AccountSummary>, result: RunResult) -> Summary {
+        let mut totals = Totals::default();
+        for a in &accounts {
+            totals.added += a.added;
+            totals.removed += a.removed;
+            totals.failed += a.failed.len() as u64;
+            totals.not_added_limit += a.not_added_limit;
+        }
+        Summary {
+            format_version: "1".into(),
+            result,
+            interrupted: false,
+            duration_ms: 0,
+            requests: 0,
+            retries: 0,
+            rate_limited: 0,
+            revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            trigger: crate::apply::Trigger::Apply,
+            refresh: None,
+            error: None,
+            accounts,
+            totals,
+        }
+    }
+
+    fn text(e: &Event) -> String {
+        e.message
+            .iter()
+            .map(|p| match p {
+                Part::Plain(s) | Part::Value(s) => s.as_str(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_that_changed_nothing_tells_nothing() {
+        assert!(of_run(&summary(vec![account("@TOA#_a")], RunResult::Converged)).is_empty());
+    }
+
+    #[test]
+    fn a_full_account_and_a_failure_are_told_per_account_and_the_adds_once() {
+        let mut vip = account("@TOA#_vip");
+        vip.added = 1344;
+        vip.not_added_limit = 10;
+        vip.max_subscribers = Some(1354);
+        let mut news = account("@TOA#_news");
+        news.failed = vec![FailedSubscriber {
+            subscriber: "u3".into(),
+            code: 130010,
+        }];
+        news.already_subscribed = 2;
+        let s = summary(vec![vip, news], RunResult::Partial);
+        let events = of_run(&s);
+        let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.account.clone())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Kind::LimitReached, Some("@TOA#_vip".into())),
+                (Kind::Drift, Some("@TOA#_news".into())),
+                (Kind::Failed, Some("@TOA#_news".into())),
+                (Kind::Applied, None),
+            ]
+        );
+        assert_eq!(
+            text(&events[0]),
+            "@TOA#_vip is full at 1,354 subscribers: 10 desired subscribers not added"
+        );
+        assert_eq!(
+            text(&events[2]),
+            "@TOA#_news: 1 subscriber could not be added and 0 not removed; the first, u3, code 130010"
+        );
+        assert_eq!(
+            text(&events[3]),
+            "revision 0123456789ab applied: 1,344 added, 0 removed"
+        );
+        let status = status_of(&s, "0123");
+        assert_eq!(status.state, State::Failure);
+        let description: String = status
+            .description
+            .iter()
+            .map(|p| match p {
+                Part::Plain(s) | Part::Value(s) => s.as_str(),
+            })
+            .collect();
+        assert_eq!(
+            description,
+            "1,344 added, 0 removed, 1 failed, 10 over the limit of @TOA#_vip"
+        );
+    }
+
+    #[test]
+    fn an_accepted_shortfall_is_told_but_the_commit_succeeds() {
+        let mut vip = account("@TOA#_vip");
+        vip.not_added_limit = 10;
+        vip.accept_shortfall = true;
+        let s = summary(vec![vip], RunResult::Converged);
+        assert_eq!(of_run(&s)[0].kind, Kind::LimitReached);
+        assert_eq!(status_of(&s, "r").state, State::Success);
+    }
+
+    #[test]
+    fn a_stopped_run_is_fatal_and_fails_its_commit() {
+        let mut s = summary(vec![], RunResult::Failed);
+        s.error = Some("credentials refused (70009)".into());
+        let events = of_run(&s);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, Kind::Fatal);
+        assert_eq!(status_of(&s, "r").state, State::Failure);
+    }
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn event_names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert_eq!(Kind::parse("Applied"), None);
+    }
+}

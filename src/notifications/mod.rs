@@ -1,0 +1,453 @@
+//! Notifications: events and commit statuses sent to webhooks, chat and git hosts
+//! (`--notify-config`), from `watch` and from `apply`.
+//!
+//! What is told is derived in [`event`] from the same summary the logs and exit codes come
+//! from; [`render`] turns it into each target's request; [`Notifier`] delivers.
+//!
+//! Invariants: a sink never slows reconciliation. Each sink has its own bounded queue and task;
+//! handing it an event never waits (a full queue drops the event and counts it), and a slow or
+//! silent target is timed out, retried with backoff and then given up, counted in
+//! `subsync_notifications_total{sink,result}`. No storm: a condition (an account full,
+//! subscribers failing, a fatal stop) is told when it appears and again only after it went
+//! ([`Conditions`]), and any one event about one account is sent at most
+//! [`FLAP_MAX`] times in [`FLAP_WINDOW`] ([`Gate`]). Secrets never reach a log line: request
+//! errors are logged without their URL.
+
+pub mod config;
+pub mod event;
+pub mod render;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{ConfigError, NotifyConfig, SinkConfig, load};
+pub use event::{Event, Kind, State, Status};
+
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+
+/// Events waiting per sink before new ones are dropped.
+pub const QUEUE: usize = 256;
+/// One request's whole time.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries per notification, the first included.
+pub const ATTEMPTS: u32 = 4;
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+/// A flapping event is sent at most this many times in [`FLAP_WINDOW`].
+pub const FLAP_MAX: usize = 4;
+pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// What one notification came to, as the metric labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Given up after its tries, or refused by the target.
+    Failed,
+    /// Not queued: the queue was full, or the daemon stopped first.
+    Dropped,
+    /// Held back by the flap limit.
+    Suppressed,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+            Outcome::Dropped => "dropped",
+            Outcome::Suppressed => "suppressed",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Message {
+    Event(Event),
+    Status(Status),
+}
+
+struct Sink {
+    config: Arc<SinkConfig>,
+    queue: mpsc::Sender<Message>,
+}
+
+/// Delivers to the configured sinks; does nothing without any.
+pub struct Notifier {
+    sinks: Vec<Sink>,
+    gate: Mutex<Gate>,
+    metrics: Arc<Metrics>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Notifier {
+    /// No sinks: every call is a no-op.
+    pub fn none(metrics: Arc<Metrics>) -> Notifier {
+        Notifier::start(NotifyConfig::default(), metrics)
+    }
+
+    /// Starts one delivery task per sink. Needs a tokio runtime.
+    pub fn start(config: NotifyConfig, metrics: Arc<Metrics>) -> Notifier {
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let mut sinks = Vec::with_capacity(config.sinks.len());
+        for sink in config.sinks {
+            let sink = Arc::new(sink);
+            metrics.notifications_declared(&sink.name);
+            let (queue, rx) = mpsc::channel(QUEUE);
+            match http_client(&sink) {
+                Ok(http) => {
+                    tasks.spawn(deliver_all(
+                        sink.clone(),
+                        http,
+                        rx,
+                        metrics.clone(),
+                        stop.clone(),
+                    ));
+                    sinks.push(Sink {
+                        config: sink,
+                        queue,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(sink = %sink.name, error = %e, "cannot set up the sink; it gets nothing")
+                }
+            }
+        }
+        tasks.close();
+        Notifier {
+            sinks,
+            gate: Mutex::new(Gate::default()),
+            metrics,
+            tasks,
+            stop,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    /// Queues `events` for the sinks that want them; never waits.
+    pub fn events(&self, events: Vec<Event>) {
+        for e in events {
+            let admitted = self
+                .gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(&e.key(), Instant::now());
+            for sink in self
+                .sinks
+                .iter()
+                .filter(|s| s.config.wants(e.kind, e.account.as_deref()))
+            {
+                if !admitted {
+                    self.metrics
+                        .notification(&sink.config.name, Outcome::Suppressed.name());
+                    continue;
+                }
+                self.enqueue(sink, Message::Event(e.clone()));
+            }
+        }
+    }
+
+    /// Queues a commit status for the sinks that post them; never waits.
+    pub fn status(&self, status: Status) {
+        for sink in self.sinks.iter().filter(|s| s.config.takes_statuses()) {
+            self.enqueue(sink, Message::Status(status.clone()));
+        }
+    }
+
+    /// What one run tells: `events` (after any filtering) and its commit's final status.
+    pub fn run_ended(&self, events: Vec<Event>, summary: &crate::apply::Summary) {
+        self.events(events);
+        if let Some(r) = &summary.revision {
+            self.status(event::status_of(summary, r));
+        }
+    }
+
+    /// A run that could not start: fatal, and a failed commit status.
+    pub fn not_started(&self, revision: Option<&str>, why: &str) {
+        self.events(vec![event::not_started(revision, why)]);
+        if let Some(r) = revision {
+            self.status(Status {
+                revision: r.to_owned(),
+                state: State::Failure,
+                description: vec![
+                    event::Part::Plain("could not start: ".into()),
+                    event::Part::Value(why.to_owned()),
+                ],
+            });
+        }
+    }
+
+    /// Manifests refused before a run: `invalid`, and a failed commit status.
+    pub fn manifests_invalid(&self, revision: Option<&str>, problems: usize, first: &str) {
+        let mut e = event::invalid(problems, first);
+        e.revision = revision.map(str::to_owned);
+        self.events(vec![e]);
+        if let Some(r) = revision {
+            self.status(Status {
+                revision: r.to_owned(),
+                state: State::Failure,
+                description: vec![
+                    event::Part::Plain(format!(
+                        "the manifests are invalid ({problems} problems): "
+                    )),
+                    event::Part::Value(first.to_owned()),
+                ],
+            });
+        }
+    }
+
+    fn enqueue(&self, sink: &Sink, message: Message) {
+        if sink.queue.try_send(message).is_err() {
+            tracing::warn!(sink = %sink.config.name, "the sink's queue is full; a notification was dropped");
+            self.metrics
+                .notification(&sink.config.name, Outcome::Dropped.name());
+        }
+    }
+
+    /// Lets the queues drain for at most `deadline`, then drops what is left (counted).
+    pub async fn close(self, deadline: Duration) {
+        drop(self.sinks);
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            self.stop.cancel();
+            self.tasks.wait().await;
+        }
+    }
+}
+
+fn http_client(sink: &SinkConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(TIMEOUT)
+        // A redirect would carry the signature or the token to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("subsync/", env!("CARGO_PKG_VERSION")));
+    if config::is_loopback(sink.target.base()) {
+        builder = builder.no_proxy();
+    }
+    builder.build().map_err(|e| e.without_url().to_string())
+}
+
+/// One sink's task: sends what is queued, one at a time, until the queue closes or `stop`;
+/// what is left then is counted as dropped.
+async fn deliver_all(
+    sink: Arc<SinkConfig>,
+    http: reqwest::Client,
+    mut rx: mpsc::Receiver<Message>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let outcome = tokio::select! {
+            () = stop.cancelled() => Outcome::Dropped,
+            o = deliver(&sink, &http, &message) => o,
+        };
+        metrics.notification(&sink.name, outcome.name());
+        if outcome == Outcome::Dropped {
+            break;
+        }
+    }
+    rx.close();
+    while rx.recv().await.is_some() {
+        metrics.notification(&sink.name, Outcome::Dropped.name());
+    }
+}
+
+/// Sends one message with retries: a network fault, a timeout, 429 and 5xx are tried again;
+/// any other refusal is final.
+async fn deliver(sink: &SinkConfig, http: &reqwest::Client, message: &Message) -> Outcome {
+    let what = match message {
+        Message::Event(e) => e.kind.name(),
+        Message::Status(_) => "status",
+    };
+    for attempt in 0..ATTEMPTS {
+        // Rendered per try: the signature's timestamp must be fresh.
+        let request = match message {
+            Message::Event(e) => render::event(&sink.target, e, crate::clock::unix_now()),
+            Message::Status(s) => render::status(&sink.target, s),
+        };
+        let Some(request) = request else {
+            return Outcome::Sent;
+        };
+        let mut call = http.post(request.url);
+        for (name, value) in request.headers {
+            call = call.header(name, value);
+        }
+        let problem = match call.body(request.body).send().await {
+            Ok(answer) if answer.status().is_success() => return Outcome::Sent,
+            Ok(answer) => {
+                let code = answer.status();
+                if !(code.is_server_error() || code.as_u16() == 429) {
+                    tracing::warn!(sink = %sink.name, event = what, status = code.as_u16(), "the sink refused a notification; it is dropped");
+                    return Outcome::Failed;
+                }
+                format!("HTTP {}", code.as_u16())
+            }
+            // Without the URL: a Slack or WeCom URL is a secret.
+            Err(e) => e.without_url().to_string(),
+        };
+        if attempt + 1 == ATTEMPTS {
+            tracing::warn!(sink = %sink.name, event = what, problem = %crate::quote::clean(&problem, 200), tries = ATTEMPTS, "cannot deliver a notification; it is dropped");
+            break;
+        }
+        tracing::debug!(sink = %sink.name, event = what, problem = %crate::quote::clean(&problem, 200), "a notification will be tried again");
+        tokio::time::sleep(RETRY.jittered(attempt, rand::random())).await;
+    }
+    Outcome::Failed
+}
+
+/// The flap limit: each key (an event about an account) passes at most [`FLAP_MAX`] times in
+/// any [`FLAP_WINDOW`].
+#[derive(Debug, Default)]
+pub struct Gate {
+    sent: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Gate {
+    pub fn admit(&mut self, key: &str, now: Instant) -> bool {
+        let times = self.sent.entry(key.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FLAP_WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() >= FLAP_MAX {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
+/// Which conditions the last run reported, so that the next tells only what is new, and that
+/// runs work again after a fatal stop.
+#[derive(Debug, Default)]
+pub struct Conditions {
+    held: BTreeSet<String>,
+}
+
+impl Conditions {
+    /// The events of one run worth telling: conditions that did not hold after the last run,
+    /// every other event, and `recovered` when the last run was fatal and this one is not.
+    pub fn after_run(&mut self, events: Vec<Event>, revision: Option<&str>) -> Vec<Event> {
+        let now: BTreeSet<String> = events
+            .iter()
+            .filter(|e| e.kind.is_condition())
+            .map(Event::key)
+            .collect();
+        let was_fatal = self.held.iter().any(|k| k.starts_with("fatal|"));
+        let is_fatal = now.iter().any(|k| k.starts_with("fatal|"));
+        let mut told: Vec<Event> = events
+            .into_iter()
+            .filter(|e| !e.kind.is_condition() || !self.held.contains(&e.key()))
+            .collect();
+        if was_fatal && !is_fatal {
+            told.push(event::recovered(revision));
+        }
+        self.held = now;
+        told
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(kind: Kind, account: Option<&str>) -> Event {
+        Event::new(kind, None, account)
+    }
+
+    fn kinds(events: &[Event]) -> Vec<Kind> {
+        events.iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn a_condition_is_told_when_it_appears_and_again_only_after_it_went() {
+        let mut c = Conditions::default();
+        let full = || e(Kind::LimitReached, Some("@TOA#_vip"));
+        assert_eq!(
+            kinds(&c.after_run(vec![full()], None)),
+            [Kind::LimitReached]
+        );
+        assert!(c.after_run(vec![full()], None).is_empty());
+        assert!(c.after_run(vec![], None).is_empty());
+        assert_eq!(
+            kinds(&c.after_run(vec![full()], None)),
+            [Kind::LimitReached]
+        );
+    }
+
+    #[test]
+    fn the_same_condition_on_another_account_is_news() {
+        let mut c = Conditions::default();
+        c.after_run(vec![e(Kind::Failed, Some("a"))], None);
+        let told = c.after_run(
+            vec![e(Kind::Failed, Some("a")), e(Kind::Failed, Some("b"))],
+            None,
+        );
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].account.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn drift_and_applied_are_told_every_time_they_happen() {
+        let mut c = Conditions::default();
+        for _ in 0..3 {
+            let told = c.after_run(
+                vec![e(Kind::Drift, Some("a")), e(Kind::Applied, None)],
+                None,
+            );
+            assert_eq!(kinds(&told), [Kind::Drift, Kind::Applied]);
+        }
+    }
+
+    #[test]
+    fn a_run_after_a_fatal_one_is_told_as_recovered_once() {
+        let mut c = Conditions::default();
+        assert_eq!(
+            kinds(&c.after_run(vec![e(Kind::Fatal, None)], None)),
+            [Kind::Fatal]
+        );
+        assert!(c.after_run(vec![e(Kind::Fatal, None)], None).is_empty());
+        assert_eq!(kinds(&c.after_run(vec![], Some("r"))), [Kind::Recovered]);
+        assert!(c.after_run(vec![], None).is_empty());
+    }
+
+    #[test]
+    fn a_flapping_event_passes_four_times_an_hour() {
+        let mut gate = Gate::default();
+        let start = Instant::now();
+        let passed = (0..10)
+            .filter(|i| gate.admit("drift|a", start + Duration::from_secs(60 * i)))
+            .count();
+        assert_eq!(passed, FLAP_MAX);
+        assert!(
+            gate.admit("drift|b", start),
+            "another account has its own budget"
+        );
+        assert!(
+            gate.admit("drift|a", start + FLAP_WINDOW),
+            "the first has left the window"
+        );
+    }
+}

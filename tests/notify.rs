@@ -1,0 +1,400 @@
+//! Notifications as a team receives them: `apply` and `watch` against the emulator, with
+//! local receivers standing in for a webhook, Slack, WeCom, GitHub and GitLab.
+
+mod common;
+
+use std::path::Path;
+
+use common::daemon::{start, wait_for};
+use common::{Remote, Workspace, ids, stdout};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subsync::emulator::FollowLimitMode;
+use subsync::testing::{Received, Receiver};
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+/// A UserID that is valid and hostile to every chat format.
+const HOSTILE: &str = "<!channel>*x*_&`y`";
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `X-Subsync-Signature` checked as a receiver would: HMAC-SHA256 over `t.body`, and a
+/// timestamp no older than five minutes.
+fn signature_is_valid(r: &Received, secret: &str) -> bool {
+    let Some(sig) = r.header("x-subsync-signature") else {
+        return false;
+    };
+    let Some((t, v1)) = sig
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+    else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let fresh = t.parse::<u64>().is_ok_and(|t| now.abs_diff(t) < 300);
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(&r.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fresh && expected == v1
+}
+
+fn events(r: &Receiver) -> Vec<String> {
+    r.received()
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
+    // HOSTILE may follow one account only: its add to the second fails with Result 0.
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .account("@TOA#_b", 1000, &[])
+        .follow_limit(1, FollowLimitMode::Item)
+        .start()
+        .await;
+    let (hook, slack, wecom) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let ws = Workspace::new();
+    let mut a = ids("a", 2);
+    a.push(HOSTILE.into());
+    ws.manifest("a", "@TOA#_a", &a);
+    ws.manifest("b", "@TOA#_b", &[HOSTILE.to_owned()]);
+    write(&ws.path().join("hook.key"), "webhook-secret\n");
+    write(
+        &ws.path().join("slack.url"),
+        &format!("{}/services/T/B/x\n", slack.url()),
+    );
+    write(
+        &ws.path().join("wecom.url"),
+        &format!("{}/cgi-bin/webhook/send?key=x\n", wecom.url()),
+    );
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!(
+            "sinks:\n\
+             - {{name: hook, type: webhook, url: '{}/hook', secretFile: hook.key}}\n\
+             - {{name: chat, type: slack, urlFile: slack.url, events: [failed]}}\n\
+             - {{name: robot, type: wecom, urlFile: wecom.url, events: [failed]}}\n",
+            hook.url()
+        ),
+    );
+    let out = ws.run(
+        Some(&emulator.url()),
+        &[
+            "apply",
+            "manifests",
+            "--revision",
+            SHA,
+            "--notify-config",
+            "notify.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+
+    // The webhook: each event once, signed, with the event in a header and the JSON.
+    let got = hook.received();
+    assert_eq!(events(&hook), ["failed", "applied"], "{got:?}");
+    for r in &got {
+        assert!(signature_is_valid(r, "webhook-secret"), "{r:?}");
+        assert_eq!(r.header("x-subsync-event"), r.json()["event"].as_str());
+        assert_eq!(r.json()["revision"], SHA);
+        assert!(!r.json()["text"].as_str().unwrap().contains('\n'));
+    }
+    let failed = got[0].json();
+    assert_eq!(failed["account"], "@TOA#_b");
+    assert!(
+        failed["text"].as_str().unwrap().contains(HOSTILE),
+        "{failed}"
+    );
+    assert_eq!(
+        got[1].json()["text"],
+        "revision 0123456789ab applied: 3 added, 0 removed"
+    );
+
+    // Slack: the hostile id in a code span, its mention and markup escaped.
+    let slack_text = slack.received()[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(slack.received().len(), 1);
+    assert!(
+        slack_text.contains("`&lt;!channel&gt;*x*_&amp;'y'`"),
+        "{slack_text}"
+    );
+    assert!(!slack_text.contains("<!channel>"), "{slack_text}");
+
+    // WeCom: markdown, the id in a code span.
+    let robot = wecom.received();
+    assert_eq!(robot.len(), 1);
+    assert_eq!(robot[0].json()["msgtype"], "markdown");
+    let content = robot[0].json()["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(content.contains("`<!channel>*x*_&'y'`"), "{content}");
+    // Nothing secret went into what anyone can read.
+    assert!(!stdout(&out).contains("webhook-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_gets_pending_then_success_on_github_and_gitlab() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let (github, gitlab) = (Receiver::start().await, Receiver::start().await);
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    write(&ws.path().join("gh.token"), "ghp_example\n");
+    write(&ws.path().join("gl.token"), "glpat_example\n");
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!(
+            "sinks:\n\
+             - {{name: commits, type: github, repository: example/manifests, apiUrl: '{}/api/v3', tokenFile: gh.token, targetUrl: 'https://grafana.example.com/d/subsync'}}\n\
+             - {{name: mr, type: gitlab, project: group/manifests, apiUrl: '{}', tokenFile: gl.token}}\n",
+            github.url(),
+            gitlab.url()
+        ),
+    );
+    let out = ws.run(
+        Some(&emulator.url()),
+        &[
+            "apply",
+            "manifests",
+            "--revision",
+            SHA,
+            "--notify-config",
+            "notify.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    let statuses = github.received();
+    let states: Vec<_> = statuses.iter().map(|r| r.json()["state"].clone()).collect();
+    assert_eq!(states, ["pending", "success"]);
+    for r in &statuses {
+        assert_eq!(
+            r.path,
+            format!("/api/v3/repos/example/manifests/statuses/{SHA}")
+        );
+        assert_eq!(r.header("authorization"), Some("Bearer ghp_example"));
+        assert_eq!(r.json()["context"], "subsync");
+        assert_eq!(
+            r.json()["target_url"],
+            "https://grafana.example.com/d/subsync"
+        );
+    }
+    assert_eq!(statuses[1].json()["description"], "3 added, 0 removed");
+
+    let statuses = gitlab.received();
+    let states: Vec<_> = statuses.iter().map(|r| r.json()["state"].clone()).collect();
+    assert_eq!(states, ["pending", "success"]);
+    assert_eq!(
+        statuses[0].path,
+        format!("/api/v4/projects/group%2Fmanifests/statuses/{SHA}")
+    );
+    assert_eq!(statuses[0].header("private-token"), Some("glpat_example"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_account_is_told_once_across_resyncs_while_a_hanging_sink_delays_nothing() {
+    let emulator = Remote::default().account("@TOA#_vip", 3, &[]).start().await;
+    let (hook, hanging) = (Receiver::start().await, Receiver::hanging().await);
+    let ws = Workspace::new();
+    ws.manifest("vip", "@TOA#_vip", &ids("v", 5));
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!(
+            "sinks:\n\
+             - {{name: hook, type: webhook, url: '{}/hook'}}\n\
+             - {{name: stuck, type: github, repository: o/n, apiUrl: '{}', tokenFile: t}}\n",
+            hook.url(),
+            hanging.url()
+        ),
+    );
+    write(&ws.path().join("t"), "token\n");
+    let daemon = start(
+        &ws,
+        &emulator,
+        &ws.manifests(),
+        &[
+            "--resync",
+            "1s",
+            "--revision",
+            SHA,
+            "--notify-config",
+            "notify.yaml",
+        ],
+    );
+    let reconciles = || {
+        daemon
+            .metrics()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("subsync_reconcile_total"))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    // The status API never answers the first status: reconciles go on regardless.
+    wait_for("the hanging sink's first request", || {
+        !hanging.received().is_empty()
+    })
+    .await;
+    wait_for("the limit to be told", || {
+        events(&hook).contains(&"limit_reached".to_owned())
+    })
+    .await;
+    let told_at = reconciles();
+    wait_for("three resyncs after it was told", || {
+        reconciles() >= told_at + 3.0
+    })
+    .await;
+    assert_eq!(
+        events(&hook),
+        ["limit_reached", "applied"],
+        "the full account is one condition, told once"
+    );
+    // Only the first status reached the hanging API (again, if its timeout passed): the
+    // final one waits its turn in that sink's queue, and nothing waited for the sink.
+    assert!(
+        hanging
+            .received()
+            .iter()
+            .all(|r| r.json()["state"] == "pending"),
+        "{:?}",
+        hanging.received()
+    );
+    assert_eq!(
+        daemon.get("/readyz").0,
+        200,
+        "a stuck sink is not the daemon's trouble"
+    );
+    let log = daemon.log();
+    assert!(!log.contains("token\n") && !log.contains("Bearer"), "{log}");
+    let sent = daemon.metric("subsync_notifications_total{sink=\"hook\",result=\"sent\"}");
+    assert_eq!(sent, Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_changing_the_exit() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let (failing, refusing) = (
+        Receiver::answering(503).await,
+        Receiver::answering(404).await,
+    );
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!(
+            "sinks:\n\
+             - {{name: failing, type: webhook, url: '{}/hook', events: [applied]}}\n\
+             - {{name: refusing, type: webhook, url: '{}/hook', events: [applied]}}\n",
+            failing.url(),
+            refusing.url()
+        ),
+    );
+    let out = ws.run(
+        Some(&emulator.url()),
+        &["apply", "manifests", "--notify-config", "notify.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(
+        events(&failing),
+        ["applied"; 4],
+        "503 is tried again, 4 times in all"
+    );
+    assert_eq!(events(&refusing), ["applied"], "404 is final");
+    let err = common::stderr(&out);
+    assert!(err.contains("cannot deliver a notification"), "{err}");
+    assert!(err.contains("the sink refused a notification"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exits() {
+    let (hook, github) = (Receiver::start().await, Receiver::start().await);
+    let ws = Workspace::new();
+    write(
+        &ws.manifests().join("a.yaml"),
+        "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata: {name: a}\nspec:\n  officialAccount: '@TOA#_a'\n  subscribers: ['']\n",
+    );
+    write(&ws.path().join("t"), "token\n");
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!(
+            "sinks:\n\
+             - {{name: hook, type: webhook, url: '{}/hook'}}\n\
+             - {{name: commits, type: github, repository: o/n, apiUrl: '{}', tokenFile: t}}\n",
+            hook.url(),
+            github.url()
+        ),
+    );
+    let out = ws.run(
+        Some("http://127.0.0.1:9"),
+        &[
+            "apply",
+            "manifests",
+            "--revision",
+            SHA,
+            "--notify-config",
+            "notify.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(events(&hook), ["invalid"]);
+    let text = hook.received()[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.starts_with("the manifests are invalid (1 problem;"),
+        "{text}"
+    );
+    assert!(text.contains("a.yaml"), "{text}");
+    let statuses = github.received();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].json()["state"], "failure");
+}
+
+#[test]
+fn a_bad_notify_config_is_refused_at_start_with_its_line_and_nothing_is_sent() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    write(
+        &ws.path().join("notify.yaml"),
+        "sinks:\n- name: hook\n  type: webhook\n  url: http://hooks.example.com/x\n",
+    );
+    // No emulator runs: a run that got past the check would fail on the endpoint instead.
+    let out = ws.run(
+        Some("http://127.0.0.1:9"),
+        &["apply", "manifests", "--notify-config", "notify.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("notify.yaml:2: sink hook: url \"http://hooks.example.com/x\" must be https"),
+        "{err}"
+    );
+    assert!(!ws.state().join("ledger.db").exists(), "nothing recorded");
+}
