@@ -441,38 +441,15 @@ pub(super) fn is_loopback(url: &url::Url) -> bool {
 mod tests {
     use super::*;
 
-    fn dir_with(files: &[(&str, &str)]) -> tempfile_dir::Dir {
-        let dir = tempfile_dir::Dir::new();
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
         dir
     }
 
-    mod tempfile_dir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                let path = std::env::temp_dir().join(format!(
-                    "subsync-notify-{}-{}",
-                    std::process::id(),
-                    rand::random::<u64>()
-                ));
-                std::fs::create_dir_all(&path).unwrap();
-                Dir(path)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-
-    fn parse_in(dir: &tempfile_dir::Dir, text: &str) -> Result<NotifyConfig, String> {
+    fn parse_in(dir: &tempfile::TempDir, text: &str) -> Result<NotifyConfig, String> {
         parse(text, &dir.path().join("notify.yaml")).map_err(|e| e.to_string())
     }
 
