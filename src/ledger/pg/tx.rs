@@ -135,16 +135,8 @@ impl Tx for PgTx<'_, '_> {
                 .await
                 .map_err(|_| Fault::Silent(deadline))??;
             futures_util::pin_mut!(rows);
-            // The deadline is for the server's silence, not the whole answer: each row resets it.
-            // Rows already received are taken without a timer; only a wait arms one.
             loop {
-                let next = match futures_util::FutureExt::now_or_never(rows.next()) {
-                    Some(next) => next,
-                    None => tokio::time::timeout(deadline, rows.next())
-                        .await
-                        .map_err(|_| Fault::Silent(deadline))?,
-                };
-                match next {
+                match next_within(&mut rows, deadline).await? {
                     None => return Ok(()),
                     Some(Err(e)) => return Err(Fault::Db(e)),
                     Some(Ok(row)) => each(&PgRow(&row)).map_err(Fault::Caller)?,
@@ -223,16 +215,32 @@ impl Tx for PgTx<'_, '_> {
         // planner has no statistics yet and would sort the account's rows instead (on disk,
         // for a large one); reading transactions change nothing, so sorting is ruled out in
         // them.
-        let tx = self.tx;
+        let (tx, deadline) = (self.tx, self.deadline);
         self.wait(async { Ok(tx.batch_execute("SET LOCAL enable_sort = off").await?) })?;
-        self.query(
-            crate::ledger::sql::CONFIRMED_OF,
-            &[Param::Int(account)],
-            &mut |r| {
-                each(r.text(0)?);
-                Ok(())
-            },
-        )
+        // COPY sends the rows as lines of text in large chunks: no message, no row object and
+        // no per-row decode, on the server's side or ours. The account id is a number: it
+        // cannot change the statement.
+        let sql = format!(
+            "COPY ({}) TO STDOUT",
+            crate::ledger::sql::CONFIRMED_OF.replace("$1", &account.to_string())
+        );
+        let streamed = self.rt.block_on(async {
+            let chunks = tokio::time::timeout(deadline, tx.copy_out(sql.as_str()))
+                .await
+                .map_err(|_| Fault::Silent(deadline))??;
+            futures_util::pin_mut!(chunks);
+            let mut lines = CopyLines::default();
+            while let Some(chunk) = next_within(&mut chunks, deadline).await? {
+                lines
+                    .feed(&chunk.map_err(Fault::Db)?, &mut *each)
+                    .map_err(Fault::Caller)?;
+            }
+            lines.finish().map_err(Fault::Caller)
+        });
+        streamed.map_err(|fault| match fault {
+            Fault::Caller(e) => e,
+            fault => self.keep(fault),
+        })
     }
 
     fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
@@ -281,5 +289,162 @@ impl Tx for PgTx<'_, '_> {
             &[&account, &subs, &at, &runs, &already, &observed, &managed],
         )
         .map(drop)
+    }
+}
+
+/// The next item of `stream`, waiting at most `deadline` for it: the deadline is for the
+/// server's silence, not the whole answer. Items already received are taken without a timer;
+/// only a wait arms one.
+async fn next_within<S: futures_util::Stream + Unpin>(
+    stream: &mut S,
+    deadline: Duration,
+) -> Result<Option<S::Item>, Fault> {
+    match futures_util::FutureExt::now_or_never(stream.next()) {
+        Some(next) => Ok(next),
+        None => tokio::time::timeout(deadline, stream.next())
+            .await
+            .map_err(|_| Fault::Silent(deadline)),
+    }
+}
+
+/// The one-column rows of `COPY ... TO STDOUT` (text format), from chunks that may end
+/// anywhere in a line.
+#[derive(Default)]
+struct CopyLines {
+    partial: Vec<u8>,
+}
+
+impl CopyLines {
+    fn feed(&mut self, chunk: &[u8], each: &mut dyn FnMut(String)) -> Result<(), LedgerError> {
+        let mut start = 0;
+        for end in chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| (*b == b'\n').then_some(i))
+        {
+            let piece = &chunk[start..end];
+            let value = if self.partial.is_empty() {
+                copy_text(piece)?
+            } else {
+                self.partial.extend_from_slice(piece);
+                let value = copy_text(&self.partial)?;
+                self.partial.clear();
+                value
+            };
+            each(value);
+            start = end + 1;
+        }
+        self.partial.extend_from_slice(&chunk[start..]);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), LedgerError> {
+        if self.partial.is_empty() {
+            Ok(())
+        } else {
+            Err(unreadable("a COPY row without its end"))
+        }
+    }
+}
+
+fn unreadable(what: &str) -> LedgerError {
+    LedgerError::Database {
+        at: String::new(),
+        detail: format!("the server sent {what}"),
+    }
+}
+
+/// One field of COPY's text format: backslash escapes undone (`\\`, `\t`, `\n`, octal and
+/// hex bytes, and any other escaped character as itself).
+fn copy_text(field: &[u8]) -> Result<String, LedgerError> {
+    if !field.contains(&b'\\') {
+        return String::from_utf8(field.to_vec())
+            .map_err(|_| unreadable("a subscriber that is not UTF-8"));
+    }
+    let mut out = Vec::with_capacity(field.len());
+    let mut bytes = field.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some(e) = bytes.next() else {
+            return Err(unreadable("a field ending in a lone backslash"));
+        };
+        let digit = |b: Option<&u8>, radix: u32| b.and_then(|b| (*b as char).to_digit(radix));
+        out.push(match e {
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'v' => 0x0b,
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match digit(bytes.peek(), 8) {
+                        Some(d) => {
+                            v = v * 8 + d;
+                            bytes.next();
+                        }
+                        None => break,
+                    }
+                }
+                (v & 0xff) as u8
+            }
+            b'x' if digit(bytes.peek(), 16).is_some() => {
+                let mut v = 0;
+                for _ in 0..2 {
+                    match digit(bytes.peek(), 16) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            bytes.next();
+                        }
+                        None => break,
+                    }
+                }
+                v as u8
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(out).map_err(|_| unreadable("a subscriber that is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(chunks: &[&[u8]]) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut lines = CopyLines::default();
+        for c in chunks {
+            lines.feed(c, &mut |s| got.push(s)).unwrap();
+        }
+        lines.finish().unwrap();
+        got
+    }
+
+    #[test]
+    fn copy_rows_split_anywhere_come_out_whole() {
+        let all: &[u8] = b"alice\nbob\ncarol\n";
+        let whole = lines(&[all]);
+        assert_eq!(whole, ["alice", "bob", "carol"]);
+        for cut in 0..all.len() {
+            assert_eq!(lines(&[&all[..cut], &all[cut..]]), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn copy_escapes_are_undone() {
+        assert_eq!(copy_text(br"a\\b\tc\x41\101\q").unwrap(), "a\\b\tcAAq");
+        assert!(copy_text(b"tail\\").is_err());
+    }
+
+    #[test]
+    fn a_row_without_its_end_is_an_error() {
+        let mut l = CopyLines::default();
+        l.feed(b"alice\nbo", &mut |_| {}).unwrap();
+        assert!(l.finish().is_err());
     }
 }
