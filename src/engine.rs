@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{
     Job, Observer, Reconciled, Reconciler, Refresh, RefreshSummary, RunError, Stop,
 };
-use crate::ledger::{AccountSummary, LedgerError, Location, Reader, Run, Snapshot, Writer};
+use crate::ledger::{AccountSummary, LedgerError, Location, Reader, Run, Writer};
 use crate::manifest::ManifestSet;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::settings::{Config, Remote, Service, SettingsError};
@@ -197,8 +197,9 @@ impl Engine {
         self.reconciler()?.refresh(manifests, purpose, cancel).await
     }
 
-    /// The ledger as the writer sees it.
-    pub async fn snapshot(&self) -> Result<Snapshot, LedgerError> {
+    /// The ledger as the writer sees it (tests).
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn snapshot(&self) -> Result<crate::ledger::Snapshot, LedgerError> {
         self.reconciler()?.writer().snapshot().await
     }
 

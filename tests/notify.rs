@@ -51,6 +51,14 @@ fn signature_is_valid(r: &Received, secret: &str) -> bool {
     fresh && expected == v1
 }
 
+/// `subsync apply manifests EXTRA --notify-config notify.yaml` in `ws`, against `endpoint`.
+fn apply_notifying(ws: &Workspace, endpoint: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["apply", "manifests"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--notify-config", "notify.yaml"]);
+    ws.run(Some(endpoint), &args)
+}
+
 fn events(r: &Receiver) -> Vec<String> {
     r.received()
         .iter()
@@ -96,17 +104,7 @@ async fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
             hook.url()
         ),
     );
-    let out = ws.run(
-        Some(&emulator.url()),
-        &[
-            "apply",
-            "manifests",
-            "--revision",
-            SHA,
-            "--notify-config",
-            "notify.yaml",
-        ],
-    );
+    let out = apply_notifying(&ws, &emulator.url(), &["--revision", SHA]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
 
     // The webhook: each event once, signed, with the event in a header and the JSON.
@@ -175,17 +173,7 @@ async fn a_commit_gets_pending_then_success_on_github_and_gitlab() {
             gitlab.url()
         ),
     );
-    let out = ws.run(
-        Some(&emulator.url()),
-        &[
-            "apply",
-            "manifests",
-            "--revision",
-            SHA,
-            "--notify-config",
-            "notify.yaml",
-        ],
-    );
+    let out = apply_notifying(&ws, &emulator.url(), &["--revision", SHA]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
     let statuses = github.received();
@@ -315,10 +303,7 @@ async fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_chan
             refusing.url()
         ),
     );
-    let out = ws.run(
-        Some(&emulator.url()),
-        &["apply", "manifests", "--notify-config", "notify.yaml"],
-    );
+    let out = apply_notifying(&ws, &emulator.url(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     assert_eq!(
         events(&failing),
@@ -350,17 +335,7 @@ async fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exit
             github.url()
         ),
     );
-    let out = ws.run(
-        Some("http://127.0.0.1:9"),
-        &[
-            "apply",
-            "manifests",
-            "--revision",
-            SHA,
-            "--notify-config",
-            "notify.yaml",
-        ],
-    );
+    let out = apply_notifying(&ws, "http://127.0.0.1:9", &["--revision", SHA]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(events(&hook), ["invalid"]);
     let text = hook.received()[0].json()["text"]
@@ -386,10 +361,7 @@ fn a_bad_notify_config_is_refused_at_start_with_its_line_and_nothing_is_sent() {
         "sinks:\n- name: hook\n  type: webhook\n  url: http://hooks.example.com/x\n",
     );
     // No emulator runs: a run that got past the check would fail on the endpoint instead.
-    let out = ws.run(
-        Some("http://127.0.0.1:9"),
-        &["apply", "manifests", "--notify-config", "notify.yaml"],
-    );
+    let out = apply_notifying(&ws, "http://127.0.0.1:9", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = common::stderr(&out);
     assert!(

@@ -86,6 +86,8 @@ impl Reader {
         }
     }
 
+    /// The whole ledger in memory (tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn snapshot(&mut self) -> Result<Snapshot, LedgerError> {
         self.read(read::snapshot)
     }
@@ -173,6 +175,8 @@ impl Ledger {
         out.ok_or_else(|| located(&shown, "a write returned nothing"))
     }
 
+    /// The whole ledger in memory (tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn snapshot(&mut self) -> Result<Snapshot, LedgerError> {
         self.read(read::snapshot)
     }

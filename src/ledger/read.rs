@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::backend::{
     AccountDump, ConfirmedRow, DriftRow, FailedRow, IntentRow, Meta, Param, Row, RunRow, Tx,
 };
-use super::{AccountFacts, AccountState, AccountSummary, LedgerError, Op, Run, Snapshot, sql};
+use super::{AccountFacts, AccountSummary, LedgerError, Op, Run, Snapshot, sql};
 
 /// Lineage, serial and creation time.
 pub fn identity(tx: &mut dyn Tx) -> Result<(String, u64, i64), LedgerError> {
@@ -89,14 +89,16 @@ pub(super) fn strings(
     Ok(out)
 }
 
-fn account_state(tx: &mut dyn Tx, row: &AccountRow) -> Result<AccountState, LedgerError> {
-    Ok(AccountState {
+#[cfg(any(test, feature = "testing"))]
+fn account_state(tx: &mut dyn Tx, row: &AccountRow) -> Result<super::AccountState, LedgerError> {
+    Ok(super::AccountState {
         confirmed: strings(tx, sql::CONFIRMED_OF, &[Param::Int(row.id)])?,
         view: super::source::view_of(tx, row.id, row.facts.clone(), row.refreshed_at)?,
     })
 }
 
-/// The whole ledger, every account's subscribers in memory (see [`Snapshot`]).
+/// The whole ledger, every account's subscribers in memory (see [`Snapshot`]): tests only.
+#[cfg(any(test, feature = "testing"))]
 pub fn snapshot(tx: &mut dyn Tx) -> Result<Snapshot, LedgerError> {
     let (lineage, serial, _) = identity(tx)?;
     let mut accounts_by_name = BTreeMap::new();

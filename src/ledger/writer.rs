@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    AccountSource, AccountSummary, Ledger, LedgerError, Location, Record, Refreshed, Snapshot,
-};
+use super::{AccountSource, AccountSummary, Ledger, LedgerError, Location, Record, Refreshed};
 
 /// The ledger could not record an outcome; the run must stop.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,7 +37,6 @@ impl RecordError {
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Job {
-    Snapshot(Reply<Snapshot>),
     /// A read of its own (it answers itself).
     Read(Box<dyn FnOnce(&mut Guarded) + Send>),
     Accounts(Reply<Vec<AccountSummary>>),
@@ -232,8 +229,16 @@ impl Writer {
         answer.await.map_err(|_| self.stopped())?
     }
 
-    pub async fn snapshot(&self) -> Result<Snapshot, LedgerError> {
-        self.ask(Job::Snapshot).await
+    /// The whole ledger in memory, as the writer sees it: for tests only, since nothing in
+    /// the tool may hold every account's subscribers at once.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn snapshot(&self) -> Result<super::Snapshot, LedgerError> {
+        self.ask(|reply| {
+            Job::Read(Box::new(move |ledger: &mut Guarded| {
+                let _ = reply.send(ledger.call(|l| l.snapshot()));
+            }))
+        })
+        .await
     }
 
     /// Runs `f` on the writer's thread over one read transaction: planning reads the ledger
@@ -439,9 +444,6 @@ impl Service {
     ) {
         let ledger = &mut self.ledger;
         match job {
-            Job::Snapshot(reply) => {
-                let _ = reply.send(ledger.call(|l| l.snapshot()));
-            }
             Job::Read(read) => read(ledger),
             Job::Accounts(reply) => {
                 let _ = reply.send(ledger.call(|l| l.summaries().map(|(_, rows)| rows)));
