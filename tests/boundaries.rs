@@ -8,9 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::standin::{Mute, Reply, StandIn};
 use common::{Workspace, ids};
 use serde_json::{Value, json};
-use subsync::testing::{Mute, Reply, StandIn, run_measured};
+use subsync::testing::run_measured;
 
 /// Most memory a run against a hostile answer may take (the process, not the answer).
 const MEMORY_BOUND_MIB: f64 = 64.0;
@@ -357,8 +358,18 @@ async fn a_postgresql_that_accepts_and_never_speaks_bounds_every_command() {
         "postgres://u:pw@127.0.0.1:{}/db?sslmode=disable&connect_timeout=2",
         mute.port
     );
-    for args in [vec!["status"], vec!["plan", "manifests"]] {
-        let mut cmd = ws.command(None, &args);
+    // apply must give up on the ledger before it calls anyone.
+    let standin = StandIn::start(|command, body| match command {
+        "get_official_account_info" => info(body, 1000),
+        _ => done(body),
+    })
+    .await;
+    for args in [
+        vec!["status"],
+        vec!["plan", "manifests"],
+        vec!["apply", "manifests"],
+    ] {
+        let mut cmd = ws.command(Some(standin.url()), &args);
         cmd.env("SUBSYNC_STATE", &url);
         let out = run_measured(&mut cmd).unwrap();
         let err = out.stderr();
@@ -372,6 +383,8 @@ async fn a_postgresql_that_accepts_and_never_speaks_bounds_every_command() {
             out.elapsed
         );
     }
+    assert_eq!(standin.calls("get_official_account_info"), 0);
+    assert_eq!(standin.calls("add_subscriber"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -554,4 +567,70 @@ async fn a_daemon_waits_for_a_silent_postgresql_unready_and_alive() {
         "it waits, it does not exit"
     );
     assert!(!daemon.log().contains("pw@"));
+}
+
+/// Lowers the open-file limit of process `pid` to the descriptors it already holds, so that its
+/// next open fails with EMFILE; returns the limit to put back.
+fn exhaust_descriptors(pid: u32) -> libc::rlimit {
+    let held: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|n| !held.contains(n)).unwrap();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    set_descriptor_limit(pid, None, Some(&mut old));
+    let low = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: old.rlim_max,
+    };
+    set_descriptor_limit(pid, Some(&low), None);
+    old
+}
+
+fn set_descriptor_limit(pid: u32, new: Option<&libc::rlimit>, old: Option<&mut libc::rlimit>) {
+    let new = new.map_or(std::ptr::null(), |n| n as *const libc::rlimit);
+    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut libc::rlimit);
+    // SAFETY: both pointers are null or point at live rlimit values for the whole call.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, new, old) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_out_of_file_descriptors_never_calls_its_manifests_invalid() {
+    let emulator = common::Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    let daemon = common::daemon::start(&ws, &emulator, &ws.manifests(), &[]);
+    common::daemon::wait_for("the first reconcile", || {
+        common::remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    })
+    .await;
+
+    let limit = exhaust_descriptors(daemon.pid());
+    ws.manifest("a", "@TOA#_a", &ids("a", 5));
+    common::daemon::wait_for("the read to fail on this machine", || {
+        daemon
+            .log()
+            .contains("cannot read the manifests on this machine now")
+    })
+    .await;
+    set_descriptor_limit(daemon.pid(), Some(&limit), None);
+
+    let log = daemon.log();
+    assert!(!log.contains("the manifests are invalid"), "{log}");
+    assert_eq!(has_control(&log), None);
+    let (status, body) = daemon.get("/readyz");
+    assert_eq!(status, 200, "the manifests were never the problem: {body}");
+    // Nothing accepted is lost: the change is read again by itself once descriptors are back.
+    common::daemon::wait_for("the change to arrive", || {
+        common::remote_subscribers(&emulator, "@TOA#_a").len() == 5
+    })
+    .await;
+    assert_eq!(daemon.metric("subsync_manifests_valid"), Some(1.0));
 }

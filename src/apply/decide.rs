@@ -9,12 +9,8 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::ledger::Op;
 use crate::tencent::api::{SubscriberResult, result};
-use crate::tencent::codes::{ACCOUNT_FULL, Gone};
+use crate::tencent::codes::{self, ACCOUNT_FULL, Gone};
 use crate::tencent::{ApiError, ErrorClass};
-
-/// Codes that a single bad member causes for the whole batch: the batch is split in halves
-/// until the members responsible are isolated.
-pub const MEMBER_CAUSED: [i64; 3] = [6017, 20001, 130010];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -142,7 +138,7 @@ pub fn on_error(
         ErrorClass::AccountFull if members > 1 => Decision::Split,
         ErrorClass::AccountFull => Decision::AccountFull,
         ErrorClass::FollowLimit | ErrorClass::InvalidRequest
-            if MEMBER_CAUSED.contains(&code) && members > 1 =>
+            if codes::member_caused(code) && members > 1 =>
         {
             Decision::Split
         }
@@ -436,7 +432,13 @@ mod tests {
 
     #[test]
     fn member_caused_codes_split_until_one_member_is_left() {
-        for code in MEMBER_CAUSED {
+        let by_member: Vec<i64> = codes::TABLE
+            .iter()
+            .filter(|c| c.member_caused)
+            .map(|c| c.code)
+            .collect();
+        assert_eq!(by_member, [6017, 20001, 130010]);
+        for code in by_member {
             assert_eq!(
                 decide(Op::Add, &members(2), &service(code), 0, true, &P, 0.0),
                 Decision::Split,

@@ -74,10 +74,18 @@ fn walk(
     if !seen_dirs.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())) {
         return;
     }
-    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+    let listed = std::fs::read_dir(dir).and_then(|rd| {
+        rd.map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<PathBuf>>>()
+    });
+    // An entry that cannot be listed is a problem, never a file quietly left out: a manifest
+    // missing from the set would look like one deleted in the pull request.
+    let mut entries = match listed {
+        Ok(entries) => entries,
         Err(e) => {
-            problems.push(Diagnostic::file(dir, format!("cannot list directory: {e}")));
+            problems.push(
+                Diagnostic::file(dir, format!("cannot list directory: {e}")).caused_by(Some(&e)),
+            );
             return;
         }
     };
@@ -93,7 +101,8 @@ fn walk(
         let meta = match std::fs::metadata(&path) {
             Ok(meta) => meta,
             Err(e) if is_yaml(&path) => {
-                problems.push(Diagnostic::file(&path, format!("cannot read: {e}")));
+                problems
+                    .push(Diagnostic::file(&path, format!("cannot read: {e}")).caused_by(Some(&e)));
                 continue;
             }
             Err(_) => continue,

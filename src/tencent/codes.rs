@@ -83,6 +83,9 @@ pub struct CodeInfo {
     pub meaning: &'static str,
     /// What the operator should check or do; empty when there is nothing to do.
     pub hint: &'static str,
+    /// One bad member of a batch can cause it for the whole batch: the batch is split in
+    /// halves until the members responsible are isolated.
+    pub member_caused: bool,
 }
 
 use ErrorClass::*;
@@ -93,6 +96,15 @@ const fn row(code: i64, class: ErrorClass, meaning: &'static str, hint: &'static
         class,
         meaning,
         hint,
+        member_caused: false,
+    }
+}
+
+/// `info`, marked as a code that one member can cause for a whole batch.
+const fn by_member(info: CodeInfo) -> CodeInfo {
+    CodeInfo {
+        member_caused: true,
+        ..info
     }
 }
 
@@ -101,14 +113,14 @@ const CREDENTIALS: &str =
 
 /// The documented codes (fact sheet: official-account commands and the REST public range).
 pub const TABLE: &[CodeInfo] = &[
-    row(
+    by_member(row(
         6017,
         InvalidRequest,
         "invalid request parameter",
         "one member of the batch may be malformed",
-    ),
+    )),
     row(10004, Retryable, "internal server error", ""),
-    row(20001, InvalidRequest, "invalid request packet", ""),
+    by_member(row(20001, InvalidRequest, "invalid request packet", "")),
     row(20005, Retryable, "internal server error", ""),
     row(
         130002,
@@ -140,12 +152,12 @@ pub const TABLE: &[CodeInfo] = &[
         "official account user ID already in use",
         "",
     ),
-    row(
+    by_member(row(
         130010,
         FollowLimit,
         "the subscriber already follows the maximum number of official accounts",
         "",
-    ),
+    )),
     row(
         131000,
         Fatal,
@@ -280,6 +292,11 @@ pub fn describe(code: i64) -> Option<&'static CodeInfo> {
 /// The class of `code`.
 pub fn classify(code: i64) -> ErrorClass {
     describe(code).map_or(Unknown, |info| info.class)
+}
+
+/// Whether one member of a batch can cause `code` for the whole batch.
+pub fn member_caused(code: i64) -> bool {
+    describe(code).is_some_and(|info| info.member_caused)
 }
 
 #[cfg(test)]

@@ -7,19 +7,19 @@
 //! - [`FakeApi`]: the official-account API in-process, on the emulator's own rules, answering
 //!   at once (or after a latency measured on tokio's clock), so that the core runs under paused
 //!   time; a script may answer any call differently.
-//! - [`StandIn`]: a service that misbehaves on purpose, on a loopback port; [`Mute`]: a port
-//!   that accepts connections and never speaks.
 //! - [`Receiver`]: a notification target on a loopback port that keeps every request.
 //! - [`run_measured`]: a process's wall time and its own peak memory.
+//! - [`read_request`], [`respond`]: HTTP/1.1 on a raw stream, for the test servers (this
+//!   receiver, and the misbehaving stand-in service in `tests/common/standin.rs`).
 
 mod database;
 mod fake;
 mod measure;
 mod receiver;
-mod standin;
+mod wire;
 
 pub use database::{POSTGRES_URL_VAR, TestDatabase};
 pub use fake::{FakeApi, Request};
 pub use measure::{Measured, run_measured};
 pub use receiver::{Received, Receiver};
-pub use standin::{Mute, Reply, StandIn};
+pub use wire::{read_request, respond};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::standin::{read_request, respond};
+use super::wire::{read_request, respond};
 
 /// One request as it arrived.
 #[derive(Debug, Clone)]

@@ -68,9 +68,7 @@ impl Daemon {
                     problem = first.unwrap_or_default(),
                     "cannot read the manifests on this machine now; the last valid set stays in force"
                 );
-                if matches!(trigger, Trigger::Change | Trigger::Start) {
-                    return Ended::Done;
-                }
+                return Ended::Unread;
             }
             Ok(Err(invalid)) => {
                 let n = invalid.problems.len();
@@ -104,7 +102,7 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the manifests");
-                return Ended::Done;
+                return Ended::Unread;
             }
         }
         self.reconcile_current(trigger, started, stop).await

@@ -10,6 +10,10 @@
 //! refresh waits for it too, so that no path retries sooner than the log said. The one
 //! exception is a change to the manifests or the key file (a fix, typically), which may retry
 //! sooner, once per stretch of failures. A run that does not stop fatally ends the stretch.
+//!
+//! Manifests that this machine could not read (out of file descriptors, say: nothing to do
+//! with the files) are read again after a short pause, growing while it lasts, by the same
+//! kind of cycle, so that a change seen during the shortage is never dropped.
 
 use std::time::Duration;
 
@@ -20,6 +24,9 @@ use crate::backoff::Backoff;
 
 /// The pauses after consecutive fatal stops.
 pub const FATAL_BACKOFF: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
+
+/// The pauses between attempts to read manifests that this machine could not read.
+pub const UNREAD_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// The daemon's timing, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +59,8 @@ pub enum Ended {
     Fatal,
     /// The lock was lost: this replica stands by now.
     LostLead,
+    /// The manifests could not be read for a reason of this machine's: read them again soon.
+    Unread,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +70,10 @@ pub struct Schedule {
     change_at: Option<Instant>,
     /// What the next change-driven cycle is called (`start` for the first).
     change_trigger: Trigger,
+    /// What the cycle last due was called (a cycle that could not read is done again as such).
+    last_trigger: Trigger,
+    /// Consecutive cycles that could not read the manifests.
+    unread: u32,
     reload_key: bool,
     next_resync: Option<Instant>,
     /// When the first live list falls due for a refresh, as the ledger says.
@@ -83,6 +96,8 @@ impl Schedule {
             timing,
             change_at: Some(now),
             change_trigger: Trigger::Start,
+            last_trigger: Trigger::Start,
+            unread: 0,
             reload_key: false,
             next_resync: timing.resync.map(|r| now + r),
             next_refresh: None,
@@ -146,8 +161,9 @@ impl Schedule {
             if self.retry_at.is_some_and(|r| now < r) {
                 self.early_retry_used = true;
             }
+            self.last_trigger = std::mem::replace(&mut self.change_trigger, Trigger::Change);
             return Some(Action::Cycle {
-                trigger: std::mem::replace(&mut self.change_trigger, Trigger::Change),
+                trigger: self.last_trigger,
                 reload_key: std::mem::take(&mut self.reload_key),
             });
         }
@@ -158,6 +174,7 @@ impl Schedule {
             None if overdue(self.next_resync) || overdue(self.next_refresh) => Trigger::Resync,
             None => return None,
         };
+        self.last_trigger = trigger;
         Some(Action::Cycle {
             trigger,
             // A retry reads the key again: the fix may have been a new key.
@@ -165,11 +182,28 @@ impl Schedule {
         })
     }
 
-    /// The cycle due earlier ended at `now`; returns the pause before the next attempt after
-    /// a fatal stop.
+    /// The cycle due earlier ended at `now`; returns the pause before the next attempt when
+    /// the cycle ended in one (a fatal stop, manifests that could not be read).
     pub fn finished(&mut self, now: Instant, ended: Ended) -> Option<Duration> {
         self.next_resync = self.timing.resync.map(|r| now + r);
+        if ended != Ended::Unread {
+            self.unread = 0;
+        }
         match ended {
+            Ended::Unread => {
+                let pause = UNREAD_BACKOFF.after(self.unread);
+                self.unread = self.unread.saturating_add(1);
+                let at = now + pause;
+                match self.retry_at {
+                    // A retry that could not read stays the retry, a little later.
+                    Some(_) if self.last_trigger == Trigger::Retry => self.retry_at = Some(at),
+                    _ => {
+                        self.change_at = Some(self.change_at.map_or(at, |c| c.min(at)));
+                        self.change_trigger = self.last_trigger;
+                    }
+                }
+                Some(pause)
+            }
             Ended::Done => {
                 self.retry_at = None;
                 self.failures = 0;
@@ -389,6 +423,54 @@ mod tests {
         // Reached again (another replica holds it): back to the usual period.
         s.stand_by(now);
         assert_eq!(s.next_wake(), Some(now + secs(5)));
+    }
+
+    #[test]
+    fn manifests_this_machine_could_not_read_are_read_again_by_the_same_kind_of_cycle() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        let mut unread = 3;
+        let cycles = drive(&mut s, t0, t0 + secs(700), |_| {
+            if unread > 0 {
+                unread -= 1;
+                Ended::Unread
+            } else {
+                Ended::Done
+            }
+        });
+        // The start is read again after 1, 2 and 4 s, still as the start; then the resync.
+        assert_eq!(
+            cycles,
+            [
+                (secs(0), Trigger::Start),
+                (secs(1), Trigger::Start),
+                (secs(3), Trigger::Start),
+                (secs(7), Trigger::Start),
+                (secs(607), Trigger::Resync)
+            ]
+        );
+        // A resync that could not read is read again soon as a resync, and the pauses start
+        // over once a read succeeded.
+        assert_eq!(s.due(t0 + secs(1207)), cycle(Trigger::Resync));
+        assert_eq!(s.finished(t0 + secs(1207), Ended::Unread), Some(secs(1)));
+        assert_eq!(s.next_wake(), Some(t0 + secs(1208)));
+        assert_eq!(s.due(t0 + secs(1208)), cycle(Trigger::Resync));
+    }
+
+    #[test]
+    fn a_retry_that_could_not_read_stays_a_retry_and_never_comes_sooner() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        assert!(s.due(t0).is_some());
+        assert_eq!(s.finished(t0, Ended::Fatal), Some(secs(30)));
+        assert_eq!(s.next_wake(), Some(t0 + secs(30)));
+        assert_eq!(s.due(t0 + secs(30)), cycle(Trigger::Retry));
+        assert_eq!(s.finished(t0 + secs(30), Ended::Unread), Some(secs(1)));
+        assert_eq!(s.next_wake(), Some(t0 + secs(31)));
+        assert_eq!(s.due(t0 + Duration::from_millis(30_500)), None);
+        assert_eq!(s.due(t0 + secs(31)), cycle(Trigger::Retry));
+        // Still the same stretch of failures: the next fatal stop pauses longer.
+        assert_eq!(s.finished(t0 + secs(31), Ended::Fatal), Some(secs(60)));
     }
 
     #[test]

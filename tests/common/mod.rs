@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod standin;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -106,16 +106,16 @@ fn replicas_starting_together_get_exactly_one_writer_and_one_schema() {
         return;
     };
     let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let tried = std::sync::Arc::new(std::sync::Barrier::new(6));
     let threads: Vec<_> = (0..6)
         .map(|_| {
-            let (location, start) = (db.location(), start.clone());
+            let (location, start, tried) = (db.location(), start.clone(), tried.clone());
             std::thread::spawn(move || {
                 start.wait();
-                Ledger::open(location, "watch").map(|ledger| {
-                    // Hold it until every other replica has tried.
-                    std::thread::sleep(Duration::from_millis(500));
-                    drop(ledger);
-                })
+                let opened = Ledger::open(location, "watch");
+                // The one that got it holds it until every other replica has tried.
+                tried.wait();
+                opened.map(drop)
             })
         })
         .collect::<Vec<_>>()
