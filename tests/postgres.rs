@@ -2,7 +2,7 @@
 //! that uses the ledger, the lock's refusal, two `watch --standby` replicas taking over from
 //! each other (after SIGKILL, after `pg_terminate_backend`), a server restart under the leader,
 //! and bad settings. Each test is skipped, saying so, without `SUBSYNC_TEST_POSTGRES_URL`
-//! (`.ci/run` starts a server and sets it).
+//! (`.ci/run` starts a server and sets it), and fails instead when `CI` is set.
 
 mod common;
 
@@ -248,14 +248,14 @@ async fn a_leader_whose_session_is_terminated_stops_and_the_work_still_completes
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_restart_under_the_leader_is_ridden_out() {
-    let restart = std::env::var("SUBSYNC_TEST_POSTGRES_RESTART").ok();
-    let server = std::env::var("SUBSYNC_TEST_POSTGRES_RESTART_URL").ok();
-    let (Some(restart), Some(server)) = (restart, server) else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped a_server_restart_under_the_leader_is_ridden_out: set SUBSYNC_TEST_POSTGRES_RESTART and _RESTART_URL (.ci/run does)"
-        );
+    let Some([restart, server]) = subsync::testing::configured(
+        "a_server_restart_under_the_leader_is_ridden_out",
+        &[
+            "SUBSYNC_TEST_POSTGRES_RESTART",
+            "SUBSYNC_TEST_POSTGRES_RESTART_URL",
+        ],
+    )
+    .and_then(|v| <[String; 2]>::try_from(v).ok()) else {
         return;
     };
     let db = TestDatabase::create(&server).unwrap();

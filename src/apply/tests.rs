@@ -390,6 +390,40 @@ async fn the_probe_asks_fifty_accounts_a_call_at_the_pace_and_fails_a_missing_ac
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_probe_chunk_that_faults_is_asked_again_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = RemoteState::default();
+    let accounts: Vec<String> = (0..120).map(|i| format!("@TOA#_a{i:03}")).collect();
+    for id in &accounts {
+        state.seed_account(id, 1000, &[], 0);
+    }
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let api = FakeApi::new(state, Rules::default()).scripted(move |r| {
+        if r.command != Command::GetOfficialAccountInfo {
+            return None;
+        }
+        let mut seen = seen.lock().unwrap();
+        seen.push(r.account.clone());
+        // The second chunk's first attempt meets a passing fault.
+        (r.account == "@TOA#_a050" && seen.iter().filter(|a| *a == &r.account).count() == 1)
+            .then(|| service(Command::GetOfficialAccountInfo, 10004))
+    });
+    let engine = engine(dir.path(), &api, 20);
+    let sets = accounts.iter().map(|a| set(a, ids("u", 1))).collect();
+    let run = apply(&engine, &manifests(sets)).await;
+    assert_eq!(run.ending(), Ending::Converged);
+    let mut asked = asked.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["@TOA#_a000", "@TOA#_a050", "@TOA#_a050", "@TOA#_a100"],
+        "only the chunk that faulted is asked again"
+    );
+    assert!(tightest(&api.calls(Command::GetOfficialAccountInfo)) >= Duration::from_millis(50));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refresh_of_many_accounts_never_reads_faster_than_the_pace() {
     let dir = tempfile::tempdir().unwrap();
     let mut state = RemoteState::default();

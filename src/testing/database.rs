@@ -5,6 +5,31 @@ use crate::ledger::Location;
 /// The environment variable naming the test server's admin URL.
 pub const POSTGRES_URL_VAR: &str = "SUBSYNC_TEST_POSTGRES_URL";
 
+/// The values of `vars`, which a PostgreSQL test needs, or `None` after saying on stderr (past
+/// the test harness's capture) that `test` is skipped. Under CI (`CI` set) a missing one is a
+/// failure, not a skip: CI must run these tests.
+pub fn configured(test: &str, vars: &[&str]) -> Option<Vec<String>> {
+    let values: Vec<Option<String>> = vars
+        .iter()
+        .map(|v| std::env::var(v).ok().filter(|value| !value.is_empty()))
+        .collect();
+    if values.iter().all(Option::is_some) {
+        return Some(values.into_iter().flatten().collect());
+    }
+    let names = vars.join(" and ");
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
+        panic!(
+            "{test}: CI is set but not {names}; start a server with .ci/postgres (.ci/run does)"
+        );
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: no PostgreSQL; set {names} (see .ci/postgres)"
+    );
+    None
+}
+
 /// A database created for one test and dropped (sessions and all) when this is dropped.
 pub struct TestDatabase {
     admin: String,
@@ -18,20 +43,7 @@ impl TestDatabase {
     /// (past the test harness's capture) that `test` is skipped. Under CI (`CI` set) a missing
     /// server is a failure, not a skip: CI must run these tests.
     pub fn server(test: &str) -> Option<String> {
-        match std::env::var(POSTGRES_URL_VAR) {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty()) => panic!(
-                "{test}: CI is set but {POSTGRES_URL_VAR} is not; start a server with .ci/postgres (.ci/run does)"
-            ),
-            _ => {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped {test}: no PostgreSQL; set {POSTGRES_URL_VAR} (see .ci/postgres)"
-                );
-                None
-            }
-        }
+        configured(test, &[POSTGRES_URL_VAR]).and_then(|mut values| values.pop())
     }
 
     /// Creates an empty database on the server at `admin_url`.
