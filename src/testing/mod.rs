@@ -10,7 +10,7 @@
 //! - [`Receiver`]: a notification target on a loopback port that keeps every request.
 //! - [`run_measured`]: a process's wall time and its own peak memory.
 //! - [`read_request`], [`respond`]: HTTP/1.1 on a raw stream, for the test servers (this
-//!   receiver, and the misbehaving stand-in service in `tests/common/standin.rs`).
+//!   receiver, and the misbehaving stand-in service in `tests/it/common/standin.rs`).
 
 mod database;
 mod fake;

@@ -1,5 +1,5 @@
 //! Plain HTTP/1.1 on a raw TCP stream for the test servers (the notification receiver here,
-//! the misbehaving stand-in in `tests/common`): no framework between them and the bytes.
+//! the misbehaving stand-in in `tests/it/common`): no framework between them and the bytes.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

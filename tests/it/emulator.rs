@@ -1,9 +1,7 @@
 //! The client and the emulator against each other: the documented example, each error path,
 //! paging, faults, and the emulator's own endpoints.
 
-mod common;
-
-use common::{KEY, Remote, SDKAPPID};
+use crate::common::{KEY, Remote, SDKAPPID};
 use subsync::emulator::{Emulator, FollowLimitMode};
 use subsync::tencent::api::{self, Command};
 use subsync::tencent::endpoint::Endpoint;
@@ -463,7 +461,7 @@ async fn the_emulator_command_announces_its_port_and_answers_the_documented_exam
         format!("sdkappid: {SDKAPPID}\nsecretKey: {KEY}\naccounts:\n  - id: \"{SEED_ACCOUNT}\"\n"),
     )
     .unwrap();
-    let mut child = common::KillOnDrop(
+    let mut child = crate::common::KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_subsync"))
             .args(["emulator", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)

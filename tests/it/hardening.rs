@@ -2,13 +2,11 @@
 //! located message, exit 1, no request, no ledger change, and bounded time. Hostile inputs are
 //! built by each test, never committed.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Remote, Workspace, ids, stderr, stdout};
+use crate::common::{Remote, Workspace, ids, stderr, stdout};
 use subsync::emulator::Emulator;
 
 const HEAD: &str = "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: a\nspec:\n  officialAccount: \"@TOA#_a\"\n";

@@ -1,14 +1,12 @@
 //! Work in bounded memory, through the CLI and the emulator: the executor reads accounts'
 //! lists only as its window has room (here more work than the window holds, over several
 //! accounts), SQLite and PostgreSQL ledgers plan, apply and refresh alike, and, in the slow
-//! suite `.ci/run` runs (`cargo test --test scale -- --ignored`), one account of a million
+//! suite `.ci/run` runs (`cargo test --test it scale:: -- --ignored`), one account of a million
 //! subscribers goes through plan, apply, status, import and prune.
-
-mod common;
 
 use std::io::Write;
 
-use common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
+use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use serde_json::Value;
 use subsync::emulator::Emulator;
 use subsync::tencent::api::Command;

@@ -3,12 +3,10 @@
 //! invalid commit followed by a valid one, probes, metrics, a second daemon, credentials that
 //! start wrong, JSON logs, and SIGTERM.
 
-mod common;
-
 use std::path::Path;
 
-use common::daemon::{sigterm, start, wait_for};
-use common::{Remote, Workspace, ids, manifest_text, remote_subscribers};
+use crate::common::daemon::{sigterm, start, wait_for};
+use crate::common::{Remote, Workspace, ids, manifest_text, remote_subscribers};
 use subsync::emulator::Emulator;
 use subsync::tencent::Api;
 
@@ -352,7 +350,7 @@ async fn wrong_credentials_make_it_unready_until_the_key_file_changes() {
     assert_eq!(daemon.get("/healthz").0, 200, "the daemon stays up");
     assert!(remote_subscribers(&emulator, "@TOA#_a").is_empty());
 
-    std::fs::write(ws.key_file(), format!("{}\n", common::KEY)).unwrap();
+    std::fs::write(ws.key_file(), format!("{}\n", crate::common::KEY)).unwrap();
     wait_for("the new key", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
     })
@@ -556,7 +554,7 @@ async fn the_daemon_refreshes_and_repairs_out_of_band_removals() {
     })
     .await;
     // Someone removes a subscriber behind subsync's back.
-    common::client(&emulator)
+    crate::common::client(&emulator)
         .delete_subscriber("@TOA#_a", &ids("a", 1))
         .await
         .unwrap();

@@ -4,12 +4,10 @@
 //! and memory (the bounds are stated where they are asserted), stores nothing that came from
 //! the bad answer, and prints no control character.
 
-mod common;
-
 use std::time::Duration;
 
-use common::standin::{Mute, Reply, StandIn};
-use common::{Workspace, ids};
+use crate::common::standin::{Mute, Reply, StandIn};
+use crate::common::{Workspace, ids};
 use serde_json::{Value, json};
 use subsync::testing::run_measured;
 
@@ -448,8 +446,8 @@ async fn probes_are_answered_under_a_flood_of_idle_and_slow_connections() {
     .await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
-    let daemon = common::daemon::start_at(&ws, standin.url(), &ws.manifests(), &[]);
-    common::daemon::wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+    let daemon = crate::common::daemon::start_at(&ws, standin.url(), &ws.manifests(), &[]);
+    crate::common::daemon::wait_for("ready", || daemon.get("/readyz").0 == 200).await;
     let mut held = Vec::new();
     for i in 0..1200 {
         let mut conn = std::net::TcpStream::connect(daemon.addr()).unwrap();
@@ -481,13 +479,13 @@ async fn a_silent_service_leaves_the_daemon_ready_with_the_reason() {
     let standin = StandIn::start(|_, _| Reply::Silence).await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
-    let daemon = common::daemon::start_at(
+    let daemon = crate::common::daemon::start_at(
         &ws,
         standin.url(),
         &ws.manifests(),
         &["--api-timeout", "500ms"],
     );
-    common::daemon::wait_for("the reason in /readyz", || {
+    crate::common::daemon::wait_for("the reason in /readyz", || {
         daemon.get("/readyz").1.contains("remote problem")
     })
     .await;
@@ -508,13 +506,13 @@ async fn refused_credentials_make_the_daemon_unready_and_it_waits_its_pause() {
     .await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
-    let daemon = common::daemon::start_at(
+    let daemon = crate::common::daemon::start_at(
         &ws,
         standin.url(),
         &ws.manifests(),
         &["--resync", "1s", "--refresh-every", "1s"],
     );
-    common::daemon::wait_for("the reason in /readyz", || {
+    crate::common::daemon::wait_for("the reason in /readyz", || {
         daemon.get("/readyz").1.contains("70009")
     })
     .await;
@@ -541,7 +539,7 @@ async fn refused_credentials_make_the_daemon_unready_and_it_waits_its_pause() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_waits_for_a_silent_postgresql_unready_and_alive() {
     let mute = Mute::start().await;
-    let emulator = common::Remote::default()
+    let emulator = crate::common::Remote::default()
         .account("@TOA#_a", 1000, &[])
         .start()
         .await;
@@ -551,8 +549,9 @@ async fn a_daemon_waits_for_a_silent_postgresql_unready_and_alive() {
         "postgres://u:pw@127.0.0.1:{}/db?sslmode=disable&connect_timeout=1",
         mute.port
     );
-    let mut daemon = common::daemon::start(&ws, &emulator, &ws.manifests(), &["--state", &url]);
-    common::daemon::wait_for("the reason in /readyz", || {
+    let mut daemon =
+        crate::common::daemon::start(&ws, &emulator, &ws.manifests(), &["--state", &url]);
+    crate::common::daemon::wait_for("the reason in /readyz", || {
         daemon.get("/readyz").1.contains("cannot reach the ledger")
     })
     .await;
@@ -600,21 +599,21 @@ fn set_descriptor_limit(pid: u32, new: Option<&libc::rlimit>, old: Option<&mut l
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_out_of_file_descriptors_never_calls_its_manifests_invalid() {
-    let emulator = common::Remote::default()
+    let emulator = crate::common::Remote::default()
         .account("@TOA#_a", 1000, &[])
         .start()
         .await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
-    let daemon = common::daemon::start(&ws, &emulator, &ws.manifests(), &[]);
-    common::daemon::wait_for("the first reconcile", || {
-        common::remote_subscribers(&emulator, "@TOA#_a").len() == 3
+    let daemon = crate::common::daemon::start(&ws, &emulator, &ws.manifests(), &[]);
+    crate::common::daemon::wait_for("the first reconcile", || {
+        crate::common::remote_subscribers(&emulator, "@TOA#_a").len() == 3
     })
     .await;
 
     let limit = exhaust_descriptors(daemon.pid());
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
-    common::daemon::wait_for("the read to fail on this machine", || {
+    crate::common::daemon::wait_for("the read to fail on this machine", || {
         daemon
             .log()
             .contains("cannot read the manifests on this machine now")
@@ -628,8 +627,8 @@ async fn a_daemon_out_of_file_descriptors_never_calls_its_manifests_invalid() {
     let (status, body) = daemon.get("/readyz");
     assert_eq!(status, 200, "the manifests were never the problem: {body}");
     // Nothing accepted is lost: the change is read again by itself once descriptors are back.
-    common::daemon::wait_for("the change to arrive", || {
-        common::remote_subscribers(&emulator, "@TOA#_a").len() == 5
+    crate::common::daemon::wait_for("the change to arrive", || {
+        crate::common::remote_subscribers(&emulator, "@TOA#_a").len() == 5
     })
     .await;
     assert_eq!(daemon.metric("subsync_manifests_valid"), Some(1.0));

@@ -1,6 +1,5 @@
 //! Shared test helpers: an in-process emulator on 127.0.0.1:0, manifest writers, and a runner
 //! for the `subsync` binary with credentials pointing at the emulator.
-#![allow(dead_code)]
 
 pub mod daemon;
 pub mod standin;

@@ -2,9 +2,7 @@
 //! directions, `import` adopting a paged account, prune within its guards and each guard
 //! refusing, a vanished manifest, an account missing remotely, and broken cursors.
 
-mod common;
-
-use common::{Remote, Workspace, client, ids, remote_subscribers, stderr, stdout};
+use crate::common::{Remote, Workspace, client, ids, remote_subscribers, stderr, stdout};
 use serde_json::Value;
 use subsync::emulator::{CursorFault, Emulator};
 use subsync::tencent::Api;

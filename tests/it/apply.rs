@@ -1,11 +1,9 @@
 //! `apply` end to end against the emulator: convergence, drift, limits, isolation, retries,
 //! fatal answers, locking, saved plans, and crashes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
+use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use subsync::emulator::{Emulator, FollowLimitMode};
 use subsync::tencent::api::Command;
 

@@ -4,12 +4,10 @@
 //! mistakes in `--state` cost nothing, a run killed mid-apply leaves no false drift, and the
 //! shell integration generates.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
+use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use serde_json::Value;
 use subsync::emulator::{Emulator, FollowLimitMode};
 use subsync::tencent::api::Command;
@@ -32,7 +30,7 @@ fn manifest(ws: &Workspace, account: &str, subscribers: &[String], extra: &str) 
     let name = account.trim_start_matches("@TOA#_");
     let text = format!(
         "{}{extra}",
-        common::manifest_text(name, account, subscribers)
+        crate::common::manifest_text(name, account, subscribers)
     );
     std::fs::write(ws.manifests().join(format!("{name}.yaml")), text).unwrap();
 }
@@ -298,7 +296,7 @@ async fn a_run_killed_mid_apply_leaves_no_false_drift() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut child = common::KillOnDrop(child);
+    let mut child = crate::common::KillOnDrop(child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while remote_subscribers(&emulator, "@TOA#_a").len() < 1000 {
         assert!(

@@ -1,12 +1,10 @@
 //! The `usersig` command, credential handling at the command line, and secrecy of the key and
 //! UserSigs in everything subsync prints, even at trace verbosity.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{KEY, SDKAPPID, Workspace, stderr, stdout};
+use crate::common::{KEY, SDKAPPID, Workspace, stderr, stdout};
 use subsync::tencent::usersig::{self, SecretKey};
 
 #[test]
@@ -189,7 +187,7 @@ fn nothing_secret_is_printed_at_trace_verbosity() {
         .strip_prefix("listening on ")
         .unwrap()
         .to_owned();
-    ws.manifest("a", "@TOA#_a", &common::ids("u", 5));
+    ws.manifest("a", "@TOA#_a", &crate::common::ids("u", 5));
     let apply = ws
         .command(Some(&url), &["apply", "manifests"])
         .env("RUST_LOG", "trace")

@@ -4,12 +4,10 @@
 //! and bad settings. Each test is skipped, saying so, without `SUBSYNC_TEST_POSTGRES_URL`
 //! (`.ci/run` starts a server and sets it), and fails instead when `CI` is set.
 
-mod common;
-
 use std::process::Output;
 
-use common::daemon::{Daemon, start, wait_for};
-use common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
+use crate::common::daemon::{Daemon, start, wait_for};
+use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use subsync::emulator::Emulator;
 use subsync::ledger::{Location, Reader, Snapshot};
 use subsync::tencent::api::Command;

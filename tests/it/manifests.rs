@@ -4,11 +4,9 @@
 //! Each fixture under tests/manifests/invalid states what it must produce in `# expect:` lines
 //! (`LINE:COLUMN fragment`, or `FILE:LINE:COLUMN fragment` for a directory fixture).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Workspace, stderr, stdout};
+use crate::common::{Workspace, stderr, stdout};
 
 const INVALID: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests/invalid");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests");
@@ -162,7 +160,7 @@ fn committed_schemas_match_the_code() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == text,
-            "{} is stale; regenerate with `UPDATE_SCHEMAS=1 cargo test --test manifests`",
+            "{} is stale; regenerate with `UPDATE_SCHEMAS=1 cargo test --test it manifests::`",
             path.display()
         );
     }

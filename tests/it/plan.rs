@@ -1,11 +1,9 @@
 //! `plan` and `status` through the CLI: formats, the saved plan, exit codes, and that reading
 //! never writes, never blocks on a writer, and never mistakes a damaged ledger for an empty one.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Workspace, ids, stderr, stdout};
+use crate::common::{Workspace, ids, stderr, stdout};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests");
 

@@ -1,12 +1,10 @@
 //! Notifications as a team receives them: `apply` and `watch` against the emulator, with
 //! local receivers standing in for a webhook, Slack, WeCom, GitHub and GitLab.
 
-mod common;
-
 use std::path::Path;
 
-use common::daemon::{start, wait_for};
-use common::{Remote, Workspace, ids, stdout};
+use crate::common::daemon::{start, wait_for};
+use crate::common::{Remote, Workspace, ids, stdout};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subsync::emulator::FollowLimitMode;
@@ -304,14 +302,19 @@ async fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_chan
         ),
     );
     let out = apply_notifying(&ws, &emulator.url(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::common::stderr(&out)
+    );
     assert_eq!(
         events(&failing),
         ["applied"; 4],
         "503 is tried again, 4 times in all"
     );
     assert_eq!(events(&refusing), ["applied"], "404 is final");
-    let err = common::stderr(&out);
+    let err = crate::common::stderr(&out);
     assert!(err.contains("cannot deliver a notification"), "{err}");
     assert!(err.contains("the sink refused a notification"), "{err}");
 }
@@ -363,7 +366,7 @@ fn a_bad_notify_config_is_refused_at_start_with_its_line_and_nothing_is_sent() {
     // No emulator runs: a run that got past the check would fail on the endpoint instead.
     let out = apply_notifying(&ws, "http://127.0.0.1:9", &[]);
     assert_eq!(out.status.code(), Some(1));
-    let err = common::stderr(&out);
+    let err = crate::common::stderr(&out);
     assert!(
         err.contains("notify.yaml:2: sink hook: url \"http://hooks.example.com/x\" must be https"),
         "{err}"
