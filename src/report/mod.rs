@@ -76,12 +76,7 @@ fn short(id: &str) -> &str {
     id.get(start..start + 12).unwrap_or(&id[start..])
 }
 
+/// What a recorded code is called, from the one codes table.
 fn code_text(code: i64) -> String {
-    match code {
-        0 => "Result 0".to_owned(),
-        -1 => "a network fault".to_owned(),
-        -2 => "an unreadable answer".to_owned(),
-        c if c < 0 => format!("HTTP {}", -c),
-        c => format!("error {c}"),
-    }
+    crate::tencent::codes::name(code)
 }

@@ -211,7 +211,7 @@ pub fn status_text(s: &StatusReport) -> String {
         let rev = r
             .revision
             .as_deref()
-            .map(|v| format!(" revision {}", super::short(v)))
+            .map(|v| format!(" revision {}", crate::quote::safe(super::short(v))))
             .unwrap_or_default();
         let what = r.summary.as_ref().map(run_line).unwrap_or_default();
         let _ = writeln!(

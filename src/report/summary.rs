@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{LIST_CUT, code_text, short};
+use super::{LIST_CUT, short};
 use crate::apply::{AccountStatus, FailedSubscriber, RunResult, Summary};
 use crate::tencent::codes;
 
@@ -23,7 +23,7 @@ pub fn summary_text(s: &Summary) -> String {
         s.rate_limited
     );
     if let Some(rev) = &s.revision {
-        let _ = write!(out, " (revision {})", short(rev));
+        let _ = write!(out, " (revision {})", crate::quote::safe(short(rev)));
     }
     let _ = writeln!(out, ".\n");
     for a in &s.accounts {
@@ -140,15 +140,12 @@ pub fn summary_text(s: &Summary) -> String {
 
 fn failures(out: &mut String, failed: &[FailedSubscriber], what: &str) {
     for f in failed.iter().take(LIST_CUT) {
-        let meaning = codes::describe(f.code)
-            .map(|i| format!(" ({})", i.meaning))
-            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<14}   ! {}: {}{meaning}",
+            "{:<14}   ! {}: {}",
             "",
             crate::quote::safe(&f.subscriber),
-            code_text(f.code)
+            codes::explained(f.code)
         );
     }
     if failed.len() > LIST_CUT {

@@ -1,9 +1,14 @@
 //! Every documented error code, mapped to the one classification all callers use.
 //!
 //! The table is the single source of truth: the client decides UserSig renewal from it, the
-//! executor decides retry, split, skip or stop from it, and messages take their meaning and
-//! advice from it. Codes the table does not know are `Unknown`, which callers treat as a
+//! executor decides retry, split, skip or stop from it, and messages take their names, meaning
+//! and advice from it. Codes the table does not know are `Unknown`, which callers treat as a
 //! permanent failure of that one request (never a retry loop, never a silent success).
+//!
+//! Failures outside the service's own codes are recorded as negative pseudo-codes, and they
+//! are in the table too ([`PSEUDO`], [`http`]): `-1` a network fault, `-2` an unreadable
+//! answer, `-3` a request never sent, and an HTTP status other than 200 as its negative
+//! (`-502`). Nothing else decides what a negative code means.
 
 /// The official account does not exist, or was terminated.
 pub const ACCOUNT_MISSING: i64 = 130004;
@@ -284,9 +289,87 @@ pub const TABLE: &[CodeInfo] = &[
     ),
 ];
 
-/// The table row for `code`, if documented.
-pub fn describe(code: i64) -> Option<&'static CodeInfo> {
-    TABLE.iter().find(|info| info.code == code)
+/// The connection failed, dropped or timed out (or none could be made).
+pub const TRANSPORT: i64 = -1;
+/// The answer was not the documented JSON, or broke the protocol.
+pub const UNREADABLE: i64 = -2;
+/// The request could not be built, so it was never sent.
+pub const UNSENT: i64 = -3;
+
+/// The pseudo-codes; each one's meaning is also its name in reports.
+pub const PSEUDO: &[CodeInfo] = &[
+    row(
+        TRANSPORT,
+        Retryable,
+        "a network fault",
+        "the connection failed, dropped or timed out; check the network path to --endpoint",
+    ),
+    row(
+        UNREADABLE,
+        Malformed,
+        "an unreadable answer",
+        "not the documented JSON: a proxy or gateway may be answering instead of the service",
+    ),
+    row(
+        UNSENT,
+        InvalidRequest,
+        "a request never sent",
+        "it could not be encoded; this is a bug in subsync",
+    ),
+];
+
+/// The row of an HTTP status other than 200, recorded as its negative.
+pub const fn http(status: u16) -> CodeInfo {
+    let code = -(status as i64);
+    match status {
+        429 => row(code, RateLimited, "too many requests", "lower --qps"),
+        500..=599 => row(code, Retryable, "a network or gateway fault", ""),
+        _ => row(
+            code,
+            Retryable,
+            "not the documented answer",
+            "check --endpoint",
+        ),
+    }
+}
+
+/// The table row for `code`, if documented: a service code, a pseudo-code or an HTTP status.
+pub fn describe(code: i64) -> Option<CodeInfo> {
+    match code {
+        -599..=-100 => Some(http(code.unsigned_abs() as u16)),
+        _ => TABLE
+            .iter()
+            .chain(PSEUDO)
+            .find(|info| info.code == code)
+            .copied(),
+    }
+}
+
+/// What reports call `code`: `Result 0`, `error 130010`, `HTTP 502`, or a pseudo-code's
+/// name (`a network fault`).
+pub fn name(code: i64) -> String {
+    match code {
+        0 => "Result 0".into(),
+        -599..=-100 => format!("HTTP {}", -code),
+        c if c > 0 => format!("error {c}"),
+        c => match PSEUDO.iter().find(|info| info.code == c) {
+            Some(info) => info.meaning.into(),
+            None => format!("code {c}"),
+        },
+    }
+}
+
+/// [`name`] with the meaning after it where the name does not say it already:
+/// `error 130010 (the subscriber already follows ...)`, `HTTP 502 (a network or gateway
+/// fault)`, `a network fault`.
+pub fn explained(code: i64) -> String {
+    let name = name(code);
+    match describe(code) {
+        Some(info) if !PSEUDO.iter().any(|p| p.code == code) => {
+            format!("{name} ({})", info.meaning)
+        }
+        _ => name,
+    }
 }
 
 /// The class of `code`.
@@ -349,6 +432,25 @@ mod tests {
             TABLE.len(),
             "a code was added to the table without a test row"
         );
+    }
+
+    #[test]
+    fn pseudo_codes_and_http_statuses_are_named_by_the_table() {
+        assert_eq!(name(0), "Result 0");
+        assert_eq!(name(130010), "error 130010");
+        assert_eq!(name(TRANSPORT), "a network fault");
+        assert_eq!(name(UNREADABLE), "an unreadable answer");
+        assert_eq!(name(UNSENT), "a request never sent");
+        assert_eq!(name(-502), "HTTP 502");
+        assert_eq!(name(-7), "code -7");
+        assert_eq!(explained(-502), "HTTP 502 (a network or gateway fault)");
+        assert_eq!(explained(UNSENT), "a request never sent");
+        assert_eq!(classify(TRANSPORT), Retryable);
+        assert_eq!(classify(UNREADABLE), Malformed);
+        assert_eq!(classify(UNSENT), InvalidRequest);
+        assert_eq!(classify(-429), RateLimited);
+        assert_eq!(classify(-503), Retryable);
+        assert!(describe(UNSENT).unwrap().hint.contains("bug"));
     }
 
     #[test]

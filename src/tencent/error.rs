@@ -23,7 +23,7 @@ pub enum ApiError {
         /// The server's ErrorInfo, cleaned and cut.
         info: String,
     },
-    #[error("{command} got HTTP {status} ({})", http_meaning(*status))]
+    #[error("{command} got HTTP {status} ({})", codes::http(*status).meaning)]
     Http {
         command: Command,
         status: u16,
@@ -62,35 +62,16 @@ fn hint(code: i64) -> String {
     }
 }
 
-fn http_meaning(status: u16) -> &'static str {
-    match status {
-        429 => "too many requests; slowing down",
-        500..=599 => "a network or gateway fault",
-        _ => "not the documented answer",
-    }
-}
-
-/// Pseudo-codes recorded for failures outside the service's own codes.
-pub mod pseudo_code {
-    /// The connection failed, dropped or timed out.
-    pub const TRANSPORT: i64 = -1;
-    /// The answer was not the documented JSON, or broke the protocol.
-    pub const UNREADABLE: i64 = -2;
-    /// The request could not be built.
-    pub const UNSENT: i64 = -3;
-    // An HTTP status other than 200 is recorded as its negative, e.g. -502.
-}
+/// Pseudo-codes recorded for failures outside the service's own codes (in the codes table).
+pub use codes::{TRANSPORT, UNREADABLE, UNSENT};
 
 impl ApiError {
-    /// The class every caller acts on.
+    /// The class every caller acts on: the codes table's for the code recorded, except for an
+    /// endpoint that never answered.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ApiError::Service { code, .. } => codes::classify(*code),
-            ApiError::Http { status: 429, .. } => ErrorClass::RateLimited,
-            ApiError::Http { .. } | ApiError::Transport { .. } => ErrorClass::Retryable,
-            ApiError::Protocol { .. } => ErrorClass::Malformed,
             ApiError::Unreachable { .. } => ErrorClass::Unreachable,
-            ApiError::Encode { .. } => ErrorClass::InvalidRequest,
+            other => codes::classify(other.code()),
         }
     }
 
@@ -104,9 +85,9 @@ impl ApiError {
         match self {
             ApiError::Service { code, .. } => *code,
             ApiError::Http { status, .. } => -i64::from(*status),
-            ApiError::Transport { .. } | ApiError::Unreachable { .. } => pseudo_code::TRANSPORT,
-            ApiError::Protocol { .. } => pseudo_code::UNREADABLE,
-            ApiError::Encode { .. } => pseudo_code::UNSENT,
+            ApiError::Transport { .. } | ApiError::Unreachable { .. } => TRANSPORT,
+            ApiError::Protocol { .. } => UNREADABLE,
+            ApiError::Encode { .. } => UNSENT,
         }
     }
 
@@ -148,18 +129,12 @@ mod tests {
             message: "reset".into(),
             timeout: false,
         };
-        assert_eq!(
-            (t.class(), t.code()),
-            (ErrorClass::Retryable, pseudo_code::TRANSPORT)
-        );
+        assert_eq!((t.class(), t.code()), (ErrorClass::Retryable, TRANSPORT));
         let p = ApiError::Protocol {
             command: Command::AddSubscriber,
             detail: "extra items".into(),
         };
-        assert_eq!(
-            (p.class(), p.code()),
-            (ErrorClass::Malformed, pseudo_code::UNREADABLE)
-        );
+        assert_eq!((p.class(), p.code()), (ErrorClass::Malformed, UNREADABLE));
     }
 
     #[test]
@@ -172,6 +147,7 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::RateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert!(e.to_string().contains("too many requests"), "{e}");
+        assert_eq!(e.code(), -429);
     }
 
     #[test]
@@ -181,7 +157,7 @@ mod tests {
             detail: "x".into(),
         };
         assert_eq!(e.class(), ErrorClass::InvalidRequest);
-        assert_eq!(e.code(), pseudo_code::UNSENT);
+        assert_eq!(e.code(), UNSENT);
     }
 
     #[test]
