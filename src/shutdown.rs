@@ -1,6 +1,10 @@
-//! Turns Ctrl-C and SIGTERM into cancellation tokens that long-running tasks take as a
-//! parameter: the first signal asks for a graceful stop (no new work; work in flight gets its
-//! drain time), a second one for an immediate stop.
+//! Turns Ctrl-C, SIGTERM and SIGHUP into cancellation tokens that long-running tasks take as
+//! a parameter: the first signal asks for a graceful stop (no new work; work in flight gets
+//! its drain time, and the run is recorded as finished), a second one for an immediate stop.
+//!
+//! SIGHUP counts as a request to stop, as SIGTERM does: a closing terminal and some process
+//! managers send it, and its default action (dying at once) would leave a run unfinished with
+//! its intents. It does not mean "reload": a daemon follows its files by itself.
 
 use tokio_util::sync::CancellationToken;
 
@@ -13,43 +17,76 @@ pub struct Shutdown {
     pub forced: CancellationToken,
 }
 
-/// Listens for signals. Must be called inside a tokio runtime.
+/// Listens for signals, from this call on (the handlers are installed before it returns).
+/// Must be called inside a tokio runtime.
 pub fn on_signal() -> Shutdown {
     let shutdown = Shutdown {
         graceful: CancellationToken::new(),
         forced: CancellationToken::new(),
     };
     let stages = shutdown.clone();
+    let mut signals = Signals::install();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        let first = signals.next().await;
         tracing::warn!(
+            signal = first,
             "interrupted: finishing the requests in flight, then stopping (again to stop at once)"
         );
         stages.graceful.cancel();
-        wait_for_signal().await;
-        tracing::warn!("interrupted again: stopping at once");
+        let second = signals.next().await;
+        tracing::warn!(signal = second, "interrupted again: stopping at once");
         stages.forced.cancel();
     });
     shutdown
 }
 
+/// The signals that ask to stop.
 #[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+struct Signals {
+    streams: Vec<(&'static str, tokio::signal::unix::Signal)>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            ("SIGINT", SignalKind::interrupt()),
+            ("SIGTERM", SignalKind::terminate()),
+            ("SIGHUP", SignalKind::hangup()),
+        ];
+        let streams = kinds
+            .into_iter()
+            .filter_map(|(name, kind)| signal(kind).ok().map(|s| (name, s)))
+            .collect();
+        Signals { streams }
+    }
+
+    /// The name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        std::future::poll_fn(|cx| {
+            for (name, stream) in &mut self.streams {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*name);
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Signals {
+        Signals
+    }
+
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
