@@ -66,8 +66,9 @@ pub struct Engine {
     reconciler: Option<Reconciler>,
 }
 
-fn client(config: ClientConfig, hooks: &Hooks) -> Result<Arc<dyn Api>, BuildError> {
-    let client = Client::new(config)?;
+/// A client keeping at most `pool` idle connections: the calls in flight.
+fn client(config: ClientConfig, pool: usize, hooks: &Hooks) -> Result<Arc<dyn Api>, BuildError> {
+    let client = Client::new(ClientConfig { pool, ..config })?;
     Ok(match &hooks.calls {
         Some(calls) => Arc::new(client.observed(calls.clone())),
         None => Arc::new(client),
@@ -88,7 +89,7 @@ impl Engine {
             }
             Remote::Service(service) => (None, Some(service.clone()), service.client_config()),
         };
-        let api = client(client_config, &hooks)?;
+        let api = client(client_config, config.policy.concurrency, &hooks)?;
         Ok(Engine::assemble(config, sandbox, service, api, hooks))
     }
 
@@ -231,7 +232,11 @@ impl Engine {
         if same {
             return Ok(false);
         }
-        match client(reread.client_config(), &self.hooks) {
+        match client(
+            reread.client_config(),
+            self.config.policy.concurrency,
+            &self.hooks,
+        ) {
             Ok(api) => {
                 if let Some(reconciler) = &self.reconciler {
                     reconciler.set_api(api.clone());

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod descriptors;
 pub mod emulator;
 pub mod engine;
 pub mod files;

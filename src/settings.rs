@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::apply::{Policy, RetryPolicy};
 use crate::backoff::Backoff;
+use crate::descriptors::{Budget, DescriptorError, Needs};
 use crate::ledger::{Location, UrlError};
 use crate::manifest::Limits;
 use crate::plan::PlanOptions;
@@ -71,7 +72,36 @@ pub struct RunRequest {
     pub prune: PlanOptions,
     /// Recorded with each run instead of the manifests' git commit.
     pub revision: Option<String>,
+    /// The process's soft open-file limit (`None`: unlimited); see [`crate::descriptors`].
+    pub open_files: Option<u64>,
+    /// Notification sinks configured: each may hold a connection.
+    pub notify_sinks: usize,
 }
+
+/// What `watch` was asked for beyond a run: its timing, each checked against its rule.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonRequest {
+    pub debounce: Duration,
+    /// `0`: only on changes.
+    pub resync: Duration,
+    /// `0`: never.
+    pub refresh_every: Duration,
+    pub takeover_every: Duration,
+}
+
+/// The daemon's timing, validated against [`durations`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonTiming {
+    pub debounce: Duration,
+    /// `None`: only on changes.
+    pub resync: Option<Duration>,
+    /// How often each account's live list is read; `None`: never.
+    pub refresh_every: Option<Duration>,
+    pub takeover_every: Duration,
+}
+
+/// Longest `--revision` kept: it is stored with every run and shown in reports.
+pub const MAX_REVISION: usize = 256;
 
 /// What a run is for: the policy differences between commands are named here, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +193,8 @@ pub struct Config {
     pub limits: Limits,
     /// Recorded with each run instead of the manifests' git commit.
     pub revision: Option<String>,
+    /// How the open-file limit is shared; `policy.concurrency` fits in it.
+    pub descriptors: Budget,
 }
 
 /// Resolves a run's request: every problem found is reported, not only the first.
@@ -193,11 +225,42 @@ pub fn resolve(
             .ok();
         (service.map(Remote::Service), ledger)
     };
-    match (remote, ledger) {
-        (Some(remote), Some(ledger)) if problems.is_empty() => {
-            let concurrency = request
+    if let Some(revision) = &request.revision
+        && let Err(e) = check_revision(revision)
+    {
+        problems.push(e);
+    }
+    let needs = Needs {
+        probes: purpose == Purpose::Daemon,
+        sinks: request.notify_sinks,
+        sandbox: request.state.sandbox,
+    };
+    let budget = Budget::of(request.open_files, needs)
+        .map_err(|e| problems.push(e.into()))
+        .ok();
+    match (remote, ledger, budget) {
+        (Some(remote), Some(ledger), Some(budget)) if problems.is_empty() => {
+            let requested = request
                 .concurrency
                 .unwrap_or_else(|| default_concurrency(request.qps));
+            let concurrency = budget.concurrency(requested);
+            if concurrency < requested {
+                tracing::warn!(
+                    limit = budget.limit,
+                    reserved = budget.reserved,
+                    probes = budget.probes,
+                    concurrency,
+                    requested,
+                    "the open-file limit (ulimit -n) of {} leaves room for {concurrency} API connections after {} kept for the ledger, the manifests{}: at most {concurrency} calls in flight instead of {requested}; raise the limit to go faster",
+                    budget.limit.unwrap_or_default(),
+                    budget.reserved as usize + if needs.probes { budget.probes } else { 0 },
+                    if needs.probes {
+                        ", probes and notifications"
+                    } else {
+                        " and notifications"
+                    },
+                );
+            }
             Ok(Config {
                 remote,
                 ledger,
@@ -205,10 +268,71 @@ pub fn resolve(
                 policy: purpose.policy(concurrency, request.prune, &request.limits),
                 limits: request.limits,
                 revision: request.revision,
+                descriptors: budget,
             })
         }
         _ => Err(SettingsErrors(problems)),
     }
+}
+
+/// A run's settings and the daemon's timing, every problem among them at once.
+pub fn resolve_daemon(
+    request: RunRequest,
+    daemon: DaemonRequest,
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, DaemonTiming), SettingsErrors> {
+    let mut problems = Vec::new();
+    let mut check = |rule: &durations::Rule, value: Duration| {
+        rule.check(value).map_err(|e| problems.push(e)).ok()
+    };
+    let debounce = check(&durations::DEBOUNCE, daemon.debounce);
+    let resync = check(&durations::RESYNC, daemon.resync);
+    let refresh_every = check(&durations::REFRESH_EVERY, daemon.refresh_every);
+    let takeover_every = check(&durations::TAKEOVER_EVERY, daemon.takeover_every);
+    let config = resolve(request, Purpose::Daemon, paths, env).map_err(|e| e.0);
+    match (config, debounce, resync, refresh_every, takeover_every) {
+        (
+            Ok(config),
+            Some(Some(debounce)),
+            Some(resync),
+            Some(refresh_every),
+            Some(Some(takeover_every)),
+        ) if problems.is_empty() => Ok((
+            config,
+            DaemonTiming {
+                debounce,
+                resync,
+                refresh_every,
+                takeover_every,
+            },
+        )),
+        (config, ..) => {
+            problems.extend(config.err().unwrap_or_default());
+            Err(SettingsErrors(problems))
+        }
+    }
+}
+
+/// A revision to record: at most [`MAX_REVISION`] bytes of printable text, not empty.
+fn check_revision(revision: &str) -> Result<(), SettingsError> {
+    let problem = if revision.trim().is_empty() {
+        "is empty; leave it unset to record the manifests' git commit".to_owned()
+    } else if revision.len() > MAX_REVISION {
+        format!(
+            "is {} bytes; at most {MAX_REVISION} are kept (a commit id is 40 or 64)",
+            revision.len()
+        )
+    } else if revision.chars().any(char::is_control) {
+        "holds a control character (a newline?); give one line of text such as a commit id"
+            .to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(SettingsError::BadRevision {
+        shown: quote(revision),
+        problem,
+    })
 }
 
 /// The app's validated credentials, without an endpoint (`usersig` needs no more).
@@ -269,21 +393,29 @@ pub fn resolve_service(
 ) -> Result<Service, SettingsErrors> {
     let endpoint = resolve_endpoint(request);
     let credentials = resolve_credentials(request, env);
+    let mut timeout_problem = None;
+    let timeout = request.timeout.map(|t| {
+        durations::API_TIMEOUT
+            .check(t)
+            .map_err(|e| timeout_problem = Some(e))
+            .ok()
+    });
     match (endpoint, credentials) {
-        (Ok(endpoint), Ok(c)) => Ok(Service {
+        (Ok(endpoint), Ok(c)) if timeout_problem.is_none() => Ok(Service {
             endpoint,
             sdkappid: c.sdkappid,
             identifier: c.identifier,
             key: c.key,
             key_file: request.secret_key_file.clone(),
-            timeouts: request
-                .timeout
-                .filter(|t| !t.is_zero())
+            timeouts: timeout
+                .flatten()
+                .flatten()
                 .map_or_else(Timeouts::default, Timeouts::answering_within),
         }),
         (endpoint, credentials) => {
             let mut problems: Vec<SettingsError> = endpoint.err().into_iter().collect();
             problems.extend(credentials.err().map(|e| e.0).unwrap_or_default());
+            problems.extend(timeout_problem);
             Err(SettingsErrors(problems))
         }
     }
@@ -443,6 +575,18 @@ pub enum SettingsError {
         "--state {path} is {what}; expected a directory (the ledger is DIR/ledger.db, created on first use) or a postgres:// URL"
     )]
     StateNotDirectory { path: PathBuf, what: &'static str },
+    #[error("{flag} {value} {problem}; set {flag} ({env}) {range}")]
+    Duration {
+        flag: &'static str,
+        env: &'static str,
+        value: String,
+        problem: String,
+        range: String,
+    },
+    #[error("--revision {shown} {problem} (SUBSYNC_REVISION)")]
+    BadRevision { shown: String, problem: String },
+    #[error(transparent)]
+    Descriptors(#[from] DescriptorError),
 }
 
 /// Every problem with the settings, found together.
@@ -475,6 +619,7 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+pub mod durations;
 pub mod secret;
 mod state;
 

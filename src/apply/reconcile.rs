@@ -92,6 +92,7 @@ impl Reconciler {
             max_subscribers: self.policy.max_subscribers,
             adopt: purpose == Refresh::Import,
             wanted,
+            concurrency: self.policy.concurrency,
         })
     }
 

@@ -102,9 +102,11 @@ pub struct Readers {
     pub max_subscribers: u64,
     pub adopt: bool,
     pub wanted: Option<Arc<ManifestSet>>,
+    /// Most calls in flight (the run's concurrency): bounds the accounts paged at once.
+    pub concurrency: usize,
 }
 
-/// How many accounts are paged at the same time.
+/// How many accounts are paged at the same time, at most.
 const ACCOUNTS_AT_ONCE: usize = 64;
 
 /// What get_official_account_info said about an account.
@@ -222,7 +224,7 @@ async fn page_all(
     let mut queue = accounts.iter();
     let mut fatal = None;
     loop {
-        while tasks.len() < ACCOUNTS_AT_ONCE
+        while tasks.len() < ACCOUNTS_AT_ONCE.min(readers.concurrency.max(1))
             && let Some(account) = queue.next()
         {
             let facts = facts.clone();

@@ -62,6 +62,8 @@ pub(crate) fn config(dir: &std::path::Path, qps: u32, purpose: Purpose) -> Confi
             limits: Limits::default(),
             prune: Default::default(),
             revision: Some("test".into()),
+            open_files: None,
+            notify_sinks: 0,
         },
         purpose,
         &[],

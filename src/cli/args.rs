@@ -50,7 +50,7 @@ pub struct ServiceArgs {
     /// Base URL overriding --region (plain http only on loopback).
     #[arg(long, env = "SUBSYNC_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable.
+    /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable (500ms to 10m).
     #[arg(long, env = "SUBSYNC_API_TIMEOUT", value_parser = settings::parse_duration, value_name = "DURATION")]
     pub api_timeout: Option<std::time::Duration>,
     #[command(flatten)]
@@ -192,6 +192,8 @@ impl RemoteArgs {
             limits,
             prune,
             revision: None,
+            open_files: crate::descriptors::soft_limit(),
+            notify_sinks: 0,
         }
     }
 }
@@ -202,7 +204,7 @@ pub struct ReconcileArgs {
     /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
     #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: Option<u16>,
-    /// Recorded with each run; defaults to the git commit of the manifest directory.
+    /// Recorded with each run (one line, at most 256 bytes); defaults to the git commit of the manifest directory.
     #[arg(long, env = "SUBSYNC_REVISION", value_name = "TEXT")]
     pub revision: Option<String>,
     /// Send events and commit statuses to the sinks this YAML file lists (see the README's Notifications).

@@ -206,8 +206,12 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
     if paths.is_empty() {
         anyhow::bail!("no manifests: give PATH arguments or --plan FILE");
     }
-    let config = resolve(args.run.run_request(), Purpose::Once, &paths).await?;
     let notify = load_notify_config(args.run.notify_config.clone()).await?;
+    let request = RunRequest {
+        notify_sinks: notify.sinks.len(),
+        ..args.run.run_request()
+    };
+    let config = resolve(request, Purpose::Once, &paths).await?;
     let manifests = match load_manifests(paths.clone(), config.limits, output).await {
         Ok(set) => set,
         Err(e) => {
@@ -322,19 +326,30 @@ async fn load_notify_config(path: Option<PathBuf>) -> anyhow::Result<NotifyConfi
 }
 
 pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
-    let run = resolve(args.run.run_request(), Purpose::Daemon, &args.paths).await?;
     let notify = load_notify_config(args.run.notify_config.clone()).await?;
-    let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+    let request = RunRequest {
+        notify_sinks: notify.sinks.len(),
+        ..args.run.run_request()
+    };
+    let daemon = settings::DaemonRequest {
+        debounce: args.debounce,
+        resync: args.resync,
+        refresh_every: args.refresh_every,
+        takeover_every: args.takeover_every,
+    };
+    let paths = args.paths.clone();
+    let (run, daemon) =
+        blocking(move || settings::resolve_daemon(request, daemon, &paths, &env_var)).await??;
     let config = crate::watch::WatchConfig {
         run,
         paths: args.paths.clone(),
         listen: args.listen,
         timing: crate::watch::Timing {
-            debounce: args.debounce,
-            resync: nonzero(args.resync),
-            takeover_every: args.takeover_every,
+            debounce: daemon.debounce,
+            resync: daemon.resync,
+            takeover_every: daemon.takeover_every,
         },
-        refresh_every: nonzero(args.refresh_every),
+        refresh_every: daemon.refresh_every,
         standby: args.standby,
         output,
         notify,

@@ -230,19 +230,19 @@ struct WatchArgs {
         value_name = "ADDR"
     )]
     listen: SocketAddr,
-    /// Quiet time after a change before the manifests are read again.
+    /// Quiet time after a change before the manifests are read again (100ms to 10m).
     #[arg(long, env = "SUBSYNC_DEBOUNCE", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
     debounce: Duration,
-    /// Reconcile this often even without changes (0: only on changes).
+    /// Reconcile this often even without changes (1s to 168h; 0: only on changes).
     #[arg(long, env = "SUBSYNC_RESYNC", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     resync: Duration,
-    /// Read the live subscriber lists this often, to see drift (0: never).
+    /// Read the live subscriber lists this often, to see drift (1s to 720h; 0: never).
     #[arg(long, env = "SUBSYNC_REFRESH_EVERY", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     refresh_every: Duration,
     /// When another replica holds the ledger, stand by and take over when it goes, instead of exiting.
     #[arg(long, env = "SUBSYNC_STANDBY")]
     standby: bool,
-    /// How often a replica that does not lead tries to take the ledger's lock.
+    /// How often a replica that does not lead tries to take the ledger's lock (100ms to 1h).
     #[arg(long, env = "SUBSYNC_TAKEOVER_EVERY", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     takeover_every: Duration,
     #[command(flatten)]
@@ -372,6 +372,9 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(1);
     }
+    // Before anything opens a file: the budget of descriptors follows what is in force.
+    let open_files = crate::descriptors::raise_soft_limit();
+    tracing::debug!(open_files, "open-file limit");
     let result = run(cli, output);
     if let Err(e) = &result {
         report_error(e, output);

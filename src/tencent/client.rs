@@ -65,6 +65,9 @@ pub struct ClientConfig {
     pub timeouts: Timeouts,
     /// Validity of the UserSigs the client signs for itself.
     pub usersig_lifetime: Duration,
+    /// Most idle connections kept: the calls in flight, which the open-file limit bounds
+    /// (see `descriptors`).
+    pub pool: usize,
 }
 
 impl ClientConfig {
@@ -81,6 +84,7 @@ impl ClientConfig {
             key,
             timeouts: Timeouts::default(),
             usersig_lifetime: Duration::from_secs(86_400),
+            pool: 256,
         }
     }
 }
@@ -132,7 +136,9 @@ impl Client {
             .read_timeout(t.first_byte)
             .timeout(t.whole)
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(config.pool)
+            // An idle connection holds a descriptor: close it soon (a resync is minutes away).
+            .pool_idle_timeout(crate::descriptors::IDLE_CONNECTION)
             .user_agent(concat!("subsync/", env!("CARGO_PKG_VERSION")));
         if config.endpoint.is_loopback() {
             // A proxy from the environment must never see emulator traffic.

@@ -3,10 +3,11 @@
 //!
 //! Whoever can reach the port is a stranger: every connection must send its request headers
 //! within [`HEADERS`], is served one request and closed, and lives at most [`LIFETIME`]; at most
-//! [`MAX_CONNECTIONS`] are open at once, and a new one closes the oldest, so that a flood of
-//! idle or slow connections can neither exhaust the process's file descriptors nor keep a
-//! probe from being answered. A failure to accept is the listener's problem, logged as such
-//! (at most once a minute), never mistaken for anything else.
+//! the budget's probe connections (128, fewer under a low open-file limit: see
+//! `descriptors`) are open at once, and a new one closes the oldest, so that a flood of idle or
+//! slow connections can neither exhaust the process's file descriptors nor keep a probe from
+//! being answered. A failure to accept is the listener's problem, logged as such (at most once
+//! a minute), never mistaken for anything else.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -32,8 +33,6 @@ use crate::metrics::{self, Metrics};
 pub const HEADERS: Duration = Duration::from_secs(5);
 /// How long a connection may stay open at all.
 pub const LIFETIME: Duration = Duration::from_secs(30);
-/// Most connections open at once.
-pub const MAX_CONNECTIONS: usize = 128;
 /// Largest request read (probes send a few hundred bytes).
 const MAX_REQUEST: usize = 16 << 10;
 
@@ -44,16 +43,19 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     Ok((listener, addr))
 }
 
-/// The connections open now, oldest first; each is closed by cancelling its token.
-#[derive(Default)]
-struct Open(Mutex<VecDeque<CancellationToken>>);
+/// The connections open now, oldest first, each closed by cancelling its token; and how many
+/// may be.
+struct Open {
+    tokens: Mutex<VecDeque<CancellationToken>>,
+    max: usize,
+}
 
 impl Open {
     /// Admits a new connection, closing the oldest one still open when at the cap.
     fn admit(&self) -> CancellationToken {
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|c| !c.is_cancelled());
-        if open.len() >= MAX_CONNECTIONS
+        if open.len() >= self.max
             && let Some(oldest) = open.pop_front()
         {
             oldest.cancel();
@@ -64,15 +66,19 @@ impl Open {
     }
 }
 
-/// Serves until `stop` is cancelled.
+/// Serves until `stop` is cancelled, at most `max_connections` at once.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: CancellationToken,
+    max_connections: usize,
 ) {
     let tracker = TaskTracker::new();
-    let open = Arc::new(Open::default());
+    let open = Arc::new(Open {
+        tokens: Mutex::default(),
+        max: max_connections.max(1),
+    });
     let mut last_complaint: Option<tokio::time::Instant> = None;
     loop {
         let stream = tokio::select! {

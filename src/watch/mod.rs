@@ -81,6 +81,7 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
         metrics.clone(),
         health.clone(),
         serving.clone(),
+        config.run.descriptors.probes,
     ));
     {
         use std::io::Write;

@@ -24,6 +24,29 @@ pub fn start(ws: &Workspace, emulator: &Emulator, path: &Path, extra: &[&str]) -
 
 /// A daemon talking to the API at `url`.
 pub fn start_at(ws: &Workspace, url: &str, path: &Path, extra: &[&str]) -> Daemon {
+    start_with(ws, url, path, extra, |_| {})
+}
+
+/// A daemon whose open-file limit (soft and hard) is `limit`, as under `ulimit -n LIMIT`.
+pub fn start_limited(
+    ws: &Workspace,
+    emulator: &Emulator,
+    path: &Path,
+    extra: &[&str],
+    limit: u64,
+) -> Daemon {
+    start_with(ws, &emulator.url(), path, extra, |cmd| {
+        super::limit_open_files(cmd, limit);
+    })
+}
+
+fn start_with(
+    ws: &Workspace,
+    url: &str,
+    path: &Path,
+    extra: &[&str],
+    adjust: impl FnOnce(&mut std::process::Command),
+) -> Daemon {
     let log = ws.path().join(format!("daemon-{}.log", rand_suffix()));
     let mut args = vec![
         "watch",
@@ -34,8 +57,9 @@ pub fn start_at(ws: &Workspace, url: &str, path: &Path, extra: &[&str]) -> Daemo
         "100ms",
     ];
     args.extend_from_slice(extra);
-    let mut child = ws
-        .command(Some(url), &args)
+    let mut command = ws.command(Some(url), &args);
+    adjust(&mut command);
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -70,14 +94,23 @@ fn rand_count() -> u32 {
 impl Daemon {
     /// GET `path`: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
+        self.get_within(path, Duration::from_secs(30))
+    }
+
+    /// GET `path`, failing the test unless the whole answer arrives within `limit`.
+    pub fn get_within(&self, path: &str, limit: Duration) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(limit)).unwrap();
+        stream.set_write_timeout(Some(limit)).unwrap();
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        stream
+            .read_to_string(&mut response)
+            .unwrap_or_else(|e| panic!("GET {path} not answered within {limit:?}: {e}"));
         let status = response[9..12].parse().unwrap();
         let body = response
             .split_once("\r\n\r\n")
@@ -163,8 +196,13 @@ pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 pub fn sigterm(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Sends `kill -NAME` to `child`.
+pub fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

@@ -241,6 +241,26 @@ pub fn remote_subscribers(emulator: &Emulator, account: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Runs `cmd` with an open-file limit of `limit` descriptors, soft and hard (`ulimit -n`),
+/// so that it cannot raise it.
+pub fn limit_open_files(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 /// Kills the child process when dropped, so that a failing assertion leaves no server behind.
 pub struct KillOnDrop(pub std::process::Child);
 
