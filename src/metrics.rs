@@ -172,7 +172,7 @@ impl Metrics {
         );
         registry.register(
             "subsync_api_requests",
-            "API calls by command and answer code (0 success; negative: network faults)",
+            "API calls by command and answer code (0 success; negative: -1 a network fault, -2 an unreadable answer, -3 a request never sent, -N an HTTP status)",
             m.requests.clone(),
         );
         registry.register(
@@ -182,7 +182,7 @@ impl Metrics {
         );
         registry.register(
             "subsync_notifications",
-            "Notifications by sink and result: sent, failed (refused or given up after retries), dropped (queue full or shutdown), suppressed (flap limit)",
+            "Notifications by sink and result, one per notification after its tries: sent (answered 2xx), failed (refused or given up after retries), dropped (queue full or shutdown), suppressed (flap limit)",
             m.notifications.clone(),
         );
         registry.register(

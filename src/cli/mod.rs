@@ -390,10 +390,16 @@ fn report_error(error: &anyhow::Error, output: Output) {
         eprintln!("error: {error:#}");
         return;
     }
-    if let Some(e) = error.downcast_ref::<crate::manifest::ManifestError>() {
-        for p in &e.problems {
-            p.log(tracing::Level::ERROR, true);
-        }
+    let problems = match (
+        error.downcast_ref::<crate::manifest::ManifestError>(),
+        error.downcast_ref::<crate::notifications::ConfigError>(),
+    ) {
+        (Some(e), _) => e.problems.as_slice(),
+        (None, Some(e)) => e.problems(),
+        (None, None) => &[],
+    };
+    for p in problems {
+        p.log(tracing::Level::ERROR, true);
     }
     let text = format!("{error:#}");
     let first = text.lines().next().unwrap_or_default();

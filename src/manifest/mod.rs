@@ -25,9 +25,10 @@ use crate::quote::quote;
 use crate::tencent::api;
 use crate::yaml::Position;
 
+pub(crate) use discover::kernel_tree;
 pub use ids::IdList;
 pub use load::load;
-pub use revision::git_revision;
+pub use revision::{git_revision, is_commit_id};
 pub use stamp::{Stamp, unchanged};
 
 /// What loading manifests may cost at most. The defaults fit the service's scale (an account

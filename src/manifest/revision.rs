@@ -38,7 +38,7 @@ fn head(gitdir: &Path) -> Option<String> {
     let head = std::fs::read_to_string(gitdir.join("HEAD")).ok()?;
     let head = head.trim();
     let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
-        return is_commit(head).then(|| head.to_owned());
+        return is_commit_id(head).then(|| head.to_owned());
     };
     if !reference.starts_with("refs/") || reference.split('/').any(|part| part == "..") {
         return None;
@@ -51,17 +51,19 @@ fn head(gitdir: &Path) -> Option<String> {
     for dir in [gitdir, common.as_path()] {
         if let Ok(text) = std::fs::read_to_string(dir.join(reference)) {
             let commit = text.trim();
-            return is_commit(commit).then(|| commit.to_owned());
+            return is_commit_id(commit).then(|| commit.to_owned());
         }
     }
     let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
     packed.lines().find_map(|line| {
         let (commit, name) = line.split_once(' ')?;
-        (name == reference && is_commit(commit)).then(|| commit.to_owned())
+        (name == reference && is_commit_id(commit)).then(|| commit.to_owned())
     })
 }
 
-fn is_commit(text: &str) -> bool {
+/// A git commit id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits, the only revisions a
+/// commit status can be posted for.
+pub fn is_commit_id(text: &str) -> bool {
     matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

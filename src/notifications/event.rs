@@ -318,6 +318,22 @@ pub fn status_of(summary: &Summary, revision: &str) -> Status {
     }
 }
 
+/// The commit status of a revision whose manifests were refused: failure, with the count
+/// and the first problem.
+pub fn invalid_status(revision: &str, problems: usize, first: &str) -> Status {
+    Status {
+        revision: revision.to_owned(),
+        state: State::Failure,
+        description: vec![
+            Part::Plain(format!(
+                "the manifests are invalid ({}): ",
+                count(problems, "problem")
+            )),
+            Part::Value(first.to_owned()),
+        ],
+    }
+}
+
 pub fn pending(revision: &str) -> Status {
     Status {
         revision: revision.to_owned(),

@@ -12,6 +12,12 @@
 //! ([`Conditions`]), and any one event about one account is sent at most
 //! [`FLAP_MAX`] times in [`FLAP_WINDOW`] ([`Gate`]). Secrets never reach a log line: request
 //! errors are logged without their URL.
+//!
+//! Counting: every notification handed to a sink ends as exactly one outcome, after all its
+//! tries: `sent` only when the target answered 2xx. Event sinks get only events and
+//! commit-status sinks only statuses, and a status is handed over only for a commit id (a
+//! revision that is not one is told once, in the log), so nothing is counted that was never
+//! sent.
 
 pub mod config;
 pub mod event;
@@ -83,7 +89,11 @@ pub struct Notifier {
     gate: Mutex<Gate>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
+    /// Each sink's task, which ends with the count of what it dropped at a stop.
+    delivering: Vec<(String, tokio::task::JoinHandle<u64>)>,
     stop: CancellationToken,
+    /// The last revision whose statuses were skipped (it is not a commit id): told once.
+    skipped: Mutex<Option<String>>,
 }
 
 impl Notifier {
@@ -97,19 +107,21 @@ impl Notifier {
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let mut sinks = Vec::with_capacity(config.sinks.len());
+        let mut delivering = Vec::with_capacity(config.sinks.len());
         for sink in config.sinks {
             let sink = Arc::new(sink);
             metrics.notifications_declared(&sink.name);
             let (queue, rx) = mpsc::channel(QUEUE);
             match http_client(&sink) {
                 Ok(http) => {
-                    tasks.spawn(deliver_all(
+                    let task = tasks.spawn(deliver_all(
                         sink.clone(),
                         http,
                         rx,
                         metrics.clone(),
                         stop.clone(),
                     ));
+                    delivering.push((sink.name.clone(), task));
                     sinks.push(Sink {
                         config: sink,
                         queue,
@@ -126,7 +138,9 @@ impl Notifier {
             gate: Mutex::new(Gate::default()),
             metrics,
             tasks,
+            delivering,
             stop,
+            skipped: Mutex::new(None),
         }
     }
 
@@ -157,9 +171,29 @@ impl Notifier {
         }
     }
 
-    /// Queues a commit status for the sinks that post them; never waits.
+    /// Queues a commit status for the sinks that post them; never waits. A revision that is
+    /// not a commit id cannot be given a status: that is told once, and nothing is queued.
     pub fn status(&self, status: Status) {
-        for sink in self.sinks.iter().filter(|s| s.config.takes_statuses()) {
+        let mut takers = self
+            .sinks
+            .iter()
+            .filter(|s| s.config.takes_statuses())
+            .peekable();
+        if takers.peek().is_none() {
+            return;
+        }
+        if !crate::manifest::is_commit_id(&status.revision) {
+            let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+            if skipped.as_deref() != Some(status.revision.as_str()) {
+                tracing::warn!(
+                    "commit statuses skipped: revision {} is not a commit id (40 or 64 hexadecimal digits); give the commit's id with --revision (SUBSYNC_REVISION), or leave it out to use the manifests' git HEAD",
+                    crate::quote::quote(&status.revision)
+                );
+                *skipped = Some(status.revision);
+            }
+            return;
+        }
+        for sink in takers {
             self.enqueue(sink, Message::Status(status.clone()));
         }
     }
@@ -193,16 +227,7 @@ impl Notifier {
         e.revision = revision.map(str::to_owned);
         self.events(vec![e]);
         if let Some(r) = revision {
-            self.status(Status {
-                revision: r.to_owned(),
-                state: State::Failure,
-                description: vec![
-                    event::Part::Plain(format!(
-                        "the manifests are invalid ({problems} problems): "
-                    )),
-                    event::Part::Value(first.to_owned()),
-                ],
-            });
+            self.status(event::invalid_status(r, problems, first));
         }
     }
 
@@ -214,8 +239,9 @@ impl Notifier {
         }
     }
 
-    /// Lets the queues drain for at most `deadline`, then drops what is left (counted).
-    pub async fn close(self, deadline: Duration) {
+    /// Lets the queues drain for at most `deadline`, then drops what is left: counted, and
+    /// logged with the count per sink. Returns the sinks that dropped some, with the count.
+    pub async fn close(self, deadline: Duration) -> Vec<(String, u64)> {
         drop(self.sinks);
         if tokio::time::timeout(deadline, self.tasks.wait())
             .await
@@ -224,6 +250,22 @@ impl Notifier {
             self.stop.cancel();
             self.tasks.wait().await;
         }
+        let mut dropped_by_sink = Vec::new();
+        for (sink, task) in self.delivering {
+            let dropped = task.await.unwrap_or(0);
+            if dropped > 0 {
+                tracing::warn!(
+                    %sink,
+                    dropped,
+                    "{dropped} notification{} to sink {sink} still queued after the {}s allowed for delivery {} dropped",
+                    if dropped == 1 { "" } else { "s" },
+                    deadline.as_secs_f64(),
+                    if dropped == 1 { "was" } else { "were" },
+                );
+                dropped_by_sink.push((sink, dropped));
+            }
+        }
+        dropped_by_sink
     }
 }
 
@@ -231,6 +273,10 @@ fn http_client(sink: &SinkConfig) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(TIMEOUT)
+        // One connection a sink, closed when idle: notifications are rare, descriptors are not
+        // free (see `descriptors`).
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(crate::descriptors::IDLE_CONNECTION)
         // A redirect would carry the signature or the token to wherever it points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("subsync/", env!("CARGO_PKG_VERSION")));
@@ -241,20 +287,21 @@ fn http_client(sink: &SinkConfig) -> Result<reqwest::Client, String> {
 }
 
 /// One sink's task: sends what is queued, one at a time, until the queue closes or `stop`;
-/// what is left then is counted as dropped.
+/// what is left then is counted as dropped. Returns how many were dropped.
 async fn deliver_all(
     sink: Arc<SinkConfig>,
     http: reqwest::Client,
     mut rx: mpsc::Receiver<Message>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-) {
+) -> u64 {
+    let mut dropped = 0;
     loop {
         let message = tokio::select! {
             () = stop.cancelled() => break,
             m = rx.recv() => match m {
                 Some(m) => m,
-                None => return,
+                None => return 0,
             },
         };
         let outcome = tokio::select! {
@@ -263,13 +310,16 @@ async fn deliver_all(
         };
         metrics.notification(&sink.name, outcome.name());
         if outcome == Outcome::Dropped {
+            dropped += 1;
             break;
         }
     }
     rx.close();
     while rx.recv().await.is_some() {
         metrics.notification(&sink.name, Outcome::Dropped.name());
+        dropped += 1;
     }
+    dropped
 }
 
 /// Sends one message with retries: a network fault, a timeout, 429 and 5xx are tried again;
@@ -286,7 +336,9 @@ async fn deliver(sink: &SinkConfig, http: &reqwest::Client, message: &Message) -
             Message::Status(s) => render::status(&sink.target, s),
         };
         let Some(request) = request else {
-            return Outcome::Sent;
+            // Not queued for such a sink (see `Notifier::status`): never counted as sent.
+            tracing::error!(sink = %sink.name, event = what, "nothing to send to this sink for this notification (a bug in subsync)");
+            return Outcome::Failed;
         };
         let mut call = http.post(request.url);
         for (name, value) in request.headers {
@@ -431,6 +483,66 @@ mod tests {
         assert!(c.after_run(vec![e(Kind::Fatal, None)], None).is_empty());
         assert_eq!(kinds(&c.after_run(vec![], Some("r"))), [Kind::Recovered]);
         assert!(c.after_run(vec![], None).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_still_queued_at_the_deadline_is_dropped_and_counted_per_sink() {
+        let hanging = crate::testing::Receiver::hanging().await;
+        let sink = SinkConfig {
+            name: "stuck".into(),
+            target: config::Target::Webhook {
+                url: format!("{}/hook", hanging.url()).parse().unwrap(),
+                secret: None,
+            },
+            events: Kind::ALL.into_iter().collect(),
+            accounts: Default::default(),
+        };
+        let metrics = Arc::new(Metrics::new());
+        let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone());
+        notifier.events(vec![
+            e(Kind::Applied, None),
+            e(Kind::Drift, Some("@TOA#_a")),
+            e(Kind::Fatal, None),
+        ]);
+        let dropped = notifier.close(Duration::from_secs(10)).await;
+        assert_eq!(dropped, [("stuck".to_owned(), 3)]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("subsync_notifications_total{sink=\"stuck\",result=\"dropped\"} 3"),
+            "{text}"
+        );
+        assert!(!text.contains("result=\"sent\"} 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_status_sink_gets_no_events_and_a_status_only_for_a_commit_id() {
+        let receiver = crate::testing::Receiver::start().await;
+        let sink = SinkConfig {
+            name: "commits".into(),
+            target: config::Target::GitHub {
+                api: receiver.url().parse().unwrap(),
+                repository: config::Repository {
+                    owner: "o".into(),
+                    name: "n".into(),
+                },
+                token: "t".into(),
+                target_url: None,
+            },
+            events: Default::default(),
+            accounts: Default::default(),
+        };
+        let metrics = Arc::new(Metrics::new());
+        let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone());
+        notifier.events(vec![e(Kind::Applied, None), e(Kind::Fatal, None)]);
+        notifier.status(event::pending("v1.2"));
+        notifier.status(event::pending("0123456789abcdef0123456789abcdef01234567"));
+        assert!(notifier.close(Duration::from_secs(10)).await.is_empty());
+        assert_eq!(receiver.received().len(), 1);
+        let text = metrics.encode();
+        assert!(
+            text.contains("subsync_notifications_total{sink=\"commits\",result=\"sent\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn event(target: &Target, e: &Event, unix: u64) -> Option<Request> {
 /// commit id (`--revision v1.2` cannot be given a status).
 pub fn status(target: &Target, s: &Status) -> Option<Request> {
     let sha = s.revision.as_str();
-    if !(sha.len() == 40 || sha.len() == 64) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !crate::manifest::is_commit_id(sha) {
         return None;
     }
     match target {
@@ -192,7 +192,16 @@ pub fn status(target: &Target, s: &Status) -> Option<Request> {
             if let Some(t) = target_url {
                 body["target_url"] = json!(t);
             }
-            let url = join(api, &format!("repos/{repository}/statuses/{sha}"))?;
+            let url = with_segments(
+                api,
+                &[
+                    "repos",
+                    &repository.owner,
+                    &repository.name,
+                    "statuses",
+                    sha,
+                ],
+            )?;
             Some(json_request(
                 url,
                 vec![
@@ -214,9 +223,8 @@ pub fn status(target: &Target, s: &Status) -> Option<Request> {
                 State::Success => "success",
                 State::Failure => "failed",
             };
-            let project: String =
-                url::form_urlencoded::byte_serialize(project.as_bytes()).collect();
-            let url = join(api, &format!("api/v4/projects/{project}/statuses/{sha}"))?;
+            // The project's path is one segment: its slashes are encoded (`group%2Fname`).
+            let url = with_segments(api, &["api", "v4", "projects", project, "statuses", sha])?;
             let mut body = json!({
                 "state": state,
                 "name": "subsync",
@@ -235,14 +243,19 @@ pub fn status(target: &Target, s: &Status) -> Option<Request> {
     }
 }
 
-/// `base` with `path` appended (an API base may carry a path: `https://host/api/v3`).
-fn join(base: &url::Url, path: &str) -> Option<url::Url> {
-    let mut base = base.clone();
-    if !base.path().ends_with('/') {
-        let with_slash = format!("{}/", base.path());
-        base.set_path(&with_slash);
+/// `base` (which may carry a path: `https://host/api/v3`) with `segments` appended, each
+/// percent-encoded as one segment. `None` for an empty, `.` or `..` segment: the checks refuse
+/// them, and the URL library would drop them, sending the request elsewhere.
+fn with_segments(base: &url::Url, segments: &[&str]) -> Option<url::Url> {
+    if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
+        return None;
     }
-    base.join(path).ok()
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(segments);
+    Some(url)
 }
 
 fn json_request(
@@ -390,7 +403,10 @@ mod tests {
     fn github_gets_a_status_within_140_characters() {
         let target = Target::GitHub {
             api: url("https://github.example.com/api/v3"),
-            repository: "o/n".into(),
+            repository: crate::notifications::config::Repository {
+                owner: "o".into(),
+                name: "n".into(),
+            },
             token: "t".into(),
             target_url: Some("https://grafana.example.com/d/subsync".into()),
         };
@@ -413,6 +429,19 @@ mod tests {
         assert_eq!(b["state"], "failure");
         assert_eq!(b["description"].as_str().unwrap().chars().count(), 140);
         assert!(status(&target, &pending("v1.2")).is_none(), "not a commit");
+    }
+
+    #[test]
+    fn every_path_segment_is_encoded_and_dot_segments_are_never_sent() {
+        let api = url("https://h.example/api/v3/");
+        let built = with_segments(&api, &["repos", "o", "n?x#y%2e", "statuses", "s"]).unwrap();
+        assert_eq!(
+            built.as_str(),
+            "https://h.example/api/v3/repos/o/n%3Fx%23y%252e/statuses/s"
+        );
+        for dots in [".", "..", ""] {
+            assert!(with_segments(&api, &["repos", dots, "n"]).is_none());
+        }
     }
 
     #[test]

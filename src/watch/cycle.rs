@@ -11,7 +11,7 @@ use super::health::LastRun;
 use super::schedule::Ended;
 use crate::apply::{Ending, Job, Reconciled, RunError, Stop, Trigger};
 use crate::manifest::{self, ManifestSet};
-use crate::notifications::{Status, event};
+use crate::notifications::event;
 use crate::task::blocking;
 use crate::tencent::ErrorClass;
 
@@ -34,7 +34,7 @@ impl Daemon {
             Ok(Ok(set)) => {
                 if self.validity.valid() {
                     tracing::info!("the manifests are valid again");
-                    self.notifier.events(vec![event::valid(None)]);
+                    self.announce.manifests_valid(self.leading());
                 }
                 let (fresh, _) = self
                     .manifest_warnings
@@ -72,32 +72,37 @@ impl Daemon {
             }
             Ok(Err(invalid)) => {
                 let n = invalid.problems.len();
-                let first = invalid.problems.first().map(ToString::to_string);
-                let reason = format!("{n} problems, the first: {}", first.unwrap_or_default());
+                let first = invalid
+                    .problems
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let reason = format!("{}, the first: {first}", event::count(n, "problem"));
                 // The same problems at every resync are news only once.
-                if self
+                let news = self
                     .validity
-                    .invalid(invalid.problems.iter().map(ToString::to_string).collect())
-                {
-                    for p in &invalid.problems {
-                        p.log(tracing::Level::ERROR, self.json_logs);
-                    }
-                    tracing::error!(
-                        problems = n,
-                        "the manifests are invalid; nothing is changed and the last valid set stays in force"
-                    );
-                    let first = invalid.problems.first().map(ToString::to_string);
-                    self.notifier
-                        .events(vec![event::invalid(n, &first.unwrap_or_default())]);
+                    .invalid(invalid.problems.iter().map(ToString::to_string).collect());
+                if news {
+                    log_problems(&invalid.problems, self.json_logs);
                 } else {
                     tracing::debug!(problems = n, "the manifests are still invalid");
                 }
+                // The leader fails the revision's commit status, as apply does.
+                let leading = self.leading();
+                let revision = if leading {
+                    self.engine.revision(&self.paths).await
+                } else {
+                    None
+                };
+                self.announce
+                    .manifests_invalid(leading, news, revision.as_deref(), n, &first);
                 self.health.manifests(Err(reason));
                 self.metrics.manifests_valid(false);
                 self.metrics.reconciled("invalid", started.elapsed());
-                // A resync or a retry still reconciles the last valid set.
+                // A resync or a retry still reconciles the last valid set; a change that was
+                // refused makes the next change wait a little (a tree that churns).
                 if matches!(trigger, Trigger::Change | Trigger::Start) {
-                    return Ended::Done;
+                    return Ended::Refused;
                 }
             }
             Err(e) => {
@@ -161,12 +166,8 @@ impl Daemon {
             return Ended::Done;
         };
         let revision = self.engine.revision(&self.paths).await;
-        if let Some(r) = &revision {
-            // Pending once per revision: a resync of a revision already told is not news.
-            if self.posted.as_ref().is_none_or(|(posted, _)| posted != r) {
-                self.post(event::pending(r));
-            }
-        }
+        // Pending once per revision: a resync of a revision already told is not news.
+        self.announce.run_started(revision.as_deref());
         let refresh = self.refresh_due(&set);
         let digest = set.digest.clone();
         let job = Job {
@@ -204,7 +205,7 @@ impl Daemon {
                 }
                 log_reconciled(&reconciled, trigger, revision.as_deref(), took);
                 if reconciled.ending() != Ending::Interrupted {
-                    self.notify(&reconciled, revision.as_deref());
+                    self.announce.run_ended(&reconciled, revision.as_deref());
                 }
                 self.metrics
                     .reconciled(reconciled.summary.result.name(), took);
@@ -237,12 +238,8 @@ impl Daemon {
             Err(_) if lost.is_cancelled() => Ended::LostLead,
             Err(e) => {
                 tracing::error!(error = %e, %trigger, "the reconcile could not start");
-                let why = e.to_string();
-                let told = self.conditions.after_run(
-                    vec![event::not_started(revision.as_deref(), &why)],
-                    revision.as_deref(),
-                );
-                self.notifier.events(told);
+                self.announce
+                    .not_started(revision.as_deref(), &e.to_string());
                 let blocked = match &e {
                     RunError::Ledger(_) | RunError::Stale(_) => LastRun::Blocked(e.to_string()),
                 };
@@ -257,25 +254,34 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// Tells the sinks what a run changed, without repeating what still holds, and posts the
-    /// revision's status when it differs from the one posted.
-    fn notify(&mut self, reconciled: &Reconciled, revision: Option<&str>) {
-        let events = event::of_run(&reconciled.summary);
-        let told = self.conditions.after_run(events, revision);
-        self.notifier.events(told);
-        if let Some(r) = revision {
-            self.post(event::status_of(&reconciled.summary, r));
-        }
-    }
-
-    fn post(&mut self, status: Status) {
-        let now = Some((status.revision.clone(), status.state));
-        if self.posted != now {
-            self.posted = now;
-            self.notifier.status(status);
-        }
+    /// True while this replica holds the ledger's lock: it reconciles, and it alone tells.
+    pub(super) fn leading(&self) -> bool {
+        self.engine.writer().is_some()
     }
 }
+
+/// Logs the manifests' problems: the first [`MAX_LOGGED_PROBLEMS`] and how many more, so that
+/// a tree full of bad files costs a few lines, not one per file.
+fn log_problems(problems: &[crate::manifest::Diagnostic], json: bool) {
+    for p in problems.iter().take(MAX_LOGGED_PROBLEMS) {
+        p.log(tracing::Level::ERROR, json);
+    }
+    let more = problems.len().saturating_sub(MAX_LOGGED_PROBLEMS);
+    if more > 0 {
+        tracing::error!(
+            more,
+            "... and {} (`subsync validate` lists them all)",
+            event::count(more, "more problem")
+        );
+    }
+    tracing::error!(
+        problems = problems.len(),
+        "the manifests are invalid; nothing is changed and the last valid set stays in force"
+    );
+}
+
+/// Problems of an invalid set logged, at most.
+pub const MAX_LOGGED_PROBLEMS: usize = 20;
 
 /// Readiness after a run that `stop` ended: an unreachable service passes by itself; refused
 /// credentials, a refused app or a ledger that cannot record need someone to act.

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::WatchConfig;
+use super::announce::Announcer;
 use super::health::Health;
 use super::leader::{Attempt, Leadership};
 use super::notices::{Said, Validity};
@@ -20,7 +21,7 @@ use super::source::Source;
 use crate::engine::Engine;
 use crate::manifest::{Limits, ManifestSet};
 use crate::metrics::Metrics;
-use crate::notifications::{Conditions, Notifier, State, event};
+use crate::notifications::Notifier;
 use crate::task::blocking;
 
 /// The safety net under file events: symlink targets are re-resolved this often.
@@ -54,11 +55,8 @@ pub struct Daemon {
     pub(super) manifest_warnings: Said,
     pub(super) plan_warnings: Said,
     pub(super) validity: Validity,
-    pub(super) notifier: Notifier,
-    /// The conditions the last run reported, for notifications.
-    pub(super) conditions: Conditions,
-    /// The last commit status posted, and for which revision.
-    pub(super) posted: Option<(String, State)>,
+    /// What is told to the notification sinks.
+    pub(super) announce: Announcer,
 }
 
 impl Daemon {
@@ -117,9 +115,7 @@ impl Daemon {
             manifest_warnings: Said::default(),
             plan_warnings: Said::default(),
             validity: Validity::default(),
-            notifier,
-            conditions: Conditions::default(),
-            posted: None,
+            announce: Announcer::new(notifier),
         })
     }
 
@@ -139,7 +135,7 @@ impl Daemon {
                 () = cancelled(lost.as_ref()) => {
                     let why = self.engine.step_down().await;
                     self.leadership.lost(why, &self.metrics);
-                    self.notifier.events(vec![event::leader(false)]);
+                    self.announce.leader_lost();
                     self.schedule.stand_by(Instant::now());
                 }
                 () = signals.manifests.notified() => self.schedule.manifests_changed(Instant::now()),
@@ -166,7 +162,7 @@ impl Daemon {
                 let now = Instant::now();
                 match attempt {
                     Attempt::Leading => {
-                        self.notifier.events(vec![event::leader(true)]);
+                        self.announce.leader_gained();
                         // The previous leader may have left anything behind: reconcile in full.
                         self.reconciled = None;
                         self.settled = None;
@@ -289,7 +285,7 @@ impl Daemon {
 
     pub async fn stop(self) {
         self.engine.close().await;
-        self.notifier.close(NOTIFY_DRAIN).await;
+        self.announce.close(NOTIFY_DRAIN).await;
         tracing::info!("stopped");
     }
 }

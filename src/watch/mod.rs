@@ -10,11 +10,13 @@
 //!
 //! Invariants: an invalid set changes nothing (the last valid set stays in force and the daemon
 //! turns unready with the reason); an account whose manifest disappears is left alone; only
-//! the replica holding the ledger's writer lock reconciles ([`leader`]), and a second daemon on
-//! the same ledger is refused at once unless it was started to stand by. The first SIGTERM or
-//! Ctrl-C stops watching and gives batches in flight the drain time to finish and be recorded;
-//! a second one stops at once.
+//! the replica holding the ledger's writer lock reconciles ([`leader`]) and tells the
+//! notification sinks anything ([`announce`]), and a second daemon on the same ledger is
+//! refused at once unless it was started to stand by. The first SIGTERM, SIGHUP or Ctrl-C
+//! stops watching and gives batches in flight the drain time to finish and be recorded; a
+//! second one stops at once.
 
+mod announce;
 mod cycle;
 mod daemon;
 mod health;

@@ -14,6 +14,13 @@
 //! Manifests that this machine could not read (out of file descriptors, say: nothing to do
 //! with the files) are read again after a short pause, growing while it lasts, by the same
 //! kind of cycle, so that a change seen during the shortage is never dropped.
+//!
+//! A tree that never stops changing costs little: a burst of changes is read once it has been
+//! quiet for the debounce time, but at the latest [`MAX_DEFER`] (or ten debounces) after its
+//! first change, so it is still read, every few seconds at most; and reads whose manifests are
+//! refused again and again wait a growing pause ([`REFUSED_BACKOFF`]) before the next change
+//! is read. Whatever the settings, nothing here wakes more often than the floors of
+//! `settings::durations` allow.
 
 use std::time::Duration;
 
@@ -21,12 +28,19 @@ use tokio::time::Instant;
 
 use crate::apply::Trigger;
 use crate::backoff::Backoff;
+use crate::settings::durations;
 
 /// The pauses after consecutive fatal stops.
 pub const FATAL_BACKOFF: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
 
 /// The pauses between attempts to read manifests that this machine could not read.
 pub const UNREAD_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+
+/// A burst of changes is read at the latest this long (or ten debounces) after it began.
+pub const MAX_DEFER: Duration = Duration::from_secs(5);
+
+/// The pauses before reading a change again after consecutive reads refused the manifests.
+pub const REFUSED_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
 
 /// The daemon's timing, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +67,10 @@ pub enum Action {
 /// How a cycle ended, as far as the schedule cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// Done (converged, partial, or nothing to do; invalid manifests too).
+    /// Done (converged, partial, or nothing to do).
     Done,
+    /// The manifests read were refused (invalid): nothing ran.
+    Refused,
     /// Stopped by a fatal answer, an unreachable service or the ledger: pause before the next.
     Fatal,
     /// The lock was lost: this replica stands by now.
@@ -68,6 +84,11 @@ pub struct Schedule {
     timing: Timing,
     /// When the debounced change falls due.
     change_at: Option<Instant>,
+    /// When the first change of the burst now waiting was seen.
+    burst_since: Option<Instant>,
+    /// Consecutive reads that refused the manifests, and when the next change may be read.
+    refused: u32,
+    read_not_before: Option<Instant>,
     /// What the next change-driven cycle is called (`start` for the first).
     change_trigger: Trigger,
     /// What the cycle last due was called (a cycle that could not read is done again as such).
@@ -92,9 +113,19 @@ pub struct Schedule {
 impl Schedule {
     /// A daemon starting at `now`: a cycle at once; a takeover attempt later unless `leading`.
     pub fn new(timing: Timing, now: Instant, leading: bool) -> Schedule {
+        // The settings refuse values under the floors; a caller that built its own timing
+        // still cannot make the daemon wake more often.
+        let timing = Timing {
+            debounce: timing.debounce.max(durations::DEBOUNCE.floor),
+            resync: timing.resync.map(|r| r.max(durations::RESYNC.floor)),
+            takeover_every: timing.takeover_every.max(durations::TAKEOVER_EVERY.floor),
+        };
         Schedule {
             timing,
             change_at: Some(now),
+            burst_since: None,
+            refused: 0,
+            read_not_before: None,
             change_trigger: Trigger::Start,
             last_trigger: Trigger::Start,
             unread: 0,
@@ -109,9 +140,12 @@ impl Schedule {
         }
     }
 
-    /// Something under the watched paths changed (or the watches moved).
+    /// Something under the watched paths changed (or the watches moved): read once quiet
+    /// for the debounce time, but no later than the burst's deadline.
     pub fn manifests_changed(&mut self, now: Instant) {
-        self.change_at = Some(now + self.timing.debounce);
+        let since = *self.burst_since.get_or_insert(now);
+        let deadline = since + MAX_DEFER.max(self.timing.debounce.saturating_mul(10));
+        self.change_at = Some((now + self.timing.debounce).min(deadline));
     }
 
     /// The key file changed.
@@ -125,9 +159,13 @@ impl Schedule {
         self.next_refresh = at;
     }
 
-    /// In a stretch of failures, a change may cut the pause short only once.
+    /// In a stretch of failures, a change may cut the pause short only once; after refused
+    /// reads, a change waits for their pause.
     fn change_due(&self) -> Option<Instant> {
         let at = self.change_at?;
+        let at = self
+            .read_not_before
+            .map_or(at, |not_before| at.max(not_before));
         match self.retry_at {
             Some(retry) if self.early_retry_used => Some(at.max(retry)),
             _ => Some(at),
@@ -158,6 +196,7 @@ impl Schedule {
         }
         if self.change_due().is_some_and(|t| t <= now) {
             self.change_at = None;
+            self.burst_since = None;
             if self.retry_at.is_some_and(|r| now < r) {
                 self.early_retry_used = true;
             }
@@ -189,6 +228,13 @@ impl Schedule {
         if ended != Ended::Unread {
             self.unread = 0;
         }
+        if ended == Ended::Refused {
+            self.read_not_before = Some(now + REFUSED_BACKOFF.after(self.refused));
+            self.refused = self.refused.saturating_add(1);
+        } else if ended != Ended::Unread {
+            self.refused = 0;
+            self.read_not_before = None;
+        }
         match ended {
             Ended::Unread => {
                 let pause = UNREAD_BACKOFF.after(self.unread);
@@ -204,7 +250,7 @@ impl Schedule {
                 }
                 Some(pause)
             }
-            Ended::Done => {
+            Ended::Done | Ended::Refused => {
                 self.retry_at = None;
                 self.failures = 0;
                 self.early_retry_used = false;
@@ -471,6 +517,75 @@ mod tests {
         assert_eq!(s.due(t0 + secs(31)), cycle(Trigger::Retry));
         // Still the same stretch of failures: the next fatal stop pauses longer.
         assert_eq!(s.finished(t0 + secs(31), Ended::Fatal), Some(secs(60)));
+    }
+
+    #[test]
+    fn a_tree_that_never_stops_changing_is_read_every_few_seconds_not_never_and_not_always() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        assert!(s.due(t0).is_some());
+        s.finished(t0, Ended::Done);
+        // A change every 100 ms for a minute: the debounce alone would never fire.
+        let mut reads = Vec::new();
+        let mut now = t0;
+        while now < t0 + secs(60) {
+            now += Duration::from_millis(100);
+            s.manifests_changed(now);
+            if s.next_wake().is_some_and(|w| w <= now)
+                && let Some(Action::Cycle { .. }) = s.due(now)
+            {
+                reads.push(now - t0);
+                s.finished(now, Ended::Done);
+            }
+        }
+        assert_eq!(reads.len(), 11, "{reads:?}");
+        assert!(
+            reads.windows(2).all(|w| w[1] - w[0] >= MAX_DEFER),
+            "{reads:?}"
+        );
+    }
+
+    #[test]
+    fn reads_that_keep_refusing_the_manifests_back_off_and_a_valid_read_ends_it() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, true);
+        assert!(s.due(t0).is_some());
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            s.finished(now, Ended::Refused);
+            s.manifests_changed(now);
+            let wake = s.next_wake().unwrap();
+            gaps.push((wake - now).as_millis());
+            now = wake;
+            assert_eq!(s.due(now), cycle(Trigger::Change));
+        }
+        assert_eq!(gaps, [1000, 2000, 4000, 8000, 15000, 15000]);
+        s.finished(now, Ended::Done);
+        s.manifests_changed(now);
+        assert_eq!(s.next_wake(), Some(now + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn no_timing_makes_the_daemon_wake_more_often_than_the_floors() {
+        let t0 = Instant::now();
+        let zero = Timing {
+            debounce: Duration::ZERO,
+            resync: Some(Duration::ZERO),
+            takeover_every: Duration::ZERO,
+        };
+        let mut s = Schedule::new(zero, t0, false);
+        assert!(s.due(t0).is_some());
+        s.finished(t0, Ended::Done);
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(
+            s.due(t0 + Duration::from_millis(100)),
+            Some(Action::TakeOver)
+        );
+        s.stand_by(t0 + Duration::from_millis(100));
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(200)));
+        s.manifests_changed(t0 + Duration::from_millis(150));
+        assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(200)));
     }
 
     #[test]

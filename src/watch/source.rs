@@ -13,6 +13,12 @@
 //! path, so after a symlink swap [`Source::rewatch`] moves them to the new target. Events our
 //! own reads cause (opens and reads) and events under the state directory are ignored, or every
 //! reload would cause the next.
+//!
+//! What is wanted changing is a change; a watch that cannot be set (a directory it may not
+//! read) is tried again quietly at each rewatch and logged once, never taken for a change, or
+//! the daemon would read the manifests again and again. A kernel filesystem (`/proc`, `/sys`,
+//! `/dev`) is never watched recursively: the manifests refuse it as a root anyway, and only a
+//! swap of the link pointing there matters.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,8 +51,12 @@ struct Interest {
 
 pub struct Source {
     watcher: RecommendedWatcher,
+    /// Canonical directory to its mode, as wanted at the last rewatch.
+    wanted: BTreeMap<PathBuf, RecursiveMode>,
     /// Canonical directory to its mode, as watched now.
     watched: BTreeMap<PathBuf, RecursiveMode>,
+    /// Wanted directories that could not be watched, already logged.
+    failing: BTreeSet<PathBuf>,
     interest: Arc<RwLock<Interest>>,
     paths: Vec<PathBuf>,
     credentials: Vec<PathBuf>,
@@ -90,7 +100,9 @@ impl Source {
         })?;
         let mut source = Source {
             watcher,
+            wanted: BTreeMap::new(),
             watched: BTreeMap::new(),
+            failing: BTreeSet::new(),
             interest,
             paths: paths.iter().map(absolute).collect(),
             credentials: credentials.iter().map(absolute).collect(),
@@ -119,8 +131,11 @@ impl Source {
         }
         let wanted = interest.dirs.clone();
         *self.interest.write().unwrap_or_else(|e| e.into_inner()) = interest;
+        let changed = wanted != self.wanted;
         if wanted == self.watched {
-            return false;
+            self.wanted = wanted;
+            self.failing.clear();
+            return changed;
         }
         for (dir, mode) in &self.watched {
             if wanted.get(dir) != Some(mode) {
@@ -129,21 +144,28 @@ impl Source {
             }
         }
         let mut watched = BTreeMap::new();
-        for (dir, mode) in wanted {
-            if self.watched.get(&dir) == Some(&mode) {
-                watched.insert(dir, mode);
+        let mut failing = BTreeSet::new();
+        for (dir, mode) in &wanted {
+            if self.watched.get(dir) == Some(mode) {
+                watched.insert(dir.clone(), *mode);
                 continue;
             }
-            match self.watcher.watch(&dir, mode) {
+            match self.watcher.watch(dir, *mode) {
                 Ok(()) => {
-                    watched.insert(dir, mode);
+                    watched.insert(dir.clone(), *mode);
                 }
-                // Left out: the next rewatch tries again.
-                Err(error) => tracing::warn!(%error, dir = %dir.display(), "cannot watch"),
+                // Left out: the next rewatch tries again, without saying so again.
+                Err(error) => {
+                    if !self.failing.contains(dir) {
+                        tracing::warn!(%error, dir = %dir.display(), "cannot watch; trying again every 30 s");
+                    }
+                    failing.insert(dir.clone());
+                }
             }
         }
-        let changed = watched != self.watched;
         self.watched = watched;
+        self.failing = failing;
+        self.wanted = wanted;
         changed
     }
 
@@ -186,6 +208,8 @@ impl Interest {
             self.entry(&link, kind);
         }
         match std::fs::canonicalize(path) {
+            // Refused as a root by the manifests; only the link to it matters (watched above).
+            Ok(target) if crate::manifest::kernel_tree(&target).is_some() => {}
             Ok(target) if target.is_dir() && kind == Kind::Manifests => {
                 self.trees.insert(target.clone());
                 self.watch(target, RecursiveMode::Recursive);
@@ -377,6 +401,17 @@ mod tests {
             &[&root.join("..data_tmp")],
         );
         assert_eq!(classify(&other, &i), None);
+    }
+
+    #[test]
+    fn a_link_to_a_kernel_filesystem_is_watched_where_it_lives_never_inside() {
+        let (_dir, root) = tree();
+        std::os::unix::fs::symlink("/proc", root.join("m")).unwrap();
+        let i = interest(&[&root.join("m")], &[], &[]);
+        assert_eq!(i.dirs.keys().collect::<Vec<_>>(), [&root]);
+        assert!(i.trees.is_empty());
+        let swap = event(EventKind::Create(CreateKind::Any), &[&root.join("m")]);
+        assert_eq!(classify(&swap, &i), Some(Kind::Manifests));
     }
 
     #[test]

@@ -21,6 +21,23 @@ pub struct Error {
     pub at: Option<Position>,
     /// Dotted path of the value (`spec.subscribers[3]`); empty at the top.
     pub path: String,
+    /// What serde named, when the problem is a field or a variant name: a caller can then
+    /// say which field to use instead, or locate the key itself.
+    pub detail: Option<Detail>,
+}
+
+/// A problem with a name rather than a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    UnknownField {
+        field: String,
+        expected: &'static [&'static str],
+    },
+    MissingField(&'static str),
+    UnknownVariant {
+        variant: String,
+        expected: &'static [&'static str],
+    },
 }
 
 impl fmt::Display for Error {
@@ -50,6 +67,7 @@ impl de::Error for Error {
             message: msg.to_string(),
             at: None,
             path: String::new(),
+            detail: None,
         }
     }
 
@@ -68,19 +86,38 @@ impl de::Error for Error {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!(
-            "unknown value {}, expected {}",
-            quote(variant),
-            one_of(expected)
-        ))
+        Error {
+            detail: Some(Detail::UnknownVariant {
+                variant: variant.to_owned(),
+                expected,
+            }),
+            ..Self::custom(format_args!(
+                "unknown value {}, expected {}",
+                quote(variant),
+                one_of(expected)
+            ))
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!(
-            "unknown field {}, expected {}; check its spelling",
-            quote(field),
-            one_of(expected)
-        ))
+        Error {
+            detail: Some(Detail::UnknownField {
+                field: field.to_owned(),
+                expected,
+            }),
+            ..Self::custom(format_args!(
+                "unknown field {}, expected {}; check its spelling",
+                quote(field),
+                one_of(expected)
+            ))
+        }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Error {
+            detail: Some(Detail::MissingField(field)),
+            ..Self::custom(format_args!("missing field `{field}`"))
+        }
     }
 }
 

@@ -15,7 +15,9 @@
 
 mod de;
 pub mod resolve;
+mod suggest;
 mod tree;
 
-pub use de::{Error, from_node};
+pub use de::{Detail, Error, from_node};
+pub use suggest::closest;
 pub use tree::{Document, Limits, Node, ParseError, Position, Step, Style, parse};

@@ -127,6 +127,23 @@ fn an_empty_directory_is_an_error_not_an_empty_plan() {
     );
 }
 
+#[test]
+fn a_kernel_filesystem_is_refused_as_a_manifest_root_with_the_reason() {
+    let ws = Workspace::new();
+    std::os::unix::fs::symlink("/proc", ws.path().join("linked")).unwrap();
+    for path in ["linked", "/sys"] {
+        let out = ws.run(None, &["validate", path]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{path}: "))
+                && err.contains("a kernel filesystem whose entries change all the time"),
+            "{err}"
+        );
+        assert_eq!(err.matches(".yaml").count(), 0, "nothing was walked: {err}");
+    }
+}
+
 /// Each document of `file` as JSON, the way a schema-aware editor sees it.
 fn documents(file: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(file).unwrap();

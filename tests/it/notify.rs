@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::daemon::{start, wait_for};
+use crate::common::daemon::{sigterm, start, wait_for};
 use crate::common::{Remote, Workspace, ids, stdout};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -62,6 +62,34 @@ fn events(r: &Receiver) -> Vec<String> {
         .iter()
         .map(|r| r.json()["event"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// A manifest with an empty UserID: refused.
+const REFUSED: &str = "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata: {name: a}\nspec:\n  officialAccount: '@TOA#_a'\n  subscribers: ['']\n";
+
+/// Writes `notify.yaml` listing `sinks`, and the token file `t` they may name.
+fn notify_config(ws: &Workspace, sinks: &[String]) {
+    write(&ws.path().join("t"), "token\n");
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!("sinks:\n{}\n", sinks.join("\n")),
+    );
+}
+
+/// A webhook sink posting to `receiver`.
+fn webhook_sink(name: &str, receiver: &Receiver) -> String {
+    format!(
+        "- {{name: {name}, type: webhook, url: '{}/hook'}}",
+        receiver.url()
+    )
+}
+
+/// A GitHub status sink for `o/n` with `receiver` as its API.
+fn github_sink(name: &str, receiver: &Receiver) -> String {
+    format!(
+        "- {{name: {name}, type: github, repository: o/n, apiUrl: '{}', tokenFile: t}}",
+        receiver.url()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,20 +351,10 @@ async fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_chan
 async fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exits() {
     let (hook, github) = (Receiver::start().await, Receiver::start().await);
     let ws = Workspace::new();
-    write(
-        &ws.manifests().join("a.yaml"),
-        "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata: {name: a}\nspec:\n  officialAccount: '@TOA#_a'\n  subscribers: ['']\n",
-    );
-    write(&ws.path().join("t"), "token\n");
-    write(
-        &ws.path().join("notify.yaml"),
-        &format!(
-            "sinks:\n\
-             - {{name: hook, type: webhook, url: '{}/hook'}}\n\
-             - {{name: commits, type: github, repository: o/n, apiUrl: '{}', tokenFile: t}}\n",
-            hook.url(),
-            github.url()
-        ),
+    write(&ws.manifests().join("a.yaml"), REFUSED);
+    notify_config(
+        &ws,
+        &[webhook_sink("hook", &hook), github_sink("commits", &github)],
     );
     let out = apply_notifying(&ws, "http://127.0.0.1:9", &["--revision", SHA]);
     assert_eq!(out.status.code(), Some(1));
@@ -355,21 +373,222 @@ async fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exit
     assert_eq!(statuses[0].json()["state"], "failure");
 }
 
-#[test]
-fn a_bad_notify_config_is_refused_at_start_with_its_line_and_nothing_is_sent() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_notify_config_gets_every_problem_in_one_run_and_nothing_is_sent() {
+    let receiver = Receiver::start().await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    write(&ws.path().join("t"), "token\n");
     write(
         &ws.path().join("notify.yaml"),
-        "sinks:\n- name: hook\n  type: webhook\n  url: http://hooks.example.com/x\n",
+        &format!(
+            "sinks:\n\
+             - name: hook\n  type: webhook\n  url: http://hooks.example.com/x\n\
+             - {{name: chat, type: slack, url: '{0}/x'}}\n\
+             - {{name: up, type: github, repository: '../..', apiUrl: '{0}', tokenFile: t}}\n\
+             - {{name: mr, type: gitlab, project: '..', apiUrl: '{0}', tokenFile: t}}\n\
+             - {{name: ok, type: webhook, url: '{0}/hook'}}\n",
+            receiver.url()
+        ),
     );
     // No emulator runs: a run that got past the check would fail on the endpoint instead.
+    let out = apply_notifying(&ws, "http://127.0.0.1:9", &["--revision", SHA]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = crate::common::stderr(&out);
+    for expected in [
+        "notify.yaml has 4 problems; fix them and run again",
+        "notify.yaml:4:8: sink hook: url \"http://hooks.example.com/x\" must be https",
+        "notify.yaml:5:29: sink chat: `url` does not apply to type slack; its URL carries a token: put the URL in a file and name the file with `urlFile`",
+        "notify.yaml:6:40: sink up: repository \"../..\" must be owner/name",
+        "notify.yaml:7:37: sink mr: project \"..\" must be the project's numeric id or its path",
+    ] {
+        assert!(err.contains(expected), "{expected} not in:\n{err}");
+    }
+    assert!(!err.contains("token\n"), "{err}");
+    assert!(receiver.received().is_empty(), "nothing is sent");
+    assert!(!ws.state().exists(), "nothing recorded, nothing created");
+}
+
+#[test]
+fn a_notify_config_path_pointing_at_another_file_quotes_none_of_it() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    let hash = "$6$saltsalt$Hq8bTqZqN3lHcAq2tTj3Wn4n1i3T2Fr7oFzq1nE0xq3kQ8XH4N3D5Z8";
+    write(
+        &ws.path().join("notify.yaml"),
+        &format!("root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"),
+    );
     let out = apply_notifying(&ws, "http://127.0.0.1:9", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = crate::common::stderr(&out);
     assert!(
-        err.contains("notify.yaml:2: sink hook: url \"http://hooks.example.com/x\" must be https"),
+        err.contains("notify.yaml:1:1: this is not a notification config")
+            && err.contains("check --notify-config"),
         "{err}"
     );
-    assert!(!ws.state().join("ledger.db").exists(), "nothing recorded");
+    for secret in ["saltsalt", "Hq8bTq", "root", "daemon"] {
+        assert!(!err.contains(secret), "{secret} quoted: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revision_that_is_not_a_commit_id_skips_statuses_and_says_so_once() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let github = Receiver::start().await;
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    notify_config(&ws, &[github_sink("commits", &github)]);
+    let out = apply_notifying(&ws, &emulator.url(), &["--revision", "v1.2"]);
+    let err = crate::common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("commit statuses skipped: revision \"v1.2\" is not a commit id")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(github.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_sink_that_answers_401_is_counted_failed_never_sent() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let (hook, refusing) = (Receiver::start().await, Receiver::answering(401).await);
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    notify_config(
+        &ws,
+        &[
+            webhook_sink("hook", &hook),
+            github_sink("commits", &refusing),
+        ],
+    );
+    let daemon = start(
+        &ws,
+        &emulator,
+        &ws.manifests(),
+        &["--revision", SHA, "--notify-config", "notify.yaml"],
+    );
+    let metric = |sink: &str, result: &str| {
+        daemon
+            .metric(&format!(
+                "subsync_notifications_total{{sink=\"{sink}\",result=\"{result}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    // Pending and success, both refused; and the event sink got `applied`.
+    wait_for("both statuses refused", || {
+        metric("commits", "failed") >= 2.0
+    })
+    .await;
+    wait_for("the event delivered", || metric("hook", "sent") >= 1.0).await;
+    assert_eq!(refusing.received().len(), 2);
+    assert_eq!(metric("commits", "sent"), 0.0, "a 401 is not sent");
+    assert_eq!(events(&hook), ["applied"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_fails_the_status_of_a_revision_whose_manifests_are_refused() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let github = Receiver::start().await;
+    let ws = Workspace::new();
+    write(&ws.manifests().join("a.yaml"), REFUSED);
+    notify_config(&ws, &[github_sink("commits", &github)]);
+    let daemon = start(
+        &ws,
+        &emulator,
+        &ws.manifests(),
+        &["--revision", SHA, "--notify-config", "notify.yaml"],
+    );
+    wait_for("the failed status", || !github.received().is_empty()).await;
+    let status = github.received()[0].json();
+    assert_eq!(status["state"], "failure");
+    let description = status["description"].as_str().unwrap().to_owned();
+    assert!(
+        description.starts_with("the manifests are invalid (1 problem): ")
+            && description.contains("a.yaml"),
+        "{description}"
+    );
+    assert_eq!(daemon.get("/readyz").0, 503);
+    // Fixed under the same revision (a pipeline that passes --revision): now it succeeds.
+    ws.manifest("a", "@TOA#_a", &ids("a", 2));
+    wait_for("success", || {
+        github
+            .received()
+            .last()
+            .is_some_and(|r| r.json()["state"] == "success")
+    })
+    .await;
+    let states: Vec<_> = github
+        .received()
+        .iter()
+        .map(|r| r.json()["state"].clone())
+        .collect();
+    assert_eq!(states, ["failure", "success"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_notifies_and_a_replica_that_takes_over_says_so_once() {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let hook = Receiver::start().await;
+    let ws = Workspace::new();
+    write(&ws.manifests().join("a.yaml"), REFUSED);
+    notify_config(&ws, &[webhook_sink("hook", &hook)]);
+    let args = [
+        "--standby",
+        "--takeover-every",
+        "100ms",
+        "--notify-config",
+        "notify.yaml",
+    ];
+    let mut leader = start(&ws, &emulator, &ws.manifests(), &args);
+    wait_for("the leader", || {
+        leader.metric("subsync_leader") == Some(1.0)
+    })
+    .await;
+    let standby = start(&ws, &emulator, &ws.manifests(), &args);
+    let invalid =
+        |d: &crate::common::daemon::Daemon| d.metric("subsync_manifests_valid") == Some(0.0);
+    wait_for("both to refuse the manifests", || {
+        invalid(&leader) && invalid(&standby)
+    })
+    .await;
+    ws.manifest("a", "@TOA#_a", &ids("a", 2));
+    let valid =
+        |d: &crate::common::daemon::Daemon| d.metric("subsync_manifests_valid") == Some(1.0);
+    wait_for("both to read the fix", || valid(&leader) && valid(&standby)).await;
+    let sent = |d: &crate::common::daemon::Daemon| {
+        d.metric("subsync_notifications_total{sink=\"hook\",result=\"sent\"}")
+            .unwrap_or(0.0)
+    };
+    wait_for("the leader's three events", || sent(&leader) >= 3.0).await;
+    assert_eq!(events(&hook), ["invalid", "valid", "applied"]);
+    assert_eq!(sent(&standby), 0.0, "a replica standing by tells nothing");
+    // The leader goes; the replica that takes over says so, once, and nothing else is new.
+    sigterm(leader.child());
+    assert_eq!(leader.child().wait().unwrap().code(), Some(0));
+    wait_for("the takeover to be told", || sent(&standby) >= 1.0).await;
+    wait_for("the takeover's reconcile", || {
+        standby
+            .metric("subsync_reconcile_total{result=\"converged\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    })
+    .await;
+    assert_eq!(
+        events(&hook),
+        ["invalid", "valid", "applied", "leader_gained"]
+    );
 }

@@ -1,11 +1,12 @@
 //! `subsync watch` as a real process against the emulator: the ways files change in production
 //! (in-place edits, atomic renames, git-sync's symlink swap, a ConfigMap's `..data` swap), an
 //! invalid commit followed by a valid one, probes, metrics, a second daemon, credentials that
-//! start wrong, JSON logs, and SIGTERM.
+//! start wrong, JSON logs, SIGTERM and SIGHUP, and trees that cost too much to read: a kernel
+//! filesystem, a set full of problems.
 
 use std::path::Path;
 
-use crate::common::daemon::{sigterm, start, wait_for};
+use crate::common::daemon::{Daemon, signal, sigterm, start, wait_for};
 use crate::common::{Remote, Workspace, ids, manifest_text, remote_subscribers};
 use subsync::emulator::Emulator;
 use subsync::tencent::Api;
@@ -291,8 +292,9 @@ async fn a_second_daemon_on_the_same_state_is_refused_at_once() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_the_daemon_cleanly() {
+/// A daemon in the middle of a long reconcile: 5,000 subscribers at 50 calls a second, a few
+/// batches sent.
+async fn mid_run() -> (Emulator, Workspace, Daemon) {
     let emulator = Remote::default()
         .latency_ms(20)
         .account("@TOA#_a", 100_000, &[])
@@ -303,7 +305,7 @@ async fn sigterm_stops_the_daemon_cleanly() {
         &ws.manifests().join("a.yaml"),
         &manifest_text("a", "@TOA#_a", &ids("a", 5000)),
     );
-    let mut daemon = start(&ws, &emulator, &ws.manifests(), &["--qps", "50"]);
+    let daemon = start(&ws, &emulator, &ws.manifests(), &["--qps", "50"]);
     wait_for("a few batches", || {
         emulator
             .stats()
@@ -311,6 +313,12 @@ async fn sigterm_stops_the_daemon_cleanly() {
             >= 3
     })
     .await;
+    (emulator, ws, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_daemon_cleanly() {
+    let (emulator, ws, mut daemon) = mid_run().await;
     sigterm(daemon.child());
     let status = daemon.child().wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
@@ -566,4 +574,95 @@ async fn the_daemon_refreshes_and_repairs_out_of_band_removals() {
         daemon.metric("subsync_drift_total{account=\"@TOA#_a\",direction=\"removed\"}") == Some(1.0)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_drains_like_sigterm_and_the_run_is_recorded_finished() {
+    let (_emulator, ws, mut daemon) = mid_run().await;
+    signal(daemon.child(), "HUP");
+    let status = daemon.child().wait().unwrap();
+    let log = daemon.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("interrupted: finishing the requests in flight") && log.contains("SIGHUP"),
+        "{log}"
+    );
+    let out = ws.run(None, &["status", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &report["runs"][0];
+    assert_eq!(run["command"], "watch");
+    assert_eq!(run["result"], "interrupted", "{report:#}");
+    assert!(run["finished_at"].is_string(), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_linked_to_proc_is_refused_once_and_a_swap_to_real_manifests_is_applied() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    write(
+        &ws.path().join("real/a.yaml"),
+        &manifest_text("a", "@TOA#_a", &ids("a", 2)),
+    );
+    let link = ws.path().join("current");
+    std::os::unix::fs::symlink("/proc", &link).unwrap();
+    let daemon = start(&ws, &emulator, &link, &[]);
+    wait_for("the refusal", || {
+        daemon
+            .metric("subsync_reconcile_total{result=\"invalid\"}")
+            .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let (status, reason) = daemon.get("/readyz");
+    assert_eq!(status, 503);
+    assert!(
+        reason.contains("resolves to /proc and is in /proc, a kernel filesystem"),
+        "{reason}"
+    );
+    // git-sync style: a new link renamed over the old one.
+    std::os::unix::fs::symlink(ws.path().join("real"), ws.path().join("next")).unwrap();
+    std::fs::rename(ws.path().join("next"), &link).unwrap();
+    wait_for("the real manifests", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 2
+    })
+    .await;
+    let log = daemon.log();
+    assert_eq!(log.matches("a kernel filesystem").count(), 1, "{log}");
+    assert_eq!(
+        daemon.metric("subsync_reconcile_total{result=\"invalid\"}"),
+        Some(1.0),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_set_full_of_problems_is_logged_once_twenty_problems_and_the_count() {
+    let emulator = emulator().await;
+    let ws = Workspace::new();
+    let bad = |i: usize| {
+        format!(
+            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata: {{name: m{i}}}\nspec:\n  officialAccount: '@TOA#_a{i}'\n  subscribers: ['']\n"
+        )
+    };
+    for i in 0..25 {
+        write(&ws.manifests().join(format!("m{i:02}.yaml")), &bad(i));
+    }
+    let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
+    let invalid = || {
+        daemon
+            .metric("subsync_reconcile_total{result=\"invalid\"}")
+            .unwrap_or(0.0)
+    };
+    wait_for("the first reading", || invalid() >= 1.0).await;
+    // The same problems again (a file rewritten as it was) are not news.
+    write(&ws.manifests().join("m00.yaml"), &bad(0));
+    wait_for("the second reading", || invalid() >= 2.0).await;
+    let log = daemon.log();
+    let problems = log.lines().filter(|l| l.contains(".yaml:6:")).count();
+    assert_eq!(problems, 20, "{log}");
+    assert_eq!(
+        log.matches("... and 5 more problems (`subsync validate` lists them all)")
+            .count(),
+        1,
+        "{log}"
+    );
 }
