@@ -26,4 +26,5 @@ pub mod tencent;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod watch;
+pub mod words;
 pub mod yaml;

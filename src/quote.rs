@@ -17,7 +17,7 @@ pub fn quote(value: &str) -> String {
     for (shown, (i, c)) in value.char_indices().enumerate() {
         if shown == SHOWN {
             out.push_str("…\"");
-            out.push_str(&format!(" (+{} more bytes)", value.len() - i));
+            out.push_str(&format!(" (+{})", more_bytes(value.len() - i)));
             return out;
         }
         push_escaped(&mut out, c);
@@ -33,7 +33,7 @@ pub fn clean(value: &str, max: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max * 2));
     for (shown, (i, c)) in value.char_indices().enumerate() {
         if shown == max {
-            out.push_str(&format!("… (+{} more bytes)", value.len() - i));
+            out.push_str(&format!("… (+{})", more_bytes(value.len() - i)));
             return out;
         }
         if c == '"' {
@@ -58,6 +58,10 @@ pub fn safe(value: &str) -> std::borrow::Cow<'_, str> {
 /// Like [`quote`] for bytes that may not be UTF-8 (a subscriber file's line).
 pub fn quote_bytes(value: &[u8]) -> String {
     quote(&String::from_utf8_lossy(value))
+}
+
+fn more_bytes(n: usize) -> String {
+    crate::words::count(n as u64, "more byte", "more bytes")
 }
 
 fn push_escaped(out: &mut String, c: char) {

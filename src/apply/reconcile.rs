@@ -307,7 +307,7 @@ fn pending(accounts: &[Outlined], probed: &Probed) -> Vec<Pending> {
                 .get(&a.official_account)
                 .map_or(Known::Usable, |i| i.known);
             if known == Known::Full && a.add > 0 {
-                tracing::warn!(account = %a.official_account, "official account is full; {} planned adds are not sent", a.add);
+                tracing::warn!(account = %a.official_account, "official account is full; {} not sent", crate::words::count(a.add, "planned add is", "planned adds are"));
             }
             Pending {
                 official_account: a.official_account.clone(),

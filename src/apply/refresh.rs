@@ -34,6 +34,7 @@ use crate::quote::quote;
 use crate::tencent::api::{Command, MAX_PAGE};
 use crate::tencent::ratelimit::Pacer;
 use crate::tencent::{Api, ApiError};
+use crate::words::count;
 
 /// What a refresh did, as reported in the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -365,7 +366,8 @@ async fn page_account(
         let bound = max.unwrap_or(readers.max_subscribers);
         if listed > bound {
             let why = format!(
-                "the live list goes past {bound} subscribers, more than the account can hold ({}); nothing was changed for this account",
+                "the live list goes past {}, more than the account can hold ({}); nothing was changed for this account",
+                count(bound, "subscriber", "subscribers"),
                 if max.is_some() {
                     "its MaxSubscriberNum"
                 } else {
@@ -395,7 +397,8 @@ async fn page_account(
         let max_pages = bound.div_ceil(u64::from(MAX_PAGE)) * 2 + 10;
         if pages >= max_pages {
             let why = format!(
-                "the live list went on for {pages} pages, more than an account of {bound} subscribers needs; nothing was changed for this account"
+                "the live list went on for {pages} pages, more than an account of {} needs; nothing was changed for this account",
+                count(bound, "subscriber", "subscribers")
             );
             return (
                 Err(abandon(writer, account, Failure::Account(why)).await),
@@ -410,7 +413,8 @@ async fn page_account(
     };
     if max.is_some_and(|max| listed > max) {
         let why = format!(
-            "the live list holds {listed} subscribers, more than the account's MaxSubscriberNum {}; nothing was changed for this account",
+            "the live list holds {}, more than the account's MaxSubscriberNum {}; nothing was changed for this account",
+            count(listed, "subscriber", "subscribers"),
             max.unwrap_or_default()
         );
         return (

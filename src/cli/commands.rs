@@ -24,6 +24,7 @@ use crate::plan::PlanHeader;
 use crate::settings::{self, Config, Output, Purpose, RunRequest, env_var};
 use crate::task::blocking;
 use crate::tencent::usersig;
+use crate::words::{count, noun};
 use crate::{report, schema};
 
 /// Prints the warnings of a loaded set: lines for people, events for collectors.
@@ -83,10 +84,14 @@ pub fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
     let set = manifest::load(&args.paths, &args.limits.limits())?;
     print_warnings(&set, output);
     write_stdout(&format!(
-        "valid: {} manifest files, {} accounts, {} desired subscribers\n",
-        set.files.len(),
-        set.sets.len(),
-        set.desired_total()
+        "valid: {}, {}, {}\n",
+        count(set.files.len() as u64, "manifest file", "manifest files"),
+        count(set.sets.len() as u64, "account", "accounts"),
+        count(
+            set.desired_total() as u64,
+            "desired subscriber",
+            "desired subscribers"
+        )
     ))?;
     Ok(Outcome::Success)
 }
@@ -386,8 +391,12 @@ pub fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
             }
             let copied = crate::ledger::copy(&from, &to)?;
             write_stdout(&format!(
-                "copied {from} to {to}: {} accounts, {} confirmed and {} failed subscribers, {} runs (lineage and serial kept)\n",
-                copied.accounts, copied.confirmed, copied.failed, copied.runs
+                "copied {from} to {to}: {}, {} confirmed and {} failed {}, {} (lineage and serial kept)\n",
+                count(copied.accounts, "account", "accounts"),
+                copied.confirmed,
+                copied.failed,
+                noun(copied.failed, "subscriber", "subscribers"),
+                count(copied.runs, "run", "runs")
             ))?;
         }
         LedgerAction::Migrate { state } => {

@@ -93,8 +93,9 @@ impl Observer for Progress {
             0.0
         };
         tracing::info!(
-            "progress: {done}/{} subscribers ({:.0}%), {}/s, about {:.0}s left",
+            "progress: {done}/{} {} ({:.0}%), {}/s, about {:.0}s left",
             shown.total,
+            crate::words::noun(shown.total, "subscriber", "subscribers"),
             100.0 * done as f64 / shown.total as f64,
             thousands(rate.round() as u64),
             eta

@@ -91,8 +91,12 @@ impl Collector {
 
     fn too_many(&self) -> String {
         format!(
-            "more than {} distinct subscribers for one account; raise --max-subscribers (SUBSYNC_MAX_SUBSCRIBERS) if the account's MaxSubscriberNum allows more",
-            self.max
+            "more than {} for one account; raise --max-subscribers (SUBSYNC_MAX_SUBSCRIBERS) if the account's MaxSubscriberNum allows more",
+            crate::words::count(
+                self.max as u64,
+                "distinct subscriber",
+                "distinct subscribers"
+            )
         )
     }
 
@@ -459,8 +463,12 @@ impl Loader<'_> {
         }
         if collector.duplicate_count > MAX_REPORTED_PER_LIST {
             let message = format!(
-                "warning: {} more duplicate subscribers in {name}",
-                collector.duplicate_count - MAX_REPORTED_PER_LIST
+                "warning: {} in {name}",
+                crate::words::count(
+                    (collector.duplicate_count - MAX_REPORTED_PER_LIST) as u64,
+                    "more duplicate subscriber",
+                    "more duplicate subscribers"
+                )
             );
             let spec = root.find(&[Step::Key("spec")]);
             self.warnings

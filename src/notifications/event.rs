@@ -251,12 +251,14 @@ pub fn invalid(problems: usize, first: &str) -> Event {
         .value(first)
 }
 
-/// `1 problem`, `1,344 problems`.
+/// `1 problem`, `1,344 problems` (the noun's plural is regular here).
 pub fn count(n: usize, noun: &str) -> String {
-    match n {
-        1 => format!("1 {noun}"),
-        n => format!("{} {noun}s", thousands(n as u64)),
-    }
+    let n = n as u64;
+    format!(
+        "{} {}",
+        thousands(n),
+        crate::words::noun(n, noun, &format!("{noun}s"))
+    )
 }
 
 pub fn valid(revision: Option<&str>) -> Event {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::{AccountPlan, Drift, PlanOptions, RetryEntry};
 use crate::ledger::{AccountView, Confirmed, FailedEntry, LedgerError, Op};
 use crate::manifest::{IdList, SubscriberSet};
+use crate::words::{count, noun};
 
 /// The plan of the account `set` declares.
 pub fn plan_account(
@@ -52,7 +53,10 @@ pub fn plan_account(
         let kept = out_of_band.len() as u64;
         if kept > 0 {
             warnings.push(format!(
-                "{kept} subscribers appeared out of band (seen by a refresh, never added, imported or listed by subsync); prune leaves them: set pruneOutOfBand: true to remove them too"
+                "{} out of band (seen by a refresh, never added, imported or listed by subsync); prune leaves {}: set pruneOutOfBand: true to remove {} too",
+                count(kept, "subscriber appeared", "subscribers appeared"),
+                noun(kept, "it", "them"),
+                noun(kept, "it", "them"),
             ));
         }
         let guard = prune_guard(set, ledger, confirmed, prunable.len() as u64, options);
@@ -72,7 +76,8 @@ pub fn plan_account(
     let over_limit = over_limit(ledger, confirmed, add.len() as u64, remove.len() as u64);
     if over_limit > 0 && set.accept_shortfall {
         warnings.push(format!(
-            "{over_limit} desired subscribers do not fit the account's MaxSubscriberNum; the set accepts the shortfall (acceptShortfall: true)"
+            "{} the account's MaxSubscriberNum; the set accepts the shortfall (acceptShortfall: true)",
+            count(over_limit, "desired subscriber does not fit", "desired subscribers do not fit")
         ));
     }
     Ok(AccountPlan {
@@ -210,7 +215,12 @@ fn fact_warnings(ledger: &AccountView, desired: u64) -> Vec<String> {
     let facts = &ledger.facts;
     if let Some(max) = facts.max_subscribers.filter(|max| desired > *max) {
         warnings.push(format!(
-            "{desired} desired subscribers exceed the account's MaxSubscriberNum {max} by {}",
+            "{} the account's MaxSubscriberNum {max} by {}",
+            count(
+                desired,
+                "desired subscriber exceeds",
+                "desired subscribers exceed"
+            ),
             desired - max
         ));
     }
@@ -319,7 +329,8 @@ fn prune_guard(
     let max = options.max_prune_for(confirmed);
     if removals > max && !options.allow_mass_prune {
         return Some(format!(
-            "prune would remove {removals} of {confirmed} subscribers, more than {max} (--max-prune, by default 10% of the confirmed and at least 100, and never more than half of the account); pass --allow-mass-prune if that is intended; nothing is removed"
+            "prune would remove {removals} of {}, more than {max} (--max-prune, by default 10% of the confirmed and at least 100, and never more than half of the account); pass --allow-mass-prune if that is intended; nothing is removed",
+            count(confirmed, "subscriber", "subscribers")
         ));
     }
     None

@@ -7,9 +7,10 @@
 
 use std::fmt::Write;
 
-use super::{PlanSink, code_text, plural};
+use super::{PlanSink, code_text};
 use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 use crate::quote::safe;
+use crate::words::count;
 
 pub fn plan_diff(plan: &Plan) -> String {
     let mut out = Vec::new();
@@ -31,9 +32,9 @@ impl<W: std::io::Write> PlanSink for DiffSink<W> {
         if a.name.is_none() {
             let _ = writeln!(
                 out,
-                "# {}: no manifest declares it; its {} subscribers are left alone",
+                "# {}: no manifest declares it; its {} left alone",
                 safe(&a.official_account),
-                a.confirmed
+                count(a.confirmed, "subscriber is", "subscribers are")
             );
         } else if !a.add.is_empty() || !a.remove.is_empty() || !a.held.is_empty() {
             account(&mut out, a);
@@ -85,7 +86,7 @@ fn account(out: &mut String, a: &AccountPlan) {
             "# retry +{}: {} after {}",
             safe(&retry.subscriber),
             code_text(retry.code),
-            plural(u64::from(retry.attempts), "attempt", "attempts")
+            count(u64::from(retry.attempts), "attempt", "attempts")
         );
     }
     for id in &a.held {

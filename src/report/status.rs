@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::clock::rfc3339_millis;
 use crate::engine::Status;
+use crate::words::count;
 
 /// The status as JSON (`status --format json`).
 #[derive(Debug, Clone, Serialize)]
@@ -119,8 +120,8 @@ fn run_line(summary: &serde_json::Value) -> String {
     } else if let Some(r) = summary.get("refresh") {
         let _ = write!(
             out,
-            ": read {} accounts, {} added and {} removed out of band",
-            n(r, "accounts"),
+            ": read {}, {} added and {} removed out of band",
+            count(n(r, "accounts"), "account", "accounts"),
             n(r, "out_of_band_added"),
             n(r, "out_of_band_removed")
         );

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use super::{LIST_CUT, short};
 use crate::apply::{AccountStatus, FailedSubscriber, RunResult, Summary};
 use crate::tencent::codes;
+use crate::words::count;
 
 pub fn summary_text(s: &Summary) -> String {
     let mut out = String::new();
@@ -16,11 +17,11 @@ pub fn summary_text(s: &Summary) -> String {
     };
     let _ = write!(
         out,
-        "Apply {result} after {:.1}s: {} requests, {} retries, {} rate-limit answers",
+        "Apply {result} after {:.1}s: {}, {}, {}",
         s.duration_ms as f64 / 1000.0,
-        s.requests,
-        s.retries,
-        s.rate_limited
+        count(s.requests, "request", "requests"),
+        count(s.retries, "retry", "retries"),
+        count(s.rate_limited, "rate-limit answer", "rate-limit answers")
     );
     if let Some(rev) = &s.revision {
         let _ = write!(out, " (revision {})", crate::quote::safe(short(rev)));
@@ -100,8 +101,9 @@ pub fn summary_text(s: &Summary) -> String {
         if a.remove_skipped > 0 {
             let _ = writeln!(
                 out,
-                "{:<14}   {} removals held back by a prune guard (see `subsync plan`)",
-                "", a.remove_skipped
+                "{:<14}   {} held back by a prune guard (see `subsync plan`)",
+                "",
+                count(a.remove_skipped, "removal", "removals")
             );
         }
     }
@@ -119,9 +121,9 @@ pub fn summary_text(s: &Summary) -> String {
     if let Some(r) = &s.refresh {
         let _ = writeln!(
             out,
-            "Refresh: {} accounts read ({} subscribers), {} added out of band, {} removed out of band{}.",
-            r.accounts,
-            r.seen,
+            "Refresh: {} read ({}), {} added out of band, {} removed out of band{}.",
+            count(r.accounts, "account", "accounts"),
+            count(r.seen, "subscriber", "subscribers"),
             r.out_of_band_added,
             r.out_of_band_removed,
             if r.failed.is_empty() {
@@ -208,7 +210,7 @@ mod tests {
             },
         };
         let text = summary_text(&s);
-        assert!(text.starts_with("Apply finished with subscribers left out after 1.2s: 9 requests, 1 retries, 0 rate-limit answers (revision 0123456789ab)."), "{text}");
+        assert!(text.starts_with("Apply finished with subscribers left out after 1.2s: 9 requests, 1 retry, 0 rate-limit answers (revision 0123456789ab)."), "{text}");
         assert!(text.contains("limit reached  vip (@TOA#_vip): 5 added, 1 already subscribed (drift), 1 failed, 5 not added (account full at MaxSubscriberNum 6)"), "{text}");
         assert!(text.contains("! x: error 130010 (the subscriber already follows the maximum number of official accounts)"), "{text}");
         assert!(text.contains("Totals: 5 added, 1 already subscribed (drift), 1 failed, 5 not added because of account limits, 0 removed."), "{text}");

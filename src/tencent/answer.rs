@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use super::api::{self, GetSubscriberInfoResponse, OfficialAccountInfo, SubscriberResult, result};
 use crate::quote::quote;
+use crate::words::count;
 
 /// Largest answer read, per command: what the documented answers can hold, with room to
 /// spare. Reading stops at the cap.
@@ -57,8 +58,8 @@ pub fn batch(
 ) -> Result<Vec<SubscriberResult>, String> {
     if items.len() > members.len() {
         return Err(format!(
-            "{} result items for a batch of {}",
-            items.len(),
+            "{} for a batch of {}",
+            count(items.len() as u64, "result item", "result items"),
             members.len()
         ));
     }
@@ -127,17 +128,17 @@ pub fn info(
 ) -> Result<Vec<(String, AccountInfo)>, String> {
     if items.len() > asked.len() {
         return Err(format!(
-            "{} items for {} accounts asked about",
-            items.len(),
-            asked.len()
+            "{} for {} asked about",
+            count(items.len() as u64, "item", "items"),
+            count(asked.len() as u64, "account", "accounts")
         ));
     }
     let echoed = items.iter().all(|i| i.official_account.is_some());
     if !echoed && items.len() != asked.len() {
         return Err(format!(
-            "{} items without their account ids for {} accounts asked about",
-            items.len(),
-            asked.len()
+            "{} without their account ids for {} asked about",
+            count(items.len() as u64, "item", "items"),
+            count(asked.len() as u64, "account", "accounts")
         ));
     }
     let wanted: HashSet<&str> = asked.iter().map(String::as_str).collect();

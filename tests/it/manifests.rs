@@ -102,6 +102,18 @@ fn the_examples_are_valid() {
 }
 
 #[test]
+fn one_file_with_one_account_and_one_subscriber_is_counted_in_the_singular() {
+    let ws = Workspace::new();
+    ws.manifest("one", "@TOA#_one", &["a".into()]);
+    let out = ws.run(None, &["validate", "manifests"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "valid: 1 manifest file, 1 account, 1 desired subscriber\n"
+    );
+}
+
+#[test]
 fn duplicate_subscribers_warn_but_validate() {
     let ws = Workspace::new();
     ws.manifest("dups", "@TOA#_d", &["a".into(), "b".into(), "a".into()]);

@@ -161,7 +161,7 @@ impl Exec<'_> {
                     deadline = Some(Instant::now() + self.ctx.drain);
                 }
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !abandoned => {
-                    tracing::warn!("{} requests still in flight after {:?}; abandoning them (the next run re-sends them)", self.in_flight, self.ctx.drain);
+                    tracing::warn!("{} still in flight after {:?}; abandoning them (the next run re-sends them)", crate::words::count(self.in_flight as u64, "request", "requests"), self.ctx.drain);
                     self.api.abort_all();
                     abandoned = true;
                 }
