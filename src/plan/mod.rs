@@ -148,9 +148,13 @@ pub struct PlanSummary {
     pub accounts: u64,
     /// Accounts with something to add or remove.
     pub accounts_changed: u64,
-    /// Desired subscribers known limits leave out, in sets that do not accept it.
+    /// Desired subscribers known limits leave out: the sum of the accounts' `over_limit`.
     #[serde(default)]
     pub over_limit: u64,
+    /// Of `over_limit`, those in sets that accept the shortfall (`acceptShortfall: true`):
+    /// they alone make no exit code 2.
+    #[serde(default)]
+    pub over_limit_accepted: u64,
     /// True exactly when apply would send a change or end short of the manifests (removals a
     /// guard holds back, a shortfall not accepted): `plan --detailed-exitcode` exits 2 then,
     /// 0 otherwise.
@@ -329,10 +333,17 @@ impl PlanSummary {
         self.drift_removed += a.drift.out_of_band_removed.len() as u64;
         self.accounts += 1;
         self.accounts_changed += u64::from(a.has_changes());
-        if !a.accept_shortfall {
-            self.over_limit += a.over_limit;
+        self.over_limit += a.over_limit;
+        if a.accept_shortfall {
+            self.over_limit_accepted += a.over_limit;
         }
         self.needs_apply |= a.needs_apply();
+    }
+
+    /// Desired subscribers known limits leave out in sets that do not accept it: a reason
+    /// for exit code 2.
+    pub fn over_limit_not_accepted(&self) -> u64 {
+        self.over_limit - self.over_limit_accepted
     }
 
     /// The summary of `accounts`.

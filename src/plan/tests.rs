@@ -230,8 +230,12 @@ fn a_known_shortfall_needs_apply_unless_the_set_accepts_it() {
     wanted.accept_shortfall = true;
     let accepted = compute(&manifests(vec![wanted]), &snapshot, vec![], &options);
     assert_eq!(
-        (accepted.accounts[0].over_limit, accepted.summary.over_limit),
-        (1, 0)
+        (
+            accepted.accounts[0].over_limit,
+            accepted.summary.over_limit,
+            accepted.summary.over_limit_accepted
+        ),
+        (1, 1, 1)
     );
     assert!(!accepted.needs_apply());
 }

@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::plural;
 use crate::apply::RefreshSummary;
 use crate::manifest::ManifestSet;
+use crate::words::count;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
@@ -75,7 +75,7 @@ pub fn import_text(report: &ImportReport) -> String {
     let _ = writeln!(
         out,
         "Imported the live lists of {} ({} subscribers seen) into {}; nothing was changed remotely.\n",
-        plural(r.accounts, "account", "accounts"),
+        count(r.accounts, "account", "accounts"),
         r.seen,
         report.ledger
     );

@@ -21,6 +21,7 @@ pub use status::{StatusReport, status_text};
 pub use summary::summary_text;
 
 use crate::plan::PlanSummary;
+use crate::words::{count, noun};
 
 /// `17191` as `17,191`: counts as people read them, in reports, progress and notifications.
 pub fn thousands(n: u64) -> String {
@@ -39,9 +40,19 @@ pub fn thousands(n: u64) -> String {
 pub const LIST_CUT: usize = 20;
 
 /// The plan's bottom line, the same words in every format: what apply would send, or why it
-/// would still end short (exit 2) with nothing to send, or that nothing is left to do.
+/// would still end short (exit 2) with nothing to send, or that nothing is left to do. "No
+/// changes" only when the ledger matches the manifests: adds a known limit rules out, in sets
+/// that accept the shortfall, are listed in the plan and said to be accepted.
 fn verdict(s: &PlanSummary) -> Option<String> {
     if !s.needs_apply {
+        if s.over_limit_accepted > 0 {
+            return Some(format!(
+                "Nothing to send: the {} {} over a known MaxSubscriberNum, a shortfall the manifests accept (acceptShortfall: true); apply sends {} only once the account has room.",
+                s.over_limit_accepted,
+                noun(s.over_limit_accepted, "add is", "adds are"),
+                noun(s.over_limit_accepted, "it", "them")
+            ));
+        }
         return Some("No changes: the ledger matches the manifests.".to_owned());
     }
     if s.add + s.remove > 0 {
@@ -51,23 +62,20 @@ fn verdict(s: &PlanSummary) -> Option<String> {
     if s.held_back > 0 {
         why.push(format!(
             "{} held back by a prune guard",
-            plural(s.held_back, "removal", "removals")
+            count(s.held_back, "removal", "removals")
         ));
     }
-    if s.over_limit > 0 {
+    let not_accepted = s.over_limit_not_accepted();
+    if not_accepted > 0 {
         why.push(format!(
             "{} over a known MaxSubscriberNum",
-            plural(s.over_limit, "desired subscriber", "desired subscribers")
+            count(not_accepted, "desired subscriber", "desired subscribers")
         ));
     }
     Some(format!(
         "Nothing to send, but apply would end short of the manifests (exit 2): {}; see the warnings.",
         why.join(", ")
     ))
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A short prefix of a lineage or digest, enough to tell two apart.

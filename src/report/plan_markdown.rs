@@ -8,8 +8,9 @@
 
 use std::fmt::Write;
 
-use super::{PlanSink, plural, short, verdict};
+use super::{PlanSink, short, verdict};
 use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
+use crate::words::count;
 
 pub const MARKDOWN_LIMIT: usize = 60_000;
 
@@ -150,26 +151,39 @@ fn render(
     let _ = writeln!(out, "### subsync plan\n");
     let _ = writeln!(
         out,
-        "**{} to remove**, **{} to add** ({} retries), {} unmanaged; {} of {} changed.\n",
+        "**{} to remove**, **{} to add** ({}), {} unmanaged; {} of {} changed.\n",
         s.remove,
         s.add,
-        s.retry,
+        count(s.retry, "retry", "retries"),
         s.unmanaged,
         s.accounts_changed,
-        plural(s.accounts, "account", "accounts")
+        count(s.accounts, "account", "accounts")
     );
     if s.held_back > 0 {
         let _ = writeln!(
             out,
-            "⚠️ **{} removals held back** by the prune guards (see the warnings).\n",
-            s.held_back
+            "⚠️ **{} held back** by the prune guards (see the warnings).\n",
+            count(s.held_back, "removal", "removals")
         );
     }
-    if s.over_limit > 0 {
+    let not_accepted = s.over_limit_not_accepted();
+    if not_accepted > 0 {
         let _ = writeln!(
             out,
-            "⚠️ **{} desired subscribers over a known limit** (MaxSubscriberNum); set `acceptShortfall: true` on the set to accept it.\n",
-            s.over_limit
+            "⚠️ **{} over a known limit** (MaxSubscriberNum); set `acceptShortfall: true` on the set to accept it.\n",
+            count(not_accepted, "desired subscriber", "desired subscribers")
+        );
+    }
+    // Without anything to send, the verdict says it.
+    if s.over_limit_accepted > 0 && s.needs_apply {
+        let _ = writeln!(
+            out,
+            "{} over a known limit (MaxSubscriberNum), accepted by the sets (`acceptShortfall: true`).\n",
+            count(
+                s.over_limit_accepted,
+                "desired subscriber",
+                "desired subscribers"
+            )
         );
     }
     if let Some(verdict) = verdict(s) {
@@ -225,8 +239,12 @@ fn render(
     if rows < accounts.len() {
         let _ = writeln!(
             out,
-            "\n*{} more accounts not shown; see `subsync plan --format json`.*",
-            accounts.len() - rows
+            "\n*{} not shown; see `subsync plan --format json`.*",
+            count(
+                (accounts.len() - rows) as u64,
+                "more account",
+                "more accounts"
+            )
         );
     }
     if cut > 0 {

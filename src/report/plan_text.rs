@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{LIST_CUT, PlanSink, code_text, plural, short, verdict};
+use super::{LIST_CUT, PlanSink, code_text, short, verdict};
 use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 use crate::quote::safe;
+use crate::words::{count, noun};
 
 const RED: &str = "\u{1b}[31m";
 const GREEN: &str = "\u{1b}[32m";
@@ -54,22 +55,38 @@ impl<W: std::io::Write> PlanSink for TextSink<W> {
         let mut out = String::new();
         let _ = write!(out, "\nPlan: {} to add, {} to remove", s.add, s.remove);
         if s.held_back > 0 {
-            let _ = write!(out, " ({} removals held back by a guard)", s.held_back);
+            let _ = write!(
+                out,
+                " ({} held back by a guard)",
+                count(s.held_back, "removal", "removals")
+            );
         }
         if s.retry > 0 {
-            let _ = write!(out, " ({} of the adds are retries)", s.retry);
+            let _ = write!(
+                out,
+                " ({} of the adds {})",
+                s.retry,
+                noun(s.retry, "is a retry", "are retries")
+            );
         }
         if s.unmanaged > 0 {
             let _ = write!(out, ", {} unmanaged", s.unmanaged);
         }
         if s.over_limit > 0 {
             let _ = write!(out, ", {} over a known limit", s.over_limit);
+            match s.over_limit_accepted {
+                0 => {}
+                n if n == s.over_limit => out.push_str(" (accepted)"),
+                n => {
+                    let _ = write!(out, " ({n} accepted)");
+                }
+            }
         }
         let _ = writeln!(
             out,
             "; {} of {} changed.",
             s.accounts_changed,
-            plural(s.accounts, "account", "accounts")
+            count(s.accounts, "account", "accounts")
         );
         if let Some(verdict) = verdict(s) {
             let _ = writeln!(out, "{verdict}");
@@ -99,7 +116,7 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         let retries = if a.retry.is_empty() {
             String::new()
         } else {
-            format!(" ({})", plural(a.retry.len() as u64, "retry", "retries"))
+            format!(" ({})", count(a.retry.len() as u64, "retry", "retries"))
         };
         parts.push(format!("{} to add{retries}", a.add.len()));
     }
@@ -135,7 +152,7 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
                     "    {green}+ {}{reset}   (retry: {} after {})",
                     safe(id),
                     code_text(r.code),
-                    plural(u64::from(r.attempts), "attempt", "attempts")
+                    count(u64::from(r.attempts), "attempt", "attempts")
                 );
             }
             None => {
@@ -280,7 +297,7 @@ pub(crate) mod tests {
         );
         assert!(
             text.contains(
-                "Plan: 25 to add, 0 to remove (1 of the adds are retries); 1 of 2 accounts changed."
+                "Plan: 25 to add, 0 to remove (1 of the adds is a retry); 1 of 2 accounts changed."
             ),
             "{text}"
         );

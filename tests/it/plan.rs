@@ -178,3 +178,56 @@ fn status_without_a_ledger_says_so() {
     assert_eq!(json["exists"], false);
     assert!(!Path::new(&ws.state()).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accepted_shortfall_is_counted_alike_in_every_format_and_never_called_no_changes() {
+    let emulator = crate::common::Remote::default()
+        .account("@TOA#_full", 3, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    let text = crate::common::manifest_text("full", "@TOA#_full", &ids("f", 5));
+    std::fs::write(
+        ws.manifests().join("full.yaml"),
+        text + "  acceptShortfall: true\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| ws.run(Some(&emulator.url()), args);
+    let first = run(&["apply", "manifests"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
+
+    let out = run(&["plan", "manifests", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("~ full (@TOA#_full): 2 to add, 2 over the limit, accepted"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Plan: 2 to add, 0 to remove, 2 over a known limit (accepted); 1 of 1 account changed."
+        ),
+        "{text}"
+    );
+    let verdict = "Nothing to send: the 2 adds are over a known MaxSubscriberNum, a shortfall the manifests accept (acceptShortfall: true)";
+    assert!(text.contains(verdict), "{text}");
+    assert!(!text.contains("No changes"), "{text}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&["plan", "manifests", "--format", "json"]).stdout).unwrap();
+    let summary = &json["summary"];
+    assert_eq!(
+        (
+            &json["accounts"][0]["over_limit"],
+            &summary["over_limit"],
+            &summary["over_limit_accepted"],
+            &summary["needs_apply"]
+        ),
+        (&2.into(), &2.into(), &2.into(), &false.into()),
+        "{summary}"
+    );
+
+    let markdown = stdout(&run(&["plan", "manifests", "--format", "markdown"]));
+    assert!(markdown.contains(verdict), "{markdown}");
+    assert!(!markdown.contains("No changes"), "{markdown}");
+}
