@@ -296,10 +296,14 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
     let refreshed = engine
         .refresh(manifests.clone(), Refresh::Import, &shutdown.graceful)
         .await;
-    let ledger = engine.config().ledger.to_string();
+    let location = engine.config().ledger.clone();
     engine.close().await;
     let (summary, stop) = refreshed?;
-    let report = report::ImportReport::new(ledger, &manifests, summary);
+    let kept = {
+        let (location, manifests) = (location.clone(), manifests.clone());
+        blocking(move || out_of_band_unlisted(&location, &manifests)).await??
+    };
+    let report = report::ImportReport::new(location.to_string(), &manifests, summary, &kept);
     write_stdout(&match args.format {
         OutputFormat::Text => report::import_text(&report),
         OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
@@ -317,6 +321,30 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
             (false, false) => Outcome::Incomplete,
         },
     )
+}
+
+/// Per set, how many of the subscribers the ledger confirms and the set does not list are out
+/// of band (seen by a refresh, never added, imported or listed): what prune leaves to
+/// `pruneOutOfBand`, as the plan decides it.
+fn out_of_band_unlisted(
+    location: &crate::ledger::Location,
+    manifests: &ManifestSet,
+) -> anyhow::Result<Vec<u64>> {
+    let mut reader = crate::ledger::Reader::open(location)?;
+    Ok(reader.view(|source| {
+        manifests
+            .sets
+            .iter()
+            .map(|set| {
+                let mut kept = 0;
+                source.account(&set.official_account, &mut |ledger, _| {
+                    kept = crate::plan::out_of_band_unlisted(set, ledger);
+                    Ok(())
+                })?;
+                Ok(kept)
+            })
+            .collect()
+    })?)
 }
 
 /// How long `apply` waits for its notifications to be delivered before it exits.

@@ -101,6 +101,17 @@ pub fn plan_account(
     })
 }
 
+/// How many subscribers the ledger holds for `set`'s account out of band (seen by a refresh,
+/// never added, imported or listed) that the set does not list: what prune leaves alone
+/// unless the set says `pruneOutOfBand: true` (the plan's `out_of_band_kept` when it prunes).
+pub fn out_of_band_unlisted(set: &SubscriberSet, ledger: &AccountView) -> u64 {
+    ledger
+        .out_of_band
+        .iter()
+        .filter(|id| !set.subscribers.contains(id))
+        .count() as u64
+}
+
 /// An account only the ledger still knows: left alone and reported.
 pub fn orphan(
     account: &str,

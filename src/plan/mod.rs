@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{AccountSource, AccountView, LedgerError};
 use crate::manifest::{ManifestSet, SubscriberSet};
 
-pub use account::{adopted, defer, orphan, plan_account};
+pub use account::{adopted, defer, orphan, out_of_band_unlisted, plan_account};
 pub use saved::{SavedPlan, StalePlan, check_fresh, load_saved, verify};
 
 pub const FORMAT_VERSION: &str = "1";

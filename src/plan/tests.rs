@@ -199,6 +199,19 @@ fn prune_leaves_out_of_band_subscribers_unless_the_set_opts_in() {
     assert_eq!(pruned.accounts[0].remove, ["ours"]);
     assert_eq!(pruned.accounts[0].unmanaged, ["walk-in"]);
     assert_eq!(pruned.accounts[0].out_of_band_kept, 1);
+    assert!(
+        pruned.accounts[0].warnings[0].starts_with(
+            "1 subscriber appeared out of band (seen by a refresh, never added, imported or listed by subsync); prune leaves it:"
+        ),
+        "{:?}",
+        pruned.accounts[0].warnings
+    );
+    // What import's hint counts is what prune keeps.
+    let view = &snapshot.accounts["@TOA#_w"].view;
+    let listed = set("w", "@TOA#_w", &["a", "b", "c"], true);
+    assert_eq!(out_of_band_unlisted(&listed, view), 1);
+    let listing_it = set("w", "@TOA#_w", &["a", "walk-in"], true);
+    assert_eq!(out_of_band_unlisted(&listing_it, view), 0);
     let mut opted = set("w", "@TOA#_w", &["a", "b", "c"], true);
     opted.prune_out_of_band = true;
     let all = compute(&manifests(vec![opted]), &snapshot, vec![], &options);

@@ -173,6 +173,48 @@ async fn import_adopts_a_paged_account_without_changing_it() {
     );
 }
 
+/// An account holding "stranger" from before subsync, and a pruned manifest listing `listed`
+/// others, applied with --refresh: the stranger is confirmed, and out of band.
+async fn a_stranger_seen_out_of_band(listed: usize) -> (Emulator, Workspace) {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &["stranger"])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", listed), "");
+    let out = run(&ws, &emulator, &["apply", "manifests", "--refresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    (emulator, ws)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_says_prune_keeps_a_subscriber_a_refresh_saw_out_of_band() {
+    let (emulator, ws) = a_stranger_seen_out_of_band(2).await;
+    let out = run(&ws, &emulator, &["import", "manifests"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("3 confirmed now, 2 the manifest lists, 1 it does not (it was seen out of band before this import, which prune removes only with pruneOutOfBand: true)"),
+        "{text}"
+    );
+    // The hint is what the plan does.
+    let plan = json(&run(
+        &ws,
+        &emulator,
+        &["plan", "manifests", "--format", "json"],
+    ));
+    let a = account(&plan, "@TOA#_a");
+    assert_eq!(strings(&a["remove"]), Vec::<String>::new());
+    assert_eq!(strings(&a["unmanaged"]), ["stranger"]);
+    let out = run(&ws, &emulator, &["import", "manifests", "--format", "json"]);
+    let imported = account(&json(&out), "@TOA#_a").clone();
+    assert_eq!(
+        (&imported["not_listed"], &imported["out_of_band"]),
+        (&1.into(), &1.into()),
+        "{imported}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prune_removes_what_the_manifest_no_longer_lists() {
     let emulator = Remote::default()
@@ -272,14 +314,7 @@ async fn a_pre_existing_subscriber_survives_prune_until_the_set_opts_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscriber_listed_once_is_managed_and_pruned_when_dropped() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &["stranger"])
-        .start()
-        .await;
-    let ws = Workspace::new();
-    pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 4), "");
-    let out = run(&ws, &emulator, &["apply", "manifests", "--refresh"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (emulator, ws) = a_stranger_seen_out_of_band(4).await;
     // Listing it makes it subsync's; dropping it again prunes it.
     let mut listed = ids("a", 4);
     listed.push("stranger".into());
