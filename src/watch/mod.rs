@@ -85,15 +85,6 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
         serving.clone(),
         config.run.descriptors.probes,
     ));
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "serving /healthz, /readyz and /metrics on http://{addr}"
-        )?;
-        out.flush()?;
-    }
     let daemon = async {
         let hooks = Hooks {
             observer: metrics.clone(),
@@ -102,6 +93,9 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
         let engine = Engine::open(config.run.clone(), hooks).await?;
         let notifier = Notifier::start(config.notify.clone(), metrics.clone());
         let mut daemon = Daemon::start(engine, &config, metrics, health, notifier).await?;
+        // Only a daemon that started says where it serves: one refused at start (a ledger
+        // locked by another replica, bad settings) prints nothing on stdout.
+        announce(addr)?;
         daemon.run(&shutdown.graceful).await;
         daemon.stop().await;
         anyhow::Ok(())
@@ -115,4 +109,15 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
         let _ = server.await;
     }
     ended
+}
+
+/// The first stdout line, which scripts and tests wait for: where the probes are served.
+fn announce(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "serving /healthz, /readyz and /metrics on http://{addr}"
+    )?;
+    out.flush()
 }

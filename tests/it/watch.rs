@@ -267,7 +267,7 @@ async fn the_metrics_parse_and_count_what_happened() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_daemon_on_the_same_state_is_refused_at_once() {
+async fn a_second_daemon_on_the_same_state_is_refused_at_once_with_nothing_on_stdout() {
     let emulator = emulator().await;
     let ws = Workspace::new();
     write(
@@ -284,6 +284,8 @@ async fn a_second_daemon_on_the_same_state_is_refused_at_once() {
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));
+    // Nothing a script could take for a serving daemon.
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "");
     let err = String::from_utf8_lossy(&second.stderr);
     let pid = first.child().id();
     assert!(
