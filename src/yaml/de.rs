@@ -219,10 +219,11 @@ impl De<'_, '_> {
         if style == Style::Plain && self.node.tag().is_none() {
             let resolved = resolve::resolve(value);
             if resolved != Resolved::Str && !resolve::is_safe_integer(value) {
-                let q = quote(value);
                 return Err(self.fail(format!(
-                    "{q} is read as {} by other YAML tools (yq, kustomize, PyYAML); quote it: {q}",
-                    resolved.described()
+                    "{} is read as {} by other YAML tools (yq, kustomize, PyYAML); quote it: {}",
+                    as_written(value, style),
+                    resolved.described(),
+                    quote(value)
                 )));
             }
         }
@@ -249,13 +250,21 @@ impl De<'_, '_> {
         } else {
             value
         };
-        if style != Style::Plain || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(self.fail(format!("expected a whole number, found {}", quote(value))));
+        let is_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        if style != Style::Plain || !is_digits {
+            return Err(self.fail(format!(
+                "expected a whole number, found {}{}",
+                as_written(value, style),
+                if is_digits {
+                    "; write it without quotes"
+                } else {
+                    ""
+                }
+            )));
         }
         value
             .parse()
-            .map_err(|_| self.fail(format!("{} is out of range", quote(value))))
+            .map_err(|_| self.fail(format!("{} is out of range", as_written(value, style))))
     }
 
     fn float(&self) -> Result<f64, Error> {
@@ -266,8 +275,21 @@ impl De<'_, '_> {
                 .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
         match value.parse::<f64>() {
             Ok(v) if ok && v.is_finite() => Ok(v),
-            _ => Err(self.fail(format!("expected a number, found {}", quote(value)))),
+            _ => Err(self.fail(format!(
+                "expected a number, found {}",
+                as_written(value, style)
+            ))),
         }
+    }
+}
+
+/// A scalar in a message as the input wrote it: a plain one bare, a quoted one in quotes (both
+/// escaped and cut as every untrusted value is), so that no message shows quotes the input
+/// did not have.
+fn as_written(value: &str, style: Style) -> String {
+    match style {
+        Style::Plain => crate::quote::safe(value).into_owned(),
+        Style::Quoted | Style::Block => quote(value),
     }
 }
 
@@ -320,8 +342,13 @@ impl<'de> de::Deserializer<'de> for De<'_, '_> {
         match resolve::core_bool(value) {
             Some(b) if style == Style::Plain => visitor.visit_bool(b).map_err(|e| self.locate(e)),
             _ => Err(self.fail(format!(
-                "expected true or false, found {}; write true or false without quotes",
-                quote(value)
+                "expected true or false, found {}; write true or false{}",
+                as_written(value, style),
+                if style == Style::Plain {
+                    ""
+                } else {
+                    " without quotes"
+                }
             ))),
         }
     }
@@ -615,6 +642,20 @@ mod tests {
         );
         let err = read("name: !custom x\n").unwrap_err();
         assert!(err.message.contains("\"!custom\""), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_boolean_is_shown_as_written_and_quotes_are_mentioned_only_when_there_were_some() {
+        let plain = read("name: x\nflag: yes\n").unwrap_err();
+        assert_eq!(
+            plain.message,
+            "expected true or false, found yes; write true or false"
+        );
+        let quoted = read("name: x\nflag: \"true\"\n").unwrap_err();
+        assert_eq!(
+            quoted.message,
+            "expected true or false, found \"true\"; write true or false without quotes"
+        );
     }
 
     #[test]
