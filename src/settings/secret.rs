@@ -1,6 +1,8 @@
 //! Secret files, read like untrusted input: only regular files (a FIFO or a device is refused
 //! without blocking), at most [`MAX_SECRET_FILE`] bytes, one line of printable text, and never
-//! their content in an error. A key file that group or others can read is warned about.
+//! their content in an error. A key file that every user can read (or change) is warned about;
+//! one its group can read is not: a Kubernetes Secret mounted 0440 with an fsGroup, the setup
+//! the examples use, is how a non-root pod reads a root-owned file.
 
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -25,7 +27,7 @@ pub(super) fn check_key(raw: &str) -> Option<SecretKey> {
 pub(super) fn read_key_file(path: &Path, warn_if_shared: bool) -> Result<SecretKey, SettingsError> {
     let text = read_secret_file(path, Secret::Key)?;
     if warn_if_shared {
-        warn_if_readable_by_others(path);
+        warn_if_open_to_everyone(path);
     }
     check_key(&text).ok_or_else(|| SettingsError::BadSecretFile {
         what: Secret::Key,
@@ -105,16 +107,38 @@ pub fn read_secret_file(path: &Path, what: Secret) -> Result<String, SettingsErr
     Ok(line.to_owned())
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_open_to_everyone(path: &Path) {
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
     let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
+    if open_to_everyone(mode) {
         tracing::warn!(
             file = %path.display(),
-            mode = format!("{:o}", mode & 0o777),
-            "the secret key file can be read by other users; restrict it (chmod 600, or defaultMode: 0400 on a Kubernetes Secret volume)"
+            mode = %format!("{:o}", mode & 0o777),
+            "every user on this machine can read or change the secret key file; restrict it to its owner or group (chmod 600 or 640; on Kubernetes, defaultMode: 0440 with the pod's fsGroup)"
         );
+    }
+}
+
+/// Whether a file of `mode` is open to users outside its owner and group. The group is
+/// trusted: it is how a Kubernetes Secret volume (root-owned, group fsGroup) is read by a
+/// non-root container.
+fn open_to_everyone(mode: u32) -> bool {
+    mode & 0o006 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_to_everyone;
+
+    #[test]
+    fn a_key_readable_by_its_group_only_is_fine_and_one_anyone_can_read_or_change_is_not() {
+        for quiet in [0o400, 0o600, 0o440, 0o640, 0o660] {
+            assert!(!open_to_everyone(quiet), "{quiet:o}");
+        }
+        for loud in [0o444, 0o644, 0o604, 0o602, 0o666] {
+            assert!(open_to_everyone(loud), "{loud:o}");
+        }
     }
 }

@@ -431,8 +431,12 @@ async fn key_files_are_bounded_regular_files_and_one_others_can_read_is_warned_a
     let out = run(&ws, standin.url(), &["apply", "manifests"]);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr());
     assert_eq!(
-        out.stderr().matches("can be read by other users").count(),
-        1
+        out.stderr()
+            .matches("every user on this machine can read or change the secret key file")
+            .count(),
+        1,
+        "{}",
+        out.stderr()
     );
 }
 

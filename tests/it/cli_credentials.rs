@@ -230,3 +230,24 @@ fn nothing_secret_is_printed_at_trace_verbosity() {
         assert!(!printed.contains(sig.as_str()), "a UserSig was printed");
     }
 }
+
+#[test]
+fn a_key_file_its_group_can_read_is_quiet_and_one_everyone_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new();
+    let usersig_with_mode = |mode: u32| {
+        std::fs::set_permissions(ws.key_file(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = ws.command(None, &["usersig"]).output().unwrap();
+        assert!(out.status.success(), "{mode:o}: {}", stderr(&out));
+        stderr(&out)
+    };
+    // A Kubernetes Secret mounted with defaultMode 0440 and the pod's fsGroup.
+    let group = usersig_with_mode(0o440);
+    assert!(!group.contains("secret key file"), "{group}");
+    let everyone = usersig_with_mode(0o644);
+    assert!(
+        everyone.contains("every user on this machine can read or change the secret key file")
+            && everyone.contains("mode=644"),
+        "{everyone}"
+    );
+}

@@ -151,6 +151,47 @@ fn every_overlay_probes_what_the_daemon_serves_without_a_secret_or_an_api_token(
 }
 
 #[test]
+fn every_secret_volume_is_readable_by_the_non_root_user_and_the_key_draws_no_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = crate::common::Workspace::new();
+    for overlay in ["git-sync", "configmap", "ha-postgres", "monitoring"] {
+        let Some(docs) = rendered(overlay) else {
+            return;
+        };
+        let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+        let user =
+            subsync_container(of_kind(&docs, "Deployment")[0])["securityContext"]["runAsUser"]
+                .as_u64()
+                .unwrap();
+        assert_ne!(user, 0, "{overlay}: runs as root");
+        // The kubelet makes a Secret's files root's, of the pod's fsGroup: the non-root user
+        // reads them through that group.
+        assert!(pod["securityContext"]["fsGroup"].is_u64(), "{overlay}");
+        let secrets: Vec<&Value> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["secret"].is_object())
+            .collect();
+        assert!(!secrets.is_empty(), "{overlay}");
+        for volume in secrets {
+            let mode = volume["secret"]["defaultMode"].as_u64().unwrap() as u32;
+            assert_eq!(mode & 0o040, 0o040, "{overlay}: {volume}: unreadable");
+            assert_eq!(mode & 0o007, 0, "{overlay}: {volume}: open to everyone");
+            // subsync, given a key file of that mode, says nothing about it.
+            std::fs::set_permissions(ws.key_file(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let out = ws.run(None, &["usersig"]);
+            let err = crate::common::stderr(&out);
+            assert!(out.status.success(), "{err}");
+            assert!(
+                !err.contains("secret key file"),
+                "{overlay} {mode:o}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_sqlite_overlays_run_one_writer_on_a_claim_of_their_own() {
     for overlay in ["git-sync", "configmap", "monitoring"] {
         let Some(docs) = rendered(overlay) else {
