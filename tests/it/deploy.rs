@@ -6,6 +6,10 @@ use std::path::Path;
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// Where the examples say subsync is hosted (a placeholder, like the image's registry path).
+const HOME: &str = "https://github.com/example/subsync";
+/// The guide whose sections the alerts' runbook URLs point at.
+const RUNBOOKS: &str = "docs/operations.md";
 
 fn parse_documents(text: &str) -> Vec<Value> {
     let limits = subsync::yaml::Limits {
@@ -231,21 +235,23 @@ fn the_monitoring_overlay_adds_the_scrape_the_alerts_and_the_dashboard() {
     );
     assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
     let rules = &of_kind(&docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"];
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    // The runbooks are sections of the operations guide, named for their alerts; the README
+    // holds them until the guide exists (issue 26 moves them).
+    let guide = Path::new(ROOT).join(RUNBOOKS);
+    let runbooks = std::fs::read_to_string(&guide)
+        .or_else(|_| std::fs::read_to_string(Path::new(ROOT).join("README.md")))
+        .unwrap();
     for rule in rules.as_array().unwrap() {
         let alert = rule["alert"].as_str().unwrap();
         assert!(rule["annotations"]["summary"].is_string(), "{alert}");
-        // Each alert's runbook is a README section of its name.
         assert!(
-            readme.contains(&format!("#### {alert}\n")),
+            runbooks.contains(&format!("#### {alert}\n")),
             "no runbook for {alert}"
         );
-        let anchor = alert.to_lowercase();
-        assert!(
-            rule["annotations"]["runbook_url"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!("#{anchor}")),
+        // A link into the project's own guide, at the section's GitHub anchor.
+        assert_eq!(
+            rule["annotations"]["runbook_url"],
+            format!("{HOME}/blob/main/{RUNBOOKS}#{}", alert.to_lowercase()),
             "{alert}"
         );
     }
