@@ -12,8 +12,8 @@ use anyhow::Context;
 
 use super::progress::Progress;
 use super::{
-    ApplyArgs, EmulatorArgs, ImportArgs, LedgerAction, Outcome, OutputFormat, PlanArgs, PlanFormat,
-    StatusArgs, UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
+    ApplyArgs, EmulatorArgs, ImportArgs, LedgerAction, ManArgs, Outcome, OutputFormat, PlanArgs,
+    PlanFormat, StatusArgs, UsersigAction, UsersigArgs, ValidateArgs, WatchArgs,
 };
 use crate::apply::{Ending, Job, Refresh, Trigger};
 use crate::emulator::{Emulator, EmulatorConfig, StateFile};
@@ -525,10 +525,55 @@ pub fn completions(shell: super::Shell) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub fn man() -> anyhow::Result<Outcome> {
+/// One man page on stdout, or every page (one per command, as `subsync-plan(1)`) in a directory.
+pub fn man(args: ManArgs) -> anyhow::Result<Outcome> {
     use clap::CommandFactory;
+    let mut cli = super::Cli::command().disable_help_subcommand(true);
+    cli.build();
+    if let Some(dir) = args.out_dir {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let written = man_pages(&cli, &dir)
+            .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+        write_stdout(&format!(
+            "wrote {} into {}\n",
+            count(written, "man page", "man pages"),
+            dir.display()
+        ))?;
+        return Ok(Outcome::Success);
+    }
+    let mut command = &cli;
+    for name in &args.command {
+        command = command
+            .get_subcommands()
+            .find(|c| c.get_name() == name && !c.is_hide_set())
+            .with_context(|| {
+                let parent = command.get_display_name().unwrap_or("subsync");
+                format!(
+                    "{parent} has no command {}; `{} --help` lists them",
+                    crate::quote::quote(name),
+                    parent.replace('-', " ")
+                )
+            })?;
+    }
     let mut page = Vec::new();
-    clap_mangen::Man::new(super::Cli::command()).render(&mut page)?;
+    man_page(command).render(&mut page)?;
     std::io::stdout().lock().write_all(&page)?;
     Ok(Outcome::Success)
+}
+
+/// The page of one command of the built command line: `subsync-plan(1)`, from subsync's version.
+fn man_page(command: &clap::Command) -> clap_mangen::Man {
+    clap_mangen::Man::new(command.clone()).source(format!("subsync {}", super::VERSION))
+}
+
+/// Writes the page of `command` and of each of its commands into `dir` (clap_mangen's own
+/// `generate_to` cannot name the source on the pages of commands); returns how many.
+fn man_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut written = 1;
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        written += man_pages(sub, dir)?;
+    }
+    man_page(command).generate_to(dir)?;
+    Ok(written)
 }

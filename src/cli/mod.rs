@@ -110,13 +110,42 @@ enum Command {
         #[arg(value_parser = ["manifest", "plan", "summary"])]
         name: String,
     },
-    /// Print a shell completion script: `subsync completions bash > /etc/bash_completion.d/subsync`.
+    /// Print a shell completion script (where it goes: `subsync completions --help`).
+    #[command(after_help = COMPLETIONS_INSTALL)]
     Completions {
         /// The shell to complete in.
         shell: Shell,
     },
-    /// Print the man page (roff): `subsync man > subsync.1`.
-    Man,
+    /// Print the man page (roff) of subsync or of one command, or write every page to a directory.
+    #[command(after_help = MAN_INSTALL)]
+    Man(ManArgs),
+}
+
+/// Where each shell's completion script goes, per user (no root needed): said here once,
+/// shown by `subsync completions --help` and quoted by the README.
+pub const COMPLETIONS_INSTALL: &str = "\
+Install, per user:
+  bash        subsync completions bash > ~/.local/share/bash-completion/completions/subsync
+  zsh         subsync completions zsh > ~/.zfunc/_subsync
+              (with fpath+=(~/.zfunc) before compinit in ~/.zshrc)
+  fish        subsync completions fish > ~/.config/fish/completions/subsync.fish
+  powershell  subsync completions powershell >> $PROFILE";
+
+/// Where the man pages go, per user: said here once, shown by `subsync man --help` and quoted
+/// by the README.
+pub const MAN_INSTALL: &str = "\
+Install, per user:
+  subsync man --out-dir ~/.local/share/man/man1   (then: man subsync-plan)";
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// The command whose page to print, e.g. `plan` or `ledger copy` (default: subsync's own).
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    command: Vec<String>,
+    /// Write every page (subsync.1, subsync-plan.1, subsync-ledger-copy.1, ...) into DIR,
+    /// created if missing, instead of printing one.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
 }
 
 /// The shells `completions` writes for.
@@ -452,7 +481,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
         Command::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
         Command::Schema { name } => commands::schema(&name),
         Command::Completions { shell } => commands::completions(shell),
-        Command::Man => commands::man(),
+        Command::Man(args) => commands::man(args),
     }
 }
 

@@ -346,16 +346,83 @@ fn completions_generate_for_four_shells_and_the_man_page_renders() {
             "{shell}"
         );
     }
-    let man = stdout(&ws.run(None, &["man"]));
-    assert!(
-        man.starts_with(".ie") || man.contains(".TH subsync"),
-        "{man}"
-    );
     let version = stdout(&ws.run(None, &["--version"]));
     assert!(
         version.starts_with("subsync ") && version.contains("(git "),
         "{version}"
     );
+}
+
+#[test]
+fn man_writes_a_page_for_every_command_it_refers_to_and_prints_any_one() {
+    let ws = Workspace::new();
+    let top = stdout(&ws.run(None, &["man"]));
+    assert!(top.contains(".TH subsync 1"), "{top}");
+    let dir = ws.path().join("share/man/man1");
+    let out = ws.run(None, &["man", "--out-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Every page a page refers to as subsync-COMMAND(1) is there.
+    let mut pages = vec!["subsync".to_owned()];
+    let mut checked = 0;
+    while let Some(page) = pages.pop() {
+        let text = std::fs::read_to_string(dir.join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        assert!(text.contains(&format!(".TH {page} 1")), "{page}");
+        assert!(text.contains("(git "), "{page}: the version is named");
+        for line in text.lines() {
+            if let Some(name) = line.strip_suffix("(1)") {
+                pages.push(name.replace("\\-", "-"));
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} pages");
+    assert!(
+        stdout(&out).contains(&format!("wrote {checked} man pages into")),
+        "{}",
+        stdout(&out)
+    );
+    // One page on request, by the words of the command.
+    let copy = stdout(&ws.run(None, &["man", "ledger", "copy"]));
+    assert!(copy.contains(".TH subsync-ledger-copy 1"), "{copy}");
+    let typo = ws.run(None, &["man", "ledger", "cpy"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        stderr(&typo).contains("subsync-ledger has no command \"cpy\""),
+        "{}",
+        stderr(&typo)
+    );
+}
+
+#[test]
+fn the_readme_installs_completions_and_man_pages_where_the_help_says() {
+    let ws = Workspace::new();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (command, shown) in [
+        ("completions", "subsync completions bash > "),
+        ("man", "subsync man --out-dir "),
+    ] {
+        let help = stdout(&ws.run(None, &[command, "--help"]));
+        let line = help
+            .lines()
+            .find(|l| l.contains(shown))
+            .unwrap_or_else(|| panic!("{command} --help names no install path:\n{help}"));
+        let install = line[line.find(shown).unwrap()..]
+            .split("  ")
+            .next()
+            .unwrap();
+        assert!(
+            readme.contains(install),
+            "the README does not say `{install}` as `{command} --help` does"
+        );
+        let elsewhere = readme.matches(shown).count();
+        assert_eq!(
+            elsewhere,
+            readme.matches(install).count(),
+            "{shown}: said otherwise too"
+        );
+    }
 }
 
 #[test]
