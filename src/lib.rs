@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod notifications;
 pub mod plan;
+pub mod properties;
 pub mod quote;
 pub mod report;
 pub mod sandbox;

@@ -74,6 +74,8 @@ pub struct Metrics {
     drift: Family<DriftLabels, Counter>,
     added: Family<AccountLabel, Counter>,
     removed: Family<AccountLabel, Counter>,
+    properties_set: Family<AccountLabel, Counter>,
+    created: Family<AccountLabel, Counter>,
     limit_reached: Family<AccountLabel, Gauge>,
     requests: Family<CallLabels, Counter>,
     latency: Family<CommandLabel, Histogram>,
@@ -104,6 +106,8 @@ impl Metrics {
             drift: Family::default(),
             added: Family::default(),
             removed: Family::default(),
+            properties_set: Family::default(),
+            created: Family::default(),
             limit_reached: Family::default(),
             requests: Family::default(),
             // 10 ms to about 20 s.
@@ -152,7 +156,7 @@ impl Metrics {
         );
         registry.register(
             "subsync_drift",
-            "Drift found, by direction: added (subscribed although the ledger did not know, by an add's answer or a refresh) or removed (gone from the live list)",
+            "Drift found, by direction: added (subscribed although the ledger did not know, by an add's answer or a refresh), removed (gone from the live list) or property (a declared account property changed outside subsync)",
             m.drift.clone(),
         );
         registry.register(
@@ -164,6 +168,16 @@ impl Metrics {
             "subsync_subscribers_removed",
             "Subscribers removed by prune",
             m.removed.clone(),
+        );
+        registry.register(
+            "subsync_account_properties_set",
+            "An official account's own properties (spec.account) set by subsync, a creation's included",
+            m.properties_set.clone(),
+        );
+        registry.register(
+            "subsync_accounts_created",
+            "Official accounts created by subsync (spec.create with --allow-create)",
+            m.created.clone(),
         );
         registry.register(
             "subsync_account_limit_reached",
@@ -265,6 +279,10 @@ impl Metrics {
             let _ = self.removed.get_or_create(&label);
             self.drift_by(&set.official_account, "added", 0);
             self.drift_by(&set.official_account, "removed", 0);
+            if !set.account.is_empty() {
+                let _ = self.properties_set.get_or_create(&label);
+                self.drift_by(&set.official_account, "property", 0);
+            }
         }
     }
 
@@ -320,6 +338,19 @@ impl Observer for Metrics {
                 .get_or_create(&account(account_id))
                 .inc_by(counts.removed);
         }
+        if counts.properties_set > 0 {
+            self.properties_set
+                .get_or_create(&account(account_id))
+                .inc_by(counts.properties_set);
+        }
+        if counts.property_drift > 0 {
+            self.drift_by(account_id, "property", counts.property_drift);
+        }
+        if counts.created > 0 {
+            self.created
+                .get_or_create(&account(account_id))
+                .inc_by(counts.created);
+        }
     }
 }
 
@@ -353,6 +384,9 @@ mod tests {
             "@TOA#_a",
             &Counts {
                 already: 2,
+                properties_set: 3,
+                property_drift: 1,
+                created: 1,
                 ..Counts::default()
             },
         );
@@ -363,6 +397,9 @@ mod tests {
             "subsync_reconcile_total{result=\"converged\"} 1",
             "subsync_api_requests_total{command=\"add_subscriber\",code=\"130006\"} 1",
             "subsync_drift_total{account=\"@TOA#_a\",direction=\"added\"} 2",
+            "subsync_drift_total{account=\"@TOA#_a\",direction=\"property\"} 1",
+            "subsync_account_properties_set_total{account=\"@TOA#_a\"} 3",
+            "subsync_accounts_created_total{account=\"@TOA#_a\"} 1",
             "subsync_manifests_valid 1",
             "subsync_leader 1",
             "subsync_build_info{version=\"",

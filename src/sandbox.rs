@@ -5,7 +5,9 @@
 //! Where its accounts come from: `--sandbox-config FILE`, else `sandbox.yaml` in the parent of
 //! the directory holding the manifests (`examples/sandbox.yaml` for `examples/manifests`), else
 //! nothing. Accounts a manifest names that the sandbox does not have yet are created with the
-//! default limit before each run, so any manifests can be tried without writing a config.
+//! default limit before each run, so any manifests can be tried without writing a config;
+//! except those whose manifest declares `spec.create`, which are left for subsync to create
+//! (with `--allow-create`), as the service would.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -120,9 +122,16 @@ impl Sandbox {
         Ok(Sandbox { emulator, client })
     }
 
-    /// Creates accounts that `manifests` name and the sandbox does not have yet.
+    /// Creates accounts that `manifests` name and the sandbox does not have yet, but those a
+    /// manifest asks subsync to create.
     pub async fn ensure_accounts(&self, manifests: &ManifestSet) {
-        self.emulator.ensure_accounts(&manifests.accounts()).await;
+        let ids: Vec<String> = manifests
+            .sets
+            .iter()
+            .filter(|s| s.create.is_none())
+            .map(|s| s.official_account.clone())
+            .collect();
+        self.emulator.ensure_accounts(&ids).await;
     }
 
     pub async fn stop(self) {

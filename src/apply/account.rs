@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::own::OwnCall;
 use super::work::{End, Known, Tally, Work};
 use crate::ledger::Op;
 use crate::tencent::api::MAX_BATCH;
@@ -39,6 +40,13 @@ pub struct AccountRun {
     pub in_flight: usize,
     pub mode: Mode,
     pub tally: Tally,
+    /// The account's own call waiting to be sent, with its attempt (a create goes before
+    /// anything else; a modify after the removals, before the adds).
+    pub own: Option<(OwnCall, u32)>,
+    /// The own call is in flight, or waiting out a retry's pause.
+    pub own_busy: bool,
+    /// The call in flight is a creation.
+    blocks_all: bool,
 }
 
 fn batches(index: usize, op: Op, members: Vec<String>) -> VecDeque<Batch> {
@@ -71,7 +79,42 @@ impl AccountRun {
                 planned_remove: remove,
                 ..Tally::default()
             },
+            own: None,
+            own_busy: false,
+            blocks_all: false,
         }
+    }
+
+    /// True while the account's own call is still to be made.
+    fn own_pending(&self) -> bool {
+        self.own.is_some() || self.own_busy
+    }
+
+    /// True while that call is a creation: nothing else may go before it.
+    fn creating(&self) -> bool {
+        matches!(self.own, Some((OwnCall::Create(_), _))) || (self.own_busy && self.blocks_all)
+    }
+
+    /// The own call that may be sent now: a creation at once, a modify once the removals
+    /// are done (a lowered limit needs the room they make).
+    pub fn own_ready(&mut self) -> Option<(OwnCall, u32)> {
+        if !self.loaded || self.own_busy || matches!(self.mode, Mode::Stopped(_)) {
+            return None;
+        }
+        let create = matches!(self.own, Some((OwnCall::Create(_), _)));
+        if !create && (!self.removes.is_empty() || self.in_flight > 0) {
+            return None;
+        }
+        let ready = self.own.take()?;
+        self.own_busy = true;
+        self.blocks_all = create;
+        Some(ready)
+    }
+
+    /// The own call is answered (or given up): what waited for it may go.
+    pub fn own_settled(&mut self) {
+        self.own_busy = false;
+        self.blocks_all = false;
     }
 
     /// The account's work, batched. An account the probe found full sends no adds unless it
@@ -79,7 +122,8 @@ impl AccountRun {
     pub fn fill(&mut self, index: usize, work: Work, known: Known) {
         self.tally.planned = work.add.len() as u64;
         self.tally.planned_remove = work.remove.len() as u64;
-        let full = known == Known::Full && work.remove.is_empty();
+        // Full matters only to adds: an account with none to send is simply at its limit.
+        let full = known == Known::Full && work.remove.is_empty() && !work.add.is_empty();
         self.intended = work.intended;
         self.removes = batches(index, Op::Remove, work.remove);
         self.adds = batches(index, Op::Add, work.add);
@@ -96,7 +140,9 @@ impl AccountRun {
     pub fn next(&mut self) -> Option<Batch> {
         match self.mode {
             Mode::Stopped(_) => None,
+            _ if self.creating() => None,
             _ if !self.removes.is_empty() => self.removes.pop_front(),
+            _ if self.own_pending() => None,
             Mode::Normal => self.adds.pop_front(),
             Mode::Filling if self.in_flight == 0 => self.adds.pop_front(),
             Mode::Filling | Mode::Full => None,
@@ -152,6 +198,7 @@ impl AccountRun {
             _ if self.tally.accounted() < self.tally.planned + self.tally.planned_remove => {
                 End::Unfinished
             }
+            _ if self.own_pending() => End::Unfinished,
             _ => End::Done,
         }
     }

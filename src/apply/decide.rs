@@ -152,6 +152,40 @@ pub fn on_error(
     }
 }
 
+/// What to do after an account's own call (create_official_account,
+/// modify_official_account_base_info) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnDecision {
+    /// Send the same call again after `delay`; `slow_down` asks the limiter to back off.
+    Retry { delay: Duration, slow_down: bool },
+    /// This account's call failed for good with `code`: reported for the account, never
+    /// retried in a loop (130007 a wrong id, 130008 an id in use, 20006 refused by the app's
+    /// callback, 6017 a field the service refuses, 130004 an account gone meanwhile).
+    Failed { code: i64 },
+    /// Credentials, permission or service problem: stop the run.
+    Fatal,
+}
+
+/// Decides on a failed own call: the same transient, rate-limit and fatal handling as every
+/// other call, and no code about an account or its fields is ever retried.
+pub fn on_own_error(
+    error: &ApiError,
+    attempt: u32,
+    reached: bool,
+    policy: &RetryPolicy,
+    jitter: f64,
+) -> OwnDecision {
+    match on_error(error, 0, attempt, reached, policy, jitter) {
+        Decision::Retry { delay, slow_down } => OwnDecision::Retry { delay, slow_down },
+        Decision::Fatal => OwnDecision::Fatal,
+        Decision::FailAll { code } => OwnDecision::Failed { code },
+        Decision::AccountGone(_)
+        | Decision::AccountFull
+        | Decision::Split
+        | Decision::Record { .. } => OwnDecision::Failed { code: error.code() },
+    }
+}
+
 fn record(op: Op, members: &[String], items: &[SubscriberResult]) -> Decision {
     let (mut done, mut unchanged, mut failed, mut limit) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -478,12 +512,67 @@ mod tests {
 
     #[test]
     fn other_permanent_codes_fail_the_batch_without_splitting() {
-        for code in [60002, 60003, 60009, 130008, 424242] {
+        for code in [60002, 60003, 60009, 130008, 20006, 424242] {
             assert_eq!(
                 decide(Op::Add, &members(4), &service(code), 0, true, &P, 0.0),
                 Decision::FailAll { code },
                 "{code}"
             );
+        }
+    }
+
+    fn own(code: i64, attempt: u32) -> OwnDecision {
+        let error = ApiError::Service {
+            command: Command::CreateOfficialAccount,
+            code,
+            info: String::new(),
+        };
+        on_own_error(&error, attempt, true, &P, 0.0)
+    }
+
+    #[test]
+    fn an_own_call_refused_for_its_account_or_fields_fails_once_never_in_a_loop() {
+        for code in [
+            130004, 130006, 130007, 130008, 130010, 20006, 6017, 20001, 60003, 424242,
+        ] {
+            assert_eq!(own(code, 0), OwnDecision::Failed { code }, "{code}");
+        }
+    }
+
+    #[test]
+    fn an_own_call_rides_out_faults_and_rate_limits_then_gives_up() {
+        for code in [10004, 20005, 60008] {
+            assert!(
+                matches!(
+                    own(code, 0),
+                    OwnDecision::Retry {
+                        slow_down: false,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+            assert_eq!(own(code, 2), OwnDecision::Failed { code }, "{code}");
+        }
+        for code in [60007, 60011, 60018, 60019] {
+            assert!(
+                matches!(
+                    own(code, 0),
+                    OwnDecision::Retry {
+                        slow_down: true,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+            assert_eq!(own(code, 4), OwnDecision::Failed { code }, "{code}");
+        }
+    }
+
+    #[test]
+    fn an_own_call_stops_the_run_on_credential_permission_and_service_codes() {
+        for code in [130002, 131000, 60004, 60010, 70001, 70009, 70050] {
+            assert_eq!(own(code, 0), OwnDecision::Fatal, "{code}");
         }
     }
 

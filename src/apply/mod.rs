@@ -3,9 +3,11 @@
 //!
 //! Order of events in one reconcile: the plan is computed from the manifests and a ledger
 //! snapshot (a saved plan must agree with it); an audit entry opens; one
-//! get_official_account_info call per 50 accounts learns the limits (and stops the run at once
-//! on bad credentials or an unreachable endpoint); the executor sends the removals and adds;
-//! the summary closes the audit entry. Bad manifests never get this far: loading them is
+//! get_official_account_info call per 50 accounts learns the limits and the declared accounts'
+//! own properties (and stops the run at once on bad credentials or an unreachable endpoint);
+//! [`own`] decides each account's own call from what it learnt; the executor sends, per
+//! account, a creation first, then the removals, then one modify of the properties that
+//! differ, then the adds; the summary closes the audit entry. Bad manifests never get this far: loading them is
 //! all-or-nothing. See [`executor`] for what a crash or a stop signal may lose.
 //!
 //! Nothing here knows about terminals or the command line: progress reaches the caller through
@@ -16,6 +18,7 @@ pub mod decide;
 mod executor;
 mod observe;
 mod outline;
+mod own;
 mod probe;
 pub mod read;
 mod reconcile;
@@ -30,10 +33,12 @@ use std::time::Duration;
 
 pub use decide::RetryPolicy;
 pub use observe::{Both, Counts, Nobody, Observer};
+pub use own::OwnResult;
 pub use reconcile::{Job, Reconciler};
 pub use refresh::{AccountRead, Refresh, RefreshFailure, RefreshSummary};
 pub use summary::{
-    AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals, Trigger,
+    AccountProperties, AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals,
+    Trigger,
 };
 pub use work::{End, Known, Load, Pending, Report, Tally, Work};
 

@@ -15,9 +15,16 @@ pub struct Counts {
     pub not_added_limit: u64,
     /// Removed (or found not subscribed).
     pub removed: u64,
+    /// The account's own fields set (by a modify, or a creation's).
+    pub properties_set: u64,
+    /// Of those, fields set back after a change outside subsync.
+    pub property_drift: u64,
+    /// The account was created.
+    pub created: u64,
 }
 
 impl Counts {
+    /// Subscribers accounted for (the account's own fields are not subscribers).
     pub fn total(&self) -> u64 {
         self.added
             + self.already

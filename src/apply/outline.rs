@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::ledger::{AccountFacts, AccountSource, AccountView, FailedEntry, LedgerError, Record};
 use crate::manifest::ManifestSet;
 use crate::plan::{self, AccountPlan, PlanOptions, PlanSummary, SavedPlan, StalePlan};
+use crate::properties::Properties;
 
 /// What both passes plan with.
 #[derive(Clone)]
@@ -50,6 +51,19 @@ pub struct Outlined {
     pub accept_shortfall: bool,
     /// The facts the plan was made with.
     pub facts: AccountFacts,
+    /// Subscribers the ledger confirms.
+    pub confirmed: u64,
+    /// The declared properties (`spec.account`), and what the ledger knew of them: the live
+    /// values and the declared ones known to be in force.
+    pub declared: Properties,
+    pub live: Properties,
+    pub kept: Properties,
+    /// The owner to create the account with when the probe finds it missing
+    /// (`spec.create`), and whether the deployment allows it (`--allow-create`).
+    pub create: Option<String>,
+    pub may_create: bool,
+    /// The plan has an own call to make for the account (a property change or a creation).
+    pub own: bool,
 }
 
 /// The whole plan, reduced to what the run needs.
@@ -69,7 +83,11 @@ pub struct Outline {
 impl Outline {
     /// True when the run has nothing to send and nothing to record.
     pub fn idle(&self) -> bool {
-        self.adopt.is_empty() && self.accounts.iter().all(|a| a.add + a.remove == 0)
+        self.adopt.is_empty()
+            && self
+                .accounts
+                .iter()
+                .all(|a| a.add + a.remove == 0 && !a.own)
     }
 }
 
@@ -121,6 +139,13 @@ pub fn outline(
             held_back: plan.held_back,
             accept_shortfall: plan.accept_shortfall,
             facts: p.ledger.facts.clone(),
+            confirmed: plan.confirmed,
+            declared: set.account.clone(),
+            live: p.ledger.properties.live.clone(),
+            kept: p.ledger.properties.kept.clone(),
+            create: set.create.clone(),
+            may_create: pass.options.allow_create,
+            own: plan.property_changes() > 0 || plan.creates(),
         });
         ControlFlow::Continue(())
     })?;

@@ -9,18 +9,20 @@ use tokio_util::sync::CancellationToken;
 use super::decide::RetryPolicy;
 use super::read::{self, Calls, ReadError};
 use super::work::Known;
-use crate::ledger::{AccountFact, Record, RecordError, Recorder};
+use crate::ledger::{AccountFact, PropertyRecord, Record, RecordError, Recorder};
 use crate::tencent::codes::{self, Gone};
 use crate::tencent::ratelimit::RateLimiter;
 use crate::tencent::{AccountInfo, Api, ApiError};
 
 /// What get_official_account_info said about an account.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Info {
     pub max: Option<u64>,
     /// SubscriberNum before anything was sent.
     pub num: Option<u64>,
     pub known: Known,
+    /// The account's own fields as described.
+    pub properties: crate::properties::Properties,
 }
 
 /// What the probe found.
@@ -62,6 +64,20 @@ pub fn facts(account: &str, item: &AccountInfo) -> Option<(Vec<AccountFact>, Kno
     Some((recorded, if full { Known::Full } else { Known::Usable }))
 }
 
+/// The ledger's record of the account's own fields an item of get_official_account_info
+/// described, if it described any.
+pub fn described(account: &str, item: &AccountInfo) -> Option<Record> {
+    (item.code == 0 && (!item.properties.is_empty() || item.owner.is_some())).then(|| {
+        Record::Properties(Box::new(PropertyRecord {
+            account: account.to_owned(),
+            live: item.properties.clone(),
+            owner: item.owner.clone(),
+            declared: None,
+            kept: None,
+        }))
+    })
+}
+
 /// Learns limits and counts of `accounts`, records them, and finds a fatal problem.
 pub async fn probe(
     api: &dyn Api,
@@ -91,21 +107,23 @@ pub async fn probe(
         let Some((recorded, known)) = facts(&account, &item) else {
             continue;
         };
-        probed.info.insert(
-            account.clone(),
-            Info {
-                max: item.max_subscribers,
-                num: item.subscriber_num,
-                known,
-            },
-        );
         // A missing or invalid account is recorded by the executor, with its subscribers.
         if matches!(known, Known::Usable | Known::Full) {
             records.extend(recorded.into_iter().map(|fact| Record::Account {
                 account: account.clone(),
                 fact,
             }));
+            records.extend(described(&account, &item));
         }
+        probed.info.insert(
+            account,
+            Info {
+                max: item.max_subscribers,
+                num: item.subscriber_num,
+                known,
+                properties: item.properties,
+            },
+        );
     }
     recorder.record(records).await?;
     Ok(probed)

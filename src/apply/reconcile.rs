@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::observe::Observer;
 use super::outline::{self, Outline, Outlined, Pass};
+use super::own;
 use super::probe::{Probed, probe};
 use super::refresh::{self, Refresh, RefreshSummary};
 use super::summary::{AccountStatus, RunResult, Summary};
@@ -239,10 +240,12 @@ impl Reconciler {
         if let Err(e) = recorder.record(std::mem::take(&mut outline.adopt)).await {
             return not_started(&outline, Probed::default(), Stop::Record(e));
         }
+        // Accounts with changes to send, and those declaring properties (whose live values
+        // only the probe can tell): the same calls, 50 accounts each.
         let targets: Vec<String> = outline
             .accounts
             .iter()
-            .filter(|a| a.add + a.remove > 0)
+            .filter(|a| a.add + a.remove > 0 || !a.declared.is_empty())
             .map(|a| a.official_account.clone())
             .collect();
         let probed = if targets.is_empty() {
@@ -257,6 +260,19 @@ impl Reconciler {
         };
         if let Some(fatal) = probed.fatal.clone() {
             return not_started(&outline, probed, Stop::Fatal(fatal));
+        }
+        let declared: Vec<Record> = outline
+            .accounts
+            .iter()
+            .filter(|a| !a.declared.is_empty())
+            .filter_map(|a| {
+                let info = probed.info.get(&a.official_account)?;
+                matches!(info.known, Known::Usable | Known::Full)
+                    .then(|| own::declared_record(a, info))
+            })
+            .collect();
+        if let Err(e) = recorder.record(declared).await {
+            return not_started(&outline, probed, Stop::Record(e));
         }
         let pending = pending(&outline.accounts, &probed);
         let total: u64 = pending.iter().map(|p| p.add + p.remove).sum();
@@ -297,23 +313,27 @@ impl Reconciler {
     }
 }
 
-/// The accounts of a run as the executor starts them, with what the probe learnt.
+/// The accounts of a run as the executor starts them, with what the probe learnt: how each
+/// stands, and its own call (what differs now, or, for an account the probe did not
+/// describe, what the plan said).
 fn pending(accounts: &[Outlined], probed: &Probed) -> Vec<Pending> {
     accounts
         .iter()
         .map(|a| {
-            let known = probed
-                .info
-                .get(&a.official_account)
-                .map_or(Known::Usable, |i| i.known);
+            let id = &a.official_account;
+            let info = probed.info.get(id);
+            let own = own::work(a, info);
+            let known = info.map_or(Known::Usable, |i| i.known);
+            let known = own::known_after(known, &own, id, info.and_then(|i| i.num));
             if known == Known::Full && a.add > 0 {
-                tracing::warn!(account = %a.official_account, "official account is full; {} not sent", crate::words::count(a.add, "planned add is", "planned adds are"));
+                tracing::warn!(account = %id, "official account is full; {} not sent", crate::words::count(a.add, "planned add is", "planned adds are"));
             }
             Pending {
-                official_account: a.official_account.clone(),
+                official_account: id.clone(),
                 add: a.add,
                 remove: a.remove,
                 known,
+                own,
             }
         })
         .collect()
@@ -337,7 +357,11 @@ fn after(report: &Report, probed: &Probed, summary: &Summary, finished: bool) ->
                 },
             });
         }
-        if finished && account.status == AccountStatus::Ok && account.failed.is_empty() {
+        let own_ok = account
+            .properties
+            .as_ref()
+            .is_none_or(|p| p.result == own::OwnResult::Done);
+        if finished && account.status == AccountStatus::Ok && account.failed.is_empty() && own_ok {
             records.push(Record::Account {
                 account: id.clone(),
                 fact: AccountFact::Healthy,

@@ -187,6 +187,14 @@ async fn learn_facts(
             continue;
         };
         if !matches!(state, Known::Missing | Known::Invalid) {
+            // The account's own fields are learnt with its facts (the subscriber count and
+            // limit are recorded by its list's end).
+            if let Some(record) = probe::described(&account, &item)
+                && let Err(e) = recorder.record(vec![record]).await
+            {
+                stop.cancel();
+                fatal.get_or_insert(Stop::Record(e));
+            }
             known.insert(account, Fact::Max(item.max_subscribers));
             continue;
         }

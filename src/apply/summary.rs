@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Stop;
 use super::outline::Outlined;
+use super::own::OwnResult;
 use super::probe::Probed;
 use super::work::{End, Report};
+use crate::plan::{Creation, PropertyChange};
 
 pub const FORMAT_VERSION: &str = "1";
 
@@ -159,6 +161,55 @@ pub struct AccountSummary {
     /// `not_added_limit` does not make the run partial.
     #[serde(default)]
     pub accept_shortfall: bool,
+    /// What the run did about the account's own properties (`spec.account`, `spec.create`);
+    /// absent when there was nothing to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<AccountProperties>,
+}
+
+/// An account's own call in a run: its creation, or its declared properties that differed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountProperties {
+    /// The account was missing: created (create_official_account) with this owner, or why not.
+    pub create: Option<Creation>,
+    /// Every declared field that differed when the run looked (a creation sets them all); the
+    /// refused ones were not sent.
+    pub changes: Vec<PropertyChange>,
+    /// What became of the call that carried them.
+    pub result: OwnResult,
+    /// The service's code when it failed.
+    pub code: Option<i64>,
+}
+
+impl AccountProperties {
+    /// Everything declared is in force: the call was made and nothing was refused.
+    pub fn complete(&self) -> bool {
+        self.result == OwnResult::Done && self.changes.iter().all(|c| c.refused.is_none())
+    }
+
+    /// The fields the call set.
+    pub fn set(&self) -> u64 {
+        match self.result {
+            OwnResult::Done => self.changes.iter().filter(|c| c.refused.is_none()).count() as u64,
+            _ => 0,
+        }
+    }
+
+    /// Of those, the ones set back after a change outside subsync.
+    pub fn drift(&self) -> u64 {
+        match self.result {
+            OwnResult::Done => self
+                .changes
+                .iter()
+                .filter(|c| c.drift && c.refused.is_none())
+                .count() as u64,
+            _ => 0,
+        }
+    }
+
+    pub fn created(&self) -> bool {
+        self.result == OwnResult::Done && self.create.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -177,6 +228,15 @@ pub struct Totals {
     pub not_added_limit: u64,
     pub removed: u64,
     pub remove_failed: u64,
+    /// The accounts' own properties set (a creation's included).
+    #[serde(default)]
+    pub properties_set: u64,
+    /// Of those, properties set back after a change outside subsync (the console).
+    #[serde(default)]
+    pub property_drift: u64,
+    /// Accounts created.
+    #[serde(default)]
+    pub created: u64,
 }
 
 impl Summary {
@@ -200,6 +260,7 @@ impl Summary {
                 remove_failed: Vec::new(),
                 remove_skipped: a.held_back,
                 accept_shortfall: a.accept_shortfall,
+                properties: None,
             })
             .collect();
         Summary {
@@ -245,6 +306,32 @@ impl Summary {
             a.remove_failed = failed_list(&t.remove_failed);
             a.not_added_limit = t.not_added_limit;
             a.max_subscribers = probed.info.get(&a.official_account).and_then(|i| i.max);
+            a.properties = t.own_result.map(|result| AccountProperties {
+                create: t.own.create.clone(),
+                changes: t.own.changes.clone(),
+                result,
+                code: t.own_code,
+            });
+            // What the run set is the limit now.
+            if let Some(max) = a
+                .properties
+                .as_ref()
+                .filter(|p| p.result == OwnResult::Done)
+                .and_then(|p| {
+                    p.changes
+                        .iter()
+                        .find_map(|c| match (&c.to, c.field, &c.refused) {
+                            (
+                                crate::properties::Value::Number(n),
+                                crate::properties::Field::MaxSubscribers,
+                                None,
+                            ) => Some(*n),
+                            _ => None,
+                        })
+                })
+            {
+                a.max_subscribers = Some(max);
+            }
         }
         self.interrupted = report.interrupted;
         self.duration_ms = started.elapsed().as_millis() as u64;
@@ -265,6 +352,9 @@ impl Summary {
             not_added_limit: accounts.iter().map(|a| a.not_added_limit).sum(),
             removed: accounts.iter().map(|a| a.removed).sum(),
             remove_failed: accounts.iter().map(|a| a.remove_failed.len() as u64).sum(),
+            properties_set: own(accounts, AccountProperties::set),
+            property_drift: own(accounts, AccountProperties::drift),
+            created: own(accounts, |p| u64::from(p.created())),
         }
     }
 
@@ -281,6 +371,9 @@ impl Summary {
                 && a.failed.is_empty()
                 && a.remove_failed.is_empty()
                 && a.remove_skipped == 0
+                && a.properties
+                    .as_ref()
+                    .is_none_or(AccountProperties::complete)
         });
         if fatal {
             RunResult::Failed
@@ -290,6 +383,14 @@ impl Summary {
             RunResult::Partial
         }
     }
+}
+
+fn own(accounts: &[AccountSummary], count: impl Fn(&AccountProperties) -> u64) -> u64 {
+    accounts
+        .iter()
+        .filter_map(|a| a.properties.as_ref())
+        .map(count)
+        .sum()
 }
 
 fn failed_list(failed: &[(String, i64)]) -> Vec<FailedSubscriber> {
@@ -330,6 +431,7 @@ mod tests {
             remove_failed: vec![],
             remove_skipped: 0,
             accept_shortfall: false,
+            properties: None,
         }
     }
 
@@ -381,6 +483,7 @@ mod tests {
                 not_added_limit: 5,
                 removed: 0,
                 remove_failed: 0,
+                ..Totals::default()
             }
         );
     }

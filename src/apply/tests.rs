@@ -34,6 +34,7 @@ pub(crate) fn set(account: &str, subscribers: Vec<String>) -> SubscriberSet {
         prune_out_of_band: false,
         accept_shortfall: false,
         source: PathBuf::from("m.yaml"),
+        ..SubscriberSet::default()
     }
 }
 
@@ -89,11 +90,11 @@ pub(crate) fn engine_with(config: Config, api: &FakeApi) -> Engine {
     engine
 }
 
-async fn apply(engine: &Engine, manifests: &Arc<ManifestSet>) -> Reconciled {
+pub(crate) async fn apply(engine: &Engine, manifests: &Arc<ManifestSet>) -> Reconciled {
     apply_until(engine, manifests, &CancellationToken::new()).await
 }
 
-async fn apply_until(
+pub(crate) async fn apply_until(
     engine: &Engine,
     manifests: &Arc<ManifestSet>,
     cancel: &CancellationToken,
@@ -109,7 +110,7 @@ async fn apply_until(
     engine.reconcile(job, cancel).await.unwrap()
 }
 
-fn service(command: Command, code: i64) -> crate::tencent::ApiError {
+pub(crate) fn service(command: Command, code: i64) -> crate::tencent::ApiError {
     crate::tencent::ApiError::Service {
         command,
         code,

@@ -1,5 +1,6 @@
 //! What the executor is given (per-account work) and what it hands back (tallies and a report).
 
+use super::own::{OwnResult, OwnWork};
 use crate::ledger::RecordError;
 use crate::tencent::ApiError;
 
@@ -22,8 +23,11 @@ pub struct Pending {
     pub official_account: String,
     pub add: u64,
     pub remove: u64,
-    /// What get_official_account_info already said about the account.
+    /// What get_official_account_info already said about the account (as it will be once
+    /// its own call is made: a created account is usable).
     pub known: Known,
+    /// The account's own call: a creation, or its properties that differ.
+    pub own: OwnWork,
 }
 
 /// Reads the work lists of the `i`th pending account.
@@ -78,6 +82,11 @@ pub struct Tally {
     pub end: End,
     /// How the run changed the account's remote count: added less removed (Result 1 only).
     pub count_change: i64,
+    /// The account's own call, and what became of it (`None`: there was none to make).
+    pub own: OwnWork,
+    pub own_result: Option<OwnResult>,
+    /// The service's code when the own call failed.
+    pub own_code: Option<i64>,
 }
 
 impl Tally {
@@ -111,15 +120,20 @@ impl Report {
         Report {
             tallies: pending
                 .iter()
-                .map(|p| Tally {
-                    planned: p.add,
-                    planned_remove: p.remove,
-                    end: if p.add + p.remove == 0 {
-                        End::Done
-                    } else {
-                        End::Unfinished
-                    },
-                    ..Tally::default()
+                .map(|p| {
+                    let sends = p.own.call(&p.official_account).is_some();
+                    Tally {
+                        planned: p.add,
+                        planned_remove: p.remove,
+                        end: if p.add + p.remove == 0 && !sends {
+                            End::Done
+                        } else {
+                            End::Unfinished
+                        },
+                        own: p.own.clone(),
+                        own_result: (!p.own.is_empty()).then_some(OwnResult::NotSent),
+                        ..Tally::default()
+                    }
                 })
                 .collect(),
             calls: Default::default(),

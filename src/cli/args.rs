@@ -150,6 +150,9 @@ pub struct PruneArgs {
     /// Let prune remove more than --max-prune, or more than half of an account, in one run.
     #[arg(long, env = "SUBSYNC_ALLOW_MASS_PRUNE")]
     pub allow_mass_prune: bool,
+    /// Create a missing official account whose manifest declares spec.create (its owner, with its declared properties); without it a missing account is only reported.
+    #[arg(long, env = "SUBSYNC_ALLOW_CREATE", help_heading = "Guards")]
+    pub allow_create: bool,
 }
 
 impl PruneArgs {
@@ -157,6 +160,7 @@ impl PruneArgs {
         PlanOptions {
             max_prune: self.max_prune,
             allow_mass_prune: self.allow_mass_prune,
+            allow_create: self.allow_create,
         }
     }
 }

@@ -47,6 +47,33 @@ pub struct AccountSeed {
     pub max_subscribers: u64,
     #[serde(default)]
     pub subscribers: Vec<String>,
+    /// The account's name (default: its id without the prefix) and other own fields.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub introduction: Option<String>,
+    #[serde(default)]
+    pub face_url: Option<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub custom_string: Option<String>,
+    /// Owner_Account (default: administrator).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+impl AccountSeed {
+    fn fields(&self) -> api::AccountFields {
+        api::AccountFields {
+            name: self.name.clone(),
+            introduction: self.introduction.clone(),
+            face_url: self.face_url.clone(),
+            organization: self.organization.clone(),
+            custom_string: self.custom_string.clone(),
+            max_subscriber_num: None,
+        }
+    }
 }
 
 fn default_max() -> u64 {
@@ -217,6 +244,7 @@ impl EmulatorConfig {
                 &account.subscribers,
                 now,
             );
+            state.seed_fields(&account.id, &account.fields(), account.owner.as_deref());
         }
         state
     }

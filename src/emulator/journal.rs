@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::state::{RemoteAccount, RemoteState};
+use crate::tencent::api::AccountFields;
 
 /// One change to the state, as recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,11 @@ pub enum Change {
         id: String,
         account: RemoteAccount,
     },
+    /// The account's own fields that were set.
+    Modify {
+        account: String,
+        fields: AccountFields,
+    },
 }
 
 impl Change {
@@ -45,7 +51,7 @@ impl Change {
     pub fn is_empty(&self) -> bool {
         match self {
             Change::Add { ids, .. } | Change::Delete { ids, .. } => ids.is_empty(),
-            Change::Create { .. } => false,
+            Change::Create { .. } | Change::Modify { .. } => false,
         }
     }
 }
@@ -196,6 +202,10 @@ impl RemoteState {
             }
             Change::Create { id, account } => {
                 self.accounts.insert(id, account);
+            }
+            Change::Modify { account, fields } => {
+                // The call was checked when it was answered: replaying it cannot fail.
+                let _ = self.modify(&account, &fields);
             }
         }
     }

@@ -5,6 +5,7 @@
 //! sizes, limits, rates) and answers with the documented codes. Behaviour the documentation
 //! leaves open (how 130010 shows up) is configurable so that subsync is tested against both.
 
+mod accounts;
 mod config;
 mod journal;
 mod server;

@@ -576,6 +576,20 @@ fn execute(
             })?;
             Ok((serde_json::json!({ "OfficialAccountUserID": id }), written))
         }
+        Command::ModifyOfficialAccountBaseInfo => {
+            let req: api::ModifyOfficialAccountBaseInfoRequest = parse(body)?;
+            let ((), written) = mutate(shared, |s| {
+                s.modify(&req.official_account, &req.fields)?;
+                Ok((
+                    (),
+                    Change::Modify {
+                        account: req.official_account.clone(),
+                        fields: req.fields.clone(),
+                    },
+                ))
+            })?;
+            Ok((serde_json::json!({}), written))
+        }
     }
 }
 
@@ -602,6 +616,8 @@ pub fn state_view(state: &RemoteState) -> Value {
             (
                 id.clone(),
                 serde_json::json!({
+                    "name": acc.name,
+                    "owner": acc.owner,
                     "maxSubscribers": acc.max_subscribers,
                     "subscribers": acc.subscribers.keys().collect::<Vec<_>>(),
                 }),

@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tencent::api::{self, MsgFlag, OfficialAccountInfo, Status, SubscriberInfo};
+use crate::tencent::api::{self, MsgFlag, SubscriberInfo};
 
 /// Default MaxSubscriberNum of a new official account.
-pub const DEFAULT_MAX_SUBSCRIBERS: u64 = 100_000;
+pub const DEFAULT_MAX_SUBSCRIBERS: u64 = crate::properties::DEFAULT_MAX_SUBSCRIBERS;
 
 /// How the follow limit (130010) shows up in an add_subscriber answer. The documentation does
 /// not say, so the emulator can do either and subsync must handle both.
@@ -33,7 +33,7 @@ pub struct Failure {
     pub info: String,
 }
 
-fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, Failure> {
+pub(super) fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, Failure> {
     Err(Failure {
         code,
         info: info.into(),
@@ -46,6 +46,15 @@ pub struct RemoteAccount {
     pub owner: String,
     pub max_subscribers: u64,
     pub created: i64,
+    /// Introduction, FaceUrl, Organization and CustomString (empty until set).
+    #[serde(default)]
+    pub introduction: String,
+    #[serde(default)]
+    pub face_url: String,
+    #[serde(default)]
+    pub organization: String,
+    #[serde(default)]
+    pub custom_string: String,
     /// Subscriber id to subscribe time.
     pub subscribers: BTreeMap<String, i64>,
 }
@@ -55,7 +64,7 @@ pub struct RemoteAccount {
 pub struct RemoteState {
     pub accounts: BTreeMap<String, RemoteAccount>,
     #[serde(skip)]
-    follows: HashMap<String, u32>,
+    pub(super) follows: HashMap<String, u32>,
 }
 
 /// How get_subscriber_info's cursor misbehaves, to test that clients notice (never the
@@ -89,31 +98,6 @@ impl RemoteState {
                 *self.follows.entry(id.clone()).or_default() += 1;
             }
         }
-    }
-
-    /// Creates an account directly (emulator configuration, not the API).
-    pub fn seed_account(
-        &mut self,
-        id: &str,
-        max_subscribers: u64,
-        subscribers: &[String],
-        now: i64,
-    ) {
-        let account = self
-            .accounts
-            .entry(id.to_owned())
-            .or_insert_with(|| RemoteAccount {
-                name: id.trim_start_matches(api::ACCOUNT_PREFIX).to_owned(),
-                owner: "administrator".to_owned(),
-                max_subscribers,
-                created: now,
-                subscribers: BTreeMap::new(),
-            });
-        account.max_subscribers = max_subscribers;
-        for s in subscribers {
-            account.subscribers.entry(s.clone()).or_insert(now);
-        }
-        self.reindex();
     }
 
     /// add_subscriber: per-subscriber results 1 (added), 2 (already subscribed), 0 (failed).
@@ -271,88 +255,6 @@ impl RemoteState {
             subscriber_list: page,
         })
     }
-
-    /// get_official_account_info: one item per id, each with its own status.
-    pub fn info(&self, ids: &[String]) -> Result<Vec<OfficialAccountInfo>, Failure> {
-        if ids.is_empty() || ids.len() > api::MAX_INFO_IDS {
-            return fail(
-                6017,
-                format!(
-                    "OfficialAccountIdList must hold 1 to {} ids",
-                    api::MAX_INFO_IDS
-                ),
-            );
-        }
-        Ok(ids
-            .iter()
-            .map(|id| match self.accounts.get(id) {
-                Some(acc) => OfficialAccountInfo {
-                    status: Status::ok(),
-                    official_account: Some(id.clone()),
-                    name: Some(acc.name.clone()),
-                    owner_account: Some(acc.owner.clone()),
-                    subscriber_num: Some(acc.subscribers.len() as u64),
-                    max_subscriber_num: Some(acc.max_subscribers),
-                    create_time: Some(acc.created),
-                    last_msg_time: Some(0),
-                },
-                None => OfficialAccountInfo {
-                    status: Status::fail(130004, format!("official account {id} does not exist")),
-                    official_account: Some(id.clone()),
-                    name: None,
-                    owner_account: None,
-                    subscriber_num: None,
-                    max_subscriber_num: None,
-                    create_time: None,
-                    last_msg_time: None,
-                },
-            })
-            .collect())
-    }
-
-    /// create_official_account: returns the new id.
-    pub fn create(
-        &mut self,
-        req: &api::CreateOfficialAccountRequest,
-        now: i64,
-        random_suffix: &str,
-    ) -> Result<String, Failure> {
-        if !api::is_valid_user_id(&req.owner_account) {
-            return fail(6017, "Owner_Account is not a valid UserID");
-        }
-        if req.name.is_empty() || req.name.len() > 150 {
-            return fail(6017, "Name must be 1 to 150 bytes");
-        }
-        let id = match &req.official_account_user_id {
-            Some(custom)
-                if !api::is_valid_account_id(custom) || custom.starts_with("@TOA#_@TOA#") =>
-            {
-                return fail(
-                    130007,
-                    format!("{custom} is not a valid custom official account id"),
-                );
-            }
-            Some(custom) => custom.clone(),
-            None => format!("@TOA#_@TOA#{random_suffix}"),
-        };
-        if self.accounts.contains_key(&id) {
-            return fail(
-                130008,
-                format!("official account id {id} is already in use"),
-            );
-        }
-        self.accounts.insert(
-            id.clone(),
-            RemoteAccount {
-                name: req.name.clone(),
-                owner: req.owner_account.clone(),
-                max_subscribers: req.max_subscriber_num.unwrap_or(DEFAULT_MAX_SUBSCRIBERS),
-                created: now,
-                subscribers: BTreeMap::new(),
-            },
-        );
-        Ok(id)
-    }
 }
 
 fn check_batch(ids: &[String]) -> Result<(), Failure> {
@@ -509,38 +411,5 @@ mod tests {
     fn delete_reports_removed_and_absent() {
         let mut s = state(10, &["1"]);
         assert_eq!(s.delete("@TOA#_a", &ids(&["1", "2"])), Ok(vec![1, 2]));
-    }
-
-    #[test]
-    fn create_assigns_or_checks_ids() {
-        let mut s = RemoteState::default();
-        let req = |id: Option<&str>| api::CreateOfficialAccountRequest {
-            owner_account: "admin".into(),
-            name: "n".into(),
-            official_account_user_id: id.map(str::to_owned),
-            max_subscriber_num: None,
-        };
-        assert_eq!(
-            s.create(&req(None), 0, "dOEF"),
-            Ok("@TOA#_@TOA#dOEF".into())
-        );
-        assert_eq!(
-            s.create(&req(Some("@TOA#_news")), 0, ""),
-            Ok("@TOA#_news".into())
-        );
-        assert_eq!(
-            s.create(&req(Some("@TOA#_news")), 0, "").unwrap_err().code,
-            130008
-        );
-        assert_eq!(
-            s.create(&req(Some("@TOA#_@TOA#x")), 0, "")
-                .unwrap_err()
-                .code,
-            130007
-        );
-        assert_eq!(
-            s.accounts["@TOA#_news"].max_subscribers,
-            DEFAULT_MAX_SUBSCRIBERS
-        );
     }
 }

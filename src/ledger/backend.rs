@@ -170,6 +170,7 @@ pub struct Meta {
 pub struct AccountDump {
     pub official_account: String,
     pub facts: AccountFacts,
+    pub properties: super::KnownProperties,
     pub refreshed_at: Option<i64>,
     pub updated_at: i64,
     pub confirmed: Vec<ConfirmedRow>,

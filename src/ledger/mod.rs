@@ -1,5 +1,6 @@
 //! The state ledger: per official account, the confirmed subscribers, the failed ones, facts
-//! learned from the API, what the last refresh found, and an audit log of runs.
+//! learned from the API, its own properties (as learnt, declared and last in force), what the
+//! last refresh found, and an audit log of runs.
 //!
 //! Layers, top down:
 //! - [`Writer`]: the ledger as an async service, on a thread of its own (group commits, lock
@@ -21,6 +22,7 @@ pub mod backend;
 mod location;
 mod model;
 mod pg;
+mod properties;
 mod read;
 mod source;
 mod sql;
@@ -39,7 +41,7 @@ pub use writer::{RecordError, Recorder, Writer};
 pub const FILE_NAME: &str = "ledger.db";
 
 /// The schema this build reads and writes; both backends migrate up to it.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Why the ledger could not be opened, read or written. Every message names the ledger and,
 /// where there is one, the fix; the causes of database failures are in `detail`, said once.

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::properties::Properties;
+
 /// What a batch does to its subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
@@ -88,6 +90,25 @@ pub struct AccountView {
     /// Changes an earlier run was about to send when it ended (a crash, a lost lead): their
     /// "already subscribed" answers are that run's own, recovered. Sorted.
     pub intents: Vec<String>,
+    /// The account's own properties, as far as they are known.
+    pub properties: KnownProperties,
+}
+
+/// An account's own properties (`spec.account`) as the ledger knows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownProperties {
+    /// As the service last described them, or as subsync set them since (MaxSubscriberNum is
+    /// not always described: then the value subsync last set is what is known).
+    pub live: Properties,
+    /// Owner_Account, as the service described it.
+    pub owner: Option<String>,
+    /// When `live` was last learnt or set (milliseconds since the epoch).
+    pub learnt_at: Option<i64>,
+    /// What the manifests declared at the last run that checked the account.
+    pub declared: Properties,
+    /// The declared values subsync last knew to be in force (it set them, or found them so):
+    /// a live value that differs from one of these was changed outside subsync.
+    pub kept: Properties,
 }
 
 /// One account as the ledger knows it, whole.
@@ -121,6 +142,8 @@ pub struct AccountSummary {
     pub refreshed_at: Option<i64>,
     pub drift_added: u64,
     pub drift_removed: u64,
+    /// The account's own properties, when any were ever learnt or declared.
+    pub properties: Option<KnownProperties>,
 }
 
 /// One entry of the audit log.
@@ -193,4 +216,19 @@ pub enum Record {
     Settle {
         in_doubt: Vec<(String, Op, Vec<String>)>,
     },
+    /// The account's own properties (boxed: rare, and larger than every other record).
+    Properties(Box<PropertyRecord>),
+}
+
+/// What the service described of an account's own properties (or a create or modify set),
+/// merged over what was known, and, when given, the declaration and what of it is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyRecord {
+    pub account: String,
+    pub live: Properties,
+    pub owner: Option<String>,
+    /// Replaces the stored declaration.
+    pub declared: Option<Properties>,
+    /// Replaces the declared values known to be in force.
+    pub kept: Option<Properties>,
 }

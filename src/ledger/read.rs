@@ -126,9 +126,18 @@ pub fn summaries(tx: &mut dyn Tx) -> Result<(Snapshot, Vec<AccountSummary>), Led
             refreshed_at: r.opt_int(9)?,
             drift_added: count(r, 10)?,
             drift_removed: count(r, 11)?,
+            properties: None,
         });
         Ok(())
     })?;
+    // Both lists are sorted by official account.
+    let mut known = super::properties::all(tx)?.into_iter().peekable();
+    for row in &mut rows {
+        while known.next_if(|(a, _)| *a < row.official_account).is_some() {}
+        if let Some((_, p)) = known.next_if(|(a, _)| *a == row.official_account) {
+            row.properties = Some(p);
+        }
+    }
     let snapshot = Snapshot {
         lineage: Some(lineage),
         serial,
@@ -243,8 +252,10 @@ pub fn account_dump(tx: &mut dyn Tx, account: &str) -> Result<AccountDump, Ledge
         });
         Ok(())
     })?;
+    let properties = super::properties::of(tx, row.id)?;
     Ok(AccountDump {
         official_account: row.name,
+        properties,
         facts: row.facts,
         refreshed_at: row.refreshed_at,
         updated_at: row.updated_at,

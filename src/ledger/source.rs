@@ -134,6 +134,7 @@ pub(super) fn view_of(
     facts: super::AccountFacts,
     refreshed_at: Option<i64>,
 ) -> Result<AccountView, LedgerError> {
+    let properties = super::properties::of(tx, id)?;
     let id = Param::Int(id);
     let mut failed = Vec::new();
     tx.query(sql::FAILED_OF, &[id], &mut |r| {
@@ -156,5 +157,6 @@ pub(super) fn view_of(
         },
         out_of_band: strings(tx, sql::OUT_OF_BAND_OF, &[id])?,
         intents: strings(tx, sql::INTENTS_OF, &[id])?,
+        properties,
     })
 }

@@ -324,6 +324,57 @@ fn a_second_writer_is_refused_at_once_naming_the_holder() {
     }
 }
 
+/// What a probe learns of an account's own properties: its name and perhaps its limit.
+fn properties(account: &str, name: &str, max: Option<u64>) -> Record {
+    Record::Properties(Box::new(PropertyRecord {
+        account: account.into(),
+        live: crate::properties::Properties {
+            name: Some(name.into()),
+            max_subscribers: max,
+            ..Default::default()
+        },
+        owner: Some("admin".into()),
+        declared: None,
+        kept: None,
+    }))
+}
+
+#[test]
+fn account_properties_merge_what_is_learnt_and_replace_what_is_declared() {
+    for b in backends("account_properties_merge_what_is_learnt_and_replace_what_is_declared") {
+        let mut ledger = Ledger::open(&b.location, "apply").unwrap();
+        let a = "@TOA#_a";
+        ledger.record(1, &[properties(a, "Old", Some(50))]).unwrap();
+        // A later answer without MaxSubscriberNum keeps the one last known.
+        ledger.record(2, &[properties(a, "New", None)]).unwrap();
+        let declared = crate::properties::Properties {
+            name: Some("New".into()),
+            ..Default::default()
+        };
+        let kept = Record::Properties(Box::new(PropertyRecord {
+            account: a.into(),
+            live: Default::default(),
+            owner: None,
+            declared: Some(declared.clone()),
+            kept: Some(declared.clone()),
+        }));
+        ledger.record(3, &[kept]).unwrap();
+        let known = ledger.snapshot().unwrap().accounts[a]
+            .view
+            .properties
+            .clone();
+        assert_eq!(known.live.name.as_deref(), Some("New"), "{}", b.name());
+        assert_eq!(known.live.max_subscribers, Some(50), "{}", b.name());
+        assert_eq!(known.owner.as_deref(), Some("admin"));
+        assert_eq!((known.declared, known.kept), (declared.clone(), declared));
+        assert!(known.learnt_at.is_some());
+        // The limit learnt is the account's limit, for status and the plan.
+        let (_, summaries) = ledger.summaries().unwrap();
+        assert_eq!(summaries[0].facts.max_subscribers, Some(50), "{}", b.name());
+        assert!(summaries[0].properties.is_some());
+    }
+}
+
 #[test]
 fn a_copy_keeps_lineage_serial_and_every_row_in_either_direction() {
     let server =
@@ -349,6 +400,9 @@ fn a_copy_keeps_lineage_serial_and_every_row_in_either_direction() {
             ledger.refresh_start("@TOA#_b").unwrap();
             ledger.observe("@TOA#_b", &["seen".into()]).unwrap();
             ledger.refresh_finish(run, "@TOA#_b", None, true).unwrap();
+            ledger
+                .record(run, &[properties("@TOA#_a", "Alpha", Some(9))])
+                .unwrap();
             ledger
                 .finish_run(run, "converged", &serde_json::json!({"ok": true}))
                 .unwrap();

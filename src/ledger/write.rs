@@ -171,6 +171,10 @@ pub fn record(
                 let id = ids.of(tx, account, now)?;
                 tx.intend(id, subscribers, *op, run)?;
             }
+            Record::Properties(p) => {
+                let id = ids.of(tx, &p.account, now)?;
+                super::properties::record(tx, id, now, p)?;
+            }
             Record::Settle { in_doubt } => {
                 tx.execute(sql::INTENTS_CLEAR_RUN, &[Param::Int(run)])?;
                 for (account, op, subscribers) in in_doubt {
@@ -310,6 +314,9 @@ pub fn copy_account(tx: &mut dyn Tx, a: &AccountDump) -> Result<(), LedgerError>
         at: String::new(),
         detail: format!("copying {} returned no account id", a.official_account),
     })?;
+    if a.properties != super::KnownProperties::default() {
+        super::properties::put(tx, id, &a.properties)?;
+    }
     // In slices, so that one statement never carries an unbounded list.
     for chunk in a.confirmed.chunks(50_000) {
         tx.copy_confirmed(id, chunk)?;

@@ -205,6 +205,8 @@ pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestE
             allow_empty: p.document.spec.allow_empty,
             prune_out_of_band: p.document.spec.prune_out_of_band,
             accept_shortfall: p.document.spec.accept_shortfall,
+            account: p.document.spec.account.unwrap_or_default(),
+            create: p.document.spec.create.map(|c| c.owner),
             source: files[p.file].path.clone(),
         })
         .collect();
@@ -285,7 +287,16 @@ impl Loader<'_> {
                     }
                     Ok(_) => match String::from_utf8(bytes) {
                         Ok(text) => return Some(text),
-                        Err(_) => "not UTF-8 text; save the manifest as UTF-8".into(),
+                        Err(e) => {
+                            let at = position_of(e.as_bytes(), e.utf8_error().valid_up_to());
+                            let path = found.path.clone();
+                            self.problems.push(Diagnostic::at(
+                                &path,
+                                Some(at),
+                                "not UTF-8 text here; save the manifest as UTF-8",
+                            ));
+                            return None;
+                        }
                     },
                 }
             }
@@ -334,6 +345,10 @@ impl Loader<'_> {
                     .push(Diagnostic::at(&path, at(&steps), m).caused_by(cause.as_ref()));
             }
             lists.push(shown);
+        }
+        if let Some(m) = check_create(&document) {
+            let create = root.find(&[Step::Key("spec"), Step::Key("create")]);
+            self.problems.push(Diagnostic::at(&path, Some(create), m));
         }
         if self.problems.len() > before {
             return None;
@@ -514,6 +529,40 @@ impl Loader<'_> {
     }
 }
 
+/// Where byte `offset` of `bytes` is, as a line and a column (counted in bytes, from 1).
+fn position_of(bytes: &[u8], offset: usize) -> Position {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.len()
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    Position { line, column }
+}
+
+/// Why `spec.create` cannot be honoured, if it cannot: the service requires a name to create
+/// an account, and ids starting `@TOA#_@TOA#` are the ones it assigns itself.
+fn check_create(document: &ManifestDocument) -> Option<String> {
+    document.spec.create.as_ref()?;
+    let id = &document.spec.official_account;
+    if id.starts_with("@TOA#_@TOA#") {
+        return Some(format!(
+            "spec.create: {} is an id the service assigns; a custom id may not start with @TOA#_@TOA#, so subsync cannot create it; choose another officialAccount or remove spec.create",
+            quote(id)
+        ));
+    }
+    let named = document
+        .spec
+        .account
+        .as_ref()
+        .is_some_and(|a| a.name.is_some());
+    (!named).then(|| {
+        "spec.create needs spec.account.name: the service creates an account only with a name; add it".to_owned()
+    })
+}
+
 fn digest(sets: &[SubscriberSet]) -> String {
     let mut hasher = Sha256::new();
     for set in sets {
@@ -527,6 +576,10 @@ fn digest(sets: &[SubscriberSet]) -> String {
                 "\0{}\0{}",
                 set.prune_out_of_band, set.accept_shortfall
             ));
+        }
+        if !set.account.is_empty() || set.create.is_some() {
+            let account = serde_json::to_string(&set.account).unwrap_or_default();
+            hasher.update(format!("\0{account}\0{:?}", set.create));
         }
         hasher.update(b"\n");
         for s in set.subscribers.iter() {

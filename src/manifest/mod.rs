@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::properties::{Create, Properties};
 use crate::quote::quote;
 use crate::tencent::api;
 use crate::yaml::Position;
@@ -146,6 +147,16 @@ pub struct Spec {
     /// shortfall then makes neither `plan --detailed-exitcode` nor `apply` exit 2.
     #[serde(default)]
     pub accept_shortfall: bool,
+    /// The official account's own properties, reconciled like the subscribers: only the fields
+    /// given are managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Properties")]
+    pub account: Option<Properties>,
+    /// Create the account when it does not exist, owned by this UserID (and only when the
+    /// deployment passes `--allow-create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Create")]
+    pub create: Option<Create>,
 }
 
 /// One `subscribers` entry as read: its text, or why it is not text. Keeping the reason
@@ -186,7 +197,7 @@ impl JsonSchema for Listed {
 }
 
 /// A validated set: what the plan works from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscriberSet {
     pub name: String,
     pub official_account: String,
@@ -196,6 +207,10 @@ pub struct SubscriberSet {
     pub allow_empty: bool,
     pub prune_out_of_band: bool,
     pub accept_shortfall: bool,
+    /// The account's declared properties (`spec.account`); empty when it declares none.
+    pub account: Properties,
+    /// The owner to create the account with when it is missing (`spec.create.owner`).
+    pub create: Option<String>,
     /// The manifest file that declared it.
     pub source: PathBuf,
 }

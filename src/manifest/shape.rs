@@ -8,6 +8,7 @@
 //! the two (through the generated JSON Schema) from drifting apart.
 
 use super::{ApiVersion, Kind, Listed};
+use crate::properties::{self, Value};
 use crate::quote::quote;
 use crate::yaml::{self, Node, Position, closest};
 
@@ -24,6 +25,10 @@ enum Field {
     Labels,
     Subscribers,
     Files,
+    /// A field of `spec.account`.
+    Property(properties::Field),
+    /// `spec.create.owner`: a UserID.
+    Owner,
     Section(&'static [Entry]),
 }
 
@@ -44,7 +49,40 @@ const SPEC: &[Entry] = &[
     ("allowEmpty", Field::Flag, false),
     ("pruneOutOfBand", Field::Flag, false),
     ("acceptShortfall", Field::Flag, false),
+    ("account", Field::Section(ACCOUNT), false),
+    ("create", Field::Section(CREATE), false),
 ];
+
+const ACCOUNT: &[Entry] = &[
+    ("name", Field::Property(properties::Field::Name), false),
+    (
+        "introduction",
+        Field::Property(properties::Field::Introduction),
+        false,
+    ),
+    (
+        "faceUrl",
+        Field::Property(properties::Field::FaceUrl),
+        false,
+    ),
+    (
+        "organization",
+        Field::Property(properties::Field::Organization),
+        false,
+    ),
+    (
+        "customString",
+        Field::Property(properties::Field::CustomString),
+        false,
+    ),
+    (
+        "maxSubscribers",
+        Field::Property(properties::Field::MaxSubscribers),
+        false,
+    ),
+];
+
+const CREATE: &[Entry] = &[("owner", Field::Owner, true)];
 
 const ROOT: &[Entry] = &[
     ("apiVersion", Field::Version, true),
@@ -125,6 +163,29 @@ fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, Stri
                 }
             }
         },
+        Field::Property(field) => {
+            let value = if field == properties::Field::MaxSubscribers {
+                yaml::from_node::<u64>(node).map(Value::Number)
+            } else {
+                yaml::from_node::<String>(node).map(Value::Text)
+            };
+            match value {
+                Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
+                Ok(value) => {
+                    if let Err(m) = properties::check(field, &value) {
+                        out.push((at, m));
+                    }
+                }
+            }
+        }
+        Field::Owner => match yaml::from_node::<String>(node) {
+            Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
+            Ok(owner) => {
+                if let Err(m) = super::check_user_id(&owner) {
+                    out.push((at, format!("{path}: {m}")));
+                }
+            }
+        },
         Field::Subscribers => match yaml::from_node::<Vec<Listed>>(node) {
             Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
             Ok(listed) => subscribers(node, &listed, out),
@@ -172,7 +233,12 @@ fn unknown(path: &str, name: &str, entries: &[Entry]) -> String {
         );
     }
     // A known key one level off (`prune` beside `spec` instead of in it).
-    for (section, within) in [("metadata", METADATA), ("spec", SPEC)] {
+    for (section, within) in [
+        ("metadata", METADATA),
+        ("spec", SPEC),
+        ("spec.account", ACCOUNT),
+        ("spec.create", CREATE),
+    ] {
         if path != section && within.iter().any(|(known, _, _)| *known == name) {
             return format!(
                 "{here}: unknown field {}; it belongs under `{section}`",
@@ -288,5 +354,55 @@ mod tests {
         assert_eq!(keys(&schema), table(ROOT));
         assert_eq!(keys(&schema["$defs"]["Metadata"]), table(METADATA));
         assert_eq!(keys(&schema["$defs"]["Spec"]), table(SPEC));
+        assert_eq!(keys(&schema["$defs"]["Properties"]), table(ACCOUNT));
+        assert_eq!(keys(&schema["$defs"]["Create"]), table(CREATE));
+    }
+
+    #[test]
+    fn a_declared_account_is_checked_field_by_field_at_each_value() {
+        let found = problems(
+            "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: w\nspec:\n  officialAccount: \"@TOA#_w\"\n  account:\n    name: \"\"\n    faceUrl: \"ftp://x/a.png\"\n    maxSubscribers: 0\n    introduction: 12\n    mascot: cat\n  create:\n    owner: \"a b \"\n",
+        );
+        let joined = found.join("\n");
+        assert!(
+            joined.contains("8:11 spec.account.name must not be empty"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("9:14 spec.account.faceUrl \"ftp://x/a.png\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("10:21 spec.account.maxSubscribers must be at least 1"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("12:5 spec.account: unknown field \"mascot\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("14:12 spec.create.owner: UserID \"a b \""),
+            "{joined}"
+        );
+        // A plain 12 is text to every YAML tool.
+        assert!(!found.iter().any(|p| p.starts_with("11:")), "{joined}");
+    }
+
+    #[test]
+    fn max_subscribers_must_be_a_whole_number_in_range() {
+        for (value, expected) in [
+            ("-5", "expected a whole number"),
+            ("1.5", "expected a whole number"),
+            ("\"80\"", "expected a whole number"),
+            ("99999999999999999999", "out of range"),
+            ("4294967296", "beyond the API's range"),
+        ] {
+            let found = problems(&format!(
+                "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: w\nspec:\n  officialAccount: \"@TOA#_w\"\n  account:\n    maxSubscribers: {value}\n"
+            ));
+            assert_eq!(found.len(), 1, "{value}: {found:?}");
+            assert!(found[0].starts_with("8:21 "), "{value}: {found:?}");
+            assert!(found[0].contains(expected), "{value}: {found:?}");
+        }
     }
 }

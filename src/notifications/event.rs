@@ -158,16 +158,31 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
             drift_in += read.counts.added;
             drift_out += read.counts.removed;
         }
-        if drift_in + drift_out > 0 {
-            events.push(
-                Event::new(Kind::Drift, rev, Some(account))
-                    .value(account)
-                    .plain(format!(
-                        ": {} subscribed and {} unsubscribed outside subsync",
-                        thousands(drift_in),
-                        thousands(drift_out)
-                    )),
-            );
+        let changed: Vec<&str> = a
+            .properties
+            .iter()
+            .flat_map(|p| p.changes.iter().filter(|c| c.drift))
+            .map(|c| c.field.key())
+            .collect();
+        if drift_in + drift_out > 0 || !changed.is_empty() {
+            let mut e = Event::new(Kind::Drift, rev, Some(account)).value(account);
+            if drift_in + drift_out > 0 {
+                e = e.plain(format!(
+                    ": {} subscribed and {} unsubscribed outside subsync",
+                    thousands(drift_in),
+                    thousands(drift_out)
+                ));
+            }
+            if !changed.is_empty() {
+                let set_back = a.properties.as_ref().is_some_and(|p| p.drift() > 0);
+                e = e.plain(format!(
+                    "{} {} changed outside subsync{}",
+                    if drift_in + drift_out > 0 { ";" } else { ":" },
+                    changed.join(", "),
+                    if set_back { " and set back" } else { "" }
+                ));
+            }
+            events.push(e);
         }
         if a.not_added_limit > 0 {
             let full = a
@@ -208,17 +223,35 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
         }
     }
     let t = &summary.totals;
-    if t.added + t.removed > 0 {
+    if t.added + t.removed + t.properties_set + t.created > 0 {
         let mut e = Event::new(Kind::Applied, rev, None);
         e = match rev {
             Some(r) => e.plain("revision ").value(short(r)).plain(" applied: "),
             None => e.plain("applied: "),
         };
-        events.push(e.plain(format!(
+        let mut text = format!(
             "{} added, {} removed",
             thousands(t.added),
             thousands(t.removed)
-        )));
+        );
+        if t.properties_set > 0 {
+            let noun = if t.properties_set == 1 {
+                "property"
+            } else {
+                "properties"
+            };
+            text.push_str(&format!(
+                ", {} account {noun} set",
+                thousands(t.properties_set)
+            ));
+        }
+        if t.created > 0 {
+            text.push_str(&format!(
+                ", {} created",
+                count(t.created as usize, "account")
+            ));
+        }
+        events.push(e.plain(text));
     }
     if summary.result == crate::apply::RunResult::Failed {
         let why = summary.error.as_deref().unwrap_or("a fatal error");
@@ -291,6 +324,17 @@ pub fn status_of(summary: &Summary, revision: &str) -> Status {
             ", {} failed",
             thousands(t.failed + t.remove_failed)
         )));
+    }
+    for a in summary
+        .accounts
+        .iter()
+        .filter(|a| a.properties.as_ref().is_some_and(|p| !p.complete()))
+    {
+        failure = true;
+        parts.push(Part::Plain(
+            ", the declared properties not all set on ".into(),
+        ));
+        parts.push(Part::Value(a.official_account.clone()));
     }
     for a in summary.accounts.iter().filter(|a| a.not_added_limit > 0) {
         failure |= !a.accept_shortfall;
@@ -371,6 +415,7 @@ mod tests {
             remove_failed: vec![],
             remove_skipped: 0,
             accept_shortfall: false,
+            properties: None,
         }
     }
 
@@ -482,6 +527,40 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, Kind::Fatal);
         assert_eq!(status_of(&s, "r").state, State::Failure);
+    }
+
+    #[test]
+    fn a_console_edit_set_back_is_drift_and_counts_as_applied() {
+        use crate::apply::{AccountProperties, OwnResult};
+        use crate::plan::PropertyChange;
+        use crate::properties::{Field, Value};
+        let mut a = account("@TOA#_w");
+        a.properties = Some(AccountProperties {
+            create: None,
+            changes: vec![PropertyChange {
+                field: Field::Name,
+                from: Some(Value::Text("Console".into())),
+                to: Value::Text("Weekly".into()),
+                drift: true,
+                refused: None,
+            }],
+            result: OwnResult::Done,
+            code: None,
+        });
+        let mut s = summary(vec![a], RunResult::Converged);
+        s.totals.properties_set = 1;
+        s.totals.property_drift = 1;
+        let events = of_run(&s);
+        assert_eq!(events[0].kind, Kind::Drift);
+        assert_eq!(
+            text(&events[0]),
+            "@TOA#_w: name changed outside subsync and set back"
+        );
+        assert_eq!(
+            text(&events[1]),
+            "revision 0123456789ab applied: 0 added, 0 removed, 1 account property set"
+        );
+        assert_eq!(status_of(&s, "r").state, State::Success);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use super::properties::{self, Held};
 use super::{AccountPlan, Drift, PlanOptions, RetryEntry};
 use crate::ledger::{AccountView, Confirmed, FailedEntry, LedgerError, Op};
 use crate::manifest::{IdList, SubscriberSet};
@@ -38,7 +39,7 @@ pub fn plan_account(
         })
         .collect();
     let desired = set.subscribers.len() as u64;
-    let mut warnings = fact_warnings(ledger, desired);
+    let mut warnings = Vec::new();
     // What prune may remove: what subsync manages, and what appeared out of band only where
     // the set says so. Without prune, everything extra is left alone.
     let (remove, held, mut unmanaged, out_of_band_kept) = if !set.prune {
@@ -73,7 +74,14 @@ pub fn plan_account(
         (remove, held, unmanaged, kept)
     };
     unmanaged.sort();
-    let over_limit = over_limit(ledger, confirmed, add.len() as u64, remove.len() as u64);
+    let held_now = Held {
+        now: confirmed.max(ledger.facts.subscriber_num.unwrap_or(0)),
+        removed: remove.len() as u64,
+    };
+    let own = properties::plan(set, ledger, held_now, options);
+    let max = properties::effective_max(set, ledger, &own.changes);
+    let mut warnings = [fact_warnings(ledger, desired, max), own.warnings, warnings].concat();
+    let over_limit = over_limit(max, held_now, add.len() as u64);
     if over_limit > 0 && set.accept_shortfall {
         warnings.push(format!(
             "{} the account's MaxSubscriberNum; the set accepts the shortfall (acceptShortfall: true)",
@@ -98,6 +106,8 @@ pub fn plan_account(
         out_of_band_kept,
         over_limit,
         accept_shortfall: set.accept_shortfall,
+        create: own.create,
+        properties: own.changes,
     })
 }
 
@@ -145,6 +155,8 @@ pub fn orphan(
         out_of_band_kept: 0,
         over_limit: 0,
         accept_shortfall: false,
+        create: None,
+        properties: Vec::new(),
     })
 }
 
@@ -220,11 +232,11 @@ fn merge(
     })
 }
 
-/// The warnings the account's known facts call for.
-fn fact_warnings(ledger: &AccountView, desired: u64) -> Vec<String> {
+/// The warnings the account's known facts call for; `max` is the limit the plan counts with.
+fn fact_warnings(ledger: &AccountView, desired: u64, max: Option<u64>) -> Vec<String> {
     let mut warnings = Vec::new();
     let facts = &ledger.facts;
-    if let Some(max) = facts.max_subscribers.filter(|max| desired > *max) {
+    if let Some(max) = max.filter(|max| desired > *max) {
         warnings.push(format!(
             "{} the account's MaxSubscriberNum {max} by {}",
             count(
@@ -306,14 +318,14 @@ fn without(list: &mut Vec<String>, waiting: &[&str]) -> u64 {
     (before - list.len()) as u64
 }
 
-/// How many of `adds` the account's known limit leaves out: what it held at the last check
-/// (or what the ledger confirms, if more), less `removes`, plus `adds`, over MaxSubscriberNum.
-fn over_limit(ledger: &AccountView, confirmed: u64, adds: u64, removes: u64) -> u64 {
-    let Some(max) = ledger.facts.max_subscribers else {
+/// How many of `adds` the account's known limit `max` leaves out: what it held at the last
+/// check (or what the ledger confirms, if more), less this run's removals, plus `adds`, over
+/// the limit.
+fn over_limit(max: Option<u64>, held: Held, adds: u64) -> u64 {
+    let Some(max) = max else {
         return 0;
     };
-    let held = confirmed.max(ledger.facts.subscriber_num.unwrap_or(0));
-    (held.saturating_sub(removes) + adds)
+    (held.now.saturating_sub(held.removed) + adds)
         .saturating_sub(max)
         .min(adds)
 }

@@ -6,12 +6,17 @@
 //! `apply --plan`) and the JSON that pipelines read, so its serialized form is versioned
 //! (`format_version`) and documented by `schema/plan.schema.json`, generated from these types.
 //!
+//! An account's own properties (`spec.account`) are planned by [`properties`] into typed
+//! changes inside the account's plan; they count towards `has_changes` and `needs_apply` like
+//! its subscribers.
+//!
 //! Invariants: `remove` holds only subscribers subsync manages (added, imported, or listed in
 //! a manifest), and out-of-band ones only where the set opts in; no account loses more than
 //! `--max-prune` or half of what it holds without `--allow-mass-prune`; [`PlanSummary::needs_apply`]
 //! is true exactly when apply would send a change or end short of the manifests.
 
 mod account;
+pub mod properties;
 mod saved;
 
 use std::ops::ControlFlow;
@@ -23,6 +28,7 @@ use crate::ledger::{AccountSource, AccountView, LedgerError};
 use crate::manifest::{ManifestSet, SubscriberSet};
 
 pub use account::{adopted, defer, orphan, out_of_band_unlisted, plan_account};
+pub use properties::{Creation, PropertyChange};
 pub use saved::{SavedPlan, StalePlan, check_fresh, load_saved, verify};
 
 pub const FORMAT_VERSION: &str = "1";
@@ -90,6 +96,13 @@ pub struct AccountPlan {
     /// The set accepts a shortfall (`acceptShortfall: true`): it makes no exit code 2.
     #[serde(default)]
     pub accept_shortfall: bool,
+    /// The account does not exist and apply creates it (or would, if allowed).
+    #[serde(default)]
+    pub create: Option<Creation>,
+    /// The declared properties (`spec.account`) whose live value differs: apply sets them in
+    /// one call, before any add.
+    #[serde(default)]
+    pub properties: Vec<PropertyChange>,
 }
 
 /// Drift between the ledger and the live list, as the last refresh found it, less what has
@@ -106,7 +119,7 @@ pub struct Drift {
     pub repaired: Vec<String>,
 }
 
-/// What the prune guards allow.
+/// What the guards allow: prune's, and creating accounts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanOptions {
     /// Most removals from one account in one run; default 10% of its confirmed subscribers,
@@ -114,6 +127,8 @@ pub struct PlanOptions {
     pub max_prune: Option<u64>,
     /// Lift that limit, and the one of half an account.
     pub allow_mass_prune: bool,
+    /// Create a missing account whose manifest declares `spec.create` (`--allow-create`).
+    pub allow_create: bool,
 }
 
 impl PlanOptions {
@@ -160,6 +175,16 @@ pub struct PlanSummary {
     /// 0 otherwise.
     #[serde(default)]
     pub needs_apply: bool,
+    /// Property changes apply would make (refused ones not counted).
+    #[serde(default)]
+    pub property_changes: u64,
+    /// Accounts apply would create.
+    #[serde(default)]
+    pub create: u64,
+    /// Property changes and creations apply will not make (a limit below the count, a
+    /// missing account it may not create): the run ends short of the manifests.
+    #[serde(default)]
+    pub properties_refused: u64,
 }
 
 impl Plan {
@@ -170,8 +195,31 @@ impl Plan {
 }
 
 impl AccountPlan {
+    /// Apply would send something for this account.
     pub fn has_changes(&self) -> bool {
-        !self.add.is_empty() || !self.remove.is_empty()
+        !self.add.is_empty()
+            || !self.remove.is_empty()
+            || self.property_changes() > 0
+            || self.creates()
+    }
+
+    /// The property changes apply would send.
+    pub fn property_changes(&self) -> u64 {
+        self.properties
+            .iter()
+            .filter(|p| p.refused.is_none())
+            .count() as u64
+    }
+
+    /// Property changes and a creation apply will not make.
+    pub fn refused(&self) -> u64 {
+        self.properties.len() as u64 - self.property_changes()
+            + u64::from(self.create.as_ref().is_some_and(|c| c.refused.is_some()))
+    }
+
+    /// Apply would create the account.
+    pub fn creates(&self) -> bool {
+        self.create.as_ref().is_some_and(|c| c.refused.is_none())
     }
 
     /// Adds apply would send that the set does not accept being left out: all of them, or,
@@ -191,6 +239,9 @@ impl AccountPlan {
             || !self.remove.is_empty()
             || self.held_back > 0
             || (self.over_limit > 0 && !self.accept_shortfall)
+            // A refused change or creation leaves the account short of its declaration.
+            || !self.properties.is_empty()
+            || self.create.is_some()
     }
 }
 
@@ -337,6 +388,9 @@ impl PlanSummary {
         if a.accept_shortfall {
             self.over_limit_accepted += a.over_limit;
         }
+        self.property_changes += a.property_changes();
+        self.create += u64::from(a.creates());
+        self.properties_refused += a.refused();
         self.needs_apply |= a.needs_apply();
     }
 

@@ -57,7 +57,7 @@ pub enum StalePlan {
 const MAX_PLAN_BYTES: u64 = 1 << 30;
 
 /// The account fields a saved plan must match, in the order a difference is reported.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 18] = [
     "name",
     "desired",
     "confirmed",
@@ -74,6 +74,8 @@ const FIELDS: [&str; 16] = [
     "drift",
     "refreshed_at",
     "warnings",
+    "create",
+    "properties",
 ];
 
 type Fingerprint = [u8; 32];
@@ -87,7 +89,7 @@ fn fingerprint(value: &impl serde::Serialize) -> Fingerprint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SavedAccount {
     official_account: String,
-    fields: [Fingerprint; 16],
+    fields: [Fingerprint; 18],
 }
 
 impl SavedAccount {
@@ -111,6 +113,8 @@ impl SavedAccount {
                 fingerprint(&a.drift),
                 fingerprint(&a.refreshed_at),
                 fingerprint(&a.warnings),
+                fingerprint(&a.create),
+                fingerprint(&a.properties),
             ],
         }
     }
@@ -505,6 +509,8 @@ mod tests {
             out_of_band_kept: 0,
             over_limit: 0,
             accept_shortfall: false,
+            create: None,
+            properties: vec![],
         }
     }
 

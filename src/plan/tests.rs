@@ -27,6 +27,7 @@ fn set(name: &str, account: &str, subscribers: &[&str], prune: bool) -> Subscrib
         prune_out_of_band: false,
         accept_shortfall: false,
         source: PathBuf::from("m.yaml"),
+        ..SubscriberSet::default()
     }
 }
 
@@ -378,4 +379,61 @@ fn out_of_band_subscribers_a_manifest_lists_are_adopted() {
     let listed = set("w", "@TOA#_w", &["a", "walk-in"], true);
     assert_eq!(adopted(&listed, &state.view), ["walk-in"]);
     assert!(adopted(&listed, &confirmed(&["a"]).view).is_empty());
+}
+
+#[test]
+fn a_raised_limit_plans_the_adds_that_now_fit_and_a_property_change_needs_apply() {
+    let held: Vec<String> = (0..50).map(|i| format!("u{i:02}")).collect();
+    let wanted: Vec<String> = (0..80).map(|i| format!("u{i:02}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let mut full = AccountState {
+        confirmed: held,
+        ..AccountState::default()
+    };
+    full.view.facts = AccountFacts {
+        max_subscribers: Some(50),
+        subscriber_num: Some(50),
+        ..AccountFacts::default()
+    };
+    full.view.properties.live.max_subscribers = Some(50);
+    let snapshot = ledger(vec![("@TOA#_w", full)]);
+    let undeclared = set("w", "@TOA#_w", &wanted, false);
+    let plan = compute(
+        &manifests(vec![undeclared.clone()]),
+        &snapshot,
+        vec![],
+        &PlanOptions::default(),
+    );
+    assert_eq!(plan.accounts[0].over_limit, 30);
+    let raised = SubscriberSet {
+        account: crate::properties::Properties {
+            max_subscribers: Some(80),
+            ..Default::default()
+        },
+        ..undeclared
+    };
+    let plan = compute(
+        &manifests(vec![raised.clone()]),
+        &snapshot,
+        vec![],
+        &PlanOptions::default(),
+    );
+    let a = &plan.accounts[0];
+    assert_eq!((a.add.len(), a.over_limit, a.properties.len()), (30, 0, 1));
+    assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    // With the adds confirmed, the change alone still needs an apply.
+    let mut converged = confirmed(&wanted);
+    converged.view.properties.live.max_subscribers = Some(50);
+    let plan = compute(
+        &manifests(vec![raised]),
+        &ledger(vec![("@TOA#_w", converged)]),
+        vec![],
+        &PlanOptions::default(),
+    );
+    assert!(plan.accounts[0].add.is_empty());
+    assert_eq!(
+        (plan.summary.property_changes, plan.summary.accounts_changed),
+        (1, 1)
+    );
+    assert!(plan.needs_apply());
 }

@@ -151,6 +151,7 @@ mod tests {
             prune_out_of_band: false,
             accept_shortfall: false,
             source: "m.yaml".into(),
+            ..SubscriberSet::default()
         };
         let mut broken = set.clone();
         broken.official_account = "@TOA#_b".into();

@@ -7,6 +7,7 @@ mod plan_diff;
 mod plan_json;
 mod plan_markdown;
 mod plan_text;
+mod properties;
 mod sink;
 mod status;
 mod summary;
@@ -55,7 +56,7 @@ fn verdict(s: &PlanSummary) -> Option<String> {
         }
         return Some("No changes: the ledger matches the manifests.".to_owned());
     }
-    if s.add + s.remove > 0 {
+    if s.add + s.remove + s.property_changes + s.create > 0 {
         return None;
     }
     let mut why = Vec::new();
@@ -72,10 +73,26 @@ fn verdict(s: &PlanSummary) -> Option<String> {
             count(not_accepted, "desired subscriber", "desired subscribers")
         ));
     }
+    if s.properties_refused > 0 {
+        why.push(format!(
+            "{} refused",
+            count(
+                s.properties_refused,
+                "account property change",
+                "account property changes"
+            )
+        ));
+    }
     Some(format!(
         "Nothing to send, but apply would end short of the manifests (exit 2): {}; see the warnings.",
         why.join(", ")
     ))
+}
+
+/// What a plan does to accounts' own properties, for a total line (empty when nothing).
+fn own_total(s: &PlanSummary) -> String {
+    properties::counted(s.property_changes, "to change")
+        + &properties::created(s.create, "to create")
 }
 
 /// A short prefix of a lineage or digest, enough to tell two apart.

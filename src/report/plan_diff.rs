@@ -36,7 +36,12 @@ impl<W: std::io::Write> PlanSink for DiffSink<W> {
                 safe(&a.official_account),
                 count(a.confirmed, "subscriber is", "subscribers are")
             );
-        } else if !a.add.is_empty() || !a.remove.is_empty() || !a.held.is_empty() {
+        } else if !a.add.is_empty()
+            || !a.remove.is_empty()
+            || !a.held.is_empty()
+            || !a.properties.is_empty()
+            || a.create.is_some()
+        {
             account(&mut out, a);
         }
         self.0.write_all(out.as_bytes())
@@ -62,6 +67,10 @@ fn account(out: &mut String, a: &AccountPlan) {
         a.remove.len(),
         a.add.len()
     );
+    // The account's own changes are no subscriber lines: comments, as `patch` ignores them.
+    for line in super::properties::lines(a.create.as_ref(), &a.properties) {
+        let _ = writeln!(out, "# {line}");
+    }
     // Both lists are sorted and disjoint: merge them so the diff reads in one order.
     let (mut r, mut d) = (a.remove.iter().peekable(), a.add.iter().peekable());
     loop {
@@ -114,6 +123,7 @@ mod tests {
             prune_out_of_band: false,
             accept_shortfall: false,
             source: "m.yaml".into(),
+            ..SubscriberSet::default()
         }
     }
 
@@ -139,6 +149,7 @@ mod tests {
         let options = PlanOptions {
             max_prune: None,
             allow_mass_prune: true,
+            ..PlanOptions::default()
         };
         let diff = diff_of(&set(&["a", "c"], true), &["a", "b", "d"], options);
         assert_eq!(
@@ -159,10 +170,31 @@ mod tests {
     }
 
     #[test]
+    fn property_changes_are_comment_lines() {
+        let mut ledger = Snapshot::default();
+        let mut state = AccountState::default();
+        state.view.properties.live.name = Some("Old".into());
+        ledger.accounts.insert("@TOA#_w".into(), state);
+        let mut declared = set(&[], false);
+        declared.account.name = Some("New".into());
+        let manifests = crate::manifest::ManifestSet {
+            sets: vec![declared],
+            ..Default::default()
+        };
+        let plan =
+            crate::plan::compute(&manifests, &mut ledger, vec![], &PlanOptions::default()).unwrap();
+        assert_eq!(
+            plan_diff(&plan),
+            "--- ledger/@TOA#_w\n+++ manifests/@TOA#_w (w)\n@@ 0 to remove, 0 to add @@\n# ~ name: \"Old\" -> \"New\"\n"
+        );
+    }
+
+    #[test]
     fn removals_a_guard_holds_back_are_comments() {
         let options = PlanOptions {
             max_prune: Some(1),
             allow_mass_prune: false,
+            ..PlanOptions::default()
         };
         let diff = diff_of(&set(&["a"], true), &["a", "b", "c", "d", "e"], options);
         assert!(!diff.contains("\n-"), "{diff}");

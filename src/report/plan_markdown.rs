@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::{PlanSink, short, verdict};
+use super::{PlanSink, own_total, short, verdict};
 use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 use crate::words::count;
 
@@ -72,6 +72,10 @@ impl Shown {
 
     fn has_changes(&self) -> bool {
         self.add + self.remove > 0
+    }
+
+    fn has_own(&self) -> bool {
+        !self.plan.properties.is_empty() || self.plan.create.is_some()
     }
 
     fn has_drift(&self) -> bool {
@@ -151,11 +155,12 @@ fn render(
     let _ = writeln!(out, "### subsync plan\n");
     let _ = writeln!(
         out,
-        "**{} to remove**, **{} to add** ({}), {} unmanaged; {} of {} changed.\n",
+        "**{} to remove**, **{} to add** ({}), {} unmanaged{}; {} of {} changed.\n",
         s.remove,
         s.add,
         count(s.retry, "retry", "retries"),
         s.unmanaged,
+        own_total(s),
         s.accounts_changed,
         count(s.accounts, "account", "accounts")
     );
@@ -249,11 +254,15 @@ fn render(
     }
     if cut > 0 {
         for a in accounts.iter().take(rows).filter(|a| {
-            a.has_changes() || a.held > 0 || !a.plan.warnings.is_empty() || a.has_drift()
+            a.has_changes()
+                || a.has_own()
+                || a.held > 0
+                || !a.plan.warnings.is_empty()
+                || a.has_drift()
         }) {
             details(&mut out, a, cut);
         }
-    } else if s.add + s.remove + s.held_back > 0 {
+    } else if s.add + s.remove + s.held_back + s.property_changes + s.create > 0 {
         let _ = writeln!(
             out,
             "\n*Lists omitted to fit a comment; see `subsync plan --format json`.*"
@@ -277,6 +286,7 @@ fn details(out: &mut String, shown: &Shown, cut: usize) {
         let _ = writeln!(out, "> ⚠️ {}\n", w.replace('\n', " "));
     }
     let d = &a.drift;
+    let own = super::properties::lines(a.create.as_ref(), &a.properties);
     let listed = a
         .add
         .iter()
@@ -284,9 +294,17 @@ fn details(out: &mut String, shown: &Shown, cut: usize) {
         .chain(&a.held)
         .chain(&d.out_of_band_added)
         .chain(&d.out_of_band_removed)
-        .chain(&d.repaired);
+        .chain(&d.repaired)
+        .chain(&own);
     let longest_tick_run = listed.map(|s| max_run(s, '`')).max().unwrap_or(0);
     let fence = "`".repeat((longest_tick_run + 1).max(3));
+    if !own.is_empty() {
+        let _ = writeln!(out, "Account:\n\n{fence}diff");
+        for line in &own {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out, "{fence}\n");
+    }
     if shown.has_changes() || shown.held > 0 {
         let _ = writeln!(out, "{fence}diff");
         list(out, (&a.remove, shown.remove), '-', cut, "to remove");
@@ -388,6 +406,8 @@ mod tests {
                 out_of_band_kept: 0,
                 over_limit: 0,
                 accept_shortfall: false,
+                create: None,
+                properties: vec![],
             })
             .collect();
         Plan {
@@ -456,5 +476,29 @@ mod tests {
         );
         assert!(md.contains("```\n> walk-in\n```"), "{md}");
         assert!(md.contains("| +1 −0 |"), "{md}");
+    }
+
+    #[test]
+    fn property_changes_get_their_own_block_and_count_in_the_headline() {
+        use crate::plan::PropertyChange;
+        use crate::properties::{Field, Value};
+        let mut plan = big_plan(1, 0);
+        plan.accounts[0].properties = vec![PropertyChange {
+            field: Field::Name,
+            from: Some(Value::Text("Con`sole".into())),
+            to: Value::Text("Weekly".into()),
+            drift: true,
+            refused: None,
+        }];
+        plan.summary = PlanSummary::of(&plan.accounts);
+        let md = plan_markdown(&plan);
+        assert!(
+            md.contains(", 1 account property to change; 1 of 1 account changed."),
+            "{md}"
+        );
+        assert!(
+            md.contains("Account:\n\n```diff\n~ name: \"Con`sole\" -> \"Weekly\"   (changed outside subsync)\n```"),
+            "{md}"
+        );
     }
 }

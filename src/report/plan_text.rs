@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{LIST_CUT, PlanSink, code_text, short, verdict};
+use super::{LIST_CUT, PlanSink, code_text, own_total, short, verdict};
 use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
 use crate::quote::safe;
 use crate::words::{count, noun};
@@ -53,7 +53,13 @@ impl<W: std::io::Write> PlanSink for TextSink<W> {
 
     fn end(&mut self, s: &PlanSummary) -> std::io::Result<()> {
         let mut out = String::new();
-        let _ = write!(out, "\nPlan: {} to add, {} to remove", s.add, s.remove);
+        let _ = write!(
+            out,
+            "\nPlan: {} to add, {} to remove{}",
+            s.add,
+            s.remove,
+            own_total(s)
+        );
         if s.held_back > 0 {
             let _ = write!(
                 out,
@@ -101,7 +107,9 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         Some(name) => format!("{name} ({})", a.official_account),
         None => format!("{} (no manifest)", a.official_account),
     };
-    let mark = if a.has_changes() {
+    let mark = if a.creates() {
+        '+'
+    } else if a.has_changes() {
         '~'
     } else if a.name.is_none() {
         '?'
@@ -109,6 +117,15 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         '='
     };
     let mut parts = Vec::new();
+    if a.creates() {
+        parts.push("to create".to_owned());
+    }
+    if a.property_changes() > 0 {
+        parts.push(format!(
+            "{} to change",
+            count(a.property_changes(), "property", "properties")
+        ));
+    }
     if !a.remove.is_empty() {
         parts.push(format!("{} to remove", a.remove.len()));
     }
@@ -130,6 +147,10 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
         let accepted = if a.accept_shortfall { ", accepted" } else { "" };
         parts.push(format!("{} over the limit{accepted}", a.over_limit));
     }
+    let refused = a.refused();
+    if refused > 0 {
+        parts.push(format!("{refused} refused"));
+    }
     if parts.is_empty() {
         parts.push(format!("up to date ({} confirmed)", a.confirmed));
     }
@@ -139,6 +160,9 @@ fn account_block(out: &mut String, a: &AccountPlan, color: bool) {
     } else {
         ("", "", "")
     };
+    for line in super::properties::lines(a.create.as_ref(), &a.properties) {
+        let _ = writeln!(out, "    {line}");
+    }
     for id in a.remove.iter().take(LIST_CUT) {
         let _ = writeln!(out, "    {red}- {}{reset}", safe(id));
     }
@@ -251,6 +275,8 @@ pub(crate) mod tests {
                     out_of_band_kept: 0,
                     over_limit: 0,
                     accept_shortfall: false,
+                    create: None,
+                    properties: vec![],
                 },
                 AccountPlan {
                     name: Some("news".into()),
@@ -270,6 +296,8 @@ pub(crate) mod tests {
                     out_of_band_kept: 0,
                     over_limit: 0,
                     accept_shortfall: false,
+                    create: None,
+                    properties: vec![],
                 },
             ],
         }
@@ -324,5 +352,49 @@ pub(crate) mod tests {
         );
         assert!(text.contains("      > walk-in\n      < left"), "{text}");
         assert!(!plan_text(&plan, false).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn property_changes_and_a_creation_come_first_and_count_as_changes() {
+        use crate::plan::{Creation, PropertyChange};
+        use crate::properties::{Field, Value};
+        let mut plan = sample(0);
+        plan.accounts[1].properties = vec![
+            PropertyChange {
+                field: Field::Name,
+                from: Some(Value::Text("Old".into())),
+                to: Value::Text("New".into()),
+                drift: false,
+                refused: None,
+            },
+            PropertyChange {
+                field: Field::MaxSubscribers,
+                from: Some(Value::Number(50)),
+                to: Value::Number(80),
+                drift: false,
+                refused: None,
+            },
+        ];
+        plan.accounts[0].create = Some(Creation {
+            owner: "admin".into(),
+            refused: None,
+        });
+        plan.summary = crate::plan::PlanSummary::of(&plan.accounts);
+        let text = plan_text(&plan, false);
+        assert!(
+            text.contains("+ weekly (@TOA#_weekly): to create"),
+            "{text}"
+        );
+        assert!(text.contains("    + create (owner \"admin\")"), "{text}");
+        assert!(
+            text.contains("~ news (@TOA#_news): 2 properties to change\n    ~ name: \"Old\" -> \"New\"\n    ~ maxSubscribers: 50 -> 80\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Plan: 0 to add, 0 to remove, 2 account properties to change, 1 account to create"
+            ),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::clock::rfc3339_millis;
 use crate::engine::Status;
+use crate::ledger::KnownProperties;
+use crate::properties::{Field, Properties};
 use crate::words::count;
 
 /// The status as JSON (`status --format json`).
@@ -36,6 +38,44 @@ pub struct StatusAccount {
     pub refreshed_at: Option<String>,
     pub drift_added: u64,
     pub drift_removed: u64,
+    /// The account's declared properties (`spec.account`) against the live ones, when it
+    /// declares any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub properties: Option<StatusProperties>,
+}
+
+/// Declared against live, for the declared fields only.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusProperties {
+    /// As the manifests declared them at the last run that checked the account.
+    pub declared: Properties,
+    /// As the service last described them (or subsync set them since).
+    pub live: Properties,
+    /// When the live values were learnt.
+    pub learnt_at: Option<String>,
+    /// The declared fields whose live value differs (or is not known).
+    pub differ: Vec<Field>,
+}
+
+impl StatusProperties {
+    fn of(known: KnownProperties) -> Option<StatusProperties> {
+        if known.declared.is_empty() {
+            return None;
+        }
+        let live = known.live.restricted_to(&known.declared);
+        let differ = known
+            .declared
+            .fields()
+            .filter(|(f, v)| live.get(*f).as_ref() != Some(v))
+            .map(|(f, _)| f)
+            .collect();
+        Some(StatusProperties {
+            declared: known.declared,
+            live,
+            learnt_at: known.learnt_at.map(rfc3339_millis),
+            differ,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +120,7 @@ impl StatusReport {
                     refreshed_at: a.refreshed_at.map(rfc3339_millis),
                     drift_added: a.drift_added,
                     drift_removed: a.drift_removed,
+                    properties: a.properties.and_then(StatusProperties::of),
                 })
                 .collect(),
             runs: runs
@@ -131,6 +172,32 @@ fn run_line(summary: &serde_json::Value) -> String {
         let _ = write!(out, "; stopped: {}", crate::quote::clean(first, 200));
     }
     out
+}
+
+/// Declared against live, in a few words: the fields that differ, each with both values.
+fn properties_state(p: &StatusProperties) -> String {
+    let when = p
+        .learnt_at
+        .as_deref()
+        .map_or_else(|| "never learnt".to_owned(), |at| format!("learnt {at}"));
+    if p.differ.is_empty() {
+        return format!("properties as declared ({when})");
+    }
+    let differ: Vec<String> = p
+        .differ
+        .iter()
+        .map(|f| {
+            let shown = |v: Option<crate::properties::Value>| {
+                v.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+            };
+            format!(
+                "{f} declared {}, live {}",
+                shown(p.declared.get(*f)),
+                shown(p.live.get(*f))
+            )
+        })
+        .collect();
+    format!("{} ({when})", differ.join(", "))
 }
 
 pub fn status_text(s: &StatusReport) -> String {
@@ -189,6 +256,9 @@ pub fn status_text(s: &StatusReport) -> String {
                 "refreshed {at}: {} added, {} removed out of band",
                 a.drift_added, a.drift_removed
             ));
+        }
+        if let Some(p) = &a.properties {
+            state.push(properties_state(p));
         }
         let state = if state.is_empty() {
             "-".to_owned()

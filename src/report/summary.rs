@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{LIST_CUT, short};
-use crate::apply::{AccountStatus, FailedSubscriber, RunResult, Summary};
+use crate::apply::{AccountStatus, FailedSubscriber, OwnResult, RunResult, Summary};
 use crate::tencent::codes;
 use crate::words::count;
 
@@ -37,13 +37,16 @@ pub fn summary_text(s: &Summary) -> String {
             AccountStatus::Stopped => "stopped",
         };
         let mut parts = Vec::new();
+        if let Some(p) = &a.properties {
+            parts.extend(own_part(p));
+        }
         if a.planned_remove > 0 {
             parts.push(format!("{} removed", a.removed));
             if !a.remove_failed.is_empty() {
                 parts.push(format!("{} not removed", a.remove_failed.len()));
             }
         }
-        if a.planned_add == 0 && a.planned_remove == 0 {
+        if a.planned_add == 0 && a.planned_remove == 0 && a.properties.is_none() {
             parts.push("nothing to change".to_owned());
         } else if a.planned_add > 0 {
             parts.push(format!("{} added", a.added));
@@ -96,6 +99,11 @@ pub fn summary_text(s: &Summary) -> String {
             a.official_account,
             parts.join(", ")
         );
+        if let Some(p) = &a.properties {
+            for line in super::properties::lines(p.create.as_ref(), &p.changes) {
+                let _ = writeln!(out, "{:<14}   {line}", "");
+            }
+        }
         failures(&mut out, &a.failed, "failed");
         failures(&mut out, &a.remove_failed, "not removed");
         if a.remove_skipped > 0 {
@@ -113,9 +121,17 @@ pub fn summary_text(s: &Summary) -> String {
     } else {
         String::new()
     };
+    let mut own = super::properties::counted(t.properties_set, "set");
+    if t.property_drift > 0 {
+        own.push_str(&format!(
+            " ({} back after a change outside subsync)",
+            t.property_drift
+        ));
+    }
+    own.push_str(&super::properties::created(t.created, "created"));
     let _ = writeln!(
         out,
-        "\nTotals: {} added, {} already subscribed (drift){recovered}, {} failed, {} not added because of account limits, {} removed.",
+        "\nTotals: {} added, {} already subscribed (drift){recovered}, {} failed, {} not added because of account limits, {} removed{own}.",
         t.added, t.already_subscribed, t.failed, t.not_added_limit, t.removed
     );
     if let Some(r) = &s.refresh {
@@ -138,6 +154,29 @@ pub fn summary_text(s: &Summary) -> String {
     }
     // Why a run stopped is the command's error, printed once on stderr.
     out
+}
+
+/// What became of the account's own call, as a part of its line.
+fn own_part(p: &crate::apply::AccountProperties) -> Option<String> {
+    let set = p.set();
+    match p.result {
+        OwnResult::Done if p.created() => Some(format!(
+            "created with {}",
+            count(set, "property", "properties")
+        )),
+        OwnResult::Done => Some(format!("{} set", count(set, "property", "properties"))),
+        OwnResult::Failed => {
+            let code = p.code.unwrap_or_default();
+            let what = if p.create.is_some() {
+                "not created"
+            } else {
+                "properties not set"
+            };
+            Some(format!("{what}: {}", codes::explained(code)))
+        }
+        OwnResult::NotSent if p.create.is_some() => Some("not created".to_owned()),
+        OwnResult::NotSent => Some("properties not set".to_owned()),
+    }
 }
 
 fn failures(out: &mut String, failed: &[FailedSubscriber], what: &str) {
@@ -198,6 +237,7 @@ mod tests {
                 remove_failed: vec![],
                 remove_skipped: 0,
                 accept_shortfall: false,
+                properties: None,
             }],
             totals: Totals {
                 added: 5,
@@ -207,6 +247,7 @@ mod tests {
                 not_added_limit: 5,
                 removed: 0,
                 remove_failed: 0,
+                ..Totals::default()
             },
         };
         let text = summary_text(&s);

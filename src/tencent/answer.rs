@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use super::api::{self, GetSubscriberInfoResponse, OfficialAccountInfo, SubscriberResult, result};
+use crate::properties::{Field, Properties, Value};
 use crate::quote::quote;
 use crate::words::count;
 
@@ -19,20 +20,23 @@ pub fn max_answer_bytes(command: api::Command) -> usize {
     match command {
         // 100 items of a UserID, a Result and perhaps an ErrorCode: about 12 KB.
         api::Command::AddSubscriber | api::Command::DeleteSubscriber => 64 << 10,
-        // 50 items of a name (at most 150 bytes), an owner and a few numbers: about 30 KB.
-        api::Command::GetOfficialAccountInfo => 256 << 10,
+        // 50 items of every field at its limit (4,550 bytes of text, more when escaped), an
+        // owner and a few numbers: about 250 KB, or three times that fully escaped.
+        api::Command::GetOfficialAccountInfo => 1 << 20,
         // 200 items of a UserID, a CustomString and a few numbers.
         api::Command::GetSubscriberInfo => 1 << 20,
-        api::Command::CreateOfficialAccount => 16 << 10,
+        api::Command::CreateOfficialAccount | api::Command::ModifyOfficialAccountBaseInfo => {
+            16 << 10
+        }
     }
 }
 
 /// Longest `Next` cursor accepted: an opaque token, not a payload.
 pub const MAX_CURSOR: usize = 1024;
 
-/// Largest MaxSubscriberNum or SubscriberNum believed: far above any account the service
-/// sells, far below what would make a list's bound meaningless.
-pub const PLAUSIBLE_COUNT: u64 = 1_000_000_000;
+/// Largest MaxSubscriberNum or SubscriberNum believed: the API's integer range, which is also
+/// the most a manifest may declare (far above any account the service sells).
+pub const PLAUSIBLE_COUNT: u64 = crate::properties::MAX_SUBSCRIBERS_RANGE;
 
 /// One page of a live list, as kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,12 +47,16 @@ pub struct Page {
 }
 
 /// What get_official_account_info said about one account, as kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountInfo {
     /// 0, or the item's own error code.
     pub code: i64,
     pub max_subscribers: Option<u64>,
     pub subscriber_num: Option<u64>,
+    /// The account's own fields as described (MaxSubscriberNum too, when said).
+    pub properties: Properties,
+    /// Owner_Account, when said.
+    pub owner: Option<String>,
 }
 
 /// The items of an add_subscriber or delete_subscriber answer to a batch of `members`.
@@ -159,7 +167,7 @@ pub fn info(
             return Err(format!("two items for {}", quote(&id)));
         }
         for (what, count) in [
-            ("MaxSubscriberNum", item.max_subscriber_num),
+            ("MaxSubscriberNum", item.fields.max_subscriber_num),
             ("SubscriberNum", item.subscriber_num),
         ] {
             if count.is_some_and(|n| n > PLAUSIBLE_COUNT) {
@@ -170,16 +178,78 @@ pub fn info(
                 ));
             }
         }
+        let properties = Properties::from(item.fields);
+        described(&id, &properties)?;
+        let owner = match item.owner_account {
+            Some(owner) if owner.is_empty() => None,
+            Some(owner) if !api::is_valid_user_id(&owner) => {
+                return Err(format!(
+                    "Owner_Account {} for {}, which no UserID can be",
+                    quote(&owner),
+                    quote(&id)
+                ));
+            }
+            owner => owner,
+        };
         out.push((
             id,
             AccountInfo {
                 code: item.status.error_code,
-                max_subscribers: item.max_subscriber_num,
+                max_subscribers: properties.max_subscribers,
                 subscriber_num: item.subscriber_num,
+                properties,
+                owner,
             },
         ));
     }
     Ok(out)
+}
+
+/// Refuses an account's own field beyond its documented limit: no account can hold it.
+fn described(id: &str, properties: &Properties) -> Result<(), String> {
+    for (field, value) in properties.fields() {
+        if let (Some(max), Value::Text(text)) = (field.max_bytes(), &value)
+            && text.len() > max
+        {
+            return Err(format!(
+                "{} of {} bytes for {}, beyond the documented {max}",
+                wire_name(field),
+                text.len(),
+                quote(id)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn wire_name(field: Field) -> &'static str {
+    match field {
+        Field::Name => "Name",
+        Field::Introduction => "Introduction",
+        Field::FaceUrl => "FaceUrl",
+        Field::Organization => "Organization",
+        Field::CustomString => "CustomString",
+        Field::MaxSubscribers => "MaxSubscriberNum",
+    }
+}
+
+/// The id create_official_account answered, for a request that asked for `asked` (a custom
+/// id) or for one the service assigns.
+pub fn created(asked: Option<&str>, answered: String) -> Result<String, String> {
+    if !api::is_valid_account_id(&answered) {
+        return Err(format!(
+            "OfficialAccountUserID {} is no official account id",
+            quote(&answered)
+        ));
+    }
+    match asked {
+        Some(asked) if asked != answered => Err(format!(
+            "OfficialAccountUserID {} for a request that asked for {}",
+            quote(&answered),
+            quote(asked)
+        )),
+        _ => Ok(answered),
+    }
 }
 
 #[cfg(test)]
@@ -256,13 +326,51 @@ mod tests {
         OfficialAccountInfo {
             status: Status::ok(),
             official_account: id.map(str::to_owned),
-            name: None,
             owner_account: None,
+            fields: api::AccountFields {
+                max_subscriber_num: max,
+                ..api::AccountFields::default()
+            },
             subscriber_num: Some(1),
-            max_subscriber_num: max,
             create_time: None,
             last_msg_time: None,
         }
+    }
+
+    #[test]
+    fn account_info_keeps_every_field_and_refuses_what_no_account_can_hold() {
+        let asked = vec!["@TOA#_a".to_owned()];
+        let mut item = described(Some("@TOA#_a"), Some(80));
+        item.owner_account = Some("admin".into());
+        item.fields.name = Some("周刊 \u{1b}[31m".into());
+        let kept = info(&asked, vec![item.clone()]).unwrap();
+        assert_eq!(
+            kept[0].1.properties.name.as_deref(),
+            Some("周刊 \u{1b}[31m")
+        );
+        assert_eq!(kept[0].1.properties.max_subscribers, Some(80));
+        assert_eq!(kept[0].1.owner.as_deref(), Some("admin"));
+        item.fields.custom_string = Some("x".repeat(3001));
+        let err = info(&asked, vec![item.clone()]).unwrap_err();
+        assert!(err.contains("CustomString of 3001 bytes"), "{err}");
+        item.fields.custom_string = None;
+        item.owner_account = Some("\u{1b}]8;;evil".into());
+        let err = info(&asked, vec![item]).unwrap_err();
+        assert!(
+            err.contains("Owner_Account") && !err.contains('\u{1b}'),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_created_id_must_be_the_one_asked_for() {
+        assert_eq!(
+            created(Some("@TOA#_a"), "@TOA#_a".into()),
+            Ok("@TOA#_a".into())
+        );
+        assert!(created(Some("@TOA#_a"), "@TOA#_b".into()).is_err());
+        assert!(created(None, "@TOA#_@TOA#x1".into()).is_ok());
+        assert!(created(None, "nope".into()).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::properties::Properties;
 use crate::quote::quote;
 
 /// The REST service every official-account command lives under.
@@ -27,15 +28,17 @@ pub enum Command {
     GetSubscriberInfo,
     GetOfficialAccountInfo,
     CreateOfficialAccount,
+    ModifyOfficialAccountBaseInfo,
 }
 
 impl Command {
-    pub const ALL: [Command; 5] = [
+    pub const ALL: [Command; 6] = [
         Command::AddSubscriber,
         Command::DeleteSubscriber,
         Command::GetSubscriberInfo,
         Command::GetOfficialAccountInfo,
         Command::CreateOfficialAccount,
+        Command::ModifyOfficialAccountBaseInfo,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Command {
             Command::GetSubscriberInfo => "get_subscriber_info",
             Command::GetOfficialAccountInfo => "get_official_account_info",
             Command::CreateOfficialAccount => "create_official_account",
+            Command::ModifyOfficialAccountBaseInfo => "modify_official_account_base_info",
         }
     }
 
@@ -216,27 +220,22 @@ pub struct OfficialAccountInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub official_account: Option<String>,
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
     #[serde(
         rename = "Owner_Account",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub owner_account: Option<String>,
+    /// Name, Introduction, FaceUrl, Organization, CustomString and MaxSubscriberNum (not
+    /// confirmed to be returned).
+    #[serde(flatten)]
+    pub fields: AccountFields,
     #[serde(
         rename = "SubscriberNum",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub subscriber_num: Option<u64>,
-    /// Not confirmed to be returned.
-    #[serde(
-        rename = "MaxSubscriberNum",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_subscriber_num: Option<u64>,
     #[serde(
         rename = "CreateTime",
         default,
@@ -257,24 +256,89 @@ pub struct GetOfficialAccountInfoResponse {
     pub official_account_info_list: Vec<OfficialAccountInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CreateOfficialAccountRequest {
-    #[serde(rename = "Owner_Account")]
-    pub owner_account: String,
-    #[serde(rename = "Name")]
-    pub name: String,
+/// The account's own fields as the wire names them; each absent one is left out (a request
+/// sends only what changes, an answer may not say everything).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountFields {
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(
-        rename = "OfficialAccountUserID",
+        rename = "Introduction",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub official_account_user_id: Option<String>,
+    pub introduction: Option<String>,
+    #[serde(rename = "FaceUrl", default, skip_serializing_if = "Option::is_none")]
+    pub face_url: Option<String>,
+    #[serde(
+        rename = "Organization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub organization: Option<String>,
+    #[serde(
+        rename = "CustomString",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub custom_string: Option<String>,
     #[serde(
         rename = "MaxSubscriberNum",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub max_subscriber_num: Option<u64>,
+}
+
+impl From<&Properties> for AccountFields {
+    fn from(p: &Properties) -> AccountFields {
+        AccountFields {
+            name: p.name.clone(),
+            introduction: p.introduction.clone(),
+            face_url: p.face_url.clone(),
+            organization: p.organization.clone(),
+            custom_string: p.custom_string.clone(),
+            max_subscriber_num: p.max_subscribers,
+        }
+    }
+}
+
+impl From<AccountFields> for Properties {
+    fn from(f: AccountFields) -> Properties {
+        Properties {
+            name: f.name,
+            introduction: f.introduction,
+            face_url: f.face_url,
+            organization: f.organization,
+            custom_string: f.custom_string,
+            max_subscribers: f.max_subscriber_num,
+        }
+    }
+}
+
+/// create_official_account: `Owner_Account` and `Name` are required; the other fields are
+/// optional (MaxSubscriberNum defaults to 100000).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateOfficialAccountRequest {
+    #[serde(rename = "Owner_Account")]
+    pub owner_account: String,
+    #[serde(
+        rename = "OfficialAccountUserID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub official_account_user_id: Option<String>,
+    #[serde(flatten)]
+    pub fields: AccountFields,
+}
+
+/// modify_official_account_base_info: the account and only the fields that change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModifyOfficialAccountBaseInfoRequest {
+    #[serde(rename = "Official_Account")]
+    pub official_account: String,
+    #[serde(flatten)]
+    pub fields: AccountFields,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -373,6 +437,35 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&req).unwrap(),
             r#"{"Official_Account":"@TOA#_x","SubscriberToDel_Account":["a"]}"#
+        );
+    }
+
+    #[test]
+    fn create_and_modify_serialize_like_the_documentation_samples() {
+        let create = CreateOfficialAccountRequest {
+            owner_account: "107867".into(),
+            official_account_user_id: Some("@TOA#_test_id".into()),
+            fields: AccountFields {
+                name: Some("test_official_account".into()),
+                max_subscriber_num: Some(1000),
+                ..AccountFields::default()
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&create).unwrap(),
+            r#"{"Owner_Account":"107867","OfficialAccountUserID":"@TOA#_test_id","Name":"test_official_account","MaxSubscriberNum":1000}"#
+        );
+        let modify = ModifyOfficialAccountBaseInfoRequest {
+            official_account: "@TOA#_x".into(),
+            fields: AccountFields {
+                name: Some("new name".into()),
+                max_subscriber_num: Some(1000),
+                ..AccountFields::default()
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&modify).unwrap(),
+            r#"{"Official_Account":"@TOA#_x","Name":"new name","MaxSubscriberNum":1000}"#
         );
     }
 

@@ -162,16 +162,6 @@ impl Client {
         self
     }
 
-    /// create_official_account; returns the new account's id (tests and the emulator's users).
-    pub async fn create_official_account(
-        &self,
-        request: &api::CreateOfficialAccountRequest,
-    ) -> Result<String, ApiError> {
-        let answer: api::CreateOfficialAccountResponse =
-            self.call(Command::CreateOfficialAccount, request).await?;
-        Ok(answer.official_account_user_id)
-    }
-
     async fn call<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
         &self,
         command: Command,
@@ -441,6 +431,35 @@ impl Api for Client {
             let answer: api::GetOfficialAccountInfoResponse = self.call(command, &body).await?;
             answer::info(accounts, answer.official_account_info_list)
                 .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn create_account<'a>(
+        &'a self,
+        request: &'a api::CreateOfficialAccountRequest,
+    ) -> Call<'a, String> {
+        Box::pin(async move {
+            let command = Command::CreateOfficialAccount;
+            let answer: api::CreateOfficialAccountResponse = self.call(command, request).await?;
+            let asked = request.official_account_user_id.as_deref();
+            answer::created(asked, answer.official_account_user_id)
+                .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn modify_account<'a>(
+        &'a self,
+        account: &'a str,
+        changes: &'a crate::properties::Properties,
+    ) -> Call<'a, ()> {
+        Box::pin(async move {
+            let body = api::ModifyOfficialAccountBaseInfoRequest {
+                official_account: account.to_owned(),
+                fields: changes.into(),
+            };
+            let command = Command::ModifyOfficialAccountBaseInfo;
+            let _: serde::de::IgnoredAny = self.call(command, &body).await?;
+            Ok(())
         })
     }
 

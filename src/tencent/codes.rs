@@ -128,6 +128,12 @@ pub const TABLE: &[CodeInfo] = &[
     by_member(row(20001, InvalidRequest, "invalid request packet", "")),
     row(20005, Retryable, "internal server error", ""),
     row(
+        20006,
+        InvalidRequest,
+        "refused by the app's \"before create\" callback",
+        "the app's own callback refused to create the account; check its logs",
+    ),
+    row(
         130002,
         Fatal,
         "insufficient operation permissions",
@@ -155,7 +161,7 @@ pub const TABLE: &[CodeInfo] = &[
         130008,
         InvalidRequest,
         "official account user ID already in use",
-        "",
+        "another account holds the id; choose another officialAccount",
     ),
     by_member(row(
         130010,
@@ -393,6 +399,7 @@ mod tests {
             (10004, Retryable),
             (20001, InvalidRequest),
             (20005, Retryable),
+            (20006, InvalidRequest),
             (130002, Fatal),
             (130004, AccountMissing),
             (130006, AccountFull),

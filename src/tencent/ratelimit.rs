@@ -41,7 +41,8 @@ impl Pacer {
             Command::DeleteSubscriber => &self.delete,
             Command::GetSubscriberInfo => &self.pages,
             Command::GetOfficialAccountInfo => &self.info,
-            Command::CreateOfficialAccount => &self.other,
+            // Rare calls, a few per run: one limiter for both is pace enough.
+            Command::CreateOfficialAccount | Command::ModifyOfficialAccountBaseInfo => &self.other,
         }
     }
 }

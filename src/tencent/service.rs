@@ -8,8 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::answer::{AccountInfo, Page};
-use super::api::SubscriberResult;
+use super::api::{CreateOfficialAccountRequest, SubscriberResult};
 use super::error::ApiError;
+use crate::properties::Properties;
 
 /// A call in flight.
 pub type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
@@ -35,6 +36,12 @@ pub trait Api: Send + Sync {
 
     /// get_official_account_info for at most 50 accounts, each paired with its item.
     fn account_info<'a>(&'a self, accounts: &'a [String]) -> Call<'a, Vec<(String, AccountInfo)>>;
+
+    /// create_official_account; the new account's id (the custom one it asked for).
+    fn create_account<'a>(&'a self, request: &'a CreateOfficialAccountRequest) -> Call<'a, String>;
+
+    /// modify_official_account_base_info with exactly the fields `changes` holds.
+    fn modify_account<'a>(&'a self, account: &'a str, changes: &'a Properties) -> Call<'a, ()>;
 
     /// True once the endpoint has answered anything at all: from then on a failed connection
     /// is a blip, before it a wrong endpoint or a closed network path.

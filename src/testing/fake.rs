@@ -21,6 +21,8 @@ pub struct Request {
     pub account: String,
     /// The batch's members (add, delete).
     pub members: Vec<String>,
+    /// The account's own fields a create or a modify sends.
+    pub fields: Option<crate::properties::Properties>,
     /// This call's number among all calls, from 0.
     pub index: usize,
 }
@@ -133,6 +135,17 @@ impl FakeApi {
 
     /// Logs the call, waits the latency, and asks the script.
     async fn begin(&self, command: Command, account: &str, members: &[String]) -> Option<ApiError> {
+        self.begin_with(command, account, members, None).await
+    }
+
+    /// [`FakeApi::begin`] for a call that carries the account's own fields.
+    async fn begin_with(
+        &self,
+        command: Command,
+        account: &str,
+        members: &[String],
+        fields: Option<crate::properties::Properties>,
+    ) -> Option<ApiError> {
         let index = {
             let mut calls = lock(&self.inner.calls);
             calls.push((command, Instant::now()));
@@ -145,6 +158,7 @@ impl FakeApi {
             command,
             account: account.to_owned(),
             members: members.to_vec(),
+            fields,
             index,
         };
         let scripted = lock(&self.inner.script)
@@ -240,6 +254,43 @@ impl Api for FakeApi {
                 .info(accounts)
                 .map_err(|f| Self::service_error(command, f))?;
             answer::info(accounts, items).map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn create_account<'a>(
+        &'a self,
+        request: &'a api::CreateOfficialAccountRequest,
+    ) -> Call<'a, String> {
+        Box::pin(async move {
+            let command = Command::CreateOfficialAccount;
+            let id = request.official_account_user_id.as_deref().unwrap_or("");
+            let fields = Some(request.fields.clone().into());
+            if let Some(e) = self.begin_with(command, id, &[], fields).await {
+                return Err(e);
+            }
+            let now = crate::clock::unix_now() as i64;
+            let created = lock(&self.inner.state)
+                .create(request, now, "fake")
+                .map_err(|f| Self::service_error(command, f))?;
+            answer::created(request.official_account_user_id.as_deref(), created)
+                .map_err(|detail| ApiError::Protocol { command, detail })
+        })
+    }
+
+    fn modify_account<'a>(
+        &'a self,
+        account: &'a str,
+        changes: &'a crate::properties::Properties,
+    ) -> Call<'a, ()> {
+        Box::pin(async move {
+            let command = Command::ModifyOfficialAccountBaseInfo;
+            let fields = Some(changes.clone());
+            if let Some(e) = self.begin_with(command, account, &[], fields).await {
+                return Err(e);
+            }
+            lock(&self.inner.state)
+                .modify(account, &changes.into())
+                .map_err(|f| Self::service_error(command, f))
         })
     }
 

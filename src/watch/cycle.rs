@@ -302,9 +302,10 @@ fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took
             + a.recovered
             + a.not_added_limit
             + (a.failed.len() + a.remove_failed.len()) as u64;
-        if touched == 0 {
+        if touched == 0 && a.properties.is_none() {
             continue;
         }
+        let properties_set = a.properties.as_ref().map_or(0, |p| p.set());
         tracing::info!(
             account = %a.official_account,
             name = a.name.as_deref().unwrap_or(""),
@@ -316,6 +317,7 @@ fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took
             failed = a.failed.len() as u64,
             remove_failed = a.remove_failed.len() as u64,
             not_added_limit = a.not_added_limit,
+            properties_set,
             "account changed"
         );
     }
@@ -343,6 +345,8 @@ fn log_reconciled(r: &Reconciled, trigger: Trigger, revision: Option<&str>, took
                 recovered = t.recovered,
                 failed = t.failed,
                 not_added_limit = t.not_added_limit,
+                properties_set = t.properties_set,
+                created = t.created,
                 requests = r.summary.requests,
                 duration_ms = took.as_millis() as u64,
                 error = r.summary.error.as_deref().unwrap_or(""),

@@ -81,7 +81,7 @@ async fn a_two_gib_answer_to_the_probe_is_cut_at_its_cap() {
     let err = out.stderr();
     // Not knowing the limits is no reason to stop: the adds go on.
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("answer larger than 256 KiB"), "{err}");
+    assert!(err.contains("answer larger than 1024 KiB"), "{err}");
     assert_eq!(
         standin.calls("get_official_account_info"),
         3,

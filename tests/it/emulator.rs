@@ -373,14 +373,13 @@ async fn created_accounts_get_an_assigned_id_and_the_default_limit() {
     let emulator = Remote::default().start().await;
     let req = api::CreateOfficialAccountRequest {
         owner_account: "admin".into(),
-        name: "News".into(),
         official_account_user_id: None,
-        max_subscriber_num: None,
+        fields: api::AccountFields {
+            name: Some("News".into()),
+            ..api::AccountFields::default()
+        },
     };
-    let id = client(&emulator)
-        .create_official_account(&req)
-        .await
-        .unwrap();
+    let id = client(&emulator).create_account(&req).await.unwrap();
     assert!(id.starts_with("@TOA#_@TOA#"), "{id}");
     assert_eq!(emulator.state().accounts[&id].max_subscribers, 100_000);
 }
@@ -437,7 +436,7 @@ async fn state_and_stats_endpoints_report_what_happened() {
         .unwrap();
     assert_eq!(
         state,
-        serde_json::json!({"accounts": {"@TOA#_a": {"maxSubscribers": 7, "subscribers": ["a", "b"]}}})
+        serde_json::json!({"accounts": {"@TOA#_a": {"name": "a", "owner": "administrator", "maxSubscribers": 7, "subscribers": ["a", "b"]}}})
     );
     let stats: serde_json::Value = http
         .get(format!("{}/emulator/stats", emulator.url()))

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod account;
 mod apply;
 mod boundaries;
 mod cli_credentials;

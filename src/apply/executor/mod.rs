@@ -1,6 +1,7 @@
 //! The executor: sends the planned removals and adds in batches of at most 100, many in flight
 //! across and within accounts, each command paced by its own rate limiter, and carries out
-//! [`decide`]'s decisions.
+//! [`decide`]'s decisions. An account's own call ([`own`]) goes first when it creates the
+//! account, and between its removals and its adds when it modifies it.
 //!
 //! Idempotency and crash safety: add_subscriber and delete_subscriber are idempotent (a repeat
 //! answers `Result: 2`), and an outcome counts as done only after the ledger has committed it.
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod own;
 mod record;
 
 use record::{Committed, Delta};
@@ -68,6 +70,12 @@ enum Event {
     Dropped(Batch),
     /// A retry's backoff elapsed.
     Ready(Batch),
+    /// The answer to an account's own call (its index, the call, the attempt).
+    Own(usize, super::own::OwnCall, u32, Result<(), ApiError>),
+    /// An own call's retry pause elapsed.
+    OwnReady(usize, super::own::OwnCall, u32),
+    /// An own call stopped before it was sent (`true`: while counted in flight).
+    OwnUnsent(usize, bool),
 }
 
 struct Exec<'a> {
@@ -106,7 +114,15 @@ pub async fn execute(
     let known = pending.iter().map(|p| p.known).collect();
     let accounts = pending
         .iter()
-        .map(|p| AccountRun::pending(&p.official_account, p.add, p.remove))
+        .map(|p| {
+            let mut run = AccountRun::pending(&p.official_account, p.add, p.remove);
+            run.own = p.own.call(&p.official_account).map(|call| (call, 0));
+            if !p.own.is_empty() {
+                run.tally.own = p.own.clone();
+                run.tally.own_result = Some(super::own::OwnResult::NotSent);
+            }
+            run
+        })
         .collect();
     let mut exec = Exec {
         ctx,
@@ -196,6 +212,7 @@ impl Exec<'_> {
             }
             self.next_load += 1;
             let planned = &self.accounts[index].tally;
+            // An account with only its own call to make reads nothing either.
             if planned.planned + planned.planned_remove == 0 {
                 self.on_loaded(index, Work::default());
                 continue;
@@ -241,6 +258,9 @@ impl Exec<'_> {
             }
             Event::Dropped(batch) => self.doubt(batch.account, batch.op, batch.members),
             Event::Ready(batch) => self.requeue(batch),
+            Event::Own(index, call, attempt, answer) => self.on_own(index, call, attempt, answer),
+            Event::OwnReady(index, call, attempt) => self.own_again(index, call, attempt),
+            Event::OwnUnsent(index, in_flight) => self.own_unsent(index, in_flight),
         }
     }
 
@@ -250,8 +270,10 @@ impl Exec<'_> {
         self.in_doubt.push((account, op, members));
     }
 
-    /// Starts batches up to the concurrency limit, round-robin across accounts.
+    /// Starts own calls, then batches, up to the concurrency limit, round-robin across
+    /// accounts.
     fn dispatch(&mut self) {
+        self.dispatch_own();
         while !self.stop.is_cancelled() && self.in_flight < self.ctx.concurrency {
             let Some(batch) = self.next_batch() else {
                 return;
@@ -439,6 +461,7 @@ impl Exec<'_> {
         let code = gone.code();
         tracing::warn!(account = %self.accounts[index].id, code, "official account is {what}; skipping it");
         self.accounts[index].mode = Mode::Stopped(end);
+        self.accounts[index].own = None;
         let account = self.accounts[index].id.to_string();
         self.commit(
             index,

@@ -3,6 +3,7 @@
 
 use super::{Exec, Mode};
 use crate::apply::observe::Counts;
+use crate::apply::own::OwnResult;
 use crate::apply::work::Report;
 use crate::ledger::{AccountFact, Op, Record, RecordError};
 
@@ -13,6 +14,8 @@ pub(super) struct Delta {
     pub(super) count_change: i64,
     pub(super) failed: Vec<(String, i64)>,
     pub(super) remove_failed: Vec<(String, i64)>,
+    /// What became of the account's own call (and the service's code when it failed).
+    pub(super) own: Option<(OwnResult, Option<i64>)>,
 }
 
 pub(super) struct Committed {
@@ -111,6 +114,7 @@ impl Exec<'_> {
             count_change,
             failed,
             remove_failed,
+            own,
         } = committed.delta;
         let tally = &mut account.tally;
         tally.added += counts.added;
@@ -121,6 +125,10 @@ impl Exec<'_> {
         tally.removed += counts.removed;
         tally.failed.extend(failed);
         tally.remove_failed.extend(remove_failed);
+        if let Some((result, code)) = own {
+            tally.own_result = Some(result);
+            tally.own_code = code;
+        }
         self.ctx.observer.committed(&account.id, &counts);
     }
 

@@ -110,6 +110,22 @@ CREATE TABLE intents (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+-- The official account's own properties (spec.account), each set of fields a JSON object:
+-- as the service last described them (or subsync since set them), the manifests' declaration
+-- at the last run, and the declared values subsync last knew to be in force.
+CREATE TABLE account_properties (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id),
+    live       TEXT NOT NULL,
+    owner      TEXT,
+    learnt_at  BIGINT,
+    declared   TEXT NOT NULL,
+    kept       TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);

@@ -100,6 +100,19 @@ CREATE TABLE intents (
     PRIMARY KEY (account_id, subscriber)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- The official account's own properties (spec.account), each set of fields a JSON object:
+-- as the service last described them (or subsync since set them), the manifests' declaration
+-- at the last run, and the declared values subsync last knew to be in force.
+CREATE TABLE account_properties (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+    live       TEXT NOT NULL,
+    owner      TEXT,
+    learnt_at  INTEGER,
+    declared   TEXT NOT NULL,
+    kept       TEXT NOT NULL
+);
+"#,
 ];
 
 /// The live lists of accounts being refreshed, page by page, on the writer's connection only.
