@@ -24,8 +24,10 @@ pub struct OwnWork {
     /// Every declared field that differs (or, for a creation, every declared field); the
     /// refused ones are reported, never sent.
     pub changes: Vec<PropertyChange>,
-    /// The declaration, and the declared values known to be in force before the run.
+    /// The declaration, the live values as the run found them, and the declared values known
+    /// to be in force before the run.
     pub declared: Properties,
+    pub live: Properties,
     pub kept: Properties,
 }
 
@@ -76,9 +78,11 @@ impl OwnWork {
             }
             OwnCall::Modify(sent) => (sent.clone(), None),
         };
+        // In force now: what was live already and what the call set.
+        let now = self.live.merged(&live);
         vec![Record::Properties(Box::new(PropertyRecord {
             account: account.to_owned(),
-            kept: Some(planned::in_force(&self.declared, &live, &self.kept)),
+            kept: Some(planned::in_force(&self.declared, &now, &self.kept)),
             live,
             owner,
             declared: None,
@@ -127,12 +131,12 @@ pub fn work(account: &Outlined, info: Option<&Info>) -> OwnWork {
         // knew, as the plan did.
         Some(Known::Usable | Known::Full) | None => {
             let described = info.map(|i| i.properties.clone()).unwrap_or_default();
-            let live = account.live.merged(&described);
+            own.live = account.live.merged(&described);
             let held = Held {
                 now: info.and_then(|i| i.num).unwrap_or(0).max(account.confirmed),
                 removed: account.remove,
             };
-            own.changes = planned::diff(&account.declared, &live, &account.kept, held);
+            own.changes = planned::diff(&account.declared, &own.live, &account.kept, held);
         }
     }
     own

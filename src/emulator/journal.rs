@@ -250,4 +250,30 @@ mod tests {
             1
         );
     }
+
+    #[tokio::test]
+    async fn an_accounts_own_fields_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(&dir.path().join("remote.json"));
+        let mut state = RemoteState::default();
+        state.seed_account("@TOA#_a", 10, &[], 0);
+        file.compact(&state).unwrap();
+        let journal = file.open_journal().unwrap();
+        let modify = Change::Modify {
+            account: "@TOA#_a".into(),
+            fields: AccountFields {
+                name: Some("Renamed".into()),
+                max_subscriber_num: Some(80),
+                ..AccountFields::default()
+            },
+        };
+        journal.append(&modify).await.unwrap().unwrap();
+        drop(journal);
+        let loaded = file.load().unwrap().unwrap();
+        let account = &loaded.accounts["@TOA#_a"];
+        assert_eq!(
+            (account.name.as_str(), account.max_subscribers),
+            ("Renamed", 80)
+        );
+    }
 }

@@ -293,3 +293,41 @@ pub fn status_text(s: &StatusReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(declared: &str, live: &str) -> KnownProperties {
+        KnownProperties {
+            declared: Properties {
+                name: Some(declared.into()),
+                ..Properties::default()
+            },
+            live: Properties {
+                name: Some(live.into()),
+                introduction: Some("undeclared, not shown".into()),
+                ..Properties::default()
+            },
+            learnt_at: Some(0),
+            ..KnownProperties::default()
+        }
+    }
+
+    #[test]
+    fn declared_and_live_are_shown_side_by_side_for_the_declared_fields_only() {
+        let differ = StatusProperties::of(known("Weekly", "Con\u{1b}sole")).unwrap();
+        assert_eq!(differ.differ, [Field::Name]);
+        assert_eq!(differ.live.introduction, None);
+        assert_eq!(
+            properties_state(&differ),
+            "name declared \"Weekly\", live \"Con\\u{1b}sole\" (learnt 1970-01-01T00:00:00Z)"
+        );
+        let same = StatusProperties::of(known("Weekly", "Weekly")).unwrap();
+        assert_eq!(
+            properties_state(&same),
+            "properties as declared (learnt 1970-01-01T00:00:00Z)"
+        );
+        assert!(StatusProperties::of(KnownProperties::default()).is_none());
+    }
+}

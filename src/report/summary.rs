@@ -256,4 +256,67 @@ mod tests {
         assert!(text.contains("! x: error 130010 (the subscriber already follows the maximum number of official accounts)"), "{text}");
         assert!(text.contains("Totals: 5 added, 1 already subscribed (drift), 1 failed, 5 not added because of account limits, 0 removed."), "{text}");
     }
+
+    #[test]
+    fn an_accounts_own_call_is_told_on_its_line_with_each_change_below() {
+        use crate::apply::AccountProperties;
+        use crate::plan::{Creation, PropertyChange};
+        use crate::properties::{Field, Value};
+        let change = PropertyChange {
+            field: Field::Name,
+            from: None,
+            to: Value::Text("New".into()),
+            drift: false,
+            refused: None,
+        };
+        let mut s = Summary::start(&[], None, crate::apply::Trigger::Apply);
+        let mut a = AccountSummary {
+            official_account: "@TOA#_new".into(),
+            name: Some("new".into()),
+            status: AccountStatus::Missing,
+            planned_add: 0,
+            added: 0,
+            already_subscribed: 0,
+            recovered: 0,
+            failed: vec![],
+            not_added_limit: 0,
+            max_subscribers: None,
+            planned_remove: 0,
+            removed: 0,
+            remove_failed: vec![],
+            remove_skipped: 0,
+            accept_shortfall: false,
+            properties: Some(AccountProperties {
+                create: Some(Creation {
+                    owner: "admin".into(),
+                    refused: None,
+                }),
+                changes: vec![change],
+                result: OwnResult::Failed,
+                code: Some(130008),
+            }),
+        };
+        s.accounts = vec![a.clone()];
+        let text = summary_text(&s);
+        assert!(
+            text.contains("missing        new (@TOA#_new): not created (error 130008, official account user ID already in use)\n"),
+            "{text}"
+        );
+        assert!(text.contains("                 + create (owner \"admin\")\n                 ~ name: (unknown) -> \"New\"\n"), "{text}");
+        a.status = AccountStatus::Ok;
+        if let Some(p) = a.properties.as_mut() {
+            p.result = OwnResult::Done;
+        }
+        s.accounts = vec![a];
+        s.totals = Summary::totals_of(&s.accounts);
+        let text = summary_text(&s);
+        assert!(
+            text.contains("ok             new (@TOA#_new): created with 1 property\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0 removed, 1 account property set, 1 account created."),
+            "{text}"
+        );
+    }
 }

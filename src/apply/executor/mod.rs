@@ -98,6 +98,8 @@ struct Exec<'a> {
     known: Vec<Known>,
     next_load: usize,
     loading: JoinSet<(usize, Result<Work, crate::ledger::LedgerError>)>,
+    /// Accounts whose own call has not been sent yet: none, and dispatching skips looking.
+    own_waiting: usize,
 }
 
 /// Sends every planned change; returns when all are accounted for or the run was stopped.
@@ -123,7 +125,8 @@ pub async fn execute(
             }
             run
         })
-        .collect();
+        .collect::<Vec<AccountRun>>();
+    let own_waiting = accounts.iter().filter(|a| a.own.is_some()).count();
     let mut exec = Exec {
         ctx,
         accounts,
@@ -142,6 +145,7 @@ pub async fn execute(
         known,
         next_load: 0,
         loading: JoinSet::new(),
+        own_waiting,
     };
     exec.run().await;
     exec.report(cancel.is_cancelled())
@@ -461,7 +465,9 @@ impl Exec<'_> {
         let code = gone.code();
         tracing::warn!(account = %self.accounts[index].id, code, "official account is {what}; skipping it");
         self.accounts[index].mode = Mode::Stopped(end);
-        self.accounts[index].own = None;
+        if self.accounts[index].own.take().is_some() {
+            self.own_waiting -= 1;
+        }
         let account = self.accounts[index].id.to_string();
         self.commit(
             index,

@@ -25,6 +25,9 @@ impl OwnCall {
 impl Exec<'_> {
     /// Starts the own calls that may go now, within the concurrency limit.
     pub(super) fn dispatch_own(&mut self) {
+        if self.own_waiting == 0 {
+            return;
+        }
         for index in 0..self.accounts.len() {
             if self.stop.is_cancelled() || self.in_flight >= self.ctx.concurrency {
                 return;
@@ -32,6 +35,7 @@ impl Exec<'_> {
             let Some((call, attempt)) = self.accounts[index].own_ready() else {
                 continue;
             };
+            self.own_waiting -= 1;
             self.send_own(index, call, attempt);
         }
     }

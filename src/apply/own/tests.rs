@@ -271,3 +271,23 @@ async fn an_id_in_use_fails_the_account_once_without_a_retry_loop() {
     assert_eq!((own.result, own.code), (OwnResult::Failed, Some(130008)));
     assert_eq!(a.failed.len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_field_that_was_already_as_declared_is_kept_and_its_console_edit_is_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApi::with_accounts(&[("@TOA#_a", 100, &[])]);
+    let engine = engine(dir.path(), &api, 0);
+    // The name is already as declared ("a"); the organization is set by the first run.
+    let mut declared = named("a");
+    declared.organization = Some("Newsroom".into());
+    let declared = manifests(vec![declaring("@TOA#_a", vec![], declared)]);
+    apply(&engine, &declared).await;
+    api.modify_account("@TOA#_a", &named("Console"))
+        .await
+        .unwrap();
+    let run = apply(&engine, &declared).await;
+    let own = run.summary.accounts[0].properties.as_ref().unwrap();
+    assert_eq!(own.changes.len(), 1);
+    assert_eq!(own.changes[0].field, Field::Name);
+    assert!(own.changes[0].drift, "{own:?}");
+}
