@@ -299,7 +299,7 @@ mod tests {
         s.accounts = vec![a.clone()];
         let text = summary_text(&s);
         assert!(
-            text.contains("missing        new (@TOA#_new): not created (error 130008, official account user ID already in use)\n"),
+            text.contains("missing        new (@TOA#_new): not created: error 130008 (official account user ID already in use)\n"),
             "{text}"
         );
         assert!(text.contains("                 + create (owner \"admin\")\n                 ~ name: (unknown) -> \"New\"\n"), "{text}");
