@@ -16,6 +16,7 @@ mod descriptors;
 mod drift;
 mod emulator;
 mod hardening;
+mod ledger_fixture;
 mod manifests;
 mod notify;
 mod one_truth;
