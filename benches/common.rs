@@ -116,3 +116,27 @@ pub fn machine() -> String {
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     format!("{model}, {cores} cores, {mem_gib:.0} GiB")
 }
+
+/// Records `records` (as run 1) in the ledger at `location`, creating it, on a runtime of its
+/// own: preparing a benchmark's ledger is not what it measures.
+pub fn record(
+    location: impl Into<subsync::ledger::Location>,
+    records: Vec<subsync::ledger::Record>,
+) {
+    let location = location.into();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let writer = subsync::ledger::Writer::open(location, "bench")
+                    .await
+                    .unwrap();
+                writer.record(1, records).await.unwrap();
+                writer.close().await;
+            })
+    })
+    .join()
+    .unwrap();
+}

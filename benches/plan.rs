@@ -16,7 +16,7 @@ mod common;
 
 use std::path::Path;
 
-use subsync::ledger::{Ledger, Location, Record};
+use subsync::ledger::{Location, Record};
 use subsync::testing::TestDatabase;
 
 /// One row: `accounts` accounts of `per_account` desired subscribers each.
@@ -75,7 +75,7 @@ fn user(account: usize, i: usize) -> String {
 fn prepare(dir: &Path, s: &Scenario, ledger: &Location) {
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(manifests.join("lists")).unwrap();
-    let mut ledger = Ledger::open(ledger, "bench").unwrap();
+    let mut records = Vec::new();
     for a in 0..s.accounts {
         let account = format!("@TOA#_bench{a:03}");
         let ids: Vec<String> = (0..s.per_account).map(|i| user(a, i)).collect();
@@ -94,19 +94,15 @@ fn prepare(dir: &Path, s: &Scenario, ledger: &Location) {
         }
         std::fs::write(manifests.join(format!("bench-{a:03}.yaml")), yaml).unwrap();
         let confirmed: Vec<String> = ids.into_iter().take(s.per_account * 9 / 10).collect();
-        ledger
-            .record(
-                1,
-                &[Record::Batch {
-                    account,
-                    op: subsync::ledger::Op::Add,
-                    done: confirmed,
-                    unchanged: vec![],
-                    failed: vec![],
-                }],
-            )
-            .unwrap();
+        records.push(Record::Batch {
+            account,
+            op: subsync::ledger::Op::Add,
+            done: confirmed,
+            unchanged: vec![],
+            failed: vec![],
+        });
     }
+    common::record(ledger, records);
 }
 
 fn main() {
@@ -147,7 +143,7 @@ fn run(s: &Scenario, db: Option<&TestDatabase>) {
         None => {
             let state = dir.path().join("state");
             (
-                Location::Sqlite(state.clone()),
+                Location::sqlite(state.clone()),
                 state.display().to_string(),
                 "SQLite",
             )

@@ -180,15 +180,9 @@ async fn failover(server: &str, rounds: usize, total: usize) -> Vec<f64> {
                     .collect::<Vec<_>>()
                     == expected(a)
             });
-            let location = db.location();
-            let ledger = tokio::task::spawn_blocking(move || {
-                subsync::ledger::Reader::open(location)
-                    .unwrap()
-                    .snapshot()
-                    .unwrap()
-            })
-            .await
-            .unwrap();
+            let mut reader = subsync::ledger::Reader::open(db.location()).await.unwrap();
+            let ledger = reader.snapshot().await.unwrap();
+            reader.close().await;
             let ledger_done = (0..10).all(|a| {
                 ledger
                     .accounts
@@ -226,7 +220,7 @@ async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) ->
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(manifests.join("lists")).unwrap();
-    let mut ledger = subsync::ledger::Ledger::open(dir.path().join("state"), "bench").unwrap();
+    let mut records = Vec::new();
     for a in 0..accounts {
         let ids: Vec<String> = (0..per_account).map(|i| format!("u{a}-{i:07}")).collect();
         let list = format!("lists/{a:03}.txt.gz");
@@ -245,9 +239,9 @@ async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) ->
             unchanged: vec![],
             failed: vec![],
         };
-        ledger.record(1, &[batch]).unwrap();
+        records.push(batch);
     }
-    drop(ledger);
+    common::record(dir.path().join("state"), records);
     let max = per_account.max(100_000).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
         .args(["watch", "manifests", "--listen", "127.0.0.1:0"])

@@ -4,7 +4,7 @@
 //! one was asked for, the API client, the pace of each command and, while this process holds
 //! the writer lock ([`Engine::lead`]), the ledger writer inside the [`Reconciler`]. `apply`,
 //! `import`, `plan --refresh` and `watch` all run through it; [`Engine::close`] records what is
-//! queued, releases the lock (joining the writer's thread) and stops the sandbox. `status`
+//! queued, releases the lock (waiting for the writer's task) and stops the sandbox. `status`
 //! reads the ledger through [`status`], never waiting for the writer.
 //!
 //! Invariants: nothing is sent before the writer lock is held; the client in use changes only
@@ -16,9 +16,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{
-    Job, Observer, Reconciled, Reconciler, Refresh, RefreshSummary, RunError, Stop,
+    Job, Observer, Reconciled, Reconciler, Refresh, RefreshSummary, RunError, RunSummary, Stop,
 };
-use crate::ledger::{AccountSummary, LedgerError, Location, Reader, Run, Writer};
+use crate::ledger::{AccountSummary, LedgerError, Location, LockLoss, Reader, Run, Writer};
 use crate::manifest::ManifestSet;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::settings::{Config, Remote, Service, SettingsError};
@@ -128,19 +128,6 @@ impl Engine {
             return Ok(());
         }
         let writer = Writer::open(&self.config.ledger, command).await?;
-        self.lead_with(writer);
-        Ok(())
-    }
-
-    /// [`Engine::lead`] with a writer that runs on the caller's thread (tests).
-    #[cfg(any(test, feature = "testing"))]
-    pub fn lead_inline(&mut self, command: &str) -> Result<(), LedgerError> {
-        let writer = Writer::inline(&self.config.ledger, command)?;
-        self.lead_with(writer);
-        Ok(())
-    }
-
-    fn lead_with(&mut self, writer: Writer) {
         self.reconciler = Some(Reconciler::new(
             writer,
             self.api.clone(),
@@ -148,6 +135,7 @@ impl Engine {
             self.config.policy,
             self.hooks.observer.clone(),
         ));
+        Ok(())
     }
 
     /// The writer, while this process leads.
@@ -157,7 +145,7 @@ impl Engine {
 
     /// Lets go of the ledger (after its lock was lost, or to stand by); says why it was lost,
     /// if it was.
-    pub async fn step_down(&mut self) -> Option<String> {
+    pub async fn step_down(&mut self) -> Option<LockLoss> {
         let reconciler = self.reconciler.take()?;
         let why = reconciler.writer().lost_reason();
         reconciler.close().await;
@@ -169,7 +157,7 @@ impl Engine {
             .as_ref()
             .ok_or_else(|| LedgerError::LockLost {
                 at: self.config.ledger.to_string(),
-                detail: "this process does not hold the writer lock".into(),
+                loss: LockLoss::NotLeading,
             })
     }
 
@@ -264,7 +252,7 @@ impl Engine {
             .flatten()
     }
 
-    /// Records what is queued, releases the writer lock, joins the writer's thread and stops
+    /// Records what is queued, releases the writer lock, waits for the writer's task and stops
     /// the sandbox.
     pub async fn close(mut self) {
         self.step_down().await;
@@ -280,18 +268,20 @@ pub struct Status {
     pub lineage: Option<String>,
     pub serial: u64,
     pub accounts: Vec<AccountSummary>,
-    pub runs: Vec<Run>,
+    pub runs: Vec<Run<RunSummary>>,
 }
 
 /// Reads what `status` shows, without writing or waiting for the writer.
-pub fn status(ledger: &Location, runs: usize) -> Result<Status, LedgerError> {
-    let mut reader = Reader::open(ledger)?;
-    let (snapshot, accounts) = reader.summaries()?;
+pub async fn status(ledger: &Location, runs: usize) -> Result<Status, LedgerError> {
+    let mut reader = Reader::open(ledger).await?;
+    let (snapshot, accounts) = reader.summaries().await?;
+    let runs = reader.runs(runs).await?;
+    reader.close().await;
     Ok(Status {
         ledger: ledger.to_string(),
         lineage: snapshot.lineage,
         serial: snapshot.serial,
         accounts,
-        runs: reader.runs(runs)?,
+        runs,
     })
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod descriptors;
 pub mod emulator;
 pub mod engine;
+pub mod errors;
 pub mod files;
 pub mod ledger;
 pub mod logs;

@@ -64,6 +64,47 @@ fn more_bytes(n: usize) -> String {
     crate::words::count(n as u64, "more byte", "more bytes")
 }
 
+/// `text`, a URL or something shaped like one, without a password: neither the userinfo's
+/// nor a `password` parameter's. Text that does not parse as a URL is shown only up to its
+/// host (anything before an `@` may be a password).
+pub fn without_password(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        if !text.contains('@') && !text.contains("password") {
+            return text.to_owned();
+        }
+        let scheme_end = text.find("://").map_or(0, |i| i + 3);
+        let rest = &text[scheme_end..];
+        let after_at = rest.rfind('@').map_or(rest, |i| &rest[i + 1..]);
+        let host: String = after_at
+            .chars()
+            .take_while(|c| !matches!(c, '/' | '?'))
+            .take(100)
+            .collect();
+        let cut = if host.len() < after_at.len() {
+            "/…"
+        } else {
+            ""
+        };
+        return format!("{}{host}{cut}", &text[..scheme_end]);
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(None);
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "password")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if pairs.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    url.to_string()
+}
+
 fn push_escaped(out: &mut String, c: char) {
     match c {
         '"' => out.push_str("\\\""),
@@ -117,6 +158,19 @@ mod tests {
         assert_eq!(safe("a\\b"), "a\\b");
         assert_eq!(safe("x\ny"), "x\\ny");
         assert!(safe(&"q".repeat(1000)).len() < 100);
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            without_password("postgres://u:hunter2@db:5/x?sslmode=require&password=hunter3"),
+            "postgres://u@db:5/x?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://u:hunter2@db:notaport/x"),
+            "postgres://db:notaport/…"
+        );
+        assert_eq!(without_password("plain/dir"), "plain/dir");
     }
 
     #[test]

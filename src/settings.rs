@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::apply::{Policy, RetryPolicy};
 use crate::backoff::Backoff;
 use crate::descriptors::{Budget, DescriptorError, Needs};
-use crate::ledger::{Location, UrlError};
+use crate::ledger::{Location, LocationError};
 use crate::manifest::Limits;
 use crate::plan::PlanOptions;
 use crate::quote::quote;
@@ -562,19 +562,7 @@ pub enum SettingsError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
-    StateUrl(#[from] UrlError),
-    #[error(
-        "--sandbox keeps its ledger in a directory; give --state a directory, not a postgres:// URL"
-    )]
-    SandboxUrl,
-    #[error(
-        "--state begins with {scheme:?}, which is neither a directory nor a URL subsync knows; give a directory, or a database as postgres://USER@HOST/DB (postgresql:// also works)"
-    )]
-    UnknownScheme { scheme: String },
-    #[error(
-        "--state {path} is {what}; expected a directory (the ledger is DIR/ledger.db, created on first use) or a postgres:// URL"
-    )]
-    StateNotDirectory { path: PathBuf, what: &'static str },
+    State(#[from] LocationError),
     #[error("{flag} {value} {problem}; set {flag} ({env}) {range}")]
     Duration {
         flag: &'static str,

@@ -37,8 +37,8 @@ pub use own::OwnResult;
 pub use reconcile::{Job, Reconciler};
 pub use refresh::{AccountRead, Refresh, RefreshFailure, RefreshSummary};
 pub use summary::{
-    AccountProperties, AccountStatus, AccountSummary, FailedSubscriber, RunResult, Summary, Totals,
-    Trigger,
+    AccountProperties, AccountStatus, AccountSummary, FailedSubscriber, RefreshRecord, RunResult,
+    RunSummary, Summary, Totals, Trigger,
 };
 pub use work::{End, Known, Load, Pending, Report, Tally, Work};
 
@@ -122,7 +122,7 @@ pub enum Ending {
 impl Reconciled {
     pub fn ending(&self) -> Ending {
         match (&self.stop, self.summary.interrupted, self.summary.result) {
-            (Some(stop), _, _) => Ending::Stopped(stop.to_string()),
+            (Some(stop), _, _) => Ending::Stopped(crate::errors::chain(stop)),
             (None, true, _) => Ending::Interrupted,
             (None, false, RunResult::Converged) => Ending::Converged,
             (None, false, _) => Ending::Partial,

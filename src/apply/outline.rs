@@ -1,5 +1,5 @@
-//! The two passes of a reconcile over the ledger, each run on the writer's thread one account
-//! at a time, so that a run over millions of subscribers holds no list but the one in hand.
+//! The two passes of a reconcile over the ledger, each run through the writer (on the blocking
+//! pool) one account at a time, so that a run over millions of subscribers holds no list but the one in hand.
 //!
 //! [`outline`] plans every account once and keeps only what the run needs of each: its counts
 //! (for the summary, the probe and the exit code), its warnings, the subscribers to adopt, and

@@ -16,10 +16,10 @@ use super::outline::{self, Outline, Outlined, Pass};
 use super::own;
 use super::probe::{Probed, probe};
 use super::refresh::{self, Refresh, RefreshSummary};
-use super::summary::{AccountStatus, RunResult, Summary};
+use super::summary::{AccountStatus, RefreshRecord, RunResult, RunSummary, Summary};
 use super::work::{Known, Load, Pending, Report};
 use super::{Policy, Reconciled, RunError, Stop, Trigger, executor};
-use crate::ledger::{AccountFact, Record, Recorder, Writer};
+use crate::ledger::{AccountFact, Record, RecordError, Recorder, RunOutcome, Stored, Writer};
 use crate::manifest::ManifestSet;
 use crate::plan::SavedPlan;
 use crate::tencent::Api;
@@ -110,16 +110,16 @@ impl Reconciler {
         let readers = self.readers(purpose, Some(manifests));
         let (summary, stop) = refresh::refresh(readers, &accounts, run, cancel).await;
         let result = match (&stop, cancel.is_cancelled(), summary.failed.is_empty()) {
-            (Some(_), _, _) => "failed",
-            (None, true, _) => "interrupted",
-            (None, false, false) => "partial",
-            (None, false, true) => "refreshed",
+            (Some(_), _, _) => RunOutcome::Failed,
+            (None, true, _) => RunOutcome::Interrupted,
+            (None, false, false) => RunOutcome::Partial,
+            (None, false, true) => RunOutcome::Refreshed,
         };
-        let record = serde_json::json!({
-            "refresh": summary,
-            "error": stop.as_ref().map(ToString::to_string),
-        });
-        self.writer.finish_run(run, result, record).await?;
+        let record = RunSummary::Refresh(RefreshRecord::new(
+            summary.clone(),
+            stop.as_ref().map(|s| crate::errors::chain(s)),
+        ));
+        self.writer.finish_run(run, result, &record).await?;
         Ok((summary, stop))
     }
 
@@ -202,16 +202,14 @@ impl Reconciler {
             stop.get_or_insert(Stop::Record(e));
         }
         let result = if summary.interrupted {
-            "interrupted"
+            RunOutcome::Interrupted
         } else {
-            summary.result.name()
+            summary.result.into()
         };
-        let value = serde_json::to_value(&summary).unwrap_or_default();
-        let stop = match self.writer.finish_run(run, result, value).await {
+        let record = RunSummary::Apply(Box::new(summary.clone()));
+        let stop = match self.writer.finish_run(run, result, &record).await {
             Ok(()) => stop,
-            Err(e) => stop.or(Some(Stop::Record(crate::ledger::RecordError::new(
-                e.to_string(),
-            )))),
+            Err(e) => stop.or(Some(Stop::Record(RecordError::Ledger(e)))),
         };
         Ok(Reconciled {
             plan: planned,
@@ -297,7 +295,7 @@ impl Reconciler {
         (report, probed, stop)
     }
 
-    /// Reads an account's work lists from the ledger, on the writer's thread, when the
+    /// Reads an account's work lists from the ledger, through the writer, when the
     /// executor gets to it.
     fn loader(&self, pass: Pass, accounts: Vec<Outlined>) -> Load {
         let writer = self.writer.clone();
@@ -373,10 +371,16 @@ fn after(report: &Report, probed: &Probed, summary: &Summary, finished: bool) ->
 
 impl RunResult {
     pub fn name(self) -> &'static str {
-        match self {
-            RunResult::Converged => "converged",
-            RunResult::Partial => "partial",
-            RunResult::Failed => "failed",
+        RunOutcome::from(self).as_str()
+    }
+}
+
+impl From<RunResult> for RunOutcome {
+    fn from(result: RunResult) -> RunOutcome {
+        match result {
+            RunResult::Converged => RunOutcome::Converged,
+            RunResult::Partial => RunOutcome::Partial,
+            RunResult::Failed => RunOutcome::Failed,
         }
     }
 }

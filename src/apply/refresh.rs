@@ -181,7 +181,7 @@ async fn learn_facts(
             tracing::warn!(error = %other, "cannot read some accounts' facts; reading their lists without them")
         }
     }
-    let recorder = readers.writer.recorder(run);
+    let mut records = Vec::new();
     for (account, item) in items {
         let Some((facts, state)) = probe::facts(&account, &item) else {
             continue;
@@ -189,34 +189,29 @@ async fn learn_facts(
         if !matches!(state, Known::Missing | Known::Invalid) {
             // The account's own fields are learnt with its facts (the subscriber count and
             // limit are recorded by its list's end).
-            if let Some(record) = probe::described(&account, &item)
-                && let Err(e) = recorder.record(vec![record]).await
-            {
-                stop.cancel();
-                fatal.get_or_insert(Stop::Record(e));
-            }
+            records.extend(probe::described(&account, &item));
             known.insert(account, Fact::Max(item.max_subscribers));
             continue;
         }
-        let records = facts
-            .into_iter()
-            .map(|fact| Record::Account {
-                account: account.clone(),
-                fact,
-            })
-            .collect();
-        if let Err(e) = recorder.record(records).await {
-            stop.cancel();
-            fatal.get_or_insert(Stop::Record(e));
-        }
+        records.extend(facts.into_iter().map(|fact| Record::Account {
+            account: account.clone(),
+            fact,
+        }));
         gone.push(RefreshFailure {
             official_account: account.clone(),
             error: format!("the account does not exist remotely (error {}); nothing was changed for it and nothing will be pruned from it", item.code),
         });
         known.insert(account, Fact::Gone);
     }
-    // Told even when the call failed, so that no pager waits for facts that will not come.
+    // Told even when the call failed, so that no pager waits for facts that will not come;
+    // told before what was learnt is recorded, which the pagers do not wait for.
     let _ = told.send(Some(Arc::new(known)));
+    if !records.is_empty()
+        && let Err(e) = readers.writer.recorder(run).record(records).await
+    {
+        stop.cancel();
+        fatal.get_or_insert(Stop::Record(e));
+    }
     (calls.requests, gone, fatal)
 }
 
@@ -442,6 +437,6 @@ async fn page_account(
             }),
             requests,
         ),
-        Err(e) => (Err(Failure::Account(e.to_string())), requests),
+        Err(e) => (Err(Failure::Account(crate::errors::chain(&e))), requests),
     }
 }

@@ -86,6 +86,69 @@ pub struct Summary {
     pub totals: Totals,
 }
 
+/// What a run leaves in the ledger's audit log, and `status` reads back: an apply's (or the
+/// daemon's) summary, or a refresh's (`import`, `plan --refresh`). Stored as JSON with its
+/// format version; a version this build does not know is an error, not a guess.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RunSummary {
+    Apply(Box<Summary>),
+    Refresh(RefreshRecord),
+}
+
+/// A refresh's entry in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRecord {
+    /// Version of this format; "1". Absent in entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<String>,
+    pub refresh: super::RefreshSummary,
+    /// Why the refresh stopped, when it did.
+    pub error: Option<String>,
+}
+
+impl RefreshRecord {
+    pub fn new(refresh: super::RefreshSummary, error: Option<String>) -> RefreshRecord {
+        RefreshRecord {
+            format_version: Some(FORMAT_VERSION.into()),
+            refresh,
+            error,
+        }
+    }
+}
+
+/// Why a stored summary cannot be read as one.
+#[derive(Debug, thiserror::Error)]
+enum SummaryFormat {
+    #[error("it is in format version {0}, which this subsync does not know; upgrade subsync")]
+    Version(String),
+    #[error("it is neither an apply's summary nor a refresh's")]
+    Kind,
+}
+
+impl<'de> Deserialize<'de> for RunSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        let version = value.get("format_version").and_then(|v| v.as_str());
+        if let Some(version) = version.filter(|v| *v != FORMAT_VERSION) {
+            return Err(D::Error::custom(SummaryFormat::Version(
+                crate::quote::quote(version),
+            )));
+        }
+        // An apply's summary always has totals; a refresh's never does.
+        let read = if value.get("totals").is_some() {
+            Summary::deserialize(value).map(|s| RunSummary::Apply(Box::new(s)))
+        } else if value.get("refresh").is_some() {
+            RefreshRecord::deserialize(value).map(RunSummary::Refresh)
+        } else {
+            return Err(D::Error::custom(SummaryFormat::Kind));
+        };
+        read.map_err(D::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunResult {
@@ -338,7 +401,7 @@ impl Summary {
         self.requests = probed.calls.requests + report.calls.requests;
         self.retries = probed.calls.retries + report.calls.retries;
         self.rate_limited = report.rate_limited;
-        self.error = stop.map(|s| s.to_string());
+        self.error = stop.map(|s| crate::errors::chain(s));
         self.totals = Summary::totals_of(&self.accounts);
         self.result = Summary::result_of(&self.accounts, stop.is_some(), report.interrupted);
     }
@@ -464,6 +527,49 @@ mod tests {
         assert_eq!(
             Summary::result_of(&[accepted], false, false),
             RunResult::Converged
+        );
+    }
+
+    #[test]
+    fn a_run_summary_round_trips_with_its_format_version() {
+        let apply = RunSummary::Apply(Box::new(Summary {
+            accounts: vec![account(AccountStatus::Ok, 1, 2)],
+            ..Summary::start(&[], Some("abc".into()), Trigger::Apply)
+        }));
+        let refresh = RunSummary::Refresh(RefreshRecord::new(
+            super::super::RefreshSummary {
+                accounts: 2,
+                ..Default::default()
+            },
+            Some("stopped".into()),
+        ));
+        for summary in [apply, refresh] {
+            let text = serde_json::to_string(&summary).unwrap();
+            assert!(text.contains("\"format_version\":\"1\""), "{text}");
+            assert_eq!(serde_json::from_str::<RunSummary>(&text).unwrap(), summary);
+        }
+        // Written before refresh entries carried their version: read as version 1.
+        let old: RunSummary =
+            serde_json::from_str(r#"{"refresh":{"accounts":1,"seen":0,"out_of_band_added":0,"out_of_band_removed":0,"requests":1,"failed":[]},"error":null}"#)
+                .unwrap();
+        assert!(matches!(old, RunSummary::Refresh(r) if r.format_version.is_none()));
+    }
+
+    #[test]
+    fn a_summary_of_an_unknown_format_or_kind_is_an_error_not_a_guess() {
+        let err = serde_json::from_str::<RunSummary>(r#"{"format_version":"2","totals":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("format version \"2\"") && err.contains("upgrade"),
+            "{err}"
+        );
+        assert!(serde_json::from_str::<RunSummary>(r#"{"format_version":"1"}"#).is_err());
+        assert!(
+            serde_json::from_str::<RunSummary>(
+                r#"{"refresh":{"accounts":1,"seen":0,"out_of_band_added":0,"out_of_band_removed":0,"requests":1,"failed":[]},"error":null,"surprise":1}"#
+            )
+            .is_err()
         );
     }
 

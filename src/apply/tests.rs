@@ -1,7 +1,8 @@
 //! The core, unit-tested in-process under tokio's paused clock: the executor (batches,
 //! retries, limit splitting, bisection, drain), the probe, refresh, and the Reconciler that
-//! runs them, against the emulator's rules without HTTP ([`FakeApi`]) and a ledger written on
-//! the test's own thread. No test sleeps on the wall clock; virtual time is what is measured.
+//! runs them, against the emulator's rules without HTTP ([`FakeApi`]) and a SQLite ledger
+//! (whose work on the blocking pool holds paused time still while it runs). No test sleeps on
+//! the wall clock; virtual time is what is measured.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,18 +76,18 @@ pub(crate) fn config(dir: &std::path::Path, qps: u32, purpose: Purpose) -> Confi
         config: None,
         state_dir: dir.join("unused"),
     };
-    config.ledger = Location::Sqlite(dir.join("ledger"));
+    config.ledger = Location::sqlite(dir.join("ledger"));
     config
 }
 
 /// An engine on `api`, leading a ledger in `dir`.
-pub(crate) fn engine(dir: &std::path::Path, api: &FakeApi, qps: u32) -> Engine {
-    engine_with(config(dir, qps, Purpose::Once), api)
+pub(crate) async fn engine(dir: &std::path::Path, api: &FakeApi, qps: u32) -> Engine {
+    engine_with(config(dir, qps, Purpose::Once), api).await
 }
 
-pub(crate) fn engine_with(config: Config, api: &FakeApi) -> Engine {
+pub(crate) async fn engine_with(config: Config, api: &FakeApi) -> Engine {
     let mut engine = Engine::with_api(config, Arc::new(api.clone()), Hooks::default());
-    engine.lead_inline("apply").unwrap();
+    engine.lead("apply").await.unwrap();
     engine
 }
 
@@ -142,7 +143,7 @@ fn tightest(times: &[Instant]) -> Duration {
 async fn adds_go_in_batches_of_one_hundred_paced_per_command() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 1000, &[])]);
-    let engine = engine(dir.path(), &api, 10);
+    let engine = engine(dir.path(), &api, 10).await;
     let run = apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 250))])).await;
     assert_eq!(run.ending(), Ending::Converged);
     assert_eq!(run.summary.totals.added, 250);
@@ -167,7 +168,7 @@ async fn a_passing_fault_is_retried_after_a_backoff_and_counted() {
         (r.command == Command::AddSubscriber && r.index <= 2)
             .then(|| service(Command::AddSubscriber, 10004))
     });
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 5))])).await;
     assert_eq!(run.ending(), Ending::Converged);
     assert_eq!((run.summary.retries, run.summary.requests), (2, 4));
@@ -182,7 +183,7 @@ async fn a_fault_that_persists_is_recorded_after_ten_attempts_and_retried_by_the
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 1000, &[])])
         .scripted(|r| (r.command == Command::AddSubscriber).then(|| service(r.command, 20005)));
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 3))])).await;
     assert_eq!(run.ending(), Ending::Partial);
     assert_eq!(api.calls(Command::AddSubscriber).len(), 10);
@@ -203,7 +204,7 @@ async fn a_fault_that_persists_is_recorded_after_ten_attempts_and_retried_by_the
 async fn full_account_is_filled_exactly_then_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 130, &[])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 250))])).await;
     let a = &run.summary.accounts[0];
     assert_eq!(a.status, AccountStatus::LimitReached);
@@ -230,7 +231,7 @@ async fn a_follow_limited_member_is_isolated_by_bisection_and_the_rest_added() {
         cursor_fault: None,
     };
     let api = FakeApi::new(state, rules);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 100))])).await;
     let a = &run.summary.accounts[0];
     assert_eq!(a.added, 99);
@@ -252,7 +253,7 @@ async fn a_stop_lets_batches_in_flight_finish_and_sends_nothing_new() {
         FakeApi::with_accounts(&[("@TOA#_a", 10_000, &[])]).with_latency(Duration::from_secs(1));
     let mut config = config(dir.path(), 0, Purpose::Once);
     config.policy.concurrency = 2;
-    let engine = engine_with(config, &api);
+    let engine = engine_with(config, &api).await;
     // The probe takes 1 s; two batches are then in flight until 2 s.
     let cancel = cancelled_after(Duration::from_millis(1500));
     let run = apply_until(
@@ -277,7 +278,7 @@ async fn batches_still_in_flight_at_the_drain_deadline_are_abandoned_unrecorded(
     // Every call takes ten minutes: the adds still in flight at the stop outlast the drain.
     let api =
         FakeApi::with_accounts(&[("@TOA#_a", 10_000, &[])]).with_latency(Duration::from_secs(600));
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let started = Instant::now();
     let cancel = cancelled_after(Duration::from_secs(700));
     let run = apply_until(
@@ -330,7 +331,7 @@ async fn random_faults_never_lose_or_duplicate_a_subscriber() {
                 _ => service(r.command, 60007),
             })
         });
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let wanted = manifests(vec![
         set("@TOA#_a", ids("a", 700)),
         set("@TOA#_b", ids("b", 450)),
@@ -359,7 +360,7 @@ async fn wrong_credentials_stop_the_run_after_the_first_call() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 1000, &[])])
         .scripted(|r| Some(service(r.command, 70009)));
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 500))])).await;
     assert!(matches!(run.ending(), Ending::Stopped(why) if why.contains("70009")));
     assert_eq!(api.all_calls(), 1);
@@ -379,7 +380,7 @@ async fn the_probe_asks_fifty_accounts_a_call_at_the_pace_and_fails_a_missing_ac
         state.seed_account(id, 1000, &[], 0);
     }
     let api = FakeApi::new(state, Rules::default());
-    let engine = engine(dir.path(), &api, 20);
+    let engine = engine(dir.path(), &api, 20).await;
     let sets = accounts.iter().map(|a| set(a, ids("u", 1))).collect();
     let run = apply(&engine, &manifests(sets)).await;
     let info = api.calls(Command::GetOfficialAccountInfo);
@@ -412,7 +413,7 @@ async fn a_probe_chunk_that_faults_is_asked_again_alone() {
         (r.account == "@TOA#_a050" && seen.iter().filter(|a| *a == &r.account).count() == 1)
             .then(|| service(Command::GetOfficialAccountInfo, 10004))
     });
-    let engine = engine(dir.path(), &api, 20);
+    let engine = engine(dir.path(), &api, 20).await;
     let sets = accounts.iter().map(|a| set(a, ids("u", 1))).collect();
     let run = apply(&engine, &manifests(sets)).await;
     assert_eq!(run.ending(), Ending::Converged);
@@ -435,7 +436,7 @@ async fn a_refresh_of_many_accounts_never_reads_faster_than_the_pace() {
         state.seed_account(id, 1000, &ids("u", if i % 30 == 0 { 450 } else { 3 }), 0);
     }
     let api = FakeApi::new(state, Rules::default()).with_latency(Duration::from_millis(30));
-    let engine = engine(dir.path(), &api, 20);
+    let engine = engine(dir.path(), &api, 20).await;
     let sets = accounts.iter().map(|a| set(a, Vec::new())).collect();
     let (summary, stop) = engine
         .refresh(manifests(sets), Refresh::Import, &CancellationToken::new())
@@ -458,7 +459,7 @@ async fn a_refresh_of_many_accounts_never_reads_faster_than_the_pace() {
 async fn a_refresh_records_drift_both_ways_and_the_count_it_saw() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 1000, &["kept", "walk-in"])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     // The ledger confirms `kept` and `gone`; the live list has `kept` and `walk-in`.
     engine
         .writer()
@@ -511,7 +512,7 @@ async fn a_broken_cursor_leaves_the_account_as_it_was() {
             ..Rules::default()
         };
         let api = FakeApi::new(state, rules);
-        let engine = engine(dir.path(), &api, 0);
+        let engine = engine(dir.path(), &api, 0).await;
         let (summary, stop) = engine
             .refresh(
                 manifests(vec![set("@TOA#_a", vec![])]),
@@ -551,7 +552,7 @@ async fn an_answer_that_breaks_the_protocol_adopts_nothing() {
             detail: "a listed subscriber: UserID \"\\u{1b}[2J\" contains \"\\u{1b}\"".into(),
         })
     });
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let (summary, _) = engine
         .refresh(
             manifests(vec![set("@TOA#_a", vec![])]),
@@ -580,7 +581,7 @@ async fn an_answer_that_breaks_the_protocol_adopts_nothing() {
 async fn a_saved_plan_that_disagrees_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 1000, &[])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let wanted = manifests(vec![set("@TOA#_a", ids("u", 3))]);
     let mut snapshot = engine.snapshot().await.unwrap();
     let mut saved = crate::plan::compute(
@@ -614,7 +615,7 @@ async fn an_idle_daemon_run_leaves_no_audit_entry_and_a_failing_subscriber_waits
         (r.command == Command::AddSubscriber && r.members.contains(&"bad".to_owned()))
             .then(|| service(r.command, 6017))
     });
-    let engine = engine_with(config(dir.path(), 0, Purpose::Daemon), &api);
+    let engine = engine_with(config(dir.path(), 0, Purpose::Daemon), &api).await;
     let wanted = manifests(vec![set("@TOA#_a", vec!["bad".into(), "good".into()])]);
     let first = apply(&engine, &wanted).await;
     assert_eq!(first.summary.totals.failed, 1);

@@ -96,11 +96,13 @@ pub fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// `plan`: the manifests are read and the ledger's location resolved before any runtime
+/// starts (on this thread, as nothing else runs yet), then the ledger is read.
 pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let manifests = manifest::load(&args.paths, &args.limits.limits())?;
     print_warnings(&manifests, output);
     let location = settings::resolve_state(&args.remote.state_request(), &env_var)?;
-    print_plan(&args, &manifests, &location, output)
+    super::reading_runtime()?.block_on(print_plan(args, Arc::new(manifests), location, output))
 }
 
 /// `plan --refresh`: read and record the live lists first, then plan from what was recorded.
@@ -119,20 +121,36 @@ pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Ou
     engine.close().await;
     let (refreshed, stop) = refreshed?;
     if let Some(stop) = stop {
-        anyhow::bail!("the refresh stopped: {stop}");
+        anyhow::bail!("the refresh stopped: {}", crate::errors::chain(&stop));
     }
     for f in &refreshed.failed {
         tracing::warn!(account = %f.official_account, "{}", f.error);
     }
-    blocking(move || print_plan(&args, &manifests, &location, output)).await?
+    print_plan(args, manifests, location, output).await
 }
 
 /// Plans account by account against the ledger at `location` and writes each account in the
-/// chosen format (and, with `--out`, as JSON to the file) as soon as it is planned.
-fn print_plan(
+/// chosen format (and, with `--out`, as JSON to the file) as soon as it is planned: on the
+/// blocking pool, over one consistent read of the ledger.
+async fn print_plan(
+    args: PlanArgs,
+    manifests: Arc<ManifestSet>,
+    location: crate::ledger::Location,
+    output: Output,
+) -> anyhow::Result<Outcome> {
+    let mut reader = crate::ledger::Reader::open(&location).await?;
+    let planned = reader
+        .view(move |source| Ok(write_plan(&args, &manifests, source, output)))
+        .await;
+    reader.close().await;
+    planned?
+}
+
+/// Writes the plan of `manifests` against `source` (see [`print_plan`]).
+fn write_plan(
     args: &PlanArgs,
     manifests: &ManifestSet,
-    location: &crate::ledger::Location,
+    source: &mut dyn crate::ledger::AccountSource,
     output: Output,
 ) -> anyhow::Result<Outcome> {
     let mut saved = match &args.out {
@@ -153,29 +171,25 @@ fn print_plan(
         PlanFormat::Diff => Box::new(report::DiffSink(stdout)),
     };
     let options = args.prune.options();
-    let mut reader = crate::ledger::Reader::open(location)?;
-    let mut written: std::io::Result<()> = Ok(());
-    let summary = reader.view(|source| {
-        let header = PlanHeader::of(manifests, source, shown_paths(&args.paths))?;
-        let mut sinks: Vec<&mut dyn report::PlanSink> = vec![shown.as_mut()];
-        if let Some((_, file)) = &mut saved {
-            sinks.push(file);
-        }
-        written = sinks.iter_mut().try_for_each(|s| s.header(&header));
-        let summary = crate::plan::stream(manifests, source, &options, &mut |p| {
-            if written.is_ok() {
-                written = sinks.iter_mut().try_for_each(|s| s.account(&p.plan));
-            }
-            match written {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(_) => ControlFlow::Break(()),
-            }
-        })?;
+    let header = PlanHeader::of(manifests, source, shown_paths(&args.paths))?;
+    let mut sinks: Vec<&mut dyn report::PlanSink> = vec![shown.as_mut()];
+    if let Some((_, file)) = &mut saved {
+        sinks.push(file);
+    }
+    let mut written = sinks.iter_mut().try_for_each(|s| s.header(&header));
+    let summary = crate::plan::stream(manifests, source, &options, &mut |p| {
         if written.is_ok() {
-            written = sinks.iter_mut().try_for_each(|s| s.end(&summary));
+            written = sinks.iter_mut().try_for_each(|s| s.account(&p.plan));
         }
-        Ok(summary)
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
     })?;
+    if written.is_ok() {
+        written = sinks.iter_mut().try_for_each(|s| s.end(&summary));
+    }
+    drop(sinks);
     written.context("cannot write the plan")?;
     if let Some((out, file)) = saved {
         file.into_inner()
@@ -267,7 +281,7 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
             notifications::event::of_run(&reconciled.summary),
             &reconciled.summary,
         ),
-        Err(e) => notifier.not_started(revision.as_deref(), &e.to_string()),
+        Err(e) => notifier.not_started(revision.as_deref(), &crate::errors::chain(e)),
     }
     notifier.close(NOTIFY_DRAIN).await;
     let reconciled = result?;
@@ -299,17 +313,14 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
     let location = engine.config().ledger.clone();
     engine.close().await;
     let (summary, stop) = refreshed?;
-    let kept = {
-        let (location, manifests) = (location.clone(), manifests.clone());
-        blocking(move || out_of_band_unlisted(&location, &manifests)).await??
-    };
+    let kept = out_of_band_unlisted(&location, manifests.clone()).await?;
     let report = report::ImportReport::new(location.to_string(), &manifests, summary, &kept);
     write_stdout(&match args.format {
         OutputFormat::Text => report::import_text(&report),
         OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
     })?;
     if let Some(stop) = stop {
-        anyhow::bail!("the import stopped: {stop}");
+        anyhow::bail!("the import stopped: {}", crate::errors::chain(&stop));
     }
     Ok(
         match (
@@ -326,25 +337,29 @@ pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome>
 /// Per set, how many of the subscribers the ledger confirms and the set does not list are out
 /// of band (seen by a refresh, never added, imported or listed): what prune leaves to
 /// `pruneOutOfBand`, as the plan decides it.
-fn out_of_band_unlisted(
+async fn out_of_band_unlisted(
     location: &crate::ledger::Location,
-    manifests: &ManifestSet,
+    manifests: Arc<ManifestSet>,
 ) -> anyhow::Result<Vec<u64>> {
-    let mut reader = crate::ledger::Reader::open(location)?;
-    Ok(reader.view(|source| {
-        manifests
-            .sets
-            .iter()
-            .map(|set| {
-                let mut kept = 0;
-                source.account(&set.official_account, &mut |ledger, _| {
-                    kept = crate::plan::out_of_band_unlisted(set, ledger);
-                    Ok(())
-                })?;
-                Ok(kept)
-            })
-            .collect()
-    })?)
+    let mut reader = crate::ledger::Reader::open(location).await?;
+    let kept = reader
+        .view(move |source| {
+            manifests
+                .sets
+                .iter()
+                .map(|set| {
+                    let mut kept = 0;
+                    source.account(&set.official_account, &mut |ledger, _| {
+                        kept = crate::plan::out_of_band_unlisted(set, ledger);
+                        Ok(())
+                    })?;
+                    Ok(kept)
+                })
+                .collect()
+        })
+        .await;
+    reader.close().await;
+    Ok(kept?)
 }
 
 /// How long `apply` waits for its notifications to be delivered before it exits.
@@ -395,7 +410,8 @@ pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let location = settings::resolve_state(&args.state.request(None), &env_var)?;
-    let status = report::StatusReport::new(engine::status(&location, args.runs)?);
+    let status = super::reading_runtime()?.block_on(engine::status(&location, args.runs))?;
+    let status = report::StatusReport::new(status);
     write_stdout(&match args.format {
         OutputFormat::Text => report::status_text(&status),
         OutputFormat::Json => serde_json::to_string_pretty(&status)? + "\n",
@@ -404,20 +420,30 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `ledger copy` and `ledger migrate`.
-pub fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
+pub async fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
     match action {
         LedgerAction::Copy(args) => {
-            let from = settings::resolve_location(
-                &args.from,
-                args.from_password_file.as_deref(),
-                &env_var,
-            )?;
-            let to =
-                settings::resolve_location(&args.to, args.to_password_file.as_deref(), &env_var)?;
-            if !crate::ledger::Reader::open(&from)?.exists() {
+            let (from, to) = blocking(move || {
+                let from = settings::resolve_location(
+                    &args.from,
+                    args.from_password_file.as_deref(),
+                    &env_var,
+                )?;
+                let to = settings::resolve_location(
+                    &args.to,
+                    args.to_password_file.as_deref(),
+                    &env_var,
+                )?;
+                Ok::<_, settings::SettingsError>((from, to))
+            })
+            .await??;
+            let reader = crate::ledger::Reader::open(&from).await?;
+            let exists = reader.exists();
+            reader.close().await;
+            if !exists {
                 anyhow::bail!("there is no ledger at {from}; check --from");
             }
-            let copied = crate::ledger::copy(&from, &to)?;
+            let copied = crate::ledger::copy(&from, &to).await?;
             write_stdout(&format!(
                 "copied {from} to {to}: {}, {} confirmed and {} failed {}, {} (lineage and serial kept)\n",
                 count(copied.accounts, "account", "accounts"),
@@ -428,8 +454,12 @@ pub fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
             ))?;
         }
         LedgerAction::Migrate { state } => {
-            let location = settings::resolve_state(&state.request(None), &env_var)?;
-            drop(crate::ledger::Ledger::open(&location, "ledger migrate")?);
+            let state = state.request(None);
+            let location = blocking(move || settings::resolve_state(&state, &env_var)).await??;
+            crate::ledger::Writer::open(&location, "ledger migrate")
+                .await?
+                .close()
+                .await;
             write_stdout(&format!(
                 "{location} is at schema version {}\n",
                 crate::ledger::SCHEMA_VERSION

@@ -459,6 +459,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// For commands that only read the ledger (plan, status): one thread drives the database
+/// connection and answers the planner's reads, so that neither waits on a wake-up from
+/// another thread; blocking work still has the blocking pool.
+fn reading_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Validate(args) => commands::validate(args, output),
@@ -476,7 +486,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
             result
         }
         Command::Status(args) => commands::status(args),
-        Command::Ledger { action } => commands::ledger(action),
+        Command::Ledger { action } => runtime()?.block_on(commands::ledger(action)),
         Command::Usersig(args) => commands::usersig(args),
         Command::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
         Command::Schema { name } => commands::schema(&name),

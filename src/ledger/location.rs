@@ -1,151 +1,192 @@
-//! Where a ledger lives: a directory (SQLite, the default) or a PostgreSQL database named by a
-//! `postgres://` URL.
+//! Where a ledger lives, chosen once from what `--state` (or `ledger copy --from/--to`) says:
+//! a `postgres://` URL names a PostgreSQL database, anything else a directory (SQLite). Each
+//! backend parses and checks its own kind of location ([`super::pg::Target`],
+//! [`super::sqlite::Target`]); this module only picks the backend, in [`Location::resolve`],
+//! and refuses what is neither: an empty or white-space-padded value, a URL missing its `://`,
+//! a URL of a scheme no backend knows. Taking such a value for a new directory would start an
+//! empty ledger and resend every subscriber.
 //!
-//! The URL is parsed here, not by the driver, so that every problem is reported with the URL
-//! as it is safe to show (never its password) and so that `sslmode` keeps libpq's meaning,
-//! `verify-ca` and `verify-full` included. The password comes from the URL, else the caller's
-//! password file, else `PGPASSWORD` (resolved in `settings`, the one place that reads the
-//! environment).
+//! Adding a backend: a module implementing `store::Target` and the traits it opens, and its
+//! arm in [`Location::resolve`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-use super::LedgerError;
+use super::pg::{self, PasswordSource, UrlError};
+use super::sqlite;
+use super::store::Target;
 
-/// Where a ledger lives.
+/// Where a ledger lives. Shown (`Display`, `Debug`) without any password.
 #[derive(Clone)]
-pub enum Location {
-    /// SQLite, at `DIR/ledger.db`.
-    Sqlite(PathBuf),
-    Postgres(Box<PgTarget>),
+pub struct Location(Arc<dyn Target>);
+
+/// Why `--state` names no ledger subsync can use. Never quotes a password.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LocationError {
+    #[error(
+        "--state is empty (an unset variable?); give a directory, or a database as postgres://USER@HOST/DB"
+    )]
+    Empty,
+    #[error(
+        "--state {shown} begins or ends with white space (a newline from a file or a Helm value?); remove it: subsync does not guess which part was meant"
+    )]
+    Padded { shown: String },
+    #[error(
+        "--state {shown} looks like a URL missing its `://`; did you mean {meant}? (give a directory, or a database as postgres://USER@HOST/DB)"
+    )]
+    NotQuiteUrl { shown: String, meant: String },
+    #[error(
+        "--state begins with {scheme:?}, which is neither a directory nor a URL subsync knows; give a directory, or a database as postgres://USER@HOST/DB (postgresql:// also works)"
+    )]
+    UnknownScheme { scheme: String },
+    #[error(
+        "--sandbox keeps its ledger in a directory; give --state a directory, not a postgres:// URL"
+    )]
+    SandboxUrl,
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Directory(#[from] sqlite::DirectoryError),
 }
 
-/// How a backend is opened.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Access<'a> {
-    /// Read-only; a ledger that does not exist yet is `None`, never created.
-    Read,
-    /// With the writer lock, creating or upgrading the ledger.
-    Write { command: &'a str },
+/// A problem with the location, or with a secret its backend asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error(transparent)]
+    Secret(E),
 }
-
-/// A PostgreSQL database to keep the ledger in.
-#[derive(Clone)]
-pub struct PgTarget {
-    pub host: PgHost,
-    pub port: u16,
-    pub user: String,
-    pub dbname: String,
-    password: Option<String>,
-    pub tls: TlsMode,
-    /// `sslrootcert`: a PEM file, or `system` for the platform's trust store.
-    pub root_cert: Option<RootCert>,
-    pub connect_timeout: Duration,
-    /// `options`, passed to the server after subsync's own timeouts, so that they can override
-    /// them (e.g. `-c search_path=subsync -c statement_timeout=2min`).
-    pub options: Option<String>,
-    /// How long one statement may run: the server's `statement_timeout`, and (with a margin)
-    /// how long subsync waits for any answer before it gives the session up.
-    pub statement_timeout: Duration,
-    /// The URL as it is safe to show: without a password.
-    shown: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PgHost {
-    Tcp(String),
-    /// A directory holding the server's Unix socket.
-    Socket(PathBuf),
-}
-
-/// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Disable,
-    /// TLS when the server offers it, unverified (libpq's default).
-    Prefer,
-    /// TLS always, unverified unless `sslrootcert` is given.
-    Require,
-    /// TLS, the certificate chain verified, the host name not.
-    VerifyCa,
-    /// TLS, the chain and the host name verified.
-    VerifyFull,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootCert {
-    File(PathBuf),
-    System,
-}
-
-/// Something wrong with a `--state` URL. The message never includes the password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--state {shown}: {problem}")]
-pub struct UrlError {
-    shown: String,
-    problem: String,
-}
-
-/// How long a connection attempt (TCP, TLS and authentication together) may take unless the
-/// URL says otherwise.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The server-side bounds subsync sets on its sessions unless `options` override them: no
-/// statement of the ledger's takes more than seconds, and a lock it waits for is a stuck peer.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
-const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Location {
-    /// True for text that names a PostgreSQL database rather than a directory.
-    pub fn is_url(text: &str) -> bool {
-        text.starts_with("postgres://") || text.starts_with("postgresql://")
+    /// The ledger `text` names. A backend that needs a secret its text leaves out (a
+    /// PostgreSQL password) asks `secret` for it, from the sources it names, in its order.
+    pub fn resolve<E: std::error::Error + 'static>(
+        text: &str,
+        secret: impl FnMut(PasswordSource) -> Result<Option<String>, E>,
+    ) -> Result<Location, ResolveError<E>> {
+        check_shape(text)?;
+        let target: Arc<dyn Target> = if pg::Target::claims(text) {
+            let mut target = pg::Target::parse(text).map_err(LocationError::from)?;
+            target.fill_password(secret).map_err(ResolveError::Secret)?;
+            Arc::new(target)
+        } else {
+            Arc::new(sqlite::Target::resolve(Path::new(text)).map_err(LocationError::from)?)
+        };
+        Ok(Location(target))
     }
 
-    /// Parses a `postgres://` URL; `password` is used when the URL carries none.
+    /// The SQLite ledger in `dir` (the sandbox's, tests'), created when first written if
+    /// its parent exists.
+    pub fn sqlite(dir: impl Into<PathBuf>) -> Location {
+        Location(Arc::new(sqlite::Target::new(dir.into())))
+    }
+
+    /// The SQLite ledger in `dir`, which may be created with its parent `root`: the
+    /// sandbox's ledger lives in `--state`'s directory, made on first use.
+    pub fn sqlite_under(root: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Location {
+        Location(Arc::new(sqlite::Target::under(root.into(), dir.into())))
+    }
+
+    /// The PostgreSQL database a `postgres://` URL names; `password` is used when the URL
+    /// carries none.
     pub fn postgres(url: &str, password: Option<String>) -> Result<Location, UrlError> {
-        PgTarget::parse(url, password).map(|t| Location::Postgres(Box::new(t)))
+        let mut target = pg::Target::parse(url)?;
+        let mut password = password;
+        let filled = target.fill_password(|_| Ok::<_, std::convert::Infallible>(password.take()));
+        match filled {
+            Ok(()) => Ok(Location(Arc::new(target))),
+            Err(never) => match never {},
+        }
     }
 
-    /// The SQLite file, for a directory ledger.
-    pub fn sqlite_file(&self) -> Option<PathBuf> {
-        self.local_dir().map(|dir| dir.join(super::FILE_NAME))
+    /// The sandbox's ledger: `DIR/sandbox` for `--state DIR`, which must be a directory (or
+    /// missing inside one that exists).
+    pub fn sandbox(text: &str) -> Result<Location, LocationError> {
+        check_shape(text)?;
+        if pg::Target::claims(text) {
+            return Err(LocationError::SandboxUrl);
+        }
+        let root = Path::new(text);
+        sqlite::Target::resolve(root)?;
+        Ok(Location::sqlite_under(root, root.join("sandbox")))
     }
 
     /// The local directory the ledger writes, if it writes one (file watchers ignore it).
     pub fn local_dir(&self) -> Option<&Path> {
-        match self {
-            Location::Sqlite(dir) => Some(dir),
-            Location::Postgres(_) => None,
-        }
+        self.0.local_dir()
     }
 
-    /// Opens the backend this location names.
-    pub(crate) fn connect(
-        &self,
-        access: Access<'_>,
-    ) -> Result<Option<Box<dyn super::backend::Backend>>, LedgerError> {
-        match self {
-            Location::Sqlite(dir) => super::sqlite::open(dir, access),
-            Location::Postgres(target) => super::pg::open(target, access),
+    /// The backend's own configuration, when it is a `T`.
+    pub fn target_as<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    pub(crate) fn target(&self) -> &dyn Target {
+        self.0.as_ref()
+    }
+}
+
+/// Refuses text that no backend should be handed: it is a typo, not a place.
+fn check_shape(text: &str) -> Result<(), LocationError> {
+    if text.trim().is_empty() {
+        return Err(LocationError::Empty);
+    }
+    let core = text.trim();
+    if core != text {
+        // The padding shown as it is (escaped), the rest without any password.
+        let shown = text.replacen(core, &crate::quote::without_password(core), 1);
+        return Err(LocationError::Padded {
+            shown: crate::quote::quote(&shown),
+        });
+    }
+    if let Some((scheme, rest)) = scheme_of(text) {
+        if rest.starts_with("://") {
+            if !pg::Target::claims(text) {
+                return Err(LocationError::UnknownScheme {
+                    scheme: format!("{scheme}:"),
+                });
+            }
+        } else {
+            let rest = rest.trim_start_matches(':').trim_start_matches('/');
+            let meant = format!("{scheme}://{rest}");
+            return Err(LocationError::NotQuiteUrl {
+                shown: crate::quote::quote(&crate::quote::without_password(text)),
+                meant: crate::quote::without_password(&meant),
+            });
         }
     }
+    Ok(())
+}
+
+/// A leading word shaped like a URL scheme (a letter, then letters, digits, `+`, `-` or
+/// `.`, as RFC 3986 has it) followed by `:` or `//`, and what follows the word.
+fn scheme_of(text: &str) -> Option<(&str, &str)> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .unwrap_or(text.len());
+    let (word, rest) = text.split_at(end);
+    let starts_with_letter = word.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    (starts_with_letter && (rest.starts_with(':') || rest.starts_with("//")))
+        .then_some((word, rest))
 }
 
 impl From<&Path> for Location {
     fn from(dir: &Path) -> Location {
-        Location::Sqlite(dir.to_owned())
+        Location::sqlite(dir)
     }
 }
 
 impl From<PathBuf> for Location {
     fn from(dir: PathBuf) -> Location {
-        Location::Sqlite(dir)
+        Location::sqlite(dir)
     }
 }
 
 impl From<&PathBuf> for Location {
     fn from(dir: &PathBuf) -> Location {
-        Location::Sqlite(dir.clone())
+        Location::sqlite(dir.clone())
     }
 }
 
@@ -157,419 +198,89 @@ impl From<&Location> for Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Sqlite(dir) => write!(f, "{}", dir.join(super::FILE_NAME).display()),
-            Location::Postgres(target) => f.write_str(&target.shown),
-        }
+        f.write_str(self.0.shown())
     }
 }
 
-// Never the password, at any verbosity.
+// Never the password, at any verbosity: each backend's Debug leaves it out.
 impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Sqlite(dir) => f.debug_tuple("Sqlite").field(dir).finish(),
-            Location::Postgres(target) => f.debug_tuple("Postgres").field(&target.shown).finish(),
-        }
+        fmt::Debug::fmt(&self.0, f)
     }
-}
-
-impl fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgTarget")
-            .field("url", &self.shown)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgTarget {
-    pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
-    }
-
-    /// The `options` sent to the server: subsync's timeouts first, the URL's after them (the
-    /// server takes the last value of a setting given twice).
-    pub fn server_options(&self) -> String {
-        let ours = format!(
-            "-c statement_timeout={}ms -c lock_timeout={}ms",
-            self.statement_timeout.as_millis(),
-            LOCK_TIMEOUT.as_millis()
-        );
-        match &self.options {
-            Some(theirs) => format!("{ours} {theirs}"),
-            None => ours,
-        }
-    }
-
-    /// How long subsync waits for the server's answer to any one request: the statement
-    /// timeout the server enforces, and a margin for the answer to travel. A server that says
-    /// nothing for this long is treated as gone. `statement_timeout=0` (no limit) waits ten
-    /// minutes.
-    pub fn answer_deadline(&self) -> Duration {
-        if self.statement_timeout.is_zero() {
-            return Duration::from_secs(600);
-        }
-        self.statement_timeout + Duration::from_secs(5)
-    }
-
-    /// The URL without its password.
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
-
-    fn parse(raw: &str, fallback_password: Option<String>) -> Result<PgTarget, UrlError> {
-        let shown_raw = redact(raw);
-        let bad = |problem: String| UrlError {
-            shown: shown_raw.clone(),
-            problem,
-        };
-        let url = url::Url::parse(raw).map_err(|e| {
-            bad(format!(
-                "not a valid URL ({e}); write postgres://USER@HOST:PORT/DATABASE"
-            ))
-        })?;
-        if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(bad("the scheme must be postgres:// or postgresql://".into()));
-        }
-        let decode = |s: &str| -> Result<String, UrlError> {
-            percent_decode(s).ok_or_else(|| bad("a percent-escape is not valid UTF-8".into()))
-        };
-        let mut user = decode(url.username())?;
-        let mut password = url.password().map(decode).transpose()?;
-        let mut host = match url.host() {
-            Some(url::Host::Ipv6(addr)) => Some(PgHost::Tcp(addr.to_string())),
-            Some(h) if !h.to_string().is_empty() => Some(PgHost::Tcp(decode(&h.to_string())?)),
-            _ => None,
-        };
-        let mut port = url.port().unwrap_or(5432);
-        let mut dbname = decode(url.path().trim_start_matches('/'))?;
-        let mut tls = TlsMode::Prefer;
-        let mut root_cert = None;
-        let mut connect_timeout = CONNECT_TIMEOUT;
-        let mut options = None;
-        for (key, value) in url.query_pairs() {
-            let value = value.into_owned();
-            match key.as_ref() {
-                "sslmode" => {
-                    tls = match value.as_str() {
-                        "disable" => TlsMode::Disable,
-                        "allow" | "prefer" => TlsMode::Prefer,
-                        "require" => TlsMode::Require,
-                        "verify-ca" => TlsMode::VerifyCa,
-                        "verify-full" => TlsMode::VerifyFull,
-                        _ => {
-                            return Err(bad(
-                                "sslmode must be disable, prefer, require, verify-ca or verify-full"
-                                    .into(),
-                            ));
-                        }
-                    }
-                }
-                "sslrootcert" => {
-                    root_cert = Some(if value == "system" {
-                        RootCert::System
-                    } else {
-                        RootCert::File(PathBuf::from(value))
-                    })
-                }
-                "connect_timeout" => {
-                    let secs: u64 = value
-                        .parse()
-                        .ok()
-                        .filter(|s| (1..=3600).contains(s))
-                        .ok_or_else(|| bad("connect_timeout must be 1 to 3600 seconds".into()))?;
-                    connect_timeout = Duration::from_secs(secs);
-                }
-                "options" => options = Some(value),
-                "host" if value.starts_with('/') => host = Some(PgHost::Socket(value.into())),
-                "host" => host = Some(PgHost::Tcp(value)),
-                "port" => {
-                    port = value
-                        .parse()
-                        .map_err(|_| bad("port must be a number".into()))?
-                }
-                "user" => user = value,
-                "dbname" => dbname = value,
-                "password" => password = Some(value),
-                // Ours: readers and writers set their own.
-                "application_name" => {}
-                other => {
-                    return Err(bad(format!(
-                        "the parameter {other:?} is not supported; subsync understands sslmode, sslrootcert, connect_timeout, options, host, port, user, dbname and password"
-                    )));
-                }
-            }
-        }
-        if user.is_empty() {
-            return Err(bad(
-                "no user; write postgres://USER@HOST:PORT/DATABASE".into()
-            ));
-        }
-        if dbname.is_empty() {
-            dbname = user.clone();
-        }
-        if matches!(tls, TlsMode::VerifyCa | TlsMode::VerifyFull) && root_cert.is_none() {
-            return Err(bad(
-                "sslmode=verify-ca and verify-full need sslrootcert=FILE (a PEM file of the CA) or sslrootcert=system".into(),
-            ));
-        }
-        if tls == TlsMode::VerifyCa && root_cert == Some(RootCert::System) {
-            return Err(bad(
-                "sslmode=verify-ca needs sslrootcert=FILE; with the system's CAs use verify-full"
-                    .into(),
-            ));
-        }
-        // libpq: with a root certificate, require verifies the chain.
-        if tls == TlsMode::Require && root_cert.is_some() {
-            tls = TlsMode::VerifyCa;
-        }
-        if password.as_deref().is_none_or(str::is_empty) {
-            password = fallback_password;
-        }
-        let statement_timeout = options
-            .as_deref()
-            .and_then(|o| setting(o, "statement_timeout"))
-            .map(|v| {
-                parse_pg_duration(&v).ok_or_else(|| {
-                    bad(format!(
-                        "statement_timeout {} in options is not a duration; write e.g. 30s or 2min",
-                        crate::quote::quote(&v)
-                    ))
-                })
-            })
-            .transpose()?
-            .unwrap_or(STATEMENT_TIMEOUT);
-        Ok(PgTarget {
-            host: host.unwrap_or_else(|| PgHost::Tcp("localhost".into())),
-            port,
-            user,
-            dbname,
-            password,
-            tls,
-            root_cert,
-            connect_timeout,
-            options,
-            statement_timeout,
-            shown: shown_raw,
-        })
-    }
-}
-
-/// `raw` without its password: the userinfo's and a `password` parameter's.
-fn redact(raw: &str) -> String {
-    let Ok(mut url) = url::Url::parse(raw) else {
-        // Unparseable: show the scheme and host part only, up to any '@'.
-        let scheme_end = raw.find("://").map_or(0, |i| i + 3);
-        let rest = &raw[scheme_end..];
-        let after_at = rest.rfind('@').map_or(rest, |i| &rest[i + 1..]);
-        let host: String = after_at
-            .chars()
-            .take_while(|c| !matches!(c, '/' | '?'))
-            .take(100)
-            .collect();
-        return format!("{}{host}/…", &raw[..scheme_end]);
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(None);
-    }
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(k, _)| k != "password")
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    if url.query().is_some() {
-        if pairs.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-    }
-    url.to_string()
-}
-
-/// The value of `-c NAME=VALUE` (or `--NAME=VALUE`) in a libpq `options` string.
-fn setting(options: &str, name: &str) -> Option<String> {
-    let mut words = options.split_whitespace().peekable();
-    let mut found = None;
-    while let Some(word) = words.next() {
-        let assignment = match word {
-            "-c" => words.next().unwrap_or(""),
-            w if w.starts_with("-c") => &w[2..],
-            w if w.starts_with("--") => &w[2..],
-            _ => continue,
-        };
-        if let Some((key, value)) = assignment.split_once('=')
-            && key.replace('-', "_") == name
-        {
-            found = Some(value.to_owned());
-        }
-    }
-    found
-}
-
-/// A PostgreSQL duration setting: a number of milliseconds, or one with a unit (ms, s, min,
-/// h, d).
-fn parse_pg_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let ms = match unit.trim() {
-        "" | "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => None,
-    }?;
-    Some(Duration::from_millis(ms))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn target(url: &str, fallback: Option<&str>) -> PgTarget {
-        match Location::postgres(url, fallback.map(str::to_owned)).unwrap() {
-            Location::Postgres(t) => *t,
-            Location::Sqlite(_) => unreachable!(),
+    fn resolve(text: &str) -> Result<Location, LocationError> {
+        Location::resolve(text, |_| Ok::<_, std::convert::Infallible>(None)).map_err(|e| match e {
+            ResolveError::Location(e) => e,
+            ResolveError::Secret(never) => match never {},
+        })
+    }
+
+    #[test]
+    fn empty_and_padded_values_are_refused_before_anything_is_chosen() {
+        for text in ["", " ", "\n"] {
+            assert!(
+                matches!(resolve(text), Err(LocationError::Empty)),
+                "{text:?}"
+            );
+        }
+        for text in [
+            ".subsync ",
+            " .subsync",
+            ".subsync\n",
+            "postgres://u:pw@h/db\n",
+        ] {
+            let err = resolve(text).unwrap_err();
+            assert!(
+                matches!(err, LocationError::Padded { .. }),
+                "{text:?}: {err}"
+            );
+            let shown = err.to_string();
+            assert!(
+                shown.contains("white space") && !shown.contains("pw@"),
+                "{shown}"
+            );
         }
     }
 
     #[test]
-    fn a_url_gives_host_port_user_database_and_password() {
-        let t = target("postgres://sub%40sync:p%2Fw@db.example:6432/ledger", None);
-        assert_eq!(t.host, PgHost::Tcp("db.example".into()));
-        assert_eq!((t.port, t.user.as_str()), (6432, "sub@sync"));
-        assert_eq!((t.dbname.as_str(), t.password()), ("ledger", Some("p/w")));
-        assert_eq!(t.tls, TlsMode::Prefer);
-    }
-
-    #[test]
-    fn the_password_never_shows_in_text_or_debug() {
-        let url = "postgresql://u:hunter2@[::1]/db?sslmode=disable&password=hunter3";
-        let location = Location::postgres(url, None).unwrap();
-        for text in [location.to_string(), format!("{location:?}")] {
-            assert!(!text.contains("hunter"), "{text}");
-            assert!(text.contains("sslmode=disable"), "{text}");
+    fn a_url_missing_its_slashes_is_refused_naming_the_url_it_probably_meant() {
+        for (text, meant) in [
+            ("postgresql//db/subsync", "postgresql://db/subsync"),
+            ("postgres:db/subsync", "postgres://db/subsync"),
+            ("postgres:/db", "postgres://db"),
+            ("postgres//u:hunter2@db/x", "postgres://u@db/x"),
+        ] {
+            let err = resolve(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("did you mean {meant}?")), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
         }
-        let err = Location::postgres("postgres://u:hunter2@h/db?sslmode=bogus", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            !err.contains("hunter2") && err.contains("sslmode must be"),
-            "{err}"
-        );
-        let err = Location::postgres("postgres://u:hunter2@h:notaport/db", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            !err.contains("hunter2") && err.contains("not a valid URL"),
-            "{err}"
-        );
     }
 
     #[test]
-    fn the_url_password_wins_over_the_fallback() {
-        assert_eq!(
-            target("postgres://u:inurl@h/db", Some("file")).password(),
-            Some("inurl")
-        );
-        assert_eq!(
-            target("postgres://u@h/db", Some("file")).password(),
-            Some("file")
-        );
-        assert_eq!(target("postgres://u@h/db", None).password(), None);
+    fn a_scheme_no_backend_knows_is_refused_naming_only_the_scheme() {
+        for text in ["postgress://u:hunter2@127.0.0.1/db", "mysql://x"] {
+            let err = resolve(text).unwrap_err().to_string();
+            assert!(err.contains("postgres://USER@HOST/DB"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]
-    fn sslmode_keeps_libpq_meaning() {
-        assert_eq!(
-            target("postgres://u@h/d?sslmode=require&sslrootcert=/ca.pem", None).tls,
-            TlsMode::VerifyCa
-        );
-        let err = Location::postgres("postgres://u@h/d?sslmode=verify-full", None).unwrap_err();
-        assert!(err.to_string().contains("sslrootcert"), "{err}");
-        let t = target(
-            "postgres://u@h/d?sslmode=verify-full&sslrootcert=system",
-            None,
-        );
-        assert_eq!(
-            (t.tls, t.root_cert),
-            (TlsMode::VerifyFull, Some(RootCert::System))
-        );
-    }
-
-    #[test]
-    fn unknown_parameters_and_missing_users_are_refused_with_the_fix() {
-        let err = Location::postgres("postgres://u@h/d?target_session_attrs=any", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("\"target_session_attrs\" is not supported"),
-            "{err}"
-        );
-        let err = Location::postgres("postgres://h/d", None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no user"), "{err}");
-    }
-
-    #[test]
-    fn subsync_sets_statement_and_lock_timeouts_that_options_can_override() {
-        let t = target("postgres://u@h/d", None);
-        assert_eq!(
-            t.server_options(),
-            "-c statement_timeout=30000ms -c lock_timeout=10000ms"
-        );
-        assert_eq!(t.answer_deadline(), Duration::from_secs(35));
-        let t = target(
-            "postgres://u@h/d?options=-c%20search_path%3Ds%20-c%20statement_timeout%3D2min",
-            None,
-        );
-        assert!(
-            t.server_options()
-                .ends_with("-c search_path=s -c statement_timeout=2min"),
-            "{}",
-            t.server_options()
-        );
-        assert_eq!(t.statement_timeout, Duration::from_secs(120));
-        let err = Location::postgres(
-            "postgres://u@h/d?options=-c%20statement_timeout%3Dsoon",
-            None,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("statement_timeout \"soon\""), "{err}");
-    }
-
-    #[test]
-    fn a_socket_directory_and_a_default_database_are_understood() {
-        let t = target("postgres:///?host=/run/postgresql&user=me", None);
-        assert_eq!(t.host, PgHost::Socket("/run/postgresql".into()));
-        assert_eq!((t.user.as_str(), t.dbname.as_str()), ("me", "me"));
-        assert_eq!(target("postgres://me@h", None).port, 5432);
+    fn directories_and_urls_choose_their_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = resolve(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(local.local_dir(), Some(dir.path()));
+        let remote = resolve("postgres://u@db/x").unwrap();
+        assert!(remote.local_dir().is_none());
+        assert!(remote.target_as::<pg::Target>().is_some());
+        assert!(resolve("relative-dir").is_ok());
+        let err = resolve("relative/dir").unwrap_err().to_string();
+        assert!(err.contains("directory relative does not exist"), "{err}");
+        assert!(resolve("./postgres:db").is_ok());
     }
 }

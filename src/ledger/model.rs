@@ -1,8 +1,23 @@
 //! What the ledger holds, as the rest of subsync sees it: independent of any database.
+//!
+//! Values stored as text (operations, drift directions, run outcomes) are enums here
+//! ([`Stored`]); the run summary is the caller's own type, stored as JSON.
 
 use std::collections::BTreeMap;
 
 use crate::properties::Properties;
+
+/// A value the ledger stores as text. Parsing is strict: text this build does not know is
+/// `None`, which the reader reports ([`super::LedgerError::Unknown`]), never a default.
+pub trait Stored: Sized + Copy + 'static {
+    /// Every value, each with its text.
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == text)
+    }
+}
 
 /// What a batch does to its subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -13,19 +28,69 @@ pub enum Op {
     Remove,
 }
 
-impl Op {
-    pub fn as_str(self) -> &'static str {
+impl Stored for Op {
+    const ALL: &'static [Op] = &[Op::Add, Op::Remove];
+
+    fn as_str(self) -> &'static str {
         match self {
             Op::Add => "add",
             Op::Remove => "remove",
         }
     }
+}
 
-    pub(crate) fn parse(text: &str) -> Op {
-        if text == "remove" {
-            Op::Remove
-        } else {
-            Op::Add
+/// Which way an account's live list differed from the ledger at its last refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Subscribed remotely, unknown to the ledger.
+    Added,
+    /// Confirmed in the ledger, gone remotely.
+    Removed,
+}
+
+impl Stored for Direction {
+    const ALL: &'static [Direction] = &[Direction::Added, Direction::Removed];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Added => "added",
+            Direction::Removed => "removed",
+        }
+    }
+}
+
+/// How a run ended, as its audit-log entry records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every desired subscriber is confirmed.
+    Converged,
+    /// Finished, but the service does not match the manifests everywhere.
+    Partial,
+    /// Stopped by a fatal answer, an unreachable endpoint or the ledger.
+    Failed,
+    /// A stop signal ended it early.
+    Interrupted,
+    /// A refresh (`import`, `plan --refresh`) that read every account's live list.
+    Refreshed,
+}
+
+impl Stored for RunOutcome {
+    const ALL: &'static [RunOutcome] = &[
+        RunOutcome::Converged,
+        RunOutcome::Partial,
+        RunOutcome::Failed,
+        RunOutcome::Interrupted,
+        RunOutcome::Refreshed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Converged => "converged",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Refreshed => "refreshed",
         }
     }
 }
@@ -146,17 +211,18 @@ pub struct AccountSummary {
     pub properties: Option<KnownProperties>,
 }
 
-/// One entry of the audit log.
+/// One entry of the audit log, with the summary the run left (`S`, decoded by whoever reads
+/// it: see [`super::Reader::runs`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Run {
+pub struct Run<S> {
     pub id: i64,
     pub command: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub revision: Option<String>,
     /// `None` while running, or when the run was killed before it could finish.
-    pub result: Option<String>,
-    pub summary: Option<serde_json::Value>,
+    pub result: Option<RunOutcome>,
+    pub summary: Option<S>,
     pub pid: i64,
 }
 

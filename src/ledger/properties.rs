@@ -1,28 +1,17 @@
-//! The account's own properties in the ledger (`account_properties`, schema version 4): read
-//! with an account's view and for `status`, written from the probe, a refresh and the
-//! executor's create and modify calls, copied by `ledger copy`. Kept apart from the rest of the
-//! ledger's meaning: each set of fields is one JSON object, so a field added later needs no
-//! migration.
+//! The account's own properties in the ledger (`account_properties`, schema version 4): what
+//! they mean, for every backend. They are read with an account's rows and for `status`,
+//! written from the probe, a refresh and the executor's create and modify calls, copied by
+//! `ledger copy`. Each set of fields is stored as one JSON object, so a field added later needs
+//! no migration; each backend spells the statements in its own SQL.
 
-use super::backend::{Param, Tx};
+use std::collections::HashMap;
+
+use super::changes::{Statement, Step};
+use super::rows::{Decode, Row};
 use super::{KnownProperties, LedgerError, PropertyRecord};
 use crate::properties::Properties;
 
-/// `$1` account id. Columns: live, owner, learnt_at, declared, kept.
-const OF: &str =
-    "SELECT live, owner, learnt_at, declared, kept FROM account_properties WHERE account_id = $1";
-/// Every account's, by name. Columns: official account, then as [`OF`].
-const ALL: &str = "SELECT a.official_account, p.live, p.owner, p.learnt_at, p.declared, p.kept
-    FROM account_properties p JOIN accounts a ON a.id = p.account_id ORDER BY a.official_account";
-/// `$1` account id, `$2` live, `$3` owner, `$4` learnt_at, `$5` declared, `$6` kept.
-const PUT: &str =
-    "INSERT INTO account_properties (account_id, live, owner, learnt_at, declared, kept)
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id) DO UPDATE
-    SET live = $2, owner = $3, learnt_at = $4, declared = $5, kept = $6";
-/// A MaxSubscriberNum subsync set is the account's limit from now on: `$1` account id, `$2`
-/// the limit.
-const SET_MAX: &str = "UPDATE accounts SET max_subscribers = $2 WHERE id = $1";
-
+/// A set of fields as stored.
 fn parse(text: &str) -> Properties {
     // Written by this module only; a row a newer subsync wrote with fields this one does not
     // know reads as what it can understand, never as an error that blocks every plan.
@@ -44,79 +33,96 @@ fn json(p: &Properties) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "{}".into())
 }
 
-fn row(r: &dyn super::backend::Row, first: usize) -> Result<KnownProperties, LedgerError> {
-    Ok(KnownProperties {
-        live: parse(&r.text(first)?),
-        owner: r.opt_text(first + 1)?,
-        learnt_at: r.opt_int(first + 2)?,
-        declared: parse(&r.text(first + 3)?),
-        kept: parse(&r.text(first + 4)?),
-    })
+/// An `account_properties` row (columns `live`, `owner`, `learnt_at`, `declared`, `kept`).
+impl Decode for KnownProperties {
+    fn decode(r: &impl Row) -> Result<Self, LedgerError> {
+        Ok(KnownProperties {
+            live: parse(&r.text("live")?),
+            owner: r.opt_text("owner")?,
+            learnt_at: r.opt_int("learnt_at")?,
+            declared: parse(&r.text("declared")?),
+            kept: parse(&r.text("kept")?),
+        })
+    }
 }
 
-/// What the ledger knows of account `id`'s properties (nothing yet reads as empty).
-pub fn of(tx: &mut dyn Tx, id: i64) -> Result<KnownProperties, LedgerError> {
-    let mut found = KnownProperties::default();
-    tx.query(OF, &[Param::Int(id)], &mut |r| {
-        found = row(r, 0)?;
-        Ok(())
-    })?;
-    Ok(found)
+/// The same columns from an outer join: `None` when the account has no row.
+pub(crate) fn joined(r: &impl Row) -> Result<Option<KnownProperties>, LedgerError> {
+    match r.opt_text("live")? {
+        None => Ok(None),
+        Some(_) => KnownProperties::decode(r).map(Some),
+    }
 }
 
-/// Every account's, by official account, sorted.
-pub fn all(tx: &mut dyn Tx) -> Result<Vec<(String, KnownProperties)>, LedgerError> {
-    let mut out = Vec::new();
-    tx.query(ALL, &[], &mut |r| {
-        out.push((r.text(0)?, row(r, 1)?));
-        Ok(())
-    })?;
-    Ok(out)
+/// An account's properties as a step binds them (every set of fields as its JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoredProperties {
+    pub live: String,
+    pub owner: Option<String>,
+    pub learnt_at: Option<i64>,
+    pub declared: String,
+    pub kept: String,
 }
 
-/// Stores `known` for account `id` as it is (`ledger copy`).
-pub fn put(tx: &mut dyn Tx, id: i64, known: &KnownProperties) -> Result<(), LedgerError> {
-    let (live, declared, kept) = (json(&known.live), json(&known.declared), json(&known.kept));
-    tx.execute(
-        PUT,
-        &[
-            Param::Int(id),
-            Param::Text(&live),
-            Param::OptText(known.owner.as_deref()),
-            Param::OptInt(known.learnt_at),
-            Param::Text(&declared),
-            Param::Text(&kept),
-        ],
-    )?;
-    Ok(())
+impl From<&KnownProperties> for StoredProperties {
+    fn from(known: &KnownProperties) -> StoredProperties {
+        StoredProperties {
+            live: json(&known.live),
+            owner: known.owner.clone(),
+            learnt_at: known.learnt_at,
+            declared: json(&known.declared),
+            kept: json(&known.kept),
+        }
+    }
 }
 
-/// Records what a probe, a refresh or a create or modify call learnt about account `id` at
-/// `now`: `live` merged over what was known (a field the service left out keeps the value
-/// last known, as MaxSubscriberNum must), the owner when said, and the declaration and what of
-/// it is in force when given.
-pub fn record(
-    tx: &mut dyn Tx,
-    id: i64,
-    now: i64,
-    learnt: &PropertyRecord,
-) -> Result<(), LedgerError> {
-    let known = of(tx, id)?;
+/// What a probe, a refresh or a create or modify call learnt at `now`, over what was `known`:
+/// `live` merged over it (a field the service left out keeps the value last known, as
+/// MaxSubscriberNum must), the owner when said, and the declaration and what of it is in force
+/// when given.
+pub(crate) fn merged(known: KnownProperties, learnt: &PropertyRecord, now: i64) -> KnownProperties {
     let live = &learnt.live;
     let said = !live.is_empty() || learnt.owner.is_some();
-    let next = KnownProperties {
+    KnownProperties {
         live: known.live.merged(live),
         owner: learnt.owner.clone().or(known.owner),
         learnt_at: if said { Some(now) } else { known.learnt_at },
         declared: learnt.declared.clone().unwrap_or(known.declared),
         kept: learnt.kept.clone().unwrap_or(known.kept),
-    };
-    put(tx, id, &next)?;
-    if let Some(max) = live.max_subscribers {
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        tx.execute(SET_MAX, &[Param::Int(id), Param::Int(max)])?;
     }
-    Ok(())
+}
+
+/// The steps that record `learnt` for `account`, given what is known (`known`, which they
+/// update: a later record of the same account merges over this one): the properties stored,
+/// and a MaxSubscriberNum subsync learnt or set made the account's limit.
+pub(crate) fn steps(
+    account: i64,
+    learnt: &PropertyRecord,
+    known: &mut HashMap<i64, KnownProperties>,
+    now: i64,
+) -> Vec<Step> {
+    let next = merged(known.remove(&account).unwrap_or_default(), learnt, now);
+    let mut out = vec![Step {
+        properties: Some(Box::new(StoredProperties::from(&next))),
+        ..Step::new(Statement::PutProperties, account)
+    }];
+    if let Some(max) = learnt.live.max_subscribers {
+        out.push(Step {
+            max: Some(i64::try_from(max).unwrap_or(i64::MAX)),
+            ..Step::new(Statement::SetMax, account)
+        });
+    }
+    known.insert(account, next);
+    out
+}
+
+/// The step that stores a copied account's properties as they are (`ledger copy`), when it
+/// has any.
+pub(crate) fn copied(account: i64, known: &KnownProperties) -> Option<Step> {
+    (*known != KnownProperties::default()).then(|| Step {
+        properties: Some(Box::new(StoredProperties::from(known))),
+        ..Step::new(Statement::PutProperties, account)
+    })
 }
 
 #[cfg(test)]
@@ -129,5 +135,32 @@ mod tests {
         assert_eq!(p.name.as_deref(), Some("N"));
         assert_eq!(p.max_subscribers, Some(9));
         assert_eq!(parse("not json"), Properties::default());
+    }
+
+    #[test]
+    fn what_is_learnt_merges_and_a_declaration_replaces() {
+        let live = Properties {
+            name: Some("Old".into()),
+            max_subscribers: Some(50),
+            ..Default::default()
+        };
+        let known = KnownProperties {
+            live,
+            ..Default::default()
+        };
+        let learnt = PropertyRecord {
+            account: "@TOA#_a".into(),
+            live: Properties {
+                name: Some("New".into()),
+                ..Default::default()
+            },
+            owner: None,
+            declared: Some(Properties::default()),
+            kept: None,
+        };
+        let next = merged(known, &learnt, 7);
+        assert_eq!(next.live.name.as_deref(), Some("New"));
+        assert_eq!(next.live.max_subscribers, Some(50));
+        assert_eq!(next.learnt_at, Some(7));
     }
 }

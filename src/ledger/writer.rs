@@ -1,44 +1,55 @@
-//! The writer as a service for async code: a dedicated thread owns the [`Ledger`] (and so the
-//! writer lock) and performs every read and write the async side asks for, so that neither
-//! SQLite nor the PostgreSQL driver ever runs on a runtime worker.
+//! The writer as a service for async code: one task owns the open ledger (and so the writer
+//! lock) and performs every read and write the rest of the process asks for, in order.
 //!
-//! Outcomes are group-committed: whatever [`Writer::record`] calls are queued when the thread
-//! gets to them go into one transaction (one fsync for many batches), and each caller is
-//! answered only after that commit. A batch counts as done only once `record` returns Ok.
+//! Outcomes are group-committed: whatever [`Writer::record`] calls of one run are queued when
+//! the task gets to them go into one transaction (one fsync for many batches), and each caller
+//! is answered only after that commit. A batch counts as done only once `record` returns Ok.
 //! The queue is bounded: a caller waits for room instead of memory growing with a slow disk.
 //!
-//! Every few seconds the thread also checks that the lock is still held (a PostgreSQL session
+//! Every few seconds the task also checks that the lock is still held (a PostgreSQL session
 //! can end under it). Once it is lost, [`Writer::lost`] fires and every later write is refused
 //! without reaching the database: a replica that lost the lead writes nothing further.
 //!
-//! [`Writer::close`] finishes what is queued, releases the lock and joins the thread; handles
-//! still held elsewhere fail from then on.
+//! [`Writer::close`] finishes what is queued, releases the lock and waits for the task; the
+//! lock is also released once the last handle is dropped. Handles still held after `close`
+//! fail from then on.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{AccountSource, AccountSummary, Ledger, LedgerError, Location, Record, Refreshed};
+use super::access::ended;
+use super::changes::Ids;
+use super::store::WriterStore;
+use super::view::Planner;
+use super::{
+    AccountSource, AccountSummary, Cause, LedgerError, Location, LockLoss, Record, Refreshed,
+    RunOutcome, read, write,
+};
 
-/// The ledger could not record an outcome; the run must stop.
+/// The ledger could not record what a run did; the run must stop.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot record outcomes in the ledger: {0}")]
-pub struct RecordError(String);
-
-impl RecordError {
-    pub fn new(message: impl Into<String>) -> RecordError {
-        RecordError(message.into())
-    }
+pub enum RecordError {
+    #[error("cannot record outcomes in the ledger")]
+    Ledger(#[source] LedgerError),
+    #[error("cannot read the run's work from the ledger")]
+    Read(#[source] LedgerError),
+    #[error("a task recording the run failed")]
+    Task(#[source] Cause),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Job {
-    /// A read of its own (it answers itself).
-    Read(Box<dyn FnOnce(&mut Guarded) + Send>),
+    View(Planner, Reply<()>),
+    #[cfg(any(test, feature = "testing"))]
+    Snapshot(Reply<super::Snapshot>),
     Accounts(Reply<Vec<AccountSummary>>),
     BeginRun {
         command: String,
@@ -52,8 +63,8 @@ enum Job {
     },
     FinishRun {
         run: i64,
-        result: String,
-        summary: serde_json::Value,
+        result: RunOutcome,
+        summary: String,
         reply: Reply<()>,
     },
     /// Forget what an earlier refresh of the account staged.
@@ -74,10 +85,10 @@ enum Job {
 /// Most `record` calls folded into one transaction.
 const GROUP: usize = 256;
 
-/// Most jobs waiting for the thread: a page of a live list is the largest (about 8 KB).
+/// Most jobs waiting for the task: a page of a live list is the largest (about 8 KB).
 const QUEUE: usize = 1024;
 
-/// How often the thread confirms that the writer lock is still held.
+/// How often the task confirms that the writer lock is still held.
 const CHECK_LOCK: Duration = Duration::from_secs(5);
 
 /// A handle on the writer; clones share it.
@@ -87,40 +98,33 @@ pub struct Writer {
 }
 
 struct Inner {
-    route: Route,
+    jobs: mpsc::Sender<Job>,
     location: String,
     lost: Lost,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-enum Route {
-    Thread(mpsc::Sender<Job>),
-    /// Jobs run at once in the caller's task (tests: deterministic under paused time).
-    #[cfg(any(test, feature = "testing"))]
-    Inline(Mutex<Service>),
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Whether, and why, the writer lock was lost.
 #[derive(Clone, Default)]
 struct Lost {
     token: CancellationToken,
-    why: Arc<Mutex<Option<String>>>,
+    why: Arc<Mutex<Option<LockLoss>>>,
 }
 
 impl Lost {
-    fn set(&self, why: &str) {
+    fn set(&self, why: &LockLoss) {
         let mut slot = self.why.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            *slot = Some(why.to_owned());
+            *slot = Some(why.clone());
             tracing::error!(
-                reason = why,
+                reason = %crate::errors::chain(why),
                 "lost the ledger's writer lock; writing nothing further"
             );
         }
         self.token.cancel();
     }
 
-    fn why(&self) -> Option<String> {
+    fn why(&self) -> Option<LockLoss> {
         self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -134,55 +138,28 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Takes the writer lock (refused at once, naming the holder, if held) and opens the
-    /// ledger, on the writer's own thread.
+    /// Takes the writer lock (refused at once, naming the holder, if held), opens the ledger
+    /// (creating or upgrading it) and starts the writer's task.
     pub async fn open(location: impl Into<Location>, command: &str) -> Result<Writer, LedgerError> {
         let location = location.into();
-        let shown = location.to_string();
-        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
-        let (opened, ready) = oneshot::channel();
-        let command = command.to_owned();
+        let store = location.target().open_write(command).await?;
+        let shown = store.location().to_owned();
+        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
         let lost = Lost::default();
-        let thread_lost = lost.clone();
-        let thread = std::thread::Builder::new()
-            .name("subsync-ledger".into())
-            .spawn(move || match Ledger::open(location, &command) {
-                Ok(ledger) => {
-                    let _ = opened.send(Ok(()));
-                    serve(Service::new(ledger, thread_lost), rx);
-                }
-                Err(e) => {
-                    let _ = opened.send(Err(e));
-                }
-            })
-            .map_err(|e| LedgerError::Io {
-                at: shown.clone(),
-                detail: format!("cannot start the ledger's thread: {e}"),
-            })?;
-        let stopped = || LedgerError::WriterStopped { at: shown.clone() };
-        ready.await.map_err(|_| stopped())??;
+        let service = Service {
+            store,
+            lost: lost.clone(),
+            checked: Instant::now(),
+            ids: Ids::default(),
+            spoilt: HashMap::new(),
+        };
+        let task = tokio::spawn(serve(service, rx));
         Ok(Writer {
             inner: Arc::new(Inner {
-                route: Route::Thread(tx),
+                jobs,
                 location: shown,
                 lost,
-                thread: Mutex::new(Some(thread)),
-            }),
-        })
-    }
-
-    /// The writer running every job at once on the caller's thread: for tests, which stay
-    /// deterministic under paused time.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn inline(location: impl Into<Location>, command: &str) -> Result<Writer, LedgerError> {
-        let ledger = Ledger::open(location, command)?;
-        let lost = Lost::default();
-        Ok(Writer {
-            inner: Arc::new(Inner {
-                location: ledger.location().to_owned(),
-                route: Route::Inline(Mutex::new(Service::new(ledger, lost.clone()))),
-                lost,
-                thread: Mutex::new(None),
+                task: Mutex::new(Some(task)),
             }),
         })
     }
@@ -198,7 +175,7 @@ impl Writer {
     }
 
     /// Why the lock was lost, once it was.
-    pub fn lost_reason(&self) -> Option<String> {
+    pub fn lost_reason(&self) -> Option<LockLoss> {
         self.inner.lost.why()
     }
 
@@ -208,24 +185,13 @@ impl Writer {
         }
     }
 
-    async fn send(&self, job: Job) -> Result<(), LedgerError> {
-        match &self.inner.route {
-            Route::Thread(tx) => tx.send(job).await.map_err(|_| self.stopped()),
-            #[cfg(any(test, feature = "testing"))]
-            Route::Inline(service) => {
-                service.lock().unwrap_or_else(|e| e.into_inner()).handle(
-                    job,
-                    &mut VecDeque::new(),
-                    None,
-                );
-                Ok(())
-            }
-        }
-    }
-
     async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.send(job(reply)).await?;
+        self.inner
+            .jobs
+            .send(job(reply))
+            .await
+            .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())?
     }
 
@@ -233,26 +199,18 @@ impl Writer {
     /// the tool may hold every account's subscribers at once.
     #[cfg(any(test, feature = "testing"))]
     pub async fn snapshot(&self) -> Result<super::Snapshot, LedgerError> {
-        self.ask(|reply| {
-            Job::Read(Box::new(move |ledger: &mut Guarded| {
-                let _ = reply.send(ledger.call(|l| l.snapshot()));
-            }))
-        })
-        .await
+        self.ask(Job::Snapshot).await
     }
 
-    /// Runs `f` on the writer's thread over one read transaction: planning reads the ledger
-    /// an account at a time this way, never the whole of it.
+    /// Runs `f` on the blocking pool over one read transaction of the writer's: planning
+    /// reads the ledger an account at a time this way, never the whole of it.
     pub async fn view<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        self.ask(|reply| {
-            Job::Read(Box::new(move |ledger: &mut Guarded| {
-                let _ = reply.send(ledger.call(|l| l.view(f)));
-            }))
-        })
-        .await
+        let (planner, out) = super::view::planner(f);
+        self.ask(|reply| Job::View(planner, reply)).await?;
+        out.await.map_err(|_| self.stopped())
     }
 
     /// Counts per account, as `status` shows them.
@@ -275,14 +233,19 @@ impl Writer {
         .await
     }
 
-    /// Closes an audit-log entry with its result and summary.
+    /// Closes an audit-log entry with its outcome and summary (stored as JSON; see
+    /// [`super::Reader::runs`] for reading it back).
     pub async fn finish_run(
         &self,
         run: i64,
-        result: &str,
-        summary: serde_json::Value,
+        result: RunOutcome,
+        summary: &impl Serialize,
     ) -> Result<(), LedgerError> {
-        let result = result.to_owned();
+        let summary = serde_json::to_string(summary).map_err(|e| LedgerError::Summary {
+            at: self.inner.location.clone(),
+            run,
+            cause: Cause::new(e),
+        })?;
         self.ask(|reply| Job::FinishRun {
             run,
             result,
@@ -295,26 +258,36 @@ impl Writer {
     /// Returns once `records` of `run` are committed.
     pub async fn record(&self, run: i64, records: Vec<Record>) -> Result<(), RecordError> {
         let (reply, done) = oneshot::channel();
-        let gone = || RecordError::new(self.stopped().to_string());
-        self.send(Job::Record {
-            run,
-            records,
-            reply,
-        })
-        .await
-        .map_err(|_| gone())?;
+        let gone = || RecordError::Ledger(self.stopped());
+        self.inner
+            .jobs
+            .send(Job::Record {
+                run,
+                records,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
 
     /// Starts (or restarts) staging `account`'s live list.
     pub async fn refresh_start(&self, account: &str) {
-        let _ = self.send(Job::RefreshStart(account.to_owned())).await;
+        let _ = self
+            .inner
+            .jobs
+            .send(Job::RefreshStart(account.to_owned()))
+            .await;
     }
 
     /// Stages one page of `account`'s live list. Waits for room in the queue, not for the
     /// write: [`Writer::refresh_finish`] reports a failure.
     pub async fn observe(&self, account: &str, page: Vec<String>) {
-        let _ = self.send(Job::Observe(account.to_owned(), page)).await;
+        let _ = self
+            .inner
+            .jobs
+            .send(Job::Observe(account.to_owned(), page))
+            .await;
     }
 
     /// Makes the ledger match the staged list of `account`, in one transaction.
@@ -344,24 +317,18 @@ impl Writer {
         }
     }
 
-    /// Finishes the jobs queued so far, releases the writer lock and waits for the thread to
+    /// Finishes the jobs queued so far, releases the writer lock and waits for the task to
     /// end. Other handles of this writer fail from now on.
     pub async fn close(self) {
-        match &self.inner.route {
-            Route::Thread(tx) => {
-                let _ = tx.send(Job::Close).await;
-            }
-            #[cfg(any(test, feature = "testing"))]
-            Route::Inline(_) => {}
-        }
-        let thread = self
+        let _ = self.inner.jobs.send(Job::Close).await;
+        let task = self
             .inner
-            .thread
+            .task
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Some(task) = task {
+            let _ = task.await;
         }
     }
 }
@@ -380,80 +347,105 @@ impl Recorder {
     }
 }
 
-/// The writer thread: one job at a time, consecutive `Record`s of a run in one transaction.
-fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
-    // A runtime of this thread's own, only to wait for jobs with a timeout: the lock is
-    // checked between jobs, and every few seconds when there are none.
-    let waiter = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build();
-    let mut queue: VecDeque<Job> = VecDeque::new();
+/// The writer's task: one job at a time, consecutive `Record`s of a run in one transaction,
+/// the lock checked between jobs and every few seconds when there are none.
+async fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
+    let mut later: VecDeque<Job> = VecDeque::new();
     loop {
-        if service.ledger.checked.elapsed() >= CHECK_LOCK {
-            service.ledger.check();
+        if service.checked.elapsed() >= CHECK_LOCK {
+            service.check().await;
         }
-        let job = match queue.pop_front() {
+        let job = match later.pop_front() {
             Some(job) => job,
-            None => match &waiter {
-                Ok(rt) => {
-                    match rt.block_on(async { tokio::time::timeout(CHECK_LOCK, rx.recv()).await }) {
-                        Ok(Some(job)) => job,
-                        Ok(None) => return,
-                        Err(_) => continue,
-                    }
-                }
-                Err(_) => match rx.blocking_recv() {
-                    Some(job) => job,
-                    None => return,
-                },
+            None => match tokio::time::timeout(CHECK_LOCK, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_) => continue,
             },
         };
         if matches!(job, Job::Close) {
-            return;
+            break;
         }
-        service.handle(job, &mut queue, Some(&mut rx));
+        service.handle(job, &mut later, &mut rx).await;
     }
+    service.store.close().await;
 }
 
-/// What the writer does with each job.
+/// The open ledger as the task uses it: once the lock is lost, nothing reaches the database.
 struct Service {
-    ledger: Guarded,
-    /// Accounts whose staging failed since their refresh started, with the reason.
-    spoilt: HashMap<String, String>,
+    store: Box<dyn WriterStore>,
+    lost: Lost,
+    checked: Instant,
+    ids: Ids,
+    /// Accounts whose staging failed since their refresh started, with the error.
+    spoilt: HashMap<String, LedgerError>,
 }
 
 impl Service {
-    fn new(ledger: Ledger, lost: Lost) -> Service {
-        Service {
-            ledger: Guarded {
-                ledger,
-                lost,
-                checked: Instant::now(),
-            },
-            spoilt: HashMap::new(),
+    async fn check(&mut self) {
+        self.checked = Instant::now();
+        if self.lost.token.is_cancelled() {
+            return;
+        }
+        let result = self.store.check_lock().await;
+        match self.watch(result) {
+            Ok(()) | Err(LedgerError::LockLost { .. }) => {}
+            Err(e) => tracing::warn!(
+                error = %crate::errors::chain(&e),
+                "cannot confirm that the writer lock is held"
+            ),
+        }
+    }
+
+    /// Notes a lost lock in any answer.
+    fn watch<T>(&self, result: Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if let Err(LedgerError::LockLost { loss, .. }) = &result {
+            self.lost.set(loss);
+        }
+        result
+    }
+
+    /// Refuses to go on once the lock is lost.
+    fn guard(&self) -> Result<(), LedgerError> {
+        match self.lost.why() {
+            Some(loss) => Err(LedgerError::LockLost {
+                at: self.store.location().to_owned(),
+                loss,
+            }),
+            None => Ok(()),
         }
     }
 
     /// Does `job`. A `Record` takes the `Record`s of the same run queued behind it in `rx`
     /// along into its transaction; other jobs met on the way wait in `later`.
-    fn handle(
-        &mut self,
-        job: Job,
-        later: &mut VecDeque<Job>,
-        rx: Option<&mut mpsc::Receiver<Job>>,
-    ) {
-        let ledger = &mut self.ledger;
+    async fn handle(&mut self, job: Job, later: &mut VecDeque<Job>, rx: &mut mpsc::Receiver<Job>) {
         match job {
-            Job::Read(read) => read(ledger),
+            Job::View(planner, reply) => {
+                let result = self.view(planner).await;
+                let _ = reply.send(self.watch(result));
+            }
+            #[cfg(any(test, feature = "testing"))]
+            Job::Snapshot(reply) => {
+                let result = self.snapshot().await;
+                let _ = reply.send(self.watch(result));
+            }
             Job::Accounts(reply) => {
-                let _ = reply.send(ledger.call(|l| l.summaries().map(|(_, rows)| rows)));
+                let result = self.accounts().await;
+                let _ = reply.send(self.watch(result));
             }
             Job::BeginRun {
                 command,
                 revision,
                 reply,
             } => {
-                let _ = reply.send(ledger.call(|l| l.begin_run(&command, revision.as_deref())));
+                let result = match self.guard() {
+                    Ok(()) => {
+                        write::begin_run(self.store.as_mut(), &mut self.ids, command, revision)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(self.watch(result));
             }
             Job::FinishRun {
                 run,
@@ -461,19 +453,34 @@ impl Service {
                 summary,
                 reply,
             } => {
-                let _ = reply.send(ledger.call(|l| l.finish_run(run, &result, &summary)));
+                let done = match self.guard() {
+                    Ok(()) => {
+                        let (store, ids) = (self.store.as_mut(), &mut self.ids);
+                        write::finish_run(store, ids, run, result, summary).await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(self.watch(done));
             }
             Job::RefreshStart(account) => {
                 self.spoilt.remove(&account);
-                if let Err(e) = ledger.call(|l| l.refresh_start(&account)) {
-                    self.spoilt.insert(account, e.to_string());
+                let result = match self.guard() {
+                    Ok(()) => self.store.unstage(account.clone()).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = self.watch(result) {
+                    self.spoilt.insert(account, e);
                 }
             }
             Job::Observe(account, page) => {
-                if !self.spoilt.contains_key(&account)
-                    && let Err(e) = ledger.call(|l| l.observe(&account, &page))
-                {
-                    self.spoilt.insert(account, e.to_string());
+                if !self.spoilt.contains_key(&account) {
+                    let result = match self.guard() {
+                        Ok(()) => self.store.stage(account.clone(), page).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = self.watch(result) {
+                        self.spoilt.insert(account, e);
+                    }
                 }
             }
             Job::RefreshFinish {
@@ -483,20 +490,10 @@ impl Service {
                 adopt,
                 reply,
             } => {
-                let result = match self.spoilt.remove(&account) {
-                    Some(detail) => {
-                        let _ = ledger.call(|l| l.refresh_start(&account));
-                        Err(LedgerError::Staging {
-                            at: ledger.ledger.location().to_owned(),
-                            account,
-                            detail,
-                        })
-                    }
-                    None => {
-                        ledger.call(|l| l.refresh_finish(run, &account, max_subscribers, adopt))
-                    }
-                };
-                let _ = reply.send(result);
+                let result = self
+                    .refresh_finish(run, account, max_subscribers, adopt)
+                    .await;
+                let _ = reply.send(self.watch(result));
             }
             Job::Record {
                 run,
@@ -504,29 +501,29 @@ impl Service {
                 reply,
             } => {
                 let mut group = vec![(records, reply)];
-                if let Some(rx) = rx {
-                    while group.len() < GROUP {
-                        match rx.try_recv() {
-                            Ok(Job::Record {
-                                run: r,
-                                records,
-                                reply,
-                            }) if r == run => group.push((records, reply)),
-                            Ok(other) => {
-                                later.push_back(other);
-                                break;
-                            }
-                            Err(_) => break,
+                while group.len() < GROUP {
+                    match rx.try_recv() {
+                        Ok(Job::Record {
+                            run: r,
+                            records,
+                            reply,
+                        }) if r == run => group.push((records, reply)),
+                        Ok(other) => {
+                            later.push_back(other);
+                            break;
                         }
+                        Err(_) => break,
                     }
                 }
                 let records: Vec<Record> = group
                     .iter_mut()
                     .flat_map(|(r, _)| std::mem::take(r))
                     .collect();
-                let result = ledger
-                    .call(|l| l.record(run, &records))
-                    .map_err(|e| RecordError::new(e.to_string()));
+                let result = match self.guard() {
+                    Ok(()) => write::record(self.store.as_mut(), &mut self.ids, run, records).await,
+                    Err(e) => Err(e),
+                };
+                let result = self.watch(result).map_err(RecordError::Ledger);
                 for (_, reply) in group {
                     let _ = reply.send(result.clone());
                 }
@@ -534,53 +531,45 @@ impl Service {
             Job::Close => {}
         }
     }
-}
 
-/// The ledger as the thread uses it: once the lock is lost, nothing reaches the database.
-struct Guarded {
-    ledger: Ledger,
-    lost: Lost,
-    checked: Instant,
-}
-
-impl Guarded {
-    fn check(&mut self) {
-        self.checked = Instant::now();
-        if self.lost.token.is_cancelled() {
-            return;
-        }
-        let result = self.ledger.check_lock();
-        match self.watch(result) {
-            Ok(()) | Err(LedgerError::LockLost { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot confirm that the writer lock is held"),
-        }
-    }
-
-    /// Notes a lost lock in any answer.
-    fn watch<T>(&self, result: Result<T, LedgerError>) -> Result<T, LedgerError> {
-        if let Err(LedgerError::LockLost { detail, .. }) = &result {
-            self.lost.set(detail);
-        }
-        result
-    }
-
-    fn guard(&self) -> Result<(), LedgerError> {
-        match self.lost.why() {
-            Some(detail) => Err(LedgerError::LockLost {
-                at: self.ledger.location().to_owned(),
-                detail,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs `f` unless the lock is already lost, and notes a loss it reports.
-    fn call<T>(
-        &mut self,
-        f: impl FnOnce(&mut Ledger) -> Result<T, LedgerError>,
-    ) -> Result<T, LedgerError> {
+    async fn view(&mut self, planner: Planner) -> Result<(), LedgerError> {
         self.guard()?;
-        let result = f(&mut self.ledger);
-        self.watch(result)
+        self.store.view(planner).await
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    async fn snapshot(&mut self) -> Result<super::Snapshot, LedgerError> {
+        self.guard()?;
+        let mut tx = self.store.read().await?;
+        let result = read::snapshot(&mut *tx).await;
+        ended(tx, result).await
+    }
+
+    async fn accounts(&mut self) -> Result<Vec<AccountSummary>, LedgerError> {
+        self.guard()?;
+        let mut tx = self.store.read().await?;
+        let result = read::summaries(&mut *tx).await;
+        ended(tx, result).await.map(|(_, rows)| rows)
+    }
+
+    async fn refresh_finish(
+        &mut self,
+        run: i64,
+        account: String,
+        max_subscribers: Option<u64>,
+        adopt: bool,
+    ) -> Result<Refreshed, LedgerError> {
+        self.guard()?;
+        if let Some(cause) = self.spoilt.remove(&account) {
+            // Start afresh next time: what was staged is incomplete.
+            let _ = self.store.unstage(account.clone()).await;
+            return Err(LedgerError::Staging {
+                at: self.store.location().to_owned(),
+                account,
+                cause: Box::new(cause),
+            });
+        }
+        let (store, ids) = (self.store.as_mut(), &mut self.ids);
+        write::refresh_finish(store, ids, run, account, max_subscribers, adopt).await
     }
 }

@@ -184,32 +184,32 @@ fn merge(
     let mut count = 0u64;
     confirmed.each(&mut |id| {
         count += 1;
-        while let Some(w) = desired.get(wanted).filter(|w| *w < id.as_str()) {
+        while let Some(w) = desired.get(wanted).filter(|w| *w < id) {
             add.push(w.to_owned());
             wanted += 1;
         }
         // Found gone by the refresh, confirmed again since: repaired.
-        while let Some(g) = drift.removed.get(gone).filter(|g| **g < id) {
+        while let Some(g) = drift.removed.get(gone).filter(|g| g.as_str() < id) {
             still_gone.push(g.clone());
             gone += 1;
         }
-        if drift.removed.get(gone) == Some(&id) {
-            repaired.push(id.clone());
+        if drift.removed.get(gone).is_some_and(|g| g == id) {
+            repaired.push(id.to_owned());
             gone += 1;
         }
         // Found arrived by the refresh, no longer confirmed: repaired (pruned).
-        while let Some(a) = drift.added.get(arrived).filter(|a| **a < id) {
+        while let Some(a) = drift.added.get(arrived).filter(|a| a.as_str() < id) {
             repaired.push(a.clone());
             arrived += 1;
         }
-        if drift.added.get(arrived) == Some(&id) {
-            still_arrived.push(id.clone());
+        if drift.added.get(arrived).is_some_and(|a| a == id) {
+            still_arrived.push(id.to_owned());
             arrived += 1;
         }
-        if desired.get(wanted) == Some(id.as_str()) {
+        if desired.get(wanted) == Some(id) {
             wanted += 1;
         } else {
-            extra.push(id);
+            extra.push(id.to_owned());
         }
     })?;
     add.extend(

@@ -4,9 +4,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::apply::RunSummary;
 use crate::clock::rfc3339_millis;
 use crate::engine::Status;
-use crate::ledger::KnownProperties;
+use crate::ledger::{KnownProperties, RunOutcome};
 use crate::properties::{Field, Properties};
 use crate::words::count;
 
@@ -85,10 +86,11 @@ pub struct StatusRun {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub revision: Option<String>,
-    /// `converged`, `partial`, `failed`, `interrupted`; null when the run is still going or was killed.
-    pub result: Option<String>,
+    /// `converged`, `partial`, `failed`, `interrupted`, `refreshed`; null when the run is still
+    /// going or was killed.
+    pub result: Option<RunOutcome>,
     pub pid: i64,
-    pub summary: Option<serde_json::Value>,
+    pub summary: Option<RunSummary>,
 }
 
 impl StatusReport {
@@ -142,32 +144,38 @@ impl StatusReport {
 
 /// What a run's recorded summary says, in one line: its counts (an apply's or a refresh's)
 /// and, for a run that stopped, why.
-fn run_line(summary: &serde_json::Value) -> String {
-    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+fn run_line(summary: &RunSummary) -> String {
     let mut out = String::new();
-    if let Some(t) = summary.get("totals") {
-        let _ = write!(
-            out,
-            ": {} added, {} removed, {} drift, {} failed, {} over limit",
-            n(t, "added"),
-            n(t, "removed"),
-            n(t, "already_subscribed"),
-            n(t, "failed") + n(t, "remove_failed"),
-            n(t, "not_added_limit")
-        );
-        if n(t, "recovered") > 0 {
-            let _ = write!(out, ", {} recovered", n(t, "recovered"));
+    let error = match summary {
+        RunSummary::Apply(s) => {
+            let t = &s.totals;
+            let _ = write!(
+                out,
+                ": {} added, {} removed, {} drift, {} failed, {} over limit",
+                t.added,
+                t.removed,
+                t.already_subscribed,
+                t.failed + t.remove_failed,
+                t.not_added_limit
+            );
+            if t.recovered > 0 {
+                let _ = write!(out, ", {} recovered", t.recovered);
+            }
+            &s.error
         }
-    } else if let Some(r) = summary.get("refresh") {
-        let _ = write!(
-            out,
-            ": read {}, {} added and {} removed out of band",
-            count(n(r, "accounts"), "account", "accounts"),
-            n(r, "out_of_band_added"),
-            n(r, "out_of_band_removed")
-        );
-    }
-    if let Some(error) = summary.get("error").and_then(|e| e.as_str()) {
+        RunSummary::Refresh(r) => {
+            let refresh = &r.refresh;
+            let _ = write!(
+                out,
+                ": read {}, {} added and {} removed out of band",
+                count(refresh.accounts, "account", "accounts"),
+                refresh.out_of_band_added,
+                refresh.out_of_band_removed
+            );
+            &r.error
+        }
+    };
+    if let Some(error) = error {
         let first = error.lines().next().unwrap_or_default();
         let _ = write!(out, "; stopped: {}", crate::quote::clean(first, 200));
     }
@@ -275,10 +283,9 @@ pub fn status_text(s: &StatusReport) -> String {
         let _ = writeln!(out, "\nLast runs:");
     }
     for r in &s.runs {
-        let result = r
-            .result
-            .as_deref()
-            .unwrap_or("unfinished (running, or killed)");
+        let result = r.result.map_or("unfinished (running, or killed)", |o| {
+            crate::ledger::Stored::as_str(o)
+        });
         let rev = r
             .revision
             .as_deref()

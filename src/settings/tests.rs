@@ -2,6 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
+use crate::ledger::PgTarget;
 
 fn request() -> ServiceRequest {
     ServiceRequest {
@@ -184,10 +185,8 @@ fn state(at: &str, sandbox: bool) -> StateRequest {
 #[test]
 fn sandbox_keeps_its_own_state_directory() {
     let location = resolve_state(&state("st", true), &no_env).unwrap();
-    assert_eq!(
-        location.sqlite_file(),
-        Some(PathBuf::from("st/sandbox/ledger.db"))
-    );
+    assert_eq!(location.local_dir(), Some(Path::new("st/sandbox")));
+    assert_eq!(location.to_string(), "st/sandbox/ledger.db");
     let err = resolve_state(&state("postgres://u@h/db", true), &no_env).unwrap_err();
     assert!(err.to_string().contains("--sandbox"), "{err}");
 }
@@ -198,9 +197,12 @@ fn the_state_password_comes_from_the_file_before_pgpassword() {
     let file = dir.path().join("pw");
     std::fs::write(&file, "from-file\n").unwrap();
     let env = |n: &str| (n == "PGPASSWORD").then(|| "from-env".to_owned());
-    let password = |args: &StateRequest| match resolve_state(args, &env).unwrap() {
-        Location::Postgres(t) => t.password().map(str::to_owned),
-        Location::Sqlite(_) => None,
+    let password = |args: &StateRequest| {
+        let location = resolve_state(args, &env).unwrap();
+        let target = location.target_as::<PgTarget>().unwrap();
+        target
+            .password()
+            .map(|p| String::from_utf8(p.to_vec()).unwrap())
     };
     let mut args = state("postgres://u@h/db", false);
     assert_eq!(password(&args).as_deref(), Some("from-env"));

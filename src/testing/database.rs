@@ -1,6 +1,22 @@
-//! A fresh PostgreSQL database per test.
+//! A fresh PostgreSQL database per test. Its helpers run on a thread of their own with a
+//! runtime of their own, so that sync and async tests alike can call them.
 
-use crate::ledger::Location;
+use crate::ledger::{Location, UrlError};
+
+/// Why the test database could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("{POSTGRES_URL_VAR} is not a URL")]
+    Url(#[from] url::ParseError),
+    #[error("{POSTGRES_URL_VAR}")]
+    Location(#[from] UrlError),
+    #[error("cannot start the helper's runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("the test server refused {0}")]
+    Sql(String, #[source] tokio_postgres::Error),
+    #[error("the database helper thread panicked")]
+    Panicked,
+}
 
 /// The environment variable naming the test server's admin URL.
 pub const POSTGRES_URL_VAR: &str = "SUBSYNC_TEST_POSTGRES_URL";
@@ -47,15 +63,15 @@ impl TestDatabase {
     }
 
     /// Creates an empty database on the server at `admin_url`.
-    pub fn create(admin_url: &str) -> Result<TestDatabase, String> {
+    pub fn create(admin_url: &str) -> Result<TestDatabase, DatabaseError> {
         let bytes: [u8; 8] = rand::random();
         let name = format!(
             "subsync_test_{}",
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
-        let mut url = url::Url::parse(admin_url).map_err(|e| format!("{POSTGRES_URL_VAR}: {e}"))?;
+        let mut url = url::Url::parse(admin_url)?;
         url.set_path(&name);
-        let location = Location::postgres(url.as_str(), None).map_err(|e| e.to_string())?;
+        let location = Location::postgres(url.as_str(), None)?;
         admin(
             admin_url,
             &format!("CREATE DATABASE {name} TEMPLATE template0"),
@@ -77,19 +93,18 @@ impl TestDatabase {
     }
 
     /// Runs `sql` in this database.
-    pub fn execute(&self, sql: &str) -> Result<(), String> {
+    pub fn execute(&self, sql: &str) -> Result<(), DatabaseError> {
         admin(&self.url, sql)
     }
 
     /// Runs a query answering one bigint.
-    pub fn query_i64(&self, sql: &str) -> Result<i64, String> {
+    pub fn query_i64(&self, sql: &str) -> Result<i64, DatabaseError> {
         let (url, sql) = (self.url.clone(), sql.to_owned());
         on_own_thread(
             move |client, rt| {
-                let row = rt
-                    .block_on(client.query_one(&sql, &[]))
-                    .map_err(|e| format!("{sql}: {e}"))?;
-                row.try_get(0).map_err(|e| format!("{sql}: {e}"))
+                rt.block_on(client.query_one(&sql, &[]))
+                    .and_then(|row| row.try_get(0))
+                    .map_err(|e| DatabaseError::Sql(sql, e))
             },
             url,
         )
@@ -101,6 +116,7 @@ impl Drop for TestDatabase {
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         if let Err(e) = admin(&self.admin, &drop) {
             use std::io::Write;
+            let e = crate::errors::chain(&e);
             let _ = writeln!(std::io::stderr(), "cannot drop the test database: {e}");
         }
     }
@@ -108,34 +124,34 @@ impl Drop for TestDatabase {
 
 /// Connects to `url` on a thread of its own (a test may be async) and runs `f` there.
 fn on_own_thread<T: Send + 'static>(
-    f: impl FnOnce(&tokio_postgres::Client, &tokio::runtime::Runtime) -> Result<T, String>
+    f: impl FnOnce(&tokio_postgres::Client, &tokio::runtime::Runtime) -> Result<T, DatabaseError>
     + Send
     + 'static,
     url: String,
-) -> Result<T, String> {
+) -> Result<T, DatabaseError> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DatabaseError::Runtime)?;
         let (client, connection) = rt
             .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DatabaseError::Sql("a connection".into(), e))?;
         rt.spawn(async move {
             let _ = connection.await;
         });
         f(&client, &rt)
     })
     .join()
-    .unwrap_or_else(|_| Err("the database helper thread panicked".into()))
+    .unwrap_or(Err(DatabaseError::Panicked))
 }
 
-fn admin(url: &str, sql: &str) -> Result<(), String> {
+fn admin(url: &str, sql: &str) -> Result<(), DatabaseError> {
     let sql = sql.to_owned();
     on_own_thread(
         move |client, rt| {
             rt.block_on(client.batch_execute(&sql))
-                .map_err(|e| format!("{sql}: {e}"))
+                .map_err(|e| DatabaseError::Sql(sql, e))
         },
         url.to_owned(),
     )

@@ -18,7 +18,7 @@ mod measure;
 mod receiver;
 mod wire;
 
-pub use database::{POSTGRES_URL_VAR, TestDatabase, configured};
+pub use database::{DatabaseError, POSTGRES_URL_VAR, TestDatabase, configured};
 pub use fake::{FakeApi, Request};
 pub use measure::{Measured, run_measured};
 pub use receiver::{Received, Receiver};

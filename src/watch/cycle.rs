@@ -237,11 +237,11 @@ impl Daemon {
             }
             Err(_) if lost.is_cancelled() => Ended::LostLead,
             Err(e) => {
-                tracing::error!(error = %e, %trigger, "the reconcile could not start");
-                self.announce
-                    .not_started(revision.as_deref(), &e.to_string());
+                let why = crate::errors::chain(&e);
+                tracing::error!(error = %why, %trigger, "the reconcile could not start");
+                self.announce.not_started(revision.as_deref(), &why);
                 let blocked = match &e {
-                    RunError::Ledger(_) | RunError::Stale(_) => LastRun::Blocked(e.to_string()),
+                    RunError::Ledger(_) | RunError::Stale(_) => LastRun::Blocked(why),
                 };
                 self.health.last_run(blocked);
                 self.metrics.reconciled("failed", took);

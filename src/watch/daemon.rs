@@ -243,7 +243,10 @@ impl Daemon {
                     .map(|a| (a.official_account, a.refreshed_at))
                     .collect();
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the ledger's counts"),
+            Err(e) => {
+                let e = crate::errors::chain(&e);
+                tracing::warn!(error = %e, "cannot read the ledger's counts")
+            }
         }
     }
 

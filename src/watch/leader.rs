@@ -10,7 +10,7 @@
 
 use super::health::{Health, LastRun};
 use crate::engine::Engine;
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, LockLoss};
 use crate::metrics::Metrics;
 
 /// How an attempt to take the lock went.
@@ -83,9 +83,12 @@ impl Leadership {
     }
 
     /// Notes that the lock was lost.
-    pub fn lost(&mut self, why: Option<String>, metrics: &Metrics) {
+    pub fn lost(&mut self, why: Option<LockLoss>, metrics: &Metrics) {
         metrics.leader(false);
-        let why = why.unwrap_or_else(|| "the ledger writer stopped".into());
+        let why = why.map_or_else(
+            || "the ledger writer stopped".into(),
+            |why| crate::errors::chain(&why),
+        );
         tracing::warn!(reason = %why, "no longer leading; standing by");
         self.standing = None;
     }
@@ -103,7 +106,7 @@ impl Leadership {
 
     fn stand_by(&mut self, why: &LedgerError, metrics: &Metrics, health: &Health) {
         metrics.leader(false);
-        let text = why.to_string();
+        let text = crate::errors::chain(why);
         let locked = matches!(why, LedgerError::Locked { .. });
         health.last_run(if locked {
             LastRun::Fine

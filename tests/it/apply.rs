@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
+use subsync::apply::RunSummary;
 use subsync::emulator::{Emulator, FollowLimitMode};
+use subsync::ledger::RunOutcome;
 use subsync::tencent::api::Command;
 
 fn summary(out: &std::process::Output) -> serde_json::Value {
@@ -29,15 +31,7 @@ fn apply(ws: &Workspace, emulator: &Emulator) -> std::process::Output {
 }
 
 fn confirmed(ws: &Workspace, account: &str) -> Vec<String> {
-    let snapshot = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .snapshot()
-        .unwrap();
-    snapshot
-        .accounts
-        .get(account)
-        .map(|a| a.confirmed.clone())
-        .unwrap_or_default()
+    crate::common::ledger::confirmed(ws.state(), account)
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -123,13 +117,13 @@ async fn the_summary_matches_its_schema_and_is_kept_in_the_audit_log() {
         .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
-    let runs = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .runs(5)
-        .unwrap();
+    let runs = crate::common::ledger::runs(ws.state(), 5);
     assert_eq!(runs[0].revision.as_deref(), Some("abc123"));
-    assert_eq!(runs[0].result.as_deref(), Some("converged"));
-    assert_eq!(runs[0].summary.as_ref().unwrap()["totals"], s["totals"]);
+    assert_eq!(runs[0].result, Some(RunOutcome::Converged));
+    let Some(RunSummary::Apply(kept)) = &runs[0].summary else {
+        panic!("{:?}", runs[0].summary);
+    };
+    assert_eq!(serde_json::to_value(kept.totals).unwrap(), s["totals"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,10 +217,7 @@ async fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
             "{mode:?}"
         );
         assert_eq!(remote_subscribers(&emulator, "@TOA#_a").len(), 248);
-        let snapshot = subsync::ledger::Reader::open(ws.state())
-            .unwrap()
-            .snapshot()
-            .unwrap();
+        let snapshot = crate::common::ledger::snapshot(ws.state());
         assert_eq!(snapshot.accounts["@TOA#_a"].view.failed.len(), 2);
     }
 }
@@ -303,16 +294,15 @@ async fn wrong_credentials_stop_at_the_first_answer_and_change_nothing_but_the_a
         "the first fatal answer must stop the run"
     );
     assert_eq!(summary(&out)["result"], "failed");
-    let mut reader = subsync::ledger::Reader::open(ws.state()).unwrap();
+    let snapshot = crate::common::ledger::snapshot(ws.state());
     assert!(
-        reader
-            .snapshot()
-            .unwrap()
+        snapshot
             .accounts
             .values()
             .all(|a| a.confirmed.is_empty() && a.view.failed.is_empty())
     );
-    assert_eq!(reader.runs(5).unwrap()[0].result.as_deref(), Some("failed"));
+    let runs = crate::common::ledger::runs(ws.state(), 5);
+    assert_eq!(runs[0].result, Some(RunOutcome::Failed));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -338,7 +328,7 @@ async fn a_second_writer_is_refused_naming_the_holder() {
         .await;
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
-    let _held = subsync::ledger::Ledger::open(ws.state(), "apply").unwrap();
+    let _held = crate::common::ledger::hold(ws.state(), "apply", vec![]);
     let out = apply(&ws, &emulator);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -447,10 +437,7 @@ async fn a_run_killed_midway_converges_on_the_next_run() {
     assert_eq!(remote_subscribers(&emulator, "@TOA#_b"), ids("b", 3000));
     assert_eq!(confirmed(&ws, "@TOA#_a"), ids("a", 3000));
     assert_eq!(confirmed(&ws, "@TOA#_b"), ids("b", 3000));
-    let runs = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .runs(2)
-        .unwrap();
+    let runs = crate::common::ledger::runs(ws.state(), 2);
     assert_eq!(
         runs[1].result, None,
         "the killed run never finished its audit entry"
@@ -508,9 +495,6 @@ async fn sigterm_stops_cleanly_with_a_partial_summary_and_exit_130() {
     let recorded = confirmed(&ws, "@TOA#_a").len() + confirmed(&ws, "@TOA#_b").len();
     assert_eq!(added, recorded);
     assert!(recorded < 6000);
-    let runs = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .runs(1)
-        .unwrap();
-    assert_eq!(runs[0].result.as_deref(), Some("interrupted"));
+    let runs = crate::common::ledger::runs(ws.state(), 1);
+    assert_eq!(runs[0].result, Some(RunOutcome::Interrupted));
 }

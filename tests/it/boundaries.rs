@@ -132,10 +132,7 @@ async fn oversized_or_overfull_batch_answers_are_never_used() {
         assert_eq!(standin.calls("add_subscriber"), 15);
         assert!(out.peak_mib() < MEMORY_BOUND_MIB, "{} MiB", out.peak_mib());
         assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
-        let snapshot = subsync::ledger::Reader::open(ws.state())
-            .unwrap()
-            .snapshot()
-            .unwrap();
+        let snapshot = crate::common::ledger::snapshot(ws.state());
         assert!(snapshot.accounts["@TOA#_a"].confirmed.is_empty());
     }
 }
@@ -168,11 +165,8 @@ async fn server_text_is_escaped_and_cut_in_output_logs_and_the_ledger() {
     );
     assert!(stderr.len() < 2_000, "cut: {} bytes", stderr.len());
     assert!(!stderr.lines().any(|l| l.starts_with("ERROR forged")));
-    let runs = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .runs(1)
-        .unwrap();
-    let stored = runs[0].summary.as_ref().unwrap().to_string();
+    let runs = crate::common::ledger::runs(ws.state(), 1);
+    let stored = serde_json::to_string(runs[0].summary.as_ref().unwrap()).unwrap();
     assert!(
         stored.len() < 2_000,
         "the ledger keeps {} bytes",
@@ -219,10 +213,7 @@ async fn live_user_ids_that_could_not_be_valid_are_never_stored_printed_or_sent_
         0,
         "nothing is sent back"
     );
-    let snapshot = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .snapshot()
-        .unwrap();
+    let snapshot = crate::common::ledger::snapshot(ws.state());
     let a = &snapshot.accounts["@TOA#_a"];
     assert!(
         a.confirmed

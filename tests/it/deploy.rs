@@ -341,11 +341,10 @@ fn the_ha_overlays_postgres_url_is_one_subsync_accepts_without_a_password() {
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
         .unwrap();
-    match subsync::ledger::Location::postgres(url, None).unwrap() {
-        subsync::ledger::Location::Postgres(target) => {
-            assert_eq!(target.tls, subsync::ledger::TlsMode::VerifyFull);
-            assert_eq!(target.password(), None);
-        }
-        subsync::ledger::Location::Sqlite(_) => panic!("{url} is not a postgres URL"),
-    }
+    let location = subsync::ledger::Location::postgres(url, None).unwrap();
+    let target = location
+        .target_as::<subsync::ledger::PgTarget>()
+        .unwrap_or_else(|| panic!("{url} is not a postgres URL"));
+    assert_eq!(target.tls, subsync::ledger::TlsMode::VerifyFull);
+    assert_eq!(target.password(), None);
 }

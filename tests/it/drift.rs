@@ -163,13 +163,11 @@ async fn import_adopts_a_paged_account_without_changing_it() {
     let out = run(&ws, &emulator, &["apply", "manifests", "--format", "json"]);
     assert_eq!(json(&out)["totals"]["added"], 0);
     assert_eq!(emulator.stats().calls(Command::AddSubscriber), 0);
-    let runs = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .runs(5)
-        .unwrap();
+    let runs = crate::common::ledger::runs(ws.state(), 5);
     assert!(
         runs.iter()
-            .any(|r| r.command == "import" && r.result.as_deref() == Some("refreshed"))
+            .any(|r| r.command == "import"
+                && r.result == Some(subsync::ledger::RunOutcome::Refreshed))
     );
 }
 
@@ -512,10 +510,7 @@ async fn a_broken_cursor_stops_that_accounts_refresh_and_changes_nothing() {
         };
         assert!(error.contains(expected), "{fault:?}: {error}");
         assert!(error.contains("nothing was changed"), "{error}");
-        let snapshot = subsync::ledger::Reader::open(ws.state())
-            .unwrap()
-            .snapshot()
-            .unwrap();
+        let snapshot = crate::common::ledger::snapshot(ws.state());
         assert!(
             snapshot
                 .accounts

@@ -347,10 +347,7 @@ async fn an_unreachable_endpoint_stops_the_run_at_once_and_records_nothing_as_fa
     assert_eq!(summary["result"], "failed");
     assert_eq!(summary["accounts"][0]["status"], "stopped");
     assert_eq!(summary["totals"]["failed"], 0);
-    let snapshot = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .snapshot()
-        .unwrap();
+    let snapshot = crate::common::ledger::snapshot(ws.state());
     assert!(snapshot.accounts.values().all(|a| a.view.failed.is_empty()));
 }
 

@@ -55,7 +55,18 @@ fn status_reads_an_earlier_releases_ledger_as_that_release_did_once_migrated() {
     let json = ws.run(None, &["status", "--format", "json"]);
     assert!(json.status.success(), "{}", stderr(&json));
     let got: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let want: serde_json::Value = serde_json::from_str(&expected("status.json", &state)).unwrap();
+    let mut want: serde_json::Value =
+        serde_json::from_str(&expected("status.json", &state)).unwrap();
+    // Summaries are read typed and shown in this build's format: the totals added since that
+    // release (issue 24's) are there, and 0, for the runs that predate them. Everything that
+    // release printed is printed the same.
+    for run in want["runs"].as_array_mut().unwrap() {
+        if let Some(totals) = run.pointer_mut("/summary/totals") {
+            for added in ["properties_set", "property_drift", "created"] {
+                totals[added] = 0.into();
+            }
+        }
+    }
     assert_eq!(got, want);
 }
 

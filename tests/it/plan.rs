@@ -148,19 +148,14 @@ fn a_foreign_sqlite_file_is_not_taken_for_a_ledger() {
 fn plan_reads_while_a_writer_holds_the_lock() {
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 2));
-    let mut writer = subsync::ledger::Ledger::open(ws.state(), "apply").unwrap();
-    writer
-        .record(
-            1,
-            &[subsync::ledger::Record::Batch {
-                account: "@TOA#_a".into(),
-                op: subsync::ledger::Op::Add,
-                done: vec!["u00000".into()],
-                unchanged: vec![],
-                failed: vec![],
-            }],
-        )
-        .unwrap();
+    let confirmed = subsync::ledger::Record::Batch {
+        account: "@TOA#_a".into(),
+        op: subsync::ledger::Op::Add,
+        done: vec!["u00000".into()],
+        unchanged: vec![],
+        failed: vec![],
+    };
+    let writer = crate::common::ledger::hold(ws.state(), "apply", vec![confirmed]);
     let out = ws.run(None, &["plan", "manifests", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -7,9 +7,10 @@
 use std::process::Output;
 
 use crate::common::daemon::{Daemon, start, wait_for};
+use crate::common::ledger::snapshot;
 use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use subsync::emulator::Emulator;
-use subsync::ledger::{Location, Reader, Snapshot};
+use subsync::ledger::Location;
 use subsync::tencent::api::Command;
 use subsync::testing::TestDatabase;
 
@@ -25,19 +26,8 @@ fn run(ws: &Workspace, emulator: &Emulator, state: &str, args: &[&str]) -> Outpu
         .unwrap()
 }
 
-/// Reads the ledger on a thread of its own (the driver must not run on a runtime's thread).
-fn snapshot(location: Location) -> Snapshot {
-    std::thread::spawn(move || Reader::open(location).unwrap().snapshot().unwrap())
-        .join()
-        .unwrap()
-}
-
 fn confirmed(db: &TestDatabase, account: &str) -> Vec<String> {
-    snapshot(db.location())
-        .accounts
-        .get(account)
-        .map(|a| a.confirmed.clone())
-        .unwrap_or_default()
+    crate::common::ledger::confirmed(db.location(), account)
 }
 
 /// A `watch --standby` replica on the ledger at `url`.
@@ -129,7 +119,7 @@ async fn every_command_works_on_a_postgres_ledger() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(snapshot(Location::Sqlite(dir)), snapshot(db.location()));
+    assert_eq!(snapshot(Location::sqlite(dir)), snapshot(db.location()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -324,17 +324,14 @@ async fn sigterm_stops_the_daemon_cleanly() {
     sigterm(daemon.child());
     let status = daemon.child().wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
-    let runs = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .runs(1)
-        .unwrap();
+    let runs = crate::common::ledger::runs(ws.state(), 1);
     assert_eq!(runs[0].command, "watch");
-    assert_eq!(runs[0].result.as_deref(), Some("interrupted"));
+    assert_eq!(
+        runs[0].result,
+        Some(subsync::ledger::RunOutcome::Interrupted)
+    );
     // Everything recorded is on the remote side: nothing in flight was lost or doubled.
-    let snapshot = subsync::ledger::Reader::open(ws.state())
-        .unwrap()
-        .snapshot()
-        .unwrap();
+    let snapshot = crate::common::ledger::snapshot(ws.state());
     let confirmed = &snapshot.accounts["@TOA#_a"].confirmed;
     let remote = remote_subscribers(&emulator, "@TOA#_a");
     assert!(!confirmed.is_empty() && confirmed.len() < 5000);

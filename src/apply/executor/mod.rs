@@ -33,7 +33,7 @@ use super::decide::{Decision, RetryPolicy, decide};
 use super::observe::Observer;
 use super::read::SLOW_DOWN_FOR;
 use super::work::{End, Known, Load, Pending, Report, Work};
-use crate::ledger::{AccountFact, Op, Record, RecordError, Recorder};
+use crate::ledger::{AccountFact, Cause, Op, Record, RecordError, Recorder};
 use crate::tencent::api::{Command, SubscriberResult};
 use crate::tencent::codes::{ACCOUNT_FULL, Gone};
 use crate::tencent::ratelimit::Pacer;
@@ -167,13 +167,13 @@ impl Exec<'_> {
                 biased;
                 Some(loaded) = self.loading.join_next() => match loaded {
                     Ok((index, Ok(work))) => self.on_loaded(index, work),
-                    Ok((_, Err(e))) => self.cannot_record(RecordError::new(format!("cannot read the plan's work from the ledger: {e}"))),
-                    Err(e) => self.cannot_record(RecordError::new(format!("the ledger read failed: {e}"))),
+                    Ok((_, Err(e))) => self.cannot_record(RecordError::Read(e)),
+                    Err(e) => self.cannot_record(RecordError::Task(Cause::new(e))),
                 },
                 Some(done) = self.commits.join_next() => match done {
                     Ok(committed) => self.on_committed(committed),
                     Err(e) => {
-                        self.record_error = Some(RecordError::new(format!("the recording task failed: {e}")));
+                        self.record_error = Some(RecordError::Task(Cause::new(e)));
                         self.stop.cancel();
                     }
                 },

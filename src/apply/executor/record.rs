@@ -98,7 +98,8 @@ impl Exec<'_> {
     pub(super) fn cannot_record(&mut self, e: RecordError) {
         // Every batch in flight fails the same way; say it once.
         if self.record_error.is_none() {
-            tracing::error!(error = %e, "stopping: outcomes can no longer be recorded");
+            let why = crate::errors::chain(&e);
+            tracing::error!(error = %why, "stopping: outcomes can no longer be recorded");
         }
         self.record_error.get_or_insert(e);
         self.stop.cancel();

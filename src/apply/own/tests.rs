@@ -55,7 +55,7 @@ async fn a_full_accounts_raised_limit_is_set_before_the_adds_that_now_fit() {
     let held = ids("u", 50);
     let held: Vec<&str> = held.iter().map(String::as_str).collect();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 50, &held)]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(
         &engine,
         &manifests(vec![declaring("@TOA#_a", ids("u", 80), limit(80))]),
@@ -90,7 +90,7 @@ async fn a_full_accounts_raised_limit_is_set_before_the_adds_that_now_fit() {
 async fn removals_go_before_a_lowered_limit() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 100, &[])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 60))])).await;
     let kept = ids("u", 45);
     let pruned = SubscriberSet {
@@ -112,7 +112,7 @@ async fn removals_go_before_a_lowered_limit() {
 async fn a_limit_below_the_count_is_refused_never_sent_and_leaves_the_run_partial() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 100, &[])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     apply(&engine, &manifests(vec![set("@TOA#_a", ids("u", 60))])).await;
     let mut declared = limit(50);
     declared.name = Some("A".into());
@@ -140,7 +140,7 @@ async fn a_limit_below_the_count_is_refused_never_sent_and_leaves_the_run_partia
 async fn only_the_declared_fields_that_differ_are_sent() {
     let dir = tempfile::tempdir().unwrap();
     let (api, sent) = recording(FakeApi::with_accounts(&[("@TOA#_a", 100, &[])]));
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     // The seeded account is named after its id: "a". Its introduction is not declared.
     let mut declared = named("a");
     declared.organization = Some("Newsroom".into());
@@ -167,7 +167,7 @@ async fn only_the_declared_fields_that_differ_are_sent() {
 async fn a_console_edit_is_drift_and_is_set_back() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 100, &[])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let declared = manifests(vec![declaring("@TOA#_a", vec![], named("Weekly"))]);
     let first = apply(&engine, &declared).await;
     assert!(
@@ -200,17 +200,17 @@ fn creating(owner: &str) -> SubscriberSet {
     }
 }
 
-fn allowing(dir: &std::path::Path, api: &FakeApi) -> crate::engine::Engine {
+async fn allowing(dir: &std::path::Path, api: &FakeApi) -> crate::engine::Engine {
     let mut config = config(dir, 0, Purpose::Once);
     config.policy.prune.allow_create = true;
-    engine_with(config, api)
+    engine_with(config, api).await
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_account_is_created_then_filled_in_the_same_run_and_never_twice() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[]);
-    let engine = allowing(dir.path(), &api);
+    let engine = allowing(dir.path(), &api).await;
     let run = apply(&engine, &manifests(vec![creating("admin")])).await;
     assert_eq!(run.ending(), Ending::Converged, "{:?}", run.summary);
     assert_eq!(run.summary.totals.created, 1);
@@ -237,7 +237,7 @@ async fn a_missing_account_is_created_then_filled_in_the_same_run_and_never_twic
 async fn without_the_flag_a_missing_account_is_reported_naming_it_and_nothing_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     let run = apply(&engine, &manifests(vec![creating("admin")])).await;
     assert_eq!(run.ending(), Ending::Partial);
     let a = &run.summary.accounts[0];
@@ -260,7 +260,7 @@ async fn an_id_in_use_fails_the_account_once_without_a_retry_loop() {
         (r.command == Command::CreateOfficialAccount)
             .then(|| service(Command::CreateOfficialAccount, 130008))
     });
-    let engine = allowing(dir.path(), &api);
+    let engine = allowing(dir.path(), &api).await;
     let run = apply(&engine, &manifests(vec![creating("admin")])).await;
     assert_eq!(run.ending(), Ending::Partial);
     assert_eq!(api.calls(Command::CreateOfficialAccount).len(), 1);
@@ -276,7 +276,7 @@ async fn an_id_in_use_fails_the_account_once_without_a_retry_loop() {
 async fn a_field_that_was_already_as_declared_is_kept_and_its_console_edit_is_drift() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::with_accounts(&[("@TOA#_a", 100, &[])]);
-    let engine = engine(dir.path(), &api, 0);
+    let engine = engine(dir.path(), &api, 0).await;
     // The name is already as declared ("a"); the organization is set by the first run.
     let mut declared = named("a");
     declared.organization = Some("Newsroom".into());

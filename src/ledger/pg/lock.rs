@@ -10,6 +10,8 @@
 
 use tokio_postgres::Client;
 
+use crate::ledger::LockLoss;
+
 /// `SUBS` in ASCII: the first key of the advisory lock; the second is the schema's hash.
 const LOCK_CLASS: i32 = 0x5355_4253;
 
@@ -48,14 +50,14 @@ pub async fn record_holder(client: &Client, command: &str) -> Result<i64, tokio_
 }
 
 /// Who holds the lock, for the refusal: "subsync watch on HOST (PID n) since TIME".
-pub async fn describe_holder(client: &Client) -> String {
+pub async fn describe_holder(client: &Client) -> Result<String, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT command, host, pid, since FROM holder WHERE id = 1",
             &[],
         )
-        .await;
-    let described = row.ok().flatten().and_then(|r| {
+        .await?;
+    let described = row.and_then(|r| {
         let command: String = r.try_get(0).ok()?;
         let host: String = r.try_get(1).ok()?;
         let pid: i64 = r.try_get(2).ok()?;
@@ -67,7 +69,7 @@ pub async fn describe_holder(client: &Client) -> String {
             crate::clock::rfc3339(since / 1000)
         ))
     });
-    described.unwrap_or_else(|| "another session (it has not recorded itself yet)".into())
+    Ok(described.unwrap_or_else(|| "another session (it has not recorded itself yet)".into()))
 }
 
 /// Whether this session still holds the lock at `epoch`: its advisory lock is granted and no
@@ -75,7 +77,7 @@ pub async fn describe_holder(client: &Client) -> String {
 pub async fn still_held(
     client: &Client,
     epoch: i64,
-) -> Result<Option<String>, tokio_postgres::Error> {
+) -> Result<Option<LockLoss>, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT (SELECT epoch FROM holder WHERE id = 1),
@@ -88,12 +90,12 @@ pub async fn still_held(
     let current: Option<i64> = row.try_get(0)?;
     let held: bool = row.try_get(1)?;
     Ok(if current != Some(epoch) {
-        Some(format!(
-            "another replica took the lock over (epoch {epoch} is now {})",
-            current.map_or_else(|| "gone".to_owned(), |c| c.to_string())
-        ))
+        Some(LockLoss::TakenOver {
+            held: epoch,
+            now: current.map_or_else(|| "gone".to_owned(), |c| c.to_string()),
+        })
     } else if !held {
-        Some("this session no longer holds the advisory lock (is a pooler in transaction mode in between?)".into())
+        Some(LockLoss::AdvisoryGone)
     } else {
         None
     })

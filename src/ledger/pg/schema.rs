@@ -7,7 +7,7 @@
 
 use tokio_postgres::Client;
 
-use crate::ledger::{LedgerError, SCHEMA_VERSION};
+use crate::ledger::SCHEMA_VERSION;
 
 /// Each entry brings the schema to its version. PostgreSQL ledgers began at version 2.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -88,19 +88,8 @@ CREATE TABLE holder (
     (
         3,
         r#"
--- Ownership: prune removes only what subsync manages (added, imported, or listed in a
--- manifest); rows a refresh adopted outside `import` are not managed.
-ALTER TABLE confirmed ADD COLUMN managed BOOLEAN NOT NULL DEFAULT true;
-UPDATE confirmed SET managed = false
-    WHERE observed AND run_id NOT IN (SELECT id FROM runs WHERE command = 'import');
--- Plans read the few out-of-band rows of an account without scanning the rest (`managed`
--- leads, so that SQLite's planner prefers this index without statistics).
-CREATE INDEX confirmed_out_of_band ON confirmed (managed, account_id, subscriber)
-    WHERE managed = false;
--- When the account's remote count was learned.
-ALTER TABLE accounts ADD COLUMN counted_at BIGINT;
--- Changes about to be sent: after a crash, their "already subscribed" answers are subsync's
--- own, recovered, not drift.
+-- Changes about to be sent (crash recovery), when an account's count was learnt, and which
+-- confirmed rows subsync manages (what a refresh adopted outside `import` is not).
 CREATE TABLE intents (
     account_id BIGINT NOT NULL REFERENCES accounts(id),
     subscriber TEXT COLLATE "C" NOT NULL,
@@ -108,21 +97,27 @@ CREATE TABLE intents (
     run_id     BIGINT NOT NULL,
     PRIMARY KEY (account_id, subscriber)
 );
+ALTER TABLE accounts ADD COLUMN counted_at BIGINT;
+ALTER TABLE confirmed ADD COLUMN managed BOOLEAN NOT NULL DEFAULT true;
+UPDATE confirmed SET managed = false
+    WHERE observed AND run_id NOT IN (SELECT id FROM runs WHERE command = 'import');
+-- The few out-of-band rows of an account, without scanning the rest.
+CREATE INDEX confirmed_out_of_band ON confirmed (managed, account_id, subscriber)
+    WHERE managed = false;
 "#,
     ),
     (
         4,
         r#"
--- The official account's own properties (spec.account), each set of fields a JSON object:
--- as the service last described them (or subsync since set them), the manifests' declaration
--- at the last run, and the declared values subsync last knew to be in force.
+-- The official account's own properties (spec.account). Each set of fields is a JSON object
+-- kept as text, as on SQLite: a field added later needs no migration.
 CREATE TABLE account_properties (
     account_id BIGINT PRIMARY KEY REFERENCES accounts(id),
-    live       TEXT NOT NULL,
-    owner      TEXT,
-    learnt_at  BIGINT,
-    declared   TEXT NOT NULL,
-    kept       TEXT NOT NULL
+    live       TEXT NOT NULL, -- as last described by the service, or set by subsync since
+    owner      TEXT,          -- Owner_Account, as described
+    learnt_at  BIGINT,        -- when `live` was learnt or set (milliseconds since the epoch)
+    declared   TEXT NOT NULL, -- the manifests' declaration at the last run that checked it
+    kept       TEXT NOT NULL  -- the declared values subsync last knew to be in force
 );
 "#,
     ),
@@ -137,7 +132,8 @@ pub const STAGING: &str = r#"CREATE TEMP TABLE IF NOT EXISTS observed (
     PRIMARY KEY (account, subscriber)
 )"#;
 
-pub enum Identity {
+/// What the connection's current schema holds.
+pub enum Found {
     /// The search path names no schema that exists.
     NoSchema,
     Empty,
@@ -146,34 +142,14 @@ pub enum Identity {
     Foreign(String),
 }
 
-impl Identity {
-    /// The error for a schema a ledger cannot be read from or written to.
-    pub fn refusal(self, at: &str) -> LedgerError {
-        match self {
-            Identity::NoSchema => LedgerError::Database {
-                at: at.to_owned(),
-                detail: "no schema to keep the ledger in: the search_path names none that exists; create it (CREATE SCHEMA …) or fix options=-c search_path=… in the URL".into(),
-            },
-            Identity::Foreign(what) => LedgerError::Foreign {
-                at: at.to_owned(),
-                what,
-            },
-            Identity::Empty | Identity::Ledger(_) => LedgerError::Database {
-                at: at.to_owned(),
-                detail: "unexpected schema state".into(),
-            },
-        }
-    }
-}
-
 /// What the current schema holds.
-pub async fn identify(client: &Client) -> Result<Identity, tokio_postgres::Error> {
+pub async fn identify(client: &Client) -> Result<Found, tokio_postgres::Error> {
     let schema: Option<String> = client
         .query_one("SELECT current_schema()", &[])
         .await?
         .try_get(0)?;
     let Some(schema) = schema else {
-        return Ok(Identity::NoSchema);
+        return Ok(Found::NoSchema);
     };
     let tables: Vec<String> = client
         .query(
@@ -186,7 +162,7 @@ pub async fn identify(client: &Client) -> Result<Identity, tokio_postgres::Error
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
     if tables.is_empty() {
-        return Ok(Identity::Empty);
+        return Ok(Found::Empty);
     }
     let foreign = || {
         let mut names = tables
@@ -198,7 +174,7 @@ pub async fn identify(client: &Client) -> Result<Identity, tokio_postgres::Error
         if tables.len() > 3 {
             names.push_str(", …");
         }
-        Identity::Foreign(format!(
+        Found::Foreign(format!(
             "schema {} holds other tables: {names}; give subsync a database or schema of its own",
             crate::quote::clean(&schema, 64)
         ))
@@ -206,13 +182,14 @@ pub async fn identify(client: &Client) -> Result<Identity, tokio_postgres::Error
     if !tables.iter().any(|t| t == "meta") {
         return Ok(foreign());
     }
-    let rows = client
+    // A `meta` table that is not ours may have other columns: then it is someone else's.
+    let Ok(rows) = client
         .query(
             "SELECT key, value FROM meta WHERE key IN ('application', 'schema_version')",
             &[],
         )
-        .await;
-    let Ok(rows) = rows else {
+        .await
+    else {
         return Ok(foreign());
     };
     let mut application = None;
@@ -225,67 +202,40 @@ pub async fn identify(client: &Client) -> Result<Identity, tokio_postgres::Error
         }
     }
     match (application.as_deref(), version) {
-        (Some("subsync"), Some(v)) => Ok(Identity::Ledger(v)),
+        (Some("subsync"), Some(v)) => Ok(Found::Ledger(v)),
         _ => Ok(foreign()),
     }
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], creating it when empty, in one transaction, and
-/// creates the session's staging table. The caller holds the writer lock, so this runs once
-/// however many replicas start together.
-pub async fn migrate(client: &Client, at: &str) -> Result<(), LedgerError> {
-    let error = |e: tokio_postgres::Error| LedgerError::Database {
-        at: at.to_owned(),
-        detail: super::describe(&e),
-    };
-    let version = match identify(client).await.map_err(error)? {
-        Identity::Empty => 0,
-        Identity::Ledger(v) if v > SCHEMA_VERSION => {
-            return Err(LedgerError::TooNew {
-                at: at.to_owned(),
-                version: v,
-            });
-        }
-        Identity::Ledger(v) => v,
-        other => return Err(other.refusal(at)),
-    };
-    if version < SCHEMA_VERSION {
-        if version > 0 {
-            tracing::info!(
-                ledger = at,
-                from = version,
-                to = SCHEMA_VERSION,
-                "upgrading the ledger's schema"
-            );
-        }
-        let upgraded = upgrade(client, version).await;
-        if upgraded.is_err() {
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        upgraded.map_err(error)?;
-    }
-    client.batch_execute(STAGING).await.map_err(error)
-}
-
-async fn upgrade(client: &Client, version: i64) -> Result<(), tokio_postgres::Error> {
+/// Brings an empty schema (`from` 0) or an older ledger up to [`SCHEMA_VERSION`] in one
+/// transaction. The caller holds the writer lock, so this runs once however many replicas
+/// start together.
+pub async fn upgrade(client: &Client, from: i64) -> Result<(), tokio_postgres::Error> {
     client.batch_execute("BEGIN").await?;
-    for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
-        client.batch_execute(sql).await?;
-    }
-    if version == 0 {
-        let now = crate::clock::unix_millis().to_string();
+    let upgraded = async {
+        for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+            client.batch_execute(sql).await?;
+        }
+        if from == 0 {
+            let now = crate::clock::unix_millis().to_string();
+            client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('application', 'subsync'), ('lineage', $1), ('serial', '0'), ('created_at', $2), ('schema_version', '0')",
+                    &[&crate::ledger::new_lineage(), &now],
+                )
+                .await?;
+        }
         client
             .execute(
-                "INSERT INTO meta (key, value) VALUES ('application', 'subsync'), ('lineage', $1), ('serial', '0'), ('created_at', $2), ('schema_version', '0')",
-                &[&crate::ledger::new_lineage(), &now],
+                "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+                &[&SCHEMA_VERSION.to_string()],
             )
             .await?;
+        client.batch_execute("COMMIT").await
     }
-    client
-        .execute(
-            "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
-            &[&SCHEMA_VERSION.to_string()],
-        )
-        .await?;
-    client.batch_execute("COMMIT").await
+    .await;
+    if upgraded.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    upgraded
 }

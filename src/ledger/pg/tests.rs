@@ -3,21 +3,22 @@
 
 use std::time::Duration;
 
-use crate::ledger::{Ledger, LedgerError, Location, Reader, Record, Writer};
+use crate::errors::chain;
+use crate::ledger::{LedgerError, Location, Op, Reader, Record, Writer};
 use crate::testing::TestDatabase;
 
 fn database(test: &str) -> Option<TestDatabase> {
     TestDatabase::server(test).map(|server| TestDatabase::create(&server).unwrap())
 }
 
-fn added(account: &str, subscribers: &[&str]) -> Record {
-    Record::Batch {
+fn added(account: &str, subscribers: &[&str]) -> Vec<Record> {
+    vec![Record::Batch {
         account: account.into(),
-        op: crate::ledger::Op::Add,
+        op: Op::Add,
         done: subscribers.iter().map(|s| s.to_string()).collect(),
         unchanged: Vec::new(),
         failed: Vec::new(),
-    }
+    }]
 }
 
 /// The URL of `db` with its password replaced.
@@ -27,59 +28,63 @@ fn with_password(db: &TestDatabase, password: &str) -> Location {
     Location::postgres(url.as_str(), None).unwrap()
 }
 
-#[test]
-fn a_write_after_another_replica_took_over_is_fenced_and_changes_nothing() {
+async fn confirmed(location: &Location, account: &str) -> Vec<String> {
+    let mut reader = Reader::open(location).await.unwrap();
+    let snapshot = reader.snapshot().await.unwrap();
+    snapshot.accounts[account].confirmed.clone()
+}
+
+#[tokio::test]
+async fn a_write_after_another_replica_took_over_is_fenced_and_changes_nothing() {
     let Some(db) =
         database("a_write_after_another_replica_took_over_is_fenced_and_changes_nothing")
     else {
         return;
     };
-    let mut ledger = Ledger::open(db.location(), "watch").unwrap();
-    ledger.record(1, &[added("@TOA#_a", &["x"])]).unwrap();
-    let serial = ledger.snapshot().unwrap().serial;
+    let writer = Writer::open(db.location(), "watch").await.unwrap();
+    writer.record(1, added("@TOA#_a", &["x"])).await.unwrap();
+    let serial = writer.snapshot().await.unwrap().serial;
     // What a takeover does (here behind this session's back, as a pooler could let happen).
     db.execute("UPDATE holder SET epoch = epoch + 1").unwrap();
-    let err = ledger.record(2, &[added("@TOA#_a", &["y"])]).unwrap_err();
-    assert!(matches!(err, LedgerError::LockLost { .. }), "{err}");
-    assert!(err.to_string().contains("fenced"), "{err}");
-    let mut reader = Reader::open(db.location()).unwrap();
-    let snapshot = reader.snapshot().unwrap();
+    let err = writer
+        .record(2, added("@TOA#_a", &["y"]))
+        .await
+        .unwrap_err();
+    assert!(chain(&err).contains("fenced"), "{}", chain(&err));
+    assert!(writer.lost().is_cancelled());
+    let mut reader = Reader::open(db.location()).await.unwrap();
+    let snapshot = reader.snapshot().await.unwrap();
     assert_eq!(snapshot.accounts["@TOA#_a"].confirmed, ["x"]);
     assert_eq!(snapshot.serial, serial);
-    assert!(matches!(
-        ledger.check_lock(),
-        Err(LedgerError::LockLost { .. })
-    ));
+    let refused = writer.begin_run("watch", None).await.unwrap_err();
+    assert!(matches!(refused, LedgerError::LockLost { .. }), "{refused}");
 }
 
-#[test]
-fn a_terminated_session_loses_the_lock_and_another_writer_takes_it() {
+#[tokio::test]
+async fn a_terminated_session_loses_the_lock_and_another_writer_takes_it() {
     let Some(db) = database("a_terminated_session_loses_the_lock_and_another_writer_takes_it")
     else {
         return;
     };
-    let mut first = Ledger::open(db.location(), "watch").unwrap();
-    first.record(1, &[added("@TOA#_a", &["x"])]).unwrap();
-    let err = Ledger::open(db.location(), "apply").unwrap_err();
+    let first = Writer::open(db.location(), "watch").await.unwrap();
+    first.record(1, added("@TOA#_a", &["x"])).await.unwrap();
+    let err = Writer::open(db.location(), "apply").await.unwrap_err();
     assert!(matches!(err, LedgerError::Locked { .. }), "{err}");
-    assert_eq!(
-        db.query_i64(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = (SELECT backend_pid FROM holder)"
-        )
-        .unwrap(),
-        1
-    );
+    let sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = (SELECT backend_pid FROM holder)";
+    assert_eq!(db.query_i64(sessions).unwrap(), 1);
     db.execute("SELECT pg_terminate_backend(backend_pid) FROM holder")
         .unwrap();
-    let err = first.record(2, &[added("@TOA#_a", &["y"])]).unwrap_err();
-    assert!(matches!(err, LedgerError::LockLost { .. }), "{err}");
-    let mut second = Ledger::open(db.location(), "watch").unwrap();
-    assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 2);
-    second.record(3, &[added("@TOA#_a", &["z"])]).unwrap();
-    assert_eq!(
-        second.snapshot().unwrap().accounts["@TOA#_a"].confirmed,
-        ["x", "z"]
+    let err = first.record(2, added("@TOA#_a", &["y"])).await.unwrap_err();
+    assert!(
+        chain(&err).contains("lost the writer lock"),
+        "{}",
+        chain(&err)
     );
+    let second = Writer::open(db.location(), "watch").await.unwrap();
+    assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 2);
+    second.record(3, added("@TOA#_a", &["z"])).await.unwrap();
+    assert_eq!(confirmed(&db.location(), "@TOA#_a").await, ["x", "z"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,57 +99,51 @@ async fn the_writer_notices_a_lost_session_without_being_asked() {
     tokio::time::timeout(Duration::from_secs(30), writer.lost().cancelled())
         .await
         .expect("the loss is noticed");
-    assert!(writer.lost_reason().unwrap().contains("session"));
+    assert!(chain(&writer.lost_reason().unwrap()).contains("session"));
     let err = writer.begin_run("watch", None).await.unwrap_err();
     assert!(matches!(err, LedgerError::LockLost { .. }), "{err}");
 }
 
-#[test]
-fn replicas_starting_together_get_exactly_one_writer_and_one_schema() {
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_starting_together_get_exactly_one_writer_and_one_schema() {
     let Some(db) = database("replicas_starting_together_get_exactly_one_writer_and_one_schema")
     else {
         return;
     };
-    let start = std::sync::Arc::new(std::sync::Barrier::new(6));
-    let tried = std::sync::Arc::new(std::sync::Barrier::new(6));
-    let threads: Vec<_> = (0..6)
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(6));
+    let replicas: Vec<_> = (0..6)
         .map(|_| {
-            let (location, start, tried) = (db.location(), start.clone(), tried.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                let opened = Ledger::open(location, "watch");
-                // The one that got it holds it until every other replica has tried.
-                tried.wait();
-                opened.map(drop)
+            let (location, start) = (db.location(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                Writer::open(location, "watch").await
             })
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|t| t.join().unwrap())
         .collect();
-    let leaders = threads.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(leaders, 1, "{threads:?}");
-    for refused in threads.iter().filter_map(|r| r.as_ref().err()) {
+    let mut opened = Vec::new();
+    for replica in replicas {
+        opened.push(replica.await.unwrap());
+    }
+    let leaders = opened.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(leaders, 1, "{opened:?}");
+    for refused in opened.iter().filter_map(|r| r.as_ref().err()) {
         assert!(matches!(refused, LedgerError::Locked { .. }), "{refused}");
     }
-    assert_eq!(
-        db.query_i64("SELECT count(*) FROM meta WHERE key = 'lineage'")
-            .unwrap(),
-        1
-    );
+    let lineages = db.query_i64("SELECT count(*) FROM meta WHERE key = 'lineage'");
+    assert_eq!(lineages.unwrap(), 1);
 }
 
-#[test]
-fn a_wrong_password_is_named_with_the_fix_and_never_echoed() {
+#[tokio::test]
+async fn a_wrong_password_is_named_with_the_fix_and_never_echoed() {
     let Some(db) = database("a_wrong_password_is_named_with_the_fix_and_never_echoed") else {
         return;
     };
     let wrong = with_password(&db, "not-the-password-42");
     for err in [
-        Reader::open(&wrong).err().unwrap(),
-        Ledger::open(&wrong, "apply").unwrap_err(),
+        Reader::open(&wrong).await.unwrap_err(),
+        Writer::open(&wrong, "apply").await.unwrap_err(),
     ] {
-        let text = err.to_string();
+        let text = chain(&err);
         assert!(text.contains("password authentication failed"), "{text}");
         assert!(text.contains("SUBSYNC_STATE_PASSWORD_FILE"), "{text}");
         assert!(!text.contains("not-the-password-42"), "{text}");
@@ -152,8 +151,8 @@ fn a_wrong_password_is_named_with_the_fix_and_never_echoed() {
     }
 }
 
-#[test]
-fn an_unreachable_server_is_reported_at_once() {
+#[tokio::test]
+async fn an_unreachable_server_is_reported_at_once() {
     // A loopback port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -162,14 +161,14 @@ fn an_unreachable_server_is_reported_at_once() {
         .port();
     let location =
         Location::postgres(&format!("postgres://u:secret@127.0.0.1:{port}/db"), None).unwrap();
-    let err = Reader::open(&location).err().unwrap().to_string();
+    let err = chain(&Reader::open(&location).await.unwrap_err());
     assert!(err.contains("cannot reach the ledger"), "{err}");
     assert!(err.contains("check that the server runs"), "{err}");
     assert!(!err.contains("secret"), "{err}");
 }
 
-#[test]
-fn a_schema_that_is_missing_or_someone_elses_is_refused_and_left_alone() {
+#[tokio::test]
+async fn a_schema_that_is_missing_or_someone_elses_is_refused_and_left_alone() {
     let Some(db) = database("a_schema_that_is_missing_or_someone_elses_is_refused_and_left_alone")
     else {
         return;
@@ -178,7 +177,10 @@ fn a_schema_that_is_missing_or_someone_elses_is_refused_and_left_alone() {
     url.query_pairs_mut()
         .append_pair("options", "-c search_path=nowhere");
     let nowhere = Location::postgres(url.as_str(), None).unwrap();
-    let err = Ledger::open(&nowhere, "apply").unwrap_err().to_string();
+    let err = Writer::open(&nowhere, "apply")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("CREATE SCHEMA") && err.contains("search_path"),
         "{err}"
@@ -186,21 +188,42 @@ fn a_schema_that_is_missing_or_someone_elses_is_refused_and_left_alone() {
     db.execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
         .unwrap();
     for err in [
-        Reader::open(db.location()).err().unwrap(),
-        Ledger::open(db.location(), "apply").unwrap_err(),
+        Reader::open(db.location()).await.unwrap_err(),
+        Writer::open(db.location(), "apply").await.unwrap_err(),
     ] {
         assert!(matches!(err, LedgerError::Foreign { .. }), "{err}");
         assert!(err.to_string().contains("orders"), "{err}");
     }
-    assert_eq!(
-        db.query_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-            .unwrap(),
-        1
-    );
+    let tables = db.query_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+    assert_eq!(tables.unwrap(), 1);
 }
 
-#[test]
-fn tls_follows_sslmode() {
+#[tokio::test]
+async fn the_answer_deadline_follows_the_statement_timeout_the_server_enforces() {
+    let Some(db) =
+        database("the_answer_deadline_follows_the_statement_timeout_the_server_enforces")
+    else {
+        return;
+    };
+    // A statement_timeout the server refuses is named by the server, before anything is done.
+    let mut url = url::Url::parse(db.url()).unwrap();
+    url.query_pairs_mut()
+        .append_pair("options", "-c statement_timeout=soon");
+    let bad = Location::postgres(url.as_str(), None).unwrap();
+    let err = chain(&Writer::open(&bad, "apply").await.unwrap_err());
+    assert!(err.contains("statement_timeout"), "{err}");
+    // One it accepts is used: a ledger with a 2-minute bound works as any other.
+    let mut url = url::Url::parse(db.url()).unwrap();
+    url.query_pairs_mut()
+        .append_pair("options", "-c statement_timeout=2min");
+    let slow = Location::postgres(url.as_str(), None).unwrap();
+    let writer = Writer::open(&slow, "apply").await.unwrap();
+    writer.record(1, added("@TOA#_a", &["x"])).await.unwrap();
+    writer.close().await;
+}
+
+#[tokio::test]
+async fn tls_follows_sslmode() {
     let Some(db) = database("tls_follows_sslmode") else {
         return;
     };
@@ -210,10 +233,10 @@ fn tls_follows_sslmode() {
         url.set_query(Some(query));
         Location::postgres(url.as_str(), None).unwrap()
     };
-    let encrypted = |location: &Location| {
-        let mut reader = Reader::open(location)?;
-        reader.snapshot().map(|_| ())
-    };
+    async fn encrypted(location: &Location) -> Result<(), LedgerError> {
+        let mut reader = Reader::open(location).await?;
+        reader.snapshot().await.map(|_| ())
+    }
     // The test server's certificate is for localhost, from a CA of its own (.ci/postgres).
     let Ok(ca) = std::env::var("SUBSYNC_TEST_POSTGRES_CA") else {
         use std::io::Write;
@@ -223,16 +246,21 @@ fn tls_follows_sslmode() {
         );
         return;
     };
-    encrypted(&with("127.0.0.1", "sslmode=require")).unwrap();
+    encrypted(&with("127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap();
     let ca = format!("sslrootcert={ca}");
-    encrypted(&with("localhost", &format!("sslmode=verify-full&{ca}"))).unwrap();
-    encrypted(&with("127.0.0.1", &format!("sslmode=verify-ca&{ca}"))).unwrap();
-    let err = encrypted(&with("127.0.0.1", &format!("sslmode=verify-full&{ca}")))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
-    let err = encrypted(&with("localhost", "sslmode=verify-full&sslrootcert=system"))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
+    encrypted(&with("localhost", &format!("sslmode=verify-full&{ca}")))
+        .await
+        .unwrap();
+    encrypted(&with("127.0.0.1", &format!("sslmode=verify-ca&{ca}")))
+        .await
+        .unwrap();
+    for refused in [
+        with("127.0.0.1", &format!("sslmode=verify-full&{ca}")),
+        with("localhost", "sslmode=verify-full&sslrootcert=system"),
+    ] {
+        let err = chain(&encrypted(&refused).await.unwrap_err());
+        assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
+    }
 }

@@ -2,6 +2,7 @@
 //! meaning of `sslmode`: `prefer` and `require` encrypt without verifying the server (as libpq
 //! does), `verify-ca` checks the certificate chain, `verify-full` the chain and the host name.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
@@ -14,7 +15,26 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::ledger::{LedgerError, PgTarget, RootCert, TlsMode};
+use super::config::{RootCert, Target, TlsMode};
+use crate::ledger::{Cause, Hint, LedgerError};
+
+/// Why TLS to the server cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot set up TLS")]
+    Rustls(#[source] rustls::Error),
+    #[error("cannot use the CA certificates")]
+    Verifier(#[source] rustls::client::VerifierBuilderError),
+    #[error("cannot read sslrootcert {}", .0.display())]
+    RootFile(PathBuf, #[source] rustls::pki_types::pem::Error),
+    #[error(
+        "sslrootcert {} holds no usable certificate; point it at the PEM file of the server's CA",
+        .0.display()
+    )]
+    NoCertificate(PathBuf),
+    #[error("the system trust store holds no certificates; use sslrootcert=FILE")]
+    NoSystemCertificate,
+}
 
 /// The driver's `sslmode` for ours.
 pub fn driver_mode(mode: TlsMode) -> tokio_postgres::config::SslMode {
@@ -26,22 +46,27 @@ pub fn driver_mode(mode: TlsMode) -> tokio_postgres::config::SslMode {
     }
 }
 
-pub fn connector(target: &PgTarget) -> Result<MakeRustlsConnect, LedgerError> {
-    let bad = |detail: String| LedgerError::Unavailable {
+/// The TLS connector `target`'s `sslmode` calls for.
+pub fn connector(target: &Target) -> Result<MakeRustlsConnect, LedgerError> {
+    setup(target).map_err(|e| LedgerError::Unavailable {
         at: target.shown().to_owned(),
-        detail,
-    };
+        hint: Hint::default(),
+        cause: Cause::new(e),
+    })
+}
+
+fn setup(target: &Target) -> Result<MakeRustlsConnect, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(format!("cannot set up TLS: {e}")))?;
+        .map_err(TlsSetupError::Rustls)?;
     let chain: Option<Arc<dyn ServerCertVerifier>> = match target.tls {
         TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
         TlsMode::VerifyCa | TlsMode::VerifyFull => {
-            let roots = Arc::new(roots(target.root_cert.as_ref()).map_err(bad)?);
+            let roots = Arc::new(roots(target.root_cert.as_ref())?);
             let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                 .build()
-                .map_err(|e| bad(format!("cannot use the CA certificates: {e}")))?;
+                .map_err(TlsSetupError::Verifier)?;
             Some(chain)
         }
     };
@@ -57,28 +82,23 @@ pub fn connector(target: &PgTarget) -> Result<MakeRustlsConnect, LedgerError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-fn roots(root: Option<&RootCert>) -> Result<RootCertStore, String> {
+fn roots(root: Option<&RootCert>) -> Result<RootCertStore, TlsSetupError> {
     let mut store = RootCertStore::empty();
     match root {
         Some(RootCert::File(path)) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
+                .map_err(|e| TlsSetupError::RootFile(path.clone(), e))?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(format!(
-                    "sslrootcert {} holds no usable certificate; point it at the PEM file of the server's CA",
-                    path.display()
-                ));
+                return Err(TlsSetupError::NoCertificate(path.clone()));
             }
         }
         Some(RootCert::System) | None => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(
-                    "the system trust store holds no certificates; use sslrootcert=FILE".into(),
-                );
+                return Err(TlsSetupError::NoSystemCertificate);
             }
         }
     }

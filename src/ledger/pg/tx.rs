@@ -1,450 +1,503 @@
-//! Statements inside one PostgreSQL transaction: the ledger's shared SQL, each with the
-//! session's deadline, and the bulk statements spelt PostgreSQL's way (arrays, `unnest`).
+//! One PostgreSQL transaction: the ledger's reads and writes in PostgreSQL's SQL (`sql.rs`),
+//! each within the session's answer deadline, statements prepared once per connection.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::runtime::Runtime;
-use tokio_postgres::Statement;
-use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Statement, Transaction};
 
-use super::{Fault, Session, describe};
-use crate::ledger::backend::{ConfirmedRow, Param, Row, Tx};
-use crate::ledger::{LedgerError, Op};
+use super::copy_text::CopyLines;
+use super::fault::Session;
+use super::{lock, sql};
+use crate::ledger::changes::Step;
+use crate::ledger::model::Stored;
+use crate::ledger::rows::{AccountRow, ConfirmedRow, Decode, Identity, Name, Pair, RunRow};
+use crate::ledger::store::{
+    AccountDump, AccountRows, Chunk, Chunks, Fut, NewRun, ReadTx, RefreshEnd, WriteTx,
+};
+use crate::ledger::write::RefreshStep;
+use crate::ledger::{
+    AccountSummary, Cause, Hint, KnownProperties, LedgerError, LockLoss, RunOutcome,
+};
 
-/// Statements inside one PostgreSQL transaction.
-pub(super) struct PgTx<'a, 't> {
-    pub(super) rt: &'a Runtime,
-    pub(super) tx: &'a tokio_postgres::Transaction<'t>,
-    pub(super) deadline: Duration,
-    pub(super) prepared: &'a mut HashMap<&'static str, Statement>,
-    /// The driver's fault behind the last error handed to the caller, kept so that the
-    /// transaction can tell a lost session from a failed statement.
-    pub(super) fault: Option<Fault>,
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+/// The types of a refresh statement's five parameters (see `sql::refresh`).
+const REFRESH_TYPES: &[Type] = &[Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::INT8];
+
+/// A transaction on one session, and what the session knows.
+pub(super) struct PgTx<'c> {
+    tx: Transaction<'c>,
+    session: &'c Session,
+    prepared: &'c mut HashMap<&'static str, Statement>,
+    /// The fencing epoch of a write transaction.
+    epoch: Option<i64>,
 }
 
-impl PgTx<'_, '_> {
-    fn wait<T>(&mut self, fut: impl Future<Output = Result<T, Fault>>) -> Result<T, LedgerError> {
-        Session::wait(self.rt, self.deadline, fut).map_err(|fault| self.keep(fault))
-    }
-
-    /// Keeps `fault` for the transaction and hands the caller a placeholder error; the
-    /// transaction reports the real one with its location.
-    fn keep(&mut self, fault: Fault) -> LedgerError {
-        let shown = match &fault {
-            Fault::Db(e) => describe(e),
-            Fault::Silent(_) | Fault::Abandoned => "the server fell silent".into(),
-            Fault::Caller(e) => e.to_string(),
-        };
-        self.fault = Some(fault);
-        LedgerError::Database {
-            at: String::new(),
-            detail: shown,
-        }
-    }
-
-    fn statement(&mut self, sql: &'static str) -> Result<Statement, LedgerError> {
-        if let Some(s) = self.prepared.get(sql) {
-            return Ok(s.clone());
-        }
-        let tx = self.tx;
-        let statement = self.wait(async { Ok(tx.prepare(sql).await?) })?;
-        self.prepared.insert(sql, statement.clone());
-        Ok(statement)
-    }
-
-    fn run(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, LedgerError> {
-        let statement = self.statement(sql)?;
-        let tx = self.tx;
-        self.wait(async { Ok(tx.execute(&statement, params).await?) })
-    }
+/// A row as `rows.rs` reads it.
+struct PgRow<'r> {
+    row: &'r tokio_postgres::Row,
+    at: &'r str,
 }
-
-impl ToSql for Param<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match *self {
-            Param::Int(v) => v.to_sql(ty, out),
-            Param::OptInt(v) => v.to_sql(ty, out),
-            Param::Text(v) => v.to_sql(ty, out),
-            Param::OptText(v) => v.to_sql(ty, out),
-            Param::Bool(v) => v.to_sql(ty, out),
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    fn to_sql_checked(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match *self {
-            Param::Int(v) => v.to_sql_checked(ty, out),
-            Param::OptInt(v) => v.to_sql_checked(ty, out),
-            Param::Text(v) => v.to_sql_checked(ty, out),
-            Param::OptText(v) => v.to_sql_checked(ty, out),
-            Param::Bool(v) => v.to_sql_checked(ty, out),
-        }
-    }
-}
-
-struct PgRow<'r>(&'r tokio_postgres::Row);
 
 impl PgRow<'_> {
     fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
         &'a self,
-        column: usize,
+        column: &str,
     ) -> Result<T, LedgerError> {
-        self.0.try_get(column).map_err(|e| LedgerError::Database {
-            at: String::new(),
-            detail: describe(&e),
+        self.row.try_get(column).map_err(|e| LedgerError::Database {
+            at: self.at.to_owned(),
+            hint: Hint::default(),
+            cause: Cause::new(e),
         })
     }
 }
 
-crate::ledger::backend::row_by_get!(PgRow<'_>);
+crate::ledger::rows::row_by_get!(PgRow<'_>);
 
-impl Tx for PgTx<'_, '_> {
-    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, LedgerError> {
-        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        self.run(sql, &params)
-    }
-
-    fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[Param<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), LedgerError>,
-    ) -> Result<(), LedgerError> {
-        let statement = self.statement(sql)?;
-        let (tx, deadline) = (self.tx, self.deadline);
-        let streamed = self.rt.block_on(async {
-            let rows = tokio::time::timeout(deadline, tx.query_raw(&statement, params.iter()))
-                .await
-                .map_err(|_| Fault::Silent(deadline))??;
-            futures_util::pin_mut!(rows);
-            loop {
-                match next_within(&mut rows, deadline).await? {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(Fault::Db(e)),
-                    Some(Ok(row)) => each(&PgRow(&row)).map_err(Fault::Caller)?,
-                }
-            }
-        });
-        streamed.map_err(|fault| match fault {
-            Fault::Caller(e) => e,
-            fault => self.keep(fault),
-        })
-    }
-
-    fn confirm(
-        &mut self,
-        account: i64,
-        subscribers: &[String],
-        now: i64,
-        run: i64,
-        already: bool,
-    ) -> Result<(), LedgerError> {
-        self.run(
-            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, managed)
-             SELECT CAST($1 AS BIGINT), s, CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BOOLEAN), true
-             FROM (SELECT DISTINCT unnest(CAST($2 AS TEXT[])) AS s) AS l
-             ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at,
-               run_id = excluded.run_id, already = excluded.already, observed = false, managed = true",
-            &[&account, &subscribers, &now, &run, &already],
-        )
-        .map(drop)
-    }
-
-    fn unconfirm(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.run(
-            "DELETE FROM confirmed WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
-            &[&account, &subscribers],
-        )
-        .map(drop)
-    }
-
-    fn clear_failed(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.run(
-            "DELETE FROM failed WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
-            &[&account, &subscribers],
-        )
-        .map(drop)
-    }
-
-    fn fail(
-        &mut self,
-        account: i64,
-        failed: &[(String, i64)],
-        op: Op,
-        now: i64,
-        run: i64,
-    ) -> Result<(), LedgerError> {
-        // One row per subscriber: the last code wins, as one statement per row would have it.
-        let mut last: HashMap<&str, i64> = HashMap::with_capacity(failed.len());
-        for (s, code) in failed {
-            last.insert(s, *code);
+impl<'c> PgTx<'c> {
+    pub fn new(
+        tx: Transaction<'c>,
+        session: &'c Session,
+        prepared: &'c mut HashMap<&'static str, Statement>,
+        epoch: Option<i64>,
+    ) -> PgTx<'c> {
+        PgTx {
+            tx,
+            session,
+            prepared,
+            epoch,
         }
-        let (subs, codes): (Vec<&str>, Vec<i64>) = last.into_iter().unzip();
-        self.run(
-            "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op)
-             SELECT CAST($1 AS BIGINT), s, c, 1, CAST($4 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS TEXT)
-             FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[])) AS t(s, c)
-             ON CONFLICT (account_id, subscriber) DO UPDATE SET code = excluded.code,
-               attempts = CASE WHEN failed.op = excluded.op THEN failed.attempts + 1 ELSE 1 END,
-               last_at = excluded.last_at, run_id = excluded.run_id, op = excluded.op",
-            &[&account, &subs, &codes, &now, &run, &op.as_str()],
-        )
-        .map(drop)
     }
 
-    fn confirmed(&mut self, account: i64, each: &mut dyn FnMut(String)) -> Result<(), LedgerError> {
+    /// `text` prepared (once per connection) with parameter `types` (empty: inferred).
+    async fn statement(
+        &mut self,
+        text: &'static str,
+        types: &[Type],
+    ) -> Result<Statement, LedgerError> {
+        if let Some(s) = self.prepared.get(text) {
+            return Ok(s.clone());
+        }
+        let statement = self
+            .session
+            .within(self.tx.prepare_typed(text, types))
+            .await?;
+        self.prepared.insert(text, statement.clone());
+        Ok(statement)
+    }
+
+    async fn rows<R: Decode>(
+        &mut self,
+        text: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Vec<R>, LedgerError> {
+        let statement = self.statement(text, &[]).await?;
+        let rows = self
+            .session
+            .within(self.tx.query(&statement, params))
+            .await?;
+        let at = self.session.at.as_str();
+        rows.iter()
+            .map(|row| R::decode(&PgRow { row, at }))
+            .collect()
+    }
+
+    async fn execute_typed(
+        &mut self,
+        text: &'static str,
+        types: &[Type],
+        params: &Params<'_>,
+    ) -> Result<u64, LedgerError> {
+        let statement = self.statement(text, types).await?;
+        self.session
+            .within(self.tx.execute(&statement, params))
+            .await
+    }
+
+    async fn execute(
+        &mut self,
+        text: &'static str,
+        params: &Params<'_>,
+    ) -> Result<u64, LedgerError> {
+        self.execute_typed(text, &[], params).await
+    }
+
+    async fn confirmed_chunks(&mut self, account: i64, out: Chunks) -> Result<(), LedgerError> {
+        let tx = &self.tx;
+        let session = self.session;
         // The rows must come off the primary key in order. Right after a bulk load the
         // planner has no statistics yet and would sort the account's rows instead (on disk,
         // for a large one); reading transactions change nothing, so sorting is ruled out in
         // them.
-        let (tx, deadline) = (self.tx, self.deadline);
-        self.wait(async { Ok(tx.batch_execute("SET LOCAL enable_sort = off").await?) })?;
+        session
+            .within(tx.batch_execute("SET LOCAL enable_sort = off"))
+            .await?;
         // COPY sends the rows as lines of text in large chunks: no message, no row object and
-        // no per-row decode, on the server's side or ours. The account id is a number: it
-        // cannot change the statement.
-        let sql = format!(
-            "COPY ({}) TO STDOUT",
-            crate::ledger::sql::CONFIRMED_OF.replace("$1", &account.to_string())
-        );
-        let streamed = self.rt.block_on(async {
-            let chunks = tokio::time::timeout(deadline, tx.copy_out(sql.as_str()))
-                .await
-                .map_err(|_| Fault::Silent(deadline))??;
-            futures_util::pin_mut!(chunks);
-            let mut lines = CopyLines::default();
-            while let Some(chunk) = next_within(&mut chunks, deadline).await? {
-                lines
-                    .feed(&chunk.map_err(Fault::Db)?, &mut *each)
-                    .map_err(Fault::Caller)?;
-            }
-            lines.finish().map_err(Fault::Caller)
-        });
-        streamed.map_err(|fault| match fault {
-            Fault::Caller(e) => e,
-            fault => self.keep(fault),
-        })
-    }
-
-    fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.run(
-            "UPDATE confirmed SET managed = true WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
-            &[&account, &subscribers],
-        )
-        .map(drop)
-    }
-
-    fn intend(
-        &mut self,
-        account: i64,
-        subscribers: &[String],
-        op: Op,
-        run: i64,
-    ) -> Result<(), LedgerError> {
-        self.run(
-            "INSERT INTO intents (account_id, subscriber, op, run_id)
-             SELECT CAST($1 AS BIGINT), s, CAST($3 AS TEXT), CAST($4 AS BIGINT)
-             FROM (SELECT DISTINCT unnest(CAST($2 AS TEXT[])) AS s) AS l
-             ON CONFLICT (account_id, subscriber) DO NOTHING",
-            &[&account, &subscribers, &op.as_str(), &run],
-        )
-        .map(drop)
-    }
-
-    fn clear_intents(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.run(
-            "DELETE FROM intents WHERE account_id = $1 AND subscriber = ANY(CAST($2 AS TEXT[]))",
-            &[&account, &subscribers],
-        )
-        .map(drop)
-    }
-
-    fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError> {
-        let subs: Vec<&str> = rows.iter().map(|c| c.subscriber.as_str()).collect();
-        let at: Vec<i64> = rows.iter().map(|c| c.confirmed_at).collect();
-        let runs: Vec<i64> = rows.iter().map(|c| c.run_id).collect();
-        let already: Vec<bool> = rows.iter().map(|c| c.already).collect();
-        let observed: Vec<bool> = rows.iter().map(|c| c.observed).collect();
-        let managed: Vec<bool> = rows.iter().map(|c| c.managed).collect();
-        self.run(
-            "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
-             SELECT CAST($1 AS BIGINT), * FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS BOOLEAN[]), CAST($6 AS BOOLEAN[]), CAST($7 AS BOOLEAN[]))",
-            &[&account, &subs, &at, &runs, &already, &observed, &managed],
-        )
-        .map(drop)
-    }
-}
-
-/// The next item of `stream`, waiting at most `deadline` for it: the deadline is for the
-/// server's silence, not the whole answer. Items already received are taken without a timer;
-/// only a wait arms one.
-async fn next_within<S: futures_util::Stream + Unpin>(
-    stream: &mut S,
-    deadline: Duration,
-) -> Result<Option<S::Item>, Fault> {
-    match futures_util::FutureExt::now_or_never(stream.next()) {
-        Some(next) => Ok(next),
-        None => tokio::time::timeout(deadline, stream.next())
-            .await
-            .map_err(|_| Fault::Silent(deadline)),
-    }
-}
-
-/// The one-column rows of `COPY ... TO STDOUT` (text format), from chunks that may end
-/// anywhere in a line.
-#[derive(Default)]
-struct CopyLines {
-    partial: Vec<u8>,
-}
-
-impl CopyLines {
-    fn feed(&mut self, chunk: &[u8], each: &mut dyn FnMut(String)) -> Result<(), LedgerError> {
-        let mut start = 0;
-        for end in chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| (*b == b'\n').then_some(i))
-        {
-            let piece = &chunk[start..end];
-            let value = if self.partial.is_empty() {
-                copy_text(piece)?
-            } else {
-                self.partial.extend_from_slice(piece);
-                let value = copy_text(&self.partial)?;
-                self.partial.clear();
-                value
+        // no per-row decode. The account id is a number: it cannot change the statement.
+        let copy = sql::confirmed_copy(account);
+        let stream = session.within(tx.copy_out(copy.as_str())).await?;
+        futures_util::pin_mut!(stream);
+        let mut lines = CopyLines::default();
+        let mut batch = Chunk::new();
+        // The deadline is for the server's silence between chunks, not the whole answer.
+        loop {
+            let next = match futures_util::FutureExt::now_or_never(stream.next()) {
+                Some(next) => next,
+                None => tokio::time::timeout(session.deadline, stream.next())
+                    .await
+                    .map_err(|_| session.silent(session.deadline))?,
             };
-            each(value);
-            start = end + 1;
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| session.error(e))?;
+            lines
+                .feed(&chunk, &mut |s| batch.push(s))
+                .map_err(|e| self.unreadable(e))?;
+            if batch.is_full() && out.send(std::mem::take(&mut batch)).await.is_err() {
+                // The reader stopped listening: nothing more is wanted.
+                return Ok(());
+            }
         }
-        self.partial.extend_from_slice(&chunk[start..]);
+        lines.finish().map_err(|e| self.unreadable(e))?;
+        if !batch.is_empty() {
+            let _ = out.send(batch).await;
+        }
         Ok(())
     }
 
-    fn finish(self) -> Result<(), LedgerError> {
-        if self.partial.is_empty() {
+    fn unreadable(&self, e: super::copy_text::CopyError) -> LedgerError {
+        LedgerError::Database {
+            at: self.session.at.clone(),
+            hint: Hint::default(),
+            cause: Cause::new(e),
+        }
+    }
+
+    async fn step(&mut self, run: i64, now: i64, step: Step) -> Result<(), LedgerError> {
+        let op = step.op.as_str();
+        let stored = step.properties.as_deref().cloned().unwrap_or_default();
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &step.account,
+            &step.subscribers,
+            &step.codes,
+            &now,
+            &run,
+            &step.already,
+            &op,
+            &step.max,
+            &step.num,
+            &stored.live,
+            &stored.owner,
+            &stored.learnt_at,
+            &stored.declared,
+            &stored.kept,
+        ];
+        let text = sql::step(step.statement);
+        self.execute_typed(text, sql::STEP_TYPES, &params)
+            .await
+            .map(drop)
+    }
+}
+
+impl<'c> ReadTx<'c> for PgTx<'c> {
+    fn identity(&mut self) -> Fut<'_, Identity> {
+        Box::pin(async move {
+            let pairs: Vec<Pair> = self.rows(sql::META, &[]).await?;
+            Identity::from_pairs(&self.session.at, &pairs)
+        })
+    }
+
+    fn held(&mut self) -> Fut<'_, Vec<String>> {
+        Box::pin(async move {
+            let names: Vec<Name> = self.rows(sql::HELD, &[]).await?;
+            Ok(names.into_iter().map(|n| n.0).collect())
+        })
+    }
+
+    fn accounts(&mut self) -> Fut<'_, Vec<AccountRow>> {
+        Box::pin(self.rows(sql::ACCOUNTS, &[]))
+    }
+
+    fn account(&mut self, name: String) -> Fut<'_, Option<AccountRows>> {
+        Box::pin(async move {
+            let found: Option<AccountRow> = self.rows(sql::ACCOUNT, &[&name]).await?.pop();
+            let Some(account) = found else {
+                return Ok(None);
+            };
+            let id = &account.id;
+            let out_of_band: Vec<Name> = self.rows(sql::OUT_OF_BAND, &[id]).await?;
+            let properties: Option<KnownProperties> =
+                self.rows(sql::PROPERTIES, &[id]).await?.pop();
+            Ok(Some(AccountRows {
+                properties: properties.unwrap_or_default(),
+                failed: self.rows(sql::FAILED, &[id]).await?,
+                drift: self.rows(sql::DRIFT, &[id]).await?,
+                intents: self.rows(sql::INTENTS, &[id]).await?,
+                out_of_band: out_of_band.into_iter().map(|n| n.0).collect(),
+                account,
+            }))
+        })
+    }
+
+    fn properties(&mut self, account: i64) -> Fut<'_, KnownProperties> {
+        Box::pin(async move {
+            let found: Option<KnownProperties> =
+                self.rows(sql::PROPERTIES, &[&account]).await?.pop();
+            Ok(found.unwrap_or_default())
+        })
+    }
+
+    fn confirmed(&mut self, account: i64, out: Chunks) -> Fut<'_, ()> {
+        Box::pin(self.confirmed_chunks(account, out))
+    }
+
+    fn confirmed_rows(&mut self, account: i64) -> Fut<'_, Vec<ConfirmedRow>> {
+        Box::pin(async move { self.rows(sql::CONFIRMED_ROWS, &[&account]).await })
+    }
+
+    fn summaries(&mut self) -> Fut<'_, Vec<AccountSummary>> {
+        Box::pin(self.rows(sql::SUMMARIES, &[]))
+    }
+
+    fn runs(&mut self, limit: Option<u64>) -> Fut<'_, Vec<RunRow>> {
+        Box::pin(async move {
+            match limit {
+                Some(limit) => {
+                    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                    self.rows(sql::RUNS, &[&limit]).await
+                }
+                None => self.rows(sql::RUNS_ALL, &[]).await,
+            }
+        })
+    }
+
+    fn end(self: Box<Self>) -> Fut<'c, ()> {
+        // A read changes nothing; a write that is ended instead of committed leaves nothing.
+        match self.epoch {
+            Some(_) => self.rollback(),
+            None => Box::pin(async move { self.session.within(self.tx.commit()).await }),
+        }
+    }
+}
+
+impl<'c> WriteTx<'c> for PgTx<'c> {
+    fn account_id(&mut self, name: String, now: i64) -> Fut<'_, i64> {
+        Box::pin(async move {
+            let statement = self.statement(sql::ACCOUNT_ID, &[]).await?;
+            let row = self
+                .session
+                .within(self.tx.query_one(&statement, &[&name, &now]))
+                .await?;
+            row.try_get(0).map_err(|e| self.session.error(e))
+        })
+    }
+
+    fn apply(&mut self, run: i64, now: i64, steps: Vec<Step>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            for step in steps {
+                self.step(run, now, step).await?;
+            }
             Ok(())
-        } else {
-            Err(unreadable("a COPY row without its end"))
-        }
+        })
     }
-}
 
-fn unreadable(what: &str) -> LedgerError {
-    LedgerError::Database {
-        at: String::new(),
-        detail: format!("the server sent {what}"),
+    fn begin_run(&mut self, run: NewRun) -> Fut<'_, i64> {
+        Box::pin(async move {
+            let statement = self.statement(sql::RUN_BEGIN, &[]).await?;
+            let params: [&(dyn ToSql + Sync); 5] = [
+                &run.command,
+                &run.started_at,
+                &run.revision,
+                &run.pid,
+                &run.version,
+            ];
+            let row = self
+                .session
+                .within(self.tx.query_one(&statement, &params))
+                .await?;
+            row.try_get(0).map_err(|e| self.session.error(e))
+        })
     }
-}
 
-/// One field of COPY's text format: backslash escapes undone (`\\`, `\t`, `\n`, octal and
-/// hex bytes, and any other escaped character as itself).
-fn copy_text(field: &[u8]) -> Result<String, LedgerError> {
-    if !field.contains(&b'\\') {
-        return String::from_utf8(field.to_vec())
-            .map_err(|_| unreadable("a subscriber that is not UTF-8"));
+    fn finish_run(
+        &mut self,
+        run: i64,
+        now: i64,
+        result: RunOutcome,
+        summary: String,
+    ) -> Fut<'_, ()> {
+        Box::pin(async move {
+            let result = result.as_str();
+            self.execute(sql::RUN_FINISH, &[&run, &now, &result, &summary])
+                .await
+                .map(drop)
+        })
     }
-    let mut out = Vec::with_capacity(field.len());
-    let mut bytes = field.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        let Some(e) = bytes.next() else {
-            return Err(unreadable("a field ending in a lone backslash"));
-        };
-        let digit = |b: Option<&u8>, radix: u32| b.and_then(|b| (*b as char).to_digit(radix));
-        out.push(match e {
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'v' => 0x0b,
-            b'0'..=b'7' => {
-                let mut v = u32::from(e - b'0');
-                for _ in 0..2 {
-                    match digit(bytes.peek(), 8) {
-                        Some(d) => {
-                            v = v * 8 + d;
-                            bytes.next();
-                        }
-                        None => break,
-                    }
-                }
-                (v & 0xff) as u8
+
+    fn refresh_step<'a>(&'a mut self, step: RefreshStep, end: &'a RefreshEnd) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let params: [&(dyn ToSql + Sync); 5] = [
+                &end.account,
+                &end.official_account,
+                &end.now,
+                &end.run,
+                &end.max_subscribers,
+            ];
+            let text = sql::refresh(step);
+            if step != RefreshStep::Seen {
+                return self.execute_typed(text, REFRESH_TYPES, &params).await;
             }
-            b'x' if digit(bytes.peek(), 16).is_some() => {
-                let mut v = 0;
-                for _ in 0..2 {
-                    match digit(bytes.peek(), 16) {
-                        Some(d) => {
-                            v = v * 16 + d;
-                            bytes.next();
-                        }
-                        None => break,
-                    }
-                }
-                v as u8
+            let statement = self.statement(text, REFRESH_TYPES).await?;
+            let row = self
+                .session
+                .within(self.tx.query_one(&statement, &params))
+                .await?;
+            let seen: i64 = row.try_get(0).map_err(|e| self.session.error(e))?;
+            Ok(u64::try_from(seen).unwrap_or(0))
+        })
+    }
+
+    fn is_empty(&mut self) -> Fut<'_, bool> {
+        Box::pin(async move {
+            let accounts = self.accounts().await?;
+            let runs = self.runs(Some(1)).await?;
+            Ok(accounts.is_empty() && runs.is_empty())
+        })
+    }
+
+    fn insert_runs(&mut self, runs: Vec<RunRow>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            for r in runs {
+                let result = r.result.map(|o| o.as_str());
+                self.execute(
+                    sql::RUN_INSERT,
+                    &[
+                        &r.id,
+                        &r.command,
+                        &r.started_at,
+                        &r.finished_at,
+                        &r.revision,
+                        &result,
+                        &r.summary,
+                        &r.pid,
+                        &r.version,
+                    ],
+                )
+                .await?;
             }
-            other => other,
-        });
-    }
-    String::from_utf8(out).map_err(|_| unreadable("a subscriber that is not UTF-8"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(chunks: &[&[u8]]) -> Vec<String> {
-        let mut got = Vec::new();
-        let mut lines = CopyLines::default();
-        for c in chunks {
-            lines.feed(c, &mut |s| got.push(s)).unwrap();
-        }
-        lines.finish().unwrap();
-        got
+            Ok(())
+        })
     }
 
-    #[test]
-    fn copy_rows_split_anywhere_come_out_whole() {
-        let all: &[u8] = b"alice\nbob\ncarol\n";
-        let whole = lines(&[all]);
-        assert_eq!(whole, ["alice", "bob", "carol"]);
-        for cut in 0..all.len() {
-            assert_eq!(lines(&[&all[..cut], &all[cut..]]), whole, "cut at {cut}");
-        }
+    fn insert_account(&mut self, dump: AccountDump) -> Fut<'_, ()> {
+        Box::pin(async move {
+            let a = &dump.rows.account;
+            let f = &a.facts;
+            let count = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+            let (max, num) = (count(f.max_subscribers), count(f.subscriber_num));
+            let statement = self.statement(sql::ACCOUNT_INSERT, &[]).await?;
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &a.official_account,
+                &a.updated_at,
+                &max,
+                &num,
+                &f.limit_reached_at,
+                &f.missing_since,
+                &f.invalid_since,
+                &f.counted_at,
+                &a.refreshed_at,
+            ];
+            let row = self
+                .session
+                .within(self.tx.query_one(&statement, &params))
+                .await?;
+            let id: i64 = row.try_get(0).map_err(|e| self.session.error(e))?;
+            if let Some(put) = crate::ledger::properties::copied(id, &dump.rows.properties) {
+                self.step(0, 0, put).await?;
+            }
+            // In slices, so that one statement never carries an unbounded list.
+            for rows in dump.confirmed.chunks(50_000) {
+                let subs: Vec<&str> = rows.iter().map(|c| c.subscriber.as_str()).collect();
+                let at: Vec<i64> = rows.iter().map(|c| c.confirmed_at).collect();
+                let runs: Vec<i64> = rows.iter().map(|c| c.run_id).collect();
+                let already: Vec<bool> = rows.iter().map(|c| c.already).collect();
+                let observed: Vec<bool> = rows.iter().map(|c| c.observed).collect();
+                let managed: Vec<bool> = rows.iter().map(|c| c.managed).collect();
+                self.execute(
+                    sql::CONFIRMED_INSERT,
+                    &[&id, &subs, &at, &runs, &already, &observed, &managed],
+                )
+                .await?;
+            }
+            for r in &dump.rows.failed {
+                let (attempts, op) = (i64::from(r.attempts), r.op.as_str());
+                self.execute(
+                    sql::FAILED_INSERT,
+                    &[
+                        &id,
+                        &r.subscriber,
+                        &r.code,
+                        &attempts,
+                        &r.first_at,
+                        &r.last_at,
+                        &r.run_id,
+                        &op,
+                    ],
+                )
+                .await?;
+            }
+            for d in &dump.rows.drift {
+                let direction = d.direction.as_str();
+                self.execute(
+                    sql::DRIFT_INSERT,
+                    &[&id, &direction, &d.subscriber, &d.observed_at],
+                )
+                .await?;
+            }
+            for i in &dump.rows.intents {
+                let op = i.op.as_str();
+                self.execute(sql::INTENT_INSERT, &[&id, &i.subscriber, &op, &i.run_id])
+                    .await?;
+            }
+            Ok(())
+        })
     }
 
-    #[test]
-    fn copy_escapes_are_undone() {
-        assert_eq!(copy_text(br"a\\b\tc\x41\101\q").unwrap(), "a\\b\tcAAq");
-        assert!(copy_text(b"tail\\").is_err());
+    fn set_identity(&mut self, identity: Identity) -> Fut<'_, ()> {
+        Box::pin(async move {
+            for (key, value) in [
+                ("lineage", identity.lineage.clone()),
+                ("serial", identity.serial.to_string()),
+                ("created_at", identity.created_at.to_string()),
+            ] {
+                self.execute(sql::META_SET, &[&key, &value]).await?;
+            }
+            Ok(())
+        })
     }
 
-    #[test]
-    fn a_row_without_its_end_is_an_error() {
-        let mut l = CopyLines::default();
-        l.feed(b"alice\nbo", &mut |_| {}).unwrap();
-        assert!(l.finish().is_err());
+    fn commit(self: Box<Self>) -> Fut<'c, ()> {
+        Box::pin(async move {
+            let PgTx {
+                tx, session, epoch, ..
+            } = *self;
+            if let Some(epoch) = epoch {
+                let bumped = session
+                    .within(tx.execute(lock::BUMP_FENCED, &[&epoch]))
+                    .await?;
+                if bumped != 1 {
+                    return Err(LedgerError::LockLost {
+                        at: session.at.clone(),
+                        loss: LockLoss::Fenced,
+                    });
+                }
+            }
+            session.within(tx.commit()).await
+        })
+    }
+
+    fn rollback(self: Box<Self>) -> Fut<'c, ()> {
+        Box::pin(async move { self.session.within(self.tx.rollback()).await })
     }
 }

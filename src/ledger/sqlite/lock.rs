@@ -15,7 +15,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::ledger::LedgerError;
+use crate::ledger::{Cause, LedgerError};
 
 /// Held for as long as the writer lives.
 #[derive(Debug)]
@@ -31,7 +31,8 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerErro
     let shown = path.display().to_string();
     let io = |e: std::io::Error| LedgerError::Io {
         at: shown.clone(),
-        detail: e.to_string(),
+        action: "take the writer lock",
+        cause: Cause::new(e),
     };
     let opened = OpenOptions::new()
         .read(true)
@@ -45,18 +46,18 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerErro
     let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(LedgerError::Io {
+            return Err(LedgerError::LockFile {
                 at: shown,
-                detail: "it is a symbolic link, which subsync does not follow; remove it (subsync recreates the lock file)".into(),
+                what: "a symbolic link, which subsync does not follow",
             });
         }
         Err(e) => return Err(io(e)),
     };
     let meta = file.metadata().map_err(io)?;
     if !meta.file_type().is_file() {
-        return Err(LedgerError::Io {
+        return Err(LedgerError::LockFile {
             at: shown,
-            detail: "it is not a regular file; remove it (subsync recreates the lock file)".into(),
+            what: "not a regular file",
         });
     }
     match file.try_lock() {
@@ -64,10 +65,7 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerErro
         Err(TryLockError::WouldBlock) => {
             let note = read_note(&mut file);
             return Err(LedgerError::Locked {
-                at: state_dir
-                    .join(crate::ledger::FILE_NAME)
-                    .display()
-                    .to_string(),
+                at: state_dir.join(super::FILE_NAME).display().to_string(),
                 holder: describe_holder(holder_pid(&meta), &note),
             });
         }

@@ -1,5 +1,10 @@
 //! The SQLite backend, the default: a single file at `STATE/ledger.db`.
 //!
+//! SQLite is synchronous, so every call runs on the blocking pool (never on a runtime
+//! worker), the connection passed from one call to the next behind a mutex; a transaction
+//! spans calls (`BEGIN` in one, `COMMIT` in another), and one left open by a call that was
+//! given up is rolled back before the next begins.
+//!
 //! The writer lock is a POSIX lock on `STATE/ledger.lock` ([`lock`]) that the operating system
 //! releases when the process dies, so it cannot be lost while the process lives. WAL lets
 //! readers (plan, status) read while a writer writes; `synchronous = FULL` makes every commit
@@ -7,304 +12,237 @@
 //! touched ([`schema`]). Errors of the driver become [`LedgerError`]s here and nowhere else.
 
 mod lock;
+mod read;
 mod schema;
+mod sql;
+mod target;
+mod tx;
+mod write;
 
-use std::path::Path;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, params_from_iter};
+use futures_util::future::BoxFuture;
+use rusqlite::Connection;
 
-use super::backend::{Backend, ConfirmedRow, Param, Row, Tx, TxFn};
-use super::location::Access;
-use super::{LedgerError, Op, sql};
+pub use target::{DirectoryError, FILE_NAME, Target};
+use tx::SqliteTx;
+
+use super::store::{self, Fut, ReadTx, Store, WriteTx, WriterStore};
+use super::view::Planner;
+use super::{Cause, LedgerError};
+
+impl store::Target for Target {
+    fn shown(&self) -> &str {
+        Target::shown(self)
+    }
+
+    fn local_dir(&self) -> Option<&std::path::Path> {
+        Some(self.dir())
+    }
+
+    fn open_read(&self) -> Fut<'_, Option<Box<dyn Store>>> {
+        let (path, at) = (self.file(), self.shown().to_owned());
+        Box::pin(async move {
+            let opened = blocking(&at.clone(), move || schema::open_read(&path, &at)).await?;
+            Ok(opened.map(|(conn, at)| Box::new(Sqlite::new(conn, at, None)) as Box<dyn Store>))
+        })
+    }
+
+    fn open_write<'a>(&'a self, command: &'a str) -> Fut<'a, Box<dyn WriterStore>> {
+        let (target, command) = (self.clone(), command.to_owned());
+        Box::pin(async move {
+            let at = target.shown().to_owned();
+            let (conn, lock) = blocking(&at.clone(), move || {
+                target.create().map_err(|e| LedgerError::Io {
+                    at: target.dir().display().to_string(),
+                    action: "create the ledger's directory",
+                    cause: Cause::new(e),
+                })?;
+                let lock = lock::acquire(target.dir(), &command)?;
+                let conn = schema::open_write(&target.file(), &at)?;
+                Ok((conn, lock))
+            })
+            .await?;
+            Ok(
+                Box::new(Sqlite::new(conn, self.shown().to_owned(), Some(lock)))
+                    as Box<dyn WriterStore>,
+            )
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    at: &str,
+    f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
+) -> Result<T, LedgerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LedgerError::task(at, e))?
+}
+
+/// The connection, shared by the calls of one store (one at a time); `None` once closed.
+#[derive(Clone)]
+struct Db {
+    conn: Arc<Mutex<Option<Connection>>>,
+    /// The file, as messages show it.
+    at: Arc<str>,
+}
+
+/// A call on a store that was closed.
+#[derive(Debug, thiserror::Error)]
+#[error("the ledger's connection was closed")]
+struct Closed;
+
+impl Db {
+    /// Runs `f` over the connection on the blocking pool.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &str) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let db = self.clone();
+        blocking(&self.at, move || {
+            let conn = db.conn.lock().unwrap_or_else(|e| e.into_inner());
+            match conn.as_ref() {
+                Some(conn) => f(conn, &db.at),
+                None => Err(LedgerError::task(&db.at, Closed)),
+            }
+        })
+        .await
+    }
+}
+
+/// A SQLite error, as the ledger at `at` reports it.
+fn error(at: &str, e: rusqlite::Error) -> LedgerError {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
+            at: at.to_owned(),
+            cause: Cause::new(e),
+        },
+        _ => LedgerError::Database {
+            at: at.to_owned(),
+            hint: super::Hint::default(),
+            cause: Cause::new(e),
+        },
+    }
+}
 
 /// An open SQLite ledger: read-only for a reader, with the lock held for the writer.
-pub struct Sqlite {
-    conn: Connection,
-    /// The file, as messages show it.
-    at: String,
+struct Sqlite {
+    db: Db,
     /// Held for as long as a writer lives; `None` for a reader.
-    _lock: Option<lock::WriterLock>,
+    lock: Option<lock::WriterLock>,
 }
 
-/// Opens the ledger in `dir`: read-only (`None` when there is none yet), or as the writer.
-pub fn open(dir: &Path, access: Access<'_>) -> Result<Option<Box<dyn Backend>>, LedgerError> {
-    let path = dir.join(super::FILE_NAME);
-    let at = path.display().to_string();
-    match access {
-        Access::Read => Ok(schema::open_read(&path)?.map(|conn| {
-            Box::new(Sqlite {
-                conn,
-                at,
-                _lock: None,
-            }) as Box<dyn Backend>
-        })),
-        Access::Write { command } => {
-            schema::create_dir(dir)?;
-            let lock = lock::acquire(dir, command)?;
-            let conn = schema::open_write(&path)?;
-            Ok(Some(Box::new(Sqlite {
-                conn,
-                at,
-                _lock: Some(lock),
-            })))
+impl Sqlite {
+    fn new(conn: Connection, at: String, lock: Option<lock::WriterLock>) -> Sqlite {
+        Sqlite {
+            db: Db {
+                conn: Arc::new(Mutex::new(Some(conn))),
+                at: at.into(),
+            },
+            lock,
         }
+    }
+
+    async fn begin(&mut self, write: bool) -> Result<SqliteTx, LedgerError> {
+        SqliteTx::begin(self.db.clone(), write).await
+    }
+
+    /// Lets go of the connection, then the lock: closing may checkpoint the WAL, file work
+    /// that stays off the workers.
+    fn let_go(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        let conn = self
+            .db
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let lock = self.lock.take();
+        Some(move || {
+            drop(conn);
+            drop(lock);
+        })
     }
 }
 
-impl Backend for Sqlite {
+impl Store for Sqlite {
     fn location(&self) -> &str {
-        &self.at
+        &self.db.at
     }
 
-    fn read(&mut self, f: &mut TxFn<'_>) -> Result<(), LedgerError> {
-        let at = self.at.clone();
-        let err = |e| schema::error(&at, e);
-        let tx = self.conn.unchecked_transaction().map_err(err)?;
-        f(&mut SqliteTx {
-            conn: &tx,
-            at: &self.at,
-        })?;
-        tx.finish().map_err(err)
+    fn read(&mut self) -> Fut<'_, Box<dyn ReadTx<'_> + '_>> {
+        Box::pin(async move { Ok(Box::new(self.begin(false).await?) as Box<dyn ReadTx<'_> + '_>) })
     }
 
-    fn write(&mut self, f: &mut TxFn<'_>) -> Result<(), LedgerError> {
-        let at = self.at.clone();
-        let err = |e| schema::error(&at, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        f(&mut SqliteTx { conn: &tx, at: &at })?;
-        tx.execute(sql::BUMP_SERIAL, []).map_err(err)?;
-        tx.commit().map_err(err)
+    fn view(&mut self, planner: Planner) -> Fut<'_, ()> {
+        let db = self.db.clone();
+        Box::pin(async move { db.call(move |conn, at| read::view(conn, at, planner)).await })
     }
 
-    fn check_lock(&mut self) -> Result<(), LedgerError> {
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        let closing = self.let_go();
+        Box::pin(async move {
+            if let Some(closing) = closing {
+                let _ = tokio::task::spawn_blocking(closing).await;
+            }
+        })
+    }
+}
+
+impl Drop for Sqlite {
+    /// A store dropped without `close` (a task given up) still closes off the workers.
+    fn drop(&mut self) {
+        let Some(closing) = self.let_go() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(closing)),
+            Err(_) => closing(),
+        }
+    }
+}
+
+impl WriterStore for Sqlite {
+    fn write(&mut self) -> Fut<'_, Box<dyn WriteTx<'_> + '_>> {
+        Box::pin(async move { Ok(Box::new(self.begin(true).await?) as Box<dyn WriteTx<'_> + '_>) })
+    }
+
+    fn check_lock(&mut self) -> Fut<'_, ()> {
         // A POSIX lock lives as long as the process.
-        Ok(())
+        Box::pin(async { Ok(()) })
     }
 
-    fn stage(&mut self, account: &str, page: &[String]) -> Result<(), LedgerError> {
-        let at = self.at.clone();
-        let err = |e| schema::error(&at, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO observed (account, subscriber) VALUES (?1, ?2)",
-                )
-                .map_err(err)?;
-            for s in page {
-                insert.execute((account, s)).map_err(err)?;
+    fn stage(&mut self, account: String, page: Vec<String>) -> Fut<'_, ()> {
+        Box::pin(self.db.call(move |conn, at| {
+            let err = |e| error(at, e);
+            let tx = conn.unchecked_transaction().map_err(err)?;
+            {
+                let mut insert = tx.prepare_cached(sql::STAGE).map_err(err)?;
+                for subscriber in &page {
+                    insert
+                        .execute(
+                            rusqlite::named_params! {":name": account, ":subscriber": subscriber},
+                        )
+                        .map_err(err)?;
+                }
             }
-        }
-        tx.commit().map_err(err)
+            tx.commit().map_err(err)
+        }))
     }
 
-    fn unstage(&mut self, account: &str) -> Result<(), LedgerError> {
-        self.conn
-            .execute(&sql::for_sqlite(sql::STAGE_CLEAR), [account])
-            .map(drop)
-            .map_err(|e| schema::error(&self.at, e))
-    }
-}
-
-/// Statements inside one SQLite transaction (reads and writes alike run on the connection the
-/// transaction holds).
-struct SqliteTx<'a> {
-    conn: &'a Connection,
-    at: &'a str,
-}
-
-impl SqliteTx<'_> {
-    fn err(&self, e: rusqlite::Error) -> LedgerError {
-        schema::error(self.at, e)
-    }
-
-    /// Runs `sql` once for each subscriber, bound as `?2` after the account id.
-    fn each(&self, sql: &str, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        for s in subscribers {
-            stmt.execute((account, s)).map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-}
-
-impl rusqlite::ToSql for Param<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match *self {
-            Param::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(v)),
-            Param::OptInt(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Integer(v)),
-            Param::Text(s) | Param::OptText(Some(s)) => {
-                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
-            }
-            Param::OptInt(None) | Param::OptText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
-            Param::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(b))),
-        })
-    }
-}
-
-struct SqliteRow<'r, 's> {
-    row: &'r rusqlite::Row<'s>,
-    at: &'r str,
-}
-
-impl SqliteRow<'_, '_> {
-    fn get<T: rusqlite::types::FromSql>(&self, column: usize) -> Result<T, LedgerError> {
-        self.row.get(column).map_err(|e| schema::error(self.at, e))
-    }
-}
-
-super::backend::row_by_get!(SqliteRow<'_, '_>);
-
-impl Tx for SqliteTx<'_> {
-    fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql::for_sqlite(sql))
-            .map_err(|e| self.err(e))?;
-        let changed = stmt
-            .execute(params_from_iter(params))
-            .map_err(|e| self.err(e))?;
-        Ok(changed as u64)
-    }
-
-    fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[Param<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), LedgerError>,
-    ) -> Result<(), LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql::for_sqlite(sql))
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt
-            .query(params_from_iter(params))
-            .map_err(|e| schema::error(self.at, e))?;
-        while let Some(row) = rows.next().map_err(|e| schema::error(self.at, e))? {
-            each(&SqliteRow { row, at: self.at })?;
-        }
-        Ok(())
-    }
-
-    fn confirm(
-        &mut self,
-        account: i64,
-        subscribers: &[String],
-        now: i64,
-        run: i64,
-        already: bool,
-    ) -> Result<(), LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, managed) VALUES (?1, ?2, ?3, ?4, ?5, 1)
-                 ON CONFLICT (account_id, subscriber) DO UPDATE SET confirmed_at = excluded.confirmed_at, run_id = excluded.run_id, already = excluded.already, observed = 0, managed = 1",
-            )
-            .map_err(|e| self.err(e))?;
-        for s in subscribers {
-            stmt.execute((account, s, now, run, already))
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    fn unconfirm(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.each(
-            "DELETE FROM confirmed WHERE account_id = ?1 AND subscriber = ?2",
-            account,
-            subscribers,
-        )
-    }
-
-    fn clear_failed(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.each(
-            "DELETE FROM failed WHERE account_id = ?1 AND subscriber = ?2",
-            account,
-            subscribers,
-        )
-    }
-
-    fn fail(
-        &mut self,
-        account: i64,
-        failed: &[(String, i64)],
-        op: Op,
-        now: i64,
-        run: i64,
-    ) -> Result<(), LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op) VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5, ?6)
-                 ON CONFLICT (account_id, subscriber) DO UPDATE SET code = excluded.code, attempts = CASE WHEN failed.op = excluded.op THEN failed.attempts + 1 ELSE 1 END, last_at = excluded.last_at, run_id = excluded.run_id, op = excluded.op",
-            )
-            .map_err(|e| self.err(e))?;
-        for (s, code) in failed {
-            stmt.execute((account, s, code, now, run, op.as_str()))
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    fn confirmed(&mut self, account: i64, each: &mut dyn FnMut(String)) -> Result<(), LedgerError> {
-        self.query(sql::CONFIRMED_OF, &[Param::Int(account)], &mut |r| {
-            each(r.text(0)?);
-            Ok(())
-        })
-    }
-
-    fn manage(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.each(
-            "UPDATE confirmed SET managed = 1 WHERE account_id = ?1 AND subscriber = ?2",
-            account,
-            subscribers,
-        )
-    }
-
-    fn intend(
-        &mut self,
-        account: i64,
-        subscribers: &[String],
-        op: Op,
-        run: i64,
-    ) -> Result<(), LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql::for_sqlite(sql::INTENT_INSERT))
-            .map_err(|e| self.err(e))?;
-        for s in subscribers {
-            stmt.execute((account, s, op.as_str(), run))
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    fn clear_intents(&mut self, account: i64, subscribers: &[String]) -> Result<(), LedgerError> {
-        self.each(
-            "DELETE FROM intents WHERE account_id = ?1 AND subscriber = ?2",
-            account,
-            subscribers,
-        )
-    }
-
-    fn copy_confirmed(&mut self, account: i64, rows: &[ConfirmedRow]) -> Result<(), LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-            .map_err(|e| self.err(e))?;
-        for c in rows {
-            stmt.execute((
-                account,
-                &c.subscriber,
-                c.confirmed_at,
-                c.run_id,
-                c.already,
-                c.observed,
-                c.managed,
-            ))
-            .map_err(|e| self.err(e))?;
-        }
-        Ok(())
+    fn unstage(&mut self, account: String) -> Fut<'_, ()> {
+        Box::pin(self.db.call(move |conn, at| {
+            conn.prepare_cached(sql::UNSTAGE)
+                .and_then(|mut s| s.execute(rusqlite::named_params! {":name": account}))
+                .map(drop)
+                .map_err(|e| error(at, e))
+        }))
     }
 }

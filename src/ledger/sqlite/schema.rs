@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::ledger::{LedgerError, SCHEMA_VERSION};
+use crate::ledger::{Cause, LedgerError, SCHEMA_VERSION};
 
 /// `SUBS` in ASCII.
 pub const APPLICATION_ID: i32 = 0x5355_4253;
@@ -125,43 +125,22 @@ const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS observed (
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
-/// A SQLite error, as the ledger at `at` reports it.
-pub fn error(at: &str, e: rusqlite::Error) -> LedgerError {
-    use rusqlite::ffi::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
-            at: at.to_owned(),
-            detail: e.to_string(),
-        },
-        _ => LedgerError::Database {
-            at: at.to_owned(),
-            detail: e.to_string(),
-        },
-    }
+fn sqlite(at: &str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+    move |e| super::error(at, e)
 }
 
-/// Creates the state directory if it is not there yet.
-pub fn create_dir(dir: &Path) -> Result<(), LedgerError> {
-    std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io {
-        at: dir.display().to_string(),
-        detail: e.to_string(),
-    })
-}
-
-fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-    move |e| error(&path.display().to_string(), e)
-}
-
-/// Opens an existing ledger read-only, or `None` when there is none yet.
-pub fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
+/// Opens an existing ledger read-only, or `None` when there is none yet. `at` is how
+/// messages show it.
+pub fn open_read(path: &Path, at: &str) -> Result<Option<(Connection, String)>, LedgerError> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() == 0 => return Ok(None),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(LedgerError::Io {
-                at: path.display().to_string(),
-                detail: e.to_string(),
+                at: at.to_owned(),
+                action: "read",
+                cause: Cause::new(e),
             });
         }
     }
@@ -169,24 +148,24 @@ pub fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(sqlite(path))?;
-    match check_identity(&conn, path)? {
+    .map_err(sqlite(at))?;
+    match check_identity(&conn, at)? {
         Identity::Empty => Ok(None),
         Identity::Ledger(version) => {
-            LedgerError::check_version(&path.display().to_string(), version)?;
-            Ok(Some(conn))
+            LedgerError::check_version(at, version)?;
+            Ok(Some((conn, at.to_owned())))
         }
     }
 }
 
 /// Opens (creating or upgrading) the ledger for writing. The caller holds the writer lock.
-pub fn open_write(path: &Path) -> Result<Connection, LedgerError> {
-    let mut conn = Connection::open(path).map_err(sqlite(path))?;
-    let version = match check_identity(&conn, path)? {
+pub fn open_write(path: &Path, at: &str) -> Result<Connection, LedgerError> {
+    let mut conn = Connection::open(path).map_err(sqlite(at))?;
+    let version = match check_identity(&conn, at)? {
         Identity::Empty => 0,
         Identity::Ledger(v) if v > SCHEMA_VERSION => {
             return Err(LedgerError::TooNew {
-                at: path.display().to_string(),
+                at: at.to_owned(),
                 version: v,
             });
         }
@@ -194,31 +173,38 @@ pub fn open_write(path: &Path) -> Result<Connection, LedgerError> {
     };
     // WAL lets plan and status read while apply writes; FULL makes every commit durable.
     conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(sqlite(path))?;
+        .map_err(sqlite(at))?;
     conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sqlite(path))?;
+        .map_err(sqlite(at))?;
     conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(sqlite(path))?;
+        .map_err(sqlite(at))?;
     if version < SCHEMA_VERSION {
-        if version > 0 {
-            tracing::info!(ledger = %path.display(), from = version, to = SCHEMA_VERSION, "upgrading the ledger's schema");
+        if version == 0 {
+            tracing::info!("starting a new ledger at {at}");
+        } else {
+            tracing::info!(
+                ledger = at,
+                from = version,
+                to = SCHEMA_VERSION,
+                "upgrading the ledger's schema"
+            );
         }
-        let tx = conn.transaction().map_err(sqlite(path))?;
+        let tx = conn.transaction().map_err(sqlite(at))?;
         for sql in &MIGRATIONS[version as usize..] {
-            tx.execute_batch(sql).map_err(sqlite(path))?;
+            tx.execute_batch(sql).map_err(sqlite(at))?;
         }
         if version == 0 {
             let lineage = crate::ledger::new_lineage();
             tx.execute("INSERT INTO meta (key, value) VALUES ('lineage', ?1), ('serial', '0'), ('created_at', ?2)", (lineage, crate::clock::unix_millis().to_string()))
-                .map_err(sqlite(path))?;
+                .map_err(sqlite(at))?;
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(sqlite(path))?;
+            .map_err(sqlite(at))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(sqlite(path))?;
-        tx.commit().map_err(sqlite(path))?;
+            .map_err(sqlite(at))?;
+        tx.commit().map_err(sqlite(at))?;
     }
-    conn.execute_batch(STAGING).map_err(sqlite(path))?;
+    conn.execute_batch(STAGING).map_err(sqlite(at))?;
     Ok(conn)
 }
 
@@ -229,24 +215,24 @@ enum Identity {
     Ledger(i64),
 }
 
-fn check_identity(conn: &Connection, path: &Path) -> Result<Identity, LedgerError> {
+fn check_identity(conn: &Connection, at: &str) -> Result<Identity, LedgerError> {
     let app: i32 = conn
         .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(sqlite(path))?;
+        .map_err(sqlite(at))?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sqlite(path))?;
+        .map_err(sqlite(at))?;
     if app == APPLICATION_ID {
         return Ok(Identity::Ledger(version));
     }
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(sqlite(path))?;
+        .map_err(sqlite(at))?;
     if app == 0 && version == 0 && tables == 0 {
         return Ok(Identity::Empty);
     }
     Err(LedgerError::Foreign {
-        at: path.display().to_string(),
+        at: at.to_owned(),
         what: format!("SQLite application_id {app:#x}"),
     })
 }
@@ -254,11 +240,11 @@ fn check_identity(conn: &Connection, path: &Path) -> Result<Identity, LedgerErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{Ledger, Reader};
+    use crate::ledger::{FILE_NAME, Reader, Writer};
 
     /// A ledger as subsync wrote it before schema version 2.
     fn version_one(dir: &Path) {
-        let conn = Connection::open(dir.join(crate::ledger::FILE_NAME)).unwrap();
+        let conn = Connection::open(dir.join(FILE_NAME)).unwrap();
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.execute_batch(
             "INSERT INTO meta (key, value) VALUES ('lineage', 'feedfeedfeedfeedfeedfeedfeedfeed'), ('serial', '7'), ('created_at', '0');
@@ -271,42 +257,42 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
     }
 
-    #[test]
-    fn an_older_ledger_is_refused_by_readers_and_upgraded_by_the_next_writer() {
+    #[tokio::test]
+    async fn an_older_ledger_is_refused_by_readers_and_upgraded_by_the_next_writer() {
         let dir = tempfile::tempdir().unwrap();
         version_one(dir.path());
-        let err = Reader::open(dir.path()).err().unwrap().to_string();
+        let err = Reader::open(dir.path()).await.unwrap_err().to_string();
         assert!(
             err.contains("schema version 1") && err.contains("subsync ledger migrate"),
             "{err}"
         );
-        let mut ledger = Ledger::open(dir.path(), "ledger migrate").unwrap();
-        let snapshot = ledger.snapshot().unwrap();
+        let writer = Writer::open(dir.path(), "ledger migrate").await.unwrap();
+        let snapshot = writer.snapshot().await.unwrap();
         assert_eq!(
             snapshot.lineage.as_deref(),
             Some("feedfeedfeedfeedfeedfeedfeedfeed")
         );
         assert_eq!(snapshot.accounts["@TOA#_a"].confirmed, ["kept"]);
-        drop(ledger);
-        let mut reader = Reader::open(dir.path()).unwrap();
-        assert_eq!(reader.snapshot().unwrap().serial, 7);
+        writer.close().await;
+        let mut reader = Reader::open(dir.path()).await.unwrap();
+        assert_eq!(reader.snapshot().await.unwrap().serial, 7);
     }
 
-    #[test]
-    fn a_foreign_database_is_reported_not_recreated() {
+    #[tokio::test]
+    async fn a_foreign_database_is_reported_not_recreated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(crate::ledger::FILE_NAME);
+        let path = dir.path().join(FILE_NAME);
         Connection::open(&path)
             .unwrap()
             .execute_batch("CREATE TABLE mine (x)")
             .unwrap();
-        let err = Reader::open(dir.path()).err().unwrap().to_string();
+        let err = Reader::open(dir.path()).await.unwrap_err().to_string();
         assert!(
             err.contains("is not a subsync ledger") && err.contains("ledger.db"),
             "{err}"
         );
-        let err = Ledger::open(dir.path(), "apply").unwrap_err().to_string();
-        assert!(err.contains("is not a subsync ledger"), "{err}");
+        let err = Writer::open(dir.path(), "apply").await.unwrap_err();
+        assert!(err.to_string().contains("is not a subsync ledger"), "{err}");
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
@@ -314,19 +300,21 @@ mod tests {
         assert_eq!(tables, 1);
     }
 
-    #[test]
-    fn a_corrupt_file_is_reported_with_its_path_and_left_alone() {
+    #[tokio::test]
+    async fn a_corrupt_file_is_reported_with_its_path_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(crate::ledger::FILE_NAME);
+        let path = dir.path().join(FILE_NAME);
         let garbage =
             b"this is not sqlite, just some bytes that fill more than a header ".repeat(100);
         std::fs::write(&path, &garbage).unwrap();
-        let err = Reader::open(dir.path()).err().unwrap().to_string();
+        let err = Reader::open(dir.path()).await.unwrap_err();
+        let text = crate::errors::chain(&err);
+        assert!(matches!(err, LedgerError::Corrupt { .. }), "{text}");
         assert!(
-            err.contains("corrupt") && err.contains(&path.display().to_string()),
-            "{err}"
+            text.contains("corrupt") && text.contains(&path.display().to_string()),
+            "{text}"
         );
-        assert!(Ledger::open(dir.path(), "apply").is_err());
+        assert!(Writer::open(dir.path(), "apply").await.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), garbage);
     }
 }

@@ -2,6 +2,7 @@
 //! for the `subsync` binary with credentials pointing at the emulator.
 
 pub mod daemon;
+pub mod ledger;
 pub mod standin;
 
 use std::net::SocketAddr;
