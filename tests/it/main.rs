@@ -25,4 +25,5 @@ mod postgres;
 mod properties;
 mod scale;
 mod settings;
+mod state;
 mod watch;
