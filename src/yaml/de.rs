@@ -144,6 +144,21 @@ pub fn from_node<T: de::DeserializeOwned>(node: &Node<'_>) -> Result<T, Error> {
     })
 }
 
+/// Reads `item`, entry `index` of a list, as text: by the rules, and with the error, that
+/// `from_node::<Vec<String>>` applies to that entry (located at `[index]`), but borrowed
+/// rather than copied.
+pub fn text_item<'n>(item: &'n Node<'_>, index: usize) -> Result<&'n str, Error> {
+    let at_root = De {
+        node: item,
+        path: &Path::Root,
+    };
+    // Every error of `text` is located by `fail`, with the path it was given: the entry's.
+    at_root.text().map_err(|mut e| {
+        e.path = Path::Index(&Path::Root, index).to_string();
+        e
+    })
+}
+
 /// Where a node sits, for messages.
 enum Path<'p> {
     Root,
@@ -177,7 +192,7 @@ struct De<'n, 'a> {
     path: &'n Path<'n>,
 }
 
-impl De<'_, '_> {
+impl<'n> De<'n, '_> {
     /// Gives an error without a place this node's position and path.
     fn locate(&self, mut e: Error) -> Error {
         if e.at.is_none() {
@@ -192,7 +207,7 @@ impl De<'_, '_> {
     }
 
     /// The scalar's text, its style, and whether its tag (if any) is `expected_tag`.
-    fn scalar(&self, expected_tag: &str) -> Result<(&str, Style), Error> {
+    fn scalar(&self, expected_tag: &str) -> Result<(&'n str, Style), Error> {
         let Node::Scalar {
             value, style, tag, ..
         } = self.node.resolved()
@@ -214,7 +229,7 @@ impl De<'_, '_> {
         Ok((value, *style))
     }
 
-    fn text(&self) -> Result<&str, Error> {
+    fn text(&self) -> Result<&'n str, Error> {
         let (value, style) = self.scalar("!!str")?;
         if style == Style::Plain && self.node.tag().is_none() {
             let resolved = resolve::resolve(value);

@@ -15,9 +15,10 @@
 
 mod de;
 pub mod resolve;
+mod runs;
 mod suggest;
 mod tree;
 
-pub use de::{Detail, Error, from_node};
+pub use de::{Detail, Error, from_node, text_item};
 pub use suggest::closest;
 pub use tree::{Document, Limits, Node, ParseError, Position, Step, Style, parse};

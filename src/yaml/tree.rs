@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
+use super::runs::{self, Runs};
 use crate::quote::quote;
 
 /// A 1-based line and column (columns count characters, as editors do).
@@ -182,13 +183,51 @@ enum Frame<'a> {
 }
 
 /// Parses every document of `text` within `limits`.
+///
+/// Long runs of one-line quoted entries are read without the parser when it confirms them
+/// (see [`super::runs`]); whenever it does not, or finds anything wrong, `text` is parsed as
+/// written, so the outcome (tree, positions, errors) is the parser's either way.
 pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, ParseError> {
+    let runs = runs::find(text);
+    if !runs.is_empty() {
+        let condensed = runs.condensed(text);
+        let owned = |value: Cow<'_, str>| Cow::Owned(value.into_owned());
+        if let Ok(Some(documents)) = build(&condensed, limits, &runs, owned) {
+            return Ok(documents);
+        }
+    }
+    build(text, limits, &Runs::default(), |value| value).map(Option::unwrap_or_default)
+}
+
+/// The tree of the events the parser reads from `text`, each scalar's text passed through
+/// `keep`, with the entries of `runs` put back after their first. `None` when a run is not
+/// confirmed.
+pub(super) fn build<'t, 'a>(
+    text: &'t str,
+    limits: &Limits,
+    runs: &Runs<'a>,
+    keep: impl Fn(Cow<'t, str>) -> Cow<'a, str>,
+) -> Result<Option<Vec<Document<'a>>>, ParseError> {
     let mut parser = Parser::new_from_str(text);
     let mut documents = Vec::new();
     let mut stack: Vec<Frame<'a>> = Vec::new();
     let mut anchors: HashMap<usize, Rc<Node<'a>>> = HashMap::new();
     let mut nodes = 0usize;
     let mut document: Option<(Option<Node<'a>>, Position)> = None;
+    let mut next_run = runs.runs.iter().peekable();
+    let count = |nodes: &mut usize, at: Position| {
+        *nodes += 1;
+        if *nodes > limits.max_nodes {
+            return Err(ParseError {
+                at,
+                message: format!(
+                    "more than {} YAML nodes in one file; move long lists into subscriberFiles or split the file",
+                    limits.max_nodes
+                ),
+            });
+        }
+        Ok(())
+    };
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| ParseError {
             at: Position {
@@ -207,16 +246,7 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, Pa
                 | Event::Alias(_)
         );
         if counted {
-            nodes += 1;
-            if nodes > limits.max_nodes {
-                return Err(ParseError {
-                    at,
-                    message: format!(
-                        "more than {} YAML nodes in one file; move long lists into subscriberFiles or split the file",
-                        limits.max_nodes
-                    ),
-                });
-            }
+            count(&mut nodes, at)?;
         }
         let complete = match event {
             Event::StreamStart | Event::Nothing => continue,
@@ -237,7 +267,7 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, Pa
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let node = Node::Scalar {
-                    value,
+                    value: keep(value),
                     style: match style {
                         ScalarStyle::Plain => Style::Plain,
                         ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
@@ -246,6 +276,28 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, Pa
                     tag: tag.map(|t| tag_text(&t.handle, &t.suffix)),
                     at,
                 };
+                if let Some(run) = next_run.next_if(|run| run.first.at == at) {
+                    // The run's first entry: it must be this scalar, as it was written, first
+                    // in a block sequence starting on its line.
+                    let confirmed = anchor == 0
+                        && matches!(&node, Node::Scalar { value, style: Style::Quoted, tag: None, .. } if *value == run.first.value)
+                        && matches!(stack.last(), Some(Frame::Seq { items, at, .. }) if items.is_empty() && *at == run.dash);
+                    let Some(Frame::Seq { items, .. }) = stack.last_mut().filter(|_| confirmed)
+                    else {
+                        return Ok(None);
+                    };
+                    items.push(node);
+                    for entry in &run.rest {
+                        count(&mut nodes, entry.at)?;
+                        items.push(Node::Scalar {
+                            value: Cow::Borrowed(entry.value),
+                            style: Style::Quoted,
+                            tag: None,
+                            at: entry.at,
+                        });
+                    }
+                    continue;
+                }
                 share(node, anchor, &mut anchors)
             }
             Event::Alias(id) => match anchors.get(&id) {
@@ -320,7 +372,10 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, Pa
             }
         }
     }
-    Ok(documents)
+    if next_run.next().is_some() {
+        return Ok(None);
+    }
+    Ok(Some(documents))
 }
 
 fn is_plain_null(node: &Node<'_>) -> bool {
