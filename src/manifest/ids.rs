@@ -1,93 +1,285 @@
-//! A set of UserIDs held compactly: one buffer of their bytes and one offset each, sorted and
-//! without repeats.
+//! A set of UserIDs held compactly: sorted, without repeats, each stored as what it does not
+//! share with the one before it (front coding), and shared rather than copied.
 //!
 //! Desired subscribers are what subsync keeps in memory longest (the set in force, for every
-//! reconcile), so they are kept at about 20 bytes each (a 15-byte UserID and a 4-byte offset)
-//! instead of the 50 or more of a `Vec<String>`, and built without one allocation per UserID.
+//! reconcile, and every account's set at once while a plan's header is written). Sorted UserIDs
+//! share most of their bytes with their neighbours (`user-001-0000041`, `user-001-0000042`),
+//! so each is kept as the length of the prefix it shares with the one before, its length, and
+//! the rest: about 4 bytes a subscriber where the whole text and an offset took 20. Every
+//! [`BLOCK`]th UserID is stored whole and its place is kept, so that a lookup is a binary search
+//! over those followed by at most [`BLOCK`] steps.
+//!
+//! A list is immutable once built and its clones share one buffer: a daemon that re-reads one
+//! manifest keeps the other accounts' lists as they are instead of holding them twice.
+//!
+//! Invariants: UserIDs are in strictly increasing byte order; a shared prefix never splits a
+//! character, so every suffix is UTF-8 on its own.
 
 use std::fmt;
+use std::sync::Arc;
+
+/// UserIDs per block: one in [`BLOCK`] is stored whole.
+const BLOCK: usize = 16;
 
 /// Sorted, distinct UserIDs (byte order, as the ledger sorts them).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct IdList {
+#[derive(Clone, Default)]
+pub struct IdList(Arc<Encoded>);
+
+#[derive(Default, PartialEq, Eq)]
+struct Encoded {
+    /// What each UserID does not share with the one before it, one after the other (the
+    /// first of a block whole).
     text: String,
-    /// Where each UserID ends in `text`; the first starts at 0, each next where the last ended.
-    ends: Vec<u32>,
+    /// For each UserID, as varints: the length it shares with the one before (not for the
+    /// first of a block), then the length of what follows in `text`.
+    lengths: Vec<u8>,
+    /// Where each block starts: in `text`, and in `lengths`.
+    blocks: Vec<(u32, u32)>,
+    len: usize,
+}
+
+/// Builds an [`IdList`] from UserIDs given in order.
+#[derive(Default)]
+pub struct Builder {
+    encoded: Encoded,
+    last: String,
+}
+
+impl Builder {
+    /// Appends `id`, which sorts after every UserID already appended.
+    pub fn push(&mut self, id: &str) {
+        debug_assert!(
+            self.encoded.len == 0 || self.last.as_str() < id,
+            "unsorted {id:?}"
+        );
+        let e = &mut self.encoded;
+        let shared = if e.len.is_multiple_of(BLOCK) {
+            // A list is bounded far below 4 GiB (see `Limits`), so offsets fit in 32 bits.
+            let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            e.blocks.push((at(e.text.len()), at(e.lengths.len())));
+            0
+        } else {
+            let mut shared = common_prefix(self.last.as_bytes(), id.as_bytes());
+            while !id.is_char_boundary(shared) {
+                shared -= 1;
+            }
+            put_varint(&mut e.lengths, shared);
+            shared
+        };
+        let rest = &id[shared..];
+        put_varint(&mut e.lengths, rest.len());
+        e.text.push_str(rest);
+        e.len += 1;
+        self.last.truncate(shared);
+        self.last.push_str(rest);
+    }
+
+    pub fn finish(mut self) -> IdList {
+        self.encoded.text.shrink_to_fit();
+        self.encoded.lengths.shrink_to_fit();
+        self.encoded.blocks.shrink_to_fit();
+        IdList(Arc::new(self.encoded))
+    }
+}
+
+/// How many bytes `a` and `b` start with alike, compared eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (a.get(i..i + 8), b.get(i..i + 8)) {
+        let word = |s: &[u8]| s.try_into().map_or(0, u64::from_le_bytes);
+        let differ = word(x) ^ word(y);
+        if differ != 0 {
+            return i + (differ.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+fn put_varint(bytes: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        bytes.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    bytes.push(n as u8);
+}
+
+/// Reads a varint at `*at`, moving past it; 0 past the end (never, for a list's own bytes).
+fn get_varint(bytes: &[u8], at: &mut usize) -> usize {
+    if let Some(&b) = bytes.get(*at).filter(|b| **b < 0x80) {
+        *at += 1;
+        return usize::from(b);
+    }
+    let mut n = 0usize;
+    let mut shift = 0;
+    while let Some(&b) = bytes.get(*at) {
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    n
 }
 
 impl IdList {
     /// The list of `ids`, which must already be sorted and distinct.
     pub fn from_sorted<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> IdList {
-        let mut list = IdList::default();
+        let mut builder = Builder::default();
         for id in ids {
-            list.push_sorted(id.as_ref());
+            builder.push(id.as_ref());
         }
-        list
-    }
-
-    /// The list whose UserIDs are `text` cut at `ends`, already sorted and distinct.
-    pub(super) fn from_packed(text: String, ends: Vec<u32>) -> IdList {
-        let list = IdList { text, ends };
-        debug_assert!(list.iter().zip(list.iter().skip(1)).all(|(a, b)| a < b));
-        list
-    }
-
-    /// Appends `id`, which sorts after every UserID already in the list.
-    pub(super) fn push_sorted(&mut self, id: &str) {
-        debug_assert!(self.last().is_none_or(|last| last < id), "unsorted {id:?}");
-        self.text.push_str(id);
-        // A list is bounded far below 4 GiB (see `Limits`), so an offset fits in 32 bits.
-        self.ends
-            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        builder.finish()
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.0.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.0.len == 0
     }
 
-    /// The `i`th UserID in order.
-    pub fn get(&self, i: usize) -> Option<&str> {
-        let end = *self.ends.get(i)? as usize;
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1] as usize,
+    /// Reads the UserIDs in order, from the first.
+    pub fn cursor(&self) -> Cursor<'_> {
+        self.cursor_at_block(0)
+    }
+
+    fn cursor_at_block(&self, block: usize) -> Cursor<'_> {
+        let (text, lengths) = self.0.blocks.get(block).copied().unwrap_or((0, 0));
+        let mut cursor = Cursor {
+            list: &self.0,
+            text: text as usize,
+            lengths: lengths as usize,
+            index: block * BLOCK,
+            current: String::new(),
         };
-        self.text.get(start..end)
+        cursor.load();
+        cursor
     }
 
-    fn last(&self) -> Option<&str> {
-        self.len().checked_sub(1).and_then(|i| self.get(i))
+    /// Calls `f` with each UserID in order.
+    pub fn for_each(&self, mut f: impl FnMut(&str)) {
+        let mut cursor = self.cursor();
+        while let Some(id) = cursor.peek() {
+            f(id);
+            cursor.advance();
+        }
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        (0..self.len()).map(|i| self.get(i).unwrap_or_default())
+    /// The UserIDs in order, each as its own `String` (for small lists and tests; see
+    /// [`IdList::cursor`] for large ones).
+    pub fn iter(&self) -> impl Iterator<Item = String> + '_ {
+        let mut cursor = self.cursor();
+        std::iter::from_fn(move || {
+            let id = cursor.peek()?.to_owned();
+            cursor.advance();
+            Some(id)
+        })
     }
 
-    /// Whether `id` is in the list (a binary search).
+    /// Whether `id` is in the list: a binary search over the blocks' first UserIDs, then a
+    /// walk through one block.
     pub fn contains(&self, id: &str) -> bool {
-        let (mut low, mut high) = (0, self.len());
+        // The last block whose first UserID is at most `id`.
+        let (mut low, mut high) = (0, self.0.blocks.len());
         while low < high {
             let mid = (low + high) / 2;
-            match self.get(mid).unwrap_or_default().cmp(id) {
-                std::cmp::Ordering::Less => low = mid + 1,
-                std::cmp::Ordering::Greater => high = mid,
-                std::cmp::Ordering::Equal => return true,
+            if self.first_of(mid) <= id {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let Some(block) = low.checked_sub(1) else {
+            return false;
+        };
+        let mut cursor = self.cursor_at_block(block);
+        for _ in 0..BLOCK {
+            match cursor.peek().map(|c| c.cmp(id)) {
+                Some(std::cmp::Ordering::Less) => cursor.advance(),
+                Some(std::cmp::Ordering::Equal) => return true,
+                _ => return false,
             }
         }
         false
     }
 
+    /// The first UserID of `block`, stored whole.
+    fn first_of(&self, block: usize) -> &str {
+        let (text, lengths) = self.0.blocks[block];
+        let len = get_varint(&self.0.lengths, &mut (lengths as usize));
+        let start = text as usize;
+        self.0.text.get(start..start + len).unwrap_or_default()
+    }
+
+    /// True when `other` is a clone of this list (the same buffer, not merely equal).
+    pub fn shares_buffer_with(&self, other: &IdList) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     pub fn to_vec(&self) -> Vec<String> {
-        self.iter().map(str::to_owned).collect()
+        self.iter().collect()
     }
 
     /// Bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4
+        let e = &self.0;
+        e.text.capacity() + e.lengths.capacity() + e.blocks.capacity() * 8
+    }
+}
+
+/// A position in an [`IdList`]: the UserID there, decoded, and the way to the next.
+pub struct Cursor<'l> {
+    list: &'l Encoded,
+    /// Where the next UserID's rest starts in `text`, and its lengths in `lengths`.
+    text: usize,
+    lengths: usize,
+    /// The index of `current` in the list.
+    index: usize,
+    current: String,
+}
+
+impl Cursor<'_> {
+    /// The UserID at the cursor, `None` past the last.
+    pub fn peek(&self) -> Option<&str> {
+        (self.index < self.list.len).then_some(self.current.as_str())
+    }
+
+    /// Moves to the next UserID.
+    pub fn advance(&mut self) {
+        if self.index < self.list.len {
+            self.index += 1;
+            self.load();
+        }
+    }
+
+    /// Decodes the UserID at `index` into `current`.
+    fn load(&mut self) {
+        if self.index >= self.list.len {
+            return;
+        }
+        let lengths = &self.list.lengths;
+        let shared = if self.index.is_multiple_of(BLOCK) {
+            0
+        } else {
+            get_varint(lengths, &mut self.lengths)
+        };
+        let len = get_varint(lengths, &mut self.lengths);
+        // Each rest starts and ends at a character boundary (see `Builder::push`).
+        let rest = self
+            .list
+            .text
+            .get(self.text..self.text + len)
+            .unwrap_or_default();
+        self.text += len;
+        self.current.truncate(shared);
+        self.current.push_str(rest);
     }
 }
 
@@ -100,6 +292,15 @@ impl<S: AsRef<str>> FromIterator<S> for IdList {
         IdList::from_sorted(all)
     }
 }
+
+impl PartialEq for IdList {
+    fn eq(&self, other: &IdList) -> bool {
+        // The encoding of a list is a function of its UserIDs.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for IdList {}
 
 impl fmt::Debug for IdList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,27 +316,61 @@ impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for IdList {
 
 impl PartialEq<Vec<String>> for IdList {
     fn eq(&self, other: &Vec<String>) -> bool {
-        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b)
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| &a == b)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn a_list_reads_back_in_order_and_finds_its_members() {
         let list: IdList = ["b", "a", "c", "a"].into_iter().collect();
         assert_eq!(list, ["a", "b", "c"]);
-        assert_eq!(list.get(1), Some("b"));
-        assert_eq!(list.get(3), None);
         assert!(list.contains("c") && !list.contains("d") && !list.contains(""));
         assert!(IdList::default().iter().next().is_none());
+        assert!(!IdList::default().contains("a"));
     }
 
     #[test]
-    fn a_list_costs_its_bytes_and_an_offset_each() {
-        let list = IdList::from_sorted((0..1000).map(|i| format!("user-{i:010}")));
-        assert!(list.heap_bytes() < 1000 * 24, "{}", list.heap_bytes());
+    fn a_list_costs_a_few_bytes_a_subscriber_when_neighbours_share_a_prefix() {
+        let list = IdList::from_sorted((0..100_000).map(|i| format!("user-001-{i:07}")));
+        assert!(list.heap_bytes() < 100_000 * 5, "{}", list.heap_bytes());
+        // Unrelated UserIDs cost their bytes and two or three more.
+        let list: IdList = (0..1000u64)
+            .map(|i| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        assert!(list.heap_bytes() < 1000 * 19, "{}", list.heap_bytes());
+    }
+
+    #[test]
+    fn clones_share_their_buffer() {
+        let list = IdList::from_sorted(["a", "b"]);
+        let copy = list.clone();
+        assert!(list.shares_buffer_with(&copy));
+        assert_eq!(list, copy);
+    }
+
+    proptest! {
+        /// Whatever the UserIDs (any text, shared prefixes ending inside a character), the
+        /// list reads back exactly and finds exactly its members.
+        #[test]
+        fn a_list_reads_back_what_it_was_built_from(
+            ids in proptest::collection::btree_set("[ab\u{e9}\u{1f600}]{0,6}", 0..200),
+            probes in proptest::collection::vec("[ab\u{e9}\u{1f600}]{0,6}", 0..50),
+        ) {
+            let ids: Vec<String> = ids.into_iter().collect();
+            let list = IdList::from_sorted(&ids);
+            prop_assert_eq!(list.len(), ids.len());
+            prop_assert_eq!(list.to_vec(), ids.clone());
+            let mut seen = Vec::new();
+            list.for_each(|id| seen.push(id.to_owned()));
+            prop_assert_eq!(&seen, &ids);
+            for probe in probes.iter().chain(&ids) {
+                prop_assert_eq!(list.contains(probe), ids.binary_search(probe).is_ok(), "{}", probe);
+            }
+        }
     }
 }

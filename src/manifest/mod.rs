@@ -28,7 +28,8 @@ use crate::yaml::Position;
 
 pub(crate) use discover::kernel_tree;
 pub use ids::IdList;
-pub use load::load;
+use load::FileRecord;
+pub use load::{load, reload};
 pub use revision::{git_revision, is_commit_id};
 pub use stamp::{Stamp, unchanged};
 
@@ -159,23 +160,24 @@ pub struct Spec {
     pub create: Option<Create>,
 }
 
-/// One `subscribers` entry as read: its text, or why it is not text. Keeping the reason
-/// instead of failing lets every bad entry of a list be reported at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed(pub Result<String, String>);
+/// One `subscribers` entry. Typing a document checks only that the entries form a list: each
+/// entry is judged by the shape check and read from the positioned tree, where it keeps its
+/// place and is borrowed rather than copied (a manifest may list 100,000 of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed;
 
 impl<'de> Deserialize<'de> for Listed {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Listed(String::deserialize(d).map_err(|e| e.to_string())))
+        d.deserialize_ignored_any(serde::de::IgnoredAny)
+            .map(|_| Listed)
     }
 }
 
+/// An entry's text is not kept here, so there is nothing to write: only the schema writes a
+/// list of entries, its empty default.
 impl Serialize for Listed {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0 {
-            Ok(id) => s.serialize_str(id),
-            Err(_) => s.serialize_none(),
-        }
+        s.serialize_none()
     }
 }
 
@@ -225,6 +227,10 @@ pub struct ManifestSet {
     pub warnings: Vec<Diagnostic>,
     /// Every file read (manifests and subscriber files), as it was when opened.
     pub inputs: Vec<(PathBuf, Stamp)>,
+    /// What each manifest file yielded, for [`reload`] to take again while it is unchanged.
+    pub(crate) records: Vec<FileRecord>,
+    /// The limits the files were read within; `None` for a set not read from files.
+    pub(crate) limits: Option<Limits>,
 }
 
 impl ManifestSet {

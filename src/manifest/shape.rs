@@ -188,22 +188,21 @@ fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, Stri
         },
         Field::Subscribers => match yaml::from_node::<Vec<Listed>>(node) {
             Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
-            Ok(listed) => subscribers(node, &listed, out),
+            Ok(_) => subscribers(node, out),
         },
     }
 }
 
 /// The inline UserIDs: each bad one at its entry, the first [`MAX_REPORTED_PER_LIST`] of them.
-fn subscribers(node: &Node<'_>, listed: &[Listed], out: &mut Vec<(Position, String)>) {
+fn subscribers(node: &Node<'_>, out: &mut Vec<(Position, String)>) {
     let Node::Seq { items, .. } = node.resolved() else {
         return;
     };
     let mut bad = 0usize;
-    for (entry, item) in listed.iter().zip(items) {
-        let problem = match &entry.0 {
+    for (i, item) in items.iter().enumerate() {
+        let problem = match yaml::text_item(item, i) {
             // Read on its own, the entry's error is located from the list: `[3]: ...`.
-            Err(m) if m.starts_with('[') => Some(format!("spec.subscribers{m}")),
-            Err(m) => Some(m.clone()),
+            Err(e) => Some(format!("spec.subscribers{e}")),
             Ok(id) => super::check_user_id(id).err(),
         };
         if let Some(m) = problem {

@@ -33,7 +33,7 @@ impl Stamp {
         }
     }
 
-    fn matches(&self, path: &Path) -> bool {
+    pub(crate) fn matches(&self, path: &Path) -> bool {
         std::fs::metadata(path).is_ok_and(|meta| Stamp::of(&meta) == *self)
     }
 }

@@ -79,7 +79,7 @@ pub fn read(
     path: &Path,
     limits: &Limits,
     max_bad: usize,
-    mut entry: impl FnMut(&str, u32) -> Result<(), String>,
+    entry: impl FnMut(&str, u32) -> Result<(), String>,
 ) -> Result<(Vec<BadLine>, usize), Stop> {
     let gzip = is_gzip(path);
     let raw: Box<dyn Read> = if gzip {
@@ -89,57 +89,122 @@ pub fn read(
     };
     // One byte over the cap tells "exactly at the cap" from "over it".
     let mut reader = BufReader::with_capacity(1 << 16, raw.take(limits.max_list_bytes + 1));
-    let mut bad = Vec::new();
-    let mut bad_count = 0usize;
+    let mut lines = Lines {
+        limits,
+        max_bad,
+        entry,
+        bad: Vec::new(),
+        bad_count: 0,
+        total: 0,
+        line_no: 0,
+    };
     let mut buf = Vec::with_capacity(64);
-    let mut total = 0u64;
-    let mut line_no = 0u32;
     loop {
+        // The whole lines in the reader's buffer are judged where they are, checked as text
+        // at once; a line that straddles the buffer's end is gathered into `buf` first.
+        let chunk = reader.fill_buf().map_err(Stop::Io)?;
+        let whole = chunk.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole > 0 {
+            let block = &chunk[..whole];
+            match std::str::from_utf8(block) {
+                Ok(text) => {
+                    for line in text[..whole - 1].split('\n') {
+                        lines.judge(line.as_bytes(), Ok(line))?;
+                    }
+                }
+                Err(_) => {
+                    for line in block[..whole - 1].split(|&b| b == b'\n') {
+                        lines.judge(line, std::str::from_utf8(line))?;
+                    }
+                }
+            }
+            reader.consume(whole);
+            continue;
+        }
         buf.clear();
         let n = read_line(&mut reader, &mut buf, limits.max_line_bytes)
             .map_err(Stop::Io)?
             .ok_or(Stop::LineTooLong {
-                line: line_no + 1,
+                line: lines.line_no + 1,
                 limit: limits.max_line_bytes,
             })?;
         if n == 0 {
-            return Ok((bad, bad_count));
+            return Ok((lines.bad, lines.bad_count));
         }
-        total += n as u64;
-        if total > limits.max_list_bytes {
-            return Err(Stop::TooLarge {
-                limit: limits.max_list_bytes,
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        lines.judge(line, std::str::from_utf8(line))?;
+    }
+}
+
+/// What reading lines has found so far.
+struct Lines<'l, F> {
+    limits: &'l Limits,
+    max_bad: usize,
+    entry: F,
+    bad: Vec<BadLine>,
+    bad_count: usize,
+    total: u64,
+    line_no: u32,
+}
+
+impl<F: FnMut(&str, u32) -> Result<(), String>> Lines<'_, F> {
+    /// Judges one line (without its `\n`; `text` is it as UTF-8, or why it is not).
+    fn judge(&mut self, line: &[u8], text: Result<&str, std::str::Utf8Error>) -> Result<(), Stop> {
+        // The newline itself does not count toward the line's length.
+        if line.len() > self.limits.max_line_bytes {
+            return Err(Stop::LineTooLong {
+                line: self.line_no + 1,
+                limit: self.limits.max_line_bytes,
             });
         }
-        line_no += 1;
-        let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let outcome = match std::str::from_utf8(raw) {
+        self.total += line.len() as u64 + 1;
+        if self.total > self.limits.max_list_bytes {
+            return Err(Stop::TooLarge {
+                limit: self.limits.max_list_bytes,
+            });
+        }
+        self.line_no += 1;
+        let raw = line.strip_suffix(b"\r").unwrap_or(line);
+        let outcome = match text.map(|t| t.strip_suffix('\r').unwrap_or(t)) {
+            // Most lines are a bare UserID: judged here in one pass, as the rules below would.
+            Ok(id) if is_plain_user_id(raw) => Ok(id),
             Err(_) => Err("not text (invalid UTF-8); is this really a subscriber list?".to_owned()),
             Ok(text) => {
                 let id = text.trim();
                 if id.is_empty() || id.starts_with('#') {
-                    continue;
+                    return Ok(());
                 }
                 super::check_user_id(id).map(|()| id)
             }
         };
         match outcome {
-            Ok(id) => entry(id, line_no).map_err(|message| Stop::Refused {
-                line: line_no,
+            Ok(id) => (self.entry)(id, self.line_no).map_err(|message| Stop::Refused {
+                line: self.line_no,
                 message,
-            })?,
+            }),
             Err(message) => {
-                bad_count += 1;
-                if bad.len() < max_bad {
-                    bad.push(BadLine {
-                        line: line_no,
+                self.bad_count += 1;
+                if self.bad.len() < self.max_bad {
+                    self.bad.push(BadLine {
+                        line: self.line_no,
                         message,
                     });
                 }
+                Ok(())
             }
         }
     }
+}
+
+/// True for a line that is a UserID with nothing around it: 1 to 32 bytes of printable ASCII,
+/// neither a space at either end nor `#` first (so not a comment, and nothing to trim).
+fn is_plain_user_id(line: &[u8]) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| (b'!'..=b'~').contains(b));
+    line.len() <= 32
+        && edge(line.first())
+        && edge(line.last())
+        && line.first() != Some(&b'#')
+        && line.iter().all(|b| (b' '..=b'~').contains(b))
 }
 
 pub fn is_gzip(path: &Path) -> bool {

@@ -178,15 +178,16 @@ fn merge(
     confirmed: &mut dyn Confirmed,
     drift: &crate::ledger::Drift,
 ) -> Result<Merged, LedgerError> {
-    let (mut wanted, mut gone, mut arrived) = (0, 0, 0);
+    let mut wanted = desired.cursor();
+    let (mut gone, mut arrived) = (0, 0);
     let (mut add, mut extra) = (Vec::new(), Vec::new());
     let (mut still_gone, mut still_arrived, mut repaired) = (Vec::new(), Vec::new(), Vec::new());
     let mut count = 0u64;
     confirmed.each(&mut |id| {
         count += 1;
-        while let Some(w) = desired.get(wanted).filter(|w| *w < id) {
+        while let Some(w) = wanted.peek().filter(|w| *w < id) {
             add.push(w.to_owned());
-            wanted += 1;
+            wanted.advance();
         }
         // Found gone by the refresh, confirmed again since: repaired.
         while let Some(g) = drift.removed.get(gone).filter(|g| g.as_str() < id) {
@@ -206,17 +207,16 @@ fn merge(
             still_arrived.push(id.to_owned());
             arrived += 1;
         }
-        if desired.get(wanted) == Some(id) {
-            wanted += 1;
+        if wanted.peek() == Some(id) {
+            wanted.advance();
         } else {
             extra.push(id.to_owned());
         }
     })?;
-    add.extend(
-        (wanted..desired.len())
-            .filter_map(|i| desired.get(i))
-            .map(str::to_owned),
-    );
+    while let Some(w) = wanted.peek() {
+        add.push(w.to_owned());
+        wanted.advance();
+    }
     still_gone.extend_from_slice(drift.removed.get(gone..).unwrap_or_default());
     repaired.extend_from_slice(drift.added.get(arrived..).unwrap_or_default());
     repaired.sort();

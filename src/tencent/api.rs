@@ -359,6 +359,10 @@ pub fn check_user_id(id: &str) -> Result<(), String> {
             id.len()
         ));
     }
+    // Byte by byte first (most UserIDs pass): a non-ASCII character starts with a byte >= 0x80.
+    if id.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Ok(());
+    }
     if let Some(c) = id.chars().find(|c| !(' '..='~').contains(c)) {
         return Err(format!(
             "UserID {} contains {}; only printable ASCII is allowed",

@@ -30,7 +30,10 @@ impl Daemon {
             return self.reconcile_current(trigger, started, stop).await;
         }
         let (paths, limits) = (self.paths.clone(), self.limits);
-        match blocking(move || manifest::load(&paths, &limits)).await {
+        // What did not change is taken from the set in force, not read again: one copy of
+        // each account's subscribers, and only the changed files' reading.
+        let previous = self.current.clone();
+        match blocking(move || manifest::reload(&paths, &limits, previous.as_deref())).await {
             Ok(Ok(set)) => {
                 if self.validity.valid() {
                     tracing::info!("the manifests are valid again");

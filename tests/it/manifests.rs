@@ -5,6 +5,7 @@
 //! (`LINE:COLUMN fragment`, or `FILE:LINE:COLUMN fragment` for a directory fixture).
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use crate::common::{Workspace, stderr, stdout};
 
@@ -233,4 +234,46 @@ fn the_manifest_schema_rejects_the_invalid_fixtures_it_can_judge() {
         }
     }
     assert!(judged >= 6);
+}
+
+/// The exact output of `validate` over a fixture directory (`tests/manifests/NAME`), run from
+/// `tests/manifests` so that paths read `NAME/...`.
+fn validate_exactly(name: &str) -> Output {
+    let ws = Workspace::new();
+    ws.command(None, &["validate", name])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests"))
+        .output()
+        .unwrap()
+}
+
+fn expected(file: &str) -> String {
+    let path = format!("{}/tests/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Files are read side by side: the problems of many files (syntax, shape, inline and listed
+/// UserIDs, unreadable and corrupt lists, clashes across and within files, more than the
+/// reported share of one list) still come out as the files read one by one gave them, the same
+/// lines in the same order at every run. `ordered.stderr` is what the loader printed before it
+/// read files in parallel.
+#[test]
+fn the_problems_of_many_files_are_listed_in_one_order_whoever_reads_them() {
+    for _ in 0..3 {
+        let out = validate_exactly("ordered");
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stderr(&out), expected("ordered.stderr"));
+        assert_eq!(stdout(&out), "");
+    }
+}
+
+/// Warnings (repeated subscribers, inline and in plain and gzipped lists, in several files
+/// and documents) likewise.
+#[test]
+fn the_warnings_of_many_files_are_listed_in_one_order_whoever_reads_them() {
+    for _ in 0..3 {
+        let out = validate_exactly("ordered-warnings");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), expected("ordered-warnings.stderr"));
+        assert_eq!(stdout(&out), expected("ordered-warnings.stdout"));
+    }
 }

@@ -283,3 +283,98 @@ fn gzip_lists_are_read_and_bombs_stopped_at_the_cap() {
         "{lines:?}"
     );
 }
+
+/// Two accounts, each listing its subscribers in a file of its own.
+fn two_accounts(dir: &Path) {
+    for name in ["a", "b"] {
+        write(
+            dir,
+            &format!("lists/{name}.txt"),
+            &format!("{name}1\n{name}2\n{name}1\n"),
+        );
+        let manifest = GOOD.replace("weekly", name).replace(
+            "subscribers: [\"b\", \"a\"]",
+            &format!("subscriberFiles: [lists/{name}.txt]"),
+        );
+        write(dir, &format!("{name}.yaml"), &manifest);
+    }
+}
+
+/// What a load yields, as a user sees it.
+fn outcome(set: &ManifestSet) -> String {
+    format!(
+        "{:?} {} {:?} {:?} {:?}",
+        set.sets, set.digest, set.warnings, set.inputs, set.files
+    )
+}
+
+#[test]
+fn a_reload_takes_unchanged_files_as_they_were_and_reads_changed_ones_again() {
+    let dir = tempfile::tempdir().unwrap();
+    two_accounts(dir.path());
+    let paths = [dir.path().to_owned()];
+    let first = load(&paths, &Limits::default()).unwrap();
+    // Nothing changed: every set is the one already held, not a copy.
+    let again = reload(&paths, &Limits::default(), Some(&first)).unwrap();
+    assert_eq!(outcome(&again), outcome(&first));
+    for (old, new) in first.sets.iter().zip(&again.sets) {
+        assert!(new.subscribers.shares_buffer_with(&old.subscribers));
+    }
+    // One list rewritten (a new file, as git and editors write): that account is read again,
+    // the other kept, and the outcome is a fresh load's.
+    write(dir.path(), "lists/b.new", "b3\n");
+    std::fs::rename(
+        dir.path().join("lists/b.new"),
+        dir.path().join("lists/b.txt"),
+    )
+    .unwrap();
+    let changed = reload(&paths, &Limits::default(), Some(&again)).unwrap();
+    assert_eq!(
+        outcome(&changed),
+        outcome(&load(&paths, &Limits::default()).unwrap())
+    );
+    assert_eq!(changed.sets[1].subscribers, ["b3"]);
+    assert!(
+        changed.sets[0]
+            .subscribers
+            .shares_buffer_with(&first.sets[0].subscribers)
+    );
+    assert!(
+        !changed.sets[1]
+            .subscribers
+            .shares_buffer_with(&first.sets[1].subscribers)
+    );
+}
+
+#[test]
+fn a_reload_reads_again_a_manifest_whose_list_now_resolves_elsewhere_or_under_other_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "lists/one.txt", "x\n");
+    write(root, "lists/two.txt", "y\n");
+    std::os::unix::fs::symlink("one.txt", root.join("lists/current.txt")).unwrap();
+    let manifest = GOOD.replace(
+        "subscribers: [\"b\", \"a\"]",
+        "subscriberFiles: [lists/current.txt]",
+    );
+    write(root, "m.yaml", &manifest);
+    let paths = [root.to_owned()];
+    let first = load(&paths, &Limits::default()).unwrap();
+    assert_eq!(first.sets[0].subscribers, ["x"]);
+    // The link swapped to another file, neither file touched.
+    std::fs::remove_file(root.join("lists/current.txt")).unwrap();
+    std::os::unix::fs::symlink("two.txt", root.join("lists/current.txt")).unwrap();
+    let swapped = reload(&paths, &Limits::default(), Some(&first)).unwrap();
+    assert_eq!(swapped.sets[0].subscribers, ["y"]);
+    // Other limits: nothing is taken from a set read within different ones.
+    let limits = Limits {
+        max_subscribers: 5,
+        ..Limits::default()
+    };
+    let stricter = reload(&paths, &limits, Some(&swapped)).unwrap();
+    assert!(
+        !stricter.sets[0]
+            .subscribers
+            .shares_buffer_with(&swapped.sets[0].subscribers)
+    );
+}
