@@ -66,10 +66,17 @@ pub fn workspace_env(dir: &Path, emulator: &Emulator) -> [(&'static str, String)
     ]
 }
 
+/// The subsync binary to measure: this build's, or the one `SUBSYNC_BENCH_BINARY` names (a
+/// build of another commit, to compare the two back to back on the same data).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("SUBSYNC_BENCH_BINARY")
+        .map_or_else(|| env!("CARGO_BIN_EXE_subsync").into(), Into::into)
+}
+
 /// Runs `subsync ARGS` and returns its output, wall time and that process's own peak RSS in
 /// MiB (its `VmHWM`, sampled while it runs).
 pub fn run_measured(args: &[&str], env: &[(&str, String)], cwd: &Path) -> (Output, Duration, f64) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_subsync"));
+    let mut cmd = Command::new(binary());
     cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);

@@ -5,11 +5,19 @@
 //! Targets: 1,000,000 desired in 10 accounts within 2 s and 400 MB, about linear (issue 3);
 //! PostgreSQL within 1.3x of SQLite at 1M (issue 16; was 3x); 4,000,000 in 40 accounts within
 //! 256 MB and 0.58 s per million; 10,000,000 in 100 accounts within 300 MB; one account of
-//! 1,000,000 within 200 MB (issue 16).
+//! 1,000,000 within 200 MB (issue 16); 10,000,000 in 100 accounts at 0.15 s per million within
+//! 200 MB (issue 25).
+//!
+//! Anchor (issue 25): beside each SQLite row, `benches/plan_anchor.py`, the plain script a team
+//! might write instead (PyYAML's C loader, no validation), over the same files and ledger,
+//! alternating with subsync in every round; target: subsync at least 10x faster at 1M.
 //!
 //! `cargo bench --bench plan` runs every row (the PostgreSQL ones when
 //! `SUBSYNC_TEST_POSTGRES_URL` is set); `cargo bench --bench plan -- 4M` runs the rows whose
-//! name contains `4M`. Prints a Markdown table for the README.
+//! name contains `4M`. Each row is planned `SUBSYNC_BENCH_ROUNDS` times (3 by default) and
+//! its range shown; `SUBSYNC_BENCH_KEEP=DIR` keeps each row's files and ledger in `DIR` (to
+//! profile on them); `SUBSYNC_BENCH_BINARY` measures another build. Prints a Markdown table
+//! for the README.
 
 #[path = "common.rs"]
 mod common;
@@ -114,12 +122,16 @@ fn main() {
         .collect();
     let server = std::env::var(subsync::testing::POSTGRES_URL_VAR).ok();
     println!("Measured on {}.\n", common::machine());
+    let rounds = std::env::var("SUBSYNC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     println!(
-        "| ledger | accounts | desired | confirmed in ledger | to add | wall time | s per million | peak RSS |"
+        "| ledger | accounts | desired | confirmed in ledger | to add | wall time | s per million | peak RSS | anchor: PyYAML script | subsync's speed-up |"
     );
-    println!("|--|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|--|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     if quick {
-        run(&row("quick", 2, 5_000, true, false), None);
+        run(&row("quick", 2, 5_000, true, false), None, 1);
         return;
     }
     for s in SCENARIOS {
@@ -131,11 +143,11 @@ fn main() {
             (true, None) => continue,
             (false, _) => None,
         };
-        run(s, db.as_ref());
+        run(s, db.as_ref(), rounds);
     }
 }
 
-fn run(s: &Scenario, db: Option<&TestDatabase>) {
+fn run(s: &Scenario, db: Option<&TestDatabase>, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (location, state, name) = match db {
         Some(db) if s.vacuumed => (db.location(), db.url().to_owned(), "PostgreSQL, vacuumed"),
@@ -150,41 +162,123 @@ fn run(s: &Scenario, db: Option<&TestDatabase>) {
         }
     };
     prepare(dir.path(), s, &location);
+    if let Ok(keep) = std::env::var("SUBSYNC_BENCH_KEEP") {
+        copy_tree(dir.path(), &Path::new(&keep).join(s.name.replace(' ', "-")));
+    }
     if let (Some(db), true) = (db, s.vacuumed) {
         db.execute("VACUUM ANALYZE").unwrap();
     }
     let total = s.accounts * s.per_account;
+    let adds = s.accounts * (s.per_account - s.per_account * 9 / 10);
     let max = s.per_account.max(100_000).to_string();
-    let (out, elapsed, rss) = common::run_measured(
-        &[
-            "plan",
-            "manifests",
-            "--format",
-            "json",
-            "--out",
-            "plan.json",
-            "--max-subscribers",
-            &max,
-        ],
-        &[("SUBSYNC_STATE", state)],
-        dir.path(),
+    // The anchor reads the same manifests and SQLite ledger, alternating with subsync.
+    let anchor = db.is_none() && anchor_available();
+    let (mut times, mut anchors, mut rss) = (Vec::new(), Vec::new(), 0f64);
+    for _ in 0..rounds {
+        let (out, elapsed, peak) = common::run_measured(
+            &[
+                "plan",
+                "manifests",
+                "--format",
+                "json",
+                "--out",
+                "plan.json",
+                "--max-subscribers",
+                &max,
+            ],
+            &[("SUBSYNC_STATE", state.clone())],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan = std::fs::File::open(dir.path().join("plan.json")).unwrap();
+        let summary = summary_of(std::io::BufReader::new(plan));
+        assert_eq!(summary["add"].as_u64(), Some(adds as u64));
+        times.push(elapsed.as_secs_f64());
+        rss = rss.max(peak);
+        if anchor {
+            anchors.push(run_anchor(dir.path(), adds));
+        }
+    }
+    let per_million = |t: f64| t / (total as f64 / 1e6);
+    let (ratio, anchor_time) = if anchor {
+        // Same-round ratios: each anchor run against the subsync run just before it.
+        let ratios: Vec<f64> = anchors.iter().zip(&times).map(|(a, t)| a / t).collect();
+        (
+            format!("{}x", spread(&ratios, 1)),
+            format!("{} s", spread(&anchors, 2)),
+        )
+    } else {
+        ("n/a".into(), "n/a".into())
+    };
+    println!(
+        "| {name} | {} | {total} | {} | {adds} | {} s | {} s | {rss:.0} MiB | {anchor_time} | {ratio} |",
+        s.accounts,
+        total - adds,
+        spread(&times, 2),
+        spread(
+            &times.iter().copied().map(per_million).collect::<Vec<_>>(),
+            2
+        ),
     );
+}
+
+/// `low-high` of `values` (or the one value), with `decimals`.
+fn spread(values: &[f64], decimals: usize) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(0.0, f64::max);
+    if format!("{low:.decimals$}") == format!("{high:.decimals$}") {
+        format!("{low:.decimals$}")
+    } else {
+        format!("{low:.decimals$}-{high:.decimals$}")
+    }
+}
+
+/// The anchor needs Python 3 with PyYAML built on libyaml (its C loader).
+fn anchor_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import yaml; yaml.CSafeLoader"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs the anchor script (`benches/plan_anchor.py`) over `dir`; its wall time in seconds.
+fn run_anchor(dir: &Path, adds: usize) -> f64 {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/plan_anchor.py");
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("python3")
+        .args([script, "manifests", "state/ledger.db", "anchor.json"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let adds = s.accounts * (s.per_account - s.per_account * 9 / 10);
-    let plan = std::fs::File::open(dir.path().join("plan.json")).unwrap();
-    let summary = summary_of(std::io::BufReader::new(plan));
-    assert_eq!(summary["add"].as_u64(), Some(adds as u64));
-    println!(
-        "| {name} | {} | {total} | {} | {adds} | {:.2} s | {:.2} s | {rss:.0} MiB |",
-        s.accounts,
-        total - adds,
-        elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() / (total as f64 / 1e6)
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        adds.to_string()
     );
+    elapsed
+}
+
+/// Copies the prepared directory `from` to `to` (`SUBSYNC_BENCH_KEEP`, to profile on it).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 /// The plan's summary, read without holding the plan (its lists can be large).

@@ -11,8 +11,12 @@
 //!   resident memory after the start and after each of 100 resyncs (target: at most 128 MB,
 //!   and not growing).
 //!
-//! Run with `cargo bench --bench watch` (`-- memory` for the last row alone); prints a
-//! Markdown table for the README.
+//! - memory under changes (issue 25): the same daemon, converged, while one manifest changes
+//!   every second for 4 minutes: peak resident memory, start included (target: at most 128 MB),
+//!   and the most in the first and the second half of the changes (target: no growth).
+//!
+//! Run with `cargo bench --bench watch` (`-- memory` for the memory rows alone, `-- changes`
+//! for the last one); prints a Markdown table for the README.
 
 #[path = "common.rs"]
 mod common;
@@ -51,7 +55,7 @@ fn start(dir: &Path, emulator: &Emulator) -> Daemon {
 }
 
 fn start_with(dir: &Path, emulator: &Emulator, extra: &[&str]) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
+    let mut child = Command::new(common::binary())
         .args(["watch", "manifests", "--listen", "127.0.0.1:0"])
         .args(extra)
         .current_dir(dir)
@@ -204,32 +208,38 @@ async fn failover(server: &str, rounds: usize, total: usize) -> Vec<f64> {
 
 /// Resident memory of a process now, in MiB (`VmRSS`).
 fn resident_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// Peak resident memory of a process so far, in MiB (`VmHWM`).
+fn peak_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// A field of `/proc/PID/status` given in kB, in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kib| kib.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// A converged daemon over `accounts` x `per_account` subscribers resyncing every second:
-/// resident memory after its start, and after each resync (one sample a resync).
-async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) -> (f64, Vec<f64>) {
-    let emulator = emulator(accounts, 0).await;
+/// A directory of `accounts` manifests of `per_account` subscribers each (in `.txt.gz` lists),
+/// and a ledger that confirms them all.
+fn scale_workspace(accounts: usize, per_account: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(manifests.join("lists")).unwrap();
     let mut records = Vec::new();
     for a in 0..accounts {
         let ids: Vec<String> = (0..per_account).map(|i| format!("u{a}-{i:07}")).collect();
-        let list = format!("lists/{a:03}.txt.gz");
-        common::write_gz_list(&manifests.join(&list), &ids);
+        common::write_gz_list(&manifests.join(format!("lists/{a:03}.txt.gz")), &ids);
         std::fs::write(
             manifests.join(format!("{a:03}.yaml")),
-            format!(
-                "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: bench-{a}\nspec:\n  officialAccount: \"@TOA#_bench{a}\"\n  subscriberFiles: [\"{list}\"]\n"
-            ),
+            scale_manifest(a, None),
         )
         .unwrap();
         let batch = subsync::ledger::Record::Batch {
@@ -242,25 +252,36 @@ async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) ->
         records.push(batch);
     }
     common::record(dir.path().join("state"), records);
+    dir
+}
+
+/// Account `a`'s manifest: its list file, and `extra` listed inline when given.
+fn scale_manifest(a: usize, extra: Option<&str>) -> String {
+    let inline = extra.map_or(String::new(), |id| format!("  subscribers: [\"{id}\"]\n"));
+    format!(
+        "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: bench-{a}\nspec:\n  officialAccount: \"@TOA#_bench{a}\"\n  subscriberFiles: [\"lists/{a:03}.txt.gz\"]\n{inline}"
+    )
+}
+
+/// `subsync watch` over `dir` with `args`, its log lines (watch at debug) sent to the receiver.
+fn watch_logging(
+    dir: &Path,
+    emulator: &Emulator,
+    per_account: usize,
+    args: &[&str],
+) -> (Daemon, std::sync::mpsc::Receiver<String>) {
     let max = per_account.max(100_000).to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_subsync"))
+    let mut child = Command::new(common::binary())
         .args(["watch", "manifests", "--listen", "127.0.0.1:0"])
-        .args([
-            "--resync",
-            "1s",
-            "--refresh-every",
-            "0",
-            "--max-subscribers",
-            &max,
-        ])
-        .current_dir(dir.path())
+        .args(["--refresh-every", "0", "--max-subscribers", &max])
+        .args(args)
+        .current_dir(dir)
         .env("RUST_LOG", "warn,subsync::watch=debug")
-        .envs(common::workspace_env(dir.path(), &emulator))
+        .envs(common::workspace_env(dir, emulator))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     std::thread::spawn(move || {
@@ -268,34 +289,115 @@ async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) ->
             let _ = tx.send(line);
         }
     });
-    let daemon = Daemon(child);
-    let next = |what: &str| loop {
+    (Daemon(child), rx)
+}
+
+/// Waits for a log line containing `what`; panics on an error line.
+fn next_line(rx: &std::sync::mpsc::Receiver<String>, what: &str) {
+    loop {
         let line = rx
             .recv_timeout(Duration::from_secs(600))
             .unwrap_or_else(|_| panic!("no {what}"));
-        if line.contains("ERROR") {
-            panic!("{line}");
-        }
+        assert!(!line.contains("ERROR"), "{line}");
         if line.contains(what) {
             return;
         }
-    };
+    }
+}
+
+/// A converged daemon over `accounts` x `per_account` subscribers resyncing every second:
+/// resident memory after its start, and after each resync (one sample a resync).
+async fn memory_at_scale(accounts: usize, per_account: usize, resyncs: usize) -> (f64, Vec<f64>) {
+    let emulator = emulator(accounts, 0).await;
+    let dir = scale_workspace(accounts, per_account);
+    let (daemon, rx) = watch_logging(dir.path(), &emulator, per_account, &["--resync", "1s"]);
+    let pid = daemon.0.id();
     // The start reads and plans everything once; each resync after it finds nothing changed.
-    next("resync: the set in force has converged");
+    next_line(&rx, "resync: the set in force has converged");
     let started = resident_mib(pid);
     let mut samples = Vec::new();
     for _ in 0..resyncs {
-        next("resync: the set in force has converged");
+        next_line(&rx, "resync: the set in force has converged");
         samples.push(resident_mib(pid));
     }
     drop(daemon);
     (started, samples)
 }
 
+/// What a daemon's memory did while its manifests kept changing.
+struct UnderChanges {
+    /// Peak resident memory of the whole run, its start included (`VmHWM`).
+    peak: f64,
+    /// Most resident memory sampled (every 50 ms) in the first and in the second half of the
+    /// changes: the second no higher than the first means no growth.
+    first_half: f64,
+    second_half: f64,
+    changes: usize,
+    reconciles: usize,
+}
+
+/// A daemon over `accounts` x `per_account` subscribers, converged, while one manifest changes
+/// every `every` for `span` (a busy repository): each change lists one more subscriber inline
+/// in the next account's manifest (and drops the one it listed before), written as git writes
+/// files (a new file renamed over the old).
+async fn memory_under_changes(
+    accounts: usize,
+    per_account: usize,
+    every: Duration,
+    span: Duration,
+) -> UnderChanges {
+    let emulator = emulator(accounts, 0).await;
+    let dir = scale_workspace(accounts, per_account);
+    let (daemon, rx) = watch_logging(dir.path(), &emulator, per_account, &[]);
+    let pid = daemon.0.id();
+    next_line(&rx, "reconciled");
+    let manifests = dir.path().join("manifests");
+    let started = Instant::now();
+    let mut samples: Vec<(Duration, f64)> = Vec::new();
+    let mut changes = 0usize;
+    let mut reconciles = 0usize;
+    while started.elapsed() < span {
+        let due = every * changes as u32;
+        if started.elapsed() >= due {
+            let a = changes % accounts;
+            let file = manifests.join(format!("{a:03}.yaml"));
+            let extra = format!("extra-{changes}");
+            std::fs::write(file.with_extension("new"), scale_manifest(a, Some(&extra))).unwrap();
+            std::fs::rename(file.with_extension("new"), &file).unwrap();
+            changes += 1;
+        }
+        reconciles += rx
+            .try_iter()
+            .inspect(|line| assert!(!line.contains("ERROR"), "{line}"))
+            .filter(|line| line.contains("reconciled"))
+            .count();
+        samples.push((started.elapsed(), resident_mib(pid)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let half = span / 2;
+    let most = |keep: &dyn Fn(Duration) -> bool| {
+        samples
+            .iter()
+            .filter(|(at, _)| keep(*at))
+            .map(|(_, mib)| *mib)
+            .fold(0.0, f64::max)
+    };
+    let result = UnderChanges {
+        peak: peak_mib(pid),
+        first_half: most(&|at| at < half),
+        second_half: most(&|at| at >= half),
+        changes,
+        reconciles,
+    };
+    drop(daemon);
+    result
+}
+
 #[tokio::main]
 async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let only_memory = std::env::args().any(|a| a == "memory");
+    let only_changes = std::env::args().any(|a| a == "changes");
     if only_memory || !quick {
         let (accounts, per_account, resyncs) = if quick {
             (2, 1_000, 3)
@@ -309,9 +411,27 @@ async fn main() {
             "| resident memory of a converged daemon over {} subscribers ({accounts} accounts), resyncing every second: after the first resync, after {resyncs}, most | {first:.0} MiB, {last:.0} MiB, {most:.0} MiB |",
             accounts * per_account
         );
-        if only_memory {
-            return;
-        }
+    }
+    if only_memory || only_changes || !quick {
+        let (accounts, per_account, span) = if quick && !only_changes {
+            (2, 1_000, Duration::from_secs(3))
+        } else {
+            (40, 100_000, Duration::from_secs(240))
+        };
+        let run = memory_under_changes(accounts, per_account, Duration::from_secs(1), span).await;
+        println!(
+            "| resident memory of a daemon over {} subscribers ({accounts} accounts) while one manifest changes every second for {} s ({} changes, {} reconciles): peak, most in the first half, most in the second half | {:.0} MiB, {:.0} MiB, {:.0} MiB |",
+            accounts * per_account,
+            span.as_secs(),
+            run.changes,
+            run.reconciles,
+            run.peak,
+            run.first_half,
+            run.second_half
+        );
+    }
+    if only_memory || only_changes {
+        return;
     }
     let (changes, idle) = if quick {
         (3, Duration::from_secs(2))
