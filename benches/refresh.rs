@@ -17,6 +17,8 @@ struct Row {
     calls: u64,
     /// From the first page to the last, as the emulator saw them.
     paging_secs: f64,
+    /// From the process's start to the first page.
+    first_page: f64,
     rss: f64,
 }
 
@@ -36,6 +38,7 @@ async fn import(accounts: usize, per_account: usize) -> Row {
     std::fs::write(dir.path().join("manifests/all.yaml"), manifests).unwrap();
     let env = common::workspace_env(dir.path(), &emulator);
     let pages = (accounts * per_account).div_ceil(200) as u64;
+    let started = std::time::Instant::now();
     let watch = {
         let emulator = &emulator;
         async move {
@@ -47,14 +50,14 @@ async fn import(accounts: usize, per_account: usize) -> Row {
             while calls() < pages {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
-            first.elapsed()
+            (first.elapsed(), first - started)
         }
     };
     let run = tokio::task::spawn_blocking({
         let cwd = dir.path().to_owned();
         move || common::run_measured(&["import", "manifests", "--format", "json"], &env, &cwd)
     });
-    let (paging, run) = tokio::join!(watch, run);
+    let ((paging, first_page), run) = tokio::join!(watch, run);
     let (out, elapsed, rss) = run.unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(
@@ -70,6 +73,7 @@ async fn import(accounts: usize, per_account: usize) -> Row {
         secs: elapsed.as_secs_f64(),
         calls: stats.calls(Command::GetSubscriberInfo),
         paging_secs: paging.as_secs_f64(),
+        first_page: first_page.as_secs_f64(),
         rss,
     }
 }
@@ -78,32 +82,48 @@ async fn import(accounts: usize, per_account: usize) -> Row {
 async fn main() {
     println!("Measured on {}.\n", common::machine());
     let quick = !std::env::args().any(|a| a == "--bench");
+    // `cargo bench --bench refresh -- 20` runs the rows of 20 accounts.
+    let filter: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("SUBSYNC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
     let sizes: &[(usize, usize)] = if quick {
         &[(2, 1_000)]
     } else {
         &[(10, 5_000), (10, 20_000), (20, 10_000)]
     };
     println!(
-        "| accounts | subscribers | pages | wall time (whole process) | pages/s | % of 200 calls/s | paging window | pages/s while paging | % of 200 calls/s | peak RSS |"
+        "| accounts | subscribers | pages | wall time (whole process) | pages/s | % of 200 calls/s | first page at | paging window | pages/s while paging | % of 200 calls/s | after the last page | peak RSS |"
     );
-    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for &(accounts, per) in sizes {
-        let r = import(accounts, per).await;
-        let rate = r.calls as f64 / r.secs;
-        // The window spans the gaps between the first page and the last: one fewer than pages.
-        let paging = (r.calls - 1) as f64 / r.paging_secs;
-        println!(
-            "| {} | {} | {} | {:.2} s | {:.0} | {:.1}% | {:.2} s | {:.0} | {:.1}% | {:.0} MiB |",
-            r.accounts,
-            r.subscribers,
-            r.calls,
-            r.secs,
-            rate,
-            100.0 * rate / 200.0,
-            r.paging_secs,
-            paging,
-            100.0 * paging / 200.0,
-            r.rss
-        );
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for _ in 0..rounds {
+        for &(accounts, per) in sizes {
+            if !filter.is_empty() && !filter.contains(&accounts) {
+                continue;
+            }
+            let r = import(accounts, per).await;
+            let rate = r.calls as f64 / r.secs;
+            // The window spans the gaps between the first page and the last: one fewer than pages.
+            let paging = (r.calls - 1) as f64 / r.paging_secs;
+            println!(
+                "| {} | {} | {} | {:.2} s | {:.0} | {:.1}% | {:.2} s | {:.2} s | {:.0} | {:.1}% | {:.2} s | {:.0} MiB |",
+                r.accounts,
+                r.subscribers,
+                r.calls,
+                r.secs,
+                rate,
+                100.0 * rate / 200.0,
+                r.first_page,
+                r.paging_secs,
+                paging,
+                100.0 * paging / 200.0,
+                r.secs - r.first_page - r.paging_secs,
+                r.rss
+            );
+        }
     }
 }

@@ -183,15 +183,16 @@ pub fn refresh(step: RefreshStep) -> &'static str {
             SELECT :account, subscriber, :now, :run, false, true, false FROM drift
             WHERE account_id = :account AND direction = 'added'"
         }
+        // Driven by the account's intents (almost always none), not by the whole live list:
+        // each is one subscriber at most (both keys are the subscriber).
         RefreshStep::Recover => {
             "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
-            SELECT :account, o.subscriber, :now, :run, false, true, true FROM observed AS o
-            WHERE o.account = :name
-            AND EXISTS (SELECT 1 FROM intents WHERE account_id = :account)
-            AND EXISTS (SELECT 1 FROM intents AS i
-                WHERE i.account_id = :account AND i.subscriber = o.subscriber)
+            SELECT :account, i.subscriber, :now, :run, false, true, true FROM intents AS i
+            WHERE i.account_id = :account
+            AND EXISTS (SELECT 1 FROM observed AS o
+                WHERE o.account = :name AND o.subscriber = i.subscriber)
             AND NOT EXISTS (SELECT 1 FROM confirmed AS c
-                WHERE c.account_id = :account AND c.subscriber = o.subscriber)"
+                WHERE c.account_id = :account AND c.subscriber = i.subscriber)"
         }
         RefreshStep::ClearIntents => "DELETE FROM intents WHERE account_id = :account",
         RefreshStep::Settle => {
