@@ -11,8 +11,8 @@
 //! - for comparison, a plain sequential client (one call at a time), measured in the same run;
 //! - the emulator's own capacity on loopback, with no latency and no limits.
 //!
-//! Each `subsync apply` row also says when the first and the last add reached the emulator
-//! (from the process's start) and its share of the paced ceiling: the account probe's round
+//! Each `subsync apply` row also says when the emulator answered the first and the last add
+//! (from the process's start, its latency included) and its share of the paced ceiling: the account probe's round
 //! trip, 1,000 calls at the default 190 a second (evenly spaced, no burst), and the last add's
 //! round trip (issue 25: at least 97% at 50 ms).
 //!
@@ -75,7 +75,7 @@ async fn run_apply_on(
     }
     let calls = total.div_ceil(100) as u64;
     let started = Instant::now();
-    // When the first add reaches the emulator, and when the last does.
+    // When the emulator has answered the first add, and the last (it counts after its latency).
     let window = {
         let emulator = &emulator;
         async move {
@@ -128,7 +128,7 @@ async fn run_apply_on(
     }
 }
 
-/// When the adds reached the emulator, from the process's start, for one run.
+/// When the emulator answered the adds, from the process's start, for one run.
 struct Timeline {
     first_add: f64,
     last_add: f64,
@@ -277,7 +277,7 @@ async fn main() {
         }
     }
     println!(
-        "| scenario | subscribers | wall time | subscribers/s | % of 20,000/s | % of the paced ceiling | first add at | last add at | requests | 60007 answers | converged |"
+        "| scenario | subscribers | wall time | subscribers/s | % of 20,000/s | % of the paced ceiling | first add answered at | last add answered at | requests | 60007 answers | converged |"
     );
     println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
     for r in rows {

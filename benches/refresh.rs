@@ -17,7 +17,7 @@ struct Row {
     calls: u64,
     /// From the first page to the last, as the emulator saw them.
     paging_secs: f64,
-    /// From the process's start to the first page.
+    /// From the process's start to the first page's answer (the emulator counts after its latency).
     first_page: f64,
     rss: f64,
 }
@@ -97,7 +97,7 @@ async fn main() {
         &[(10, 5_000), (10, 20_000), (20, 10_000)]
     };
     println!(
-        "| accounts | subscribers | pages | wall time (whole process) | pages/s | % of 200 calls/s | first page at | paging window | pages/s while paging | % of 200 calls/s | after the last page | peak RSS |"
+        "| accounts | subscribers | pages | wall time (whole process) | pages/s | % of 200 calls/s | first page answered at | paging window | pages/s while paging | % of 200 calls/s | after the last page | peak RSS |"
     );
     println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for _ in 0..rounds {

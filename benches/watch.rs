@@ -16,7 +16,8 @@
 //!   and the most in the first and the second half of the changes (target: no growth).
 //!
 //! Run with `cargo bench --bench watch` (`-- memory` for the memory rows alone, `-- changes`
-//! for the last one); prints a Markdown table for the README.
+//! for the last one, `-- latency` for the latency, idle and failover rows); prints a Markdown
+//! table for the README.
 
 #[path = "common.rs"]
 mod common;
@@ -399,7 +400,9 @@ async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let only_memory = std::env::args().any(|a| a == "memory");
     let only_changes = std::env::args().any(|a| a == "changes");
-    if only_memory || (!quick && !only_changes) {
+    // `-- latency`: the change-to-add latency, the idle daemon's CPU and the failover only.
+    let only_latency = std::env::args().any(|a| a == "latency");
+    if only_memory || (!quick && !only_changes && !only_latency) {
         let (accounts, per_account, resyncs) = if quick {
             (2, 1_000, 3)
         } else {
@@ -413,7 +416,7 @@ async fn main() {
             accounts * per_account
         );
     }
-    if only_memory || only_changes || !quick {
+    if only_memory || only_changes || (!quick && !only_latency) {
         let (accounts, per_account, span) = if quick && !only_changes {
             (2, 1_000, Duration::from_secs(3))
         } else {
