@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -109,6 +110,13 @@ pub struct Readers {
 
 /// How many accounts are paged at the same time, at most.
 const ACCOUNTS_AT_ONCE: usize = 64;
+
+/// How far apart the accounts paged together start. Started together, they page in turn and
+/// all end within the last round trip, their closings (one transaction each, on the one
+/// writer) queued after the last page; started apart, they end apart and most closings run
+/// while other accounts still page. The limiter is full once enough accounts have started to
+/// fill a round trip (ten at 50 ms), well before the last one starts.
+const STAGGER: Duration = Duration::from_millis(10);
 
 /// What get_official_account_info said about an account.
 #[derive(Debug, Clone, Copy)]
@@ -227,12 +235,25 @@ async fn page_all(
     let mut tasks = futures_util::stream::FuturesUnordered::new();
     let mut queue = accounts.iter();
     let mut fatal = None;
+    // The accounts started before any has ended; a later one starts as another ends, at once.
+    let mut first = 0u32;
+    let mut ended = false;
     loop {
         while tasks.len() < ACCOUNTS_AT_ONCE.min(readers.concurrency.max(1))
             && let Some(account) = queue.next()
         {
             let facts = facts.clone();
+            let wait = if ended {
+                Duration::ZERO
+            } else {
+                STAGGER * first
+            };
+            first = first.saturating_add(1);
             tasks.push(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
                 let result = page_account(readers, account, run, stop, facts).await;
                 (account.clone(), result)
             });
@@ -241,6 +262,7 @@ async fn page_all(
         else {
             break;
         };
+        ended = true;
         summary.requests += requests;
         match result {
             Ok(read) => {
