@@ -10,6 +10,7 @@
 //! Invariants: nothing is sent before the writer lock is held; the client in use changes only
 //! between runs ([`Engine::reload_key`]); the pace is shared by every run of the process.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -128,6 +129,34 @@ impl Engine {
             return Ok(());
         }
         let writer = Writer::open(&self.config.ledger, command).await?;
+        self.lead_with(writer).await;
+        Ok(())
+    }
+
+    /// A wait for the writer lock that holds no borrow of the engine, so that a replica
+    /// standing by goes on with everything else meanwhile: it yields the writer the moment
+    /// the holder lets go (hand it to [`Engine::lead_with`]), `None` once `stop` is
+    /// cancelled. `None` where the ledger cannot wait on its lock (SQLite): try it from
+    /// time to time instead.
+    pub fn lock_waiter(
+        &self,
+        command: &'static str,
+        stop: CancellationToken,
+    ) -> Option<impl Future<Output = Result<Option<Writer>, LedgerError>> + Send + 'static> {
+        let location = self.config.ledger.clone();
+        if !Writer::can_wait(&location) {
+            return None;
+        }
+        Some(async move { Writer::wait(&location, command, &stop).await })
+    }
+
+    /// Leads with `writer`, which holds the lock (from [`Engine::lock_waiter`]). A writer
+    /// this engine already has stays; the new one is let go.
+    pub async fn lead_with(&mut self, writer: Writer) {
+        if self.reconciler.is_some() {
+            writer.close().await;
+            return;
+        }
         self.reconciler = Some(Reconciler::new(
             writer,
             self.api.clone(),
@@ -135,7 +164,6 @@ impl Engine {
             self.config.policy,
             self.hooks.observer.clone(),
         ));
-        Ok(())
     }
 
     /// The writer, while this process leads.

@@ -14,7 +14,8 @@
 //!
 //! Every backend keeps these promises:
 //! - a writer exists only while it holds the writer lock; a second writer is refused at once
-//!   ([`LedgerError::Locked`], naming the holder), never made to wait;
+//!   ([`LedgerError::Locked`], naming the holder), never made to wait, unless it asked to
+//!   wait ([`Target::wait_write`], a replica standing by);
 //! - [`WriteTx::commit`] increments `serial` and commits durably; a transaction that is not
 //!   committed leaves nothing behind; a writer that lost its lock (its session ended, another
 //!   replica fenced it off) fails with [`LedgerError::LockLost`];
@@ -30,6 +31,7 @@ use std::path::Path;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::changes::Step;
 use super::rows::{AccountRow, ConfirmedRow, DriftRow, FailedRow, Identity, IntentRow, RunRow};
@@ -100,6 +102,21 @@ pub(crate) trait Target: Send + Sync + fmt::Debug + 'static {
     /// Takes the writer lock (refused at once if held) and opens the ledger, creating it or
     /// upgrading its schema (saying so on the log when it creates one).
     fn open_write<'a>(&'a self, command: &'a str) -> Fut<'a, Box<dyn WriterStore>>;
+    /// Whether [`Target::wait_write`] waits for a held lock (rather than being refused).
+    fn waits_for_lock(&self) -> bool {
+        false
+    }
+    /// Waits until the writer lock is free and takes it at once, then opens the ledger as
+    /// [`Target::open_write`] does; `None` once `stop` is cancelled, the wait withdrawn.
+    /// A backend that cannot wait is refused at once, as by `open_write`.
+    fn wait_write<'a>(
+        &'a self,
+        command: &'a str,
+        stop: &'a CancellationToken,
+    ) -> Fut<'a, Option<Box<dyn WriterStore>>> {
+        let _ = stop;
+        Box::pin(async move { self.open_write(command).await.map(Some) })
+    }
     fn as_any(&self) -> &dyn Any;
 }
 

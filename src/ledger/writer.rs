@@ -143,6 +143,27 @@ impl Writer {
     pub async fn open(location: impl Into<Location>, command: &str) -> Result<Writer, LedgerError> {
         let location = location.into();
         let store = location.target().open_write(command).await?;
+        Ok(Writer::start(store))
+    }
+
+    /// Like [`Writer::open`], but waits while another process holds the lock, taking it the
+    /// moment the holder lets go, where the backend can wait (PostgreSQL); elsewhere refused
+    /// at once, as `open` is. `None` once `stop` is cancelled (the wait withdrawn).
+    pub async fn wait(
+        location: &Location,
+        command: &str,
+        stop: &CancellationToken,
+    ) -> Result<Option<Writer>, LedgerError> {
+        let store = location.target().wait_write(command, stop).await?;
+        Ok(store.map(Writer::start))
+    }
+
+    /// Whether [`Writer::wait`] waits for the lock at `location`.
+    pub fn can_wait(location: &Location) -> bool {
+        location.target().waits_for_lock()
+    }
+
+    fn start(store: Box<dyn WriterStore>) -> Writer {
         let shown = store.location().to_owned();
         let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
         let lost = Lost::default();
@@ -154,14 +175,14 @@ impl Writer {
             spoilt: HashMap::new(),
         };
         let task = tokio::spawn(serve(service, rx));
-        Ok(Writer {
+        Writer {
             inner: Arc::new(Inner {
                 jobs,
                 location: shown,
                 lost,
                 task: Mutex::new(Some(task)),
             }),
-        })
+        }
     }
 
     /// Where the ledger is, as it is safe to show.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,7 @@ use super::notices::{Said, Validity};
 use super::schedule::{Action, Schedule};
 use super::source::Source;
 use crate::engine::Engine;
+use crate::ledger::{LedgerError, Writer};
 use crate::manifest::{Limits, ManifestSet};
 use crate::metrics::Metrics;
 use crate::notifications::Notifier;
@@ -57,7 +59,18 @@ pub struct Daemon {
     pub(super) validity: Validity,
     /// What is told to the notification sinks.
     pub(super) announce: Announcer,
+    /// While standing by on a ledger that can wait on its lock: the wait.
+    waiter: Option<Waiter>,
 }
+
+/// A wait for the writer lock, beside the loop.
+struct Waiter {
+    stop: CancellationToken,
+    task: JoinHandle<Result<Option<Writer>, LedgerError>>,
+}
+
+/// How long withdrawing a wait for the lock may take at shutdown.
+const WITHDRAW: Duration = Duration::from_secs(10);
 
 impl Daemon {
     /// Takes the lead (or stands by) and starts watching the manifests. Bad settings need a
@@ -97,7 +110,7 @@ impl Daemon {
         if first == Attempt::Failing {
             schedule.ledger_unreachable(Instant::now());
         }
-        Ok(Daemon {
+        let mut daemon = Daemon {
             schedule,
             engine,
             paths: config.paths.clone(),
@@ -116,7 +129,12 @@ impl Daemon {
             plan_warnings: Said::default(),
             validity: Validity::default(),
             announce: Announcer::new(notifier),
-        })
+            waiter: None,
+        };
+        if first == Attempt::Standing {
+            daemon.wait_for_lock();
+        }
+        Ok(daemon)
     }
 
     pub async fn run(&mut self, stop: &CancellationToken) {
@@ -137,6 +155,11 @@ impl Daemon {
                     self.leadership.lost(why, &self.metrics);
                     self.announce.leader_lost();
                     self.schedule.stand_by(Instant::now());
+                    self.wait_for_lock();
+                }
+                waited = waited(&mut self.waiter) => {
+                    self.waiter = None;
+                    self.lock_came(waited).await;
                 }
                 () = signals.manifests.notified() => self.schedule.manifests_changed(Instant::now()),
                 () = signals.credentials.notified() => self.schedule.key_changed(Instant::now()),
@@ -161,15 +184,11 @@ impl Daemon {
                     .await;
                 let now = Instant::now();
                 match attempt {
-                    Attempt::Leading => {
-                        self.announce.leader_gained();
-                        // The previous leader may have left anything behind: reconcile in full.
-                        self.reconciled = None;
-                        self.settled = None;
-                        self.read_ledger_counts().await;
-                        self.schedule.took_over(now);
+                    Attempt::Leading => self.took_over(now).await,
+                    Attempt::Standing => {
+                        self.schedule.stand_by(now);
+                        self.wait_for_lock();
                     }
-                    Attempt::Standing => self.schedule.stand_by(now),
                     Attempt::Failing => self.schedule.ledger_unreachable(now),
                 }
             }
@@ -193,6 +212,69 @@ impl Daemon {
                 self.schedule.refresh_due_at(self.next_refresh());
             }
             None => {}
+        }
+    }
+
+    async fn took_over(&mut self, now: Instant) {
+        self.announce.leader_gained();
+        // The previous leader may have left anything behind: reconcile in full.
+        self.reconciled = None;
+        self.settled = None;
+        self.read_ledger_counts().await;
+        self.schedule.took_over(now);
+    }
+
+    /// Standing by: waits on the lock beside the loop, where the ledger can (instead of
+    /// trying it every `takeover_every`).
+    fn wait_for_lock(&mut self) {
+        if self.waiter.is_some() || self.engine.writer().is_some() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        if let Some(wait) = self.engine.lock_waiter("watch", stop.clone()) {
+            self.waiter = Some(Waiter {
+                stop,
+                task: tokio::spawn(wait),
+            });
+            self.schedule.waiting_for_lock();
+        }
+    }
+
+    /// The wait for the lock ended: the lock came to this replica, or the wait failed.
+    async fn lock_came(
+        &mut self,
+        waited: Result<Result<Option<Writer>, LedgerError>, tokio::task::JoinError>,
+    ) {
+        let now = Instant::now();
+        match waited {
+            Ok(Ok(Some(writer))) => {
+                self.engine.lead_with(writer).await;
+                self.leadership
+                    .took(&self.engine, &self.metrics, &self.health);
+                self.took_over(now).await;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                self.leadership.wait_failed(&e, &self.metrics, &self.health);
+                self.schedule.ledger_unreachable(now);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the wait for the ledger's lock failed");
+                self.schedule.ledger_unreachable(now);
+            }
+        }
+    }
+
+    /// Withdraws the wait for the lock, if one runs; a lock it got meanwhile is let go.
+    async fn stop_waiting(&mut self) {
+        let Some(waiter) = self.waiter.take() else {
+            return;
+        };
+        waiter.stop.cancel();
+        match tokio::time::timeout(WITHDRAW, waiter.task).await {
+            Ok(Ok(Ok(Some(writer)))) => writer.close().await,
+            Ok(_) => {}
+            Err(_) => tracing::warn!("the wait for the ledger's lock did not end in time"),
         }
     }
 
@@ -286,7 +368,8 @@ impl Daemon {
         }
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        self.stop_waiting().await;
         self.engine.close().await;
         self.announce.close(NOTIFY_DRAIN).await;
         tracing::info!("stopped");
@@ -296,6 +379,16 @@ impl Daemon {
 async fn cancelled(token: Option<&CancellationToken>) {
     match token {
         Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of the wait for the lock, if one runs.
+async fn waited(
+    waiter: &mut Option<Waiter>,
+) -> Result<Result<Option<Writer>, LedgerError>, tokio::task::JoinError> {
+    match waiter {
+        Some(waiter) => (&mut waiter.task).await,
         None => std::future::pending().await,
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! Every replica runs the whole daemon (manifests, health, metrics); only the one holding the
 //! lock reconciles. At start, a lock held elsewhere stops the daemon unless `--standby`; a
-//! replica standing by tries to take the lock every `--takeover-every`. A leader that loses the
+//! replica standing by waits on the lock itself where the ledger allows it (PostgreSQL: a
+//! blocking request on a session of its own, so that it leads the moment the old leader's
+//! session ends), and otherwise tries to take it every `--takeover-every`, which also paces
+//! new attempts after a wait failed. A leader that loses the
 //! lock (its database session ended, or another replica fenced it off) stops its run at once,
 //! lets go of the ledger and stands by like the others; it may well take the lock back.
 //! Standing by because another replica leads is healthy; standing by because the ledger cannot
@@ -68,8 +71,7 @@ impl Leadership {
     ) -> Attempt {
         match engine.lead("watch").await {
             Ok(()) => {
-                health.last_run(LastRun::Fine);
-                self.leading(engine, metrics);
+                self.took(engine, metrics, health);
                 Attempt::Leading
             }
             Err(e) => {
@@ -80,6 +82,18 @@ impl Leadership {
                 }
             }
         }
+    }
+
+    /// This replica leads now: it took the lock, or the lock it waited for came to it.
+    pub fn took(&mut self, engine: &Engine, metrics: &Metrics, health: &Health) {
+        health.last_run(LastRun::Fine);
+        self.leading(engine, metrics);
+    }
+
+    /// Waiting for the lock failed (the connection to the ledger was lost): unready until an
+    /// attempt reaches the ledger again.
+    pub fn wait_failed(&mut self, why: &LedgerError, metrics: &Metrics, health: &Health) {
+        self.stand_by(why, metrics, health);
     }
 
     /// Notes that the lock was lost.

@@ -3,7 +3,8 @@
 //!
 //! It reconciles at start; after a change under the watched paths once they have been quiet
 //! for the debounce time; every `resync`; and when a live list falls due for a refresh. A
-//! replica that does not lead tries to take the lock every `takeover_every`.
+//! replica that does not lead tries to take the lock every `takeover_every`, unless it waits
+//! on the lock itself meanwhile.
 //!
 //! After a run stopped by a fatal answer or an unreachable service, the next attempt waits
 //! for its pause (30 s, doubling to 10 min), whatever else falls due meanwhile: a resync or a
@@ -286,6 +287,12 @@ impl Schedule {
         self.wait_for_lock(now + pause);
     }
 
+    /// Standing by, waiting on the lock itself: no attempt falls due until the wait ends
+    /// ([`Schedule::took_over`], or [`Schedule::ledger_unreachable`] when it failed).
+    pub fn waiting_for_lock(&mut self) {
+        self.next_takeover = None;
+    }
+
     fn wait_for_lock(&mut self, at: Instant) {
         self.next_takeover = Some(at);
         self.retry_at = None;
@@ -448,6 +455,29 @@ mod tests {
         // Losing the lead mid-run: stand by again, without counting it as a failure.
         assert_eq!(s.finished(t0 + secs(11), Ended::LostLead), None);
         assert_eq!(s.next_wake(), Some(t0 + secs(16)));
+    }
+
+    #[test]
+    fn a_standby_waiting_on_the_lock_itself_is_not_sent_to_try_it_until_the_wait_fails() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(T, t0, false);
+        s.waiting_for_lock();
+        assert_eq!(s.due(t0), cycle(Trigger::Start));
+        s.finished(t0, Ended::Done);
+        // Only the resync remains: no attempt at the lock falls due while the wait runs.
+        assert_eq!(s.next_wake(), Some(t0 + secs(600)));
+        assert_eq!(s.due(t0 + secs(5)), None);
+        // The wait failed (the ledger could not be reached): try again after the pause.
+        s.ledger_unreachable(t0 + secs(100));
+        assert_eq!(s.next_wake(), Some(t0 + secs(105)));
+        assert_eq!(s.due(t0 + secs(105)), Some(Action::TakeOver));
+        // Another replica still leads: the attempt is followed by a wait again.
+        s.stand_by(t0 + secs(105));
+        s.waiting_for_lock();
+        assert_eq!(s.next_wake(), Some(t0 + secs(600)));
+        // The lock came: reconcile in full at once.
+        s.took_over(t0 + secs(200));
+        assert_eq!(s.due(t0 + secs(200)), cycle(Trigger::Takeover));
     }
 
     #[test]

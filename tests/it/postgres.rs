@@ -1,12 +1,13 @@
 //! subsync with its ledger on PostgreSQL, as real processes against the emulator: every command
 //! that uses the ledger, the lock's refusal, two `watch --standby` replicas taking over from
-//! each other (after SIGKILL, after `pg_terminate_backend`), a server restart under the leader,
+//! each other (after SIGKILL, after SIGTERM, after `pg_terminate_backend`), a standby waiting
+//! on the lock (its wait cut off, withdrawn at shutdown), a server restart under the leader,
 //! and bad settings. Each test is skipped, saying so, without `SUBSYNC_TEST_POSTGRES_URL`
 //! (`.ci/run` starts a server and sets it), and fails instead when `CI` is set.
 
 use std::process::Output;
 
-use crate::common::daemon::{Daemon, start, wait_for};
+use crate::common::daemon::{Daemon, sigterm, start, wait_for};
 use crate::common::ledger::snapshot;
 use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use subsync::emulator::Emulator;
@@ -195,6 +196,117 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing() {
         "{}",
         second.log()
     );
+}
+
+/// This database's lock requests still waiting (a standby waiting on the writer lock).
+const WAITING: &str = "FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// A `watch --standby` replica that would try the lock only once an hour: it can only take
+/// over, or try again after a failure, by waiting on the lock itself.
+fn patient_replica(ws: &Workspace, emulator: &Emulator, url: &str) -> Daemon {
+    start(
+        ws,
+        emulator,
+        &ws.manifests(),
+        &["--state", url, "--standby", "--takeover-every", "1h"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_loses_nothing() {
+    let Some(db) = database(
+        "a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_loses_nothing",
+    ) else {
+        return;
+    };
+    let (emulator, ws) = long_job().await;
+    let mut first = replica(&ws, &emulator, db.url());
+    wait_for("the first replica to lead", || leads(&first)).await;
+    let second = patient_replica(&ws, &emulator, db.url());
+    wait_for("the second replica to wait on the lock", || {
+        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 1
+    })
+    .await;
+    adding(&emulator).await;
+    sigterm(first.child());
+    wait_for("the waiting replica to take over", || leads(&second)).await;
+    wait_for("the ledger to record every add", || {
+        confirmed(&db, "@TOA#_a").len() == 20_000
+    })
+    .await;
+    assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 20_000));
+    assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 2);
+    assert_eq!(second.get("/readyz").0, 200, "{}", second.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready() {
+    let Some(db) = database("a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready") else {
+        return;
+    };
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    let leader = replica(&ws, &emulator, db.url());
+    wait_for("the first replica to lead", || leads(&leader)).await;
+    let standby = patient_replica(&ws, &emulator, db.url());
+    wait_for("the standby to wait on the lock, ready", || {
+        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 1
+            && standby.get("/readyz").0 == 200
+    })
+    .await;
+    // The connection the standby waits on ends, as when the server or the network drops it.
+    db.execute(&format!("SELECT pg_terminate_backend(pid) {WAITING}"))
+        .unwrap();
+    wait_for("the standby to report unready", || {
+        standby.get("/readyz").0 == 503
+    })
+    .await;
+    let (_, why) = standby.get("/readyz");
+    assert!(why.contains("terminat"), "{why}");
+    assert!(
+        standby
+            .log()
+            .contains("standing by: cannot take the ledger's lock"),
+        "{}",
+        standby.log()
+    );
+    assert_eq!(standby.metric("subsync_leader"), Some(0.0));
+    // The leader is not disturbed.
+    assert!(leads(&leader), "{}", leader.log());
+    assert_eq!(leader.get("/readyz").0, 200, "{}", leader.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_stopping_withdraws_its_wait_for_the_lock() {
+    let Some(db) = database("a_standby_stopping_withdraws_its_wait_for_the_lock") else {
+        return;
+    };
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    let leader = replica(&ws, &emulator, db.url());
+    wait_for("the first replica to lead", || leads(&leader)).await;
+    let mut standby = patient_replica(&ws, &emulator, db.url());
+    wait_for("the standby to wait on the lock", || {
+        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 1
+    })
+    .await;
+    sigterm(standby.child());
+    let status = standby.child().wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", standby.log());
+    wait_for("the wait to be gone from the server", || {
+        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 0
+    })
+    .await;
+    assert!(leads(&leader), "{}", leader.log());
+    assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

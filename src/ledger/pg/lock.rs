@@ -1,16 +1,21 @@
 //! The writer lock on PostgreSQL: a session advisory lock, keyed by the schema, held on the
 //! writer's own connection, as Terraform's pg backend does.
 //!
-//! Taking it is never a wait: a second writer is refused at once, naming the holder from the
-//! `holder` row. Each takeover increments `holder.epoch`; the writer keeps the epoch it got
+//! Taking it is never a wait for a command: a second writer is refused at once, naming the
+//! holder from the `holder` row. A replica standing by waits instead ([`wait`]), on a session
+//! of its own, and holds the lock the moment the holder's session ends. Each takeover increments `holder.epoch`; the writer keeps the epoch it got
 //! and every write checks it ([`BUMP_FENCED`]), so a writer that lost its session (or whose
 //! connection a pooler handed to someone else) cannot write once another replica has taken
 //! over. The server releases the lock when the session ends, also when the writer's process
 //! or machine dies (keepalives end a dead session within about 30 seconds).
 
-use tokio_postgres::Client;
+use std::time::Duration;
 
-use crate::ledger::LockLoss;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::fault::Session;
+use crate::ledger::{LedgerError, LockLoss};
 
 /// `SUBS` in ASCII: the first key of the advisory lock; the second is the schema's hash.
 const LOCK_CLASS: i32 = 0x5355_4253;
@@ -27,6 +32,56 @@ pub async fn try_take(client: &Client) -> Result<bool, tokio_postgres::Error> {
         )
         .await?
         .try_get(0)
+}
+
+/// The server's keepalives for a session holding or waiting for the lock: a dead peer's
+/// session ends (and its lock, or its place in the queue for it, goes) within about 30 s.
+pub const SERVER_KEEPALIVES: &str = "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000";
+
+/// How long one round of waiting for the lock lasts on the server (`lock_timeout`); the next
+/// round follows at once. Each round's answer shows the session alive, on top of keepalives.
+pub const WAIT_ROUND: Duration = Duration::from_secs(30);
+
+/// Waits for the lock on this session, a round of [`WAIT_ROUND`] at a time, and returns once
+/// this session holds it. The server grants it the moment the holder's session ends. Only a
+/// session dedicated to waiting may call this: it changes the session's timeouts (restored
+/// once the lock is granted).
+pub async fn wait(session: &Session, client: &Client) -> Result<(), LedgerError> {
+    let round = format!(
+        "SET statement_timeout = 0; SET lock_timeout = {}",
+        WAIT_ROUND.as_millis()
+    );
+    session.within(client.batch_execute(&round)).await?;
+    // The server notices a standby that vanished while it waits (the check needs PostgreSQL
+    // 14 or later), so that a dead replica's request does not take the lock when it comes
+    // free and hold it until its session is found dead.
+    for (setting, what) in [
+        (SERVER_KEEPALIVES, "keepalives"),
+        (
+            "SET client_connection_check_interval = 1000",
+            "check for a vanished client",
+        ),
+    ] {
+        if let Err(e) = session.within(client.batch_execute(setting)).await {
+            tracing::debug!(error = %crate::errors::chain(&e), "cannot set the server's {what} for the session waiting for the lock");
+        }
+    }
+    loop {
+        let wait = client.execute(
+            "SELECT pg_advisory_lock($1, hashtext(current_schema()))",
+            &[&LOCK_CLASS],
+        );
+        let deadline = WAIT_ROUND + session.deadline;
+        match tokio::time::timeout(deadline, wait).await {
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => continue,
+            Ok(Err(e)) => return Err(session.error(e)),
+            Err(_) => return Err(session.silent(deadline)),
+        }
+    }
+    session
+        .within(client.batch_execute("RESET statement_timeout; RESET lock_timeout"))
+        .await
 }
 
 /// Records this session as the holder and returns the new fencing epoch.

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio_postgres::{Client, IsolationLevel, Statement};
+use tokio_util::sync::CancellationToken;
 
 pub use config::{PASSWORD_SOURCES, PasswordSource, RootCert, Target, TlsMode, UrlError};
 use fault::Session;
@@ -96,8 +97,56 @@ impl store::Target for Target {
         })
     }
 
+    fn waits_for_lock(&self) -> bool {
+        true
+    }
+
+    fn wait_write<'a>(
+        &'a self,
+        command: &'a str,
+        stop: &'a CancellationToken,
+    ) -> Fut<'a, Option<Box<dyn WriterStore>>> {
+        Box::pin(async move {
+            let mut conn = connect(self, &format!("subsync {command}")).await?;
+            if let Found::NoSchema = conn.session.within(schema::identify(&conn.client)).await? {
+                return Err(LedgerError::NoSchema {
+                    at: conn.session.at.clone(),
+                });
+            }
+            tokio::select! {
+                waited = lock::wait(&conn.session, &conn.client) => waited?,
+                () = stop.cancelled() => {
+                    withdraw(self, &conn).await;
+                    return Ok(None);
+                }
+            }
+            let epoch = hold(&mut conn, command).await?;
+            Ok(Some(Box::new(PgWriter {
+                db: Postgres { conn },
+                epoch,
+            }) as Box<dyn WriterStore>))
+        })
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// Cancels the wait for the lock still running on `conn` (the session then ends as `conn`
+/// is dropped). Should the cancel not arrive, the session ends all the same once the
+/// server sees the connection closed, granted or not.
+async fn withdraw(target: &Target, conn: &Connection) {
+    let Ok(tls) = tls::connector(target) else {
+        return;
+    };
+    let cancel = conn.client.cancel_token();
+    match tokio::time::timeout(PROBE, cancel.cancel_query(tls)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %crate::errors::chain(&e), "cannot withdraw the wait for the ledger's lock")
+        }
+        Err(_) => tracing::debug!("the server did not take the withdrawal of the wait in time"),
     }
 }
 
@@ -165,9 +214,19 @@ async fn take_lock(conn: &mut Connection, command: &str) -> Result<i64, LedgerEr
             holder: holder.unwrap_or_else(|_| "another session".into()),
         });
     }
+    hold(conn, command).await
+}
+
+/// With the advisory lock just taken on `conn`: creates or upgrades the schema under it and
+/// records this session as the holder; returns the new fencing epoch.
+async fn hold(conn: &mut Connection, command: &str) -> Result<i64, LedgerError> {
+    let (client, session) = (&conn.client, &conn.session);
+    let at = &session.at;
     // The server ends a dead writer's session (and frees the lock) within about 30 s.
-    let keepalive = client.batch_execute("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000");
-    if let Err(e) = session.within(keepalive).await {
+    if let Err(e) = session
+        .within(client.batch_execute(lock::SERVER_KEEPALIVES))
+        .await
+    {
         tracing::warn!(error = %crate::errors::chain(&e), "cannot set the server's keepalives for this session; a dead writer may hold the lock longer");
     }
     let from = match session.within(schema::identify(client)).await? {
