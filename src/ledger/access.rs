@@ -127,6 +127,9 @@ pub async fn copy(from: &Location, to: &Location) -> Result<Copied, LedgerError>
     let mut source = from.target().open_write("ledger copy").await?;
     let mut target = to.target().open_write("ledger copy").await?;
     let copied = fill(source.as_mut(), target.as_mut(), &to.to_string()).await;
+    if copied.is_ok() {
+        super::writer::settle(target.as_mut()).await;
+    }
     source.close().await;
     target.close().await;
     copied

@@ -146,6 +146,12 @@ pub(crate) trait WriterStore: Store {
     fn write(&mut self) -> Fut<'_, Box<dyn WriteTx<'_> + '_>>;
     /// Fails once the writer lock is no longer certainly held.
     fn check_lock(&mut self) -> Fut<'_, ()>;
+    /// After a bulk write (a finished run, a copy): leaves what was written cheap to read,
+    /// where the backend needs that and enough was written since the last time to be worth
+    /// it (PostgreSQL: a vacuum). Nothing changes in the ledger's content.
+    fn settle(&mut self) -> Fut<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// Adds one page of `account`'s live list to the staging area (outside any transaction).
     fn stage(&mut self, account: String, page: Vec<String>) -> Fut<'_, ()>;
     /// Empties `account`'s staging area.

@@ -368,6 +368,14 @@ impl Recorder {
     }
 }
 
+/// Settles what the writer wrote ([`WriterStore::settle`]); a failure only costs the next
+/// reader time, so it is logged.
+pub(super) async fn settle(store: &mut dyn WriterStore) {
+    if let Err(e) = store.settle().await {
+        tracing::warn!(error = %crate::errors::chain(&e), "cannot settle what was written to the ledger; the next read may be slower");
+    }
+}
+
 /// The writer's task: one job at a time, consecutive `Record`s of a run in one transaction,
 /// the lock checked between jobs and every few seconds when there are none.
 async fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
@@ -481,7 +489,12 @@ impl Service {
                     }
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(self.watch(done));
+                let done = self.watch(done);
+                // Not after a stop signal: a replica standing by waits for this lock.
+                if done.is_ok() && result != RunOutcome::Interrupted {
+                    settle(self.store.as_mut()).await;
+                }
+                let _ = reply.send(done);
             }
             Job::RefreshStart(account) => {
                 self.spoilt.remove(&account);

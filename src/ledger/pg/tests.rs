@@ -264,3 +264,37 @@ async fn tls_follows_sslmode() {
         assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
     }
 }
+
+/// Pages of `confirmed`, and how many of them are not yet marked all-visible.
+fn unsettled(db: &TestDatabase) -> (i64, i64) {
+    let pages = "pg_relation_size(oid) / CAST(current_setting('block_size') AS BIGINT)";
+    let of = |what: &str| {
+        db.query_i64(&format!(
+            "SELECT CAST({what} AS BIGINT) FROM pg_class WHERE oid = CAST('confirmed' AS regclass)"
+        ))
+        .unwrap()
+    };
+    (of(pages), of(&format!("{pages} - relallvisible")))
+}
+
+#[tokio::test]
+async fn a_run_that_wrote_many_rows_leaves_them_settled_for_the_first_read() {
+    let Some(db) = database("a_run_that_wrote_many_rows_leaves_them_settled_for_the_first_read")
+    else {
+        return;
+    };
+    let writer = Writer::open(db.location(), "apply").await.unwrap();
+    let ids: Vec<String> = (0..20_000).map(|i| format!("u{i:05}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let run = writer.begin_run("apply", None).await.unwrap();
+    writer.record(run, added("@TOA#_a", &ids)).await.unwrap();
+    writer
+        .finish_run(run, crate::ledger::RunOutcome::Converged, &"done")
+        .await
+        .unwrap();
+    let (pages, unsettled) = unsettled(&db);
+    assert!(pages > 0);
+    assert_eq!(unsettled, 0, "of {pages} pages");
+    writer.close().await;
+    assert_eq!(confirmed(&db.location(), "@TOA#_a").await.len(), 20_000);
+}

@@ -33,6 +33,10 @@ pub(super) struct PgTx<'c> {
     prepared: &'c mut HashMap<&'static str, Statement>,
     /// The fencing epoch of a write transaction.
     epoch: Option<i64>,
+    /// The session's count of rows written and committed since its last vacuum, and this
+    /// transaction's share, added to it on commit.
+    written: &'c mut u64,
+    writing: u64,
 }
 
 /// A row as `rows.rs` reads it.
@@ -62,12 +66,15 @@ impl<'c> PgTx<'c> {
         session: &'c Session,
         prepared: &'c mut HashMap<&'static str, Statement>,
         epoch: Option<i64>,
+        written: &'c mut u64,
     ) -> PgTx<'c> {
         PgTx {
             tx,
             session,
             prepared,
             epoch,
+            written,
+            writing: 0,
         }
     }
 
@@ -111,9 +118,12 @@ impl<'c> PgTx<'c> {
         params: &Params<'_>,
     ) -> Result<u64, LedgerError> {
         let statement = self.statement(text, types).await?;
-        self.session
+        let rows = self
+            .session
             .within(self.tx.execute(&statement, params))
-            .await
+            .await?;
+        self.writing += rows;
+        Ok(rows)
     }
 
     async fn execute(
@@ -480,7 +490,12 @@ impl<'c> WriteTx<'c> for PgTx<'c> {
     fn commit(self: Box<Self>) -> Fut<'c, ()> {
         Box::pin(async move {
             let PgTx {
-                tx, session, epoch, ..
+                tx,
+                session,
+                epoch,
+                written,
+                writing,
+                ..
             } = *self;
             if let Some(epoch) = epoch {
                 let bumped = session
@@ -493,7 +508,9 @@ impl<'c> WriteTx<'c> for PgTx<'c> {
                     });
                 }
             }
-            session.within(tx.commit()).await
+            session.within(tx.commit()).await?;
+            *written += writing;
+            Ok(())
         })
     }
 
