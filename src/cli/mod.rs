@@ -271,7 +271,9 @@ struct WatchArgs {
     /// When another replica holds the ledger, stand by and take over when it goes, instead of exiting.
     #[arg(long, env = "SUBSYNC_STANDBY")]
     standby: bool,
-    /// How often a replica that does not lead tries to take the ledger's lock (100ms to 1h).
+    /// How often a replica that does not lead tries to take the ledger's lock (SQLite; on
+    /// PostgreSQL it waits on the lock, and this paces new attempts after a failed wait).
+    /// 100ms to 1h.
     #[arg(long, env = "SUBSYNC_TAKEOVER_EVERY", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     takeover_every: Duration,
     #[command(flatten)]
