@@ -212,6 +212,26 @@ fn patient_replica(ws: &Workspace, emulator: &Emulator, url: &str) -> Daemon {
     )
 }
 
+/// How many requests for a lock wait in this database.
+fn waiting(db: &TestDatabase) -> i64 {
+    db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap()
+}
+
+/// A replica leading over a small job, and a patient one waiting on the lock.
+async fn leader_and_waiting_standby(db: &TestDatabase) -> (Emulator, Workspace, Daemon, Daemon) {
+    let emulator = Remote::default()
+        .account("@TOA#_a", 1000, &[])
+        .start()
+        .await;
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("a", 3));
+    let leader = replica(&ws, &emulator, db.url());
+    wait_for("the first replica to lead", || leads(&leader)).await;
+    let standby = patient_replica(&ws, &emulator, db.url());
+    wait_for("the standby to wait on the lock", || waiting(db) == 1).await;
+    (emulator, ws, leader, standby)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_loses_nothing() {
     let Some(db) = database(
@@ -224,7 +244,7 @@ async fn a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_los
     wait_for("the first replica to lead", || leads(&first)).await;
     let second = patient_replica(&ws, &emulator, db.url());
     wait_for("the second replica to wait on the lock", || {
-        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 1
+        waiting(&db) == 1
     })
     .await;
     adding(&emulator).await;
@@ -244,20 +264,8 @@ async fn a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready() {
     let Some(db) = database("a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready") else {
         return;
     };
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let ws = Workspace::new();
-    ws.manifest("a", "@TOA#_a", &ids("a", 3));
-    let leader = replica(&ws, &emulator, db.url());
-    wait_for("the first replica to lead", || leads(&leader)).await;
-    let standby = patient_replica(&ws, &emulator, db.url());
-    wait_for("the standby to wait on the lock, ready", || {
-        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 1
-            && standby.get("/readyz").0 == 200
-    })
-    .await;
+    let (_emulator, _ws, leader, standby) = leader_and_waiting_standby(&db).await;
+    assert_eq!(standby.get("/readyz").0, 200, "{}", standby.log());
     // The connection the standby waits on ends, as when the server or the network drops it.
     db.execute(&format!("SELECT pg_terminate_backend(pid) {WAITING}"))
         .unwrap();
@@ -285,26 +293,11 @@ async fn a_standby_stopping_withdraws_its_wait_for_the_lock() {
     let Some(db) = database("a_standby_stopping_withdraws_its_wait_for_the_lock") else {
         return;
     };
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let ws = Workspace::new();
-    ws.manifest("a", "@TOA#_a", &ids("a", 3));
-    let leader = replica(&ws, &emulator, db.url());
-    wait_for("the first replica to lead", || leads(&leader)).await;
-    let mut standby = patient_replica(&ws, &emulator, db.url());
-    wait_for("the standby to wait on the lock", || {
-        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 1
-    })
-    .await;
+    let (_emulator, _ws, leader, mut standby) = leader_and_waiting_standby(&db).await;
     sigterm(standby.child());
     let status = standby.child().wait().unwrap();
     assert!(status.success(), "{status:?}: {}", standby.log());
-    wait_for("the wait to be gone from the server", || {
-        db.query_i64(&format!("SELECT count(*) {WAITING}")).unwrap() == 0
-    })
-    .await;
+    wait_for("the wait to be gone from the server", || waiting(&db) == 0).await;
     assert!(leads(&leader), "{}", leader.log());
     assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 1);
 }
