@@ -10,6 +10,10 @@
 //! can end under it). Once it is lost, [`Writer::lost`] fires and every later write is refused
 //! without reaching the database: a replica that lost the lead writes nothing further.
 //!
+//! Once a run has finished (not one stopped by a signal), and after answering it, the task
+//! settles what it wrote ([`WriterStore::settle`]: a vacuum on PostgreSQL after a bulk write)
+//! before its next job, so that the next reader does not pay for it.
+//!
 //! [`Writer::close`] finishes what is queued, releases the lock and waits for the task; the
 //! lock is also released once the last handle is dropped. Handles still held after `close`
 //! fail from then on.
@@ -490,11 +494,13 @@ impl Service {
                     Err(e) => Err(e),
                 };
                 let done = self.watch(done);
-                // Not after a stop signal: a replica standing by waits for this lock.
-                if done.is_ok() && result != RunOutcome::Interrupted {
+                // Not after a stop signal: a replica standing by waits for this lock. The run
+                // is told first: it has finished, what follows only serves the next reader.
+                let settles = done.is_ok() && result != RunOutcome::Interrupted;
+                let _ = reply.send(done);
+                if settles {
                     settle(self.store.as_mut()).await;
                 }
-                let _ = reply.send(done);
             }
             Job::RefreshStart(account) => {
                 self.spoilt.remove(&account);

@@ -292,9 +292,10 @@ async fn a_run_that_wrote_many_rows_leaves_them_settled_for_the_first_read() {
         .finish_run(run, crate::ledger::RunOutcome::Converged, &"done")
         .await
         .unwrap();
+    // Settling follows the run's end; closing waits for it.
+    writer.close().await;
     let (pages, unsettled) = unsettled(&db);
     assert!(pages > 0);
     assert_eq!(unsettled, 0, "of {pages} pages");
-    writer.close().await;
     assert_eq!(confirmed(&db.location(), "@TOA#_a").await.len(), 20_000);
 }
