@@ -12,6 +12,12 @@
 //! might write instead (PyYAML's C loader, no validation), over the same files and ledger,
 //! alternating with subsync in every round; target: subsync at least 10x faster at 1M.
 //!
+//! After a bulk load (issue 25): a fresh ledger filled by `ledger copy`, by `import` or by a
+//! first big `apply`, then planned once: PostgreSQL within 1.3x of SQLite loaded the same way.
+//! Both are loaded first, then planned back to back, and the ratio printed (on this shared
+//! machine two plans a minute apart differ more than the two backends do); `-- after` runs
+//! these rows alone.
+//!
 //! `cargo bench --bench plan` runs every row (the PostgreSQL ones when
 //! `SUBSYNC_TEST_POSTGRES_URL` is set); `cargo bench --bench plan -- 4M` runs the rows whose
 //! name contains `4M`. Each row is planned `SUBSYNC_BENCH_ROUNDS` times (3 by default) and
@@ -145,6 +151,7 @@ fn main() {
         };
         run(s, db.as_ref(), rounds);
     }
+    after_bulk_loads(&filter, server.as_deref());
 }
 
 fn run(s: &Scenario, db: Option<&TestDatabase>, rounds: usize) {
@@ -289,4 +296,152 @@ fn summary_of(reader: impl std::io::Read) -> serde_json::Value {
     }
     let head: Head = serde_json::from_reader(reader).unwrap();
     head.summary
+}
+
+/// How a fresh ledger is filled before it is planned once (issue 25).
+#[derive(Clone, Copy)]
+enum Load {
+    /// `subsync ledger copy` from a SQLite ledger.
+    Copied,
+    /// `subsync import` of the live lists, which hold the 90% confirmed.
+    Imported,
+    /// A first `subsync apply` of the 90%; the manifests then grow to all.
+    Applied,
+}
+
+const LOADS: &[(&str, Load)] = &[
+    ("1M after ledger copy", Load::Copied),
+    ("1M after import", Load::Imported),
+    ("1M after first apply", Load::Applied),
+];
+
+/// The rows after a bulk load, SQLite and PostgreSQL side by side (with a server only).
+fn after_bulk_loads(filter: &[String], server: Option<&str>) {
+    let Some(server) = server else {
+        return;
+    };
+    let chosen: Vec<&(&str, Load)> = LOADS
+        .iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if chosen.is_empty() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = row("", 10, 100_000, true, false);
+    println!(
+        "\n| 1,000,000 desired, 900,000 confirmed, planned once right after | wall time | peak RSS | PostgreSQL / SQLite |"
+    );
+    println!("|--|--:|--:|--:|");
+    for (name, how) in chosen {
+        let on_sqlite = tempfile::tempdir().unwrap();
+        let sqlite = on_sqlite.path().join("state").display().to_string();
+        load(on_sqlite.path(), &s, *how, &sqlite, &rt);
+        let db = TestDatabase::create(server).unwrap();
+        let on_postgres = tempfile::tempdir().unwrap();
+        load(on_postgres.path(), &s, *how, db.url(), &rt);
+        let (sqlite_time, sqlite_rss) = plan_once(on_sqlite.path(), &sqlite, &s);
+        let (time, rss) = plan_once(on_postgres.path(), db.url(), &s);
+        println!("| SQLite, {name} | {sqlite_time:.2} s | {sqlite_rss:.0} MiB | |");
+        println!(
+            "| PostgreSQL, {name} | {time:.2} s | {rss:.0} MiB | {:.2}x |",
+            time / sqlite_time
+        );
+    }
+}
+
+/// Writes the manifests of `s` in `dir` and fills the fresh ledger at `state` as `how` says,
+/// through the real commands.
+fn load(dir: &Path, s: &Scenario, how: Load, state: &str, rt: &tokio::runtime::Runtime) {
+    // Manifests come from `prepare`, which also fills a ledger: this one is not planned.
+    let scratch = Location::sqlite(dir.join("scratch"));
+    let max = s.per_account.to_string();
+    let subsync = |args: &[&str], env: &[(&str, String)]| {
+        let (out, _, _) = common::run_measured(args, env, dir);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let accounts: Vec<String> = (0..s.accounts)
+        .map(|a| format!("@TOA#_bench{a:03}"))
+        .collect();
+    let remote = |seeded: bool| {
+        rt.block_on(async {
+            let emulator = common::emulator(0, 0, 0.0, 0).await;
+            emulator.ensure_accounts(&accounts).await;
+            for (a, account) in accounts.iter().enumerate().filter(|_| seeded) {
+                let confirmed: Vec<String> =
+                    (0..s.per_account * 9 / 10).map(|i| user(a, i)).collect();
+                emulator.seed_subscribers(account, &confirmed);
+            }
+            emulator
+        })
+    };
+    let bulk = |command: &str, emulator: &subsync::emulator::Emulator| {
+        let mut env = common::workspace_env(dir, emulator).to_vec();
+        env.retain(|(k, _)| *k != "SUBSYNC_STATE");
+        env.push(("SUBSYNC_STATE", state.to_owned()));
+        subsync(
+            &[
+                command,
+                "manifests",
+                "--qps",
+                "10000",
+                "--max-subscribers",
+                &max,
+            ],
+            &env,
+        );
+    };
+    match how {
+        Load::Copied => {
+            let source = dir.join("source");
+            prepare(dir, s, &Location::sqlite(source.clone()));
+            let source = source.display().to_string();
+            subsync(&["ledger", "copy", "--from", &source, "--to", state], &[]);
+        }
+        Load::Imported => {
+            prepare(dir, s, &scratch);
+            bulk("import", &remote(true));
+        }
+        Load::Applied => {
+            let first = row("", s.accounts, s.per_account * 9 / 10, s.inline_half, false);
+            prepare(dir, &first, &scratch);
+            bulk("apply", &remote(false));
+            prepare(dir, s, &scratch);
+        }
+    }
+}
+
+/// Plans `s` in `dir` against the ledger at `state` once: wall time (s) and peak RSS (MiB).
+fn plan_once(dir: &Path, state: &str, s: &Scenario) -> (f64, f64) {
+    let max = s.per_account.to_string();
+    let (out, elapsed, rss) = common::run_measured(
+        &[
+            "plan",
+            "manifests",
+            "--format",
+            "json",
+            "--out",
+            "plan.json",
+            "--max-subscribers",
+            &max,
+        ],
+        &[("SUBSYNC_STATE", state.to_owned())],
+        dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = std::fs::File::open(dir.join("plan.json")).unwrap();
+    let adds = s.accounts * (s.per_account - s.per_account * 9 / 10);
+    assert_eq!(
+        summary_of(std::io::BufReader::new(plan))["add"].as_u64(),
+        Some(adds as u64)
+    );
+    (elapsed.as_secs_f64(), rss)
 }
