@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,7 +153,20 @@ fn write_plan(
     source: &mut dyn crate::ledger::AccountSource,
     output: Output,
 ) -> anyhow::Result<Outcome> {
-    let mut saved = match &args.out {
+    // `--out -`: the saved plan is what stdout shows.
+    let out = args.out.as_deref().filter(|out| *out != Path::new("-"));
+    let to_stdout = args.out.is_some() && out.is_none();
+    let clash = match args.format {
+        PlanFormat::Markdown => Some("markdown"),
+        PlanFormat::Diff => Some("diff"),
+        PlanFormat::Text | PlanFormat::Json => None,
+    };
+    if let Some(format) = clash.filter(|_| to_stdout) {
+        anyhow::bail!(
+            "--out - prints the JSON plan on stdout, where --format {format} would go too; drop one of them"
+        );
+    }
+    let mut saved = match out {
         Some(out) => Some((
             out,
             report::JsonSink::new(
@@ -165,6 +178,7 @@ fn write_plan(
     };
     let stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut shown: Box<dyn report::PlanSink> = match args.format {
+        _ if to_stdout => Box::new(report::JsonSink::new(stdout)),
         PlanFormat::Text => Box::new(report::TextSink::new(stdout, output.color)),
         PlanFormat::Json => Box::new(report::JsonSink::new(stdout)),
         PlanFormat::Markdown => Box::new(report::MarkdownSink::new(stdout)),

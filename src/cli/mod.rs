@@ -194,7 +194,7 @@ struct PlanArgs {
     /// How to print the plan.
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
-    /// Also save the plan as JSON, for `apply --plan FILE`.
+    /// Also save the plan as JSON, for `apply --plan FILE`; `-` prints that JSON on stdout instead of the --format rendering. FILE must be a regular file or a new path: a device, a FIFO or a directory is refused.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Exit 2 when apply would send a change or end short of the manifests (held-back removals, a shortfall not accepted), 0 when it would do nothing, 1 on error.

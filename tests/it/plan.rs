@@ -92,6 +92,85 @@ fn out_saves_the_json_plan_whatever_the_display_format() {
 }
 
 #[test]
+fn out_refuses_a_fifo_or_a_link_to_a_device_and_leaves_it_as_it_was() {
+    use std::os::unix::fs::FileTypeExt;
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 3));
+    let pipe = ws.path().join("pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A link in the workspace to the null device: never /dev/null itself.
+    let device = ws.path().join("null");
+    std::os::unix::fs::symlink("/dev/null", &device).unwrap();
+    for (target, what) in [
+        (&pipe, "a named pipe (FIFO)"),
+        (&device, "a character device"),
+    ] {
+        let out = ws.run(
+            None,
+            &["plan", "manifests", "--out", target.to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("cannot write the plan to {}", target.display()))
+                && err.contains(what)
+                && err.contains("name a regular file"),
+            "{err}"
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&pipe)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        std::fs::symlink_metadata(&device)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(
+        !ws.path().join("state").exists(),
+        "a refused plan created a ledger"
+    );
+}
+
+#[test]
+fn out_dash_prints_the_json_plan_on_stdout_and_writes_no_file() {
+    let ws = Workspace::new();
+    ws.manifest("a", "@TOA#_a", &ids("u", 3));
+    let out = ws.run(None, &["plan", "manifests", "--out", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["accounts"][0]["add"],
+        serde_json::json!(["u00000", "u00001", "u00002"])
+    );
+    assert!(!ws.path().join("-").exists());
+    let out = ws.run(
+        None,
+        &["plan", "manifests", "--format", "markdown", "--out", "-"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--out - prints the JSON plan on stdout, where --format markdown"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn the_diff_format_lists_each_accounts_changes() {
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 2));
