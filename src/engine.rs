@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{
     Job, Observer, Reconciled, Reconciler, Refresh, RefreshSummary, RunError, RunSummary, Stop,
 };
-use crate::ledger::{AccountSummary, LedgerError, Location, LockLoss, Reader, Run, Writer};
+use crate::ledger::{AccountOverview, LedgerError, Location, LockLoss, Reader, Run, Writer};
 use crate::manifest::ManifestSet;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::settings::{Config, Remote, Service, SettingsError};
@@ -227,7 +227,7 @@ impl Engine {
     }
 
     /// Counts per account, as the writer sees them.
-    pub async fn accounts(&self) -> Result<Vec<AccountSummary>, LedgerError> {
+    pub async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
         self.reconciler()?.writer().accounts().await
     }
 
@@ -295,7 +295,7 @@ pub struct Status {
     pub ledger: String,
     pub lineage: Option<String>,
     pub serial: u64,
-    pub accounts: Vec<AccountSummary>,
+    pub accounts: Vec<AccountOverview>,
     pub runs: Vec<Run<RunSummary>>,
 }
 

@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::apply::{Counts, Observer};
-use crate::ledger::AccountSummary;
+use crate::ledger::AccountOverview;
 use crate::manifest::SubscriberSet;
 use crate::tencent::CallObserver;
 use crate::tencent::api::Command;
@@ -287,7 +287,7 @@ impl Metrics {
     }
 
     /// What the ledger holds after a run, and the drift of refreshes not counted yet.
-    pub fn ledger(&self, accounts: &[AccountSummary]) {
+    pub fn ledger(&self, accounts: &[AccountOverview]) {
         let mut counted = self
             .counted_refresh
             .lock()

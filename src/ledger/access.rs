@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::rows::Identity;
 use super::store::{ReadTx, Store, WriteTx, WriterStore};
-use super::{AccountSource, AccountSummary, LedgerError, Location, Run, Snapshot, read};
+use super::{AccountSource, AccountOverview, LedgerError, Location, Run, Snapshot, read};
 
 /// Ends the read `tx`, whatever `result` its reads came to.
 pub(crate) async fn ended<T>(
@@ -76,7 +76,7 @@ impl Reader {
     }
 
     /// Lineage and serial (in a snapshot without accounts) and the counts per account.
-    pub async fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError> {
+    pub async fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
         match &mut self.store {
             Some(store) => {
                 let mut tx = store.read().await?;

@@ -197,7 +197,7 @@ pub struct Snapshot {
 
 /// Counts per account, for `status` and the daemon's metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountSummary {
+pub struct AccountOverview {
     pub official_account: String,
     pub confirmed: u64,
     pub failed: u64,

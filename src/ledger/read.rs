@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use super::rows::{AccountRow, RunRow};
 use super::store::{AccountDump, AccountRows, ReadTx};
 use super::{
-    AccountSummary, AccountView, Cause, Direction, Drift, FailedEntry, LedgerError, Run, Snapshot,
+    AccountOverview, AccountView, Cause, Direction, Drift, FailedEntry, LedgerError, Run, Snapshot,
 };
 
 /// Everything about an account but its confirmed subscribers, as the planner sees it.
@@ -81,7 +81,7 @@ pub(crate) async fn snapshot(tx: &mut dyn ReadTx<'_>) -> Result<Snapshot, Ledger
 /// Lineage and serial (in a snapshot without accounts) and the counts per account.
 pub(crate) async fn summaries(
     tx: &mut dyn ReadTx<'_>,
-) -> Result<(Snapshot, Vec<AccountSummary>), LedgerError> {
+) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
     let identity = tx.identity().await?;
     let rows = tx.summaries().await?;
     let snapshot = Snapshot {

@@ -6,7 +6,7 @@
 //! knows ([`LedgerError::Unknown`] otherwise); counts must fit their type.
 
 use super::model::Stored;
-use super::{AccountFacts, AccountSummary, Direction, LedgerError, Op, RunOutcome};
+use super::{AccountFacts, AccountOverview, Direction, LedgerError, Op, RunOutcome};
 
 /// One row of an answer, read by column name.
 pub(crate) trait Row {
@@ -153,9 +153,9 @@ impl Decode for AccountRow {
 }
 
 /// Counts and facts of one account, for `status` and the metrics.
-impl Decode for AccountSummary {
+impl Decode for AccountOverview {
     fn decode(r: &impl Row) -> Result<Self, LedgerError> {
-        Ok(AccountSummary {
+        Ok(AccountOverview {
             official_account: r.text("official_account")?,
             confirmed: r.count("confirmed")?,
             failed: r.count("failed")?,

@@ -37,7 +37,7 @@ use super::changes::Step;
 use super::rows::{AccountRow, ConfirmedRow, DriftRow, FailedRow, Identity, IntentRow, RunRow};
 use super::view::Planner;
 use super::write::RefreshStep;
-use super::{AccountSummary, KnownProperties, LedgerError, RunOutcome};
+use super::{AccountOverview, KnownProperties, LedgerError, RunOutcome};
 
 /// What every backend call returns.
 pub(crate) type Fut<'a, T> = BoxFuture<'a, Result<T, LedgerError>>;
@@ -177,7 +177,7 @@ pub(crate) trait ReadTx<'c>: Send {
     /// The account's confirmed rows, whole (`ledger copy`).
     fn confirmed_rows(&mut self, account: i64) -> Fut<'_, Vec<ConfirmedRow>>;
     /// Counts and facts per account, by name.
-    fn summaries(&mut self) -> Fut<'_, Vec<AccountSummary>>;
+    fn summaries(&mut self) -> Fut<'_, Vec<AccountOverview>>;
     /// The latest `limit` runs, newest first; every run when `None`.
     fn runs(&mut self, limit: Option<u64>) -> Fut<'_, Vec<RunRow>>;
     /// Ends the transaction.

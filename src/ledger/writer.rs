@@ -33,7 +33,7 @@ use super::changes::Ids;
 use super::store::WriterStore;
 use super::view::Planner;
 use super::{
-    AccountSource, AccountSummary, Cause, LedgerError, Location, LockLoss, Record, Refreshed,
+    AccountSource, AccountOverview, Cause, LedgerError, Location, LockLoss, Record, Refreshed,
     RunOutcome, read, write,
 };
 
@@ -54,7 +54,7 @@ enum Job {
     View(Planner, Reply<()>),
     #[cfg(any(test, feature = "testing"))]
     Snapshot(Reply<super::Snapshot>),
-    Accounts(Reply<Vec<AccountSummary>>),
+    Accounts(Reply<Vec<AccountOverview>>),
     BeginRun {
         command: String,
         revision: Option<String>,
@@ -239,7 +239,7 @@ impl Writer {
     }
 
     /// Counts per account, as `status` shows them.
-    pub async fn accounts(&self) -> Result<Vec<AccountSummary>, LedgerError> {
+    pub async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
         self.ask(Job::Accounts).await
     }
 
@@ -585,7 +585,7 @@ impl Service {
         ended(tx, result).await
     }
 
-    async fn accounts(&mut self) -> Result<Vec<AccountSummary>, LedgerError> {
+    async fn accounts(&mut self) -> Result<Vec<AccountOverview>, LedgerError> {
         self.guard()?;
         let mut tx = self.store.read().await?;
         let result = read::summaries(&mut *tx).await;

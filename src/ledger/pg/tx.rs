@@ -18,7 +18,7 @@ use crate::ledger::store::{
 };
 use crate::ledger::write::RefreshStep;
 use crate::ledger::{
-    AccountSummary, Cause, Hint, KnownProperties, LedgerError, LockLoss, RunOutcome,
+    AccountOverview, Cause, Hint, KnownProperties, LedgerError, LockLoss, RunOutcome,
 };
 
 type Params<'p> = [&'p (dyn ToSql + Sync)];
@@ -266,7 +266,7 @@ impl<'c> ReadTx<'c> for PgTx<'c> {
         Box::pin(async move { self.rows(sql::CONFIRMED_ROWS, &[&account]).await })
     }
 
-    fn summaries(&mut self) -> Fut<'_, Vec<AccountSummary>> {
+    fn summaries(&mut self) -> Fut<'_, Vec<AccountOverview>> {
         Box::pin(self.rows(sql::SUMMARIES, &[]))
     }
 

@@ -16,7 +16,7 @@ use crate::ledger::store::{
     AccountDump, AccountRows, Chunk, Chunks, Fut, NewRun, ReadTx, RefreshEnd, WriteTx,
 };
 use crate::ledger::write::RefreshStep;
-use crate::ledger::{AccountSummary, KnownProperties, LedgerError, RunOutcome};
+use crate::ledger::{AccountOverview, KnownProperties, LedgerError, RunOutcome};
 
 /// Named parameters, owned (a call runs on another thread).
 type Params = Vec<(&'static str, Value)>;
@@ -173,7 +173,7 @@ impl<'c> ReadTx<'c> for SqliteTx {
         self.select(sql::CONFIRMED_ROWS, vec![(":account", int(account))])
     }
 
-    fn summaries(&mut self) -> Fut<'_, Vec<AccountSummary>> {
+    fn summaries(&mut self) -> Fut<'_, Vec<AccountOverview>> {
         self.select(sql::SUMMARIES, Vec::new())
     }
 
