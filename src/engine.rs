@@ -1,8 +1,9 @@
 //! The Engine: the one way into everything that talks to the service or writes the ledger.
 //!
 //! Opened from a resolved [`Config`] (and the caller's observers), it owns the sandbox when
-//! one was asked for, the API client, the pace of each command and, while this process holds
-//! the writer lock ([`Engine::lead`]), the ledger writer inside the [`Reconciler`]. `apply`,
+//! one was asked for, the API client (its only owner: each run is handed it), the pace of each
+//! command and, while this process holds the writer lock ([`Engine::lead`]), the ledger writer
+//! inside the [`Reconciler`]. `apply`,
 //! `import`, `plan --refresh` and `watch` all run through it; [`Engine::close`] records what is
 //! queued, releases the lock (waiting for the writer's task) and stops the sandbox. `status`
 //! reads the ledger through [`status`], never waiting for the writer.
@@ -159,7 +160,6 @@ impl Engine {
         }
         self.reconciler = Some(Reconciler::new(
             writer,
-            self.api.clone(),
             self.pacer.clone(),
             self.config.policy,
             self.hooks.observer.clone(),
@@ -198,7 +198,9 @@ impl Engine {
         if let Some(sandbox) = &self.sandbox {
             sandbox.ensure_accounts(&job.manifests).await;
         }
-        self.reconciler()?.reconcile(job, cancel).await
+        self.reconciler()?
+            .reconcile(job, self.api.clone(), cancel)
+            .await
     }
 
     /// Reads and records the live lists of the accounts `manifests` declare.
@@ -211,7 +213,9 @@ impl Engine {
         if let Some(sandbox) = &self.sandbox {
             sandbox.ensure_accounts(&manifests).await;
         }
-        self.reconciler()?.refresh(manifests, purpose, cancel).await
+        self.reconciler()?
+            .refresh(manifests, purpose, self.api.clone(), cancel)
+            .await
     }
 
     /// The ledger as the writer sees it (tests).
@@ -254,9 +258,6 @@ impl Engine {
             &self.hooks,
         ) {
             Ok(api) => {
-                if let Some(reconciler) = &self.reconciler {
-                    reconciler.set_api(api.clone());
-                }
                 self.api = api;
                 self.service = Some(reread);
                 Ok(true)

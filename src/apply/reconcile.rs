@@ -2,11 +2,13 @@
 //! the manifests and the ledger (account by account, see [`outline`]), probe the accounts,
 //! execute, summarise, record.
 //!
-//! A [`Reconciler`] lives as long as its command: it holds the ledger writer (and so the
-//! writer lock), the client, and one rate limiter per API command, so that consecutive
-//! reconciles of the daemon share the pace the service allows.
+//! A [`Reconciler`] lives as long as this process leads: it holds the ledger writer (and so the
+//! writer lock) and one rate limiter per API command, so that consecutive reconciles of the
+//! daemon share the pace the service allows. The client is not its own: each run is handed the
+//! one the [`Engine`](crate::engine::Engine) owns, so that a rotated key is used from the next
+//! run on with nothing to keep in step.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -41,7 +43,6 @@ pub struct Job {
 
 pub struct Reconciler {
     writer: Writer,
-    api: RwLock<Arc<dyn Api>>,
     /// The service limits each command separately: one limiter each, shared by every run.
     pacer: Arc<Pacer>,
     policy: Policy,
@@ -51,14 +52,12 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(
         writer: Writer,
-        api: Arc<dyn Api>,
         pacer: Arc<Pacer>,
         policy: Policy,
         observer: Arc<dyn Observer>,
     ) -> Reconciler {
         Reconciler {
             writer,
-            api: RwLock::new(api),
             pacer,
             policy,
             observer,
@@ -74,19 +73,16 @@ impl Reconciler {
         self.writer.close().await;
     }
 
-    /// Uses `api` from the next reconcile on (new credentials).
-    pub fn set_api(&self, api: Arc<dyn Api>) {
-        *self.api.write().unwrap_or_else(|e| e.into_inner()) = api;
-    }
-
-    fn api(&self) -> Arc<dyn Api> {
-        self.api.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The readers of a refresh; `wanted` counts, per account, what the manifests list.
-    fn readers(&self, purpose: Refresh, wanted: Option<Arc<ManifestSet>>) -> Arc<refresh::Readers> {
+    /// The readers of a refresh through `api`; `wanted` counts, per account, what the
+    /// manifests list.
+    fn readers(
+        &self,
+        api: Arc<dyn Api>,
+        purpose: Refresh,
+        wanted: Option<Arc<ManifestSet>>,
+    ) -> Arc<refresh::Readers> {
         Arc::new(refresh::Readers {
-            api: self.api(),
+            api,
             pacer: self.pacer.clone(),
             policy: self.policy.retry,
             writer: self.writer.clone(),
@@ -103,11 +99,12 @@ impl Reconciler {
         &self,
         manifests: Arc<ManifestSet>,
         purpose: Refresh,
+        api: Arc<dyn Api>,
         cancel: &CancellationToken,
     ) -> Result<(RefreshSummary, Option<Stop>), RunError> {
         let run = self.writer.begin_run(purpose.command(), None).await?;
         let accounts = manifests.accounts();
-        let readers = self.readers(purpose, Some(manifests));
+        let readers = self.readers(api, purpose, Some(manifests));
         let (summary, stop) = refresh::refresh(readers, &accounts, run, cancel).await;
         let result = match (&stop, cancel.is_cancelled(), summary.failed.is_empty()) {
             (Some(_), _, _) => RunOutcome::Failed,
@@ -128,6 +125,7 @@ impl Reconciler {
     pub async fn reconcile(
         &self,
         job: Job,
+        api: Arc<dyn Api>,
         cancel: &CancellationToken,
     ) -> Result<Reconciled, RunError> {
         let started = Instant::now();
@@ -141,7 +139,7 @@ impl Reconciler {
                 .begin_run(job.trigger.command(), job.revision.as_deref())
                 .await?;
             let accounts = job.manifests.accounts();
-            let readers = self.readers(Refresh::Check, None);
+            let readers = self.readers(api.clone(), Refresh::Check, None);
             let (summary, stop) = refresh::refresh(readers, &accounts, id, cancel).await;
             (run, refreshed, stopped) = (Some(id), Some(summary), stop);
         }
@@ -192,7 +190,7 @@ impl Reconciler {
                 let pending = pending(&outline.accounts, &Probed::default());
                 (Report::not_started(&pending), Probed::default(), Some(stop))
             }
-            None => self.send(outline, pass, &recorder, cancel).await,
+            None => self.send(outline, pass, api, &recorder, cancel).await,
         };
         summary.finish(&report, &probed, stop.as_ref(), started);
         if let Err(e) = recorder
@@ -227,10 +225,10 @@ impl Reconciler {
         &self,
         mut outline: Outline,
         pass: Pass,
+        api: Arc<dyn Api>,
         recorder: &Recorder,
         cancel: &CancellationToken,
     ) -> (Report, Probed, Option<Stop>) {
-        let api = self.api();
         let not_started = |outline: &Outline, probed: Probed, stop: Stop| {
             let pending = pending(&outline.accounts, &probed);
             (Report::not_started(&pending), probed, Some(stop))
