@@ -417,8 +417,8 @@ pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
         notify,
     };
     Ok(match crate::watch::run(config).await? {
-        crate::watch::Ended::Gracefully => Outcome::Success,
-        crate::watch::Ended::Forced => Outcome::Interrupted,
+        crate::watch::Exit::Gracefully => Outcome::Success,
+        crate::watch::Exit::Forced => Outcome::Interrupted,
     })
 }
 

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::rows::Identity;
 use super::store::{ReadTx, Store, WriteTx, WriterStore};
-use super::{AccountSource, AccountOverview, LedgerError, Location, Run, Snapshot, read};
+use super::{AccountOverview, AccountSource, LedgerError, Location, Run, Snapshot, read};
 
 /// Ends the read `tx`, whatever `result` its reads came to.
 pub(crate) async fn ended<T>(

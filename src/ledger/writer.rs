@@ -33,7 +33,7 @@ use super::changes::Ids;
 use super::store::WriterStore;
 use super::view::Planner;
 use super::{
-    AccountSource, AccountOverview, Cause, LedgerError, Location, LockLoss, Record, Refreshed,
+    AccountOverview, AccountSource, Cause, LedgerError, Location, LockLoss, Record, Refreshed,
     RunOutcome, read, write,
 };
 

@@ -1,8 +1,18 @@
 //! The daemon's loop: it waits for whatever comes first (a signal, a file event, a lost lock,
 //! a heartbeat, or the moment the [`Schedule`] says something is due) and does it, one thing
-//! at a time. Every decision about *when* is the schedule's; this loop only carries them out.
+//! at a time.
+//!
+//! Two halves, as a controller acting on what its reconciler returns: this file chooses and
+//! performs the steps (taking the lock, reading the manifests, reconciling: see
+//! [`super::cycle`] and [`super::leader`]), each of which returns what happened as a value;
+//! [`react`] is the one place that turns those values into logs, metrics, notifications,
+//! readiness, the daemon's memory and the schedule's next step. Nothing here logs an outcome
+//! or touches a metric; nothing there awaits. Every decision about *when* is the schedule's.
+//!
+//! The daemon's state is private to this module (and `react`, its child).
 
-use std::collections::HashMap;
+mod react;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,51 +24,54 @@ use tokio_util::sync::CancellationToken;
 
 use super::WatchConfig;
 use super::announce::Announcer;
+use super::cycle::{self, Reading, Request};
 use super::health::Health;
-use super::leader::{Attempt, Leadership};
+use super::leader::{self, Attempt};
 use super::notices::{Said, Validity};
-use super::schedule::{Action, Schedule};
+use super::refreshes::Refreshes;
+use super::schedule::{Action, CycleEnd, Schedule};
 use super::source::Source;
+use crate::apply::Trigger;
 use crate::engine::Engine;
 use crate::ledger::{LedgerError, Writer};
 use crate::manifest::{Limits, ManifestSet};
 use crate::metrics::Metrics;
 use crate::notifications::Notifier;
 use crate::task::blocking;
+use react::{Happened, Skip};
 
 /// The safety net under file events: symlink targets are re-resolved this often.
 const REWATCH: Duration = Duration::from_secs(30);
 /// How long notifications still queued at shutdown may take.
 const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 /// How often the loop proves it is alive.
-pub(super) const BEAT: Duration = Duration::from_secs(5);
+const BEAT: Duration = Duration::from_secs(5);
 
 pub struct Daemon {
-    pub(super) engine: Engine,
-    pub(super) paths: Vec<PathBuf>,
-    pub(super) limits: Limits,
-    pub(super) refresh_every: Option<Duration>,
-    pub(super) json_logs: bool,
+    engine: Engine,
+    paths: Vec<PathBuf>,
+    limits: Limits,
+    json_logs: bool,
     schedule: Schedule,
-    leadership: Leadership,
     source: Option<Source>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// What is told to the notification sinks.
+    announce: Announcer,
+    /// Why this replica last stood by, so that each reason is logged once.
+    standing: Option<String>,
     /// The last valid set: what resyncs and retries reconcile.
-    pub(super) current: Option<Arc<ManifestSet>>,
+    in_force: Option<Arc<ManifestSet>>,
     /// The digest of the set last reconciled without a fatal stop.
-    pub(super) reconciled: Option<String>,
+    reconciled: Option<String>,
     /// The digest of the set last converged, with nothing deferred, and the ledger's serial
     /// right after: while both stay, a resync has nothing to plan.
-    pub(super) settled: Option<(String, u64)>,
-    /// When each account's live list was last read, as the ledger says.
-    pub(super) refreshed: HashMap<String, Option<i64>>,
+    settled: Option<(String, u64)>,
+    refreshes: Refreshes,
     /// Manifest warnings and plan warnings already logged, and the manifests' validity.
-    pub(super) manifest_warnings: Said,
-    pub(super) plan_warnings: Said,
-    pub(super) validity: Validity,
-    /// What is told to the notification sinks.
-    pub(super) announce: Announcer,
+    manifest_warnings: Said,
+    plan_warnings: Said,
+    validity: Validity,
     /// While standing by on a ledger that can wait on its lock: the wait.
     waiter: Option<Waiter>,
 }
@@ -68,6 +81,9 @@ struct Waiter {
     stop: CancellationToken,
     task: JoinHandle<Result<Option<Writer>, LedgerError>>,
 }
+
+/// What the wait for the lock gave: the writer, `None` when withdrawn, or why it failed.
+pub(super) type Waited = Result<Result<Option<Writer>, LedgerError>, tokio::task::JoinError>;
 
 /// How long withdrawing a wait for the lock may take at shutdown.
 const WITHDRAW: Duration = Duration::from_secs(10);
@@ -82,10 +98,7 @@ impl Daemon {
         health: Arc<Health>,
         notifier: Notifier,
     ) -> anyhow::Result<Daemon> {
-        let mut leadership = Leadership::default();
-        let first = leadership
-            .first(&mut engine, config.standby, &metrics, &health)
-            .await?;
+        let first = leader::first(&mut engine, config.standby).await?;
         let credentials: Vec<PathBuf> = match &config.run.remote {
             crate::settings::Remote::Service(s) => s.key_file.iter().cloned().collect(),
             crate::settings::Remote::Sandbox { .. } => Vec::new(),
@@ -106,34 +119,28 @@ impl Daemon {
             watching = ?crate::logs::Array(&source.watched().collect::<Vec<_>>()),
             "watching the manifests"
         );
-        let mut schedule = Schedule::new(config.timing, Instant::now(), first == Attempt::Leading);
-        if first == Attempt::Failing {
-            schedule.ledger_unreachable(Instant::now());
-        }
+        let leading = matches!(first, Attempt::Leading(_));
         let mut daemon = Daemon {
-            schedule,
+            schedule: Schedule::new(config.timing, Instant::now(), leading),
             engine,
             paths: config.paths.clone(),
             limits: config.run.limits,
-            refresh_every: config.refresh_every,
             json_logs: config.output.json,
-            leadership,
             source: Some(source),
             metrics,
             health,
-            current: None,
+            announce: Announcer::new(notifier),
+            standing: None,
+            in_force: None,
             reconciled: None,
             settled: None,
-            refreshed: HashMap::new(),
+            refreshes: Refreshes::new(config.refresh_every),
             manifest_warnings: Said::default(),
             plan_warnings: Said::default(),
             validity: Validity::default(),
-            announce: Announcer::new(notifier),
             waiter: None,
         };
-        if first == Attempt::Standing {
-            daemon.wait_for_lock();
-        }
+        daemon.on(Happened::Started(first));
         Ok(daemon)
     }
 
@@ -141,7 +148,7 @@ impl Daemon {
         let Some(signals) = self.source.as_ref().map(|s| s.signals.clone()) else {
             return;
         };
-        self.read_ledger_counts().await;
+        self.count().await;
         let mut rewatch = tokio::time::interval(REWATCH);
         let mut beat = tokio::time::interval(BEAT);
         loop {
@@ -152,23 +159,17 @@ impl Daemon {
                 () = stop.cancelled() => return,
                 () = cancelled(lost.as_ref()) => {
                     let why = self.engine.step_down().await;
-                    self.leadership.lost(why, &self.metrics);
-                    self.announce.leader_lost();
-                    self.schedule.stand_by(Instant::now());
-                    self.wait_for_lock();
+                    self.on(Happened::LeadLost(why));
                 }
                 waited = waited(&mut self.waiter) => {
                     self.waiter = None;
                     self.lock_came(waited).await;
                 }
-                () = signals.manifests.notified() => self.schedule.manifests_changed(Instant::now()),
-                () = signals.credentials.notified() => self.schedule.key_changed(Instant::now()),
+                () = signals.manifests.notified() => self.on(Happened::Changed { key: false }),
+                () = signals.credentials.notified() => self.on(Happened::Changed { key: true }),
+                // The loop's own pulse: it is alive as long as it gets here.
                 _ = beat.tick() => self.health.beat(),
-                _ = rewatch.tick() => {
-                    if self.rewatch().await {
-                        self.schedule.manifests_changed(Instant::now());
-                    }
-                }
+                _ = rewatch.tick() => self.rewatch(false).await,
                 () = sleep_until(wake), if wake.is_some() => self.act(stop).await,
             }
         }
@@ -178,54 +179,134 @@ impl Daemon {
     async fn act(&mut self, stop: &CancellationToken) {
         match self.schedule.due(Instant::now()) {
             Some(Action::TakeOver) => {
-                let attempt = self
-                    .leadership
-                    .try_take(&mut self.engine, &self.metrics, &self.health)
-                    .await;
-                let now = Instant::now();
-                match attempt {
-                    Attempt::Leading => self.took_over(now).await,
-                    Attempt::Standing => {
-                        self.schedule.stand_by(now);
-                        self.wait_for_lock();
-                    }
-                    Attempt::Failing => self.schedule.ledger_unreachable(now),
+                let attempt = leader::attempt(&mut self.engine).await;
+                let leading = matches!(attempt, Attempt::Leading(_));
+                self.on(Happened::TakenOver(attempt));
+                if leading {
+                    self.count().await;
                 }
             }
             Some(Action::Cycle {
                 trigger,
                 reload_key,
             }) => {
-                if trigger != crate::apply::Trigger::Start {
-                    self.rewatch().await;
+                if trigger != Trigger::Start {
+                    self.rewatch(true).await;
                 }
                 if reload_key {
-                    self.reload_key().await;
+                    let reread = self.engine.reload_key().await;
+                    self.on(Happened::KeyReread(reread));
                 }
-                let ended = self.cycle(trigger, stop).await;
+                let end = self.cycle(trigger, stop).await;
                 // A cycle builds and drops whole lists; hand what it freed back to the system
                 // so that a long-running daemon's footprint follows its work, not its history.
                 let _ = blocking(crate::task::release_free_memory).await;
-                if let Some(pause) = self.schedule.finished(Instant::now(), ended) {
-                    tracing::warn!("trying again in {}s", pause.as_secs());
-                }
-                self.schedule.refresh_due_at(self.next_refresh());
+                self.on(Happened::CycleEnded(end));
             }
             None => {}
         }
     }
 
-    async fn took_over(&mut self, now: Instant) {
-        self.announce.leader_gained();
-        // The previous leader may have left anything behind: reconcile in full.
-        self.reconciled = None;
-        self.settled = None;
-        self.read_ledger_counts().await;
-        self.schedule.took_over(now);
+    /// One cycle: read the manifests, then, when this replica leads and there is something to
+    /// do, reconcile the set in force. Each step's value goes through [`Daemon::on`]; this
+    /// only chooses the next step.
+    async fn cycle(&mut self, trigger: Trigger, stop: &CancellationToken) -> CycleEnd {
+        let started = Instant::now();
+        let (in_force, valid) = (self.in_force.clone(), self.validity.is_valid());
+        let reading = cycle::read(&self.paths, self.limits, in_force, valid).await;
+        let end = match &reading {
+            Reading::Unreadable(_) => Some(CycleEnd::Unread),
+            // A resync or a retry still reconciles the last valid set; a change that was
+            // refused makes the next change wait a little (a tree that churns).
+            Reading::Invalid(_) if matches!(trigger, Trigger::Change | Trigger::Start) => {
+                Some(CycleEnd::Refused)
+            }
+            _ => None,
+        };
+        // The leader fails the revision's commit status of refused manifests, as apply does.
+        let revision = match &reading {
+            Reading::Invalid(_) if self.leading() => self.engine.revision(&self.paths).await,
+            _ => None,
+        };
+        let took = started.elapsed();
+        self.on(Happened::Read {
+            reading,
+            revision,
+            took,
+        });
+        if let Some(end) = end {
+            return end;
+        }
+        let Some(set) = self.in_force.clone() else {
+            return CycleEnd::Done;
+        };
+        if trigger == Trigger::Change && self.reconciled.as_deref() == Some(set.digest.as_str()) {
+            self.on(Happened::Skipped(Skip::Unchanged));
+            return CycleEnd::Done;
+        }
+        // A replica standing by reads the manifests (for its readiness) and no more.
+        if !self.leading() {
+            return CycleEnd::Done;
+        }
+        let accounts = || set.sets.iter().map(|s| s.official_account.as_str());
+        let refresh = self.refreshes.due(accounts(), crate::clock::unix_millis());
+        if trigger == Trigger::Resync && !refresh {
+            let serial = self.engine.serial().await.ok();
+            if serial.is_some_and(|s| self.settled == Some((set.digest.clone(), s))) {
+                self.on(Happened::Skipped(Skip::StillConverged));
+                return CycleEnd::Done;
+            }
+        }
+        let revision = self.engine.revision(&self.paths).await;
+        self.on(Happened::Reconciling {
+            revision: revision.clone(),
+        });
+        let request = Request {
+            set,
+            paths: self.paths.clone(),
+            revision,
+            trigger,
+            refresh,
+            started,
+        };
+        let health = self.health.clone();
+        let ran = cycle::reconcile(&self.engine, request, stop, BEAT, || health.beat()).await;
+        let end = ran.end();
+        self.on(Happened::Reconciled(Box::new(ran)));
+        self.count().await;
+        end
+    }
+
+    /// Reads the ledger's per-account counts: for the metrics, and to know what is due.
+    async fn count(&mut self) {
+        if let Some(counted) = cycle::counts(&self.engine).await {
+            self.on(Happened::Counted(counted));
+        }
+    }
+
+    /// Re-resolves what to watch (`reading_now`: at the start of a cycle, which reads anyway).
+    async fn rewatch(&mut self, reading_now: bool) {
+        let Some(mut source) = self.source.take() else {
+            return;
+        };
+        let rewatched = blocking(move || {
+            let moved = source.rewatch();
+            (source, moved)
+        })
+        .await;
+        let moved = match rewatched {
+            Ok((source, moved)) => {
+                let watching = moved.then(|| source.watched().map(PathBuf::from).collect());
+                self.source = Some(source);
+                Ok(watching)
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        self.on(Happened::Rewatched { moved, reading_now });
     }
 
     /// Standing by: waits on the lock beside the loop, where the ledger can (instead of
-    /// trying it every `takeover_every`).
+    /// trying it every `takeover_every`). Called by `react` whenever this replica stands by.
     fn wait_for_lock(&mut self) {
         if self.waiter.is_some() || self.engine.writer().is_some() {
             return;
@@ -241,28 +322,15 @@ impl Daemon {
     }
 
     /// The wait for the lock ended: the lock came to this replica, or the wait failed.
-    async fn lock_came(
-        &mut self,
-        waited: Result<Result<Option<Writer>, LedgerError>, tokio::task::JoinError>,
-    ) {
-        let now = Instant::now();
-        match waited {
-            Ok(Ok(Some(writer))) => {
-                self.engine.lead_with(writer).await;
-                self.leadership
-                    .took(&self.engine, &self.metrics, &self.health);
-                self.took_over(now).await;
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                self.leadership.wait_failed(&e, &self.metrics, &self.health);
-                self.schedule.ledger_unreachable(now);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the wait for the ledger's lock failed");
-                self.schedule.ledger_unreachable(now);
-            }
+    async fn lock_came(&mut self, waited: Waited) {
+        if let Ok(Ok(Some(writer))) = waited {
+            self.engine.lead_with(writer).await;
+            let at = self.engine.writer().map(|w| w.location().to_owned());
+            self.on(Happened::LockCame(Ok(at.unwrap_or_default())));
+            self.count().await;
+            return;
         }
+        self.on(Happened::LockCame(Err(waited)));
     }
 
     /// Withdraws the wait for the lock, if one runs; a lock it got meanwhile is let go.
@@ -278,94 +346,9 @@ impl Daemon {
         }
     }
 
-    /// When the oldest refresh of the set in force falls due.
-    fn next_refresh(&self) -> Option<Instant> {
-        let every = self.refresh_every?;
-        let set = self.current.as_ref()?;
-        let oldest = set
-            .sets
-            .iter()
-            .map(|s| {
-                self.refreshed
-                    .get(&s.official_account)
-                    .copied()
-                    .flatten()
-                    .unwrap_or(0)
-            })
-            .min()?;
-        let due_in = (oldest + every.as_millis() as i64 - crate::clock::unix_millis()).max(0);
-        Some(Instant::now() + Duration::from_millis(due_in as u64))
-    }
-
-    /// Whether a live list of `set` is due to be read.
-    pub(super) fn refresh_due(&self, set: &ManifestSet) -> bool {
-        let Some(every) = self.refresh_every else {
-            return false;
-        };
-        let horizon = crate::clock::unix_millis() - every.as_millis() as i64;
-        set.sets.iter().any(|s| {
-            self.refreshed
-                .get(&s.official_account)
-                .copied()
-                .flatten()
-                .is_none_or(|at| at <= horizon)
-        })
-    }
-
-    /// Reads the ledger's per-account counts: for the metrics, and to know what is due.
-    pub(super) async fn read_ledger_counts(&mut self) {
-        if self.engine.writer().is_none_or(|w| w.lost().is_cancelled()) {
-            return;
-        }
-        match self.engine.accounts().await {
-            Ok(accounts) => {
-                self.metrics.ledger(&accounts);
-                self.refreshed = accounts
-                    .into_iter()
-                    .map(|a| (a.official_account, a.refreshed_at))
-                    .collect();
-            }
-            Err(e) => {
-                let e = crate::errors::chain(&e);
-                tracing::warn!(error = %e, "cannot read the ledger's counts")
-            }
-        }
-    }
-
-    /// Re-resolves what to watch; true when it changed.
-    async fn rewatch(&mut self) -> bool {
-        let Some(mut source) = self.source.take() else {
-            return false;
-        };
-        match blocking(move || {
-            let changed = source.rewatch();
-            (source, changed)
-        })
-        .await
-        {
-            Ok((source, changed)) => {
-                if changed {
-                    tracing::info!(watching = ?crate::logs::Array(&source.watched().collect::<Vec<_>>()), "the watched paths moved");
-                }
-                self.source = Some(source);
-                changed
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch the manifests any more");
-                false
-            }
-        }
-    }
-
-    /// Reads the key file again and uses the key if it changed (a rotated Secret).
-    async fn reload_key(&mut self) {
-        match self.engine.reload_key().await {
-            Ok(true) => tracing::info!("the secret key changed; using the new one"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the credentials; keeping the ones in use")
-            }
-        }
+    /// True while this replica holds the ledger's lock: it reconciles, and it alone tells.
+    fn leading(&self) -> bool {
+        self.engine.writer().is_some()
     }
 
     pub async fn stop(mut self) {
@@ -384,9 +367,7 @@ async fn cancelled(token: Option<&CancellationToken>) {
 }
 
 /// The end of the wait for the lock, if one runs.
-async fn waited(
-    waiter: &mut Option<Waiter>,
-) -> Result<Result<Option<Writer>, LedgerError>, tokio::task::JoinError> {
+async fn waited(waiter: &mut Option<Waiter>) -> Waited {
     match waiter {
         Some(waiter) => (&mut waiter.task).await,
         None => std::future::pending().await,

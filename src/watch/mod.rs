@@ -1,7 +1,9 @@
 //! `subsync watch`: the long-running reconciler beside a git checkout or a Kubernetes volume.
 //!
 //! One loop ([`daemon`]), one reconcile at a time, through the same [`crate::engine::Engine`]
-//! as `apply`. When it reconciles is the [`schedule`]'s business: at start; after any change
+//! as `apply`. The steps of a cycle ([`cycle`], [`leader`]) return what happened as values,
+//! and one place (`daemon::react`) turns them into logs, metrics, notifications ([`announce`]),
+//! readiness ([`health`]) and the schedule's next step. When it reconciles is the [`schedule`]'s business: at start; after any change
 //! under the watched paths (once they have been quiet for the debounce time, reading the whole
 //! set again, so a half-written set is never used); every `--resync`, even without changes,
 //! retrying failed subscribers whose pause has passed; and, after a run stopped by a fatal
@@ -23,6 +25,7 @@ mod health;
 mod http;
 mod leader;
 mod notices;
+mod refreshes;
 pub mod schedule;
 mod source;
 #[cfg(test)]
@@ -61,16 +64,16 @@ pub struct WatchConfig {
     pub notify: crate::notifications::NotifyConfig,
 }
 
-/// How the daemon ended.
+/// How the daemon exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub enum Exit {
     /// After a first signal, with work in flight finished or recorded as abandoned.
     Gracefully,
     /// At a second signal, at once.
     Forced,
 }
 
-pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
+pub async fn run(config: WatchConfig) -> anyhow::Result<Exit> {
     let shutdown = crate::shutdown::on_signal();
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
@@ -101,11 +104,11 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<Ended> {
         anyhow::Ok(())
     };
     let ended = tokio::select! {
-        result = daemon => result.map(|()| Ended::Gracefully),
-        () = shutdown.forced.cancelled() => Ok(Ended::Forced),
+        result = daemon => result.map(|()| Exit::Gracefully),
+        () = shutdown.forced.cancelled() => Ok(Exit::Forced),
     };
     serving.cancel();
-    if ended.as_ref().is_ok_and(|e| *e == Ended::Gracefully) {
+    if ended.as_ref().is_ok_and(|e| *e == Exit::Gracefully) {
         let _ = server.await;
     }
     ended

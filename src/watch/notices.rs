@@ -27,8 +27,9 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// The manifests are invalid with `problems`: true when these were not logged yet.
-    pub fn invalid(&mut self, problems: Vec<String>) -> bool {
+    /// Notes that the manifests are invalid with `problems`: true when these were not logged
+    /// yet.
+    pub fn mark_invalid(&mut self, problems: Vec<String>) -> bool {
         let changed = self.problems.as_ref() != Some(&problems);
         self.problems = Some(problems);
         changed
@@ -39,8 +40,8 @@ impl Validity {
         self.problems.is_none()
     }
 
-    /// The manifests are valid: true when they were invalid until now.
-    pub fn valid(&mut self) -> bool {
+    /// Notes that the manifests are valid: true when they were invalid until now.
+    pub fn mark_valid(&mut self) -> bool {
         self.problems.take().is_some()
     }
 }
@@ -65,11 +66,11 @@ mod tests {
     #[test]
     fn problems_are_logged_when_they_change_and_the_fix_once() {
         let mut validity = Validity::default();
-        assert!(!validity.valid(), "valid from the start says nothing");
-        assert!(validity.invalid(lines(&["x"])));
-        assert!(!validity.invalid(lines(&["x"])));
-        assert!(validity.invalid(lines(&["x", "y"])));
-        assert!(validity.valid());
-        assert!(!validity.valid());
+        assert!(!validity.mark_valid(), "valid from the start says nothing");
+        assert!(validity.mark_invalid(lines(&["x"])));
+        assert!(!validity.mark_invalid(lines(&["x"])));
+        assert!(validity.mark_invalid(lines(&["x", "y"])));
+        assert!(validity.mark_valid());
+        assert!(!validity.mark_valid());
     }
 }

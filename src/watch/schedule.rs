@@ -67,7 +67,7 @@ pub enum Action {
 
 /// How a cycle ended, as far as the schedule cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub enum CycleEnd {
     /// Done (converged, partial, or nothing to do).
     Done,
     /// The manifests read were refused (invalid): nothing ran.
@@ -224,20 +224,20 @@ impl Schedule {
 
     /// The cycle due earlier ended at `now`; returns the pause before the next attempt when
     /// the cycle ended in one (a fatal stop, manifests that could not be read).
-    pub fn finished(&mut self, now: Instant, ended: Ended) -> Option<Duration> {
+    pub fn finished(&mut self, now: Instant, ended: CycleEnd) -> Option<Duration> {
         self.next_resync = self.timing.resync.map(|r| now + r);
-        if ended != Ended::Unread {
+        if ended != CycleEnd::Unread {
             self.unread = 0;
         }
-        if ended == Ended::Refused {
+        if ended == CycleEnd::Refused {
             self.read_not_before = Some(now + REFUSED_BACKOFF.after(self.refused));
             self.refused = self.refused.saturating_add(1);
-        } else if ended != Ended::Unread {
+        } else if ended != CycleEnd::Unread {
             self.refused = 0;
             self.read_not_before = None;
         }
         match ended {
-            Ended::Unread => {
+            CycleEnd::Unread => {
                 let pause = UNREAD_BACKOFF.after(self.unread);
                 self.unread = self.unread.saturating_add(1);
                 let at = now + pause;
@@ -251,19 +251,19 @@ impl Schedule {
                 }
                 Some(pause)
             }
-            Ended::Done | Ended::Refused => {
+            CycleEnd::Done | CycleEnd::Refused => {
                 self.retry_at = None;
                 self.failures = 0;
                 self.early_retry_used = false;
                 None
             }
-            Ended::Fatal => {
+            CycleEnd::Fatal => {
                 let pause = FATAL_BACKOFF.after(self.failures);
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at = Some(now + pause);
                 Some(pause)
             }
-            Ended::LostLead => {
+            CycleEnd::LostLead => {
                 self.stand_by(now);
                 None
             }
@@ -335,7 +335,7 @@ mod tests {
         s: &mut Schedule,
         start: Instant,
         until: Instant,
-        mut ends: impl FnMut(Trigger) -> Ended,
+        mut ends: impl FnMut(Trigger) -> CycleEnd,
     ) -> Vec<(Duration, Trigger)> {
         let mut cycles = Vec::new();
         let mut now = start;
@@ -358,7 +358,7 @@ mod tests {
     fn a_daemon_reconciles_at_start_and_then_every_resync() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        let cycles = drive(&mut s, t0, t0 + secs(1800), |_| Ended::Done);
+        let cycles = drive(&mut s, t0, t0 + secs(1800), |_| CycleEnd::Done);
         assert_eq!(
             cycles,
             [
@@ -375,7 +375,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
         assert_eq!(s.due(t0), cycle(Trigger::Start));
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         for ms in [10, 200, 400] {
             s.manifests_changed(t0 + Duration::from_millis(ms));
         }
@@ -393,7 +393,7 @@ mod tests {
         let mut s = Schedule::new(T, t0, true);
         // A refresh is overdue all along (an account never refreshed): it must not bypass it.
         s.refresh_due_at(Some(t0));
-        let cycles = drive(&mut s, t0, t0 + secs(3600), |_| Ended::Fatal);
+        let cycles = drive(&mut s, t0, t0 + secs(3600), |_| CycleEnd::Fatal);
         let at: Vec<u64> = cycles.iter().map(|(d, _)| d.as_secs()).collect();
         assert_eq!(at, [0, 30, 90, 210, 450, 930, 1530, 2130, 2730, 3330]);
         assert!(cycles[1..].iter().all(|(_, t)| *t == Trigger::Retry));
@@ -404,7 +404,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
         assert!(s.due(t0).is_some());
-        assert_eq!(s.finished(t0, Ended::Fatal), Some(secs(30)));
+        assert_eq!(s.finished(t0, CycleEnd::Fatal), Some(secs(30)));
         s.key_changed(t0 + secs(5));
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(5500)));
         assert_eq!(
@@ -414,18 +414,18 @@ mod tests {
                 reload_key: true
             })
         );
-        assert_eq!(s.finished(t0 + secs(6), Ended::Fatal), Some(secs(60)));
+        assert_eq!(s.finished(t0 + secs(6), CycleEnd::Fatal), Some(secs(60)));
         // The early retry is used: the next change waits for the pause.
         s.manifests_changed(t0 + secs(7));
         assert_eq!(s.next_wake(), Some(t0 + secs(66)));
         assert_eq!(s.due(t0 + secs(10)), None);
         assert!(s.due(t0 + secs(66)).is_some());
         // A success ends the stretch: changes count again at once, pauses start over.
-        s.finished(t0 + secs(67), Ended::Done);
+        s.finished(t0 + secs(67), CycleEnd::Done);
         s.manifests_changed(t0 + secs(70));
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(70_500)));
         assert!(s.due(t0 + Duration::from_millis(70_500)).is_some());
-        assert_eq!(s.finished(t0 + secs(71), Ended::Fatal), Some(secs(30)));
+        assert_eq!(s.finished(t0 + secs(71), CycleEnd::Fatal), Some(secs(30)));
     }
 
     #[test]
@@ -433,7 +433,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
         assert!(s.due(t0).is_some());
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         s.refresh_due_at(Some(t0 + secs(100)));
         assert_eq!(s.next_wake(), Some(t0 + secs(100)));
         assert_eq!(s.due(t0 + secs(100)), cycle(Trigger::Resync));
@@ -444,7 +444,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, false);
         assert_eq!(s.due(t0), cycle(Trigger::Start));
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         assert_eq!(s.next_wake(), Some(t0 + secs(5)));
         assert_eq!(s.due(t0 + secs(5)), Some(Action::TakeOver));
         s.stand_by(t0 + secs(5));
@@ -453,7 +453,7 @@ mod tests {
         s.took_over(t0 + secs(10));
         assert_eq!(s.due(t0 + secs(10)), cycle(Trigger::Takeover));
         // Losing the lead mid-run: stand by again, without counting it as a failure.
-        assert_eq!(s.finished(t0 + secs(11), Ended::LostLead), None);
+        assert_eq!(s.finished(t0 + secs(11), CycleEnd::LostLead), None);
         assert_eq!(s.next_wake(), Some(t0 + secs(16)));
     }
 
@@ -485,7 +485,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, false);
         assert!(s.due(t0).is_some());
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         let mut now = t0;
         let mut pauses = Vec::new();
         for _ in 0..6 {
@@ -509,9 +509,9 @@ mod tests {
         let cycles = drive(&mut s, t0, t0 + secs(700), |_| {
             if unread > 0 {
                 unread -= 1;
-                Ended::Unread
+                CycleEnd::Unread
             } else {
-                Ended::Done
+                CycleEnd::Done
             }
         });
         // The start is read again after 1, 2 and 4 s, still as the start; then the resync.
@@ -528,7 +528,7 @@ mod tests {
         // A resync that could not read is read again soon as a resync, and the pauses start
         // over once a read succeeded.
         assert_eq!(s.due(t0 + secs(1207)), cycle(Trigger::Resync));
-        assert_eq!(s.finished(t0 + secs(1207), Ended::Unread), Some(secs(1)));
+        assert_eq!(s.finished(t0 + secs(1207), CycleEnd::Unread), Some(secs(1)));
         assert_eq!(s.next_wake(), Some(t0 + secs(1208)));
         assert_eq!(s.due(t0 + secs(1208)), cycle(Trigger::Resync));
     }
@@ -538,15 +538,15 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
         assert!(s.due(t0).is_some());
-        assert_eq!(s.finished(t0, Ended::Fatal), Some(secs(30)));
+        assert_eq!(s.finished(t0, CycleEnd::Fatal), Some(secs(30)));
         assert_eq!(s.next_wake(), Some(t0 + secs(30)));
         assert_eq!(s.due(t0 + secs(30)), cycle(Trigger::Retry));
-        assert_eq!(s.finished(t0 + secs(30), Ended::Unread), Some(secs(1)));
+        assert_eq!(s.finished(t0 + secs(30), CycleEnd::Unread), Some(secs(1)));
         assert_eq!(s.next_wake(), Some(t0 + secs(31)));
         assert_eq!(s.due(t0 + Duration::from_millis(30_500)), None);
         assert_eq!(s.due(t0 + secs(31)), cycle(Trigger::Retry));
         // Still the same stretch of failures: the next fatal stop pauses longer.
-        assert_eq!(s.finished(t0 + secs(31), Ended::Fatal), Some(secs(60)));
+        assert_eq!(s.finished(t0 + secs(31), CycleEnd::Fatal), Some(secs(60)));
     }
 
     #[test]
@@ -554,7 +554,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
         assert!(s.due(t0).is_some());
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         // A change every 100 ms for a minute: the debounce alone would never fire.
         let mut reads = Vec::new();
         let mut now = t0;
@@ -565,7 +565,7 @@ mod tests {
                 && let Some(Action::Cycle { .. }) = s.due(now)
             {
                 reads.push(now - t0);
-                s.finished(now, Ended::Done);
+                s.finished(now, CycleEnd::Done);
             }
         }
         assert_eq!(reads.len(), 11, "{reads:?}");
@@ -583,7 +583,7 @@ mod tests {
         let mut now = t0;
         let mut gaps = Vec::new();
         for _ in 0..6 {
-            s.finished(now, Ended::Refused);
+            s.finished(now, CycleEnd::Refused);
             s.manifests_changed(now);
             let wake = s.next_wake().unwrap();
             gaps.push((wake - now).as_millis());
@@ -591,7 +591,7 @@ mod tests {
             assert_eq!(s.due(now), cycle(Trigger::Change));
         }
         assert_eq!(gaps, [1000, 2000, 4000, 8000, 15000, 15000]);
-        s.finished(now, Ended::Done);
+        s.finished(now, CycleEnd::Done);
         s.manifests_changed(now);
         assert_eq!(s.next_wake(), Some(now + Duration::from_millis(500)));
     }
@@ -606,7 +606,7 @@ mod tests {
         };
         let mut s = Schedule::new(zero, t0, false);
         assert!(s.due(t0).is_some());
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(100)));
         assert_eq!(
             s.due(t0 + Duration::from_millis(100)),
@@ -623,7 +623,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(Timing { resync: None, ..T }, t0, true);
         assert!(s.due(t0).is_some());
-        s.finished(t0, Ended::Done);
+        s.finished(t0, CycleEnd::Done);
         assert_eq!(s.next_wake(), None);
     }
 }
