@@ -292,7 +292,7 @@ impl Engine {
 }
 
 /// What `status` shows: the ledger's identity, its accounts and its latest runs.
-pub struct Status {
+pub struct LedgerStatus {
     pub ledger: String,
     pub lineage: Option<String>,
     pub serial: u64,
@@ -301,12 +301,12 @@ pub struct Status {
 }
 
 /// Reads what `status` shows, without writing or waiting for the writer.
-pub async fn status(ledger: &Location, runs: usize) -> Result<Status, LedgerError> {
+pub async fn status(ledger: &Location, runs: usize) -> Result<LedgerStatus, LedgerError> {
     let mut reader = Reader::open(ledger).await?;
-    let (snapshot, accounts) = reader.summaries().await?;
+    let (snapshot, accounts) = reader.overviews().await?;
     let runs = reader.runs(runs).await?;
     reader.close().await;
-    Ok(Status {
+    Ok(LedgerStatus {
         ledger: ledger.to_string(),
         lineage: snapshot.lineage,
         serial: snapshot.serial,

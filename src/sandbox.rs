@@ -22,7 +22,7 @@ use crate::tencent::usersig::SecretKey;
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(transparent)]
-    Config(#[from] emulator::ConfigError),
+    Config(#[from] emulator::EmulatorConfigError),
     #[error("sandbox state {path}: {error}; delete it to start the sandbox afresh")]
     State {
         path: PathBuf,

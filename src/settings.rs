@@ -23,7 +23,7 @@ use crate::plan::PlanOptions;
 use crate::quote::quote;
 use crate::tencent::api;
 use crate::tencent::endpoint::{Endpoint, EndpointError, Region};
-use crate::tencent::usersig::SecretKey;
+use crate::tencent::usersig::{Credentials, SecretKey};
 use crate::tencent::{ClientConfig, Timeouts};
 
 /// The documented limit is 200 calls per second per command; staying just under it means a run
@@ -333,14 +333,6 @@ fn check_revision(revision: &str) -> Result<(), SettingsError> {
         shown: quote(revision),
         problem,
     })
-}
-
-/// The app's validated credentials, without an endpoint (`usersig` needs no more).
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub sdkappid: u64,
-    pub identifier: String,
-    pub key: SecretKey,
 }
 
 /// SDKAppID, identifier and key; every problem among them at once.

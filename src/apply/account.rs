@@ -97,7 +97,7 @@ impl AccountRun {
 
     /// The own call that may be sent now: a creation at once, a modify once the removals
     /// are done (a lowered limit needs the room they make).
-    pub fn own_ready(&mut self) -> Option<(OwnCall, u32)> {
+    pub fn take_own_call(&mut self) -> Option<(OwnCall, u32)> {
         if !self.loaded || self.own_busy || matches!(self.mode, Mode::Stopped(_)) {
             return None;
         }
@@ -173,7 +173,7 @@ impl AccountRun {
     }
 
     /// Retries still queued: the call before them may have been applied without an answer.
-    pub fn queued_retries(&mut self) -> Vec<Batch> {
+    pub fn take_queued_retries(&mut self) -> Vec<Batch> {
         let mut out = Vec::new();
         for queue in [&mut self.adds, &mut self.removes] {
             let (retries, rest): (VecDeque<Batch>, VecDeque<Batch>) =

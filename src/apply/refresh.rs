@@ -276,12 +276,12 @@ async fn page_all(
                 }
                 summary.read.push(read);
             }
-            Err(Failure::Fatal(e)) => {
+            Err(ReadFailure::Fatal(e)) => {
                 fatal.get_or_insert(e);
                 stop.cancel();
             }
-            Err(Failure::Cancelled | Failure::Gone) => {}
-            Err(Failure::Account(error)) => {
+            Err(ReadFailure::Cancelled | ReadFailure::Gone) => {}
+            Err(ReadFailure::Account(error)) => {
                 tracing::warn!(%account, %error, "cannot refresh the account; it is left as it was");
                 summary.failed.push(RefreshFailure {
                     official_account: account,
@@ -296,7 +296,7 @@ async fn page_all(
     (summary, fatal.map(Stop::Fatal))
 }
 
-enum Failure {
+enum ReadFailure {
     Fatal(ApiError),
     Cancelled,
     /// The facts say the account is gone; they report it.
@@ -306,7 +306,7 @@ enum Failure {
 }
 
 /// Forgets what was staged for `account`, which stays exactly as it was, and says why.
-async fn abandon(writer: &Writer, account: &str, why: Failure) -> Failure {
+async fn abandon(writer: &Writer, account: &str, why: ReadFailure) -> ReadFailure {
     writer.refresh_start(account).await;
     why
 }
@@ -330,7 +330,7 @@ async fn page_account(
     run: i64,
     cancel: &CancellationToken,
     mut facts: Facts,
-) -> (Result<AccountRead, Failure>, u64) {
+) -> (Result<AccountRead, ReadFailure>, u64) {
     let writer = &readers.writer;
     writer.refresh_start(account).await;
     let api = readers.api.as_ref();
@@ -354,15 +354,15 @@ async fn page_account(
             Ok(page) => page,
             Err(error) => {
                 let why = match error {
-                    ReadError::Fatal(e) => Failure::Fatal(e),
-                    ReadError::Cancelled => Failure::Cancelled,
+                    ReadError::Fatal(e) => ReadFailure::Fatal(e),
+                    ReadError::Cancelled => ReadFailure::Cancelled,
                     ReadError::AccountGone(..)
                         if matches!(fact_of(&mut facts, account).await, Fact::Gone) =>
                     {
-                        Failure::Gone
+                        ReadFailure::Gone
                     }
                     ReadError::AccountGone(_, e) | ReadError::Failed(e) => {
-                        Failure::Account(format!(
+                        ReadFailure::Account(format!(
                             "reading the live list failed ({e}); nothing was changed for this account"
                         ))
                     }
@@ -400,7 +400,7 @@ async fn page_account(
                 }
             );
             return (
-                Err(abandon(writer, account, Failure::Account(why)).await),
+                Err(abandon(writer, account, ReadFailure::Account(why)).await),
                 requests,
             );
         }
@@ -414,7 +414,7 @@ async fn page_account(
                 quote(&page.next)
             );
             return (
-                Err(abandon(writer, account, Failure::Account(why)).await),
+                Err(abandon(writer, account, ReadFailure::Account(why)).await),
                 requests,
             );
         }
@@ -426,14 +426,19 @@ async fn page_account(
                 count(bound, "subscriber", "subscribers")
             );
             return (
-                Err(abandon(writer, account, Failure::Account(why)).await),
+                Err(abandon(writer, account, ReadFailure::Account(why)).await),
                 requests,
             );
         }
         next = page.next;
     }
     let max = match fact_of(&mut facts, account).await {
-        Fact::Gone => return (Err(abandon(writer, account, Failure::Gone).await), requests),
+        Fact::Gone => {
+            return (
+                Err(abandon(writer, account, ReadFailure::Gone).await),
+                requests,
+            );
+        }
         Fact::Max(max) => max,
     };
     if max.is_some_and(|max| listed > max) {
@@ -443,7 +448,7 @@ async fn page_account(
             max.unwrap_or_default()
         );
         return (
-            Err(abandon(writer, account, Failure::Account(why)).await),
+            Err(abandon(writer, account, ReadFailure::Account(why)).await),
             requests,
         );
     }
@@ -459,6 +464,9 @@ async fn page_account(
             }),
             requests,
         ),
-        Err(e) => (Err(Failure::Account(crate::errors::chain(&e))), requests),
+        Err(e) => (
+            Err(ReadFailure::Account(crate::errors::chain(&e))),
+            requests,
+        ),
     }
 }

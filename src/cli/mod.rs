@@ -78,11 +78,11 @@ pub struct Cli {
     )]
     no_color: Option<String>,
     #[command(subcommand)]
-    command: Command,
+    command: CliCommand,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum CliCommand {
     /// Check manifests without touching anything; exit 0 when valid, 1 otherwise.
     Validate(ValidateArgs),
     /// Show what apply would change (a dry run; reads the ledger, never writes it).
@@ -473,27 +473,27 @@ fn reading_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
     match cli.command {
-        Command::Validate(args) => commands::validate(args, output),
-        Command::Plan(args) if args.refresh => {
+        CliCommand::Validate(args) => commands::validate(args, output),
+        CliCommand::Plan(args) if args.refresh => {
             runtime()?.block_on(commands::plan_refreshed(args, output))
         }
-        Command::Plan(args) => commands::plan(args, output),
-        Command::Import(args) => runtime()?.block_on(commands::import(args, output)),
-        Command::Apply(args) => runtime()?.block_on(commands::apply(args, output)),
-        Command::Watch(args) => {
+        CliCommand::Plan(args) => commands::plan(args, output),
+        CliCommand::Import(args) => runtime()?.block_on(commands::import(args, output)),
+        CliCommand::Apply(args) => runtime()?.block_on(commands::apply(args, output)),
+        CliCommand::Watch(args) => {
             let runtime = runtime()?;
             let result = runtime.block_on(commands::watch(args, output));
             // A second signal asked to go now: do not wait for blocking work still running.
             runtime.shutdown_timeout(Duration::from_millis(200));
             result
         }
-        Command::Status(args) => commands::status(args),
-        Command::Ledger { action } => runtime()?.block_on(commands::ledger(action)),
-        Command::Usersig(args) => commands::usersig(args),
-        Command::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
-        Command::Schema { name } => commands::schema(&name),
-        Command::Completions { shell } => commands::completions(shell),
-        Command::Man(args) => commands::man(args),
+        CliCommand::Status(args) => commands::status(args),
+        CliCommand::Ledger { action } => runtime()?.block_on(commands::ledger(action)),
+        CliCommand::Usersig(args) => commands::usersig(args),
+        CliCommand::Emulator(args) => runtime()?.block_on(commands::emulator(args)),
+        CliCommand::Schema { name } => commands::schema(&name),
+        CliCommand::Completions { shell } => commands::completions(shell),
+        CliCommand::Man(args) => commands::man(args),
     }
 }
 

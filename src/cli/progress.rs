@@ -15,12 +15,12 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
     output: Output,
-    shown: Mutex<Option<Shown>>,
+    shown: Mutex<Option<Sending>>,
     done: AtomicU64,
 }
 
 /// What a run that is sending shows.
-struct Shown {
+struct Sending {
     bar: Option<ProgressBar>,
     total: u64,
     started: Instant,
@@ -62,7 +62,7 @@ impl Observer for Progress {
     fn sending(&self, total: u64) {
         let now = Instant::now();
         self.done.store(0, Ordering::Relaxed);
-        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(Shown {
+        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sending {
             bar: self.bar(total),
             total,
             started: now,

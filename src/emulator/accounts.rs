@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{DEFAULT_MAX_SUBSCRIBERS, Failure, RemoteAccount, RemoteState, fail};
+use super::state::{DEFAULT_MAX_SUBSCRIBERS, Rejection, RemoteAccount, RemoteState, fail};
 use crate::properties::{Field, MAX_SUBSCRIBERS_RANGE};
-use crate::tencent::api::{self, AccountFields, OfficialAccountInfo, Status};
+use crate::tencent::api::{self, AccountFields, AnswerStatus, OfficialAccountInfo};
 
 /// 6017 for a field beyond its documented limit (bytes of UTF-8), an empty name, or a
 /// MaxSubscriberNum of 0 or beyond the integer's range.
-fn check_fields(fields: &AccountFields) -> Result<(), Failure> {
+fn check_fields(fields: &AccountFields) -> Result<(), Rejection> {
     let texts = [
         (Field::Name, &fields.name),
         (Field::Introduction, &fields.introduction),
@@ -77,7 +77,7 @@ impl RemoteAccount {
 
     fn described(&self, id: &str) -> OfficialAccountInfo {
         OfficialAccountInfo {
-            status: Status::ok(),
+            status: AnswerStatus::ok(),
             official_account: Some(id.to_owned()),
             owner_account: Some(self.owner.clone()),
             fields: AccountFields {
@@ -126,7 +126,7 @@ impl RemoteState {
     }
 
     /// get_official_account_info: one item per id, each with its own status and every field.
-    pub fn info(&self, ids: &[String]) -> Result<Vec<OfficialAccountInfo>, Failure> {
+    pub fn info(&self, ids: &[String]) -> Result<Vec<OfficialAccountInfo>, Rejection> {
         if ids.is_empty() || ids.len() > api::MAX_INFO_IDS {
             return fail(
                 6017,
@@ -141,7 +141,10 @@ impl RemoteState {
             .map(|id| match self.accounts.get(id) {
                 Some(acc) => acc.described(id),
                 None => OfficialAccountInfo {
-                    status: Status::fail(130004, format!("official account {id} does not exist")),
+                    status: AnswerStatus::fail(
+                        130004,
+                        format!("official account {id} does not exist"),
+                    ),
                     official_account: Some(id.clone()),
                     owner_account: None,
                     fields: AccountFields::default(),
@@ -159,7 +162,7 @@ impl RemoteState {
         req: &api::CreateOfficialAccountRequest,
         now: i64,
         random_suffix: &str,
-    ) -> Result<String, Failure> {
+    ) -> Result<String, Rejection> {
         if !api::is_valid_user_id(&req.owner_account) {
             return fail(6017, "Owner_Account is not a valid UserID");
         }
@@ -195,7 +198,7 @@ impl RemoteState {
     /// modify_official_account_base_info: sets the fields given. A limit below the account's
     /// count is taken as it is (the documentation does not say otherwise); adds then fail with
     /// 130006 until subscribers leave.
-    pub fn modify(&mut self, id: &str, fields: &AccountFields) -> Result<(), Failure> {
+    pub fn modify(&mut self, id: &str, fields: &AccountFields) -> Result<(), Rejection> {
         check_fields(fields)?;
         let Some(account) = self.accounts.get_mut(id) else {
             return fail(130004, format!("official account {id} does not exist"));
@@ -231,7 +234,7 @@ mod tests {
             s.create(&req(Some("@TOA#_news"), Some("n")), 0, ""),
             Ok("@TOA#_news".into())
         );
-        let code = |r: Result<String, Failure>| r.unwrap_err().code;
+        let code = |r: Result<String, Rejection>| r.unwrap_err().code;
         assert_eq!(
             code(s.create(&req(Some("@TOA#_news"), Some("n")), 0, "")),
             130008

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::state::{CursorFault, DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, RemoteState, Rules};
 use crate::tencent::api;
-use crate::tencent::usersig::SecretKey;
+use crate::tencent::usersig::{Credentials, SecretKey};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -102,16 +102,8 @@ pub struct Faults {
     pub seed: Option<u64>,
 }
 
-/// The credentials the emulated app accepts.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub sdkappid: u64,
-    pub identifier: String,
-    pub key: SecretKey,
-}
-
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum EmulatorConfigError {
     #[error("cannot read emulator config {path}: {error}")]
     Read {
         path: PathBuf,
@@ -132,14 +124,14 @@ pub enum ConfigError {
 
 /// The configuration is written by whoever runs the emulator, not by a pull request; the
 /// budgets only keep a mistake from exhausting memory.
-const CONFIG_LIMITS: crate::yaml::Limits = crate::yaml::Limits {
+const CONFIG_LIMITS: crate::yaml::TreeLimits = crate::yaml::TreeLimits {
     max_depth: 16,
     max_nodes: 10_000_000,
 };
 
 impl EmulatorConfig {
-    pub fn load(path: &Path) -> Result<EmulatorConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    pub fn load(path: &Path) -> Result<EmulatorConfig, EmulatorConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| EmulatorConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
@@ -147,8 +139,8 @@ impl EmulatorConfig {
     }
 
     /// Parses `text`; `path` names it in errors and anchors a relative secretKeyFile.
-    pub fn parse(text: &str, path: &Path) -> Result<EmulatorConfig, ConfigError> {
-        let invalid = |location: String, message: String| ConfigError::Invalid {
+    pub fn parse(text: &str, path: &Path) -> Result<EmulatorConfig, EmulatorConfigError> {
+        let invalid = |location: String, message: String| EmulatorConfigError::Invalid {
             path: path.to_owned(),
             location,
             message,
@@ -167,10 +159,11 @@ impl EmulatorConfig {
         };
         if let Some(file) = &config.secret_key_file {
             let file = path.parent().unwrap_or(Path::new(".")).join(file);
-            let raw = std::fs::read_to_string(&file).map_err(|error| ConfigError::KeyFile {
-                path: file.clone(),
-                error,
-            })?;
+            let raw =
+                std::fs::read_to_string(&file).map_err(|error| EmulatorConfigError::KeyFile {
+                    path: file.clone(),
+                    error,
+                })?;
             config.secret_key = Some(SecretKey::new(&raw).ok_or_else(|| {
                 invalid(
                     String::new(),
@@ -215,8 +208,8 @@ impl EmulatorConfig {
     }
 
     /// The credentials from the file, which the standalone emulator requires.
-    pub fn credentials(&self, path: &Path) -> Result<Credentials, ConfigError> {
-        let missing = |what: &str| ConfigError::Invalid {
+    pub fn credentials(&self, path: &Path) -> Result<Credentials, EmulatorConfigError> {
+        let missing = |what: &str| EmulatorConfigError::Invalid {
             path: path.to_owned(),
             location: String::new(),
             message: format!("the emulator config needs {what}"),

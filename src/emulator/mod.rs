@@ -20,11 +20,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{AccountSeed, ConfigError, Credentials, EmulatorConfig, Faults, Latency};
+pub use crate::tencent::usersig::Credentials;
+pub use config::{AccountSeed, EmulatorConfig, EmulatorConfigError, Faults, Latency};
 pub use journal::{Change, Journal, StateFile};
 pub use server::{EmulatorOptions, Stats, state_view};
 pub use state::{
-    CursorFault, DEFAULT_MAX_SUBSCRIBERS, Failure, FollowLimitMode, RemoteAccount, RemoteState,
+    CursorFault, DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, Rejection, RemoteAccount, RemoteState,
     Rules,
 };
 

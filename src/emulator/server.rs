@@ -25,10 +25,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{Credentials, Faults, Latency};
+use super::config::{Faults, Latency};
 use super::journal::{Change, Journal};
-use super::state::{Failure, RemoteState, Rules};
-use crate::tencent::api::{self, Command, Status};
+use super::state::{Rejection, RemoteState, Rules};
+use crate::tencent::api::{self, AnswerStatus, Command};
+use crate::tencent::usersig::Credentials;
 use crate::tencent::usersig::{self, VerifyError};
 
 /// Everything the server needs to run.
@@ -235,12 +236,12 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Byt
 }
 
 fn api_fail(code: i64, info: impl Into<String>) -> Response<Full<Bytes>> {
-    json_response(StatusCode::OK, &Status::fail(code, info))
+    json_response(StatusCode::OK, &AnswerStatus::fail(code, info))
 }
 
 /// Answers OK with `fields` merged after the status fields.
 fn api_ok(fields: Value) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_value(Status::ok()).unwrap_or(Value::Null);
+    let mut body = serde_json::to_value(AnswerStatus::ok()).unwrap_or(Value::Null);
     if let (Value::Object(out), Value::Object(extra)) = (&mut body, fields) {
         out.extend(extra);
     }
@@ -302,22 +303,22 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
     if let Some(delay) = delay.filter(|_| latency.after_change) {
         tokio::time::sleep(delay).await;
     }
-    if let Ok(Reply::Written(response, code, written)) = reply {
+    if let Ok(ToSend::Written(response, code, written)) = reply {
         // The change is in memory; it is answered only once it is also on disk.
         reply = Ok(match written.await {
-            Ok(Ok(())) => Reply::Api(response, code),
+            Ok(Ok(())) => ToSend::Api(response, code),
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot write the emulator journal");
-                Reply::Api(api_fail(10004, "cannot persist state"), 10004)
+                ToSend::Api(api_fail(10004, "cannot persist state"), 10004)
             }
-            Err(_) => Reply::Api(api_fail(10004, "cannot persist state"), 10004),
+            Err(_) => ToSend::Api(api_fail(10004, "cannot persist state"), 10004),
         });
     }
     let (outcome, result) = match reply {
-        Ok(Reply::Api(response, code) | Reply::Written(response, code, _)) => {
+        Ok(ToSend::Api(response, code) | ToSend::Written(response, code, _)) => {
             (code.to_string(), Ok(response))
         }
-        Ok(Reply::Http(status)) => (
+        Ok(ToSend::Http(status)) => (
             format!("http_{}", status.as_u16()),
             Ok(json_response(status, &serde_json::json!({}))),
         ),
@@ -327,7 +328,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
     result
 }
 
-enum Reply {
+enum ToSend {
     /// An HTTP 200 answer and the ErrorCode it carries.
     Api(Response<Full<Bytes>>, i64),
     /// The same, to be sent once the change it reports is in the journal.
@@ -338,19 +339,19 @@ enum Reply {
 
 type Written = tokio::sync::oneshot::Receiver<Result<(), String>>;
 
-fn reply(result: Result<(Value, Option<Written>), Failure>) -> Reply {
+fn reply(result: Result<(Value, Option<Written>), Rejection>) -> ToSend {
     match result {
-        Ok((fields, None)) => Reply::Api(api_ok(fields), 0),
-        Ok((fields, Some(written))) => Reply::Written(api_ok(fields), 0, written),
-        Err(f) => Reply::Api(api_fail(f.code, f.info.clone()), f.code),
+        Ok((fields, None)) => ToSend::Api(api_ok(fields), 0),
+        Ok((fields, Some(written))) => ToSend::Written(api_ok(fields), 0, written),
+        Err(f) => ToSend::Api(api_fail(f.code, f.info.clone()), f.code),
     }
 }
 
-fn refuse(code: i64, info: impl Into<String>) -> Reply {
-    Reply::Api(api_fail(code, info), code)
+fn refuse(code: i64, info: impl Into<String>) -> ToSend {
+    ToSend::Api(api_fail(code, info), code)
 }
 
-fn answer(shared: &Shared, name: &str, query: &str, body: &[u8]) -> Result<Reply, DropConnection> {
+fn answer(shared: &Shared, name: &str, query: &str, body: &[u8]) -> Result<ToSend, DropConnection> {
     if let Some(fault) = roll_fault(shared) {
         return fault;
     }
@@ -370,7 +371,7 @@ fn answer(shared: &Shared, name: &str, query: &str, body: &[u8]) -> Result<Reply
     Ok(reply(execute(shared, command, value)))
 }
 
-fn roll_fault(shared: &Shared) -> Option<Result<Reply, DropConnection>> {
+fn roll_fault(shared: &Shared) -> Option<Result<ToSend, DropConnection>> {
     let rate = shared.options.faults.rate;
     if rate <= 0.0 {
         return None;
@@ -382,32 +383,32 @@ fn roll_fault(shared: &Shared) -> Option<Result<Reply, DropConnection>> {
     Some(match rng.random_range(0..4) {
         0 => Ok(refuse(10004, "internal server error (injected)")),
         1 => Ok(refuse(20005, "internal server error (injected)")),
-        2 => Ok(Reply::Http(StatusCode::BAD_GATEWAY)),
+        2 => Ok(ToSend::Http(StatusCode::BAD_GATEWAY)),
         _ => Err(DropConnection),
     })
 }
 
-fn check_caller(shared: &Shared, query: &str) -> Result<(), Failure> {
+fn check_caller(shared: &Shared, query: &str) -> Result<(), Rejection> {
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
     let param = |name: &str| {
-        params.get(name).ok_or_else(|| Failure {
+        params.get(name).ok_or_else(|| Rejection {
             code: 60002,
             info: format!("missing query parameter {name}"),
         })
     };
     let creds = &shared.options.credentials;
-    let sdkappid: u64 = param("sdkappid")?.parse().map_err(|_| Failure {
+    let sdkappid: u64 = param("sdkappid")?.parse().map_err(|_| Rejection {
         code: 60002,
         info: "sdkappid is not a number".into(),
     })?;
-    param("random")?.parse::<u32>().map_err(|_| Failure {
+    param("random")?.parse::<u32>().map_err(|_| Rejection {
         code: 60002,
         info: "random must be 0..=4294967295".into(),
     })?;
     if param("contenttype")? != "json" {
-        return Err(Failure {
+        return Err(Rejection {
             code: 60002,
             info: "contenttype must be json".into(),
         });
@@ -415,7 +416,7 @@ fn check_caller(shared: &Shared, query: &str) -> Result<(), Failure> {
     let identifier = param("identifier")?;
     let sig = param("usersig")?;
     if sdkappid != creds.sdkappid {
-        return Err(Failure {
+        return Err(Rejection {
             code: 60006,
             info: format!("SDKAppID {sdkappid} is invalid"),
         });
@@ -429,13 +430,13 @@ fn check_caller(shared: &Shared, query: &str) -> Result<(), Failure> {
             VerifyError::Expired { .. } => 70001,
             VerifyError::Signature => 70009,
         };
-        Failure {
+        Rejection {
             code,
             info: e.to_string(),
         }
     })?;
     if *identifier != creds.identifier {
-        return Err(Failure {
+        return Err(Rejection {
             code: 60010,
             info: format!("{identifier} is not an App administrator"),
         });
@@ -465,8 +466,8 @@ fn admit(shared: &Shared, command: Command) -> bool {
     true
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, Failure> {
-    serde_json::from_value(value).map_err(|e| Failure {
+fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, Rejection> {
+    serde_json::from_value(value).map_err(|e| Rejection {
         code: 6017,
         info: format!("invalid request parameter: {e}"),
     })
@@ -477,7 +478,7 @@ fn execute(
     shared: &Shared,
     command: Command,
     body: Value,
-) -> Result<(Value, Option<Written>), Failure> {
+) -> Result<(Value, Option<Written>), Rejection> {
     let now = crate::clock::unix_now() as i64;
     let rules = shared.options.rules;
     let results = |ids: &[String], codes: &[i64]| {
@@ -545,7 +546,7 @@ fn execute(
             let fault = rules.cursor_fault;
             let page =
                 lock(&shared.state).page(&req.official_account, req.limit, &req.next, fault)?;
-            let page = serde_json::to_value(page).map_err(|e| Failure {
+            let page = serde_json::to_value(page).map_err(|e| Rejection {
                 code: 10004,
                 info: e.to_string(),
             })?;
@@ -596,8 +597,8 @@ fn execute(
 /// Applies a change and, with a journal, queues it for writing in the order of the changes.
 fn mutate<T>(
     shared: &Shared,
-    change: impl FnOnce(&mut RemoteState) -> Result<(T, Change), Failure>,
-) -> Result<(T, Option<Written>), Failure> {
+    change: impl FnOnce(&mut RemoteState) -> Result<(T, Change), Rejection>,
+) -> Result<(T, Option<Written>), Rejection> {
     let mut state = lock(&shared.state);
     let (out, change) = change(&mut state)?;
     let written = match &shared.options.journal {

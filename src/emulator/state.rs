@@ -28,13 +28,13 @@ pub enum FollowLimitMode {
 
 /// A service error: code and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct Rejection {
     pub code: i64,
     pub info: String,
 }
 
-pub(super) fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, Failure> {
-    Err(Failure {
+pub(super) fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
         code,
         info: info.into(),
     })
@@ -107,7 +107,7 @@ impl RemoteState {
         ids: &[String],
         rules: Rules,
         now: i64,
-    ) -> Result<Vec<i64>, Failure> {
+    ) -> Result<Vec<i64>, Rejection> {
         check_batch(ids)?;
         let Some(acc) = self.accounts.get(account) else {
             return fail(130004, format!("official account {account} does not exist"));
@@ -160,7 +160,7 @@ impl RemoteState {
     }
 
     /// delete_subscriber: per-subscriber results 1 (removed), 2 (was not subscribed).
-    pub fn delete(&mut self, account: &str, ids: &[String]) -> Result<Vec<i64>, Failure> {
+    pub fn delete(&mut self, account: &str, ids: &[String]) -> Result<Vec<i64>, Rejection> {
         check_batch(ids)?;
         let Some(acc) = self.accounts.get_mut(account) else {
             return fail(130004, format!("official account {account} does not exist"));
@@ -186,7 +186,7 @@ impl RemoteState {
         limit: u32,
         next: &str,
         fault: Option<CursorFault>,
-    ) -> Result<api::GetSubscriberInfoResponse, Failure> {
+    ) -> Result<api::GetSubscriberInfoResponse, Rejection> {
         if !(1..=api::MAX_PAGE).contains(&limit) {
             return fail(6017, format!("Limit must be 1 to {}", api::MAX_PAGE));
         }
@@ -196,7 +196,7 @@ impl RemoteState {
         let after = if next.is_empty() {
             None
         } else {
-            Some(decode_cursor(next).ok_or_else(|| Failure {
+            Some(decode_cursor(next).ok_or_else(|| Rejection {
                 code: 6017,
                 info: "invalid Next".into(),
             })?)
@@ -257,7 +257,7 @@ impl RemoteState {
     }
 }
 
-fn check_batch(ids: &[String]) -> Result<(), Failure> {
+fn check_batch(ids: &[String]) -> Result<(), Rejection> {
     if ids.is_empty() || ids.len() > api::MAX_BATCH {
         return fail(
             6017,

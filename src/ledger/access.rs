@@ -18,7 +18,7 @@ pub(crate) async fn ended<T>(
     ended.map(|()| value)
 }
 
-/// Read-only access: accounts for planning, summaries and runs for status. Never writes,
+/// Read-only access: accounts for planning, overviews and runs for status. Never writes,
 /// never creates a ledger, never waits for the writer.
 pub struct Reader {
     store: Option<Box<dyn Store>>,
@@ -76,11 +76,11 @@ impl Reader {
     }
 
     /// Lineage and serial (in a snapshot without accounts) and the counts per account.
-    pub async fn summaries(&mut self) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
+    pub async fn overviews(&mut self) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
         match &mut self.store {
             Some(store) => {
                 let mut tx = store.read().await?;
-                let result = read::summaries(&mut *tx).await;
+                let result = read::overviews(&mut *tx).await;
                 ended(tx, result).await
             }
             None => Ok(Default::default()),

@@ -8,7 +8,7 @@
 //!   [`Location`] says where a ledger lives and picks its backend;
 //! - the meaning, written once for every backend: `changes` (which changes record a run's
 //!   outcomes), `write` (transactions: runs, records, the end of a refresh), `read` (an
-//!   account's view, summaries, the audit log), `properties` (an account's own fields: how a
+//!   account's view, overviews, the audit log), `properties` (an account's own fields: how a
 //!   record merges over what is stored), `view` (the synchronous planner's [`AccountSource`]
 //!   over an async read, on the blocking pool), typed rows (`rows`);
 //! - `store`: the contract a backend implements in its own SQL, and the two backends,
@@ -46,7 +46,7 @@ pub use location::{Location, LocationError, ResolveError};
 pub use model::*;
 pub use pg::{PASSWORD_SOURCES, PasswordSource, RootCert, Target as PgTarget, TlsMode, UrlError};
 pub use rows::Identity;
-pub use source::{AccountSource, Confirmed, Listed};
+pub use source::{AccountSource, Confirmed, InMemory};
 pub use sqlite::{DirectoryError, FILE_NAME, Target as SqliteTarget};
 pub use writer::{RecordError, Recorder, Writer};
 

@@ -110,7 +110,7 @@ pub struct FailedEntry {
 /// What the last refresh of an account found: subscribers present remotely that the ledger did
 /// not know (now adopted as confirmed), and confirmed ones gone remotely (now dropped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Drift {
+pub struct RefreshDrift {
     /// Sorted.
     pub added: Vec<String>,
     /// Sorted.
@@ -148,7 +148,7 @@ pub struct AccountView {
     /// Sorted by subscriber.
     pub failed: Vec<FailedEntry>,
     pub facts: AccountFacts,
-    pub drift: Drift,
+    pub drift: RefreshDrift,
     /// The confirmed subscribers subsync does not manage: seen in a refresh, never added,
     /// imported or listed in a manifest. Prune leaves them alone unless told. Sorted.
     pub out_of_band: Vec<String>,
@@ -195,7 +195,9 @@ pub struct Snapshot {
     pub accounts: BTreeMap<String, AccountState>,
 }
 
-/// Counts per account, for `status` and the daemon's metrics.
+/// One account at a glance, as the ledger sums it up: its counts, facts, last refresh and
+/// properties, for `status` and the daemon's metrics. (A run's own per-account result is
+/// `apply::AccountSummary`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountOverview {
     pub official_account: String,

@@ -1,4 +1,4 @@
-//! Reading a ledger, on any backend: an account's view for planning, summaries for status,
+//! Reading a ledger, on any backend: an account's view for planning, overviews for status,
 //! the audit log, whole accounts for copying. Each function runs inside the caller's read
 //! transaction, so what it returns is consistent.
 
@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use super::rows::{AccountRow, RunRow};
 use super::store::{AccountDump, AccountRows, ReadTx};
 use super::{
-    AccountOverview, AccountView, Cause, Direction, Drift, FailedEntry, LedgerError, Run, Snapshot,
+    AccountOverview, AccountView, Cause, Direction, FailedEntry, LedgerError, RefreshDrift, Run,
+    Snapshot,
 };
 
 /// Everything about an account but its confirmed subscribers, as the planner sees it.
@@ -30,7 +31,7 @@ pub(crate) fn account_view(rows: &AccountRows) -> AccountView {
     AccountView {
         failed,
         facts: rows.account.facts.clone(),
-        drift: Drift {
+        drift: RefreshDrift {
             added: drift(Direction::Added),
             removed: drift(Direction::Removed),
             at: rows.account.refreshed_at,
@@ -79,11 +80,11 @@ pub(crate) async fn snapshot(tx: &mut dyn ReadTx<'_>) -> Result<Snapshot, Ledger
 }
 
 /// Lineage and serial (in a snapshot without accounts) and the counts per account.
-pub(crate) async fn summaries(
+pub(crate) async fn overviews(
     tx: &mut dyn ReadTx<'_>,
 ) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
     let identity = tx.identity().await?;
-    let rows = tx.summaries().await?;
+    let rows = tx.overviews().await?;
     let snapshot = Snapshot {
         lineage: Some(identity.lineage),
         serial: identity.serial,

@@ -16,9 +16,9 @@ pub trait Confirmed {
 }
 
 /// Subscribers in memory, already in order.
-pub struct Listed<'a>(pub &'a [String]);
+pub struct InMemory<'a>(pub &'a [String]);
 
-impl Confirmed for Listed<'_> {
+impl Confirmed for InMemory<'_> {
     fn each(&mut self, f: &mut dyn FnMut(&str)) -> Result<(), LedgerError> {
         self.0.iter().for_each(|s| f(s));
         Ok(())
@@ -60,8 +60,8 @@ impl AccountSource for Snapshot {
         f: &mut dyn FnMut(&AccountView, &mut dyn Confirmed) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         match self.accounts.get(account) {
-            Some(state) => f(&state.view, &mut Listed(&state.confirmed)),
-            None => f(&AccountView::default(), &mut Listed(&[])),
+            Some(state) => f(&state.view, &mut InMemory(&state.confirmed)),
+            None => f(&AccountView::default(), &mut InMemory(&[])),
         }
     }
 }

@@ -177,7 +177,7 @@ pub(crate) trait ReadTx<'c>: Send {
     /// The account's confirmed rows, whole (`ledger copy`).
     fn confirmed_rows(&mut self, account: i64) -> Fut<'_, Vec<ConfirmedRow>>;
     /// Counts and facts per account, by name.
-    fn summaries(&mut self) -> Fut<'_, Vec<AccountOverview>>;
+    fn overviews(&mut self) -> Fut<'_, Vec<AccountOverview>>;
     /// The latest `limit` runs, newest first; every run when `None`.
     fn runs(&mut self, limit: Option<u64>) -> Fut<'_, Vec<RunRow>>;
     /// Ends the transaction.

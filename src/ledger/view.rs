@@ -7,7 +7,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::store::{Chunks, ReadTx};
-use super::{AccountSource, AccountView, Confirmed, LedgerError, Listed};
+use super::{AccountSource, AccountView, Confirmed, InMemory, LedgerError};
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
@@ -26,7 +26,7 @@ pub(crate) fn planner<T: Send + 'static>(
     (planner, out)
 }
 
-enum Request {
+enum PlannerRead {
     Identity(Reply<(Option<String>, u64)>),
     Held(Reply<Vec<String>>),
     Account(String, Reply<Option<(i64, AccountView)>>),
@@ -64,23 +64,23 @@ pub(crate) async fn in_memory(
         .map_err(|e| LedgerError::task(at, e))?
 }
 
-async fn serve(tx: &mut dyn ReadTx<'_>, request: Request) {
+async fn serve(tx: &mut dyn ReadTx<'_>, request: PlannerRead) {
     match request {
-        Request::Identity(reply) => {
+        PlannerRead::Identity(reply) => {
             let identity = tx.identity().await;
             let _ = reply.send(identity.map(|i| (Some(i.lineage), i.serial)));
         }
-        Request::Held(reply) => {
+        PlannerRead::Held(reply) => {
             let _ = reply.send(tx.held().await);
         }
-        Request::Account(name, reply) => {
+        PlannerRead::Account(name, reply) => {
             let answer = tx
                 .account(name)
                 .await
                 .map(|rows| rows.map(|rows| (rows.account.id, super::read::account_view(&rows))));
             let _ = reply.send(answer);
         }
-        Request::Confirmed(account, out, reply) => {
+        PlannerRead::Confirmed(account, out, reply) => {
             let _ = reply.send(tx.confirmed(account, out).await);
         }
     }
@@ -88,7 +88,7 @@ async fn serve(tx: &mut dyn ReadTx<'_>, request: Request) {
 
 /// The planner's side: each read a request, waited for on the blocking thread.
 struct Bridge {
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<PlannerRead>,
     at: String,
 }
 
@@ -97,7 +97,7 @@ impl Bridge {
         LedgerError::task(&self.at, GivenUp)
     }
 
-    fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, LedgerError> {
+    fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> PlannerRead) -> Result<T, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .blocking_send(request(reply))
@@ -108,12 +108,12 @@ impl Bridge {
 
 impl AccountSource for Bridge {
     fn identity(&mut self) -> Result<(Option<String>, u64), LedgerError> {
-        self.ask(Request::Identity)
+        self.ask(PlannerRead::Identity)
     }
 
     fn held(&mut self) -> Result<Vec<String>, LedgerError> {
         // Byte order, as everywhere else, whatever the database's collation.
-        let mut held = self.ask(Request::Held)?;
+        let mut held = self.ask(PlannerRead::Held)?;
         held.sort();
         Ok(held)
     }
@@ -123,8 +123,8 @@ impl AccountSource for Bridge {
         account: &str,
         f: &mut dyn FnMut(&AccountView, &mut dyn Confirmed) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
-        match self.ask(|reply| Request::Account(account.to_owned(), reply))? {
-            None => f(&AccountView::default(), &mut Listed(&[])),
+        match self.ask(|reply| PlannerRead::Account(account.to_owned(), reply))? {
+            None => f(&AccountView::default(), &mut InMemory(&[])),
             Some((id, view)) => f(&view, &mut Streamed { bridge: self, id }),
         }
     }
@@ -142,7 +142,7 @@ impl Confirmed for Streamed<'_> {
         let (reply, done) = oneshot::channel();
         self.bridge
             .requests
-            .blocking_send(Request::Confirmed(self.id, out, reply))
+            .blocking_send(PlannerRead::Confirmed(self.id, out, reply))
             .map_err(|_| self.bridge.given_up())?;
         while let Some(chunk) = chunks.blocking_recv() {
             chunk.iter().for_each(&mut *f);

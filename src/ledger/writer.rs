@@ -50,7 +50,7 @@ pub enum RecordError {
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
-enum Job {
+enum Order {
     View(Planner, Reply<()>),
     #[cfg(any(test, feature = "testing"))]
     Snapshot(Reply<super::Snapshot>),
@@ -102,7 +102,7 @@ pub struct Writer {
 }
 
 struct Inner {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Order>,
     location: String,
     lost: Lost,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -169,9 +169,9 @@ impl Writer {
 
     fn start(store: Box<dyn WriterStore>) -> Writer {
         let shown = store.location().to_owned();
-        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+        let (jobs, rx) = mpsc::channel::<Order>(QUEUE);
         let lost = Lost::default();
-        let service = Service {
+        let service = OpenLedger {
             store,
             lost: lost.clone(),
             checked: Instant::now(),
@@ -210,7 +210,7 @@ impl Writer {
         }
     }
 
-    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, LedgerError> {
+    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Order) -> Result<T, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .jobs
@@ -224,7 +224,7 @@ impl Writer {
     /// the tool may hold every account's subscribers at once.
     #[cfg(any(test, feature = "testing"))]
     pub async fn snapshot(&self) -> Result<super::Snapshot, LedgerError> {
-        self.ask(Job::Snapshot).await
+        self.ask(Order::Snapshot).await
     }
 
     /// Runs `f` on the blocking pool over one read transaction of the writer's: planning
@@ -234,13 +234,13 @@ impl Writer {
         f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let (planner, out) = super::view::planner(f);
-        self.ask(|reply| Job::View(planner, reply)).await?;
+        self.ask(|reply| Order::View(planner, reply)).await?;
         out.await.map_err(|_| self.stopped())
     }
 
     /// Counts per account, as `status` shows them.
     pub async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
-        self.ask(Job::Accounts).await
+        self.ask(Order::Accounts).await
     }
 
     /// Opens an audit-log entry; returns its id.
@@ -250,7 +250,7 @@ impl Writer {
         revision: Option<&str>,
     ) -> Result<i64, LedgerError> {
         let (command, revision) = (command.to_owned(), revision.map(str::to_owned));
-        self.ask(|reply| Job::BeginRun {
+        self.ask(|reply| Order::BeginRun {
             command,
             revision,
             reply,
@@ -271,7 +271,7 @@ impl Writer {
             run,
             cause: Cause::new(e),
         })?;
-        self.ask(|reply| Job::FinishRun {
+        self.ask(|reply| Order::FinishRun {
             run,
             result,
             summary,
@@ -286,7 +286,7 @@ impl Writer {
         let gone = || RecordError::Ledger(self.stopped());
         self.inner
             .jobs
-            .send(Job::Record {
+            .send(Order::Record {
                 run,
                 records,
                 reply,
@@ -301,7 +301,7 @@ impl Writer {
         let _ = self
             .inner
             .jobs
-            .send(Job::RefreshStart(account.to_owned()))
+            .send(Order::RefreshStart(account.to_owned()))
             .await;
     }
 
@@ -311,7 +311,7 @@ impl Writer {
         let _ = self
             .inner
             .jobs
-            .send(Job::Observe(account.to_owned(), page))
+            .send(Order::Observe(account.to_owned(), page))
             .await;
     }
 
@@ -324,7 +324,7 @@ impl Writer {
         adopt: bool,
     ) -> Result<Refreshed, LedgerError> {
         let account = account.to_owned();
-        self.ask(|reply| Job::RefreshFinish {
+        self.ask(|reply| Order::RefreshFinish {
             run,
             account,
             max_subscribers,
@@ -345,7 +345,7 @@ impl Writer {
     /// Finishes the jobs queued so far, releases the writer lock and waits for the task to
     /// end. Other handles of this writer fail from now on.
     pub async fn close(self) {
-        let _ = self.inner.jobs.send(Job::Close).await;
+        let _ = self.inner.jobs.send(Order::Close).await;
         let task = self
             .inner
             .task
@@ -382,8 +382,8 @@ pub(super) async fn settle(store: &mut dyn WriterStore) {
 
 /// The writer's task: one job at a time, consecutive `Record`s of a run in one transaction,
 /// the lock checked between jobs and every few seconds when there are none.
-async fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
-    let mut later: VecDeque<Job> = VecDeque::new();
+async fn serve(mut service: OpenLedger, mut rx: mpsc::Receiver<Order>) {
+    let mut later: VecDeque<Order> = VecDeque::new();
     loop {
         if service.checked.elapsed() >= CHECK_LOCK {
             service.check().await;
@@ -396,7 +396,7 @@ async fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => continue,
             },
         };
-        if matches!(job, Job::Close) {
+        if matches!(job, Order::Close) {
             break;
         }
         service.handle(job, &mut later, &mut rx).await;
@@ -405,7 +405,7 @@ async fn serve(mut service: Service, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// The open ledger as the task uses it: once the lock is lost, nothing reaches the database.
-struct Service {
+struct OpenLedger {
     store: Box<dyn WriterStore>,
     lost: Lost,
     checked: Instant,
@@ -414,7 +414,7 @@ struct Service {
     spoilt: HashMap<String, LedgerError>,
 }
 
-impl Service {
+impl OpenLedger {
     async fn check(&mut self) {
         self.checked = Instant::now();
         if self.lost.token.is_cancelled() {
@@ -451,22 +451,27 @@ impl Service {
 
     /// Does `job`. A `Record` takes the `Record`s of the same run queued behind it in `rx`
     /// along into its transaction; other jobs met on the way wait in `later`.
-    async fn handle(&mut self, job: Job, later: &mut VecDeque<Job>, rx: &mut mpsc::Receiver<Job>) {
+    async fn handle(
+        &mut self,
+        job: Order,
+        later: &mut VecDeque<Order>,
+        rx: &mut mpsc::Receiver<Order>,
+    ) {
         match job {
-            Job::View(planner, reply) => {
+            Order::View(planner, reply) => {
                 let result = self.view(planner).await;
                 let _ = reply.send(self.watch(result));
             }
             #[cfg(any(test, feature = "testing"))]
-            Job::Snapshot(reply) => {
+            Order::Snapshot(reply) => {
                 let result = self.snapshot().await;
                 let _ = reply.send(self.watch(result));
             }
-            Job::Accounts(reply) => {
+            Order::Accounts(reply) => {
                 let result = self.accounts().await;
                 let _ = reply.send(self.watch(result));
             }
-            Job::BeginRun {
+            Order::BeginRun {
                 command,
                 revision,
                 reply,
@@ -480,7 +485,7 @@ impl Service {
                 };
                 let _ = reply.send(self.watch(result));
             }
-            Job::FinishRun {
+            Order::FinishRun {
                 run,
                 result,
                 summary,
@@ -502,7 +507,7 @@ impl Service {
                     settle(self.store.as_mut()).await;
                 }
             }
-            Job::RefreshStart(account) => {
+            Order::RefreshStart(account) => {
                 self.spoilt.remove(&account);
                 let result = match self.guard() {
                     Ok(()) => self.store.unstage(account.clone()).await,
@@ -512,7 +517,7 @@ impl Service {
                     self.spoilt.insert(account, e);
                 }
             }
-            Job::Observe(account, page) => {
+            Order::Observe(account, page) => {
                 if !self.spoilt.contains_key(&account) {
                     let result = match self.guard() {
                         Ok(()) => self.store.stage(account.clone(), page).await,
@@ -523,7 +528,7 @@ impl Service {
                     }
                 }
             }
-            Job::RefreshFinish {
+            Order::RefreshFinish {
                 run,
                 account,
                 max_subscribers,
@@ -535,7 +540,7 @@ impl Service {
                     .await;
                 let _ = reply.send(self.watch(result));
             }
-            Job::Record {
+            Order::Record {
                 run,
                 records,
                 reply,
@@ -543,7 +548,7 @@ impl Service {
                 let mut group = vec![(records, reply)];
                 while group.len() < GROUP {
                     match rx.try_recv() {
-                        Ok(Job::Record {
+                        Ok(Order::Record {
                             run: r,
                             records,
                             reply,
@@ -568,7 +573,7 @@ impl Service {
                     let _ = reply.send(result.clone());
                 }
             }
-            Job::Close => {}
+            Order::Close => {}
         }
     }
 
@@ -588,7 +593,7 @@ impl Service {
     async fn accounts(&mut self) -> Result<Vec<AccountOverview>, LedgerError> {
         self.guard()?;
         let mut tx = self.store.read().await?;
-        let result = read::summaries(&mut *tx).await;
+        let result = read::overviews(&mut *tx).await;
         ended(tx, result).await.map(|(_, rows)| rows)
     }
 

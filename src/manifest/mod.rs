@@ -64,8 +64,8 @@ impl Default for Limits {
 
 impl Limits {
     /// The YAML budgets for one manifest file: room for one or two full inline lists.
-    pub fn yaml(&self) -> crate::yaml::Limits {
-        crate::yaml::Limits {
+    pub fn yaml(&self) -> crate::yaml::TreeLimits {
+        crate::yaml::TreeLimits {
             max_depth: self.max_depth,
             max_nodes: self
                 .max_subscribers

@@ -16,7 +16,7 @@ use crate::yaml::{self, Node, Position, closest};
 pub const MAX_REPORTED_PER_LIST: usize = 20;
 
 #[derive(Clone, Copy)]
-enum Field {
+enum ValueRule {
     Version,
     Kind,
     Name,
@@ -29,66 +29,66 @@ enum Field {
     Property(properties::Field),
     /// `spec.create.owner`: a UserID.
     Owner,
-    Section(&'static [Entry]),
+    Section(&'static [KeySpec]),
 }
 
 /// A key, what its value must be, and whether it is required.
-type Entry = (&'static str, Field, bool);
+type KeySpec = (&'static str, ValueRule, bool);
 
-const METADATA: &[Entry] = &[
-    ("name", Field::Name, true),
-    ("labels", Field::Labels, false),
-    ("annotations", Field::Labels, false),
+const METADATA: &[KeySpec] = &[
+    ("name", ValueRule::Name, true),
+    ("labels", ValueRule::Labels, false),
+    ("annotations", ValueRule::Labels, false),
 ];
 
-const SPEC: &[Entry] = &[
-    ("officialAccount", Field::Account, true),
-    ("subscribers", Field::Subscribers, false),
-    ("subscriberFiles", Field::Files, false),
-    ("prune", Field::Flag, false),
-    ("allowEmpty", Field::Flag, false),
-    ("pruneOutOfBand", Field::Flag, false),
-    ("acceptShortfall", Field::Flag, false),
-    ("account", Field::Section(ACCOUNT), false),
-    ("create", Field::Section(CREATE), false),
+const SPEC: &[KeySpec] = &[
+    ("officialAccount", ValueRule::Account, true),
+    ("subscribers", ValueRule::Subscribers, false),
+    ("subscriberFiles", ValueRule::Files, false),
+    ("prune", ValueRule::Flag, false),
+    ("allowEmpty", ValueRule::Flag, false),
+    ("pruneOutOfBand", ValueRule::Flag, false),
+    ("acceptShortfall", ValueRule::Flag, false),
+    ("account", ValueRule::Section(ACCOUNT), false),
+    ("create", ValueRule::Section(CREATE), false),
 ];
 
-const ACCOUNT: &[Entry] = &[
-    ("name", Field::Property(properties::Field::Name), false),
+const ACCOUNT: &[KeySpec] = &[
+    ("name", ValueRule::Property(properties::Field::Name), false),
     (
         "introduction",
-        Field::Property(properties::Field::Introduction),
+        ValueRule::Property(properties::Field::Introduction),
         false,
     ),
     (
         "faceUrl",
-        Field::Property(properties::Field::FaceUrl),
+        ValueRule::Property(properties::Field::FaceUrl),
         false,
     ),
     (
         "organization",
-        Field::Property(properties::Field::Organization),
+        ValueRule::Property(properties::Field::Organization),
         false,
     ),
     (
         "customString",
-        Field::Property(properties::Field::CustomString),
+        ValueRule::Property(properties::Field::CustomString),
         false,
     ),
     (
         "maxSubscribers",
-        Field::Property(properties::Field::MaxSubscribers),
+        ValueRule::Property(properties::Field::MaxSubscribers),
         false,
     ),
 ];
 
-const CREATE: &[Entry] = &[("owner", Field::Owner, true)];
+const CREATE: &[KeySpec] = &[("owner", ValueRule::Owner, true)];
 
-const ROOT: &[Entry] = &[
-    ("apiVersion", Field::Version, true),
-    ("kind", Field::Kind, true),
-    ("metadata", Field::Section(METADATA), true),
-    ("spec", Field::Section(SPEC), true),
+const ROOT: &[KeySpec] = &[
+    ("apiVersion", ValueRule::Version, true),
+    ("kind", ValueRule::Kind, true),
+    ("metadata", ValueRule::Section(METADATA), true),
+    ("spec", ValueRule::Section(SPEC), true),
 ];
 
 /// Every problem of one document's shape, each at its place.
@@ -98,7 +98,7 @@ pub fn check(root: &Node<'_>) -> Vec<(Position, String)> {
     problems
 }
 
-fn section(node: &Node<'_>, path: &str, entries: &[Entry], out: &mut Vec<(Position, String)>) {
+fn section(node: &Node<'_>, path: &str, entries: &[KeySpec], out: &mut Vec<(Position, String)>) {
     let Node::Map { entries: found, .. } = node.resolved() else {
         let what = if path.is_empty() {
             "the document"
@@ -134,7 +134,7 @@ fn section(node: &Node<'_>, path: &str, entries: &[Entry], out: &mut Vec<(Positi
     }
 }
 
-fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, String)>) {
+fn leaf(node: &Node<'_>, path: &str, field: ValueRule, out: &mut Vec<(Position, String)>) {
     let at = node.position();
     let mut typed = |result: Result<(), yaml::Error>| {
         if let Err(e) = result {
@@ -142,18 +142,18 @@ fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, Stri
         }
     };
     match field {
-        Field::Section(entries) => section(node, path, entries, out),
-        Field::Version => typed(yaml::from_node::<ApiVersion>(node).map(drop)),
-        Field::Kind => typed(yaml::from_node::<Kind>(node).map(drop)),
-        Field::Flag => typed(yaml::from_node::<bool>(node).map(drop)),
-        Field::Labels => {
+        ValueRule::Section(entries) => section(node, path, entries, out),
+        ValueRule::Version => typed(yaml::from_node::<ApiVersion>(node).map(drop)),
+        ValueRule::Kind => typed(yaml::from_node::<Kind>(node).map(drop)),
+        ValueRule::Flag => typed(yaml::from_node::<bool>(node).map(drop)),
+        ValueRule::Labels => {
             typed(yaml::from_node::<std::collections::BTreeMap<String, String>>(node).map(drop))
         }
-        Field::Files => typed(yaml::from_node::<Vec<String>>(node).map(drop)),
-        Field::Name | Field::Account => match yaml::from_node::<String>(node) {
+        ValueRule::Files => typed(yaml::from_node::<Vec<String>>(node).map(drop)),
+        ValueRule::Name | ValueRule::Account => match yaml::from_node::<String>(node) {
             Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
             Ok(text) => {
-                let checked = if matches!(field, Field::Name) {
+                let checked = if matches!(field, ValueRule::Name) {
                     super::check_name(&text)
                 } else {
                     super::check_account_id(&text)
@@ -163,7 +163,7 @@ fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, Stri
                 }
             }
         },
-        Field::Property(field) => {
+        ValueRule::Property(field) => {
             let value = if field == properties::Field::MaxSubscribers {
                 yaml::from_node::<u64>(node).map(Value::Number)
             } else {
@@ -178,7 +178,7 @@ fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, Stri
                 }
             }
         }
-        Field::Owner => match yaml::from_node::<String>(node) {
+        ValueRule::Owner => match yaml::from_node::<String>(node) {
             Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
             Ok(owner) => {
                 if let Err(m) = super::check_user_id(&owner) {
@@ -186,7 +186,7 @@ fn leaf(node: &Node<'_>, path: &str, field: Field, out: &mut Vec<(Position, Stri
                 }
             }
         },
-        Field::Subscribers => match yaml::from_node::<Vec<Listed>>(node) {
+        ValueRule::Subscribers => match yaml::from_node::<Vec<Listed>>(node) {
             Err(e) => out.push((e.at.unwrap_or(at), located(path, &e))),
             Ok(_) => subscribers(node, out),
         },
@@ -223,7 +223,7 @@ fn subscribers(node: &Node<'_>, out: &mut Vec<(Position, String)>) {
     }
 }
 
-fn unknown(path: &str, name: &str, entries: &[Entry]) -> String {
+fn unknown(path: &str, name: &str, entries: &[KeySpec]) -> String {
     let here = shown(path);
     if let Some(close) = closest(name, entries.iter().map(|(known, _, _)| *known)) {
         return format!(
@@ -345,7 +345,7 @@ mod tests {
             k.sort();
             k
         };
-        let table = |entries: &[Entry]| -> Vec<String> {
+        let table = |entries: &[KeySpec]| -> Vec<String> {
             let mut k: Vec<String> = entries.iter().map(|(n, _, _)| n.to_string()).collect();
             k.sort();
             k

@@ -23,7 +23,7 @@ pub struct BadLine {
 
 /// Why reading stopped before the end of the file.
 #[derive(Debug)]
-pub enum Stop {
+pub enum Cutoff {
     /// The caller refused an entry (its set is full); the message says why.
     Refused {
         line: u32,
@@ -39,35 +39,35 @@ pub enum Stop {
     Io(io::Error),
 }
 
-impl Stop {
+impl Cutoff {
     /// The line the problem is on, when it is on one.
     pub fn line(&self) -> Option<u32> {
         match self {
-            Stop::Refused { line, .. } | Stop::LineTooLong { line, .. } => Some(*line),
-            Stop::TooLarge { .. } | Stop::Io(_) => None,
+            Cutoff::Refused { line, .. } | Cutoff::LineTooLong { line, .. } => Some(*line),
+            Cutoff::TooLarge { .. } | Cutoff::Io(_) => None,
         }
     }
 
     /// The I/O error behind it, if one.
     pub fn io(&self) -> Option<&io::Error> {
         match self {
-            Stop::Io(e) => Some(e),
+            Cutoff::Io(e) => Some(e),
             _ => None,
         }
     }
 
     pub fn message(&self, gzip: bool) -> String {
         match self {
-            Stop::Refused { message, .. } => message.clone(),
-            Stop::TooLarge { limit } => format!(
+            Cutoff::Refused { message, .. } => message.clone(),
+            Cutoff::TooLarge { limit } => format!(
                 "{} more than {limit} bytes; split the list or raise --max-list-bytes (SUBSYNC_MAX_LIST_BYTES)",
                 if gzip { "inflates to" } else { "holds" }
             ),
-            Stop::LineTooLong { limit, .. } => format!(
+            Cutoff::LineTooLong { limit, .. } => format!(
                 "line longer than {limit} bytes; a subscriber file holds one UserID a line (raise --max-line-bytes if this is intended)"
             ),
-            Stop::Io(e) if gzip => format!("cannot be read as gzip: {e}"),
-            Stop::Io(e) => format!("cannot be read: {e}"),
+            Cutoff::Io(e) if gzip => format!("cannot be read as gzip: {e}"),
+            Cutoff::Io(e) => format!("cannot be read: {e}"),
         }
     }
 }
@@ -80,7 +80,7 @@ pub fn read(
     limits: &Limits,
     max_bad: usize,
     entry: impl FnMut(&str, u32) -> Result<(), String>,
-) -> Result<(Vec<BadLine>, usize), Stop> {
+) -> Result<(Vec<BadLine>, usize), Cutoff> {
     let gzip = is_gzip(path);
     let raw: Box<dyn Read> = if gzip {
         Box::new(MultiGzDecoder::new(file))
@@ -102,7 +102,7 @@ pub fn read(
     loop {
         // The whole lines in the reader's buffer are judged where they are, checked as text
         // at once; a line that straddles the buffer's end is gathered into `buf` first.
-        let chunk = reader.fill_buf().map_err(Stop::Io)?;
+        let chunk = reader.fill_buf().map_err(Cutoff::Io)?;
         let whole = chunk.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if whole > 0 {
             let block = &chunk[..whole];
@@ -123,8 +123,8 @@ pub fn read(
         }
         buf.clear();
         let n = read_line(&mut reader, &mut buf, limits.max_line_bytes)
-            .map_err(Stop::Io)?
-            .ok_or(Stop::LineTooLong {
+            .map_err(Cutoff::Io)?
+            .ok_or(Cutoff::LineTooLong {
                 line: lines.line_no + 1,
                 limit: limits.max_line_bytes,
             })?;
@@ -149,17 +149,21 @@ struct Lines<'l, F> {
 
 impl<F: FnMut(&str, u32) -> Result<(), String>> Lines<'_, F> {
     /// Judges one line (without its `\n`; `text` is it as UTF-8, or why it is not).
-    fn judge(&mut self, line: &[u8], text: Result<&str, std::str::Utf8Error>) -> Result<(), Stop> {
+    fn judge(
+        &mut self,
+        line: &[u8],
+        text: Result<&str, std::str::Utf8Error>,
+    ) -> Result<(), Cutoff> {
         // The newline itself does not count toward the line's length.
         if line.len() > self.limits.max_line_bytes {
-            return Err(Stop::LineTooLong {
+            return Err(Cutoff::LineTooLong {
                 line: self.line_no + 1,
                 limit: self.limits.max_line_bytes,
             });
         }
         self.total += line.len() as u64 + 1;
         if self.total > self.limits.max_list_bytes {
-            return Err(Stop::TooLarge {
+            return Err(Cutoff::TooLarge {
                 limit: self.limits.max_list_bytes,
             });
         }
@@ -178,7 +182,7 @@ impl<F: FnMut(&str, u32) -> Result<(), String>> Lines<'_, F> {
             }
         };
         match outcome {
-            Ok(id) => (self.entry)(id, self.line_no).map_err(|message| Stop::Refused {
+            Ok(id) => (self.entry)(id, self.line_no).map_err(|message| Cutoff::Refused {
                 line: self.line_no,
                 message,
             }),
@@ -257,7 +261,7 @@ mod tests {
 
     type Entries = (Vec<(String, u32)>, Vec<BadLine>);
 
-    fn read_all(path: &Path, limits: &Limits) -> Result<Entries, Stop> {
+    fn read_all(path: &Path, limits: &Limits) -> Result<Entries, Cutoff> {
         let mut ids = Vec::new();
         let file = File::open(path).unwrap();
         let (bad, _) = read(file, path, limits, 20, |id, line| {
@@ -315,7 +319,7 @@ mod tests {
         }
         std::fs::write(&path, enc.finish().unwrap()).unwrap();
         let err = read_all(&path, &limits()).unwrap_err();
-        assert!(matches!(err, Stop::TooLarge { limit: 1000 }), "{err:?}");
+        assert!(matches!(err, Cutoff::TooLarge { limit: 1000 }), "{err:?}");
     }
 
     #[test]
@@ -325,7 +329,7 @@ mod tests {
         std::fs::write(&path, format!("ok\n{}\n", "x".repeat(500))).unwrap();
         let err = read_all(&path, &limits()).unwrap_err();
         assert!(
-            matches!(err, Stop::LineTooLong { line: 2, limit: 40 }),
+            matches!(err, Cutoff::LineTooLong { line: 2, limit: 40 }),
             "{err:?}"
         );
         std::fs::write(&path, format!("{}\n", "y".repeat(40))).unwrap();
@@ -349,6 +353,6 @@ mod tests {
             }
         })
         .unwrap_err();
-        assert!(matches!(err, Stop::Refused { line: 2, .. }));
+        assert!(matches!(err, Cutoff::Refused { line: 2, .. }));
     }
 }

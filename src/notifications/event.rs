@@ -13,7 +13,7 @@ pub use crate::report::thousands;
 /// The events a sink can ask for, by the names the configuration uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub enum EventType {
     /// A revision reconciled with changes.
     Applied,
     /// Subscribers found added or removed outside subsync.
@@ -34,37 +34,37 @@ pub enum Kind {
     LeaderLost,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 10] = [
-        Kind::Applied,
-        Kind::Drift,
-        Kind::LimitReached,
-        Kind::Failed,
-        Kind::Fatal,
-        Kind::Recovered,
-        Kind::Invalid,
-        Kind::Valid,
-        Kind::LeaderGained,
-        Kind::LeaderLost,
+impl EventType {
+    pub const ALL: [EventType; 10] = [
+        EventType::Applied,
+        EventType::Drift,
+        EventType::LimitReached,
+        EventType::Failed,
+        EventType::Fatal,
+        EventType::Recovered,
+        EventType::Invalid,
+        EventType::Valid,
+        EventType::LeaderGained,
+        EventType::LeaderLost,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Applied => "applied",
-            Kind::Drift => "drift",
-            Kind::LimitReached => "limit_reached",
-            Kind::Failed => "failed",
-            Kind::Fatal => "fatal",
-            Kind::Recovered => "recovered",
-            Kind::Invalid => "invalid",
-            Kind::Valid => "valid",
-            Kind::LeaderGained => "leader_gained",
-            Kind::LeaderLost => "leader_lost",
+            EventType::Applied => "applied",
+            EventType::Drift => "drift",
+            EventType::LimitReached => "limit_reached",
+            EventType::Failed => "failed",
+            EventType::Fatal => "fatal",
+            EventType::Recovered => "recovered",
+            EventType::Invalid => "invalid",
+            EventType::Valid => "valid",
+            EventType::LeaderGained => "leader_gained",
+            EventType::LeaderLost => "leader_lost",
         }
     }
 
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|k| k.name() == name)
     }
 
     /// A condition holds across runs (an account stays full); it is told when it appears,
@@ -72,7 +72,7 @@ impl Kind {
     pub fn is_condition(self) -> bool {
         matches!(
             self,
-            Kind::LimitReached | Kind::Failed | Kind::Fatal | Kind::Invalid
+            EventType::LimitReached | EventType::Failed | EventType::Fatal | EventType::Invalid
         )
     }
 }
@@ -88,7 +88,7 @@ pub enum Part {
 /// One notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    pub kind: Kind,
+    pub kind: EventType,
     pub revision: Option<String>,
     /// The official account it is about, if one.
     pub account: Option<String>,
@@ -96,7 +96,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: Kind, revision: Option<&str>, account: Option<&str>) -> Event {
+    pub fn new(kind: EventType, revision: Option<&str>, account: Option<&str>) -> Event {
         Event {
             kind,
             revision: revision.map(str::to_owned),
@@ -128,7 +128,7 @@ impl Event {
 
 /// The commit status of a revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum CommitState {
     Pending,
     Success,
     Failure,
@@ -136,9 +136,9 @@ pub enum State {
 
 /// A commit status to post.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub struct CommitStatus {
     pub revision: String,
-    pub state: State,
+    pub state: CommitState,
     pub description: Vec<Part>,
 }
 
@@ -165,7 +165,7 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
             .map(|c| c.field.key())
             .collect();
         if drift_in + drift_out > 0 || !changed.is_empty() {
-            let mut e = Event::new(Kind::Drift, rev, Some(account)).value(account);
+            let mut e = Event::new(EventType::Drift, rev, Some(account)).value(account);
             if drift_in + drift_out > 0 {
                 e = e.plain(format!(
                     ": {} subscribed and {} unsubscribed outside subsync",
@@ -195,7 +195,7 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
                 ""
             };
             events.push(
-                Event::new(Kind::LimitReached, rev, Some(account))
+                Event::new(EventType::LimitReached, rev, Some(account))
                     .value(account)
                     .plain(format!(
                         " is full{full}: {} not added{accepted}",
@@ -206,7 +206,7 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
         let (failed, remove_failed) = (a.failed.len() as u64, a.remove_failed.len() as u64);
         if failed + remove_failed > 0 {
             let first = a.failed.first().or(a.remove_failed.first());
-            let mut e = Event::new(Kind::Failed, rev, Some(account))
+            let mut e = Event::new(EventType::Failed, rev, Some(account))
                 .value(account)
                 .plain(format!(
                     ": {} could not be added and {} not removed",
@@ -224,7 +224,7 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
     }
     let t = &summary.totals;
     if t.added + t.removed + t.properties_set + t.created > 0 {
-        let mut e = Event::new(Kind::Applied, rev, None);
+        let mut e = Event::new(EventType::Applied, rev, None);
         e = match rev {
             Some(r) => e.plain("revision ").value(short(r)).plain(" applied: "),
             None => e.plain("applied: "),
@@ -256,7 +256,7 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
     if summary.result == crate::apply::RunResult::Failed {
         let why = summary.error.as_deref().unwrap_or("a fatal error");
         events.push(
-            Event::new(Kind::Fatal, rev, None)
+            Event::new(EventType::Fatal, rev, None)
                 .plain("the reconcile stopped: ")
                 .value(why),
         );
@@ -266,17 +266,17 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
 
 /// The event for a run that could not start (the ledger refused it).
 pub fn not_started(revision: Option<&str>, why: &str) -> Event {
-    Event::new(Kind::Fatal, revision, None)
+    Event::new(EventType::Fatal, revision, None)
         .plain("the reconcile could not start: ")
         .value(why)
 }
 
 pub fn recovered(revision: Option<&str>) -> Event {
-    Event::new(Kind::Recovered, revision, None).plain("reconciles succeed again")
+    Event::new(EventType::Recovered, revision, None).plain("reconciles succeed again")
 }
 
 pub fn invalid(problems: usize, first: &str) -> Event {
-    Event::new(Kind::Invalid, None, None)
+    Event::new(EventType::Invalid, None, None)
         .plain(format!(
             "the manifests are invalid ({}; the last valid set stays in force); the first: ",
             count(problems, "problem")
@@ -295,22 +295,22 @@ pub fn count(n: usize, noun: &str) -> String {
 }
 
 pub fn valid(revision: Option<&str>) -> Event {
-    Event::new(Kind::Valid, revision, None).plain("the manifests are valid again")
+    Event::new(EventType::Valid, revision, None).plain("the manifests are valid again")
 }
 
 pub fn leader(gained: bool) -> Event {
     if gained {
-        Event::new(Kind::LeaderGained, None, None)
+        Event::new(EventType::LeaderGained, None, None)
             .plain("this replica holds the ledger's lock and reconciles")
     } else {
-        Event::new(Kind::LeaderLost, None, None)
+        Event::new(EventType::LeaderLost, None, None)
             .plain("this replica lost the ledger's lock and stands by")
     }
 }
 
 /// The commit status a run ends with: failure when subscribers failed, a limit left some
 /// out (and the manifest does not accept that) or the run stopped.
-pub fn status_of(summary: &Summary, revision: &str) -> Status {
+pub fn status_of(summary: &Summary, revision: &str) -> CommitStatus {
     let t = &summary.totals;
     let mut parts = vec![Part::Plain(format!(
         "{} added, {} removed",
@@ -353,12 +353,12 @@ pub fn status_of(summary: &Summary, revision: &str) -> Status {
                 .unwrap_or_else(|| "a fatal error".into()),
         ));
     }
-    Status {
+    CommitStatus {
         revision: revision.to_owned(),
         state: if failure {
-            State::Failure
+            CommitState::Failure
         } else {
-            State::Success
+            CommitState::Success
         },
         description: parts,
     }
@@ -366,10 +366,10 @@ pub fn status_of(summary: &Summary, revision: &str) -> Status {
 
 /// The commit status of a revision whose manifests were refused: failure, with the count
 /// and the first problem.
-pub fn invalid_status(revision: &str, problems: usize, first: &str) -> Status {
-    Status {
+pub fn invalid_status(revision: &str, problems: usize, first: &str) -> CommitStatus {
+    CommitStatus {
         revision: revision.to_owned(),
-        state: State::Failure,
+        state: CommitState::Failure,
         description: vec![
             Part::Plain(format!(
                 "the manifests are invalid ({}): ",
@@ -380,10 +380,10 @@ pub fn invalid_status(revision: &str, problems: usize, first: &str) -> Status {
     }
 }
 
-pub fn pending(revision: &str) -> Status {
-    Status {
+pub fn pending(revision: &str) -> CommitStatus {
+    CommitStatus {
         revision: revision.to_owned(),
-        state: State::Pending,
+        state: CommitState::Pending,
         description: vec![Part::Plain("reconciling".into())],
     }
 }
@@ -476,10 +476,10 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                (Kind::LimitReached, Some("@TOA#_vip".into())),
-                (Kind::Drift, Some("@TOA#_news".into())),
-                (Kind::Failed, Some("@TOA#_news".into())),
-                (Kind::Applied, None),
+                (EventType::LimitReached, Some("@TOA#_vip".into())),
+                (EventType::Drift, Some("@TOA#_news".into())),
+                (EventType::Failed, Some("@TOA#_news".into())),
+                (EventType::Applied, None),
             ]
         );
         assert_eq!(
@@ -495,7 +495,7 @@ mod tests {
             "revision 0123456789ab applied: 1,344 added, 0 removed"
         );
         let status = status_of(&s, "0123");
-        assert_eq!(status.state, State::Failure);
+        assert_eq!(status.state, CommitState::Failure);
         let description: String = status
             .description
             .iter()
@@ -515,8 +515,8 @@ mod tests {
         vip.not_added_limit = 10;
         vip.accept_shortfall = true;
         let s = summary(vec![vip], RunResult::Converged);
-        assert_eq!(of_run(&s)[0].kind, Kind::LimitReached);
-        assert_eq!(status_of(&s, "r").state, State::Success);
+        assert_eq!(of_run(&s)[0].kind, EventType::LimitReached);
+        assert_eq!(status_of(&s, "r").state, CommitState::Success);
     }
 
     #[test]
@@ -525,8 +525,8 @@ mod tests {
         s.error = Some("credentials refused (70009)".into());
         let events = of_run(&s);
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].kind, Kind::Fatal);
-        assert_eq!(status_of(&s, "r").state, State::Failure);
+        assert_eq!(events[0].kind, EventType::Fatal);
+        assert_eq!(status_of(&s, "r").state, CommitState::Failure);
     }
 
     #[test]
@@ -551,7 +551,7 @@ mod tests {
         s.totals.properties_set = 1;
         s.totals.property_drift = 1;
         let events = of_run(&s);
-        assert_eq!(events[0].kind, Kind::Drift);
+        assert_eq!(events[0].kind, EventType::Drift);
         assert_eq!(
             text(&events[0]),
             "@TOA#_w: name changed outside subsync and set back"
@@ -560,7 +560,7 @@ mod tests {
             text(&events[1]),
             "revision 0123456789ab applied: 0 added, 0 removed, 1 account property set"
         );
-        assert_eq!(status_of(&s, "r").state, State::Success);
+        assert_eq!(status_of(&s, "r").state, CommitState::Success);
     }
 
     #[test]
@@ -573,9 +573,9 @@ mod tests {
 
     #[test]
     fn event_names_round_trip() {
-        for k in Kind::ALL {
-            assert_eq!(Kind::parse(k.name()), Some(k));
+        for k in EventType::ALL {
+            assert_eq!(EventType::parse(k.name()), Some(k));
         }
-        assert_eq!(Kind::parse("Applied"), None);
+        assert_eq!(EventType::parse("Applied"), None);
     }
 }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{ConfigError, NotifyConfig, SinkConfig, load};
-pub use event::{Event, Kind, State, Status};
+pub use event::{CommitState, CommitStatus, Event, EventType};
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
@@ -51,7 +51,7 @@ pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What one notification came to, as the metric labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Delivery {
     Sent,
     /// Given up after its tries, or refused by the target.
     Failed,
@@ -61,13 +61,13 @@ pub enum Outcome {
     Suppressed,
 }
 
-impl Outcome {
+impl Delivery {
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Sent => "sent",
-            Outcome::Failed => "failed",
-            Outcome::Dropped => "dropped",
-            Outcome::Suppressed => "suppressed",
+            Delivery::Sent => "sent",
+            Delivery::Failed => "failed",
+            Delivery::Dropped => "dropped",
+            Delivery::Suppressed => "suppressed",
         }
     }
 }
@@ -75,7 +75,7 @@ impl Outcome {
 #[derive(Debug)]
 enum Message {
     Event(Event),
-    Status(Status),
+    CommitStatus(CommitStatus),
 }
 
 struct Sink {
@@ -163,7 +163,7 @@ impl Notifier {
             {
                 if !admitted {
                     self.metrics
-                        .notification(&sink.config.name, Outcome::Suppressed.name());
+                        .notification(&sink.config.name, Delivery::Suppressed.name());
                     continue;
                 }
                 self.enqueue(sink, Message::Event(e.clone()));
@@ -173,7 +173,7 @@ impl Notifier {
 
     /// Queues a commit status for the sinks that post them; never waits. A revision that is
     /// not a commit id cannot be given a status: that is told once, and nothing is queued.
-    pub fn status(&self, status: Status) {
+    pub fn status(&self, status: CommitStatus) {
         let mut takers = self
             .sinks
             .iter()
@@ -194,7 +194,7 @@ impl Notifier {
             return;
         }
         for sink in takers {
-            self.enqueue(sink, Message::Status(status.clone()));
+            self.enqueue(sink, Message::CommitStatus(status.clone()));
         }
     }
 
@@ -210,9 +210,9 @@ impl Notifier {
     pub fn not_started(&self, revision: Option<&str>, why: &str) {
         self.events(vec![event::not_started(revision, why)]);
         if let Some(r) = revision {
-            self.status(Status {
+            self.status(CommitStatus {
                 revision: r.to_owned(),
-                state: State::Failure,
+                state: CommitState::Failure,
                 description: vec![
                     event::Part::Plain("could not start: ".into()),
                     event::Part::Value(why.to_owned()),
@@ -235,7 +235,7 @@ impl Notifier {
         if sink.queue.try_send(message).is_err() {
             tracing::warn!(sink = %sink.config.name, "the sink's queue is full; a notification was dropped");
             self.metrics
-                .notification(&sink.config.name, Outcome::Dropped.name());
+                .notification(&sink.config.name, Delivery::Dropped.name());
         }
     }
 
@@ -305,18 +305,18 @@ async fn deliver_all(
             },
         };
         let outcome = tokio::select! {
-            () = stop.cancelled() => Outcome::Dropped,
+            () = stop.cancelled() => Delivery::Dropped,
             o = deliver(&sink, &http, &message) => o,
         };
         metrics.notification(&sink.name, outcome.name());
-        if outcome == Outcome::Dropped {
+        if outcome == Delivery::Dropped {
             dropped += 1;
             break;
         }
     }
     rx.close();
     while rx.recv().await.is_some() {
-        metrics.notification(&sink.name, Outcome::Dropped.name());
+        metrics.notification(&sink.name, Delivery::Dropped.name());
         dropped += 1;
     }
     dropped
@@ -324,33 +324,33 @@ async fn deliver_all(
 
 /// Sends one message with retries: a network fault, a timeout, 429 and 5xx are tried again;
 /// any other refusal is final.
-async fn deliver(sink: &SinkConfig, http: &reqwest::Client, message: &Message) -> Outcome {
+async fn deliver(sink: &SinkConfig, http: &reqwest::Client, message: &Message) -> Delivery {
     let what = match message {
         Message::Event(e) => e.kind.name(),
-        Message::Status(_) => "status",
+        Message::CommitStatus(_) => "status",
     };
     for attempt in 0..ATTEMPTS {
         // Rendered per try: the signature's timestamp must be fresh.
         let request = match message {
             Message::Event(e) => render::event(&sink.target, e, crate::clock::unix_now()),
-            Message::Status(s) => render::status(&sink.target, s),
+            Message::CommitStatus(s) => render::status(&sink.target, s),
         };
         let Some(request) = request else {
             // Not queued for such a sink (see `Notifier::status`): never counted as sent.
             tracing::error!(sink = %sink.name, event = what, "nothing to send to this sink for this notification (a bug in subsync)");
-            return Outcome::Failed;
+            return Delivery::Failed;
         };
         let mut call = http.post(request.url);
         for (name, value) in request.headers {
             call = call.header(name, value);
         }
         let problem = match call.body(request.body).send().await {
-            Ok(answer) if answer.status().is_success() => return Outcome::Sent,
+            Ok(answer) if answer.status().is_success() => return Delivery::Sent,
             Ok(answer) => {
                 let code = answer.status();
                 if !(code.is_server_error() || code.as_u16() == 429) {
                     tracing::warn!(sink = %sink.name, event = what, status = code.as_u16(), "the sink refused a notification; it is dropped");
-                    return Outcome::Failed;
+                    return Delivery::Failed;
                 }
                 format!("HTTP {}", code.as_u16())
             }
@@ -364,7 +364,7 @@ async fn deliver(sink: &SinkConfig, http: &reqwest::Client, message: &Message) -
         tracing::debug!(sink = %sink.name, event = what, problem = %crate::quote::clean(&problem, 200), "a notification will be tried again");
         tokio::time::sleep(RETRY.jittered(attempt, rand::random())).await;
     }
-    Outcome::Failed
+    Delivery::Failed
 }
 
 /// The flap limit: each key (an event about an account) passes at most [`FLAP_MAX`] times in
@@ -425,36 +425,39 @@ impl Conditions {
 mod tests {
     use super::*;
 
-    fn e(kind: Kind, account: Option<&str>) -> Event {
+    fn e(kind: EventType, account: Option<&str>) -> Event {
         Event::new(kind, None, account)
     }
 
-    fn kinds(events: &[Event]) -> Vec<Kind> {
+    fn kinds(events: &[Event]) -> Vec<EventType> {
         events.iter().map(|e| e.kind).collect()
     }
 
     #[test]
     fn a_condition_is_told_when_it_appears_and_again_only_after_it_went() {
         let mut c = Conditions::default();
-        let full = || e(Kind::LimitReached, Some("@TOA#_vip"));
+        let full = || e(EventType::LimitReached, Some("@TOA#_vip"));
         assert_eq!(
             kinds(&c.after_run(vec![full()], None)),
-            [Kind::LimitReached]
+            [EventType::LimitReached]
         );
         assert!(c.after_run(vec![full()], None).is_empty());
         assert!(c.after_run(vec![], None).is_empty());
         assert_eq!(
             kinds(&c.after_run(vec![full()], None)),
-            [Kind::LimitReached]
+            [EventType::LimitReached]
         );
     }
 
     #[test]
     fn the_same_condition_on_another_account_is_news() {
         let mut c = Conditions::default();
-        c.after_run(vec![e(Kind::Failed, Some("a"))], None);
+        c.after_run(vec![e(EventType::Failed, Some("a"))], None);
         let told = c.after_run(
-            vec![e(Kind::Failed, Some("a")), e(Kind::Failed, Some("b"))],
+            vec![
+                e(EventType::Failed, Some("a")),
+                e(EventType::Failed, Some("b")),
+            ],
             None,
         );
         assert_eq!(told.len(), 1);
@@ -466,10 +469,10 @@ mod tests {
         let mut c = Conditions::default();
         for _ in 0..3 {
             let told = c.after_run(
-                vec![e(Kind::Drift, Some("a")), e(Kind::Applied, None)],
+                vec![e(EventType::Drift, Some("a")), e(EventType::Applied, None)],
                 None,
             );
-            assert_eq!(kinds(&told), [Kind::Drift, Kind::Applied]);
+            assert_eq!(kinds(&told), [EventType::Drift, EventType::Applied]);
         }
     }
 
@@ -477,11 +480,17 @@ mod tests {
     fn a_run_after_a_fatal_one_is_told_as_recovered_once() {
         let mut c = Conditions::default();
         assert_eq!(
-            kinds(&c.after_run(vec![e(Kind::Fatal, None)], None)),
-            [Kind::Fatal]
+            kinds(&c.after_run(vec![e(EventType::Fatal, None)], None)),
+            [EventType::Fatal]
         );
-        assert!(c.after_run(vec![e(Kind::Fatal, None)], None).is_empty());
-        assert_eq!(kinds(&c.after_run(vec![], Some("r"))), [Kind::Recovered]);
+        assert!(
+            c.after_run(vec![e(EventType::Fatal, None)], None)
+                .is_empty()
+        );
+        assert_eq!(
+            kinds(&c.after_run(vec![], Some("r"))),
+            [EventType::Recovered]
+        );
         assert!(c.after_run(vec![], None).is_empty());
     }
 
@@ -490,19 +499,19 @@ mod tests {
         let hanging = crate::testing::Receiver::hanging().await;
         let sink = SinkConfig {
             name: "stuck".into(),
-            target: config::Target::Webhook {
+            target: config::Destination::Webhook {
                 url: format!("{}/hook", hanging.url()).parse().unwrap(),
                 secret: None,
             },
-            events: Kind::ALL.into_iter().collect(),
+            events: EventType::ALL.into_iter().collect(),
             accounts: Default::default(),
         };
         let metrics = Arc::new(Metrics::new());
         let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone());
         notifier.events(vec![
-            e(Kind::Applied, None),
-            e(Kind::Drift, Some("@TOA#_a")),
-            e(Kind::Fatal, None),
+            e(EventType::Applied, None),
+            e(EventType::Drift, Some("@TOA#_a")),
+            e(EventType::Fatal, None),
         ]);
         let dropped = notifier.close(Duration::from_secs(10)).await;
         assert_eq!(dropped, [("stuck".to_owned(), 3)]);
@@ -519,7 +528,7 @@ mod tests {
         let receiver = crate::testing::Receiver::start().await;
         let sink = SinkConfig {
             name: "commits".into(),
-            target: config::Target::GitHub {
+            target: config::Destination::GitHub {
                 api: receiver.url().parse().unwrap(),
                 repository: config::Repository {
                     owner: "o".into(),
@@ -533,7 +542,7 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::new());
         let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone());
-        notifier.events(vec![e(Kind::Applied, None), e(Kind::Fatal, None)]);
+        notifier.events(vec![e(EventType::Applied, None), e(EventType::Fatal, None)]);
         notifier.status(event::pending("v1.2"));
         notifier.status(event::pending("0123456789abcdef0123456789abcdef01234567"));
         assert!(notifier.close(Duration::from_secs(10)).await.is_empty());

@@ -8,8 +8,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::config::Target;
-use super::event::{Event, Part, State, Status};
+use super::config::Destination;
+use super::event::{CommitState, CommitStatus, Event, Part};
 use crate::quote::clean;
 
 /// Characters of one untrusted value shown.
@@ -27,7 +27,7 @@ const GITLAB_DESCRIPTION_CHARS: usize = 255;
 
 /// A request to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct SinkRequest {
     pub url: url::Url,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
@@ -116,10 +116,10 @@ pub fn signature(secret: &str, unix: u64, body: &[u8]) -> String {
 }
 
 /// The request for an event to an event sink; `None` for a commit-status sink.
-pub fn event(target: &Target, e: &Event, unix: u64) -> Option<Request> {
+pub fn event(target: &Destination, e: &Event, unix: u64) -> Option<SinkRequest> {
     let title = format!("subsync {}", e.kind.name());
     match target {
-        Target::Webhook { url, secret } => {
+        Destination::Webhook { url, secret } => {
             let text = cut_chars(&plain(&e.message), WEBHOOK_TEXT_CHARS);
             let body = json!({
                 "event": e.kind,
@@ -137,20 +137,20 @@ pub fn event(target: &Target, e: &Event, unix: u64) -> Option<Request> {
             if let Some(secret) = secret {
                 headers.push(("x-subsync-signature", signature(secret, unix, &body)));
             }
-            Some(Request {
+            Some(SinkRequest {
                 url: url.clone(),
                 headers,
                 body,
             })
         }
-        Target::Slack { url } => {
+        Destination::Slack { url } => {
             let text = cut_chars(
                 &format!("*{title}*: {}", marked(&e.message, true)),
                 SLACK_TEXT_CHARS,
             );
             Some(json_request(url.clone(), vec![], &json!({ "text": text })))
         }
-        Target::WeCom { url } => {
+        Destination::WeCom { url } => {
             let content = cut_bytes(
                 &format!("**{title}**\n> {}", marked(&e.message, false)),
                 WECOM_CONTENT_BYTES,
@@ -161,28 +161,28 @@ pub fn event(target: &Target, e: &Event, unix: u64) -> Option<Request> {
                 &json!({ "msgtype": "markdown", "markdown": { "content": content } }),
             ))
         }
-        Target::GitHub { .. } | Target::GitLab { .. } => None,
+        Destination::GitHub { .. } | Destination::GitLab { .. } => None,
     }
 }
 
 /// The request for a commit status; `None` for an event sink or a revision that is not a
 /// commit id (`--revision v1.2` cannot be given a status).
-pub fn status(target: &Target, s: &Status) -> Option<Request> {
+pub fn status(target: &Destination, s: &CommitStatus) -> Option<SinkRequest> {
     let sha = s.revision.as_str();
     if !crate::manifest::is_commit_id(sha) {
         return None;
     }
     match target {
-        Target::GitHub {
+        Destination::GitHub {
             api,
             repository,
             token,
             target_url,
         } => {
             let state = match s.state {
-                State::Pending => "pending",
-                State::Success => "success",
-                State::Failure => "failure",
+                CommitState::Pending => "pending",
+                CommitState::Success => "success",
+                CommitState::Failure => "failure",
             };
             let mut body = json!({
                 "state": state,
@@ -212,16 +212,16 @@ pub fn status(target: &Target, s: &Status) -> Option<Request> {
                 &body,
             ))
         }
-        Target::GitLab {
+        Destination::GitLab {
             api,
             project,
             token,
             target_url,
         } => {
             let state = match s.state {
-                State::Pending => "pending",
-                State::Success => "success",
-                State::Failure => "failed",
+                CommitState::Pending => "pending",
+                CommitState::Success => "success",
+                CommitState::Failure => "failed",
             };
             // The project's path is one segment: its slashes are encoded (`group%2Fname`).
             let url = with_segments(api, &["api", "v4", "projects", project, "statuses", sha])?;
@@ -262,9 +262,9 @@ fn json_request(
     url: url::Url,
     mut headers: Vec<(&'static str, String)>,
     body: &serde_json::Value,
-) -> Request {
+) -> SinkRequest {
     headers.push(("content-type", "application/json".into()));
-    Request {
+    SinkRequest {
         url,
         headers,
         body: body.to_string().into_bytes(),
@@ -274,13 +274,13 @@ fn json_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notifications::event::{Kind, pending};
+    use crate::notifications::event::{EventType, pending};
 
     const HOSTILE: &str = "@TOA#_x <!channel> *bold* `tick` & \u{1b}[31m\nforged line";
 
     fn drift_about(account: &str) -> Event {
         Event {
-            kind: Kind::Drift,
+            kind: EventType::Drift,
             revision: Some("abc".into()),
             account: Some(account.into()),
             message: vec![
@@ -294,7 +294,7 @@ mod tests {
         url::Url::parse(s).unwrap()
     }
 
-    fn body(r: &Request) -> serde_json::Value {
+    fn body(r: &SinkRequest) -> serde_json::Value {
         serde_json::from_slice(&r.body).unwrap()
     }
 
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_webhook_gets_json_one_line_of_text_and_the_event_header() {
-        let target = Target::Webhook {
+        let target = Destination::Webhook {
             url: url("https://example.com/h"),
             secret: Some("k".into()),
         };
@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn slack_text_escapes_mentions_and_markup_in_values() {
-        let target = Target::Slack {
+        let target = Destination::Slack {
             url: url("https://hooks.slack.com/x"),
         };
         let r = event(&target, &drift_about(HOSTILE), 0).unwrap();
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn wecom_gets_markdown_with_values_in_code_spans_within_4096_bytes() {
-        let target = Target::WeCom {
+        let target = Destination::WeCom {
             url: url("https://qyapi.weixin.qq.com/x"),
         };
         let r = event(&target, &drift_about("@TOA#_vip"), 0).unwrap();
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn a_long_value_is_cut() {
-        let target = Target::Webhook {
+        let target = Destination::Webhook {
             url: url("https://example.com/h"),
             secret: None,
         };
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn github_gets_a_status_within_140_characters() {
-        let target = Target::GitHub {
+        let target = Destination::GitHub {
             api: url("https://github.example.com/api/v3"),
             repository: crate::notifications::config::Repository {
                 owner: "o".into(),
@@ -420,9 +420,9 @@ mod tests {
         assert_eq!(b["state"], "pending");
         assert_eq!(b["context"], "subsync");
         assert_eq!(b["target_url"], "https://grafana.example.com/d/subsync");
-        let long = Status {
+        let long = CommitStatus {
             revision: sha.into(),
-            state: State::Failure,
+            state: CommitState::Failure,
             description: vec![Part::Value("v".repeat(500))],
         };
         let b = body(&status(&target, &long).unwrap());
@@ -446,16 +446,16 @@ mod tests {
 
     #[test]
     fn gitlab_gets_its_status_api_with_the_project_path_encoded() {
-        let target = Target::GitLab {
+        let target = Destination::GitLab {
             api: url("https://gitlab.example.com"),
             project: "group/manifests".into(),
             token: "t".into(),
             target_url: None,
         };
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        let failed = Status {
+        let failed = CommitStatus {
             revision: sha.into(),
-            state: State::Failure,
+            state: CommitState::Failure,
             description: vec![Part::Plain("x".into())],
         };
         let r = status(&target, &failed).unwrap();

@@ -176,7 +176,7 @@ struct Merged {
 fn merge(
     desired: &IdList,
     confirmed: &mut dyn Confirmed,
-    drift: &crate::ledger::Drift,
+    drift: &crate::ledger::RefreshDrift,
 ) -> Result<Merged, LedgerError> {
     let mut wanted = desired.cursor();
     let (mut gone, mut arrived) = (0, 0);

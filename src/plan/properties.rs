@@ -122,7 +122,7 @@ fn lowered_below(max: u64, held: Held) -> Option<String> {
 
 /// The account's own part of its plan: what to create, what to change, what to warn about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Planned {
+pub struct OwnPlan {
     pub create: Option<Creation>,
     pub changes: Vec<PropertyChange>,
     pub warnings: Vec<String>,
@@ -134,8 +134,8 @@ pub fn plan(
     ledger: &AccountView,
     held: Held,
     options: &PlanOptions,
-) -> Planned {
-    let mut planned = Planned::default();
+) -> OwnPlan {
+    let mut planned = OwnPlan::default();
     let known = &ledger.properties;
     if let (Some(wanted), Some(owner)) = (&set.create, &known.owner)
         && wanted != owner

@@ -26,7 +26,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
 
 /// One account as the comment needs it: its lists cut to what a comment can show, and their
 /// true lengths.
-struct Shown {
+struct Clipped {
     plan: AccountPlan,
     add: usize,
     remove: usize,
@@ -38,11 +38,11 @@ struct Shown {
     repaired: usize,
 }
 
-impl Shown {
-    fn of(mut plan: AccountPlan) -> Shown {
+impl Clipped {
+    fn of(mut plan: AccountPlan) -> Clipped {
         let cut = CUTS[0];
         let lens = |l: &Vec<String>| l.len();
-        let shown = Shown {
+        let shown = Clipped {
             add: lens(&plan.add),
             remove: lens(&plan.remove),
             retry: plan.retry.len(),
@@ -67,7 +67,7 @@ impl Shown {
             list.shrink_to_fit();
         }
         plan.retry.truncate(cut);
-        Shown { plan, ..shown }
+        Clipped { plan, ..shown }
     }
 
     fn has_changes(&self) -> bool {
@@ -87,7 +87,7 @@ impl Shown {
 pub struct MarkdownSink<W> {
     out: W,
     header: Option<PlanHeader>,
-    accounts: Vec<Shown>,
+    accounts: Vec<Clipped>,
 }
 
 impl<W: std::io::Write> MarkdownSink<W> {
@@ -107,7 +107,7 @@ impl<W: std::io::Write> PlanSink for MarkdownSink<W> {
     }
 
     fn account(&mut self, account: &AccountPlan) -> std::io::Result<()> {
-        self.accounts.push(Shown::of(account.clone()));
+        self.accounts.push(Clipped::of(account.clone()));
         Ok(())
     }
 
@@ -126,7 +126,7 @@ impl<W: std::io::Write> PlanSink for MarkdownSink<W> {
 }
 
 /// The longest comment that fits.
-fn fitted(header: &PlanHeader, accounts: &[Shown], summary: &PlanSummary) -> String {
+fn fitted(header: &PlanHeader, accounts: &[Clipped], summary: &PlanSummary) -> String {
     for cut in CUTS {
         let md = render(header, accounts, summary, cut, accounts.len());
         if md.len() <= MARKDOWN_LIMIT {
@@ -146,7 +146,7 @@ fn fitted(header: &PlanHeader, accounts: &[Shown], summary: &PlanSummary) -> Str
 
 fn render(
     header: &PlanHeader,
-    accounts: &[Shown],
+    accounts: &[Clipped],
     s: &PlanSummary,
     cut: usize,
     rows: usize,
@@ -271,7 +271,7 @@ fn render(
     out
 }
 
-fn details(out: &mut String, shown: &Shown, cut: usize) {
+fn details(out: &mut String, shown: &Clipped, cut: usize) {
     let a = &shown.plan;
     let title = match &a.name {
         Some(n) => format!("{} (<code>{}</code>)", html(n), html(&a.official_account)),

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::apply::RunSummary;
 use crate::clock::rfc3339_millis;
-use crate::engine::Status;
+use crate::engine::LedgerStatus;
 use crate::ledger::{KnownProperties, RunOutcome};
 use crate::properties::{Field, Properties};
 use crate::words::count;
@@ -94,8 +94,8 @@ pub struct StatusRun {
 }
 
 impl StatusReport {
-    pub fn new(status: Status) -> StatusReport {
-        let Status {
+    pub fn new(status: LedgerStatus) -> StatusReport {
+        let LedgerStatus {
             ledger,
             lineage,
             serial,

@@ -255,7 +255,7 @@ pub fn created(asked: Option<&str>, answered: String) -> Result<String, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tencent::api::{Status, SubscriberInfo};
+    use crate::tencent::api::{AnswerStatus, SubscriberInfo};
 
     fn members(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("u{i}")).collect()
@@ -324,7 +324,7 @@ mod tests {
 
     fn described(id: Option<&str>, max: Option<u64>) -> OfficialAccountInfo {
         OfficialAccountInfo {
-            status: Status::ok(),
+            status: AnswerStatus::ok(),
             official_account: id.map(str::to_owned),
             owner_account: None,
             fields: api::AccountFields {

@@ -65,7 +65,7 @@ impl fmt::Display for Command {
 
 /// The fields every answer carries.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
+pub struct AnswerStatus {
     #[serde(rename = "ActionStatus")]
     pub action_status: String,
     #[serde(rename = "ErrorCode")]
@@ -74,17 +74,17 @@ pub struct Status {
     pub error_info: String,
 }
 
-impl Status {
-    pub fn ok() -> Status {
-        Status {
+impl AnswerStatus {
+    pub fn ok() -> AnswerStatus {
+        AnswerStatus {
             action_status: "OK".into(),
             error_code: 0,
             error_info: String::new(),
         }
     }
 
-    pub fn fail(code: i64, info: impl Into<String>) -> Status {
-        Status {
+    pub fn fail(code: i64, info: impl Into<String>) -> AnswerStatus {
+        AnswerStatus {
             action_status: "FAIL".into(),
             error_code: code,
             error_info: info.into(),
@@ -212,7 +212,7 @@ pub struct GetOfficialAccountInfoRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OfficialAccountInfo {
     #[serde(flatten)]
-    pub status: Status,
+    pub status: AnswerStatus,
     /// Not confirmed to be echoed; the client matches items by order when it is absent.
     #[serde(
         rename = "Official_Account",

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::answer::{self, AccountInfo, Page};
-use super::api::{self, Command, Status};
+use super::api::{self, AnswerStatus, Command};
 use super::codes::{self, ErrorClass};
 use super::endpoint::Endpoint;
 use super::error::{ApiError, SERVER_TEXT};
@@ -245,7 +245,7 @@ impl Client {
                 crate::quote::clean(&e.to_string(), SERVER_TEXT)
             ),
         };
-        let envelope: Status = serde_json::from_slice(&bytes).map_err(broken)?;
+        let envelope: AnswerStatus = serde_json::from_slice(&bytes).map_err(broken)?;
         if envelope.error_code != 0 || envelope.action_status != "OK" {
             tracing::debug!(%command, code = envelope.error_code, "error answer");
             return Err(ApiError::Service {

@@ -50,11 +50,11 @@ impl Pacer {
 #[derive(Debug)]
 pub struct RateLimiter {
     base_interval: Option<Duration>,
-    state: Mutex<State>,
+    state: Mutex<Pace>,
 }
 
 #[derive(Debug)]
-struct State {
+struct Pace {
     next: Instant,
     /// Interval multiplier while slowed down after a rate-limit answer.
     factor: u32,
@@ -70,7 +70,7 @@ impl RateLimiter {
         let now = Instant::now();
         RateLimiter {
             base_interval: (qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(qps))),
-            state: Mutex::new(State {
+            state: Mutex::new(Pace {
                 next: now,
                 factor: 1,
                 slow_until: now,

@@ -52,6 +52,15 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// An app's credentials, without an endpoint: what a UserSig is made from (and, for the
+/// emulator, what it accepts).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub sdkappid: u64,
+    pub identifier: String,
+    pub key: SecretKey,
+}
+
 /// A signed UserSig. Travels only in the request query string, which the client never logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserSig(String);

@@ -15,7 +15,7 @@ use crate::tencent::{AccountInfo, ApiError, Page, answer};
 
 /// A call as the script sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct RecordedCall {
     pub command: Command,
     /// The official account (or the first of those asked about).
     pub account: String,
@@ -27,7 +27,7 @@ pub struct Request {
     pub index: usize,
 }
 
-type Script = Box<dyn FnMut(&Request) -> Option<ApiError> + Send>;
+type Script = Box<dyn FnMut(&RecordedCall) -> Option<ApiError> + Send>;
 
 /// An in-process API; clones share it.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ impl FakeApi {
     /// error (nothing changes then), and the service answering otherwise.
     pub fn scripted(
         self,
-        script: impl FnMut(&Request) -> Option<ApiError> + Send + 'static,
+        script: impl FnMut(&RecordedCall) -> Option<ApiError> + Send + 'static,
     ) -> FakeApi {
         let state = self.state();
         FakeApi::build(
@@ -154,7 +154,7 @@ impl FakeApi {
         if !self.inner.latency.is_zero() {
             tokio::time::sleep(self.inner.latency).await;
         }
-        let request = Request {
+        let request = RecordedCall {
             command,
             account: account.to_owned(),
             members: members.to_vec(),
@@ -170,7 +170,7 @@ impl FakeApi {
         scripted
     }
 
-    fn service_error(command: Command, failure: crate::emulator::Failure) -> ApiError {
+    fn service_error(command: Command, failure: crate::emulator::Rejection) -> ApiError {
         ApiError::Service {
             command,
             code: failure.code,
@@ -184,7 +184,7 @@ impl FakeApi {
         command: Command,
         account: &str,
         members: &[String],
-        change: impl FnOnce(&mut RemoteState) -> Result<Vec<i64>, crate::emulator::Failure>,
+        change: impl FnOnce(&mut RemoteState) -> Result<Vec<i64>, crate::emulator::Rejection>,
     ) -> Result<Vec<SubscriberResult>, ApiError> {
         if let Some(e) = self.begin(command, account, members).await {
             return Err(e);

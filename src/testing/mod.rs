@@ -19,7 +19,7 @@ mod receiver;
 mod wire;
 
 pub use database::{DatabaseError, POSTGRES_URL_VAR, TestDatabase, configured};
-pub use fake::{FakeApi, Request};
+pub use fake::{FakeApi, RecordedCall};
 pub use measure::{Measured, run_measured};
 pub use receiver::{Received, Receiver};
 pub use wire::{read_request, respond};

@@ -10,14 +10,14 @@
 use std::time::Duration;
 
 use crate::apply::Reconciled;
-use crate::notifications::{Conditions, Notifier, State, Status, event};
+use crate::notifications::{CommitState, CommitStatus, Conditions, Notifier, event};
 
 pub struct Announcer {
     notifier: Notifier,
     /// The conditions the last run reported.
     conditions: Conditions,
     /// The last commit status posted, and for which revision.
-    posted: Option<(String, State)>,
+    posted: Option<(String, CommitState)>,
 }
 
 impl Announcer {
@@ -97,7 +97,7 @@ impl Announcer {
         self.notifier.events(told);
     }
 
-    fn post(&mut self, status: Status) {
+    fn post(&mut self, status: CommitStatus) {
         let now = Some((status.revision.clone(), status.state));
         if self.posted != now {
             self.posted = now;

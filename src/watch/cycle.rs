@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::CycleEnd;
-use crate::apply::{Ending, Reconciled, RunError, Trigger};
+use crate::apply::{Ending, Job, Reconciled, RunError, Trigger};
 use crate::engine::Engine;
 use crate::ledger::{AccountOverview, LedgerError};
 use crate::manifest::{self, Diagnostic, Limits, ManifestSet};
@@ -93,48 +93,23 @@ impl Ran {
     }
 }
 
-/// What a reconcile is asked to do.
-pub(super) struct Request {
-    pub set: Arc<ManifestSet>,
-    pub paths: Vec<PathBuf>,
-    pub revision: Option<String>,
-    pub trigger: Trigger,
-    /// Read the live lists first.
-    pub refresh: bool,
-    pub started: Instant,
-}
-
-/// Reconciles `request.set` through `engine`, which leads; `beat` is called every
-/// `beat_every` while the run goes on (a long reconcile is not a stuck loop). A lost lock
-/// stops the run at once, as does `stop`.
+/// Runs `job` through `engine`, which leads; `beat` is called every `beat_every` while the
+/// run goes on (a long reconcile is not a stuck loop). A lost lock stops the run at once, as
+/// does `stop`. `started`: when the cycle began.
 pub(super) async fn reconcile(
     engine: &Engine,
-    request: Request,
+    job: Job,
+    started: Instant,
     stop: &CancellationToken,
     beat_every: Duration,
     mut beat: impl FnMut(),
 ) -> Ran {
-    let Request {
-        set,
-        paths,
-        revision,
-        trigger,
-        refresh,
-        started,
-    } = request;
-    let digest = set.digest.clone();
+    let (trigger, revision) = (job.trigger, job.revision.clone());
+    let digest = job.manifests.digest.clone();
     let lost = engine
         .writer()
         .map(|w| w.lost().clone())
         .unwrap_or_default();
-    let job = crate::apply::Job {
-        manifests: set,
-        manifest_paths: paths.iter().map(|p| p.display().to_string()).collect(),
-        saved: None,
-        revision: revision.clone(),
-        trigger,
-        refresh,
-    };
     let run_stop = stop.child_token();
     let result = {
         let run = engine.reconcile(job, &run_stop);

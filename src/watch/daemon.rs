@@ -24,14 +24,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::WatchConfig;
 use super::announce::Announcer;
-use super::cycle::{self, Reading, Request};
+use super::cycle::{self, Reading};
 use super::health::Health;
 use super::leader::{self, Attempt};
 use super::notices::{Said, Validity};
 use super::refreshes::Refreshes;
 use super::schedule::{Action, CycleEnd, Schedule};
 use super::source::Source;
-use crate::apply::Trigger;
+use crate::apply::{Job, Trigger};
 use crate::engine::Engine;
 use crate::ledger::{LedgerError, Writer};
 use crate::manifest::{Limits, ManifestSet};
@@ -177,7 +177,7 @@ impl Daemon {
 
     /// Does what the schedule says is due now.
     async fn act(&mut self, stop: &CancellationToken) {
-        match self.schedule.due(Instant::now()) {
+        match self.schedule.take_due(Instant::now()) {
             Some(Action::TakeOver) => {
                 let attempt = leader::attempt(&mut self.engine).await;
                 let leading = matches!(attempt, Attempt::Leading(_));
@@ -261,16 +261,16 @@ impl Daemon {
         self.on(Happened::Reconciling {
             revision: revision.clone(),
         });
-        let request = Request {
-            set,
-            paths: self.paths.clone(),
+        let job = Job {
+            manifests: set,
+            manifest_paths: self.paths.iter().map(|p| p.display().to_string()).collect(),
+            saved: None,
             revision,
             trigger,
             refresh,
-            started,
         };
         let health = self.health.clone();
-        let ran = cycle::reconcile(&self.engine, request, stop, BEAT, || health.beat()).await;
+        let ran = cycle::reconcile(&self.engine, job, started, stop, BEAT, || health.beat()).await;
         let end = ran.end();
         self.on(Happened::Reconciled(Box::new(ran)));
         self.count().await;

@@ -19,10 +19,10 @@ const STALL: Duration = Duration::from_secs(60);
 const REASON: usize = 400;
 
 pub struct Health {
-    state: Mutex<State>,
+    state: Mutex<Observed>,
 }
 
-struct State {
+struct Observed {
     /// `None` until the manifests were read once.
     manifests: Option<Result<(), String>>,
     /// Why this replica cannot do its job, when it cannot.
@@ -35,7 +35,7 @@ struct State {
 impl Default for Health {
     fn default() -> Self {
         Health {
-            state: Mutex::new(State {
+            state: Mutex::new(Observed {
                 manifests: None,
                 blocked: None,
                 degraded: None,
@@ -56,7 +56,7 @@ pub enum LastRun {
 }
 
 impl Health {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Observed> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -188,9 +188,9 @@ impl Schedule {
         timers.into_iter().flatten().min()
     }
 
-    /// What to do at `now`, if anything is due. A cycle's result must be reported with
-    /// [`Schedule::finished`] before asking again.
-    pub fn due(&mut self, now: Instant) -> Option<Action> {
+    /// Takes what is due at `now`, if anything: it is then no longer pending. A cycle's result
+    /// must be reported with [`Schedule::finished`] before asking again.
+    pub fn take_due(&mut self, now: Instant) -> Option<Action> {
         if self.next_takeover.is_some_and(|t| t <= now) {
             self.next_takeover = None;
             return Some(Action::TakeOver);
@@ -341,7 +341,7 @@ mod tests {
         let mut now = start;
         while let Some(wake) = s.next_wake().filter(|w| *w <= until) {
             now = now.max(wake);
-            match s.due(now) {
+            match s.take_due(now) {
                 Some(Action::Cycle { trigger, .. }) => {
                     cycles.push((now - start, trigger));
                     let ended = ends(trigger);
@@ -374,15 +374,15 @@ mod tests {
     fn changes_are_debounced_into_one_cycle() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        assert_eq!(s.due(t0), cycle(Trigger::Start));
+        assert_eq!(s.take_due(t0), cycle(Trigger::Start));
         s.finished(t0, CycleEnd::Done);
         for ms in [10, 200, 400] {
             s.manifests_changed(t0 + Duration::from_millis(ms));
         }
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(900)));
-        assert_eq!(s.due(t0 + Duration::from_millis(899)), None);
+        assert_eq!(s.take_due(t0 + Duration::from_millis(899)), None);
         assert_eq!(
-            s.due(t0 + Duration::from_millis(900)),
+            s.take_due(t0 + Duration::from_millis(900)),
             cycle(Trigger::Change)
         );
     }
@@ -403,12 +403,12 @@ mod tests {
     fn a_change_may_retry_sooner_once_per_stretch_of_failures() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         assert_eq!(s.finished(t0, CycleEnd::Fatal), Some(secs(30)));
         s.key_changed(t0 + secs(5));
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(5500)));
         assert_eq!(
-            s.due(t0 + Duration::from_millis(5500)),
+            s.take_due(t0 + Duration::from_millis(5500)),
             Some(Action::Cycle {
                 trigger: Trigger::Change,
                 reload_key: true
@@ -418,13 +418,13 @@ mod tests {
         // The early retry is used: the next change waits for the pause.
         s.manifests_changed(t0 + secs(7));
         assert_eq!(s.next_wake(), Some(t0 + secs(66)));
-        assert_eq!(s.due(t0 + secs(10)), None);
-        assert!(s.due(t0 + secs(66)).is_some());
+        assert_eq!(s.take_due(t0 + secs(10)), None);
+        assert!(s.take_due(t0 + secs(66)).is_some());
         // A success ends the stretch: changes count again at once, pauses start over.
         s.finished(t0 + secs(67), CycleEnd::Done);
         s.manifests_changed(t0 + secs(70));
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(70_500)));
-        assert!(s.due(t0 + Duration::from_millis(70_500)).is_some());
+        assert!(s.take_due(t0 + Duration::from_millis(70_500)).is_some());
         assert_eq!(s.finished(t0 + secs(71), CycleEnd::Fatal), Some(secs(30)));
     }
 
@@ -432,26 +432,26 @@ mod tests {
     fn a_refresh_falling_due_starts_a_resync() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         s.finished(t0, CycleEnd::Done);
         s.refresh_due_at(Some(t0 + secs(100)));
         assert_eq!(s.next_wake(), Some(t0 + secs(100)));
-        assert_eq!(s.due(t0 + secs(100)), cycle(Trigger::Resync));
+        assert_eq!(s.take_due(t0 + secs(100)), cycle(Trigger::Resync));
     }
 
     #[test]
     fn a_standby_tries_the_lock_every_takeover_period_and_reconciles_in_full_on_taking_it() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, false);
-        assert_eq!(s.due(t0), cycle(Trigger::Start));
+        assert_eq!(s.take_due(t0), cycle(Trigger::Start));
         s.finished(t0, CycleEnd::Done);
         assert_eq!(s.next_wake(), Some(t0 + secs(5)));
-        assert_eq!(s.due(t0 + secs(5)), Some(Action::TakeOver));
+        assert_eq!(s.take_due(t0 + secs(5)), Some(Action::TakeOver));
         s.stand_by(t0 + secs(5));
         assert_eq!(s.next_wake(), Some(t0 + secs(10)));
-        assert_eq!(s.due(t0 + secs(10)), Some(Action::TakeOver));
+        assert_eq!(s.take_due(t0 + secs(10)), Some(Action::TakeOver));
         s.took_over(t0 + secs(10));
-        assert_eq!(s.due(t0 + secs(10)), cycle(Trigger::Takeover));
+        assert_eq!(s.take_due(t0 + secs(10)), cycle(Trigger::Takeover));
         // Losing the lead mid-run: stand by again, without counting it as a failure.
         assert_eq!(s.finished(t0 + secs(11), CycleEnd::LostLead), None);
         assert_eq!(s.next_wake(), Some(t0 + secs(16)));
@@ -484,7 +484,7 @@ mod tests {
     fn a_ledger_that_cannot_be_reached_is_tried_again_after_growing_pauses() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, false);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         s.finished(t0, CycleEnd::Done);
         let mut now = t0;
         let mut pauses = Vec::new();
@@ -492,7 +492,7 @@ mod tests {
             let wake = s.next_wake().unwrap();
             pauses.push((wake - now).as_secs());
             now = wake;
-            assert_eq!(s.due(now), Some(Action::TakeOver));
+            assert_eq!(s.take_due(now), Some(Action::TakeOver));
             s.ledger_unreachable(now);
         }
         assert_eq!(pauses, [5, 5, 10, 20, 40, 60]);
@@ -527,24 +527,24 @@ mod tests {
         );
         // A resync that could not read is read again soon as a resync, and the pauses start
         // over once a read succeeded.
-        assert_eq!(s.due(t0 + secs(1207)), cycle(Trigger::Resync));
+        assert_eq!(s.take_due(t0 + secs(1207)), cycle(Trigger::Resync));
         assert_eq!(s.finished(t0 + secs(1207), CycleEnd::Unread), Some(secs(1)));
         assert_eq!(s.next_wake(), Some(t0 + secs(1208)));
-        assert_eq!(s.due(t0 + secs(1208)), cycle(Trigger::Resync));
+        assert_eq!(s.take_due(t0 + secs(1208)), cycle(Trigger::Resync));
     }
 
     #[test]
     fn a_retry_that_could_not_read_stays_a_retry_and_never_comes_sooner() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         assert_eq!(s.finished(t0, CycleEnd::Fatal), Some(secs(30)));
         assert_eq!(s.next_wake(), Some(t0 + secs(30)));
-        assert_eq!(s.due(t0 + secs(30)), cycle(Trigger::Retry));
+        assert_eq!(s.take_due(t0 + secs(30)), cycle(Trigger::Retry));
         assert_eq!(s.finished(t0 + secs(30), CycleEnd::Unread), Some(secs(1)));
         assert_eq!(s.next_wake(), Some(t0 + secs(31)));
-        assert_eq!(s.due(t0 + Duration::from_millis(30_500)), None);
-        assert_eq!(s.due(t0 + secs(31)), cycle(Trigger::Retry));
+        assert_eq!(s.take_due(t0 + Duration::from_millis(30_500)), None);
+        assert_eq!(s.take_due(t0 + secs(31)), cycle(Trigger::Retry));
         // Still the same stretch of failures: the next fatal stop pauses longer.
         assert_eq!(s.finished(t0 + secs(31), CycleEnd::Fatal), Some(secs(60)));
     }
@@ -553,7 +553,7 @@ mod tests {
     fn a_tree_that_never_stops_changing_is_read_every_few_seconds_not_never_and_not_always() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         s.finished(t0, CycleEnd::Done);
         // A change every 100 ms for a minute: the debounce alone would never fire.
         let mut reads = Vec::new();
@@ -562,7 +562,7 @@ mod tests {
             now += Duration::from_millis(100);
             s.manifests_changed(now);
             if s.next_wake().is_some_and(|w| w <= now)
-                && let Some(Action::Cycle { .. }) = s.due(now)
+                && let Some(Action::Cycle { .. }) = s.take_due(now)
             {
                 reads.push(now - t0);
                 s.finished(now, CycleEnd::Done);
@@ -579,7 +579,7 @@ mod tests {
     fn reads_that_keep_refusing_the_manifests_back_off_and_a_valid_read_ends_it() {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, true);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         let mut now = t0;
         let mut gaps = Vec::new();
         for _ in 0..6 {
@@ -588,7 +588,7 @@ mod tests {
             let wake = s.next_wake().unwrap();
             gaps.push((wake - now).as_millis());
             now = wake;
-            assert_eq!(s.due(now), cycle(Trigger::Change));
+            assert_eq!(s.take_due(now), cycle(Trigger::Change));
         }
         assert_eq!(gaps, [1000, 2000, 4000, 8000, 15000, 15000]);
         s.finished(now, CycleEnd::Done);
@@ -605,11 +605,11 @@ mod tests {
             takeover_every: Duration::ZERO,
         };
         let mut s = Schedule::new(zero, t0, false);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         s.finished(t0, CycleEnd::Done);
         assert_eq!(s.next_wake(), Some(t0 + Duration::from_millis(100)));
         assert_eq!(
-            s.due(t0 + Duration::from_millis(100)),
+            s.take_due(t0 + Duration::from_millis(100)),
             Some(Action::TakeOver)
         );
         s.stand_by(t0 + Duration::from_millis(100));
@@ -622,7 +622,7 @@ mod tests {
     fn without_resync_an_idle_daemon_sleeps_until_something_changes() {
         let t0 = Instant::now();
         let mut s = Schedule::new(Timing { resync: None, ..T }, t0, true);
-        assert!(s.due(t0).is_some());
+        assert!(s.take_due(t0).is_some());
         s.finished(t0, CycleEnd::Done);
         assert_eq!(s.next_wake(), None);
     }

@@ -29,7 +29,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
 /// What changed.
-pub struct Signals {
+pub struct ChangeSignals {
     pub manifests: Notify,
     pub credentials: Notify,
 }
@@ -61,7 +61,7 @@ pub struct Source {
     paths: Vec<PathBuf>,
     credentials: Vec<PathBuf>,
     ignore: Vec<PathBuf>,
-    pub signals: Arc<Signals>,
+    pub signals: Arc<ChangeSignals>,
 }
 
 impl Source {
@@ -74,7 +74,7 @@ impl Source {
     ) -> notify::Result<Source> {
         let cwd = std::env::current_dir().map_err(notify::Error::io)?;
         let absolute = |p: &PathBuf| cwd.join(p);
-        let signals = Arc::new(Signals {
+        let signals = Arc::new(ChangeSignals {
             manifests: Notify::new(),
             credentials: Notify::new(),
         });
@@ -93,8 +93,8 @@ impl Source {
                 tracing::debug!(?kind, event = ?event.kind, paths = ?event.paths, "file event");
             }
             match kind {
-                Some(Kind::Credentials) => sink.credentials.notify_one(),
-                Some(Kind::Manifests) => sink.manifests.notify_one(),
+                Some(Meaning::Credentials) => sink.credentials.notify_one(),
+                Some(Meaning::Manifests) => sink.manifests.notify_one(),
                 None => {}
             }
         })?;
@@ -124,10 +124,10 @@ impl Source {
             ..Interest::default()
         };
         for path in &self.paths {
-            interest.add(path, Kind::Manifests);
+            interest.add(path, Meaning::Manifests);
         }
         for path in &self.credentials {
-            interest.add(path, Kind::Credentials);
+            interest.add(path, Meaning::Credentials);
         }
         let wanted = interest.dirs.clone();
         *self.interest.write().unwrap_or_else(|e| e.into_inner()) = interest;
@@ -184,7 +184,7 @@ impl Interest {
     }
 
     /// An entry that matters, at its canonical directory.
-    fn entry(&mut self, path: &Path, kind: Kind) {
+    fn entry(&mut self, path: &Path, kind: Meaning) {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return;
         };
@@ -193,14 +193,14 @@ impl Interest {
         };
         self.watch(dir.clone(), RecursiveMode::NonRecursive);
         let set = match kind {
-            Kind::Manifests => &mut self.manifests,
-            Kind::Credentials => &mut self.credentials,
+            Meaning::Manifests => &mut self.manifests,
+            Meaning::Credentials => &mut self.credentials,
         };
         set.insert(dir.join(name));
     }
 
     /// What to watch for `path` (absolute, as given).
-    fn add(&mut self, path: &Path, kind: Kind) {
+    fn add(&mut self, path: &Path, kind: Meaning) {
         // The path itself, where it lives: a rename there replaces it.
         self.entry(path, kind);
         // Every symlink met while resolving it: swapping one changes what the path means.
@@ -210,7 +210,7 @@ impl Interest {
         match std::fs::canonicalize(path) {
             // Refused as a root by the manifests; only the link to it matters (watched above).
             Ok(target) if crate::manifest::kernel_tree(&target).is_some() => {}
-            Ok(target) if target.is_dir() && kind == Kind::Manifests => {
+            Ok(target) if target.is_dir() && kind == Meaning::Manifests => {
                 self.trees.insert(target.clone());
                 self.watch(target, RecursiveMode::Recursive);
             }
@@ -259,14 +259,14 @@ fn links_along(path: &Path) -> Vec<PathBuf> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum Meaning {
     Manifests,
     Credentials,
 }
 
 /// What an event means, if anything. Reads (ours among them) and the state directory's own
 /// writes mean nothing; neither do changes to unrelated files beside a watched entry.
-fn classify(event: &Event, interest: &Interest) -> Option<Kind> {
+fn classify(event: &Event, interest: &Interest) -> Option<Meaning> {
     // Opening and reading (ours among them) change nothing; closing after a write does.
     if matches!(event.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
         return None;
@@ -277,15 +277,15 @@ fn classify(event: &Event, interest: &Interest) -> Option<Kind> {
             continue;
         }
         if interest.manifests.contains(p) || interest.trees.iter().any(|t| p.starts_with(t)) {
-            return Some(Kind::Manifests);
+            return Some(Meaning::Manifests);
         }
         if interest.credentials.contains(p) {
-            kind = Some(Kind::Credentials);
+            kind = Some(Meaning::Credentials);
         }
     }
     // An event without a path (a rescan, an overflow): look again to be sure.
     if event.paths.is_empty() {
-        return Some(Kind::Manifests);
+        return Some(Meaning::Manifests);
     }
     kind
 }
@@ -307,10 +307,10 @@ mod tests {
             ..Interest::default()
         };
         for p in paths {
-            i.add(p, Kind::Manifests);
+            i.add(p, Meaning::Manifests);
         }
         for p in credentials {
-            i.add(p, Kind::Credentials);
+            i.add(p, Meaning::Credentials);
         }
         i
     }
@@ -335,7 +335,7 @@ mod tests {
             EventKind::Modify(ModifyKind::Any),
             &[&root.join("manifests/a.yaml")],
         );
-        assert_eq!(classify(&edit, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&edit, &i), Some(Meaning::Manifests));
         let read = event(
             EventKind::Access(AccessKind::Any),
             &[&root.join("manifests/a.yaml")],
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(classify(&read, &i), None);
         let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
         let written = event(written, &[&root.join("manifests/a.yaml")]);
-        assert_eq!(classify(&written, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&written, &i), Some(Meaning::Manifests));
         let ledger = event(
             EventKind::Modify(ModifyKind::Any),
             &[&root.join("manifests/.subsync/ledger.db-wal")],
@@ -359,12 +359,12 @@ mod tests {
             EventKind::Create(CreateKind::Any),
             &[&root.join("manifests")],
         );
-        assert_eq!(classify(&replaced, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&replaced, &i), Some(Meaning::Manifests));
         let rotated = event(
             EventKind::Create(CreateKind::Any),
             &[&root.join("secret/key")],
         );
-        assert_eq!(classify(&rotated, &i), Some(Kind::Credentials));
+        assert_eq!(classify(&rotated, &i), Some(Meaning::Credentials));
     }
 
     #[test]
@@ -379,7 +379,7 @@ mod tests {
             Some(&RecursiveMode::Recursive)
         );
         let swap = event(EventKind::Create(CreateKind::Any), &[&root.join("current")]);
-        assert_eq!(classify(&swap, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&swap, &i), Some(Meaning::Manifests));
     }
 
     #[test]
@@ -395,7 +395,7 @@ mod tests {
         );
         let i = interest(&[&root.join("a.yaml")], &[], &[]);
         let swap = event(EventKind::Create(CreateKind::Any), &[&root.join("..data")]);
-        assert_eq!(classify(&swap, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&swap, &i), Some(Meaning::Manifests));
         let other = event(
             EventKind::Create(CreateKind::Any),
             &[&root.join("..data_tmp")],
@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(i.dirs.keys().collect::<Vec<_>>(), [&root]);
         assert!(i.trees.is_empty());
         let swap = event(EventKind::Create(CreateKind::Any), &[&root.join("m")]);
-        assert_eq!(classify(&swap, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&swap, &i), Some(Meaning::Manifests));
     }
 
     #[test]
@@ -420,6 +420,6 @@ mod tests {
         let i = interest(&[&root.join("later/manifests")], &[], &[]);
         assert_eq!(i.dirs.keys().collect::<Vec<_>>(), [&root]);
         let appears = event(EventKind::Create(CreateKind::Any), &[&root.join("later")]);
-        assert_eq!(classify(&appears, &i), Some(Kind::Manifests));
+        assert_eq!(classify(&appears, &i), Some(Meaning::Manifests));
     }
 }

@@ -586,7 +586,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::yaml::{Limits, parse};
+    use crate::yaml::{TreeLimits, parse};
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -611,7 +611,7 @@ mod tests {
     }
 
     fn read(text: &str) -> Result<Doc, Error> {
-        let limits = Limits {
+        let limits = TreeLimits {
             max_depth: 8,
             max_nodes: 1000,
         };

@@ -21,4 +21,4 @@ mod tree;
 
 pub use de::{Detail, Error, from_node, text_item};
 pub use suggest::closest;
-pub use tree::{Document, Limits, Node, ParseError, Position, Step, Style, parse};
+pub use tree::{Document, Node, ParseError, Position, Segment, Style, TreeLimits, parse};

@@ -167,18 +167,18 @@ mod tests {
 
     use std::borrow::Cow;
 
-    use super::super::tree::{Limits, build, parse};
+    use super::super::tree::{TreeLimits, build, parse};
     use super::*;
 
     /// The parser's own reading of `text`, without runs.
-    fn parsed_as_written(text: &str, limits: &Limits) -> String {
+    fn parsed_as_written(text: &str, limits: &TreeLimits) -> String {
         format!(
             "{:?}",
             build(text, limits, &Runs::default(), |v| v).map(Option::unwrap_or_default)
         )
     }
 
-    const LIMITS: Limits = Limits {
+    const LIMITS: TreeLimits = TreeLimits {
         max_depth: 8,
         max_nodes: 1000,
     };
@@ -278,7 +278,7 @@ mod tests {
             if crlf {
                 text = text.replace('\n', "\r\n");
             }
-            let limits = Limits { max_depth: 8, max_nodes };
+            let limits = TreeLimits { max_depth: 8, max_nodes };
             prop_assert_eq!(format!("{:?}", parse(&text, &limits)), parsed_as_written(&text, &limits));
         }
 
@@ -297,7 +297,7 @@ mod tests {
             max_nodes in prop_oneof![Just(1000usize), 5..40usize],
         ) {
             let text = format!("list:\n{}\n{}", entries.join("\n"), after.join("\n"));
-            let limits = Limits { max_depth: 8, max_nodes };
+            let limits = TreeLimits { max_depth: 8, max_nodes };
             prop_assert_eq!(format!("{:?}", parse(&text, &limits)), parsed_as_written(&text, &limits));
         }
     }

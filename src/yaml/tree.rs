@@ -64,7 +64,7 @@ pub enum Node<'a> {
 
 /// One step of a path into a document: a mapping key or a sequence index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step<'s> {
+pub enum Segment<'s> {
     Key(&'s str),
     Index(usize),
 }
@@ -126,12 +126,12 @@ impl<'a> Node<'a> {
     }
 
     /// The position of the value at `path`, or of the deepest ancestor that exists.
-    pub fn find(&self, path: &[Step<'_>]) -> Position {
+    pub fn find(&self, path: &[Segment<'_>]) -> Position {
         let mut node = self;
         for step in path {
             let next = match (node.resolved(), step) {
-                (Node::Map { .. }, Step::Key(key)) => node.get(key),
-                (Node::Seq { items, .. }, Step::Index(i)) => items.get(*i),
+                (Node::Map { .. }, Segment::Key(key)) => node.get(key),
+                (Node::Seq { items, .. }, Segment::Index(i)) => items.get(*i),
                 _ => None,
             };
             match next {
@@ -152,7 +152,7 @@ pub struct Document<'a> {
 
 /// Budgets for one stream (one file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct TreeLimits {
     /// Most nested sequences and mappings.
     pub max_depth: usize,
     /// Most nodes (scalars, sequences, mappings and aliases) in the whole stream.
@@ -187,7 +187,7 @@ enum Frame<'a> {
 /// Long runs of one-line quoted entries are read without the parser when it confirms them
 /// (see [`super::runs`]); whenever it does not, or finds anything wrong, `text` is parsed as
 /// written, so the outcome (tree, positions, errors) is the parser's either way.
-pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, ParseError> {
+pub fn parse<'a>(text: &'a str, limits: &TreeLimits) -> Result<Vec<Document<'a>>, ParseError> {
     let runs = runs::find(text);
     if !runs.is_empty() {
         let condensed = runs.condensed(text);
@@ -204,7 +204,7 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Vec<Document<'a>>, Pa
 /// confirmed.
 pub(super) fn build<'t, 'a>(
     text: &'t str,
-    limits: &Limits,
+    limits: &TreeLimits,
     runs: &Runs<'a>,
     keep: impl Fn(Cow<'t, str>) -> Cow<'a, str>,
 ) -> Result<Option<Vec<Document<'a>>>, ParseError> {
@@ -428,7 +428,7 @@ fn check_unique_keys(entries: &[(Node<'_>, Node<'_>)]) -> Result<(), ParseError>
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
+    const LIMITS: TreeLimits = TreeLimits {
         max_depth: 8,
         max_nodes: 1000,
     };
@@ -458,11 +458,11 @@ mod tests {
         ));
         assert_eq!(node.get("c").unwrap().tag(), Some("!!str"));
         assert_eq!(
-            node.find(&[Step::Key("list"), Step::Index(1)]),
+            node.find(&[Segment::Key("list"), Segment::Index(1)]),
             Position { line: 7, column: 5 }
         );
         assert_eq!(
-            node.find(&[Step::Key("list"), Step::Index(7)]),
+            node.find(&[Segment::Key("list"), Segment::Index(7)]),
             Position { line: 5, column: 3 }
         );
     }

@@ -12,7 +12,7 @@ const HOME: &str = "https://github.com/example/subsync";
 const RUNBOOKS: &str = "docs/operations.md";
 
 fn parse_documents(text: &str) -> Vec<Value> {
-    let limits = subsync::yaml::Limits {
+    let limits = subsync::yaml::TreeLimits {
         max_depth: 64,
         max_nodes: 100_000,
     };

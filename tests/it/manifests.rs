@@ -160,7 +160,7 @@ fn a_kernel_filesystem_is_refused_as_a_manifest_root_with_the_reason() {
 /// Each document of `file` as JSON, the way a schema-aware editor sees it.
 fn documents(file: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(file).unwrap();
-    let limits = subsync::yaml::Limits {
+    let limits = subsync::yaml::TreeLimits {
         max_depth: 32,
         max_nodes: 100_000,
     };

@@ -57,7 +57,7 @@ proptest! {
 
     #[test]
     fn the_yaml_reader_never_panics(text in yamlish()) {
-        let limits = subsync::yaml::Limits { max_depth: 16, max_nodes: 10_000 };
+        let limits = subsync::yaml::TreeLimits { max_depth: 16, max_nodes: 10_000 };
         if let Ok(documents) = subsync::yaml::parse(&text, &limits) {
             for root in documents.iter().filter_map(|d| d.root.as_ref()) {
                 let _ = subsync::yaml::from_node::<manifest::ManifestDocument>(root);

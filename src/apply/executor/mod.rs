@@ -60,7 +60,7 @@ pub struct Context {
     pub observer: Arc<dyn Observer>,
 }
 
-enum Event {
+enum BatchEvent {
     Sent(Batch, Result<Vec<SubscriberResult>, ApiError>),
     /// Stopped before it was sent.
     Unsent(Batch),
@@ -83,7 +83,7 @@ struct Exec<'a> {
     accounts: Vec<AccountRun>,
     cursor: usize,
     stop: CancellationToken,
-    api: JoinSet<Event>,
+    api: JoinSet<BatchEvent>,
     commits: JoinSet<Committed>,
     in_flight: usize,
     calls: super::read::Calls,
@@ -242,29 +242,31 @@ impl Exec<'_> {
         }
     }
 
-    fn on_event(&mut self, event: Event) {
+    fn on_event(&mut self, event: BatchEvent) {
         match event {
-            Event::Sent(batch, answer) => {
+            BatchEvent::Sent(batch, answer) => {
                 self.release(&batch);
                 self.calls.requests += 1;
                 self.on_answer(batch, answer);
             }
-            Event::Unrecorded(batch, e) => {
+            BatchEvent::Unrecorded(batch, e) => {
                 self.release(&batch);
                 self.cannot_record(e);
             }
-            Event::Unsent(batch) => {
+            BatchEvent::Unsent(batch) => {
                 self.release(&batch);
                 // A retry's earlier call may have been applied without an answer.
                 if batch.attempt > 0 {
                     self.doubt(batch.account, batch.op, batch.members);
                 }
             }
-            Event::Dropped(batch) => self.doubt(batch.account, batch.op, batch.members),
-            Event::Ready(batch) => self.requeue(batch),
-            Event::Own(index, call, attempt, answer) => self.on_own(index, call, attempt, answer),
-            Event::OwnReady(index, call, attempt) => self.own_again(index, call, attempt),
-            Event::OwnUnsent(index, in_flight) => self.own_unsent(index, in_flight),
+            BatchEvent::Dropped(batch) => self.doubt(batch.account, batch.op, batch.members),
+            BatchEvent::Ready(batch) => self.requeue(batch),
+            BatchEvent::Own(index, call, attempt, answer) => {
+                self.on_own(index, call, attempt, answer)
+            }
+            BatchEvent::OwnReady(index, call, attempt) => self.own_again(index, call, attempt),
+            BatchEvent::OwnUnsent(index, in_flight) => self.own_unsent(index, in_flight),
         }
     }
 
@@ -299,19 +301,19 @@ impl Exec<'_> {
                         subscribers: batch.members.clone(),
                     };
                     if let Err(e) = recorder.record(vec![intent]).await {
-                        return Event::Unrecorded(batch, e);
+                        return BatchEvent::Unrecorded(batch, e);
                     }
                 }
                 tokio::select! {
                     biased;
-                    () = stop.cancelled() => return Event::Unsent(batch),
+                    () = stop.cancelled() => return BatchEvent::Unsent(batch),
                     () = pacer.of(command(batch.op)).acquire() => {}
                 }
                 let answer = match batch.op {
                     Op::Add => api.add_subscriber(&account, &batch.members).await,
                     Op::Remove => api.delete_subscriber(&account, &batch.members).await,
                 };
-                Event::Sent(batch, answer)
+                BatchEvent::Sent(batch, answer)
             });
             self.tasks.insert(handle.id(), members);
         }
@@ -427,8 +429,8 @@ impl Exec<'_> {
                 let members = (batch.account, batch.op, batch.members.clone());
                 let handle = self.api.spawn(async move {
                     tokio::select! {
-                        () = tokio::time::sleep(delay) => Event::Ready(batch),
-                        () = stop.cancelled() => Event::Dropped(batch),
+                        () = tokio::time::sleep(delay) => BatchEvent::Ready(batch),
+                        () = stop.cancelled() => BatchEvent::Dropped(batch),
                     }
                 });
                 self.tasks.insert(handle.id(), members);

@@ -4,7 +4,7 @@
 //! [`decide::on_own_error`] says; its outcome counts once the ledger has it.
 
 use super::record::Delta;
-use super::{Event, Exec};
+use super::{BatchEvent, Exec};
 use crate::apply::decide::{self, OwnDecision};
 use crate::apply::own::{OwnCall, OwnResult};
 use crate::apply::read::SLOW_DOWN_FOR;
@@ -32,7 +32,7 @@ impl Exec<'_> {
             if self.stop.is_cancelled() || self.in_flight >= self.ctx.concurrency {
                 return;
             }
-            let Some((call, attempt)) = self.accounts[index].own_ready() else {
+            let Some((call, attempt)) = self.accounts[index].take_own_call() else {
                 continue;
             };
             self.own_waiting -= 1;
@@ -51,14 +51,14 @@ impl Exec<'_> {
         self.api.spawn(async move {
             tokio::select! {
                 biased;
-                () = stop.cancelled() => return Event::OwnUnsent(index, true),
+                () = stop.cancelled() => return BatchEvent::OwnUnsent(index, true),
                 () = pacer.of(call.command()).acquire() => {}
             }
             let answer = match &call {
                 OwnCall::Create(request) => api.create_account(request).await.map(drop),
                 OwnCall::Modify(fields) => api.modify_account(&account, fields).await,
             };
-            Event::Own(index, call, attempt, answer)
+            BatchEvent::Own(index, call, attempt, answer)
         });
     }
 
@@ -96,8 +96,8 @@ impl Exec<'_> {
                 let stop = self.stop.clone();
                 self.api.spawn(async move {
                     tokio::select! {
-                        () = tokio::time::sleep(delay) => Event::OwnReady(index, call, attempt + 1),
-                        () = stop.cancelled() => Event::OwnUnsent(index, false),
+                        () = tokio::time::sleep(delay) => BatchEvent::OwnReady(index, call, attempt + 1),
+                        () = stop.cancelled() => BatchEvent::OwnUnsent(index, false),
                     }
                 });
             }

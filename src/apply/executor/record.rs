@@ -135,7 +135,7 @@ impl Exec<'_> {
 
     pub(super) fn report(mut self, interrupted: bool) -> Report {
         for index in 0..self.accounts.len() {
-            for batch in self.accounts[index].queued_retries() {
+            for batch in self.accounts[index].take_queued_retries() {
                 self.doubt(index, batch.op, batch.members);
             }
         }

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{PASSWORD_SOURCES, PasswordSource, RootCert, Target, TlsMode, UrlError};
 use fault::Session;
-use schema::Found;
+use schema::Contents;
 use tx::PgTx;
 
 use super::store::{self, Fut, ReadTx, Store, WriteTx, WriterStore};
@@ -90,13 +90,13 @@ impl store::Target for Target {
             let conn = connect(self, "subsync reader").await?;
             let at = &conn.session.at;
             match conn.session.within(schema::identify(&conn.client)).await? {
-                Found::Empty => Ok(None),
-                Found::Ledger(version) => {
+                Contents::Empty => Ok(None),
+                Contents::Ledger(version) => {
                     LedgerError::check_version(at, version)?;
                     Ok(Some(Box::new(Postgres { conn }) as Box<dyn Store>))
                 }
-                Found::NoSchema => Err(LedgerError::NoSchema { at: at.clone() }),
-                Found::Foreign(what) => Err(LedgerError::Foreign {
+                Contents::NoSchema => Err(LedgerError::NoSchema { at: at.clone() }),
+                Contents::Foreign(what) => Err(LedgerError::Foreign {
                     at: at.clone(),
                     what,
                 }),
@@ -223,7 +223,7 @@ async fn connect(target: &Target, application_name: &str) -> Result<Connection, 
 async fn take_lock(conn: &mut Connection, command: &str) -> Result<i64, LedgerError> {
     let (client, session) = (&conn.client, &conn.session);
     let at = &session.at;
-    if let Found::NoSchema = session.within(schema::identify(client)).await? {
+    if let Contents::NoSchema = session.within(schema::identify(client)).await? {
         return Err(LedgerError::NoSchema { at: at.clone() });
     }
     if !session.within(lock::try_take(client)).await? {
@@ -249,19 +249,19 @@ async fn hold(conn: &mut Connection, command: &str) -> Result<i64, LedgerError> 
         tracing::warn!(error = %crate::errors::chain(&e), "cannot set the server's keepalives for this session; a dead writer may hold the lock longer");
     }
     let from = match session.within(schema::identify(client)).await? {
-        Found::Empty => {
+        Contents::Empty => {
             tracing::info!("starting a new ledger at {at}");
             0
         }
-        Found::Ledger(v) if v > SCHEMA_VERSION => {
+        Contents::Ledger(v) if v > SCHEMA_VERSION => {
             return Err(LedgerError::TooNew {
                 at: at.clone(),
                 version: v,
             });
         }
-        Found::Ledger(v) => v,
-        Found::NoSchema => return Err(LedgerError::NoSchema { at: at.clone() }),
-        Found::Foreign(what) => {
+        Contents::Ledger(v) => v,
+        Contents::NoSchema => return Err(LedgerError::NoSchema { at: at.clone() }),
+        Contents::Foreign(what) => {
             return Err(LedgerError::Foreign {
                 at: at.clone(),
                 what,

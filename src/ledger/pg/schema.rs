@@ -133,7 +133,7 @@ pub const STAGING: &str = r#"CREATE TEMP TABLE IF NOT EXISTS observed (
 )"#;
 
 /// What the connection's current schema holds.
-pub enum Found {
+pub enum Contents {
     /// The search path names no schema that exists.
     NoSchema,
     Empty,
@@ -143,13 +143,13 @@ pub enum Found {
 }
 
 /// What the current schema holds.
-pub async fn identify(client: &Client) -> Result<Found, tokio_postgres::Error> {
+pub async fn identify(client: &Client) -> Result<Contents, tokio_postgres::Error> {
     let schema: Option<String> = client
         .query_one("SELECT current_schema()", &[])
         .await?
         .try_get(0)?;
     let Some(schema) = schema else {
-        return Ok(Found::NoSchema);
+        return Ok(Contents::NoSchema);
     };
     let tables: Vec<String> = client
         .query(
@@ -162,7 +162,7 @@ pub async fn identify(client: &Client) -> Result<Found, tokio_postgres::Error> {
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
     if tables.is_empty() {
-        return Ok(Found::Empty);
+        return Ok(Contents::Empty);
     }
     let foreign = || {
         let mut names = tables
@@ -174,7 +174,7 @@ pub async fn identify(client: &Client) -> Result<Found, tokio_postgres::Error> {
         if tables.len() > 3 {
             names.push_str(", …");
         }
-        Found::Foreign(format!(
+        Contents::Foreign(format!(
             "schema {} holds other tables: {names}; give subsync a database or schema of its own",
             crate::quote::clean(&schema, 64)
         ))
@@ -202,7 +202,7 @@ pub async fn identify(client: &Client) -> Result<Found, tokio_postgres::Error> {
         }
     }
     match (application.as_deref(), version) {
-        (Some("subsync"), Some(v)) => Ok(Found::Ledger(v)),
+        (Some("subsync"), Some(v)) => Ok(Contents::Ledger(v)),
         _ => Ok(foreign()),
     }
 }

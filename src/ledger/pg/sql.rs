@@ -42,7 +42,7 @@ pub fn confirmed_copy(account: i64) -> String {
     )
 }
 
-pub const SUMMARIES: &str = "SELECT a.official_account,
+pub const OVERVIEWS: &str = "SELECT a.official_account,
         (SELECT count(*) FROM confirmed c WHERE c.account_id = a.id) AS confirmed,
         (SELECT count(*) FROM failed f WHERE f.account_id = a.id) AS failed,
         a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since,

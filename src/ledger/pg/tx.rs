@@ -266,8 +266,8 @@ impl<'c> ReadTx<'c> for PgTx<'c> {
         Box::pin(async move { self.rows(sql::CONFIRMED_ROWS, &[&account]).await })
     }
 
-    fn summaries(&mut self) -> Fut<'_, Vec<AccountOverview>> {
-        Box::pin(self.rows(sql::SUMMARIES, &[]))
+    fn overviews(&mut self) -> Fut<'_, Vec<AccountOverview>> {
+        Box::pin(self.rows(sql::OVERVIEWS, &[]))
     }
 
     fn runs(&mut self, limit: Option<u64>) -> Fut<'_, Vec<RunRow>> {

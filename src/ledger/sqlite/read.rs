@@ -12,7 +12,7 @@ use rusqlite::types::Value;
 use super::tx::{SqliteRow, bind, int, text};
 use super::{error, sql};
 use crate::ledger::rows::{AccountRow, Decode, Identity, Name, Pair};
-use crate::ledger::source::Listed;
+use crate::ledger::source::InMemory;
 use crate::ledger::store::AccountRows;
 use crate::ledger::view::Planner;
 use crate::ledger::{AccountSource, AccountView, Confirmed, KnownProperties, LedgerError};
@@ -105,18 +105,18 @@ pub(super) fn view(conn: &Connection, at: &str, planner: Planner) -> Result<(), 
         batch("ROLLBACK")?;
     }
     batch("BEGIN")?;
-    let planned = planner(&mut Source { conn, at });
+    let planned = planner(&mut SqliteSource { conn, at });
     let ended = batch("COMMIT");
     planned.and(ended)
 }
 
 /// The ledger as the planner reads it, over the connection.
-struct Source<'c> {
+struct SqliteSource<'c> {
     conn: &'c Connection,
     at: &'c str,
 }
 
-impl AccountSource for Source<'_> {
+impl AccountSource for SqliteSource<'_> {
     fn identity(&mut self) -> Result<(Option<String>, u64), LedgerError> {
         let identity = identity(self.conn, self.at)?;
         Ok((Some(identity.lineage), identity.serial))
@@ -134,7 +134,7 @@ impl AccountSource for Source<'_> {
         f: &mut dyn FnMut(&AccountView, &mut dyn Confirmed) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         match account(self.conn, self.at, name.to_owned())? {
-            None => f(&AccountView::default(), &mut Listed(&[])),
+            None => f(&AccountView::default(), &mut InMemory(&[])),
             Some(rows) => {
                 let view = crate::ledger::read::account_view(&rows);
                 let id = rows.account.id;
@@ -146,13 +146,13 @@ impl AccountSource for Source<'_> {
 
 /// An account's confirmed subscribers as SQLite reads them.
 struct Streamed<'s, 'c> {
-    source: &'s Source<'c>,
+    source: &'s SqliteSource<'c>,
     id: i64,
 }
 
 impl Confirmed for Streamed<'_, '_> {
     fn each(&mut self, f: &mut dyn FnMut(&str)) -> Result<(), LedgerError> {
-        let Source { conn, at } = self.source;
+        let SqliteSource { conn, at } = self.source;
         confirmed(conn, at, self.id, &mut |s| {
             f(s);
             ControlFlow::Continue(())

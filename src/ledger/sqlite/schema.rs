@@ -149,9 +149,9 @@ pub fn open_read(path: &Path, at: &str) -> Result<Option<(Connection, String)>, 
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sqlite(at))?;
-    match check_identity(&conn, at)? {
-        Identity::Empty => Ok(None),
-        Identity::Ledger(version) => {
+    match check_contents(&conn, at)? {
+        Contents::Empty => Ok(None),
+        Contents::Ledger(version) => {
             LedgerError::check_version(at, version)?;
             Ok(Some((conn, at.to_owned())))
         }
@@ -161,15 +161,15 @@ pub fn open_read(path: &Path, at: &str) -> Result<Option<(Connection, String)>, 
 /// Opens (creating or upgrading) the ledger for writing. The caller holds the writer lock.
 pub fn open_write(path: &Path, at: &str) -> Result<Connection, LedgerError> {
     let mut conn = Connection::open(path).map_err(sqlite(at))?;
-    let version = match check_identity(&conn, at)? {
-        Identity::Empty => 0,
-        Identity::Ledger(v) if v > SCHEMA_VERSION => {
+    let version = match check_contents(&conn, at)? {
+        Contents::Empty => 0,
+        Contents::Ledger(v) if v > SCHEMA_VERSION => {
             return Err(LedgerError::TooNew {
                 at: at.to_owned(),
                 version: v,
             });
         }
-        Identity::Ledger(v) => v,
+        Contents::Ledger(v) => v,
     };
     // WAL lets plan and status read while apply writes; FULL makes every commit durable.
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -208,14 +208,14 @@ pub fn open_write(path: &Path, at: &str) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
-enum Identity {
+enum Contents {
     /// A brand-new (empty) database file.
     Empty,
     /// A subsync ledger at this schema version.
     Ledger(i64),
 }
 
-fn check_identity(conn: &Connection, at: &str) -> Result<Identity, LedgerError> {
+fn check_contents(conn: &Connection, at: &str) -> Result<Contents, LedgerError> {
     let app: i32 = conn
         .pragma_query_value(None, "application_id", |r| r.get(0))
         .map_err(sqlite(at))?;
@@ -223,13 +223,13 @@ fn check_identity(conn: &Connection, at: &str) -> Result<Identity, LedgerError> 
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(sqlite(at))?;
     if app == APPLICATION_ID {
-        return Ok(Identity::Ledger(version));
+        return Ok(Contents::Ledger(version));
     }
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(sqlite(at))?;
     if app == 0 && version == 0 && tables == 0 {
-        return Ok(Identity::Empty);
+        return Ok(Contents::Empty);
     }
     Err(LedgerError::Foreign {
         at: at.to_owned(),

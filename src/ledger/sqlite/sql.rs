@@ -32,7 +32,7 @@ pub const CONFIRMED: &str =
     "SELECT subscriber FROM confirmed WHERE account_id = :account ORDER BY subscriber";
 
 /// With the account's properties, when it has any (`live` is NULL when not).
-pub const SUMMARIES: &str = "SELECT a.*, p.live, p.owner, p.learnt_at, p.declared, p.kept,
+pub const OVERVIEWS: &str = "SELECT a.*, p.live, p.owner, p.learnt_at, p.declared, p.kept,
         (SELECT count(*) FROM confirmed WHERE account_id = a.id) AS confirmed,
         (SELECT count(*) FROM failed WHERE account_id = a.id) AS failed,
         (SELECT count(*) FROM drift WHERE account_id = a.id AND direction = 'added') AS drift_added,

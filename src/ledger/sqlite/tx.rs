@@ -173,8 +173,8 @@ impl<'c> ReadTx<'c> for SqliteTx {
         self.select(sql::CONFIRMED_ROWS, vec![(":account", int(account))])
     }
 
-    fn summaries(&mut self) -> Fut<'_, Vec<AccountOverview>> {
-        self.select(sql::SUMMARIES, Vec::new())
+    fn overviews(&mut self) -> Fut<'_, Vec<AccountOverview>> {
+        self.select(sql::OVERVIEWS, Vec::new())
     }
 
     fn runs(&mut self, limit: Option<u64>) -> Fut<'_, Vec<RunRow>> {

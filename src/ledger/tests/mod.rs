@@ -386,7 +386,7 @@ async fn readers_see_committed_state_while_the_writer_holds_the_lock() {
             b.name()
         );
         let mut reader = Reader::open(&b.location).await.unwrap();
-        let (meta, accounts) = reader.summaries().await.unwrap();
+        let (meta, accounts) = reader.overviews().await.unwrap();
         assert_eq!(meta.serial, writer.snapshot().await.unwrap().serial);
         assert_eq!((accounts[0].confirmed, accounts[0].failed), (1, 0));
         assert_eq!(writer.accounts().await.unwrap(), accounts);
@@ -500,9 +500,9 @@ async fn account_properties_merge_what_is_learnt_and_replace_what_is_declared() 
         assert_eq!((known.declared, known.kept), (declared.clone(), declared));
         assert!(known.learnt_at.is_some());
         // The limit learnt is the account's limit, for status and the plan.
-        let summaries = writer.accounts().await.unwrap();
-        assert_eq!(summaries[0].facts.max_subscribers, Some(50), "{}", b.name());
-        assert!(summaries[0].properties.is_some());
+        let overviews = writer.accounts().await.unwrap();
+        assert_eq!(overviews[0].facts.max_subscribers, Some(50), "{}", b.name());
+        assert!(overviews[0].properties.is_some());
         // In one transaction, a later record merges over an earlier one.
         let both = vec![
             properties(a, "First", Some(60)),

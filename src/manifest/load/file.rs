@@ -16,7 +16,7 @@ use crate::manifest::{
     Diagnostic, Limits, ManifestDocument, Stamp, SubscriberSet, subscriber_file,
 };
 use crate::quote::quote;
-use crate::yaml::{self, Node, Position, Step};
+use crate::yaml::{self, Node, Position, Segment};
 
 /// A document that passed its own checks.
 #[derive(Debug, Clone)]
@@ -191,9 +191,9 @@ impl<'a> Reader<'a> {
     fn check_document(&mut self, root: &Node<'_>, document: ManifestDocument) -> Option<Parsed> {
         let path: &'a Path = &self.found.path;
         let before = self.read.problems.len();
-        let at = |steps: &[Step<'_>]| Some(root.find(steps));
-        let name_at = root.find(&[Step::Key("metadata"), Step::Key("name")]);
-        let account_at = root.find(&[Step::Key("spec"), Step::Key("officialAccount")]);
+        let at = |steps: &[Segment<'_>]| Some(root.find(steps));
+        let name_at = root.find(&[Segment::Key("metadata"), Segment::Key("name")]);
+        let account_at = root.find(&[Segment::Key("spec"), Segment::Key("officialAccount")]);
         // The shape check has judged the name, the account and every inline UserID; the
         // UserIDs are read from the tree, where they are, rather than copied.
         let mut collector = Collector::new(self.limits.max_subscribers);
@@ -205,7 +205,11 @@ impl<'a> Reader<'a> {
                 };
                 let origin = Origin::Inline(u32::try_from(i).unwrap_or(u32::MAX));
                 if let Err(m) = collector.add(id, origin) {
-                    let entry = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
+                    let entry = [
+                        Segment::Key("spec"),
+                        Segment::Key("subscribers"),
+                        Segment::Index(i),
+                    ];
                     self.problem(Diagnostic::at(path, at(&entry), m));
                     break;
                 }
@@ -214,9 +218,9 @@ impl<'a> Reader<'a> {
         let mut lists = Vec::new();
         for (i, entry) in document.spec.subscriber_files.iter().enumerate() {
             let steps = [
-                Step::Key("spec"),
-                Step::Key("subscriberFiles"),
-                Step::Index(i),
+                Segment::Key("spec"),
+                Segment::Key("subscriberFiles"),
+                Segment::Index(i),
             ];
             let shown = path.parent().unwrap_or(Path::new(".")).join(entry);
             if let Err((m, cause)) = self.read_list(entry, &shown, i, &mut collector) {
@@ -225,7 +229,7 @@ impl<'a> Reader<'a> {
             lists.push(shown);
         }
         if let Some(m) = check_create(&document) {
-            let create = root.find(&[Step::Key("spec"), Step::Key("create")]);
+            let create = root.find(&[Segment::Key("spec"), Segment::Key("create")]);
             self.problem(Diagnostic::at(path, Some(create), m));
         }
         if self.read.problems.len() > before {
@@ -234,7 +238,7 @@ impl<'a> Reader<'a> {
         let subscribers = match collector.take_sorted() {
             Ok(sorted) => sorted,
             Err(m) => {
-                let spec = root.find(&[Step::Key("spec")]);
+                let spec = root.find(&[Segment::Key("spec")]);
                 self.problem(Diagnostic::at(path, Some(spec), m));
                 return None;
             }
@@ -354,7 +358,11 @@ impl<'a> Reader<'a> {
             warnings.push(match *origin {
                 Origin::Inline(i) => {
                     let i = i as usize;
-                    let steps = [Step::Key("spec"), Step::Key("subscribers"), Step::Index(i)];
+                    let steps = [
+                        Segment::Key("spec"),
+                        Segment::Key("subscribers"),
+                        Segment::Index(i),
+                    ];
                     Diagnostic::at(path, Some(root.find(&steps)), message)
                 }
                 Origin::ListFile { index, line } => Diagnostic::at(
@@ -376,7 +384,7 @@ impl<'a> Reader<'a> {
                     "more duplicate subscribers"
                 )
             );
-            let spec = root.find(&[Step::Key("spec")]);
+            let spec = root.find(&[Segment::Key("spec")]);
             warnings.push(Diagnostic::at(path, Some(spec), message));
         }
     }

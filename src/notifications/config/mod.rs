@@ -19,7 +19,7 @@ mod tests;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::event::Kind;
+use super::event::EventType;
 use crate::manifest::Diagnostic;
 use crate::quote::quote;
 use crate::yaml::{Node, Position};
@@ -32,7 +32,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Most sinks in one file: each is a task and a queue.
 pub const MAX_SINKS: usize = 64;
 
-const LIMITS: crate::yaml::Limits = crate::yaml::Limits {
+const LIMITS: crate::yaml::TreeLimits = crate::yaml::TreeLimits {
     max_depth: 8,
     max_nodes: 100_000,
 };
@@ -54,17 +54,17 @@ impl NotifyConfig {
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     pub name: String,
-    pub target: Target,
+    pub target: Destination,
     /// The events it wants: all when the file names none; none for a commit-status sink,
     /// which takes each run's state instead.
-    pub events: BTreeSet<Kind>,
+    pub events: BTreeSet<EventType>,
     /// Only events about these accounts (and those about no account); all when empty.
     pub accounts: BTreeSet<String>,
 }
 
 impl SinkConfig {
     /// True when this sink wants `kind` about `account`.
-    pub fn wants(&self, kind: Kind, account: Option<&str>) -> bool {
+    pub fn wants(&self, kind: EventType, account: Option<&str>) -> bool {
         self.events.contains(&kind)
             && match account {
                 Some(a) if !self.accounts.is_empty() => self.accounts.contains(a),
@@ -74,13 +74,16 @@ impl SinkConfig {
 
     /// True for the sinks that post commit statuses (GitHub, GitLab).
     pub fn takes_statuses(&self) -> bool {
-        matches!(self.target, Target::GitHub { .. } | Target::GitLab { .. })
+        matches!(
+            self.target,
+            Destination::GitHub { .. } | Destination::GitLab { .. }
+        )
     }
 }
 
 /// Where a sink sends, with its secret.
 #[derive(Clone)]
-pub enum Target {
+pub enum Destination {
     Webhook {
         url: url::Url,
         secret: Option<String>,
@@ -106,35 +109,37 @@ pub enum Target {
     },
 }
 
-impl Target {
+impl Destination {
     /// The URL requests go to, or their base: for the loopback check and the proxy choice.
     pub fn base(&self) -> &url::Url {
         match self {
-            Target::Webhook { url, .. } | Target::Slack { url } | Target::WeCom { url } => url,
-            Target::GitHub { api, .. } | Target::GitLab { api, .. } => api,
+            Destination::Webhook { url, .. }
+            | Destination::Slack { url }
+            | Destination::WeCom { url } => url,
+            Destination::GitHub { api, .. } | Destination::GitLab { api, .. } => api,
         }
     }
 }
 
 /// Secrets stay out: the type and, where it is not a secret, the target.
-impl std::fmt::Debug for Target {
+impl std::fmt::Debug for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Webhook { url, secret } => f
+            Destination::Webhook { url, secret } => f
                 .debug_struct("Webhook")
                 .field("url", &url.as_str())
                 .field("signed", &secret.is_some())
                 .finish(),
-            Target::Slack { .. } => f.write_str("Slack { url: <secret> }"),
-            Target::WeCom { .. } => f.write_str("WeCom { url: <secret> }"),
-            Target::GitHub {
+            Destination::Slack { .. } => f.write_str("Slack { url: <secret> }"),
+            Destination::WeCom { .. } => f.write_str("WeCom { url: <secret> }"),
+            Destination::GitHub {
                 api, repository, ..
             } => f
                 .debug_struct("GitHub")
                 .field("api", &api.as_str())
                 .field("repository", &repository.to_string())
                 .finish_non_exhaustive(),
-            Target::GitLab { api, project, .. } => f
+            Destination::GitLab { api, project, .. } => f
                 .debug_struct("GitLab")
                 .field("api", &api.as_str())
                 .field("project", project)

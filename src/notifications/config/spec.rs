@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::check;
-use super::{Problems, SinkConfig, Target};
-use crate::notifications::event::Kind;
+use super::{Destination, Problems, SinkConfig};
+use crate::notifications::event::EventType;
 use crate::quote::quote;
 use crate::settings::secret::{Secret, read_secret_file};
 use crate::yaml::{Detail, Node, closest};
@@ -122,7 +122,7 @@ pub(super) fn read(
         return None;
     }
     let before = problems.count();
-    let mut sink = Sink {
+    let mut sink = Checked {
         node,
         label: &label,
         dir,
@@ -147,14 +147,14 @@ struct Host {
 }
 
 /// One sink being checked: where it is, and where its problems go.
-struct Sink<'a, 'n, 'p> {
+struct Checked<'a, 'n, 'p> {
     node: &'a Node<'n>,
     label: &'a str,
     dir: &'a Path,
     problems: &'a mut Problems<'p>,
 }
 
-impl Sink<'_, '_, '_> {
+impl Checked<'_, '_, '_> {
     /// A problem at `field`'s value, or at the sink when it has no such field.
     fn problem(&mut self, field: Option<&str>, message: String) {
         let at = field
@@ -237,7 +237,7 @@ impl Sink<'_, '_, '_> {
                     None => Some(None),
                 };
                 let target = match (url, secret) {
-                    (Some(url), Some(secret)) => Some(Target::Webhook { url, secret }),
+                    (Some(url), Some(secret)) => Some(Destination::Webhook { url, secret }),
                     _ => None,
                 };
                 (s.name, target, s.events, s.accounts)
@@ -245,13 +245,13 @@ impl Sink<'_, '_, '_> {
             SinkSpec::Slack(s) => {
                 let target = self
                     .chat(s.url_file.as_deref(), "slack")
-                    .map(|url| Target::Slack { url });
+                    .map(|url| Destination::Slack { url });
                 (s.name, target, s.events, s.accounts)
             }
             SinkSpec::WeCom(s) => {
                 let target = self
                     .chat(s.url_file.as_deref(), "wecom")
-                    .map(|url| Target::WeCom { url });
+                    .map(|url| Destination::WeCom { url });
                 (s.name, target, s.events, s.accounts)
             }
             SinkSpec::GitHub(s) => {
@@ -269,7 +269,7 @@ impl Sink<'_, '_, '_> {
                 );
                 let target = repository
                     .zip(host)
-                    .map(|(repository, host)| Target::GitHub {
+                    .map(|(repository, host)| Destination::GitHub {
                         api: host.api,
                         repository,
                         token: host.token,
@@ -295,12 +295,14 @@ impl Sink<'_, '_, '_> {
                     ),
                     s.target_url.as_deref(),
                 );
-                let target = project.zip(host).map(|(project, host)| Target::GitLab {
-                    api: host.api,
-                    project,
-                    token: host.token,
-                    target_url: host.link,
-                });
+                let target = project
+                    .zip(host)
+                    .map(|(project, host)| Destination::GitLab {
+                        api: host.api,
+                        project,
+                        token: host.token,
+                        target_url: host.link,
+                    });
                 (s.name, target, None, None)
             }
         };
@@ -308,7 +310,7 @@ impl Sink<'_, '_, '_> {
         let events = match (statuses, events) {
             // A commit-status sink takes each run's state, never events.
             (true, _) => Some(BTreeSet::new()),
-            (false, None) => Some(Kind::ALL.iter().copied().collect()),
+            (false, None) => Some(EventType::ALL.iter().copied().collect()),
             (false, Some(names)) => self.events(&names),
         };
         let accounts = self.accounts(accounts.unwrap_or_default());
@@ -380,7 +382,7 @@ impl Sink<'_, '_, '_> {
     }
 
     /// Every event name, each unknown one reported at its place.
-    fn events(&mut self, names: &[String]) -> Option<BTreeSet<Kind>> {
+    fn events(&mut self, names: &[String]) -> Option<BTreeSet<EventType>> {
         let items = match self.node.get("events").map(Node::resolved) {
             Some(Node::Seq { items, .. }) => items.as_slice(),
             _ => &[],
@@ -388,14 +390,14 @@ impl Sink<'_, '_, '_> {
         let mut events = BTreeSet::new();
         let mut bad = false;
         for (i, name) in names.iter().enumerate() {
-            match Kind::parse(name) {
+            match EventType::parse(name) {
                 Some(kind) => {
                     events.insert(kind);
                 }
                 None => {
                     bad = true;
                     let at = items.get(i).unwrap_or(self.node).position();
-                    let known = Kind::ALL.map(Kind::name);
+                    let known = EventType::ALL.map(EventType::name);
                     let hint = match closest(name, known.into_iter()) {
                         Some(close) => format!("did you mean `{close}`?"),
                         None => format!("events are {}", known.join(", ")),

@@ -54,15 +54,15 @@ fn every_type_is_read_with_its_secret_from_a_file() {
     .unwrap();
     assert_eq!(config.sinks.len(), 4);
     let hook = &config.sinks[0];
-    assert!(hook.wants(Kind::Applied, None));
-    assert!(!hook.wants(Kind::Drift, Some("@TOA#_a")));
+    assert!(hook.wants(EventType::Applied, None));
+    assert!(!hook.wants(EventType::Drift, Some("@TOA#_a")));
     let chat = &config.sinks[1];
-    assert!(chat.wants(Kind::Drift, Some("@TOA#_vip")));
-    assert!(!chat.wants(Kind::Drift, Some("@TOA#_other")));
-    assert!(chat.wants(Kind::Fatal, None));
+    assert!(chat.wants(EventType::Drift, Some("@TOA#_vip")));
+    assert!(!chat.wants(EventType::Drift, Some("@TOA#_other")));
+    assert!(chat.wants(EventType::Fatal, None));
     assert!(config.sinks[2].takes_statuses() && config.takes_statuses());
     match &config.sinks[3].target {
-        Target::GitLab { project, .. } => assert_eq!(project, "12345"),
+        Destination::GitLab { project, .. } => assert_eq!(project, "12345"),
         other => panic!("{other:?}"),
     }
     let shown = format!("{config:?}");
@@ -79,7 +79,7 @@ fn a_commit_status_sink_wants_no_events() {
         "sinks:\n- {name: commits, type: github, repository: o/n, tokenFile: t}\n",
     )
     .unwrap();
-    for kind in Kind::ALL {
+    for kind in EventType::ALL {
         assert!(!config.sinks[0].wants(kind, None), "{kind:?}");
     }
 }
