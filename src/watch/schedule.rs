@@ -462,22 +462,22 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(T, t0, false);
         s.waiting_for_lock();
-        assert_eq!(s.due(t0), cycle(Trigger::Start));
-        s.finished(t0, Ended::Done);
+        assert_eq!(s.take_due(t0), cycle(Trigger::Start));
+        s.finished(t0, CycleEnd::Done);
         // Only the resync remains: no attempt at the lock falls due while the wait runs.
         assert_eq!(s.next_wake(), Some(t0 + secs(600)));
-        assert_eq!(s.due(t0 + secs(5)), None);
+        assert_eq!(s.take_due(t0 + secs(5)), None);
         // The wait failed (the ledger could not be reached): try again after the pause.
         s.ledger_unreachable(t0 + secs(100));
         assert_eq!(s.next_wake(), Some(t0 + secs(105)));
-        assert_eq!(s.due(t0 + secs(105)), Some(Action::TakeOver));
+        assert_eq!(s.take_due(t0 + secs(105)), Some(Action::TakeOver));
         // Another replica still leads: the attempt is followed by a wait again.
         s.stand_by(t0 + secs(105));
         s.waiting_for_lock();
         assert_eq!(s.next_wake(), Some(t0 + secs(600)));
         // The lock came: reconcile in full at once.
         s.took_over(t0 + secs(200));
-        assert_eq!(s.due(t0 + secs(200)), cycle(Trigger::Takeover));
+        assert_eq!(s.take_due(t0 + secs(200)), cycle(Trigger::Takeover));
     }
 
     #[test]

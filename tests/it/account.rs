@@ -10,7 +10,7 @@ use subsync::properties::Properties;
 use subsync::tencent::Api;
 use subsync::tencent::api::Command;
 
-use crate::common::{Remote, Workspace, client, ids, manifest_text, stderr, stdout};
+use crate::common::{Remote, Workspace, block_on, client, ids, manifest_text, stderr, stdout};
 
 /// A manifest for `account` listing `subscribers`, with `extra` YAML under `spec`.
 fn declare(ws: &Workspace, account: &str, subscribers: &[String], extra: &str) {
@@ -40,19 +40,19 @@ fn said(out: &std::process::Output) -> String {
 }
 
 /// An emulator with one account, limited to `max`, holding the first `held` of `ids("u", _)`.
-async fn holding(account: &'static str, max: u64, held: usize) -> Emulator {
+fn holding(account: &'static str, max: u64, held: usize) -> Emulator {
     let held = ids("u", held);
     let held: Vec<&str> = held.iter().map(String::as_str).collect();
-    Remote::default().account(account, max, &held).start().await
+    Remote::default().account(account, max, &held).start()
 }
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", said(out)))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn raising_a_full_accounts_limit_lets_its_adds_in_within_one_run() {
-    let emulator = holding("@TOA#_full", 50, 50).await;
+#[test]
+fn raising_a_full_accounts_limit_lets_its_adds_in_within_one_run() {
+    let emulator = holding("@TOA#_full", 50, 50);
     let ws = Workspace::new();
     declare(
         &ws,
@@ -85,12 +85,9 @@ async fn raising_a_full_accounts_limit_lets_its_adds_in_within_one_run() {
     assert_eq!(stats.count(Command::AddSubscriber, "130006"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_console_edit_is_planned_back_and_restored() {
-    let emulator = Remote::default()
-        .account("@TOA#_weekly", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_console_edit_is_planned_back_and_restored() {
+    let emulator = Remote::default().account("@TOA#_weekly", 1000, &[]).start();
     let ws = Workspace::new();
     declare(
         &ws,
@@ -110,10 +107,7 @@ async fn a_console_edit_is_planned_back_and_restored() {
         name: Some("Hijacked \u{1b}[31mred".into()),
         ..Properties::default()
     };
-    client(&emulator)
-        .modify_account("@TOA#_weekly", &console)
-        .await
-        .unwrap();
+    block_on(client(&emulator).modify_account("@TOA#_weekly", &console)).unwrap();
 
     let plan = plan_refreshed(&ws, &emulator);
     assert_eq!(code(&plan), Some(2), "{}", said(&plan));
@@ -180,19 +174,16 @@ async fn a_console_edit_is_planned_back_and_restored() {
     assert_eq!(code(&again), Some(0), "{}", said(&again));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn undeclared_fields_are_never_sent_nor_reported() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn undeclared_fields_are_never_sent_nor_reported() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let c = client(&emulator);
     let console = Properties {
         introduction: Some("written in the console".into()),
         organization: Some("Console Org".into()),
         ..Properties::default()
     };
-    c.modify_account("@TOA#_a", &console).await.unwrap();
+    block_on(c.modify_account("@TOA#_a", &console)).unwrap();
     let ws = Workspace::new();
     declare(
         &ws,
@@ -224,9 +215,9 @@ async fn undeclared_fields_are_never_sent_nor_reported() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn creation_needs_the_flag_is_done_with_it_and_never_twice() {
-    let emulator = Remote::default().start().await;
+#[test]
+fn creation_needs_the_flag_is_done_with_it_and_never_twice() {
+    let emulator = Remote::default().start();
     let ws = Workspace::new();
     declare(
         &ws,
@@ -283,9 +274,9 @@ async fn creation_needs_the_flag_is_done_with_it_and_never_twice() {
     assert!(emulator.state().accounts.contains_key("@TOA#_launch"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_lowered_limit_below_the_count_is_refused_with_the_numbers() {
-    let emulator = holding("@TOA#_a", 100, 60).await;
+#[test]
+fn a_lowered_limit_below_the_count_is_refused_with_the_numbers() {
+    let emulator = holding("@TOA#_a", 100, 60);
     let ws = Workspace::new();
     declare(
         &ws,
@@ -311,9 +302,9 @@ async fn a_lowered_limit_below_the_count_is_refused_with_the_numbers() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_bad_declaration_is_refused_with_its_place_and_nothing_is_sent() {
-    let emulator = Remote::default().account("@TOA#_a", 100, &[]).start().await;
+#[test]
+fn a_bad_declaration_is_refused_with_its_place_and_nothing_is_sent() {
+    let emulator = Remote::default().account("@TOA#_a", 100, &[]).start();
     let ws = Workspace::new();
     declare(
         &ws,
@@ -342,15 +333,13 @@ async fn a_bad_declaration_is_refused_with_its_place_and_nothing_is_sent() {
     assert_eq!(emulator.stats().requests, 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn watch_tells_a_console_edit_as_drift_and_sets_it_back() {
-    use crate::common::daemon::{start, wait_for};
+#[test]
+fn watch_tells_a_console_edit_as_drift_and_sets_it_back() {
+    use crate::common::daemon::start;
+    use crate::common::wait_for;
     use subsync::testing::Receiver;
-    let emulator = Remote::default()
-        .account("@TOA#_weekly", 1000, &[])
-        .start()
-        .await;
-    let hook = Receiver::start().await;
+    let emulator = Remote::default().account("@TOA#_weekly", 1000, &[]).start();
+    let hook = block_on(Receiver::start());
     let ws = Workspace::new();
     declare(
         &ws,
@@ -380,21 +369,17 @@ async fn watch_tells_a_console_edit_as_drift_and_sets_it_back() {
         ],
     );
     let name = || emulator.state().accounts["@TOA#_weekly"].name.clone();
-    wait_for("the declared name", || name() == "Weekly Digest").await;
+    wait_for("the declared name", || name() == "Weekly Digest");
     let console = Properties {
         name: Some("Console".into()),
         ..Properties::default()
     };
-    client(&emulator)
-        .modify_account("@TOA#_weekly", &console)
-        .await
-        .unwrap();
+    block_on(client(&emulator).modify_account("@TOA#_weekly", &console)).unwrap();
     let events = || -> Vec<Value> { hook.received().iter().map(|r| r.json()).collect() };
     wait_for("the drift to be told", || {
         events().iter().any(|e| e["event"] == "drift")
-    })
-    .await;
-    wait_for("the name to be set back", || name() == "Weekly Digest").await;
+    });
+    wait_for("the name to be set back", || name() == "Weekly Digest");
     let drift = events()
         .into_iter()
         .find(|e| e["event"] == "drift")
@@ -408,7 +393,7 @@ async fn watch_tells_a_console_edit_as_drift_and_sets_it_back() {
         "{drift}"
     );
     let key = "subsync_drift_total{account=\"@TOA#_weekly\",direction=\"property\"}";
-    wait_for("the drift metric", || daemon.metric(key) == Some(1.0)).await;
+    wait_for("the drift metric", || daemon.metric(key) == Some(1.0));
     let set = daemon.metric("subsync_account_properties_set_total{account=\"@TOA#_weekly\"}");
     assert_eq!(set, Some(2.0), "set, then set back");
 }

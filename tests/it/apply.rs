@@ -1,9 +1,7 @@
 //! `apply` end to end against the emulator: convergence, drift, limits, isolation, retries,
 //! fatal answers, locking, saved plans, and crashes.
 
-use std::time::{Duration, Instant};
-
-use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
+use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout, wait_for};
 use subsync::apply::RunSummary;
 use subsync::emulator::{Emulator, FollowLimitMode};
 use subsync::ledger::RunOutcome;
@@ -39,23 +37,13 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Waits until `condition` holds, failing the test after 30 s.
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn apply_converges_then_a_second_run_sends_nothing() {
+#[test]
+fn apply_converges_then_a_second_run_sends_nothing() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_b", 1000, &[])
         .account("@TOA#_c", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 250));
     ws.manifest("b", "@TOA#_b", &ids("b", 101));
@@ -83,12 +71,9 @@ async fn apply_converges_then_a_second_run_sends_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_summary_matches_its_schema_and_is_kept_in_the_audit_log() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn the_summary_matches_its_schema_and_is_kept_in_the_audit_log() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let out = ws.run(
@@ -126,12 +111,11 @@ async fn the_summary_matches_its_schema_and_is_kept_in_the_audit_log() {
     assert_eq!(serde_json::to_value(kept.totals).unwrap(), s["totals"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn already_subscribed_members_are_confirmed_and_counted_as_drift() {
+#[test]
+fn already_subscribed_members_are_confirmed_and_counted_as_drift() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &["a00001", "a00003", "stranger"])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
     let s = summary(&apply(&ws, &emulator));
@@ -145,15 +129,14 @@ async fn already_subscribed_members_are_confirmed_and_counted_as_drift() {
     assert_eq!(confirmed(&ws, "@TOA#_a"), ids("a", 5));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn full_account_is_filled_then_skipped() {
+#[test]
+fn full_account_is_filled_then_skipped() {
     // 7 strangers already follow; the limit of 30 leaves room for 23 of the 40 wanted.
     let strangers = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"];
     let emulator = Remote::default()
         .account("@TOA#_full", 30, &strangers)
         .account("@TOA#_ok", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("full", "@TOA#_full", &ids("f", 40));
     ws.manifest("ok", "@TOA#_ok", &ids("o", 10));
@@ -191,15 +174,14 @@ async fn full_account_is_filled_then_skipped() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
+#[test]
+fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
     for mode in [FollowLimitMode::Request, FollowLimitMode::Item] {
         let emulator = Remote::default()
             .follow_limit(1, mode)
             .account("@TOA#_other", 1000, &["a00017", "a00150"])
             .account("@TOA#_a", 1000, &[])
-            .start()
-            .await;
+            .start();
         let ws = Workspace::new();
         ws.manifest("a", "@TOA#_a", &ids("a", 250));
         let out = apply(&ws, &emulator);
@@ -222,14 +204,13 @@ async fn follow_limited_subscribers_are_isolated_and_the_rest_added() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn injected_faults_are_retried_until_everything_converges() {
+#[test]
+fn injected_faults_are_retried_until_everything_converges() {
     let emulator = Remote::default()
         .fault_rate(0.2)
         .account("@TOA#_a", 10_000, &[])
         .account("@TOA#_b", 10_000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     // 60 batches: some are bound to be hit (all spared: 0.8^61, about 1e-6), and one batch
     // failing all 10 attempts is about 6e-6.
@@ -244,12 +225,9 @@ async fn injected_faults_are_retried_until_everything_converges() {
     assert_eq!(confirmed(&ws, "@TOA#_a"), ids("a", 4000));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_missing_account_is_skipped_and_the_others_applied() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_missing_account_is_skipped_and_the_others_applied() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
     ws.manifest("gone", "@TOA#_gone", &ids("g", 150));
@@ -272,12 +250,9 @@ async fn a_missing_account_is_skipped_and_the_others_applied() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_credentials_stop_at_the_first_answer_and_change_nothing_but_the_audit_log() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn wrong_credentials_stop_at_the_first_answer_and_change_nothing_but_the_audit_log() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 500));
     std::fs::write(ws.key_file(), "not-the-key").unwrap();
@@ -305,12 +280,9 @@ async fn wrong_credentials_stop_at_the_first_answer_and_change_nothing_but_the_a
     assert_eq!(runs[0].result, Some(RunOutcome::Failed));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_manifests_send_nothing_and_write_nothing() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn invalid_manifests_send_nothing_and_write_nothing() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &["ok".into(), "".into()]);
     let out = apply(&ws, &emulator);
@@ -320,12 +292,9 @@ async fn invalid_manifests_send_nothing_and_write_nothing() {
     assert!(!ws.state().exists());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_writer_is_refused_naming_the_holder() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
     let _held = crate::common::ledger::hold(ws.state(), "apply", vec![]);
@@ -339,12 +308,9 @@ async fn a_second_writer_is_refused_naming_the_holder() {
     assert_eq!(emulator.stats().requests, 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_saved_plan_applies_only_while_nothing_changed() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_saved_plan_applies_only_while_nothing_changed() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
     assert!(
@@ -394,22 +360,21 @@ async fn a_saved_plan_applies_only_while_nothing_changed() {
 }
 
 /// A slow emulator and a large set, so that a run can be stopped midway.
-async fn slow_setup() -> (Emulator, Workspace) {
+fn slow_setup() -> (Emulator, Workspace) {
     let emulator = Remote::default()
         .latency_ms(20)
         .account("@TOA#_a", 100_000, &[])
         .account("@TOA#_b", 100_000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3000));
     ws.manifest("b", "@TOA#_b", &ids("b", 3000));
     (emulator, ws)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_run_killed_midway_converges_on_the_next_run() {
-    let (emulator, ws) = slow_setup().await;
+#[test]
+fn a_run_killed_midway_converges_on_the_next_run() {
+    let (emulator, ws) = slow_setup();
     let mut child = ws
         .command(
             Some(&emulator.url()),
@@ -444,9 +409,9 @@ async fn a_run_killed_midway_converges_on_the_next_run() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_cleanly_with_a_partial_summary_and_exit_130() {
-    let (emulator, ws) = slow_setup().await;
+#[test]
+fn sigterm_stops_cleanly_with_a_partial_summary_and_exit_130() {
+    let (emulator, ws) = slow_setup();
     let child = ws
         .command(
             Some(&emulator.url()),

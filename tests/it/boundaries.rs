@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::common::standin::{Mute, Reply, StandIn};
-use crate::common::{Workspace, ids};
+use crate::common::{Workspace, ids, wait_for};
 use serde_json::{Value, json};
 use subsync::testing::run_measured;
 
@@ -68,13 +68,12 @@ fn run(ws: &Workspace, url: &str, args: &[&str]) -> subsync::testing::Measured {
     run_measured(&mut cmd).expect("run subsync")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_two_gib_answer_to_the_probe_is_cut_at_its_cap() {
+#[test]
+fn a_two_gib_answer_to_the_probe_is_cut_at_its_cap() {
     let standin = StandIn::start(|command, body| match command {
         "get_official_account_info" => Reply::Endless { bytes: 2 << 30 },
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let out = run(&ws, standin.url(), &["apply", "manifests"]);
@@ -91,8 +90,8 @@ async fn a_two_gib_answer_to_the_probe_is_cut_at_its_cap() {
     assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn oversized_or_overfull_batch_answers_are_never_used() {
+#[test]
+fn oversized_or_overfull_batch_answers_are_never_used() {
     for overfull in [false, true] {
         let standin = StandIn::start(move |command, body| match command {
             "get_official_account_info" => info(body, 1000),
@@ -104,8 +103,7 @@ async fn oversized_or_overfull_batch_answers_are_never_used() {
                 ok(json!({ "SubscriberList": items }))
             }
             _ => Reply::Endless { bytes: 64 << 20 },
-        })
-        .await;
+        });
         let ws = Workspace::new();
         ws.manifest("a", "@TOA#_a", &ids("a", 500));
         let out = run(
@@ -137,8 +135,8 @@ async fn oversized_or_overfull_batch_answers_are_never_used() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn server_text_is_escaped_and_cut_in_output_logs_and_the_ledger() {
+#[test]
+fn server_text_is_escaped_and_cut_in_output_logs_and_the_ledger() {
     let hostile = format!(
         "\u{1b}[2J\u{1b}]8;;https://evil.example\u{7}click\u{1b}]8;;\u{7}\r\nERROR forged line\u{202e}{}",
         "z".repeat(40_000)
@@ -146,8 +144,7 @@ async fn server_text_is_escaped_and_cut_in_output_logs_and_the_ledger() {
     let text = hostile.clone();
     let standin = StandIn::start(move |_, _| {
         Reply::Json(json!({"ActionStatus": "FAIL", "ErrorCode": 70009, "ErrorInfo": text}))
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let out = run(
@@ -175,8 +172,8 @@ async fn server_text_is_escaped_and_cut_in_output_logs_and_the_ledger() {
     assert!(!stored.contains('\u{1b}'));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn live_user_ids_that_could_not_be_valid_are_never_stored_printed_or_sent_back() {
+#[test]
+fn live_user_ids_that_could_not_be_valid_are_never_stored_printed_or_sent_back() {
     let bad = [
         String::new(),
         "x".repeat(100_000),
@@ -195,8 +192,7 @@ async fn live_user_ids_that_could_not_be_valid_are_never_stored_printed_or_sent_
             ok(json!({"Next": "", "SubscriberNum": 7, "SubscriberList": list}))
         }
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     let pruned = "apiVersion: subsync/v1\nkind: SubscriberSet\nmetadata:\n  name: a\nspec:\n  officialAccount: \"@TOA#_a\"\n  subscribers: [\"fine\"]\n  prune: true\n";
     std::fs::write(ws.manifests().join("a.yaml"), pruned).unwrap();
@@ -226,8 +222,8 @@ async fn live_user_ids_that_could_not_be_valid_are_never_stored_printed_or_sent_
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_list_that_never_ends_stops_at_what_the_account_can_hold() {
+#[test]
+fn a_list_that_never_ends_stops_at_what_the_account_can_hold() {
     let page = std::sync::atomic::AtomicU64::new(0);
     let standin = StandIn::start(move |command, body| match command {
         "get_official_account_info" => info(body, 1000),
@@ -236,11 +232,12 @@ async fn a_list_that_never_ends_stops_at_what_the_account_can_hold() {
             let list: Vec<Value> = (0..200)
                 .map(|i| json!({"Subscriber_Account": format!("p{n}-{i}")}))
                 .collect();
-            ok(json!({"Next": format!("cursor-{n}"), "SubscriberNum": u64::MAX / 2, "SubscriberList": list}))
+            ok(
+                json!({"Next": format!("cursor-{n}"), "SubscriberNum": u64::MAX / 2, "SubscriberList": list}),
+            )
         }
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 1));
     let out = run(
@@ -260,8 +257,7 @@ async fn a_list_that_never_ends_stops_at_what_the_account_can_hold() {
         "get_official_account_info" => info(body, 10_000_000),
         "get_subscriber_info" => Reply::Items { items: 2_000_000 },
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 1));
     let out = run(
@@ -275,9 +271,9 @@ async fn a_list_that_never_ends_stops_at_what_the_account_can_hold() {
     assert!(out.peak_mib() < MEMORY_BOUND_MIB, "{} MiB", out.peak_mib());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_silent_api_is_unreachable_within_a_bounded_time_and_named_like_a_refused_one() {
-    let standin = StandIn::start(|_, _| Reply::Silence).await;
+#[test]
+fn a_silent_api_is_unreachable_within_a_bounded_time_and_named_like_a_refused_one() {
+    let standin = StandIn::start(|_, _| Reply::Silence);
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 300));
     let out = run(
@@ -307,8 +303,8 @@ async fn a_silent_api_is_unreachable_within_a_bounded_time_and_named_like_a_refu
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http_429_is_rate_limiting_and_its_retry_after_is_honoured() {
+#[test]
+fn http_429_is_rate_limiting_and_its_retry_after_is_honoured() {
     let first = std::sync::atomic::AtomicBool::new(true);
     let standin = StandIn::start(move |command, body| match command {
         "get_official_account_info" => info(body, 1000),
@@ -318,8 +314,7 @@ async fn http_429_is_rate_limiting_and_its_retry_after_is_honoured() {
             body: Vec::new(),
         },
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 50));
     let out = run(
@@ -338,9 +333,9 @@ async fn http_429_is_rate_limiting_and_its_retry_after_is_honoured() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_postgresql_that_accepts_and_never_speaks_bounds_every_command() {
-    let mute = Mute::start().await;
+#[test]
+fn a_postgresql_that_accepts_and_never_speaks_bounds_every_command() {
+    let mute = Mute::start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let url = format!(
@@ -351,8 +346,7 @@ async fn a_postgresql_that_accepts_and_never_speaks_bounds_every_command() {
     let standin = StandIn::start(|command, body| match command {
         "get_official_account_info" => info(body, 1000),
         _ => done(body),
-    })
-    .await;
+    });
     for args in [
         vec!["status"],
         vec!["plan", "manifests"],
@@ -376,13 +370,12 @@ async fn a_postgresql_that_accepts_and_never_speaks_bounds_every_command() {
     assert_eq!(standin.calls("add_subscriber"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_symlinked_lock_file_is_refused_and_its_target_left_untouched() {
+#[test]
+fn a_symlinked_lock_file_is_refused_and_its_target_left_untouched() {
     let standin = StandIn::start(|command, body| match command {
         "get_official_account_info" => info(body, 1000),
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     std::fs::create_dir_all(ws.state()).unwrap();
@@ -396,13 +389,12 @@ async fn a_symlinked_lock_file_is_refused_and_its_target_left_untouched() {
     assert_eq!(standin.calls("add_subscriber"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn key_files_are_bounded_regular_files_and_one_others_can_read_is_warned_about() {
+#[test]
+fn key_files_are_bounded_regular_files_and_one_others_can_read_is_warned_about() {
     let standin = StandIn::start(|command, body| match command {
         "get_official_account_info" => info(body, 1000),
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     for bad in ["/dev/zero", "/etc/passwd"] {
@@ -431,18 +423,17 @@ async fn key_files_are_bounded_regular_files_and_one_others_can_read_is_warned_a
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn probes_are_answered_under_a_flood_of_idle_and_slow_connections() {
+#[test]
+fn probes_are_answered_under_a_flood_of_idle_and_slow_connections() {
     use std::io::Write;
     let standin = StandIn::start(|command, body| match command {
         "get_official_account_info" => info(body, 1000),
         _ => done(body),
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let daemon = crate::common::daemon::start_at(&ws, standin.url(), &ws.manifests(), &[]);
-    crate::common::daemon::wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+    wait_for("ready", || daemon.get("/readyz").0 == 200);
     let mut held = Vec::new();
     for i in 0..1200 {
         let mut conn = std::net::TcpStream::connect(daemon.addr()).unwrap();
@@ -469,9 +460,9 @@ async fn probes_are_answered_under_a_flood_of_idle_and_slow_connections() {
     drop(held);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_silent_service_leaves_the_daemon_ready_with_the_reason() {
-    let standin = StandIn::start(|_, _| Reply::Silence).await;
+#[test]
+fn a_silent_service_leaves_the_daemon_ready_with_the_reason() {
+    let standin = StandIn::start(|_, _| Reply::Silence);
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let daemon = crate::common::daemon::start_at(
@@ -480,10 +471,9 @@ async fn a_silent_service_leaves_the_daemon_ready_with_the_reason() {
         &ws.manifests(),
         &["--api-timeout", "500ms"],
     );
-    crate::common::daemon::wait_for("the reason in /readyz", || {
+    wait_for("the reason in /readyz", || {
         daemon.get("/readyz").1.contains("remote problem")
-    })
-    .await;
+    });
     let (status, body) = daemon.get("/readyz");
     assert_eq!(
         status, 200,
@@ -493,12 +483,11 @@ async fn a_silent_service_leaves_the_daemon_ready_with_the_reason() {
     assert_eq!(daemon.get("/healthz").0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn refused_credentials_make_the_daemon_unready_and_it_waits_its_pause() {
+#[test]
+fn refused_credentials_make_the_daemon_unready_and_it_says_how_long_it_pauses() {
     let standin = StandIn::start(|_, _| {
         Reply::Json(json!({"ActionStatus": "FAIL", "ErrorCode": 70009, "ErrorInfo": "sig"}))
-    })
-    .await;
+    });
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let daemon = crate::common::daemon::start_at(
@@ -507,21 +496,19 @@ async fn refused_credentials_make_the_daemon_unready_and_it_waits_its_pause() {
         &ws.manifests(),
         &["--resync", "1s", "--refresh-every", "1s"],
     );
-    crate::common::daemon::wait_for("the reason in /readyz", || {
+    wait_for("the reason in /readyz", || {
         daemon.get("/readyz").1.contains("70009")
-    })
-    .await;
+    });
     assert_eq!(daemon.get("/readyz").0, 503);
-    // Resyncs every second and refreshes due all along: still one call until the 30 s pause.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // That it then waits out the pause (resyncs and refreshes notwithstanding) is
+    // watch::tests::after_a_fatal_answer_the_daemon_calls_only_as_often_as_its_pauses_allow,
+    // an hour under tokio's paused clock; here, the process says so.
+    wait_for("the pause in the log", || {
+        daemon.log().contains("trying again in 30s")
+    });
     assert_eq!(
         standin.calls("get_official_account_info"),
         1,
-        "{}",
-        daemon.log()
-    );
-    assert!(
-        daemon.log().contains("trying again in 30s"),
         "{}",
         daemon.log()
     );
@@ -531,13 +518,12 @@ async fn refused_credentials_make_the_daemon_unready_and_it_waits_its_pause() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_daemon_waits_for_a_silent_postgresql_unready_and_alive() {
-    let mute = Mute::start().await;
+#[test]
+fn a_daemon_waits_for_a_silent_postgresql_unready_and_alive() {
+    let mute = Mute::start();
     let emulator = crate::common::Remote::default()
         .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let url = format!(
@@ -546,10 +532,9 @@ async fn a_daemon_waits_for_a_silent_postgresql_unready_and_alive() {
     );
     let mut daemon =
         crate::common::daemon::start(&ws, &emulator, &ws.manifests(), &["--state", &url]);
-    crate::common::daemon::wait_for("the reason in /readyz", || {
+    wait_for("the reason in /readyz", || {
         daemon.get("/readyz").1.contains("cannot reach the ledger")
-    })
-    .await;
+    });
     assert_eq!(daemon.get("/readyz").0, 503);
     assert_eq!(
         daemon.get("/healthz").0,
@@ -592,28 +577,25 @@ fn set_descriptor_limit(pid: u32, new: Option<&libc::rlimit>, old: Option<&mut l
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_daemon_out_of_file_descriptors_never_calls_its_manifests_invalid() {
+#[test]
+fn a_daemon_out_of_file_descriptors_never_calls_its_manifests_invalid() {
     let emulator = crate::common::Remote::default()
         .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let daemon = crate::common::daemon::start(&ws, &emulator, &ws.manifests(), &[]);
-    crate::common::daemon::wait_for("the first reconcile", || {
+    wait_for("the first reconcile", || {
         crate::common::remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
 
     let limit = exhaust_descriptors(daemon.pid());
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
-    crate::common::daemon::wait_for("the read to fail on this machine", || {
+    wait_for("the read to fail on this machine", || {
         daemon
             .log()
             .contains("cannot read the manifests on this machine now")
-    })
-    .await;
+    });
     set_descriptor_limit(daemon.pid(), Some(&limit), None);
 
     let log = daemon.log();
@@ -622,9 +604,8 @@ async fn a_daemon_out_of_file_descriptors_never_calls_its_manifests_invalid() {
     let (status, body) = daemon.get("/readyz");
     assert_eq!(status, 200, "the manifests were never the problem: {body}");
     // Nothing accepted is lost: the change is read again by itself once descriptors are back.
-    crate::common::daemon::wait_for("the change to arrive", || {
+    wait_for("the change to arrive", || {
         crate::common::remote_subscribers(&emulator, "@TOA#_a").len() == 5
-    })
-    .await;
+    });
     assert_eq!(daemon.metric("subsync_manifests_valid"), Some(1.0));
 }

@@ -52,7 +52,12 @@ fn rendered(overlay: &str) -> Option<Vec<Value>> {
                 std::env::var_os("CI").is_none(),
                 "kubectl is needed to render the overlays under CI: {e}"
             );
-            eprintln!("skipped: kubectl is not installed ({e})");
+            // Past the harness's capture, so that the skip shows in every run's output.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped rendering overlay {overlay}: kubectl is not installed ({e})"
+            );
             None
         }
     }

@@ -2,7 +2,7 @@
 //! directions, `import` adopting a paged account, prune within its guards and each guard
 //! refusing, a vanished manifest, an account missing remotely, and broken cursors.
 
-use crate::common::{Remote, Workspace, client, ids, remote_subscribers, stderr, stdout};
+use crate::common::{Remote, Workspace, block_on, client, ids, remote_subscribers, stderr, stdout};
 use serde_json::Value;
 use subsync::emulator::{CursorFault, Emulator};
 use subsync::tencent::Api;
@@ -55,20 +55,17 @@ fn converge(ws: &Workspace, emulator: &Emulator) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_refresh_sees_out_of_band_changes_in_both_directions() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_refresh_sees_out_of_band_changes_in_both_directions() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 5));
     converge(&ws, &emulator);
     // Out of band: two wanted subscribers leave; two strangers and one wanted one arrive.
     let c = client(&emulator);
-    c.delete_subscriber("@TOA#_a", &ids("a", 2)).await.unwrap();
+    block_on(c.delete_subscriber("@TOA#_a", &ids("a", 2))).unwrap();
     let arrivals = vec!["a00005".to_string(), "walk-in-1".into(), "walk-in-2".into()];
-    c.add_subscriber("@TOA#_a", &arrivals).await.unwrap();
+    block_on(c.add_subscriber("@TOA#_a", &arrivals)).unwrap();
     ws.manifest("a", "@TOA#_a", &ids("a", 6));
 
     let out = run(
@@ -135,14 +132,11 @@ async fn a_refresh_sees_out_of_band_changes_in_both_directions() {
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), expected);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn import_adopts_a_paged_account_without_changing_it() {
+#[test]
+fn import_adopts_a_paged_account_without_changing_it() {
     let existing = ids("u", 450);
     let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
-    let emulator = Remote::default()
-        .account("@TOA#_old", 1000, &refs)
-        .start()
-        .await;
+    let emulator = Remote::default().account("@TOA#_old", 1000, &refs).start();
     let ws = Workspace::new();
     ws.manifest("old", "@TOA#_old", &ids("u", 400));
     let out = run(&ws, &emulator, &["import", "manifests"]);
@@ -173,11 +167,10 @@ async fn import_adopts_a_paged_account_without_changing_it() {
 
 /// An account holding "stranger" from before subsync, and a pruned manifest listing `listed`
 /// others, applied with --refresh: the stranger is confirmed, and out of band.
-async fn a_stranger_seen_out_of_band(listed: usize) -> (Emulator, Workspace) {
+fn a_stranger_seen_out_of_band(listed: usize) -> (Emulator, Workspace) {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &["stranger"])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", listed), "");
     let out = run(&ws, &emulator, &["apply", "manifests", "--refresh"]);
@@ -185,9 +178,9 @@ async fn a_stranger_seen_out_of_band(listed: usize) -> (Emulator, Workspace) {
     (emulator, ws)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn import_says_prune_keeps_a_subscriber_a_refresh_saw_out_of_band() {
-    let (emulator, ws) = a_stranger_seen_out_of_band(2).await;
+#[test]
+fn import_says_prune_keeps_a_subscriber_a_refresh_saw_out_of_band() {
+    let (emulator, ws) = a_stranger_seen_out_of_band(2);
     let out = run(&ws, &emulator, &["import", "manifests"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
@@ -213,12 +206,9 @@ async fn import_says_prune_keeps_a_subscriber_a_refresh_saw_out_of_band() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn prune_removes_what_the_manifest_no_longer_lists() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn prune_removes_what_the_manifest_no_longer_lists() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 10), "");
     converge(&ws, &emulator);
@@ -243,12 +233,11 @@ async fn prune_removes_what_the_manifest_no_longer_lists() {
     assert_eq!(again["summary"]["remove"], 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pre_existing_subscriber_survives_prune_until_the_set_opts_in() {
+#[test]
+fn a_pre_existing_subscriber_survives_prune_until_the_set_opts_in() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &["stranger"])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 2), "");
     let out = run(
@@ -310,9 +299,9 @@ async fn a_pre_existing_subscriber_survives_prune_until_the_set_opts_in() {
     assert_eq!(strings(&a["drift"]["repaired"]), ["stranger"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_subscriber_listed_once_is_managed_and_pruned_when_dropped() {
-    let (emulator, ws) = a_stranger_seen_out_of_band(4).await;
+#[test]
+fn a_subscriber_listed_once_is_managed_and_pruned_when_dropped() {
+    let (emulator, ws) = a_stranger_seen_out_of_band(4);
     // Listing it makes it subsync's; dropping it again prunes it.
     let mut listed = ids("a", 4);
     listed.push("stranger".into());
@@ -329,12 +318,9 @@ async fn a_subscriber_listed_once_is_managed_and_pruned_when_dropped() {
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 4));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pruning_to_an_empty_set_needs_allow_empty() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn pruning_to_an_empty_set_needs_allow_empty() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 3), "");
     converge(&ws, &emulator);
@@ -369,12 +355,9 @@ async fn pruning_to_an_empty_set_needs_allow_empty() {
     assert!(remote_subscribers(&emulator, "@TOA#_a").is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_mass_prune_needs_allow_mass_prune() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_mass_prune_needs_allow_mass_prune() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 300), "");
     converge(&ws, &emulator);
@@ -420,13 +403,12 @@ async fn a_mass_prune_needs_allow_mass_prune() {
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 150));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_account_whose_manifest_vanished_is_orphaned_never_pruned() {
+#[test]
+fn an_account_whose_manifest_vanished_is_orphaned_never_pruned() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_b", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     pruned_manifest(&ws, "a", "@TOA#_a", &ids("a", 2), "");
     pruned_manifest(&ws, "b", "@TOA#_b", &ids("b", 2), "");
@@ -452,12 +434,9 @@ async fn an_account_whose_manifest_vanished_is_orphaned_never_pruned() {
     assert_eq!(remote_subscribers(&emulator, "@TOA#_b"), ids("b", 2));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_account_missing_remotely_is_reported_and_never_pruned() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn an_account_missing_remotely_is_reported_and_never_pruned() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 1));
     pruned_manifest(&ws, "gone", "@TOA#_gone", &[], "  allowEmpty: true\n");
@@ -480,8 +459,8 @@ async fn an_account_missing_remotely_is_reported_and_never_pruned() {
     assert_eq!(emulator.stats().calls(Command::DeleteSubscriber), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_broken_cursor_stops_that_accounts_refresh_and_changes_nothing() {
+#[test]
+fn a_broken_cursor_stops_that_accounts_refresh_and_changes_nothing() {
     for fault in [
         CursorFault::Repeat,
         CursorFault::Backwards,
@@ -492,8 +471,7 @@ async fn a_broken_cursor_stops_that_accounts_refresh_and_changes_nothing() {
         let emulator = Remote::default()
             .cursor_fault(fault)
             .account("@TOA#_a", 1000, &refs)
-            .start()
-            .await;
+            .start();
         let ws = Workspace::new();
         ws.manifest("a", "@TOA#_a", &ids("u", 10));
         let out = run(&ws, &emulator, &["import", "manifests", "--format", "json"]);

@@ -1,7 +1,7 @@
 //! The client and the emulator against each other: the documented example, each error path,
 //! paging, faults, and the emulator's own endpoints.
 
-use crate::common::{KEY, Remote, SDKAPPID};
+use crate::common::{KEY, Remote, SDKAPPID, block_on};
 use subsync::emulator::{Emulator, FollowLimitMode};
 use subsync::tencent::api::{self, Command};
 use subsync::tencent::endpoint::Endpoint;
@@ -39,7 +39,7 @@ fn strings(list: &[&str]) -> Vec<String> {
 }
 
 /// Posts `body` as is, with a valid signature, and returns the JSON answer.
-async fn raw_post(base_url: &str, command: &str, body: &str) -> serde_json::Value {
+fn raw_post(base_url: &str, command: &str, body: &str) -> serde_json::Value {
     let sig = usersig::generate(
         &SecretKey::new(KEY).unwrap(),
         SDKAPPID,
@@ -51,24 +51,28 @@ async fn raw_post(base_url: &str, command: &str, body: &str) -> serde_json::Valu
         "{base_url}/v4/official_account_open_http_svc/{command}?sdkappid={SDKAPPID}&identifier=administrator&usersig={}&random=12345&contenttype=json",
         sig.as_str()
     );
-    reqwest::Client::new()
-        .post(url)
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    block_on(async {
+        let answer = reqwest::Client::new()
+            .post(url)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        answer.json().await.unwrap()
+    })
 }
 
-#[tokio::test]
-async fn the_documented_add_subscriber_example_gets_the_documented_answer() {
+/// GETs `url` and returns the JSON answer.
+fn get_json(url: String) -> serde_json::Value {
+    block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
+
+#[test]
+fn the_documented_add_subscriber_example_gets_the_documented_answer() {
     let emulator = Remote::default()
         .account(SEED_ACCOUNT, 100_000, &[])
-        .start()
-        .await;
-    let answer = raw_post(&emulator.url(), "add_subscriber", SEED_BODY).await;
+        .start();
+    let answer = raw_post(&emulator.url(), "add_subscriber", SEED_BODY);
     assert_eq!(
         answer,
         serde_json::json!({
@@ -83,21 +87,14 @@ async fn the_documented_add_subscriber_example_gets_the_documented_answer() {
     );
 }
 
-#[tokio::test]
-async fn a_repeated_add_answers_added_then_already_subscribed() {
+#[test]
+fn a_repeated_add_answers_added_then_already_subscribed() {
     let emulator = Remote::default()
         .account(SEED_ACCOUNT, 100_000, &[])
-        .start()
-        .await;
+        .start();
     let c = client(&emulator);
-    let first = c
-        .add_subscriber(SEED_ACCOUNT, &strings(&["107867"]))
-        .await
-        .unwrap();
-    let second = c
-        .add_subscriber(SEED_ACCOUNT, &strings(&["107867"]))
-        .await
-        .unwrap();
+    let first = block_on(c.add_subscriber(SEED_ACCOUNT, &strings(&["107867"]))).unwrap();
+    let second = block_on(c.add_subscriber(SEED_ACCOUNT, &strings(&["107867"]))).unwrap();
     assert_eq!((first[0].result, second[0].result), (1, 2));
     let state = emulator.state();
     assert_eq!(
@@ -109,72 +106,62 @@ async fn a_repeated_add_answers_added_then_already_subscribed() {
     );
 }
 
-#[tokio::test]
-async fn batches_over_one_hundred_and_invalid_ids_answer_6017() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn batches_over_one_hundred_and_invalid_ids_answer_6017() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let c = client(&emulator);
     let too_many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
-    assert_eq!(code(c.add_subscriber("@TOA#_a", &too_many).await), 6017);
+    assert_eq!(code(block_on(c.add_subscriber("@TOA#_a", &too_many))), 6017);
     assert_eq!(
-        code(
-            c.add_subscriber("@TOA#_a", &strings(&["ok", &"x".repeat(33)]))
-                .await
-        ),
+        code(block_on(c.add_subscriber(
+            "@TOA#_a",
+            &strings(&["ok", &"x".repeat(33)])
+        ))),
         6017
     );
-    assert_eq!(code(c.delete_subscriber("@TOA#_a", &too_many).await), 6017);
+    assert_eq!(
+        code(block_on(c.delete_subscriber("@TOA#_a", &too_many))),
+        6017
+    );
     assert!(emulator.state().accounts["@TOA#_a"].subscribers.is_empty());
 }
 
-#[tokio::test]
-async fn unknown_accounts_answer_130004() {
-    let emulator = Remote::default().start().await;
+#[test]
+fn unknown_accounts_answer_130004() {
+    let emulator = Remote::default().start();
     assert_eq!(
-        code(
-            client(&emulator)
-                .add_subscriber("@TOA#_nope", &strings(&["1"]))
-                .await
-        ),
+        code(block_on(
+            client(&emulator).add_subscriber("@TOA#_nope", &strings(&["1"]))
+        )),
         130004
     );
 }
 
-#[tokio::test]
-async fn a_full_account_answers_130006_and_keeps_its_subscribers() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 2, &["x"])
-        .start()
-        .await;
+#[test]
+fn a_full_account_answers_130006_and_keeps_its_subscribers() {
+    let emulator = Remote::default().account("@TOA#_a", 2, &["x"]).start();
     let c = client(&emulator);
     assert_eq!(
-        code(c.add_subscriber("@TOA#_a", &strings(&["y", "z"])).await),
+        code(block_on(c.add_subscriber("@TOA#_a", &strings(&["y", "z"])))),
         130006
     );
     assert_eq!(
-        c.add_subscriber("@TOA#_a", &strings(&["x", "y"]))
-            .await
-            .unwrap()[1]
-            .result,
+        block_on(c.add_subscriber("@TOA#_a", &strings(&["x", "y"]))).unwrap()[1].result,
         1
     );
     assert_eq!(emulator.state().accounts["@TOA#_a"].subscribers.len(), 2);
 }
 
-#[tokio::test]
-async fn the_follow_limit_fails_the_call_in_request_mode_and_the_item_in_item_mode() {
+#[test]
+fn the_follow_limit_fails_the_call_in_request_mode_and_the_item_in_item_mode() {
     for mode in [FollowLimitMode::Request, FollowLimitMode::Item] {
         let emulator = Remote::default()
             .follow_limit(1, mode)
             .account("@TOA#_a", 10, &["busy"])
             .account("@TOA#_b", 10, &[])
-            .start()
-            .await;
-        let answer = client(&emulator)
-            .add_subscriber("@TOA#_b", &strings(&["free", "busy"]))
-            .await;
+            .start();
+        let answer =
+            block_on(client(&emulator).add_subscriber("@TOA#_b", &strings(&["free", "busy"])));
         match mode {
             FollowLimitMode::Request => assert_eq!(code(answer), 130010),
             FollowLimitMode::Item => {
@@ -185,19 +172,14 @@ async fn the_follow_limit_fails_the_call_in_request_mode_and_the_item_in_item_mo
     }
 }
 
-#[tokio::test]
-async fn calls_beyond_the_configured_rate_answer_60007() {
-    let emulator = Remote::default()
-        .qps(3)
-        .account("@TOA#_a", 10, &[])
-        .start()
-        .await;
+#[test]
+fn calls_beyond_the_configured_rate_answer_60007() {
+    let emulator = Remote::default().qps(3).account("@TOA#_a", 10, &[]).start();
     let c = client(&emulator);
     let mut codes = Vec::new();
     for _ in 0..5 {
         codes.push(
-            c.subscriber_page("@TOA#_a", "")
-                .await
+            block_on(c.subscriber_page("@TOA#_a", ""))
                 .map(|_| 0)
                 .unwrap_or_else(|e| e.code()),
         );
@@ -206,55 +188,46 @@ async fn calls_beyond_the_configured_rate_answer_60007() {
     assert_eq!(codes, [0, 0, 0, 60007, 60007]);
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_json_answers_60003() {
-    let emulator = Remote::default().account("@TOA#_a", 10, &[]).start().await;
-    let answer = raw_post(&emulator.url(), "add_subscriber", "{not json").await;
+#[test]
+fn a_body_that_is_not_json_answers_60003() {
+    let emulator = Remote::default().account("@TOA#_a", 10, &[]).start();
+    let answer = raw_post(&emulator.url(), "add_subscriber", "{not json");
     assert_eq!(answer["ErrorCode"], 60003);
     assert_eq!(answer["ActionStatus"], "FAIL");
 }
 
-#[tokio::test]
-async fn missing_query_parameters_answer_60002() {
-    let emulator = Remote::default().start().await;
+#[test]
+fn missing_query_parameters_answer_60002() {
+    let emulator = Remote::default().start();
     let url = format!(
         "{}/v4/official_account_open_http_svc/add_subscriber?sdkappid={SDKAPPID}",
         emulator.url()
     );
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: serde_json::Value = block_on(async {
+        let answer = reqwest::Client::new().post(url).body("{}").send().await;
+        answer.unwrap().json().await.unwrap()
+    });
     assert_eq!(answer["ErrorCode"], 60002);
 }
 
-#[tokio::test]
-async fn usersig_problems_answer_their_documented_codes() {
-    let emulator = Remote::default().account("@TOA#_a", 10, &[]).start().await;
-    let add = |c: Client| async move { code(c.add_subscriber("@TOA#_a", &strings(&["1"])).await) };
+#[test]
+fn usersig_problems_answer_their_documented_codes() {
+    let emulator = Remote::default().account("@TOA#_a", 10, &[]).start();
+    let add = |c: Client| code(block_on(c.add_subscriber("@TOA#_a", &strings(&["1"]))));
     assert_eq!(
         add(client_with(
             &emulator,
             SDKAPPID,
             "administrator",
             "wrong-key"
-        ))
-        .await,
+        )),
         70009
     );
     assert_eq!(
-        add(client_with(&emulator, SDKAPPID + 1, "administrator", KEY)).await,
+        add(client_with(&emulator, SDKAPPID + 1, "administrator", KEY)),
         60006
     );
-    assert_eq!(
-        add(client_with(&emulator, SDKAPPID, "someone", KEY)).await,
-        60010
-    );
+    assert_eq!(add(client_with(&emulator, SDKAPPID, "someone", KEY)), 60010);
 
     let key = SecretKey::new(KEY).unwrap();
     let now = subsync::clock::unix_now() as i64;
@@ -263,49 +236,33 @@ async fn usersig_problems_answer_their_documented_codes() {
             "{}/v4/official_account_open_http_svc/add_subscriber?sdkappid={SDKAPPID}&identifier={identifier}&usersig={sig}&random=1&contenttype=json",
             emulator.url()
         );
-        async move {
-            let v: serde_json::Value = reqwest::Client::new()
-                .post(url)
-                .body("{}")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["ErrorCode"].as_i64().unwrap()
-        }
+        let v: serde_json::Value = block_on(async {
+            let answer = reqwest::Client::new().post(url).body("{}").send().await;
+            answer.unwrap().json().await.unwrap()
+        });
+        v["ErrorCode"].as_i64().unwrap()
     };
     let expired = usersig::generate(&key, SDKAPPID, "administrator", now - 1000, 10);
-    assert_eq!(
-        post(expired.as_str().to_owned(), "administrator").await,
-        70001
-    );
-    assert_eq!(post("garbage".into(), "administrator").await, 70003);
+    assert_eq!(post(expired.as_str().to_owned(), "administrator"), 70001);
+    assert_eq!(post("garbage".into(), "administrator"), 70003);
     let other_identifier = usersig::generate(&key, SDKAPPID, "someone", now, 600);
     assert_eq!(
-        post(other_identifier.as_str().to_owned(), "administrator").await,
+        post(other_identifier.as_str().to_owned(), "administrator"),
         70013
     );
     let other_app = usersig::generate(&key, SDKAPPID + 1, "administrator", now, 600);
-    assert_eq!(
-        post(other_app.as_str().to_owned(), "administrator").await,
-        70014
-    );
+    assert_eq!(post(other_app.as_str().to_owned(), "administrator"), 70014);
 }
 
-#[tokio::test]
-async fn an_expired_usersig_is_renewed_once_then_reported() {
+#[test]
+fn an_expired_usersig_is_renewed_once_then_reported() {
     // The server's clock is two days ahead: every UserSig the client signs looks expired.
     let emulator = Remote::default()
         .clock_skew_secs(2 * 86_400)
         .account("@TOA#_a", 10, &[])
-        .start()
-        .await;
-    let error = client(&emulator)
-        .add_subscriber("@TOA#_a", &strings(&["1"]))
-        .await
-        .unwrap_err();
+        .start();
+    let error =
+        block_on(client(&emulator).add_subscriber("@TOA#_a", &strings(&["1"]))).unwrap_err();
     assert_eq!(error.code(), 70001);
     assert_eq!(
         emulator.stats().count(Command::AddSubscriber, "70001"),
@@ -314,18 +271,15 @@ async fn an_expired_usersig_is_renewed_once_then_reported() {
     );
 }
 
-#[tokio::test]
-async fn paging_lists_every_subscriber_across_pages() {
+#[test]
+fn paging_lists_every_subscriber_across_pages() {
     let all: Vec<String> = (0..450).map(|i| format!("u{i:04}")).collect();
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &refs)
-        .start()
-        .await;
+    let emulator = Remote::default().account("@TOA#_a", 1000, &refs).start();
     let c = client(&emulator);
     let (mut listed, mut next) = (Vec::new(), String::new());
     loop {
-        let page = c.subscriber_page("@TOA#_a", &next).await.unwrap();
+        let page = block_on(c.subscriber_page("@TOA#_a", &next)).unwrap();
         listed.extend(page.subscribers);
         if page.next.is_empty() {
             break;
@@ -336,12 +290,9 @@ async fn paging_lists_every_subscriber_across_pages() {
     assert_eq!(emulator.stats().calls(Command::GetSubscriberInfo), 3);
 }
 
-#[tokio::test]
-async fn account_info_reports_limits_and_missing_accounts_per_item() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 50, &["x"])
-        .start()
-        .await;
+#[test]
+fn account_info_reports_limits_and_missing_accounts_per_item() {
+    let emulator = Remote::default().account("@TOA#_a", 50, &["x"]).start();
     let ids: Vec<String> = (0..60)
         .map(|i| {
             if i == 0 {
@@ -352,8 +303,8 @@ async fn account_info_reports_limits_and_missing_accounts_per_item() {
         })
         .collect();
     let c = client(&emulator);
-    let mut info = c.account_info(&ids[..50]).await.unwrap();
-    info.extend(c.account_info(&ids[50..]).await.unwrap());
+    let mut info = block_on(c.account_info(&ids[..50])).unwrap();
+    info.extend(block_on(c.account_info(&ids[50..])).unwrap());
     assert_eq!(info.len(), 60);
     assert_eq!(
         (info[0].1.max_subscribers, info[0].1.subscriber_num),
@@ -363,14 +314,14 @@ async fn account_info_reports_limits_and_missing_accounts_per_item() {
     // One call carries at most 50 ids; the client refuses more rather than split it itself.
     assert_eq!(emulator.stats().calls(Command::GetOfficialAccountInfo), 2);
     assert!(matches!(
-        c.account_info(&ids).await,
+        block_on(c.account_info(&ids)),
         Err(ApiError::Encode { .. })
     ));
 }
 
-#[tokio::test]
-async fn created_accounts_get_an_assigned_id_and_the_default_limit() {
-    let emulator = Remote::default().start().await;
+#[test]
+fn created_accounts_get_an_assigned_id_and_the_default_limit() {
+    let emulator = Remote::default().start();
     let req = api::CreateOfficialAccountRequest {
         owner_account: "admin".into(),
         official_account_user_id: None,
@@ -379,25 +330,21 @@ async fn created_accounts_get_an_assigned_id_and_the_default_limit() {
             ..api::AccountFields::default()
         },
     };
-    let id = client(&emulator).create_account(&req).await.unwrap();
+    let id = block_on(client(&emulator).create_account(&req)).unwrap();
     assert!(id.starts_with("@TOA#_@TOA#"), "{id}");
     assert_eq!(emulator.state().accounts[&id].max_subscribers, 100_000);
 }
 
-#[tokio::test]
-async fn injected_faults_never_change_anything() {
+#[test]
+fn injected_faults_never_change_anything() {
     let emulator = Remote::default()
         .fault_rate(1.0)
         .account("@TOA#_a", 10, &[])
-        .start()
-        .await;
+        .start();
     let c = client(&emulator);
     let mut kinds = std::collections::BTreeSet::new();
     for _ in 0..40 {
-        let e = c
-            .add_subscriber("@TOA#_a", &strings(&["1"]))
-            .await
-            .unwrap_err();
+        let e = block_on(c.add_subscriber("@TOA#_a", &strings(&["1"]))).unwrap_err();
         kinds.insert(match e {
             ApiError::Service { code, .. } => code.to_string(),
             ApiError::Http { status, .. } => format!("http {status}"),
@@ -415,43 +362,22 @@ async fn injected_faults_never_change_anything() {
     assert!(emulator.state().accounts["@TOA#_a"].subscribers.is_empty());
 }
 
-#[tokio::test]
-async fn state_and_stats_endpoints_report_what_happened() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 7, &["b", "a"])
-        .start()
-        .await;
-    client(&emulator)
-        .add_subscriber("@TOA#_missing", &strings(&["1"]))
-        .await
-        .unwrap_err();
-    let http = reqwest::Client::new();
-    let state: serde_json::Value = http
-        .get(format!("{}/emulator/state", emulator.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+#[test]
+fn state_and_stats_endpoints_report_what_happened() {
+    let emulator = Remote::default().account("@TOA#_a", 7, &["b", "a"]).start();
+    block_on(client(&emulator).add_subscriber("@TOA#_missing", &strings(&["1"]))).unwrap_err();
+    let state = get_json(format!("{}/emulator/state", emulator.url()));
     assert_eq!(
         state,
         serde_json::json!({"accounts": {"@TOA#_a": {"name": "a", "owner": "administrator", "maxSubscribers": 7, "subscribers": ["a", "b"]}}})
     );
-    let stats: serde_json::Value = http
-        .get(format!("{}/emulator/stats", emulator.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(format!("{}/emulator/stats", emulator.url()));
     assert_eq!(stats["by_command"]["add_subscriber"]["130004"], 1);
     assert_eq!(stats["peak_in_flight"], 1);
 }
 
-#[tokio::test]
-async fn the_emulator_command_announces_its_port_and_answers_the_documented_example() {
+#[test]
+fn the_emulator_command_announces_its_port_and_answers_the_documented_example() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("emulator.yaml");
@@ -478,8 +404,8 @@ async fn the_emulator_command_announces_its_port_and_answers_the_documented_exam
         .map(|port| format!("http://127.0.0.1:{port}"));
     let url = url.unwrap_or_else(|| panic!("unexpected first line {first:?}"));
 
-    let first = raw_post(&url, "add_subscriber", SEED_BODY).await;
-    let again = raw_post(&url, "add_subscriber", SEED_BODY).await;
+    let first = raw_post(&url, "add_subscriber", SEED_BODY);
+    let again = raw_post(&url, "add_subscriber", SEED_BODY);
     drop(child);
     assert_eq!(first["ActionStatus"], "OK");
     assert_eq!(

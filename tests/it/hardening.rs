@@ -38,11 +38,8 @@ fn run_bounded(ws: &Workspace, url: Option<&str>, args: &[&str]) -> Output {
 
 /// Apply against an emulator must fail with one problem matching `fragment`, sending and
 /// writing nothing.
-async fn refused_by_apply(ws: &Workspace, fragment: &str) -> String {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+fn refused_by_apply(ws: &Workspace, fragment: &str) -> String {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let out = run_bounded(ws, Some(&emulator.url()), &["apply", "manifests"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -56,8 +53,8 @@ async fn refused_by_apply(ws: &Workspace, fragment: &str) -> String {
     err
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn subscriber_files_outside_the_tree_are_refused_without_reading_them() {
+#[test]
+fn subscriber_files_outside_the_tree_are_refused_without_reading_them() {
     let ws = Workspace::new();
     std::fs::write(
         ws.path().join("outside.txt"),
@@ -77,8 +74,7 @@ async fn subscriber_files_outside_the_tree_are_refused_without_reading_them() {
     let err = refused_by_apply(
         &ws,
         "a.yaml:8:7: subscriber file \"../outside.txt\" resolves outside",
-    )
-    .await;
+    );
     for expected in [
         "a.yaml:9:7: subscriber file \"../../../../etc/hostname\" resolves outside",
         "a.yaml:10:7: subscriber file \"/proc/self/environ\" is an absolute path",
@@ -90,8 +86,8 @@ async fn subscriber_files_outside_the_tree_are_refused_without_reading_them() {
     assert!(!err.contains("hunter2") && !err.contains("PATH="), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_device_fifo_or_gzip_bomb_as_a_subscriber_file_is_refused_quickly() {
+#[test]
+fn a_device_fifo_or_gzip_bomb_as_a_subscriber_file_is_refused_quickly() {
     let ws = Workspace::new();
     std::os::unix::fs::symlink("/dev/zero", ws.manifests().join("zero.txt")).unwrap();
     let fifo = std::ffi::CString::new(ws.manifests().join("pipe.txt").to_str().unwrap()).unwrap();
@@ -113,7 +109,7 @@ async fn a_device_fifo_or_gzip_bomb_as_a_subscriber_file_is_refused_quickly() {
     );
     // The link leaves the tree, which is checked first; a device inside it would be refused
     // as "a device, not a regular file" (see the confine module's tests).
-    let err = refused_by_apply(&ws, "subscriber file \"zero.txt\" resolves outside").await;
+    let err = refused_by_apply(&ws, "subscriber file \"zero.txt\" resolves outside");
     assert!(
         err.contains("subscriber file \"pipe.txt\" is a FIFO"),
         "{err}"
@@ -233,14 +229,14 @@ fn a_byte_order_mark_and_safe_numeric_ids_are_accepted() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn plain_scalars_other_tools_read_differently_are_refused() {
+#[test]
+fn plain_scalars_other_tools_read_differently_are_refused() {
     let ws = Workspace::new();
     write_manifest(
         &ws,
         "  subscribers: [0123, 0x1F, 1e3, true, yes, ~, null, 12:30, 1_000, 2024-01-01]\n",
     );
-    let err = refused_by_apply(&ws, "quote it: \"0123\"").await;
+    let err = refused_by_apply(&ws, "quote it: \"0123\"");
     for value in [
         "0x1F",
         "1e3",
@@ -271,7 +267,7 @@ fn saved_and_edited(ws: &Workspace, edit: impl Fn(&mut serde_json::Value)) {
     std::fs::write(&path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
 }
 
-async fn saved_plan_refused(ws: &Workspace, emulator: &Emulator, fragment: &str) {
+fn saved_plan_refused(ws: &Workspace, emulator: &Emulator, fragment: &str) {
     let out = ws.run(Some(&emulator.url()), &["apply", "--plan", "plan.json"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -280,13 +276,12 @@ async fn saved_plan_refused(ws: &Workspace, emulator: &Emulator, fragment: &str)
     assert_eq!(emulator.stats().requests, 0, "an edited plan sends nothing");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_edited_saved_plan_is_refused_and_nothing_is_sent() {
+#[test]
+fn an_edited_saved_plan_is_refused_and_nothing_is_sent() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_b", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     saved_and_edited(&ws, |p| {
@@ -295,7 +290,7 @@ async fn an_edited_saved_plan_is_refused_and_nothing_is_sent() {
             .unwrap()
             .push("intruder".into())
     });
-    saved_plan_refused(&ws, &emulator, "account \"@TOA#_a\": `add` differs").await;
+    saved_plan_refused(&ws, &emulator, "account \"@TOA#_a\": `add` differs");
     saved_and_edited(&ws, |p| {
         p["accounts"][0]["official_account"] = "@TOA#_b".into()
     });
@@ -303,8 +298,7 @@ async fn an_edited_saved_plan_is_refused_and_nothing_is_sent() {
         &ws,
         &emulator,
         "has account \"@TOA#_b\" where \"@TOA#_a\" belongs",
-    )
-    .await;
+    );
     saved_and_edited(&ws, |p| {
         p["accounts"][0]["add"][0] = "\u{1b}]0;pwned\u{7}\u{1b}[2J".into()
     });
@@ -312,8 +306,7 @@ async fn an_edited_saved_plan_is_refused_and_nothing_is_sent() {
         &ws,
         &emulator,
         "accounts[0].add[0]: UserID \"\\u{1b}]0;pwned",
-    )
-    .await;
+    );
     saved_and_edited(&ws, |_| {});
     let out = ws.run(Some(&emulator.url()), &["apply", "--plan", "plan.json"]);
     assert_eq!(
@@ -324,8 +317,8 @@ async fn an_edited_saved_plan_is_refused_and_nothing_is_sent() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unreachable_endpoint_stops_the_run_at_once_and_records_nothing_as_failed() {
+#[test]
+fn an_unreachable_endpoint_stops_the_run_at_once_and_records_nothing_as_failed() {
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 500));
     // A port that was just free: nothing listens there.
@@ -351,9 +344,9 @@ async fn an_unreachable_endpoint_stops_the_run_at_once_and_records_nothing_as_fa
     assert!(snapshot.accounts.values().all(|a| a.view.failed.is_empty()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn redirected_stderr_gets_no_colour_and_each_cause_is_said_once() {
-    let emulator = Remote::default().account("@TOA#_vip", 2, &[]).start().await;
+#[test]
+fn redirected_stderr_gets_no_colour_and_each_cause_is_said_once() {
+    let emulator = Remote::default().account("@TOA#_vip", 2, &[]).start();
     let ws = Workspace::new();
     ws.manifest("vip", "@TOA#_vip", &ids("v", 5));
     let out = ws

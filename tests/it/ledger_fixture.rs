@@ -70,8 +70,8 @@ fn status_reads_an_earlier_releases_ledger_as_that_release_did_once_migrated() {
     assert_eq!(got, want);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_earlier_releases_ledger_migrates_and_the_next_apply_goes_on_from_it() {
+#[test]
+fn an_earlier_releases_ledger_migrates_and_the_next_apply_goes_on_from_it() {
     let ws = Workspace::new();
     let state = install(&ws);
     migrate(&ws);
@@ -82,8 +82,7 @@ async fn an_earlier_releases_ledger_migrates_and_the_next_apply_goes_on_from_it(
             100,
             &["alice", "bob", "dave", "shared", "walk-in"],
         )
-        .start()
-        .await;
+        .start();
     let list: Vec<String> = ["alice", "bob", "dave", "shared", "zoe"]
         .iter()
         .map(|s| s.to_string())

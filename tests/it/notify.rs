@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use crate::common::daemon::{sigterm, start, wait_for};
-use crate::common::{Remote, Workspace, ids, stdout};
+use crate::common::daemon::{sigterm, start};
+use crate::common::wait_for;
+use crate::common::{Remote, Workspace, block_on, ids, stdout};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subsync::emulator::FollowLimitMode;
@@ -92,19 +93,18 @@ fn github_sink(name: &str, receiver: &Receiver) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
+#[test]
+fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
     // HOSTILE may follow one account only: its add to the second fails with Result 0.
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_b", 1000, &[])
         .follow_limit(1, FollowLimitMode::Item)
-        .start()
-        .await;
+        .start();
     let (hook, slack, wecom) = (
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
+        block_on(Receiver::start()),
+        block_on(Receiver::start()),
+        block_on(Receiver::start()),
     );
     let ws = Workspace::new();
     let mut a = ids("a", 2);
@@ -178,13 +178,10 @@ async fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
     assert!(!stdout(&out).contains("webhook-secret"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_commit_gets_pending_then_success_on_github_and_gitlab() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let (github, gitlab) = (Receiver::start().await, Receiver::start().await);
+#[test]
+fn a_commit_gets_pending_then_success_on_github_and_gitlab() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
+    let (github, gitlab) = (block_on(Receiver::start()), block_on(Receiver::start()));
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     write(&ws.path().join("gh.token"), "ghp_example\n");
@@ -229,10 +226,10 @@ async fn a_commit_gets_pending_then_success_on_github_and_gitlab() {
     assert_eq!(statuses[0].header("private-token"), Some("glpat_example"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_account_is_told_once_across_resyncs_while_a_hanging_sink_delays_nothing() {
-    let emulator = Remote::default().account("@TOA#_vip", 3, &[]).start().await;
-    let (hook, hanging) = (Receiver::start().await, Receiver::hanging().await);
+#[test]
+fn a_full_account_is_told_once_across_resyncs_while_a_hanging_sink_delays_nothing() {
+    let emulator = Remote::default().account("@TOA#_vip", 3, &[]).start();
+    let (hook, hanging) = (block_on(Receiver::start()), block_on(Receiver::hanging()));
     let ws = Workspace::new();
     ws.manifest("vip", "@TOA#_vip", &ids("v", 5));
     write(
@@ -270,17 +267,14 @@ async fn a_full_account_is_told_once_across_resyncs_while_a_hanging_sink_delays_
     // The status API never answers the first status: reconciles go on regardless.
     wait_for("the hanging sink's first request", || {
         !hanging.received().is_empty()
-    })
-    .await;
+    });
     wait_for("the limit to be told", || {
         events(&hook).contains(&"limit_reached".to_owned())
-    })
-    .await;
+    });
     let told_at = reconciles();
     wait_for("three resyncs after it was told", || {
         reconciles() >= told_at + 3.0
-    })
-    .await;
+    });
     assert_eq!(
         events(&hook),
         ["limit_reached", "applied"],
@@ -307,15 +301,12 @@ async fn a_full_account_is_told_once_across_resyncs_while_a_hanging_sink_delays_
     assert_eq!(sent, Some(2.0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_changing_the_exit() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_changing_the_exit() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let (failing, refusing) = (
-        Receiver::answering(503).await,
-        Receiver::answering(404).await,
+        block_on(Receiver::answering(503)),
+        block_on(Receiver::answering(404)),
     );
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
@@ -347,9 +338,9 @@ async fn a_failing_sink_is_tried_four_times_and_a_refusing_one_once_without_chan
     assert!(err.contains("the sink refused a notification"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exits() {
-    let (hook, github) = (Receiver::start().await, Receiver::start().await);
+#[test]
+fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exits() {
+    let (hook, github) = (block_on(Receiver::start()), block_on(Receiver::start()));
     let ws = Workspace::new();
     write(&ws.manifests().join("a.yaml"), REFUSED);
     notify_config(
@@ -373,9 +364,9 @@ async fn invalid_manifests_fail_the_commit_status_and_are_told_before_apply_exit
     assert_eq!(statuses[0].json()["state"], "failure");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_bad_notify_config_gets_every_problem_in_one_run_and_nothing_is_sent() {
-    let receiver = Receiver::start().await;
+#[test]
+fn a_bad_notify_config_gets_every_problem_in_one_run_and_nothing_is_sent() {
+    let receiver = block_on(Receiver::start());
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     write(&ws.path().join("t"), "token\n");
@@ -431,13 +422,10 @@ fn a_notify_config_path_pointing_at_another_file_quotes_none_of_it() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_revision_that_is_not_a_commit_id_skips_statuses_and_says_so_once() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let github = Receiver::start().await;
+#[test]
+fn a_revision_that_is_not_a_commit_id_skips_statuses_and_says_so_once() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
+    let github = block_on(Receiver::start());
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     notify_config(&ws, &[github_sink("commits", &github)]);
@@ -453,13 +441,13 @@ async fn a_revision_that_is_not_a_commit_id_skips_statuses_and_says_so_once() {
     assert!(github.received().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_status_sink_that_answers_401_is_counted_failed_never_sent() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let (hook, refusing) = (Receiver::start().await, Receiver::answering(401).await);
+#[test]
+fn a_status_sink_that_answers_401_is_counted_failed_never_sent() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
+    let (hook, refusing) = (
+        block_on(Receiver::start()),
+        block_on(Receiver::answering(401)),
+    );
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     notify_config(
@@ -485,21 +473,17 @@ async fn a_status_sink_that_answers_401_is_counted_failed_never_sent() {
     // Pending and success, both refused; and the event sink got `applied`.
     wait_for("both statuses refused", || {
         metric("commits", "failed") >= 2.0
-    })
-    .await;
-    wait_for("the event delivered", || metric("hook", "sent") >= 1.0).await;
+    });
+    wait_for("the event delivered", || metric("hook", "sent") >= 1.0);
     assert_eq!(refusing.received().len(), 2);
     assert_eq!(metric("commits", "sent"), 0.0, "a 401 is not sent");
     assert_eq!(events(&hook), ["applied"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_daemon_fails_the_status_of_a_revision_whose_manifests_are_refused() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let github = Receiver::start().await;
+#[test]
+fn the_daemon_fails_the_status_of_a_revision_whose_manifests_are_refused() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
+    let github = block_on(Receiver::start());
     let ws = Workspace::new();
     write(&ws.manifests().join("a.yaml"), REFUSED);
     notify_config(&ws, &[github_sink("commits", &github)]);
@@ -509,7 +493,7 @@ async fn the_daemon_fails_the_status_of_a_revision_whose_manifests_are_refused()
         &ws.manifests(),
         &["--revision", SHA, "--notify-config", "notify.yaml"],
     );
-    wait_for("the failed status", || !github.received().is_empty()).await;
+    wait_for("the failed status", || !github.received().is_empty());
     let status = github.received()[0].json();
     assert_eq!(status["state"], "failure");
     let description = status["description"].as_str().unwrap().to_owned();
@@ -526,8 +510,7 @@ async fn the_daemon_fails_the_status_of_a_revision_whose_manifests_are_refused()
             .received()
             .last()
             .is_some_and(|r| r.json()["state"] == "success")
-    })
-    .await;
+    });
     let states: Vec<_> = github
         .received()
         .iter()
@@ -536,13 +519,10 @@ async fn the_daemon_fails_the_status_of_a_revision_whose_manifests_are_refused()
     assert_eq!(states, ["failure", "success"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn only_the_leader_notifies_and_a_replica_that_takes_over_says_so_once() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
-    let hook = Receiver::start().await;
+#[test]
+fn only_the_leader_notifies_and_a_replica_that_takes_over_says_so_once() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
+    let hook = block_on(Receiver::start());
     let ws = Workspace::new();
     write(&ws.manifests().join("a.yaml"), REFUSED);
     notify_config(&ws, &[webhook_sink("hook", &hook)]);
@@ -556,37 +536,34 @@ async fn only_the_leader_notifies_and_a_replica_that_takes_over_says_so_once() {
     let mut leader = start(&ws, &emulator, &ws.manifests(), &args);
     wait_for("the leader", || {
         leader.metric("subsync_leader") == Some(1.0)
-    })
-    .await;
+    });
     let standby = start(&ws, &emulator, &ws.manifests(), &args);
     let invalid =
         |d: &crate::common::daemon::Daemon| d.metric("subsync_manifests_valid") == Some(0.0);
     wait_for("both to refuse the manifests", || {
         invalid(&leader) && invalid(&standby)
-    })
-    .await;
+    });
     ws.manifest("a", "@TOA#_a", &ids("a", 2));
     let valid =
         |d: &crate::common::daemon::Daemon| d.metric("subsync_manifests_valid") == Some(1.0);
-    wait_for("both to read the fix", || valid(&leader) && valid(&standby)).await;
+    wait_for("both to read the fix", || valid(&leader) && valid(&standby));
     let sent = |d: &crate::common::daemon::Daemon| {
         d.metric("subsync_notifications_total{sink=\"hook\",result=\"sent\"}")
             .unwrap_or(0.0)
     };
-    wait_for("the leader's three events", || sent(&leader) >= 3.0).await;
+    wait_for("the leader's three events", || sent(&leader) >= 3.0);
     assert_eq!(events(&hook), ["invalid", "valid", "applied"]);
     assert_eq!(sent(&standby), 0.0, "a replica standing by tells nothing");
     // The leader goes; the replica that takes over says so, once, and nothing else is new.
     sigterm(leader.child());
     assert_eq!(leader.child().wait().unwrap().code(), Some(0));
-    wait_for("the takeover to be told", || sent(&standby) >= 1.0).await;
+    wait_for("the takeover to be told", || sent(&standby) >= 1.0);
     wait_for("the takeover's reconcile", || {
         standby
             .metric("subsync_reconcile_total{result=\"converged\"}")
             .unwrap_or(0.0)
             >= 1.0
-    })
-    .await;
+    });
     assert_eq!(
         events(&hook),
         ["invalid", "valid", "applied", "leader_gained"]

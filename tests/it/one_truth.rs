@@ -105,12 +105,9 @@ fn assert_diff_is_the_plan_and_apply_does_it(ws: &Workspace, emulator: &Emulator
     assert_eq!((added, removed), (add, remove), "{diff}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_diff_is_what_apply_does_with_prune_off_on_and_held_back() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn the_diff_is_what_apply_does_with_prune_off_on_and_held_back() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     manifest(&ws, "@TOA#_a", &ids("u", 300), "  prune: true\n");
     converge(&ws, &emulator, &[]);
@@ -157,15 +154,14 @@ fn assert_contract(case: &str, (plan, apply, sent): (i32, i32, u64), expected: (
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn plan_exits_two_exactly_when_apply_sends_or_exits_two() {
+#[test]
+fn plan_exits_two_exactly_when_apply_sends_or_exits_two() {
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_full", 3, &[])
         .account("@TOA#_other", 1000, &["busy"])
         .follow_limit(1, FollowLimitMode::Item)
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     manifest(&ws, "@TOA#_a", &ids("u", 200), "  prune: true\n");
     let case = |name: &str, expected| assert_contract(name, codes(&ws, &emulator), expected);
@@ -196,12 +192,9 @@ async fn plan_exits_two_exactly_when_apply_sends_or_exits_two() {
     case("an accepted shortfall", (0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sixty_subscriber_account_is_not_emptied_by_one_run() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_sixty_subscriber_account_is_not_emptied_by_one_run() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     manifest(&ws, "@TOA#_a", &ids("u", 60), "  prune: true\n");
     converge(&ws, &emulator, &[]);
@@ -227,12 +220,9 @@ fn entries(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_misspelt_url_or_a_file_as_state_is_refused_and_nothing_is_created() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_misspelt_url_or_a_file_as_state_is_refused_and_nothing_is_created() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     manifest(&ws, "@TOA#_a", &ids("u", 3), "");
     std::fs::write(ws.path().join("ledger-file"), "").unwrap();
@@ -279,15 +269,14 @@ fn every_missing_setting_is_named_at_once() {
     assert!(!ws.state().exists());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_run_killed_mid_apply_leaves_no_false_drift() {
+#[test]
+fn a_run_killed_mid_apply_leaves_no_false_drift() {
     // Every add is made at once and answered 1.5 s later: killed in between, the run has
     // changed the service without recording it.
     let emulator = Remote::default()
         .account("@TOA#_a", 10_000, &[])
         .slow_answers(1500)
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     manifest(&ws, "@TOA#_a", &ids("u", 1000), "");
     let child = ws
@@ -297,14 +286,9 @@ async fn a_run_killed_mid_apply_leaves_no_false_drift() {
         .spawn()
         .unwrap();
     let mut child = crate::common::KillOnDrop(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while remote_subscribers(&emulator, "@TOA#_a").len() < 1000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the adds never arrived"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    crate::common::wait_for("the adds", || {
+        remote_subscribers(&emulator, "@TOA#_a").len() == 1000
+    });
     child.0.kill().unwrap();
     child.0.wait().unwrap();
 

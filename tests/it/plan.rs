@@ -253,12 +253,11 @@ fn status_without_a_ledger_says_so() {
     assert!(!Path::new(&ws.state()).exists());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_accepted_shortfall_is_counted_alike_in_every_format_and_never_called_no_changes() {
+#[test]
+fn an_accepted_shortfall_is_counted_alike_in_every_format_and_never_called_no_changes() {
     let emulator = crate::common::Remote::default()
         .account("@TOA#_full", 3, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     let text = crate::common::manifest_text("full", "@TOA#_full", &ids("f", 5));
     std::fs::write(

@@ -7,8 +7,9 @@
 
 use std::process::Output;
 
-use crate::common::daemon::{Daemon, sigterm, start, wait_for};
+use crate::common::daemon::{Daemon, sigterm, start};
 use crate::common::ledger::snapshot;
+use crate::common::wait_for;
 use crate::common::{Remote, Workspace, ids, remote_subscribers, stderr, stdout};
 use subsync::emulator::Emulator;
 use subsync::ledger::Location;
@@ -42,38 +43,35 @@ fn replica(ws: &Workspace, emulator: &Emulator, url: &str) -> Daemon {
 }
 
 /// 20,000 subscribers to add at 50 calls a second: a few seconds of work to interrupt.
-async fn long_job() -> (Emulator, Workspace) {
+fn long_job() -> (Emulator, Workspace) {
     let emulator = Remote::default()
         .qps(50)
         .account("@TOA#_a", 100_000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 20_000));
     (emulator, ws)
 }
 
 /// Waits until the first adds of the long job went out.
-async fn adding(emulator: &Emulator) {
+fn adding(emulator: &Emulator) {
     wait_for("the first adds", || {
         emulator.stats().calls(Command::AddSubscriber) >= 20
-    })
-    .await;
+    });
 }
 
 fn leads(daemon: &Daemon) -> bool {
     daemon.metric("subsync_leader") == Some(1.0)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_command_works_on_a_postgres_ledger() {
+#[test]
+fn every_command_works_on_a_postgres_ledger() {
     let Some(db) = database("every_command_works_on_a_postgres_ledger") else {
         return;
     };
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &["out-of-band"])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 250));
     let url = db.url();
@@ -123,22 +121,18 @@ async fn every_command_works_on_a_postgres_ledger() {
     assert_eq!(snapshot(Location::sqlite(dir)), snapshot(db.location()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn apply_is_refused_at_once_while_a_daemon_leads_naming_it() {
+#[test]
+fn apply_is_refused_at_once_while_a_daemon_leads_naming_it() {
     let Some(db) = database("apply_is_refused_at_once_while_a_daemon_leads_naming_it") else {
         return;
     };
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let mut leader = replica(&ws, &emulator, db.url());
     wait_for("the daemon to lead and converge", || {
         leads(&leader) && remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
     let requests = emulator.stats().requests;
     let out = run(&ws, &emulator, db.url(), &["apply", "manifests"]);
     let err = stderr(&out);
@@ -156,38 +150,35 @@ async fn apply_is_refused_at_once_while_a_daemon_leads_naming_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing() {
+#[test]
+fn a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing() {
     let Some(db) = database("a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing")
     else {
         return;
     };
-    let (emulator, ws) = long_job().await;
+    let (emulator, ws) = long_job();
     let mut first = replica(&ws, &emulator, db.url());
-    wait_for("the first replica to lead", || leads(&first)).await;
+    wait_for("the first replica to lead", || leads(&first));
     let second = replica(&ws, &emulator, db.url());
     wait_for("the second replica to be ready", || {
         second.get("/readyz").0 == 200
-    })
-    .await;
+    });
     assert_eq!(
         second.metric("subsync_leader"),
         Some(0.0),
         "{}",
         second.log()
     );
-    adding(&emulator).await;
+    adding(&emulator);
     first.child().kill().unwrap();
     first.child().wait().unwrap();
-    wait_for("the standby to take over", || leads(&second)).await;
+    wait_for("the standby to take over", || leads(&second));
     wait_for("the remote side to match the manifests", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 20_000
-    })
-    .await;
+    });
     wait_for("the ledger to record every add", || {
         confirmed(&db, "@TOA#_a").len() == 20_000
-    })
-    .await;
+    });
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 20_000));
     assert_eq!(confirmed(&db, "@TOA#_a"), ids("a", 20_000));
     assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 2);
@@ -218,61 +209,55 @@ fn waiting(db: &TestDatabase) -> i64 {
 }
 
 /// A replica leading over a small job, and a patient one waiting on the lock.
-async fn leader_and_waiting_standby(db: &TestDatabase) -> (Emulator, Workspace, Daemon, Daemon) {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+fn leader_and_waiting_standby(db: &TestDatabase) -> (Emulator, Workspace, Daemon, Daemon) {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let leader = replica(&ws, &emulator, db.url());
-    wait_for("the first replica to lead", || leads(&leader)).await;
+    wait_for("the first replica to lead", || leads(&leader));
     let standby = patient_replica(&ws, &emulator, db.url());
-    wait_for("the standby to wait on the lock", || waiting(db) == 1).await;
+    wait_for("the standby to wait on the lock", || waiting(db) == 1);
     (emulator, ws, leader, standby)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_loses_nothing() {
+#[test]
+fn a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_loses_nothing() {
     let Some(db) = database(
         "a_standby_waiting_on_the_lock_leads_as_soon_as_the_leader_stops_and_loses_nothing",
     ) else {
         return;
     };
-    let (emulator, ws) = long_job().await;
+    let (emulator, ws) = long_job();
     let mut first = replica(&ws, &emulator, db.url());
-    wait_for("the first replica to lead", || leads(&first)).await;
+    wait_for("the first replica to lead", || leads(&first));
     let second = patient_replica(&ws, &emulator, db.url());
     wait_for("the second replica to wait on the lock", || {
         waiting(&db) == 1
-    })
-    .await;
-    adding(&emulator).await;
+    });
+    adding(&emulator);
     sigterm(first.child());
-    wait_for("the waiting replica to take over", || leads(&second)).await;
+    wait_for("the waiting replica to take over", || leads(&second));
     wait_for("the ledger to record every add", || {
         confirmed(&db, "@TOA#_a").len() == 20_000
-    })
-    .await;
+    });
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 20_000));
     assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 2);
     assert_eq!(second.get("/readyz").0, 200, "{}", second.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready() {
+#[test]
+fn a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready() {
     let Some(db) = database("a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready") else {
         return;
     };
-    let (_emulator, _ws, leader, standby) = leader_and_waiting_standby(&db).await;
+    let (_emulator, _ws, leader, standby) = leader_and_waiting_standby(&db);
     assert_eq!(standby.get("/readyz").0, 200, "{}", standby.log());
     // The connection the standby waits on ends, as when the server or the network drops it.
     db.execute(&format!("SELECT pg_terminate_backend(pid) {WAITING}"))
         .unwrap();
     wait_for("the standby to report unready", || {
         standby.get("/readyz").0 == 503
-    })
-    .await;
+    });
     let (_, why) = standby.get("/readyz");
     assert!(why.contains("terminat"), "{why}");
     assert!(
@@ -288,38 +273,37 @@ async fn a_standby_whose_wait_for_the_lock_is_cut_off_reports_unready() {
     assert_eq!(leader.get("/readyz").0, 200, "{}", leader.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_standby_stopping_withdraws_its_wait_for_the_lock() {
+#[test]
+fn a_standby_stopping_withdraws_its_wait_for_the_lock() {
     let Some(db) = database("a_standby_stopping_withdraws_its_wait_for_the_lock") else {
         return;
     };
-    let (_emulator, _ws, leader, mut standby) = leader_and_waiting_standby(&db).await;
+    let (_emulator, _ws, leader, mut standby) = leader_and_waiting_standby(&db);
     sigterm(standby.child());
     let status = standby.child().wait().unwrap();
     assert!(status.success(), "{status:?}: {}", standby.log());
-    wait_for("the wait to be gone from the server", || waiting(&db) == 0).await;
+    wait_for("the wait to be gone from the server", || waiting(&db) == 0);
     assert!(leads(&leader), "{}", leader.log());
     assert_eq!(db.query_i64("SELECT epoch FROM holder").unwrap(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_leader_whose_session_is_terminated_stops_and_the_work_still_completes() {
+#[test]
+fn a_leader_whose_session_is_terminated_stops_and_the_work_still_completes() {
     let Some(db) =
         database("a_leader_whose_session_is_terminated_stops_and_the_work_still_completes")
     else {
         return;
     };
-    let (emulator, ws) = long_job().await;
+    let (emulator, ws) = long_job();
     let first = replica(&ws, &emulator, db.url());
-    wait_for("the first replica to lead", || leads(&first)).await;
+    wait_for("the first replica to lead", || leads(&first));
     let second = replica(&ws, &emulator, db.url());
-    adding(&emulator).await;
+    adding(&emulator);
     db.execute("SELECT pg_terminate_backend(backend_pid) FROM holder")
         .unwrap();
     wait_for("the leader to step down", || {
         first.log().contains("no longer leading")
-    })
-    .await;
+    });
     assert!(
         first.log().contains("lost the ledger's writer lock"),
         "{}",
@@ -327,20 +311,18 @@ async fn a_leader_whose_session_is_terminated_stops_and_the_work_still_completes
     );
     wait_for("a replica to take the lock again", || {
         db.query_i64("SELECT epoch FROM holder").unwrap() == 2 && (leads(&first) || leads(&second))
-    })
-    .await;
+    });
     wait_for("the ledger to record every add", || {
         confirmed(&db, "@TOA#_a").len() == 20_000
-    })
-    .await;
+    });
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 20_000));
     // The readiness of either never depended on leading.
     assert_eq!(first.get("/readyz").0, 200, "{}", first.log());
     assert_eq!(second.get("/readyz").0, 200, "{}", second.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_server_restart_under_the_leader_is_ridden_out() {
+#[test]
+fn a_server_restart_under_the_leader_is_ridden_out() {
     let Some([restart, server]) = subsync::testing::configured(
         "a_server_restart_under_the_leader_is_ridden_out",
         &[
@@ -352,7 +334,7 @@ async fn a_server_restart_under_the_leader_is_ridden_out() {
         return;
     };
     let db = TestDatabase::create(&server).unwrap();
-    let (emulator, ws) = long_job().await;
+    let (emulator, ws) = long_job();
     // Not --standby: a daemon that led rides out the restart all the same.
     let daemon = start(
         &ws,
@@ -360,8 +342,8 @@ async fn a_server_restart_under_the_leader_is_ridden_out() {
         &ws.manifests(),
         &["--state", db.url(), "--takeover-every", "200ms"],
     );
-    wait_for("the daemon to lead", || leads(&daemon)).await;
-    adding(&emulator).await;
+    wait_for("the daemon to lead", || leads(&daemon));
+    adding(&emulator);
     let status = std::process::Command::new("sh")
         .args(["-c", &restart])
         .status()
@@ -369,29 +351,23 @@ async fn a_server_restart_under_the_leader_is_ridden_out() {
     assert!(status.success(), "{restart}");
     wait_for("the daemon to step down", || {
         daemon.log().contains("no longer leading")
-    })
-    .await;
+    });
     wait_for("the daemon to lead again", || {
         db.query_i64("SELECT epoch FROM holder").unwrap() == 2 && leads(&daemon)
-    })
-    .await;
+    });
     wait_for("the ledger to record every add", || {
         confirmed(&db, "@TOA#_a").len() == 20_000
-    })
-    .await;
+    });
     assert_eq!(remote_subscribers(&emulator, "@TOA#_a"), ids("a", 20_000));
     assert_eq!(daemon.get("/readyz").0, 200, "{}", daemon.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_ledger_settings_exit_1_with_one_message_and_send_nothing() {
+#[test]
+fn bad_ledger_settings_exit_1_with_one_message_and_send_nothing() {
     let Some(db) = database("bad_ledger_settings_exit_1_with_one_message_and_send_nothing") else {
         return;
     };
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("a", 3));
     let mut wrong_password = url::Url::parse(db.url()).unwrap();

@@ -42,14 +42,13 @@ fn listed_manifest(ws: &Workspace, name: &str, account: &str, subscribers: &[Str
     std::fs::write(ws.manifests().join(format!("{name}.yaml")), text).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn more_work_than_the_window_holds_is_read_account_by_account_and_converges() {
+#[test]
+fn more_work_than_the_window_holds_is_read_account_by_account_and_converges() {
     let emulator = Remote::default()
         .account("@TOA#_a", 10_000, &[])
         .account("@TOA#_b", 10_000, &[])
         .account("@TOA#_c", 10_000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     // Two calls in flight: the window is four batches (400 subscribers); each account has
     // twenty times that, and the middle one has nothing to do.
@@ -105,14 +104,13 @@ fn comparable_summary(mut summary: Value) -> Value {
 
 /// One round of everything, against a fresh emulator and the ledger at `state`: the plans,
 /// summaries and refresh reports it produced.
-async fn everything(state: &str) -> Vec<Value> {
+fn everything(state: &str) -> Vec<Value> {
     let existing = ids("old", 300);
     let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
     let emulator = Remote::default()
         .account("@TOA#_a", 100_000, &[])
         .account("@TOA#_b", 100_000, &refs)
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     let mut seen = Vec::new();
     listed_manifest(&ws, "a", "@TOA#_a", &ids("a", 25_000), "  prune: true\n");
@@ -161,8 +159,8 @@ async fn everything(state: &str) -> Vec<Value> {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sqlite_and_postgresql_ledgers_plan_apply_and_refresh_alike() {
+#[test]
+fn sqlite_and_postgresql_ledgers_plan_apply_and_refresh_alike() {
     let Some(server) =
         TestDatabase::server("sqlite_and_postgresql_ledgers_plan_apply_and_refresh_alike")
     else {
@@ -171,22 +169,21 @@ async fn sqlite_and_postgresql_ledgers_plan_apply_and_refresh_alike() {
     let db = TestDatabase::create(&server).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = dir.path().join("state").display().to_string();
-    let on_sqlite = everything(&sqlite).await;
-    let on_postgres = everything(db.url()).await;
+    let on_sqlite = everything(&sqlite);
+    let on_postgres = everything(db.url());
     assert_eq!(on_sqlite.len(), on_postgres.len());
     for (i, (s, p)) in on_sqlite.iter().zip(&on_postgres).enumerate() {
         assert_eq!(s, p, "step {i} differs between SQLite and PostgreSQL");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[test]
 #[ignore = "slow: a million subscribers end to end; .ci/run runs it"]
-async fn one_account_of_a_million_goes_through_plan_apply_status_import_and_prune() {
+fn one_account_of_a_million_goes_through_plan_apply_status_import_and_prune() {
     const MILLION: usize = 1_000_000;
     let emulator = Remote::default()
         .account("@TOA#_big", MILLION as u64, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     let everyone = ids("u", MILLION);
     listed_manifest(&ws, "big", "@TOA#_big", &everyone, "  prune: true\n");

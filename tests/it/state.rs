@@ -3,7 +3,8 @@
 //! with exit 1 before anything is sent or created; apply, import and watch say when they do
 //! start a new ledger.
 
-use crate::common::daemon::{sigterm, start, wait_for};
+use crate::common::daemon::{sigterm, start};
+use crate::common::wait_for;
 use crate::common::{Remote, Workspace, ids, stderr};
 
 /// Every file and directory under `ws` but the ones every workspace has.
@@ -18,12 +19,9 @@ fn created(ws: &Workspace) -> Vec<String> {
     found
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_state_that_is_a_typo_is_refused_before_anything_is_sent_or_created() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn a_state_that_is_a_typo_is_refused_before_anything_is_sent_or_created() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 3));
     let cases: &[(&str, &str)] = &[
@@ -72,8 +70,8 @@ async fn a_state_that_is_a_typo_is_refused_before_anything_is_sent_or_created() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_sandbox_refuses_the_same_typos() {
+#[test]
+fn the_sandbox_refuses_the_same_typos() {
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 3));
     for (state, says) in [
@@ -96,12 +94,9 @@ async fn the_sandbox_refuses_the_same_typos() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn apply_and_import_say_when_they_start_a_new_ledger_and_only_then() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn apply_and_import_say_when_they_start_a_new_ledger_and_only_then() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 3));
     let ledger = ws.state().join("ledger.db");
@@ -132,12 +127,9 @@ async fn apply_and_import_say_when_they_start_a_new_ledger_and_only_then() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn watch_says_when_it_starts_a_new_ledger() {
-    let emulator = Remote::default()
-        .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+#[test]
+fn watch_says_when_it_starts_a_new_ledger() {
+    let emulator = Remote::default().account("@TOA#_a", 1000, &[]).start();
     let ws = Workspace::new();
     ws.manifest("a", "@TOA#_a", &ids("u", 3));
     let mut daemon = start(&ws, &emulator, &ws.manifests(), &[]);
@@ -147,8 +139,7 @@ async fn watch_says_when_it_starts_a_new_ledger() {
     );
     wait_for("the new ledger to be announced", || {
         daemon.log().contains(&said)
-    })
-    .await;
+    });
     sigterm(daemon.child());
     let status = daemon.child().wait().unwrap();
     assert!(status.success(), "{}", daemon.log());

@@ -6,17 +6,17 @@
 
 use std::path::Path;
 
-use crate::common::daemon::{Daemon, signal, sigterm, start, wait_for};
-use crate::common::{Remote, Workspace, ids, manifest_text, remote_subscribers};
+use crate::common::daemon::{Daemon, signal, sigterm, start};
+use crate::common::wait_for;
+use crate::common::{Remote, Workspace, block_on, ids, manifest_text, remote_subscribers};
 use subsync::emulator::Emulator;
 use subsync::tencent::Api;
 
-async fn emulator() -> Emulator {
+fn emulator() -> Emulator {
     Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_b", 1000, &[])
         .start()
-        .await
 }
 
 fn write(path: &Path, text: &str) {
@@ -24,23 +24,21 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn in_place_edits_and_atomic_renames_are_applied() {
-    let emulator = emulator().await;
+#[test]
+fn in_place_edits_and_atomic_renames_are_applied() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let file = ws.manifests().join("a.yaml");
     write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 3)));
     let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
     wait_for("the start reconcile", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
 
     write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 5)));
     wait_for("the in-place edit", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 5
-    })
-    .await;
+    });
 
     // An editor's save: write a temporary file beside it, then rename it over the manifest.
     let tmp = ws.manifests().join(".a.yaml.swp");
@@ -48,8 +46,7 @@ async fn in_place_edits_and_atomic_renames_are_applied() {
     std::fs::rename(&tmp, &file).unwrap();
     wait_for("the atomic rename", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 7
-    })
-    .await;
+    });
 
     // A new manifest appears, as after a `git pull`.
     write(
@@ -58,14 +55,13 @@ async fn in_place_edits_and_atomic_renames_are_applied() {
     );
     wait_for("the new file", || {
         remote_subscribers(&emulator, "@TOA#_b").len() == 2
-    })
-    .await;
+    });
     assert_eq!(daemon.get("/readyz").0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_git_sync_symlink_swap_is_followed() {
-    let emulator = emulator().await;
+#[test]
+fn a_git_sync_symlink_swap_is_followed() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let root = ws.path().join("git");
     write(
@@ -76,8 +72,7 @@ async fn a_git_sync_symlink_swap_is_followed() {
     let _daemon = start(&ws, &emulator, &root.join("current/manifests"), &[]);
     wait_for("rev1", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
-    })
-    .await;
+    });
 
     // git-sync: a new worktree, a new link beside the old one, renamed over it, old one removed.
     write(
@@ -89,8 +84,7 @@ async fn a_git_sync_symlink_swap_is_followed() {
     std::fs::remove_dir_all(root.join(".worktrees/rev1")).unwrap();
     wait_for("rev2", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 4
-    })
-    .await;
+    });
 
     // And the new target is watched: an edit there is seen too.
     write(
@@ -99,8 +93,7 @@ async fn a_git_sync_symlink_swap_is_followed() {
     );
     wait_for("an edit in rev2", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 6
-    })
-    .await;
+    });
 }
 
 /// Writes `files` as a ConfigMap volume does: a timestamped directory, `..data` renamed over
@@ -123,9 +116,9 @@ fn configmap_update(root: &Path, version: u32, files: &[(&str, String)]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_configmap_data_swap_is_followed() {
-    let emulator = emulator().await;
+#[test]
+fn a_configmap_data_swap_is_followed() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let root = ws.path().join("config");
     configmap_update(
@@ -136,8 +129,7 @@ async fn a_configmap_data_swap_is_followed() {
     let _daemon = start(&ws, &emulator, &root, &[]);
     wait_for("version 1", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 1
-    })
-    .await;
+    });
     configmap_update(
         &root,
         2,
@@ -145,8 +137,7 @@ async fn a_configmap_data_swap_is_followed() {
     );
     wait_for("version 2", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
     configmap_update(
         &root,
         3,
@@ -154,29 +145,27 @@ async fn a_configmap_data_swap_is_followed() {
     );
     wait_for("version 3", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 8
-    })
-    .await;
+    });
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_invalid_commit_changes_nothing_and_the_next_valid_one_is_applied() {
-    let emulator = emulator().await;
+#[test]
+fn an_invalid_commit_changes_nothing_and_the_next_valid_one_is_applied() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let file = ws.manifests().join("a.yaml");
     write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 2)));
     let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
     wait_for("the start reconcile", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
-    })
-    .await;
-    wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+    });
+    wait_for("ready", || daemon.get("/readyz").0 == 200);
     let requests = emulator.stats().requests;
 
     write(
         &file,
         &manifest_text("a", "@TOA#_a", &ids("a", 9)).replace("kind: SubscriberSet", "kind: [oops"),
     );
-    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    wait_for("unready", || daemon.get("/readyz").0 == 503);
     let (_, reason) = daemon.get("/readyz");
     assert!(
         reason.contains("the manifests are invalid")
@@ -200,19 +189,17 @@ async fn an_invalid_commit_changes_nothing_and_the_next_valid_one_is_applied() {
     write(&file, &manifest_text("a", "@TOA#_a", &ids("a", 4)));
     wait_for("the valid commit", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 4
-    })
-    .await;
-    wait_for("ready again", || daemon.get("/readyz").0 == 200).await;
+    });
+    wait_for("ready again", || daemon.get("/readyz").0 == 200);
     assert_eq!(daemon.metric("subsync_manifests_valid"), Some(1.0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_metrics_parse_and_count_what_happened() {
+#[test]
+fn the_metrics_parse_and_count_what_happened() {
     // One wanted subscriber already follows: drift.
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &["a00001"])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
@@ -222,8 +209,7 @@ async fn the_metrics_parse_and_count_what_happened() {
     let daemon = start(&ws, &emulator, &ws.manifests(), &["--refresh-every", "0"]);
     wait_for("a reconcile", || {
         daemon.metric("subsync_subscribers_confirmed{account=\"@TOA#_a\"}") == Some(3.0)
-    })
-    .await;
+    });
     let metrics = daemon.metrics();
     let value = |key: &str| metrics.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
     assert_eq!(
@@ -266,16 +252,16 @@ async fn the_metrics_parse_and_count_what_happened() {
     assert!(text.contains("# TYPE subsync_drift counter"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_daemon_on_the_same_state_is_refused_at_once_with_nothing_on_stdout() {
-    let emulator = emulator().await;
+#[test]
+fn a_second_daemon_on_the_same_state_is_refused_at_once_with_nothing_on_stdout() {
+    let emulator = emulator();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
         &manifest_text("a", "@TOA#_a", &ids("a", 1)),
     );
     let mut first = start(&ws, &emulator, &ws.manifests(), &[]);
-    wait_for("the first daemon", || first.get("/readyz").0 == 200).await;
+    wait_for("the first daemon", || first.get("/readyz").0 == 200);
     let second = ws
         .command(
             Some(&emulator.url()),
@@ -296,12 +282,11 @@ async fn a_second_daemon_on_the_same_state_is_refused_at_once_with_nothing_on_st
 
 /// A daemon in the middle of a long reconcile: 5,000 subscribers at 50 calls a second, a few
 /// batches sent.
-async fn mid_run() -> (Emulator, Workspace, Daemon) {
+fn mid_run() -> (Emulator, Workspace, Daemon) {
     let emulator = Remote::default()
         .latency_ms(20)
         .account("@TOA#_a", 100_000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
@@ -313,14 +298,13 @@ async fn mid_run() -> (Emulator, Workspace, Daemon) {
             .stats()
             .count(subsync::tencent::api::Command::AddSubscriber, "0")
             >= 3
-    })
-    .await;
+    });
     (emulator, ws, daemon)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_the_daemon_cleanly() {
-    let (emulator, ws, mut daemon) = mid_run().await;
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let (emulator, ws, mut daemon) = mid_run();
     sigterm(daemon.child());
     let status = daemon.child().wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
@@ -339,9 +323,9 @@ async fn sigterm_stops_the_daemon_cleanly() {
     assert!(daemon.log().contains("stopped"), "{}", daemon.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_credentials_make_it_unready_until_the_key_file_changes() {
-    let emulator = emulator().await;
+#[test]
+fn wrong_credentials_make_it_unready_until_the_key_file_changes() {
+    let emulator = emulator();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
@@ -349,46 +333,42 @@ async fn wrong_credentials_make_it_unready_until_the_key_file_changes() {
     );
     std::fs::write(ws.key_file(), "not-the-key").unwrap();
     let daemon = start(&ws, &emulator, &ws.manifests(), &[]);
-    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    wait_for("unready", || daemon.get("/readyz").0 == 503);
     wait_for("the fatal answer", || {
         daemon.get("/readyz").1.contains("70009")
-    })
-    .await;
+    });
     assert_eq!(daemon.get("/healthz").0, 200, "the daemon stays up");
     assert!(remote_subscribers(&emulator, "@TOA#_a").is_empty());
 
     std::fs::write(ws.key_file(), format!("{}\n", crate::common::KEY)).unwrap();
     wait_for("the new key", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
-    })
-    .await;
-    wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+    });
+    wait_for("ready", || daemon.get("/readyz").0 == 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_path_that_does_not_exist_yet_is_awaited() {
-    let emulator = emulator().await;
+#[test]
+fn a_path_that_does_not_exist_yet_is_awaited() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let later = ws.path().join("later/manifests");
     let daemon = start(&ws, &emulator, &later, &[]);
     wait_for("unready", || {
         daemon.get("/readyz").1.contains("manifests are invalid")
-    })
-    .await;
+    });
     write(
         &later.join("a.yaml"),
         &manifest_text("a", "@TOA#_a", &ids("a", 2)),
     );
     wait_for("the path to appear", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
-    })
-    .await;
+    });
     assert_eq!(daemon.get("/healthz").0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn json_logs_are_one_object_a_line_with_one_event_per_reconcile() {
-    let emulator = emulator().await;
+#[test]
+fn json_logs_are_one_object_a_line_with_one_event_per_reconcile() {
+    let emulator = emulator();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
@@ -397,10 +377,9 @@ async fn json_logs_are_one_object_a_line_with_one_event_per_reconcile() {
     let mut daemon = start(&ws, &emulator, &ws.manifests(), &["--log-format", "json"]);
     wait_for("the start reconcile", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
-    })
-    .await;
+    });
     write(&ws.manifests().join("a.yaml"), "not: [valid\n");
-    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    wait_for("unready", || daemon.get("/readyz").0 == 503);
     sigterm(daemon.child());
     assert_eq!(daemon.child().wait().unwrap().code(), Some(0));
     let log = daemon.log();
@@ -423,26 +402,24 @@ async fn json_logs_are_one_object_a_line_with_one_event_per_reconcile() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_signal_stops_at_once_without_waiting_for_calls_in_flight() {
+#[test]
+fn a_second_signal_stops_at_once_without_waiting_for_calls_in_flight() {
     // Every call takes 20 s: the first signal would wait (up to the 10 s drain) for it.
     let emulator = Remote::default()
         .latency_ms(20_000)
         .account("@TOA#_a", 1000, &[])
-        .start()
-        .await;
+        .start();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
         &manifest_text("a", "@TOA#_a", &ids("a", 5)),
     );
     let mut daemon = start(&ws, &emulator, &ws.manifests(), &[]);
-    wait_for("a call in flight", || emulator.stats().in_flight > 0).await;
+    wait_for("a call in flight", || emulator.stats().in_flight > 0);
     sigterm(daemon.child());
     wait_for("the first signal", || {
         daemon.log().contains("interrupted: finishing")
-    })
-    .await;
+    });
     sigterm(daemon.child());
     let status = daemon.child().wait().unwrap();
     // 130, not the 0 of a graceful stop: it did not wait for the drain.
@@ -455,9 +432,9 @@ async fn a_second_signal_stops_at_once_without_waiting_for_calls_in_flight() {
     assert!(!daemon.log().contains("INFO stopped"), "{}", daemon.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
-    let emulator = emulator().await;
+#[test]
+fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let dir = ws.manifests();
     write(
@@ -467,20 +444,18 @@ async fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
     let daemon = start(&ws, &emulator, &dir, &[]);
     wait_for("the start reconcile", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 1
-    })
-    .await;
+    });
 
     // The whole directory goes away for a moment, then comes back changed.
     std::fs::remove_dir_all(&dir).unwrap();
-    wait_for("unready", || daemon.get("/readyz").0 == 503).await;
+    wait_for("unready", || daemon.get("/readyz").0 == 503);
     write(
         &dir.join("a.yaml"),
         &manifest_text("a", "@TOA#_a", &ids("a", 3)),
     );
     wait_for("the directory back", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
 
     // It becomes a symlink loop: refused, unready, alive; then a real directory again.
     let moved = ws.path().join("moved");
@@ -488,8 +463,7 @@ async fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
     std::os::unix::fs::symlink("manifests", &dir).unwrap();
     wait_for("unready on the loop", || {
         daemon.get("/readyz").1.contains("manifests are invalid")
-    })
-    .await;
+    });
     assert_eq!(daemon.get("/healthz").0, 200);
     std::fs::remove_file(&dir).unwrap();
     write(
@@ -499,31 +473,28 @@ async fn a_vanishing_directory_and_a_symlink_loop_are_waited_out() {
     std::fs::rename(&moved, &dir).unwrap();
     wait_for("a directory again", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 5
-    })
-    .await;
-    wait_for("ready", || daemon.get("/readyz").0 == 200).await;
+    });
+    wait_for("ready", || daemon.get("/readyz").0 == 200);
 }
 
 fn pruned_text(subscribers: &[String]) -> String {
     manifest_text("a", "@TOA#_a", subscribers) + "  prune: true\n"
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_daemon_never_mass_prunes_without_the_flag() {
-    let emulator = emulator().await;
+#[test]
+fn the_daemon_never_mass_prunes_without_the_flag() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let file = ws.manifests().join("a.yaml");
     write(&file, &pruned_text(&ids("a", 300)));
     let daemon = start(&ws, &emulator, &ws.manifests(), &["--refresh-every", "0"]);
     wait_for("the start reconcile", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 300
-    })
-    .await;
+    });
     write(&file, &pruned_text(&ids("a", 150)));
     wait_for("the change to be planned", || {
         daemon.log().contains("held_back=150")
-    })
-    .await;
+    });
     assert_eq!(
         remote_subscribers(&emulator, "@TOA#_a").len(),
         300,
@@ -539,17 +510,15 @@ async fn the_daemon_never_mass_prunes_without_the_flag() {
     write(&file, &pruned_text(&ids("a", 290)));
     wait_for("a small prune", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 290
-    })
-    .await;
+    });
     wait_for("the removals counted", || {
         daemon.metric("subsync_subscribers_removed_total{account=\"@TOA#_a\"}") == Some(10.0)
-    })
-    .await;
+    });
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_daemon_refreshes_and_repairs_out_of_band_removals() {
-    let emulator = emulator().await;
+#[test]
+fn the_daemon_refreshes_and_repairs_out_of_band_removals() {
+    let emulator = emulator();
     let ws = Workspace::new();
     write(
         &ws.manifests().join("a.yaml"),
@@ -558,26 +527,20 @@ async fn the_daemon_refreshes_and_repairs_out_of_band_removals() {
     let daemon = start(&ws, &emulator, &ws.manifests(), &["--refresh-every", "1s"]);
     wait_for("the start reconcile", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
     // Someone removes a subscriber behind subsync's back.
-    crate::common::client(&emulator)
-        .delete_subscriber("@TOA#_a", &ids("a", 1))
-        .await
-        .unwrap();
+    block_on(crate::common::client(&emulator).delete_subscriber("@TOA#_a", &ids("a", 1))).unwrap();
     wait_for("the refresh to repair it", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 3
-    })
-    .await;
+    });
     wait_for("the drift counted", || {
         daemon.metric("subsync_drift_total{account=\"@TOA#_a\",direction=\"removed\"}") == Some(1.0)
-    })
-    .await;
+    });
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sighup_drains_like_sigterm_and_the_run_is_recorded_finished() {
-    let (_emulator, ws, mut daemon) = mid_run().await;
+#[test]
+fn sighup_drains_like_sigterm_and_the_run_is_recorded_finished() {
+    let (_emulator, ws, mut daemon) = mid_run();
     signal(daemon.child(), "HUP");
     let status = daemon.child().wait().unwrap();
     let log = daemon.log();
@@ -594,9 +557,9 @@ async fn sighup_drains_like_sigterm_and_the_run_is_recorded_finished() {
     assert!(run["finished_at"].is_string(), "{report:#}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_path_linked_to_proc_is_refused_once_and_a_swap_to_real_manifests_is_applied() {
-    let emulator = emulator().await;
+#[test]
+fn a_path_linked_to_proc_is_refused_once_and_a_swap_to_real_manifests_is_applied() {
+    let emulator = emulator();
     let ws = Workspace::new();
     write(
         &ws.path().join("real/a.yaml"),
@@ -609,8 +572,7 @@ async fn a_path_linked_to_proc_is_refused_once_and_a_swap_to_real_manifests_is_a
         daemon
             .metric("subsync_reconcile_total{result=\"invalid\"}")
             .is_some_and(|n| n >= 1.0)
-    })
-    .await;
+    });
     let (status, reason) = daemon.get("/readyz");
     assert_eq!(status, 503);
     assert!(
@@ -622,8 +584,7 @@ async fn a_path_linked_to_proc_is_refused_once_and_a_swap_to_real_manifests_is_a
     std::fs::rename(ws.path().join("next"), &link).unwrap();
     wait_for("the real manifests", || {
         remote_subscribers(&emulator, "@TOA#_a").len() == 2
-    })
-    .await;
+    });
     let log = daemon.log();
     assert_eq!(log.matches("a kernel filesystem").count(), 1, "{log}");
     assert_eq!(
@@ -633,9 +594,9 @@ async fn a_path_linked_to_proc_is_refused_once_and_a_swap_to_real_manifests_is_a
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_set_full_of_problems_is_logged_once_twenty_problems_and_the_count() {
-    let emulator = emulator().await;
+#[test]
+fn a_set_full_of_problems_is_logged_once_twenty_problems_and_the_count() {
+    let emulator = emulator();
     let ws = Workspace::new();
     let bad = |i: usize| {
         format!(
@@ -651,10 +612,10 @@ async fn a_set_full_of_problems_is_logged_once_twenty_problems_and_the_count() {
             .metric("subsync_reconcile_total{result=\"invalid\"}")
             .unwrap_or(0.0)
     };
-    wait_for("the first reading", || invalid() >= 1.0).await;
+    wait_for("the first reading", || invalid() >= 1.0);
     // The same problems again (a file rewritten as it was) are not news.
     write(&ws.manifests().join("m00.yaml"), &bad(0));
-    wait_for("the second reading", || invalid() >= 2.0).await;
+    wait_for("the second reading", || invalid() >= 2.0);
     let log = daemon.log();
     let problems = log.lines().filter(|l| l.contains(".yaml:6:")).count();
     assert_eq!(problems, 20, "{log}");

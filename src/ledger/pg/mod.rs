@@ -126,7 +126,7 @@ impl store::Target for Target {
     ) -> Fut<'a, Option<Box<dyn WriterStore>>> {
         Box::pin(async move {
             let mut conn = connect(self, &format!("subsync {command}")).await?;
-            if let Found::NoSchema = conn.session.within(schema::identify(&conn.client)).await? {
+            if let Contents::NoSchema = conn.session.within(schema::identify(&conn.client)).await? {
                 return Err(LedgerError::NoSchema {
                     at: conn.session.at.clone(),
                 });

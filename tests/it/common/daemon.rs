@@ -186,15 +186,6 @@ pub fn parse_openmetrics(text: &str) -> Vec<(String, f64)> {
     samples
 }
 
-/// Waits until `condition` holds, failing the test with `what` after 30 s.
-pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 pub fn sigterm(child: &Child) {
     signal(child, "TERM");
 }

@@ -1,5 +1,11 @@
 //! Shared test helpers: an in-process emulator on 127.0.0.1:0, manifest writers, and a runner
 //! for the `subsync` binary with credentials pointing at the emulator.
+//!
+//! The tests are plain `#[test]` functions: their bodies run the binary, read files and poll
+//! probes, all of which block, so they run on the test harness's threads, never on a tokio
+//! worker. The servers they talk to (emulators, stand-ins, notification receivers) run on
+//! [`servers`], a runtime with threads of its own; a test's async step goes through
+//! [`block_on`].
 
 pub mod daemon;
 pub mod ledger;
@@ -8,12 +14,43 @@ pub mod standin;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use subsync::emulator::{
     Credentials, CursorFault, Emulator, EmulatorOptions, Faults, FollowLimitMode, Latency,
     RemoteState, Rules,
 };
 use subsync::tencent::usersig::SecretKey;
+
+/// The runtime the tests' servers run on, shared by every test of the crate.
+pub fn servers() -> &'static tokio::runtime::Runtime {
+    static SERVERS: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-servers")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the servers' runtime: {e}"))
+    })
+}
+
+/// Runs `step` to completion from a test's own thread, on [`servers`] (what it spawns, such
+/// as a server, keeps running there).
+pub fn block_on<F: Future>(step: F) -> F::Output {
+    servers().block_on(step)
+}
+
+/// Waits until `condition` holds, failing the test with `what` after 30 s. It polls from the
+/// test's own thread, which may block; the servers run elsewhere.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 pub const SDKAPPID: u64 = 1_400_000_042;
 pub const KEY: &str = "test-secret-key-0123456789abcdef";
@@ -106,7 +143,8 @@ impl Remote {
         self
     }
 
-    pub async fn start(self) -> Emulator {
+    /// Starts the emulator on [`servers`].
+    pub fn start(self) -> Emulator {
         let mut state = RemoteState::default();
         for (id, max, subs) in &self.accounts {
             state.seed_account(id, *max, subs, 0);
@@ -132,9 +170,11 @@ impl Remote {
             journal: None,
             clock_skew_secs: self.clock_skew_secs,
         };
-        Emulator::start(options, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap()
+        block_on(Emulator::start(
+            options,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
+        .unwrap()
     }
 }
 

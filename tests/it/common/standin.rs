@@ -42,10 +42,14 @@ pub struct StandIn {
 }
 
 impl StandIn {
-    /// Answers each call with `handler(command, body)`.
-    pub async fn start(
+    /// Answers each call with `handler(command, body)`, on the servers' runtime.
+    pub fn start(
         handler: impl Fn(&str, &serde_json::Value) -> Reply + Send + Sync + 'static,
     ) -> StandIn {
+        super::block_on(StandIn::serving(Arc::new(handler)))
+    }
+
+    async fn serving(handler: Arc<Handler>) -> StandIn {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("cannot bind the stand-in: {e}"));
@@ -55,7 +59,6 @@ impl StandIn {
         };
         let calls = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        let handler: Arc<Handler> = Arc::new(handler);
         let (calls_, stop_) = (calls.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
@@ -172,7 +175,12 @@ pub struct Mute {
 }
 
 impl Mute {
-    pub async fn start() -> Mute {
+    /// Listens on the servers' runtime.
+    pub fn start() -> Mute {
+        super::block_on(Mute::listening())
+    }
+
+    async fn listening() -> Mute {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("cannot bind: {e}"));
