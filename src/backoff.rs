@@ -5,18 +5,18 @@ use std::time::Duration;
 
 /// Doubling from `first` at attempt 0, never above `cap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub first: Duration,
     pub cap: Duration,
 }
 
 impl Backoff {
-    pub const fn new(first: Duration, cap: Duration) -> Backoff {
+    pub(crate) const fn new(first: Duration, cap: Duration) -> Backoff {
         Backoff { first, cap }
     }
 
     /// The pause before attempt `attempt + 1`: `first × 2^attempt`, at most `cap`.
-    pub fn after(&self, attempt: u32) -> Duration {
+    pub(crate) fn after(&self, attempt: u32) -> Duration {
         self.first
             .saturating_mul(1u32 << attempt.min(30))
             .min(self.cap)
@@ -24,7 +24,7 @@ impl Backoff {
 
     /// [`Backoff::after`] with "equal jitter": `jitter` in [0, 1) picks a point in the upper
     /// half of the window, so that retries spread out but never come back at once.
-    pub fn jittered(&self, attempt: u32, jitter: f64) -> Duration {
+    pub(crate) fn jittered(&self, attempt: u32, jitter: f64) -> Duration {
         self.after(attempt)
             .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
     }

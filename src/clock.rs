@@ -14,7 +14,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// Milliseconds since the Unix epoch; 0 if the clock is set before 1970.
-pub fn unix_millis() -> i64 {
+pub(crate) fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -22,7 +22,7 @@ pub fn unix_millis() -> i64 {
 }
 
 /// `2026-11-25T19:41:07Z` for a Unix time in seconds.
-pub fn rfc3339(unix_secs: i64) -> String {
+pub(crate) fn rfc3339(unix_secs: i64) -> String {
     let days = unix_secs.div_euclid(86_400);
     let secs_of_day = unix_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -35,13 +35,13 @@ pub fn rfc3339(unix_secs: i64) -> String {
 }
 
 /// `rfc3339` for a time in milliseconds (the ledger's unit).
-pub fn rfc3339_millis(unix_millis: i64) -> String {
+pub(crate) fn rfc3339_millis(unix_millis: i64) -> String {
     rfc3339(unix_millis.div_euclid(1000))
 }
 
 /// The Unix time (seconds) of an HTTP date in its preferred form, `Sun, 06 Nov 1994 08:49:37
 /// GMT` (RFC 9110's IMF-fixdate); `None` for anything else.
-pub fn parse_http_date(text: &str) -> Option<i64> {
+pub(crate) fn parse_http_date(text: &str) -> Option<i64> {
     let fields: Vec<&str> = text.split_whitespace().collect();
     let [_weekday, day, month, year, time, "GMT"] = fields.as_slice() else {
         return None;

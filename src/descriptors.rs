@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 /// How long a pooled connection may sit unused before it is closed.
-pub const IDLE_CONNECTION: Duration = Duration::from_secs(15);
+pub(crate) const IDLE_CONNECTION: Duration = Duration::from_secs(15);
 
 /// The standard streams, the runtime (its poller and wakers), signal handling, the git
 /// revision read, and a margin.
@@ -25,13 +25,13 @@ const RESERVE_LEDGER: u64 = 12;
 /// A directory being listed, a manifest and a subscriber file open, and file watching.
 const RESERVE_MANIFESTS: u64 = 8;
 /// Most probe connections open at once when descriptors are plentiful.
-pub const MAX_PROBE_CONNECTIONS: usize = 128;
+pub(crate) const MAX_PROBE_CONNECTIONS: usize = 128;
 /// Fewest probe connections kept, however tight the limit: a probe must always be answered.
 const MIN_PROBE_CONNECTIONS: usize = 4;
 
 /// What a command needs descriptors for, besides API connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Needs {
+pub(crate) struct Needs {
     /// `watch`: a probe listener and its connections.
     pub probes: bool,
     /// Notification sinks, one connection each.
@@ -42,7 +42,7 @@ pub struct Needs {
 
 /// How the open-file limit is shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// The soft limit in force; `None` when the process has none.
     pub limit: Option<u64>,
     /// Kept for everything but API and probe connections.
@@ -55,7 +55,7 @@ pub struct Budget {
 
 impl Budget {
     /// No limit to share.
-    pub const UNLIMITED: Budget = Budget {
+    pub(crate) const UNLIMITED: Budget = Budget {
         limit: None,
         reserved: 0,
         api: usize::MAX,
@@ -63,7 +63,7 @@ impl Budget {
     };
 
     /// The budget under a soft limit of `limit` descriptors (`None`: unlimited).
-    pub fn of(limit: Option<u64>, needs: Needs) -> Result<Budget, DescriptorError> {
+    pub(crate) fn of(limit: Option<u64>, needs: Needs) -> Result<Budget, DescriptorError> {
         let Some(limit) = limit else {
             return Ok(Budget::UNLIMITED);
         };
@@ -98,7 +98,7 @@ impl Budget {
     }
 
     /// The calls in flight for a run that asked for `requested`.
-    pub fn concurrency(&self, requested: usize) -> usize {
+    pub(crate) fn concurrency(&self, requested: usize) -> usize {
         requested.min(self.api).max(1)
     }
 }
@@ -108,7 +108,7 @@ impl Budget {
 #[error(
     "the open-file limit (ulimit -n) is {limit}, too low to run: subsync needs at least {needed} descriptors (the ledger, the manifests, probes, notification sinks and one API connection); raise it (ulimit -n, LimitNOFILE, or the container runtime's nofile limit)"
 )]
-pub struct DescriptorError {
+pub(crate) struct DescriptorError {
     pub limit: u64,
     pub needed: u64,
 }
@@ -116,7 +116,7 @@ pub struct DescriptorError {
 /// Raises the soft open-file limit to the hard one; returns the soft limit now in force
 /// (`None`: unlimited). Failing to raise it is not an error: the budget follows what is in
 /// force.
-pub fn raise_soft_limit() -> Option<u64> {
+pub(crate) fn raise_soft_limit() -> Option<u64> {
     let limit = current()?;
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
@@ -133,7 +133,7 @@ pub fn raise_soft_limit() -> Option<u64> {
 }
 
 /// The soft open-file limit in force (`None`: unlimited or unknown).
-pub fn soft_limit() -> Option<u64> {
+pub(crate) fn soft_limit() -> Option<u64> {
     finite(current()?)
 }
 

@@ -31,7 +31,7 @@ use crate::tencent::{Api, CallObserver, Client, ClientConfig};
 
 /// Who hears about runs and calls: a progress display, the daemon's metrics.
 #[derive(Clone)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     pub observer: Arc<dyn Observer>,
     /// Told the outcome of every API call.
     pub calls: Option<Arc<dyn CallObserver>>,
@@ -47,7 +47,7 @@ impl Default for Hooks {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
@@ -56,7 +56,7 @@ pub enum EngineError {
     Ledger(#[from] LedgerError),
 }
 
-pub struct Engine {
+pub(crate) struct Engine {
     config: Config,
     sandbox: Option<Sandbox>,
     /// The credentials in use, when they are the service's (not the sandbox's).
@@ -79,7 +79,7 @@ fn client(config: ClientConfig, pool: usize, hooks: &Hooks) -> Result<Arc<dyn Ap
 
 impl Engine {
     /// Starts the sandbox when asked for and builds the client; takes no lock yet.
-    pub async fn open(config: Config, hooks: Hooks) -> Result<Engine, EngineError> {
+    pub(crate) async fn open(config: Config, hooks: Hooks) -> Result<Engine, EngineError> {
         let (sandbox, service, client_config) = match &config.remote {
             Remote::Sandbox {
                 config: file,
@@ -96,8 +96,8 @@ impl Engine {
     }
 
     /// An engine calling `api` instead of a client of its own (tests: an in-process API).
-    #[cfg(any(test, feature = "testing"))]
-    pub fn with_api(config: Config, api: Arc<dyn Api>, hooks: Hooks) -> Engine {
+    #[cfg(test)]
+    pub(crate) fn with_api(config: Config, api: Arc<dyn Api>, hooks: Hooks) -> Engine {
         Engine::assemble(config, None, None, api, hooks)
     }
 
@@ -119,13 +119,13 @@ impl Engine {
         }
     }
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.config
     }
 
     /// Takes the ledger's writer lock: refused at once, naming the holder, when another
     /// process holds it. Leading already is fine.
-    pub async fn lead(&mut self, command: &str) -> Result<(), LedgerError> {
+    pub(crate) async fn lead(&mut self, command: &str) -> Result<(), LedgerError> {
         if self.reconciler.is_some() {
             return Ok(());
         }
@@ -139,7 +139,7 @@ impl Engine {
     /// the holder lets go (hand it to [`Engine::lead_with`]), `None` once `stop` is
     /// cancelled. `None` where the ledger cannot wait on its lock (SQLite): try it from
     /// time to time instead.
-    pub fn lock_waiter(
+    pub(crate) fn lock_waiter(
         &self,
         command: &'static str,
         stop: CancellationToken,
@@ -153,7 +153,7 @@ impl Engine {
 
     /// Leads with `writer`, which holds the lock (from [`Engine::lock_waiter`]). A writer
     /// this engine already has stays; the new one is let go.
-    pub async fn lead_with(&mut self, writer: Writer) {
+    pub(crate) async fn lead_with(&mut self, writer: Writer) {
         if self.reconciler.is_some() {
             writer.close().await;
             return;
@@ -167,13 +167,13 @@ impl Engine {
     }
 
     /// The writer, while this process leads.
-    pub fn writer(&self) -> Option<&Writer> {
+    pub(crate) fn writer(&self) -> Option<&Writer> {
         self.reconciler.as_ref().map(Reconciler::writer)
     }
 
     /// Lets go of the ledger (after its lock was lost, or to stand by); says why it was lost,
     /// if it was.
-    pub async fn step_down(&mut self) -> Option<LockLoss> {
+    pub(crate) async fn step_down(&mut self) -> Option<LockLoss> {
         let reconciler = self.reconciler.take()?;
         let why = reconciler.writer().lost_reason();
         reconciler.close().await;
@@ -190,7 +190,7 @@ impl Engine {
     }
 
     /// Reconciles once (see [`Reconciler::reconcile`]).
-    pub async fn reconcile(
+    pub(crate) async fn reconcile(
         &self,
         job: Job,
         cancel: &CancellationToken,
@@ -204,7 +204,7 @@ impl Engine {
     }
 
     /// Reads and records the live lists of the accounts `manifests` declare.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         manifests: Arc<ManifestSet>,
         purpose: Refresh,
@@ -219,25 +219,25 @@ impl Engine {
     }
 
     /// The ledger as the writer sees it (tests).
-    #[cfg(any(test, feature = "testing"))]
-    pub async fn snapshot(&self) -> Result<crate::ledger::Snapshot, LedgerError> {
+    #[cfg(test)]
+    pub(crate) async fn snapshot(&self) -> Result<crate::ledger::Snapshot, LedgerError> {
         self.reconciler()?.writer().snapshot().await
     }
 
     /// The ledger's serial, as the writer sees it: it changes with every write.
-    pub async fn serial(&self) -> Result<u64, LedgerError> {
+    pub(crate) async fn serial(&self) -> Result<u64, LedgerError> {
         let writer = self.reconciler()?.writer();
         writer.view(|source| Ok(source.identity()?.1)).await
     }
 
     /// Counts per account, as the writer sees them.
-    pub async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
+    pub(crate) async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
         self.reconciler()?.writer().accounts().await
     }
 
     /// Reads the key file again and, when the key changed (a rotated Secret), uses it from the
     /// next run on. True when it changed.
-    pub async fn reload_key(&mut self) -> Result<bool, SettingsError> {
+    pub(crate) async fn reload_key(&mut self) -> Result<bool, SettingsError> {
         let Some(service) = self.service.clone() else {
             return Ok(false);
         };
@@ -270,7 +270,7 @@ impl Engine {
     }
 
     /// The revision recorded with a run: the configured one, else the manifests' git commit.
-    pub async fn revision(&self, paths: &[PathBuf]) -> Option<String> {
+    pub(crate) async fn revision(&self, paths: &[PathBuf]) -> Option<String> {
         if let Some(fixed) = &self.config.revision {
             return Some(fixed.clone());
         }
@@ -283,7 +283,7 @@ impl Engine {
 
     /// Records what is queued, releases the writer lock, waits for the writer's task and stops
     /// the sandbox.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         self.step_down().await;
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.stop().await;
@@ -292,7 +292,7 @@ impl Engine {
 }
 
 /// What `status` shows: the ledger's identity, its accounts and its latest runs.
-pub struct LedgerStatus {
+pub(crate) struct LedgerStatus {
     pub ledger: String,
     pub lineage: Option<String>,
     pub serial: u64,
@@ -301,7 +301,7 @@ pub struct LedgerStatus {
 }
 
 /// Reads what `status` shows, without writing or waiting for the writer.
-pub async fn status(ledger: &Location, runs: usize) -> Result<LedgerStatus, LedgerError> {
+pub(crate) async fn status(ledger: &Location, runs: usize) -> Result<LedgerStatus, LedgerError> {
     let mut reader = Reader::open(ledger).await?;
     let (snapshot, accounts) = reader.overviews().await?;
     let runs = reader.runs(runs).await?;

@@ -9,7 +9,7 @@ use std::error::Error;
 
 /// `error` and its causes, joined by `: `, each on one line (a database's multi-line message
 /// is folded). A cause whose text its parent already says is skipped.
-pub fn chain(error: &(dyn Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn Error + 'static)) -> String {
     let mut out = fold(&error.to_string());
     let mut cause = error.source();
     while let Some(e) = cause {

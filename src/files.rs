@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// writer uses beside it; [`Replacement::commit`] fsyncs it, renames it over `path`, then
 /// fsyncs the directory so that the rename itself survives a crash. Dropped uncommitted, it
 /// leaves nothing behind.
-pub struct Replacement {
+pub(crate) struct Replacement {
     path: PathBuf,
     tmp: PathBuf,
     file: Option<std::io::BufWriter<std::fs::File>>,
@@ -24,7 +24,7 @@ pub struct Replacement {
 impl Replacement {
     /// Starts a replacement of `path`, which must be a regular file, a link to one, or
     /// nothing yet (see the module's doc).
-    pub fn create(path: &Path) -> std::io::Result<Replacement> {
+    pub(crate) fn create(path: &Path) -> std::io::Result<Replacement> {
         let path = &replaceable(path)?;
         let name = path
             .file_name()
@@ -46,7 +46,7 @@ impl Replacement {
         })
     }
 
-    pub fn commit(mut self) -> std::io::Result<()> {
+    pub(crate) fn commit(mut self) -> std::io::Result<()> {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
@@ -150,7 +150,7 @@ fn dir_of(path: &Path) -> &Path {
 }
 
 /// Replaces `path` with `bytes` (see [`Replacement`]).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = Replacement::create(path)?;
     file.write_all(bytes)?;
     file.commit()

@@ -1,32 +1,39 @@
 //! subsync keeps Tencent Cloud Chat official accounts' subscribers equal to YAML manifests.
+//!
+//! The library's public API is what the binary (`cli::main`) and the integration tests and
+//! benchmarks need, and no more: everything else is `pub(crate)` (`unreachable_pub` keeps it
+//! so), so that rustc reports what nothing uses.
+#![warn(unreachable_pub)]
 
 pub mod apply;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod clock;
-pub mod descriptors;
+pub(crate) mod descriptors;
 pub mod emulator;
-pub mod engine;
-pub mod errors;
-pub mod files;
+pub(crate) mod engine;
+pub(crate) mod errors;
+pub(crate) mod files;
 pub mod ledger;
-pub mod logs;
+pub(crate) mod logs;
 pub mod manifest;
-pub mod metrics;
-pub mod notifications;
-pub mod plan;
+pub(crate) mod metrics;
+pub(crate) mod notifications;
+pub(crate) mod plan;
 pub mod properties;
-pub mod quote;
-pub mod report;
-pub mod sandbox;
+#[cfg(test)]
+mod proptests;
+pub(crate) mod quote;
+pub(crate) mod report;
+pub(crate) mod sandbox;
 pub mod schema;
 pub mod settings;
-pub mod shutdown;
-pub mod task;
+pub(crate) mod shutdown;
+pub(crate) mod task;
 pub mod tencent;
 /// Test support: not part of the tool, and not in a build without the `testing` feature.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod watch;
-pub mod words;
+pub(crate) mod watch;
+pub(crate) mod words;
 pub mod yaml;

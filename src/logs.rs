@@ -16,7 +16,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// A list of paths or names, logged as a JSON array.
-pub struct Array<'a, T>(pub &'a [T]);
+pub(crate) struct Array<'a, T>(pub &'a [T]);
 
 impl<T: AsRef<OsStr>> fmt::Debug for Array<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,7 +30,7 @@ impl<T: AsRef<OsStr>> fmt::Debug for Array<'_, T> {
 }
 
 /// One JSON object per event: `timestamp`, `level`, `message`, then the event's fields.
-pub struct JsonLines;
+pub(crate) struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where

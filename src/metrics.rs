@@ -22,7 +22,7 @@ use crate::tencent::CallObserver;
 use crate::tencent::api::Command;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountLabel {
@@ -64,7 +64,7 @@ struct BuildLabels {
     version: String,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     reconcile: Family<ResultLabel, Counter>,
     duration: Histogram,
@@ -94,7 +94,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::default(),
             reconcile: Family::default(),
@@ -218,14 +218,14 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 
-    pub fn reconciled(&self, result: &str, took: Duration) {
+    pub(crate) fn reconciled(&self, result: &str, took: Duration) {
         let label = ResultLabel {
             result: result.into(),
         };
@@ -233,16 +233,16 @@ impl Metrics {
         self.duration.observe(took.as_secs_f64());
     }
 
-    pub fn succeeded(&self, unix_secs: f64) {
+    pub(crate) fn succeeded(&self, unix_secs: f64) {
         self.last_success.set(unix_secs);
     }
 
-    pub fn manifests_valid(&self, valid: bool) {
+    pub(crate) fn manifests_valid(&self, valid: bool) {
         self.manifests_valid.set(i64::from(valid));
     }
 
     /// One notification's outcome at `sink`.
-    pub fn notification(&self, sink: &str, result: &str) {
+    pub(crate) fn notification(&self, sink: &str, result: &str) {
         self.notifications
             .get_or_create(&NotificationLabels {
                 sink: sink.into(),
@@ -252,7 +252,7 @@ impl Metrics {
     }
 
     /// A configured sink's series, at zero, so that rates and alerts see it from the start.
-    pub fn notifications_declared(&self, sink: &str) {
+    pub(crate) fn notifications_declared(&self, sink: &str) {
         for result in ["sent", "failed", "dropped", "suppressed"] {
             let _ = self.notifications.get_or_create(&NotificationLabels {
                 sink: sink.into(),
@@ -261,14 +261,14 @@ impl Metrics {
         }
     }
 
-    pub fn leader(&self, leading: bool) {
+    pub(crate) fn leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
 
     /// The desired counts of the set now in force; accounts no longer declared disappear.
     /// Each account's counters start at zero, so that rates and alerts see them before the
     /// first add, removal or drift.
-    pub fn desired(&self, sets: &[SubscriberSet]) {
+    pub(crate) fn desired(&self, sets: &[SubscriberSet]) {
         self.desired.clear();
         for set in sets {
             let label = account(&set.official_account);
@@ -287,7 +287,7 @@ impl Metrics {
     }
 
     /// What the ledger holds after a run, and the drift of refreshes not counted yet.
-    pub fn ledger(&self, accounts: &[AccountOverview]) {
+    pub(crate) fn ledger(&self, accounts: &[AccountOverview]) {
         let mut counted = self
             .counted_refresh
             .lock()

@@ -15,17 +15,17 @@ use serde::{Deserialize, Serialize};
 use crate::quote::quote;
 
 /// MaxSubscriberNum of an account created without one.
-pub const DEFAULT_MAX_SUBSCRIBERS: u64 = 100_000;
+pub(crate) const DEFAULT_MAX_SUBSCRIBERS: u64 = 100_000;
 
 /// The largest MaxSubscriberNum the API's integer field carries (an unsigned 32-bit integer).
-pub const MAX_SUBSCRIBERS_RANGE: u64 = u32::MAX as u64;
+pub(crate) const MAX_SUBSCRIBERS_RANGE: u64 = u32::MAX as u64;
 
 /// A field of the account subsync can manage.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "camelCase")]
-pub enum Field {
+pub(crate) enum Field {
     Name,
     Introduction,
     FaceUrl,
@@ -36,7 +36,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order they are shown and sent.
-    pub const ALL: [Field; 6] = [
+    pub(crate) const ALL: [Field; 6] = [
         Field::Name,
         Field::Introduction,
         Field::FaceUrl,
@@ -46,7 +46,7 @@ impl Field {
     ];
 
     /// The key in a manifest (`spec.account.<key>`) and in JSON.
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Field::Name => "name",
             Field::Introduction => "introduction",
@@ -58,7 +58,7 @@ impl Field {
     }
 
     /// The documented byte limit of a text field; `None` for the number.
-    pub fn max_bytes(self) -> Option<usize> {
+    pub(crate) fn max_bytes(self) -> Option<usize> {
         match self {
             Field::Name => Some(150),
             Field::Introduction => Some(400),
@@ -78,7 +78,7 @@ impl fmt::Display for Field {
 /// One field's value: text, or MaxSubscriberNum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum Value {
+pub(crate) enum Value {
     Number(u64),
     Text(String),
 }
@@ -133,7 +133,7 @@ pub struct Properties {
 }
 
 impl Properties {
-    pub fn get(&self, field: Field) -> Option<Value> {
+    pub(crate) fn get(&self, field: Field) -> Option<Value> {
         let text = |t: &Option<String>| t.clone().map(Value::Text);
         match field {
             Field::Name => text(&self.name),
@@ -146,7 +146,7 @@ impl Properties {
     }
 
     /// Sets `field` to `value` (a value of the other kind clears it: it cannot be that field's).
-    pub fn set(&mut self, field: Field, value: Option<Value>) {
+    pub(crate) fn set(&mut self, field: Field, value: Option<Value>) {
         let text = match &value {
             Some(Value::Text(t)) => Some(t.clone()),
             _ => None,
@@ -167,18 +167,18 @@ impl Properties {
     }
 
     /// The fields present, with their values, in [`Field::ALL`]'s order.
-    pub fn fields(&self) -> impl Iterator<Item = (Field, Value)> + '_ {
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (Field, Value)> + '_ {
         Field::ALL
             .into_iter()
             .filter_map(|f| self.get(f).map(|v| (f, v)))
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.fields().next().is_none()
     }
 
     /// `self` with every field `newer` has taken from `newer`.
-    pub fn merged(&self, newer: &Properties) -> Properties {
+    pub(crate) fn merged(&self, newer: &Properties) -> Properties {
         let mut out = self.clone();
         for (field, value) in newer.fields() {
             out.set(field, Some(value));
@@ -187,7 +187,7 @@ impl Properties {
     }
 
     /// Only the fields `declared` has.
-    pub fn restricted_to(&self, declared: &Properties) -> Properties {
+    pub(crate) fn restricted_to(&self, declared: &Properties) -> Properties {
         let mut out = Properties::default();
         for (field, _) in declared.fields() {
             out.set(field, self.get(field));
@@ -202,14 +202,14 @@ impl Properties {
 #[schemars(
     description = "Create the account when it does not exist (only with --allow-create / SUBSYNC_ALLOW_CREATE). Needs spec.account.name."
 )]
-pub struct Create {
+pub(crate) struct Create {
     /// Owner_Account: the UserID that owns the new account (1 to 32 bytes of printable ASCII).
     #[schemars(length(min = 1, max = 32), pattern(r"^[!-~]([ -~]{0,30}[!-~])?$"))]
-    pub owner: String,
+    pub(crate) owner: String,
 }
 
 /// Why `value` cannot be declared for `field`, in words for the manifest author.
-pub fn check(field: Field, value: &Value) -> Result<(), String> {
+pub(crate) fn check(field: Field, value: &Value) -> Result<(), String> {
     let key = field.key();
     match (field, value) {
         (Field::MaxSubscribers, Value::Number(n)) => match *n {
@@ -285,14 +285,6 @@ fn check_face_url(text: &str) -> Result<(), String> {
         return refuse(url.as_str(), "carries a user name or password");
     }
     Ok(())
-}
-
-/// Every problem of a declared `spec.account`, field by field.
-pub fn check_all(declared: &Properties) -> Vec<(Field, String)> {
-    declared
-        .fields()
-        .filter_map(|(field, value)| check(field, &value).err().map(|e| (field, e)))
-        .collect()
 }
 
 #[cfg(test)]

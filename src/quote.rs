@@ -7,11 +7,11 @@
 //! 200 MB UserID gives a one-line message, not a 200 MB one).
 
 /// Characters of a value shown before it is cut.
-pub const SHOWN: usize = 64;
+pub(crate) const SHOWN: usize = 64;
 
 /// `value` in double quotes, escaped, and cut after [`SHOWN`] characters with the count of the
 /// rest: `"abc\u{1b}[31m"`, `"xxxx…" (+199999936 more bytes)`.
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len().min(SHOWN * 2) + 2);
     out.push('"');
     for (shown, (i, c)) in value.char_indices().enumerate() {
@@ -29,7 +29,7 @@ pub fn quote(value: &str) -> String {
 /// Text from outside (a server's error message, a database's) made safe to print, log and
 /// store: escaped as [`quote`] escapes, without the quotes, and cut after `max` characters with
 /// the count of the rest.
-pub fn clean(value: &str, max: usize) -> String {
+pub(crate) fn clean(value: &str, max: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max * 2));
     for (shown, (i, c)) in value.char_indices().enumerate() {
         if shown == max {
@@ -47,7 +47,7 @@ pub fn clean(value: &str, max: usize) -> String {
 
 /// `value` as it is when it is printable ASCII (a valid UserID always is), else cleaned and cut
 /// like [`clean`]: for values shown bare, in lists.
-pub fn safe(value: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn safe(value: &str) -> std::borrow::Cow<'_, str> {
     if value.len() <= SHOWN && value.chars().all(|c| (' '..='~').contains(&c)) {
         std::borrow::Cow::Borrowed(value)
     } else {
@@ -56,7 +56,7 @@ pub fn safe(value: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Like [`quote`] for bytes that may not be UTF-8 (a subscriber file's line).
-pub fn quote_bytes(value: &[u8]) -> String {
+pub(crate) fn quote_bytes(value: &[u8]) -> String {
     quote(&String::from_utf8_lossy(value))
 }
 
@@ -67,7 +67,7 @@ fn more_bytes(n: usize) -> String {
 /// `text`, a URL or something shaped like one, without a password: neither the userinfo's
 /// nor a `password` parameter's. Text that does not parse as a URL is shown only up to its
 /// host (anything before an `@` may be a password).
-pub fn without_password(text: &str) -> String {
+pub(crate) fn without_password(text: &str) -> String {
     let Ok(mut url) = url::Url::parse(text) else {
         if !text.contains('@') && !text.contains("password") {
             return text.to_owned();

@@ -20,7 +20,7 @@ use crate::tencent::endpoint::Endpoint;
 use crate::tencent::usersig::SecretKey;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
+pub(crate) enum SandboxError {
     #[error(transparent)]
     Config(#[from] emulator::EmulatorConfigError),
     #[error("sandbox state {path}: {error}; delete it to start the sandbox afresh")]
@@ -32,7 +32,7 @@ pub enum SandboxError {
     Start(String),
 }
 
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     emulator: Emulator,
     /// How to reach it, with its generated credentials.
     pub client: ClientConfig,
@@ -65,7 +65,7 @@ fn load(
 }
 
 /// The sandbox configuration used for manifests under `paths`, if any.
-pub fn default_config(paths: &[PathBuf]) -> Option<PathBuf> {
+pub(crate) fn default_config(paths: &[PathBuf]) -> Option<PathBuf> {
     let first = paths.first()?;
     let manifest_dir = if first.is_dir() {
         first.clone()
@@ -81,7 +81,7 @@ pub fn default_config(paths: &[PathBuf]) -> Option<PathBuf> {
 
 impl Sandbox {
     /// Starts the emulator with the accounts of `config` and of the state in `state_dir`.
-    pub async fn start(
+    pub(crate) async fn start(
         state_dir: &Path,
         config_path: Option<&Path>,
     ) -> Result<Sandbox, SandboxError> {
@@ -124,7 +124,7 @@ impl Sandbox {
 
     /// Creates accounts that `manifests` name and the sandbox does not have yet, but those a
     /// manifest asks subsync to create.
-    pub async fn ensure_accounts(&self, manifests: &ManifestSet) {
+    pub(crate) async fn ensure_accounts(&self, manifests: &ManifestSet) {
         let ids: Vec<String> = manifests
             .sets
             .iter()
@@ -134,7 +134,7 @@ impl Sandbox {
         self.emulator.ensure_accounts(&ids).await;
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.emulator.shutdown(Duration::from_secs(5)).await;
     }
 }

@@ -18,7 +18,7 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
 }
 
 /// The schema called `name` (`manifest`, `plan` or `summary`).
-pub fn by_name(name: &str) -> Option<serde_json::Value> {
+pub(crate) fn by_name(name: &str) -> Option<serde_json::Value> {
     all()
         .into_iter()
         .find(|(file, _)| file.strip_suffix(".schema.json") == Some(name))

@@ -33,13 +33,13 @@ pub const DEFAULT_QPS: u32 = 190;
 /// Calls in flight needed to keep `qps` calls a second going (Little's law: in flight = rate ×
 /// round trip), for round trips up to a second: a far region (250 ms) needs 48 at 190/s. Calls
 /// beyond the rate only wait for the limiter, so the bound costs nothing on short paths.
-pub fn default_concurrency(qps: u32) -> usize {
+pub(crate) fn default_concurrency(qps: u32) -> usize {
     (qps as usize).clamp(8, 1024)
 }
 
 /// The app's credentials and endpoint, as asked for.
 #[derive(Debug, Clone, Default)]
-pub struct ServiceRequest {
+pub(crate) struct ServiceRequest {
     pub sdkappid: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub identifier: String,
@@ -51,7 +51,7 @@ pub struct ServiceRequest {
 
 /// Where the ledger is, as asked for.
 #[derive(Debug, Clone, Default)]
-pub struct StateRequest {
+pub(crate) struct StateRequest {
     /// A directory or a `postgres://` URL.
     pub at: String,
     pub password_file: Option<PathBuf>,
@@ -63,7 +63,7 @@ pub struct StateRequest {
 
 /// What a run that talks to the service was asked for.
 #[derive(Debug, Clone)]
-pub struct RunRequest {
+pub(crate) struct RunRequest {
     pub service: ServiceRequest,
     pub state: StateRequest,
     pub qps: u32,
@@ -80,7 +80,7 @@ pub struct RunRequest {
 
 /// What `watch` was asked for beyond a run: its timing, each checked against its rule.
 #[derive(Debug, Clone, Copy)]
-pub struct DaemonRequest {
+pub(crate) struct DaemonRequest {
     pub debounce: Duration,
     /// `0`: only on changes.
     pub resync: Duration,
@@ -91,7 +91,7 @@ pub struct DaemonRequest {
 
 /// The daemon's timing, validated against [`durations`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DaemonTiming {
+pub(crate) struct DaemonTiming {
     pub debounce: Duration,
     /// `None`: only on changes.
     pub resync: Option<Duration>,
@@ -101,11 +101,11 @@ pub struct DaemonTiming {
 }
 
 /// Longest `--revision` kept: it is stored with every run and shown in reports.
-pub const MAX_REVISION: usize = 256;
+pub(crate) const MAX_REVISION: usize = 256;
 
 /// What a run is for: the policy differences between commands are named here, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// `apply`, `import`, `plan --refresh`: one run a person started.
     Once,
     /// `watch`: runs again and again, unattended.
@@ -135,7 +135,7 @@ impl Purpose {
 
 /// Where requests go.
 #[derive(Debug, Clone)]
-pub enum Remote {
+pub(crate) enum Remote {
     /// The service (or an emulator given as --endpoint).
     Service(Service),
     /// An emulator started inside the process.
@@ -149,7 +149,7 @@ pub enum Remote {
 
 /// The validated credentials and endpoint of the app.
 #[derive(Debug, Clone)]
-pub struct Service {
+pub(crate) struct Service {
     pub endpoint: Endpoint,
     pub sdkappid: u64,
     pub identifier: String,
@@ -160,7 +160,7 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         ClientConfig {
             timeouts: self.timeouts,
             ..ClientConfig::new(
@@ -173,7 +173,7 @@ impl Service {
     }
 
     /// The same service with the key file read again; `None` without a key file.
-    pub fn reread_key(&self) -> Option<Result<Service, SettingsError>> {
+    pub(crate) fn reread_key(&self) -> Option<Result<Service, SettingsError>> {
         let path = self.key_file.as_ref()?;
         Some(read_key_file(path, false).map(|key| Service {
             key,
@@ -184,7 +184,7 @@ impl Service {
 
 /// Everything a run needs, validated.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub remote: Remote,
     pub ledger: Location,
     /// Calls per second for each API command.
@@ -198,7 +198,7 @@ pub struct Config {
 }
 
 /// Resolves a run's request: every problem found is reported, not only the first.
-pub fn resolve(
+pub(crate) fn resolve(
     request: RunRequest,
     purpose: Purpose,
     paths: &[PathBuf],
@@ -276,7 +276,7 @@ pub fn resolve(
 }
 
 /// A run's settings and the daemon's timing, every problem among them at once.
-pub fn resolve_daemon(
+pub(crate) fn resolve_daemon(
     request: RunRequest,
     daemon: DaemonRequest,
     paths: &[PathBuf],
@@ -336,7 +336,7 @@ fn check_revision(revision: &str) -> Result<(), SettingsError> {
 }
 
 /// SDKAppID, identifier and key; every problem among them at once.
-pub fn resolve_credentials(
+pub(crate) fn resolve_credentials(
     request: &ServiceRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, SettingsErrors> {
@@ -370,7 +370,7 @@ pub fn resolve_credentials(
 }
 
 /// The endpoint: `--endpoint` wins over `--region`.
-pub fn resolve_endpoint(request: &ServiceRequest) -> Result<Endpoint, SettingsError> {
+pub(crate) fn resolve_endpoint(request: &ServiceRequest) -> Result<Endpoint, SettingsError> {
     match (&request.endpoint, &request.region) {
         (Some(url), _) => Ok(Endpoint::parse(url)?),
         (None, Some(region)) => Ok(Endpoint::for_region(region.parse()?)),
@@ -379,7 +379,7 @@ pub fn resolve_endpoint(request: &ServiceRequest) -> Result<Endpoint, SettingsEr
 }
 
 /// Endpoint and credentials; every problem among them at once.
-pub fn resolve_service(
+pub(crate) fn resolve_service(
     request: &ServiceRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Service, SettingsErrors> {
@@ -414,7 +414,7 @@ pub fn resolve_service(
 }
 
 /// `4096`, `64K`, `16MiB`, `1G`: bytes, with binary suffixes.
-pub fn parse_bytes(raw: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(raw: &str) -> Result<u64, String> {
     let text = raw.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -444,7 +444,7 @@ pub fn parse_bytes(raw: &str) -> Result<u64, String> {
 }
 
 /// `500ms`, `30s`, `10m`, `1h`, `0`: a duration with its unit.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
     let text = raw.trim();
     let bad = || {
         format!(
@@ -472,7 +472,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 
 /// How log lines on stderr are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// For people.
     #[default]
     Text,
@@ -482,7 +482,7 @@ pub enum LogFormat {
 
 /// When stderr gets colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// On a terminal, unless NO_COLOR is set.
     Auto,
     Always,
@@ -491,7 +491,7 @@ pub enum ColorChoice {
 
 /// How stderr is written, resolved once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Output {
+pub(crate) struct Output {
     pub color: bool,
     /// A person watches stderr: progress may be a bar.
     pub terminal: bool,
@@ -501,7 +501,7 @@ pub struct Output {
 
 impl Output {
     /// `no_color` is the value of NO_COLOR, which any non-empty value sets (no-color.org).
-    pub fn resolve(
+    pub(crate) fn resolve(
         choice: ColorChoice,
         no_color: Option<&str>,
         format: LogFormat,
@@ -524,7 +524,7 @@ impl Output {
 
 /// One problem with the settings; each names the flag and the variable to fix.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     #[error("no SDKAppID: pass --sdkappid or set SUBSYNC_SDKAPPID")]
     MissingSdkAppId,
     #[error(
@@ -571,7 +571,7 @@ pub enum SettingsError {
 
 /// Every problem with the settings, found together.
 #[derive(Debug, Clone, thiserror::Error)]
-pub struct SettingsErrors(pub Vec<SettingsError>);
+pub(crate) struct SettingsErrors(pub Vec<SettingsError>);
 
 impl std::fmt::Display for SettingsErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -595,17 +595,17 @@ impl From<SettingsError> for SettingsErrors {
 }
 
 /// Reads an environment variable; the one place that does.
-pub fn env_var(name: &str) -> Option<String> {
+pub(crate) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-pub mod durations;
-pub mod secret;
+pub(crate) mod durations;
+pub(crate) mod secret;
 mod state;
 
-pub use secret::{MAX_SECRET_FILE, Secret, read_secret_file};
+pub(crate) use secret::{Secret, read_secret_file};
 use secret::{check_key, read_key_file};
-pub use state::{resolve_location, resolve_state};
+pub(crate) use state::{resolve_location, resolve_state};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The two stages of stopping.
 #[derive(Debug, Clone)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     /// Cancelled by the first signal.
     pub graceful: CancellationToken,
     /// Cancelled by the second signal.
@@ -19,7 +19,7 @@ pub struct Shutdown {
 
 /// Listens for signals, from this call on (the handlers are installed before it returns).
 /// Must be called inside a tokio runtime.
-pub fn on_signal() -> Shutdown {
+pub(crate) fn on_signal() -> Shutdown {
     let shutdown = Shutdown {
         graceful: CancellationToken::new(),
         forced: CancellationToken::new(),

@@ -5,7 +5,7 @@
 use anyhow::Context;
 
 /// Runs `f` on the blocking pool.
-pub async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f)
@@ -15,7 +15,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Returns the allocator's free memory to the operating system (glibc keeps freed pages of
 /// its arenas otherwise, and a daemon's resident size would only ever grow).
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions; it only releases memory malloc holds free.
     unsafe {

@@ -3,12 +3,12 @@
 //! count of one reads "1 problems".
 
 /// `n` and the noun in the form `n` takes: `count(1, "retry", "retries")` is `1 retry`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", noun(n, one, many))
 }
 
 /// The form of a noun for `n` of it: `one` for 1, `many` for anything else (0 included).
-pub fn noun<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+pub(crate) fn noun<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
 }
 

@@ -10,16 +10,16 @@ use crate::ledger::Op;
 use crate::tencent::api::MAX_BATCH;
 
 #[derive(Debug)]
-pub struct Batch {
-    pub account: usize,
-    pub op: Op,
-    pub members: Vec<String>,
-    pub attempt: u32,
+pub(super) struct Batch {
+    pub(crate) account: usize,
+    pub(crate) op: Op,
+    pub(crate) members: Vec<String>,
+    pub(crate) attempt: u32,
 }
 
 /// How far sending may go for an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(super) enum Mode {
     Normal,
     /// After a 130006: one add batch at a time, split down to fill exactly what is left.
     Filling,
@@ -29,22 +29,22 @@ pub enum Mode {
     Stopped(End),
 }
 
-pub struct AccountRun {
-    pub id: Arc<str>,
+pub(super) struct AccountRun {
+    pub(crate) id: Arc<str>,
     /// Its work lists have been read (accounts are read as the window has room).
-    pub loaded: bool,
+    pub(crate) loaded: bool,
     /// Planned adds an interrupted earlier run may have sent (sorted).
-    pub intended: Vec<String>,
+    pub(crate) intended: Vec<String>,
     removes: VecDeque<Batch>,
     adds: VecDeque<Batch>,
-    pub in_flight: usize,
-    pub mode: Mode,
-    pub tally: Tally,
+    pub(crate) in_flight: usize,
+    pub(crate) mode: Mode,
+    pub(crate) tally: Tally,
     /// The account's own call waiting to be sent, with its attempt (a create goes before
     /// anything else; a modify after the removals, before the adds).
-    pub own: Option<(OwnCall, u32)>,
+    pub(crate) own: Option<(OwnCall, u32)>,
     /// The own call is in flight, or waiting out a retry's pause.
-    pub own_busy: bool,
+    pub(crate) own_busy: bool,
     /// The call in flight is a creation.
     blocks_all: bool,
 }
@@ -65,7 +65,7 @@ fn batches(index: usize, op: Op, members: Vec<String>) -> VecDeque<Batch> {
 
 impl AccountRun {
     /// An account whose work lists are not read yet: `add` and `remove` are their lengths.
-    pub fn pending(account: &str, add: u64, remove: u64) -> AccountRun {
+    pub(super) fn pending(account: &str, add: u64, remove: u64) -> AccountRun {
         AccountRun {
             id: Arc::from(account),
             loaded: false,
@@ -97,7 +97,7 @@ impl AccountRun {
 
     /// The own call that may be sent now: a creation at once, a modify once the removals
     /// are done (a lowered limit needs the room they make).
-    pub fn take_own_call(&mut self) -> Option<(OwnCall, u32)> {
+    pub(super) fn take_own_call(&mut self) -> Option<(OwnCall, u32)> {
         if !self.loaded || self.own_busy || matches!(self.mode, Mode::Stopped(_)) {
             return None;
         }
@@ -112,14 +112,14 @@ impl AccountRun {
     }
 
     /// The own call is answered (or given up): what waited for it may go.
-    pub fn own_settled(&mut self) {
+    pub(super) fn own_settled(&mut self) {
         self.own_busy = false;
         self.blocks_all = false;
     }
 
     /// The account's work, batched. An account the probe found full sends no adds unless it
     /// also has removals, which may make room.
-    pub fn fill(&mut self, index: usize, work: Work, known: Known) {
+    pub(super) fn fill(&mut self, index: usize, work: Work, known: Known) {
         self.tally.planned = work.add.len() as u64;
         self.tally.planned_remove = work.remove.len() as u64;
         // Full matters only to adds: an account with none to send is simply at its limit.
@@ -132,12 +132,12 @@ impl AccountRun {
     }
 
     /// Batches waiting to be sent.
-    pub fn queued(&self) -> usize {
+    pub(super) fn queued(&self) -> usize {
         self.removes.len() + self.adds.len()
     }
 
     /// The next batch that may be sent now, if any.
-    pub fn next(&mut self) -> Option<Batch> {
+    pub(super) fn next(&mut self) -> Option<Batch> {
         match self.mode {
             Mode::Stopped(_) => None,
             _ if self.creating() => None,
@@ -150,7 +150,7 @@ impl AccountRun {
     }
 
     /// Puts `batch` back at the front of its queue (a retry, or one half of a split).
-    pub fn push_front(&mut self, batch: Batch) {
+    pub(super) fn push_front(&mut self, batch: Batch) {
         match batch.op {
             Op::Remove => self.removes.push_front(batch),
             Op::Add => self.adds.push_front(batch),
@@ -158,12 +158,12 @@ impl AccountRun {
     }
 
     /// Empties the add queue (the account is full); returns the members left out.
-    pub fn drain_adds(&mut self) -> u64 {
+    pub(super) fn drain_adds(&mut self) -> u64 {
         self.adds.drain(..).map(|b| b.members.len() as u64).sum()
     }
 
     /// Splits the "already subscribed" members of an add batch into (recovered, drift).
-    pub fn split_intended(&self, unchanged: Vec<String>) -> (Vec<String>, Vec<String>) {
+    pub(super) fn split_intended(&self, unchanged: Vec<String>) -> (Vec<String>, Vec<String>) {
         if self.intended.is_empty() {
             return (Vec::new(), unchanged);
         }
@@ -173,7 +173,7 @@ impl AccountRun {
     }
 
     /// Retries still queued: the call before them may have been applied without an answer.
-    pub fn take_queued_retries(&mut self) -> Vec<Batch> {
+    pub(super) fn take_queued_retries(&mut self) -> Vec<Batch> {
         let mut out = Vec::new();
         for queue in [&mut self.adds, &mut self.removes] {
             let (retries, rest): (VecDeque<Batch>, VecDeque<Batch>) =
@@ -185,13 +185,13 @@ impl AccountRun {
     }
 
     /// Empties both queues (the account is gone), by operation.
-    pub fn drain_all(&mut self) -> (Vec<String>, Vec<String>) {
+    pub(super) fn drain_all(&mut self) -> (Vec<String>, Vec<String>) {
         let flat = |q: &mut VecDeque<Batch>| q.drain(..).flat_map(|b| b.members).collect();
         (flat(&mut self.adds), flat(&mut self.removes))
     }
 
     /// How the account's work ended.
-    pub fn end(&self) -> End {
+    pub(super) fn end(&self) -> End {
         match self.mode {
             Mode::Stopped(end) => end,
             Mode::Full => End::Full,

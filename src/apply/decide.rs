@@ -13,21 +13,21 @@ use crate::tencent::codes::{self, ACCOUNT_FULL, Gone};
 use crate::tencent::{ApiError, ErrorClass};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Attempts per batch for retryable faults before its members are recorded as failed.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Attempts per batch when the server keeps saying "too many requests".
-    pub max_rate_limited_attempts: u32,
+    pub(crate) max_rate_limited_attempts: u32,
     /// Attempts of a call whose answers keep breaking the protocol: enough for a passing
     /// glitch, few enough that a hostile path costs seconds, not minutes.
-    pub max_malformed_attempts: u32,
+    pub(crate) max_malformed_attempts: u32,
     /// Attempts of a call that cannot connect before the endpoint has ever answered: enough to
     /// ride out a network path that is still coming up, few enough to stop within a second.
-    pub max_unreachable_attempts: u32,
+    pub(crate) max_unreachable_attempts: u32,
     /// Pauses between attempts of one call.
-    pub backoff: Backoff,
+    pub(crate) backoff: Backoff,
     /// The longest pause a server's Retry-After is honoured for; a longer one is cut to this.
-    pub max_retry_after: Duration,
+    pub(crate) max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -46,7 +46,7 @@ impl Default for RetryPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// The batch is done: record these per-subscriber outcomes.
     Record {
         /// Result 1: added, or removed.
@@ -74,7 +74,7 @@ pub enum Decision {
 
 /// Decides on the answer to one batch. `attempt` counts from 0 for the first send; `reached`
 /// says whether the endpoint has answered any call yet.
-pub fn decide(
+pub(crate) fn decide(
     op: Op,
     members: &[String],
     answer: &Result<Vec<SubscriberResult>, ApiError>,
@@ -95,7 +95,7 @@ pub fn decide(
 
 /// Decides on a failed call that carried `members` subscribers (0 for calls that carry none,
 /// such as get_official_account_info).
-pub fn on_error(
+pub(crate) fn on_error(
     error: &ApiError,
     members: usize,
     attempt: u32,
@@ -155,7 +155,7 @@ pub fn on_error(
 /// What to do after an account's own call (create_official_account,
 /// modify_official_account_base_info) failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnDecision {
+pub(crate) enum OwnDecision {
     /// Send the same call again after `delay`; `slow_down` asks the limiter to back off.
     Retry { delay: Duration, slow_down: bool },
     /// This account's call failed for good with `code`: reported for the account, never
@@ -168,7 +168,7 @@ pub enum OwnDecision {
 
 /// Decides on a failed own call: the same transient, rate-limit and fatal handling as every
 /// other call, and no code about an account or its fields is ever retried.
-pub fn on_own_error(
+pub(crate) fn on_own_error(
     error: &ApiError,
     attempt: u32,
     reached: bool,

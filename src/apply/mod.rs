@@ -14,13 +14,13 @@
 //! an [`Observer`], and how a run behaves (pace, patience, guards) comes in a [`Policy`].
 
 mod account;
-pub mod decide;
+pub(crate) mod decide;
 mod executor;
 mod observe;
 mod outline;
 mod own;
 mod probe;
-pub mod read;
+pub(crate) mod read;
 mod reconcile;
 mod refresh;
 mod summary;
@@ -31,16 +31,19 @@ pub(crate) mod tests;
 
 use std::time::Duration;
 
-pub use decide::RetryPolicy;
-pub use observe::{Both, Counts, Nobody, Observer};
-pub use own::OwnResult;
-pub use reconcile::{Job, Reconciler};
-pub use refresh::{AccountRead, Refresh, RefreshFailure, RefreshSummary};
-pub use summary::{
-    AccountProperties, AccountStatus, AccountSummary, FailedSubscriber, RefreshRecord, RunResult,
-    RunSummary, Summary, Totals, Trigger,
+pub(crate) use decide::RetryPolicy;
+pub(crate) use observe::{Counts, Nobody, Observer};
+pub(crate) use own::OwnResult;
+pub(crate) use reconcile::{Job, Reconciler};
+#[cfg(test)]
+pub(crate) use refresh::{AccountRead, RefreshFailure};
+pub(crate) use refresh::{Refresh, RefreshSummary};
+pub use summary::RunSummary;
+pub(crate) use summary::{
+    AccountProperties, AccountStatus, FailedSubscriber, RunResult, Summary, Trigger,
 };
-pub use work::{End, Known, Load, Pending, Report, Tally, Work};
+#[cfg(test)]
+pub(crate) use summary::{AccountSummary, Totals};
 
 use crate::backoff::Backoff;
 use crate::ledger::{LedgerError, RecordError};
@@ -50,29 +53,29 @@ use crate::tencent::ApiError;
 /// How runs behave. `apply` and `watch` differ only in these named fields (see
 /// `settings::Purpose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Most calls in flight at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Retries of one call.
-    pub retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     /// How long requests in flight may take to finish after a stop signal or a fatal answer.
-    pub drain: Duration,
+    pub(crate) drain: Duration,
     /// When set, a subscriber whose add failed is retried only once its pause has passed (the
     /// daemon); otherwise at every run (`apply`, which a person runs on purpose).
-    pub retry_backoff: Option<Backoff>,
+    pub(crate) retry_backoff: Option<Backoff>,
     /// Open an audit entry even for a run with nothing to send (`apply`: yes; `watch`, which
     /// resyncs every few minutes: no).
-    pub audit_idle_runs: bool,
+    pub(crate) audit_idle_runs: bool,
     /// The prune guards.
-    pub prune: PlanOptions,
+    pub(crate) prune: PlanOptions,
     /// The most subscribers an account is believed to hold when the service does not say
     /// (bounds a live list).
-    pub max_subscribers: u64,
+    pub(crate) max_subscribers: u64,
 }
 
 /// A run refused before anything happened: nothing was sent or recorded.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]
@@ -81,7 +84,7 @@ pub enum RunError {
 
 /// Why a run stopped before finishing its plan.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// An answer no retry can fix (credentials, permissions), or an endpoint that never
     /// answered.
     #[error("{prefix}{0}", prefix = if .0.is_answer() { "stopped by the service's answer: " } else { "" })]
@@ -93,22 +96,20 @@ pub enum Stop {
 
 /// What one reconcile did.
 #[derive(Debug)]
-pub struct Reconciled {
+pub(crate) struct Reconciled {
     /// The plan's counts, before retries not yet due were deferred.
-    pub plan: PlanSummary,
+    pub(crate) plan: PlanSummary,
     /// Retries left for a later run because their pause has not passed.
-    pub deferred: u64,
+    pub(crate) deferred: u64,
     /// The plan's warnings, each prefixed with its account.
-    pub warnings: Vec<String>,
-    pub summary: Summary,
-    pub stop: Option<Stop>,
-    /// False when there was nothing to send and no audit entry was written.
-    pub recorded: bool,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) summary: Summary,
+    pub(crate) stop: Option<Stop>,
 }
 
 /// How a run ended, as every caller (exit codes, readiness, logs) reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Everything planned is done.
     Converged,
     /// Finished, but some subscribers could not be added or removed.
@@ -120,7 +121,7 @@ pub enum Ending {
 }
 
 impl Reconciled {
-    pub fn ending(&self) -> Ending {
+    pub(crate) fn ending(&self) -> Ending {
         match (&self.stop, self.summary.interrupted, self.summary.result) {
             (Some(stop), _, _) => Ending::Stopped(crate::errors::chain(stop)),
             (None, true, _) => Ending::Interrupted,

@@ -19,12 +19,12 @@ use crate::properties::Properties;
 
 /// What both passes plan with.
 #[derive(Clone)]
-pub struct Pass {
-    pub manifests: Arc<ManifestSet>,
-    pub options: PlanOptions,
+pub(super) struct Pass {
+    pub(crate) manifests: Arc<ManifestSet>,
+    pub(crate) options: PlanOptions,
     /// Retries whose pause has not passed at `now_ms` wait (the daemon's `Policy`).
-    pub backoff: Option<Backoff>,
-    pub now_ms: i64,
+    pub(crate) backoff: Option<Backoff>,
+    pub(crate) now_ms: i64,
 }
 
 impl Pass {
@@ -41,48 +41,48 @@ impl Pass {
 
 /// One declared account, as the run needs it.
 #[derive(Debug, Clone)]
-pub struct Outlined {
-    pub official_account: String,
-    pub name: String,
+pub(crate) struct Outlined {
+    pub(crate) official_account: String,
+    pub(crate) name: String,
     /// Adds and removals to send (retries not yet due left out).
-    pub add: u64,
-    pub remove: u64,
-    pub held_back: u64,
-    pub accept_shortfall: bool,
+    pub(crate) add: u64,
+    pub(crate) remove: u64,
+    pub(crate) held_back: u64,
+    pub(crate) accept_shortfall: bool,
     /// The facts the plan was made with.
-    pub facts: AccountFacts,
+    pub(crate) facts: AccountFacts,
     /// Subscribers the ledger confirms.
-    pub confirmed: u64,
+    pub(crate) confirmed: u64,
     /// The declared properties (`spec.account`), and what the ledger knew of them: the live
     /// values and the declared ones known to be in force.
-    pub declared: Properties,
-    pub live: Properties,
-    pub kept: Properties,
+    pub(crate) declared: Properties,
+    pub(crate) live: Properties,
+    pub(crate) kept: Properties,
     /// The owner to create the account with when the probe finds it missing
     /// (`spec.create`), and whether the deployment allows it (`--allow-create`).
-    pub create: Option<String>,
-    pub may_create: bool,
+    pub(crate) create: Option<String>,
+    pub(crate) may_create: bool,
     /// The plan has an own call to make for the account (a property change or a creation).
-    pub own: bool,
+    pub(crate) own: bool,
 }
 
 /// The whole plan, reduced to what the run needs.
 #[derive(Debug, Default)]
-pub struct Outline {
+pub(super) struct Outline {
     /// The plan's counts, before retries not yet due were deferred.
-    pub summary: PlanSummary,
-    pub deferred: u64,
+    pub(crate) summary: PlanSummary,
+    pub(crate) deferred: u64,
     /// Declared accounts, in order (accounts only the ledger knows have nothing to send).
-    pub accounts: Vec<Outlined>,
+    pub(crate) accounts: Vec<Outlined>,
     /// Every account's warnings, each prefixed with its account.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// Out-of-band subscribers a manifest now lists: subsync manages them from here on.
-    pub adopt: Vec<Record>,
+    pub(crate) adopt: Vec<Record>,
 }
 
 impl Outline {
     /// True when the run has nothing to send and nothing to record.
-    pub fn idle(&self) -> bool {
+    pub(super) fn idle(&self) -> bool {
         self.adopt.is_empty()
             && self
                 .accounts
@@ -93,7 +93,7 @@ impl Outline {
 
 /// The first pass. A saved plan is checked account by account against the one made now; the
 /// inner error is a saved plan that does not match.
-pub fn outline(
+pub(super) fn outline(
     pass: &Pass,
     source: &mut dyn AccountSource,
     saved: Option<&SavedPlan>,
@@ -162,7 +162,7 @@ pub fn outline(
 
 /// The second pass, for one account: its work lists, planned again with the first pass's
 /// facts.
-pub fn lists(
+pub(super) fn lists(
     pass: &Pass,
     source: &mut dyn AccountSource,
     account: &Outlined,

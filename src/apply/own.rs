@@ -18,23 +18,23 @@ use crate::tencent::api::CreateOfficialAccountRequest;
 
 /// What one account's own call is to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OwnWork {
+pub(crate) struct OwnWork {
     /// The account is missing: create it first (with `create.owner`), unless refused.
-    pub create: Option<Creation>,
+    pub(crate) create: Option<Creation>,
     /// Every declared field that differs (or, for a creation, every declared field); the
     /// refused ones are reported, never sent.
-    pub changes: Vec<PropertyChange>,
+    pub(crate) changes: Vec<PropertyChange>,
     /// The declaration, the live values as the run found them, and the declared values known
     /// to be in force before the run.
-    pub declared: Properties,
-    pub live: Properties,
-    pub kept: Properties,
+    pub(crate) declared: Properties,
+    pub(crate) live: Properties,
+    pub(crate) kept: Properties,
 }
 
 /// What became of an account's own call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum OwnResult {
+pub(crate) enum OwnResult {
     /// Made: the account was created, or its fields set.
     Done,
     /// The service refused it, or retries were spent; `code` says why.
@@ -45,7 +45,7 @@ pub enum OwnResult {
 
 impl OwnWork {
     /// The call to make, if any.
-    pub fn call(&self, account: &str) -> Option<OwnCall> {
+    pub(crate) fn call(&self, account: &str) -> Option<OwnCall> {
         if let Some(create) = self.create.as_ref().filter(|c| c.refused.is_none()) {
             return Some(OwnCall::Create(CreateOfficialAccountRequest {
                 owner_account: create.owner.clone(),
@@ -58,7 +58,7 @@ impl OwnWork {
     }
 
     /// The fields a modify sends: those that differ and are not refused.
-    pub fn sendable(&self) -> Properties {
+    pub(crate) fn sendable(&self) -> Properties {
         let mut send = Properties::default();
         for c in self.changes.iter().filter(|c| c.refused.is_none()) {
             send.set(c.field, Some(c.to.clone()));
@@ -66,12 +66,12 @@ impl OwnWork {
         send
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.create.is_none() && self.changes.is_empty()
     }
 
     /// The ledger's record once the call succeeded: the fields it set are live and in force.
-    pub fn done(&self, account: &str, call: &OwnCall) -> Vec<Record> {
+    pub(crate) fn done(&self, account: &str, call: &OwnCall) -> Vec<Record> {
         let (live, owner) = match call {
             OwnCall::Create(request) => {
                 (self.declared.clone(), Some(request.owner_account.clone()))
@@ -92,7 +92,7 @@ impl OwnWork {
 
 /// An account's own call, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnCall {
+pub(crate) enum OwnCall {
     Create(CreateOfficialAccountRequest),
     /// The fields to set.
     Modify(Properties),
@@ -100,7 +100,7 @@ pub enum OwnCall {
 
 impl OwnCall {
     /// The new limit this call sets, if it sets one.
-    pub fn max_subscribers(&self) -> Option<u64> {
+    pub(crate) fn max_subscribers(&self) -> Option<u64> {
         match self {
             OwnCall::Create(r) => r.fields.max_subscriber_num,
             OwnCall::Modify(p) => p.max_subscribers,
@@ -110,7 +110,7 @@ impl OwnCall {
 
 /// What the run does about `account`'s own properties, now that the probe said what it is
 /// (`info`: nothing when the probe did not answer for it), with `removes` planned.
-pub fn work(account: &Outlined, info: Option<&Info>) -> OwnWork {
+pub(super) fn work(account: &Outlined, info: Option<&Info>) -> OwnWork {
     let mut own = OwnWork {
         declared: account.declared.clone(),
         kept: account.kept.clone(),
@@ -144,7 +144,7 @@ pub fn work(account: &Outlined, info: Option<&Info>) -> OwnWork {
 
 /// What the probe says about an account once its own call is made: a created account is
 /// usable, and so is a full one whose limit the call raises above its count.
-pub fn known_after(known: Known, own: &OwnWork, account: &str, num: Option<u64>) -> Known {
+pub(super) fn known_after(known: Known, own: &OwnWork, account: &str, num: Option<u64>) -> Known {
     match (known, own.call(account)) {
         (Known::Missing, Some(OwnCall::Create(_))) => Known::Usable,
         (Known::Full, Some(call)) => match (call.max_subscribers(), num) {
@@ -157,7 +157,7 @@ pub fn known_after(known: Known, own: &OwnWork, account: &str, num: Option<u64>)
 
 /// The ledger's record of a declared account the probe described: the declaration now, and
 /// which of it is in force.
-pub fn declared_record(account: &Outlined, info: &Info) -> Record {
+pub(super) fn declared_record(account: &Outlined, info: &Info) -> Record {
     let live = account.live.merged(&info.properties);
     Record::Properties(Box::new(PropertyRecord {
         account: account.official_account.clone(),

@@ -16,28 +16,28 @@ use crate::tencent::{AccountInfo, Api, ApiError};
 
 /// What get_official_account_info said about an account.
 #[derive(Debug, Clone)]
-pub struct Info {
-    pub max: Option<u64>,
+pub(crate) struct Info {
+    pub(crate) max: Option<u64>,
     /// SubscriberNum before anything was sent.
-    pub num: Option<u64>,
-    pub known: Known,
+    pub(crate) num: Option<u64>,
+    pub(crate) known: Known,
     /// The account's own fields as described.
-    pub properties: crate::properties::Properties,
+    pub(crate) properties: crate::properties::Properties,
 }
 
 /// What the probe found.
 #[derive(Debug, Default)]
-pub struct Probed {
-    pub info: HashMap<String, Info>,
+pub(crate) struct Probed {
+    pub(crate) info: HashMap<String, Info>,
     /// The answer that must stop the run.
-    pub fatal: Option<ApiError>,
-    pub calls: Calls,
+    pub(crate) fatal: Option<ApiError>,
+    pub(crate) calls: Calls,
 }
 
 /// The ledger's record of what an item of get_official_account_info says about its account,
 /// and what it means for sending; `None` for an item whose own error says nothing about the
 /// account (it is logged and left alone).
-pub fn facts(account: &str, item: &AccountInfo) -> Option<(Vec<AccountFact>, Known)> {
+pub(super) fn facts(account: &str, item: &AccountInfo) -> Option<(Vec<AccountFact>, Known)> {
     if item.code != 0 {
         return match codes::classify(item.code).account_gone() {
             Some(Gone::Missing) => Some((vec![AccountFact::Missing], Known::Missing)),
@@ -66,7 +66,7 @@ pub fn facts(account: &str, item: &AccountInfo) -> Option<(Vec<AccountFact>, Kno
 
 /// The ledger's record of the account's own fields an item of get_official_account_info
 /// described, if it described any.
-pub fn described(account: &str, item: &AccountInfo) -> Option<Record> {
+pub(super) fn described(account: &str, item: &AccountInfo) -> Option<Record> {
     (item.code == 0 && (!item.properties.is_empty() || item.owner.is_some())).then(|| {
         Record::Properties(Box::new(PropertyRecord {
             account: account.to_owned(),
@@ -79,7 +79,7 @@ pub fn described(account: &str, item: &AccountInfo) -> Option<Record> {
 }
 
 /// Learns limits and counts of `accounts`, records them, and finds a fatal problem.
-pub async fn probe(
+pub(super) async fn probe(
     api: &dyn Api,
     limiter: &RateLimiter,
     recorder: &Recorder,

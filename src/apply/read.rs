@@ -8,20 +8,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Decision, RetryPolicy};
 use crate::tencent::api::MAX_INFO_IDS;
-use crate::tencent::codes::Gone;
 use crate::tencent::ratelimit::RateLimiter;
 use crate::tencent::{AccountInfo, Api, ApiError};
 
 /// How long a limiter stays slowed after a rate-limit answer.
-pub const SLOW_DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const SLOW_DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a read gave up.
 #[derive(Debug, Clone)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// Nothing else will work either: stop the run.
     Fatal(ApiError),
     /// The account does not exist (130004) or its id is invalid (130007).
-    AccountGone(Gone, ApiError),
+    AccountGone(ApiError),
     /// This read failed for good (retries spent, or a code no retry can fix).
     Failed(ApiError),
     Cancelled,
@@ -30,7 +29,7 @@ pub enum ReadError {
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReadError::Fatal(e) | ReadError::AccountGone(_, e) | ReadError::Failed(e) => {
+            ReadError::Fatal(e) | ReadError::AccountGone(e) | ReadError::Failed(e) => {
                 write!(f, "{e}")
             }
             ReadError::Cancelled => f.write_str("stopped by a signal"),
@@ -39,13 +38,13 @@ impl std::fmt::Display for ReadError {
 }
 
 /// How a read went: its value (or why it gave up), and the HTTP calls it took.
-pub struct Read<T> {
-    pub value: Result<T, ReadError>,
-    pub calls: u64,
+pub(crate) struct Read<T> {
+    pub(crate) value: Result<T, ReadError>,
+    pub(crate) calls: u64,
 }
 
 /// Runs `call` (one HTTP call) until it answers, waiting for `limiter` before each attempt.
-pub async fn read<T, F, Fut>(
+pub(crate) async fn read<T, F, Fut>(
     api: &dyn Api,
     limiter: &RateLimiter,
     policy: &RetryPolicy,
@@ -89,7 +88,7 @@ where
                 }
             }
             Decision::Fatal => ReadError::Fatal(error),
-            Decision::AccountGone(gone) => ReadError::AccountGone(gone, error),
+            Decision::AccountGone(_) => ReadError::AccountGone(error),
             _ => ReadError::Failed(error),
         };
         return Read {
@@ -102,7 +101,7 @@ where
 /// What get_official_account_info said about `accounts`, asked 50 at a time: one paced,
 /// retried read per call, so that a failed call is sent again alone. Accounts whose call gave
 /// up are left out; the first reason it gave up for is returned with what the others said.
-pub async fn account_info(
+pub(crate) async fn account_info(
     api: &dyn Api,
     limiter: &RateLimiter,
     policy: &RetryPolicy,
@@ -131,14 +130,14 @@ pub async fn account_info(
 
 /// HTTP calls a read made, and how many of them were retries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Calls {
-    pub requests: u64,
-    pub retries: u64,
+pub(crate) struct Calls {
+    pub(crate) requests: u64,
+    pub(crate) retries: u64,
 }
 
 impl Calls {
     /// Counts one read of `calls` HTTP calls.
-    pub fn add(&mut self, calls: u64) {
+    pub(crate) fn add(&mut self, calls: u64) {
         self.requests += calls;
         self.retries += calls.saturating_sub(1);
     }

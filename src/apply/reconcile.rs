@@ -29,19 +29,17 @@ use crate::tencent::api::Command;
 use crate::tencent::ratelimit::Pacer;
 
 /// What one reconcile is asked to do.
-pub struct Job {
-    pub manifests: Arc<ManifestSet>,
-    /// The PATH arguments the manifests were read from, recorded with the plan.
-    pub manifest_paths: Vec<String>,
+pub(crate) struct Job {
+    pub(crate) manifests: Arc<ManifestSet>,
     /// A reviewed plan that must agree with the one computed now.
-    pub saved: Option<Arc<SavedPlan>>,
-    pub revision: Option<String>,
-    pub trigger: Trigger,
+    pub(crate) saved: Option<Arc<SavedPlan>>,
+    pub(crate) revision: Option<String>,
+    pub(crate) trigger: Trigger,
     /// Read the live lists first, so that the plan sees drift in both directions.
-    pub refresh: bool,
+    pub(crate) refresh: bool,
 }
 
-pub struct Reconciler {
+pub(crate) struct Reconciler {
     writer: Writer,
     /// The service limits each command separately: one limiter each, shared by every run.
     pacer: Arc<Pacer>,
@@ -50,7 +48,7 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(
+    pub(crate) fn new(
         writer: Writer,
         pacer: Arc<Pacer>,
         policy: Policy,
@@ -64,12 +62,12 @@ impl Reconciler {
         }
     }
 
-    pub fn writer(&self) -> &Writer {
+    pub(crate) fn writer(&self) -> &Writer {
         &self.writer
     }
 
     /// Lets go of the ledger: what is queued is recorded, the lock released, the thread joined.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.writer.close().await;
     }
 
@@ -95,7 +93,7 @@ impl Reconciler {
 
     /// Reads and records the live lists of the accounts `manifests` declare, alone
     /// (`plan --refresh`, `import`), under an audit entry of its own.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         manifests: Arc<ManifestSet>,
         purpose: Refresh,
@@ -122,7 +120,7 @@ impl Reconciler {
 
     /// Reconciles once. Errors are for runs refused before anything happened (the ledger, a
     /// stale saved plan); a run that started always comes back with its summary.
-    pub async fn reconcile(
+    pub(crate) async fn reconcile(
         &self,
         job: Job,
         api: Arc<dyn Api>,
@@ -172,7 +170,6 @@ impl Reconciler {
                 warnings,
                 summary,
                 stop: None,
-                recorded: false,
             });
         }
         let run = match run {
@@ -215,7 +212,6 @@ impl Reconciler {
             warnings,
             summary,
             stop,
-            recorded: true,
         })
     }
 
@@ -368,7 +364,7 @@ fn after(report: &Report, probed: &Probed, summary: &Summary, finished: bool) ->
 }
 
 impl RunResult {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         RunOutcome::from(self).as_str()
     }
 }

@@ -41,41 +41,41 @@ use crate::words::count;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefreshSummary {
     /// Accounts whose live list was read and recorded.
-    pub accounts: u64,
+    pub(crate) accounts: u64,
     /// Subscribers seen in those lists.
-    pub seen: u64,
+    pub(crate) seen: u64,
     /// Subscribed remotely although the ledger did not know: now recorded as confirmed.
-    pub out_of_band_added: u64,
+    pub(crate) out_of_band_added: u64,
     /// Confirmed in the ledger but gone remotely: no longer confirmed.
-    pub out_of_band_removed: u64,
+    pub(crate) out_of_band_removed: u64,
     /// API calls made.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Accounts whose refresh failed, left as they were.
-    pub failed: Vec<RefreshFailure>,
+    pub(crate) failed: Vec<RefreshFailure>,
     /// What each account read recorded (for `import`'s report; not part of the summary).
     #[serde(skip)]
     #[schemars(skip)]
-    pub read: Vec<AccountRead>,
+    pub(crate) read: Vec<AccountRead>,
 }
 
 /// What one account's refresh recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountRead {
-    pub official_account: String,
-    pub counts: Refreshed,
+pub(crate) struct AccountRead {
+    pub(crate) official_account: String,
+    pub(crate) counts: Refreshed,
     /// Of the live list, the subscribers the manifests list (when they were given).
-    pub listed: u64,
+    pub(crate) listed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct RefreshFailure {
-    pub official_account: String,
-    pub error: String,
+pub(crate) struct RefreshFailure {
+    pub(crate) official_account: String,
+    pub(crate) error: String,
 }
 
 /// Why the live lists are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refresh {
+pub(crate) enum Refresh {
     /// `import`: what is found is adopted on purpose; subsync manages it from now on.
     Import,
     /// `plan --refresh`, `apply --refresh`, the daemon: what is found is recorded as drift; what
@@ -85,7 +85,7 @@ pub enum Refresh {
 
 impl Refresh {
     /// The command recorded in the audit log, for a refresh run on its own.
-    pub fn command(self) -> &'static str {
+    pub(crate) fn command(self) -> &'static str {
         match self {
             Refresh::Import => "import",
             Refresh::Check => "plan --refresh",
@@ -96,16 +96,16 @@ impl Refresh {
 /// What the readers share: the API, the pace of each command, the policy, the ledger, the
 /// most subscribers an account is believed to hold when the service does not say, whether
 /// what is found is adopted, and the desired sets (to count what the manifests list).
-pub struct Readers {
-    pub api: Arc<dyn Api>,
-    pub pacer: Arc<Pacer>,
-    pub policy: RetryPolicy,
-    pub writer: Writer,
-    pub max_subscribers: u64,
-    pub adopt: bool,
-    pub wanted: Option<Arc<ManifestSet>>,
+pub(super) struct Readers {
+    pub(crate) api: Arc<dyn Api>,
+    pub(crate) pacer: Arc<Pacer>,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) writer: Writer,
+    pub(crate) max_subscribers: u64,
+    pub(crate) adopt: bool,
+    pub(crate) wanted: Option<Arc<ManifestSet>>,
     /// Most calls in flight (the run's concurrency): bounds the accounts paged at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
 }
 
 /// How many accounts are paged at the same time, at most.
@@ -133,7 +133,7 @@ type Facts = tokio::sync::watch::Receiver<Option<Arc<HashMap<String, Fact>>>>;
 /// Reads and records the live lists of `accounts` as part of audit entry `run`. The accounts'
 /// facts are asked for while their first pages are read: paging does not wait for them, and
 /// a list is bounded by `--max-subscribers` until its account's MaxSubscriberNum is known.
-pub async fn refresh(
+pub(super) async fn refresh(
     readers: Arc<Readers>,
     accounts: &[String],
     run: i64,
@@ -361,7 +361,7 @@ async fn page_account(
                     {
                         ReadFailure::Gone
                     }
-                    ReadError::AccountGone(_, e) | ReadError::Failed(e) => {
+                    ReadError::AccountGone(e) | ReadError::Failed(e) => {
                         ReadFailure::Account(format!(
                             "reading the live list failed ({e}); nothing was changed for this account"
                         ))

@@ -13,7 +13,7 @@ use super::probe::Probed;
 use super::work::{End, Report};
 use crate::plan::{Creation, PropertyChange};
 
-pub const FORMAT_VERSION: &str = "1";
+pub(super) const FORMAT_VERSION: &str = "1";
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -48,7 +48,7 @@ impl std::fmt::Display for Trigger {
 
 impl Trigger {
     /// The command recorded in the audit log.
-    pub fn command(self) -> &'static str {
+    pub(crate) fn command(self) -> &'static str {
         match self {
             Trigger::Apply => "apply",
             _ => "watch",
@@ -102,14 +102,14 @@ pub enum RunSummary {
 pub struct RefreshRecord {
     /// Version of this format; "1". Absent in entries written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format_version: Option<String>,
-    pub refresh: super::RefreshSummary,
+    pub(crate) format_version: Option<String>,
+    pub(crate) refresh: super::RefreshSummary,
     /// Why the refresh stopped, when it did.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl RefreshRecord {
-    pub fn new(refresh: super::RefreshSummary, error: Option<String>) -> RefreshRecord {
+    pub(crate) fn new(refresh: super::RefreshSummary, error: Option<String>) -> RefreshRecord {
         RefreshRecord {
             format_version: Some(FORMAT_VERSION.into()),
             refresh,
@@ -162,7 +162,7 @@ pub enum RunResult {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum AccountStatus {
+pub(crate) enum AccountStatus {
     Ok,
     /// The account reached MaxSubscriberNum (130006); see `not_added_limit`.
     LimitReached,
@@ -179,7 +179,7 @@ pub enum AccountStatus {
 
 impl AccountStatus {
     /// The name JSON uses.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AccountStatus::Ok => "ok",
             AccountStatus::LimitReached => "limit_reached",
@@ -193,65 +193,65 @@ impl AccountStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountSummary {
-    pub official_account: String,
+    pub(crate) official_account: String,
     /// The manifest's metadata.name.
-    pub name: Option<String>,
-    pub status: AccountStatus,
-    pub planned_add: u64,
+    pub(crate) name: Option<String>,
+    pub(crate) status: AccountStatus,
+    pub(crate) planned_add: u64,
     /// Result 1: added by this run.
-    pub added: u64,
+    pub(crate) added: u64,
     /// Result 2: already subscribed although the ledger did not know (drift).
-    pub already_subscribed: u64,
+    pub(crate) already_subscribed: u64,
     /// Result 2 for an add an interrupted run of subsync's own had sent (a crash, a lost
     /// lead): recovered, not drift.
     #[serde(default)]
-    pub recovered: u64,
+    pub(crate) recovered: u64,
     /// Subscribers that could not be added, with the code (0 = `Result: 0`; negative = network fault).
-    pub failed: Vec<FailedSubscriber>,
+    pub(crate) failed: Vec<FailedSubscriber>,
     /// Desired subscribers not added because the account is full.
-    pub not_added_limit: u64,
+    pub(crate) not_added_limit: u64,
     /// The account's MaxSubscriberNum, when the service reported it.
-    pub max_subscribers: Option<u64>,
+    pub(crate) max_subscribers: Option<u64>,
     /// Removals prune planned.
-    pub planned_remove: u64,
+    pub(crate) planned_remove: u64,
     /// Removed by this run (delete_subscriber answered removed or not subscribed).
-    pub removed: u64,
+    pub(crate) removed: u64,
     /// Subscribers that could not be removed, with the code.
-    pub remove_failed: Vec<FailedSubscriber>,
+    pub(crate) remove_failed: Vec<FailedSubscriber>,
     /// Subscribers prune would have removed but a guard held back (see the plan's warnings).
-    pub remove_skipped: u64,
+    pub(crate) remove_skipped: u64,
     /// The set accepts a shortfall at the account's limit (`acceptShortfall: true`):
     /// `not_added_limit` does not make the run partial.
     #[serde(default)]
-    pub accept_shortfall: bool,
+    pub(crate) accept_shortfall: bool,
     /// What the run did about the account's own properties (`spec.account`, `spec.create`);
     /// absent when there was nothing to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<AccountProperties>,
+    pub(crate) properties: Option<AccountProperties>,
 }
 
 /// An account's own call in a run: its creation, or its declared properties that differed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct AccountProperties {
+pub(crate) struct AccountProperties {
     /// The account was missing: created (create_official_account) with this owner, or why not.
-    pub create: Option<Creation>,
+    pub(crate) create: Option<Creation>,
     /// Every declared field that differed when the run looked (a creation sets them all); the
     /// refused ones were not sent.
-    pub changes: Vec<PropertyChange>,
+    pub(crate) changes: Vec<PropertyChange>,
     /// What became of the call that carried them.
-    pub result: OwnResult,
+    pub(crate) result: OwnResult,
     /// The service's code when it failed.
-    pub code: Option<i64>,
+    pub(crate) code: Option<i64>,
 }
 
 impl AccountProperties {
     /// Everything declared is in force: the call was made and nothing was refused.
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.result == OwnResult::Done && self.changes.iter().all(|c| c.refused.is_none())
     }
 
     /// The fields the call set.
-    pub fn set(&self) -> u64 {
+    pub(crate) fn set(&self) -> u64 {
         match self.result {
             OwnResult::Done => self.changes.iter().filter(|c| c.refused.is_none()).count() as u64,
             _ => 0,
@@ -259,7 +259,7 @@ impl AccountProperties {
     }
 
     /// Of those, the ones set back after a change outside subsync.
-    pub fn drift(&self) -> u64 {
+    pub(crate) fn drift(&self) -> u64 {
         match self.result {
             OwnResult::Done => self
                 .changes
@@ -270,15 +270,15 @@ impl AccountProperties {
         }
     }
 
-    pub fn created(&self) -> bool {
+    pub(crate) fn created(&self) -> bool {
         self.result == OwnResult::Done && self.create.is_some()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct FailedSubscriber {
-    pub subscriber: String,
-    pub code: i64,
+pub(crate) struct FailedSubscriber {
+    pub(crate) subscriber: String,
+    pub(crate) code: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -304,7 +304,11 @@ pub struct Totals {
 
 impl Summary {
     /// The summary of the planned `accounts` before anything is sent: nothing done yet.
-    pub fn start(accounts: &[Outlined], revision: Option<String>, trigger: Trigger) -> Summary {
+    pub(crate) fn start(
+        accounts: &[Outlined],
+        revision: Option<String>,
+        trigger: Trigger,
+    ) -> Summary {
         let accounts = accounts
             .iter()
             .map(|a| AccountSummary {
@@ -345,7 +349,7 @@ impl Summary {
 
     /// Fills in what happened: the executor's tallies (in account order), what the probe
     /// learnt, and why the run stopped early, if it did.
-    pub fn finish(
+    pub(crate) fn finish(
         &mut self,
         report: &Report,
         probed: &Probed,
@@ -406,7 +410,7 @@ impl Summary {
         self.result = Summary::result_of(&self.accounts, stop.is_some(), report.interrupted);
     }
 
-    pub fn totals_of(accounts: &[AccountSummary]) -> Totals {
+    pub(crate) fn totals_of(accounts: &[AccountSummary]) -> Totals {
         Totals {
             added: accounts.iter().map(|a| a.added).sum(),
             already_subscribed: accounts.iter().map(|a| a.already_subscribed).sum(),
@@ -424,7 +428,11 @@ impl Summary {
     /// The overall result from the parts: failed beats partial beats converged. Removals a
     /// guard held back leave the run partial: the service does not match the manifests. A
     /// shortfall at the limit does too, unless the set accepts it.
-    pub fn result_of(accounts: &[AccountSummary], fatal: bool, interrupted: bool) -> RunResult {
+    pub(crate) fn result_of(
+        accounts: &[AccountSummary],
+        fatal: bool,
+        interrupted: bool,
+    ) -> RunResult {
         let all_ok = accounts.iter().all(|a| {
             let limit_ok = a.not_added_limit == 0 || a.accept_shortfall;
             let status_ok = a.status == AccountStatus::Ok

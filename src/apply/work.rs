@@ -6,32 +6,32 @@ use crate::tencent::ApiError;
 
 /// The changes planned for one account.
 #[derive(Debug, Clone, Default)]
-pub struct Work {
-    pub add: Vec<String>,
+pub(crate) struct Work {
+    pub(crate) add: Vec<String>,
     /// Removals planned by prune.
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
     /// Those an interrupted earlier run may have sent (sorted): "already subscribed" for them
     /// is recovered, not drift.
-    pub intended: Vec<String>,
+    pub(crate) intended: Vec<String>,
 }
 
 /// An account a run may send changes to, before its lists are read: the executor reads them
 /// (through a [`Load`]) only as its window has room, so that no more than a few accounts'
 /// lists are in memory at once.
 #[derive(Debug, Clone)]
-pub struct Pending {
-    pub official_account: String,
-    pub add: u64,
-    pub remove: u64,
+pub(crate) struct Pending {
+    pub(crate) official_account: String,
+    pub(crate) add: u64,
+    pub(crate) remove: u64,
     /// What get_official_account_info already said about the account (as it will be once
     /// its own call is made: a created account is usable).
-    pub known: Known,
+    pub(crate) known: Known,
     /// The account's own call: a creation, or its properties that differ.
-    pub own: OwnWork,
+    pub(crate) own: OwnWork,
 }
 
 /// Reads the work lists of the `i`th pending account.
-pub type Load = std::sync::Arc<
+pub(crate) type Load = std::sync::Arc<
     dyn Fn(
             usize,
         )
@@ -42,7 +42,7 @@ pub type Load = std::sync::Arc<
 
 /// An account's state known before anything is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Known {
+pub(crate) enum Known {
     #[default]
     Usable,
     /// Full: no adds are sent (unless removals may make room); they are "not added because of
@@ -56,7 +56,7 @@ pub enum Known {
 
 /// How an account's work ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum End {
+pub(crate) enum End {
     #[default]
     Done,
     Full,
@@ -68,25 +68,25 @@ pub enum End {
 
 /// What happened to one account's planned changes (committed outcomes only).
 #[derive(Debug, Clone, Default)]
-pub struct Tally {
-    pub planned: u64,
-    pub added: u64,
-    pub already: u64,
-    pub recovered: u64,
-    pub failed: Vec<(String, i64)>,
-    pub not_added_limit: u64,
-    pub planned_remove: u64,
+pub(crate) struct Tally {
+    pub(crate) planned: u64,
+    pub(crate) added: u64,
+    pub(crate) already: u64,
+    pub(crate) recovered: u64,
+    pub(crate) failed: Vec<(String, i64)>,
+    pub(crate) not_added_limit: u64,
+    pub(crate) planned_remove: u64,
     /// Removed, or found not subscribed: either way gone.
-    pub removed: u64,
-    pub remove_failed: Vec<(String, i64)>,
-    pub end: End,
+    pub(crate) removed: u64,
+    pub(crate) remove_failed: Vec<(String, i64)>,
+    pub(crate) end: End,
     /// How the run changed the account's remote count: added less removed (Result 1 only).
-    pub count_change: i64,
+    pub(crate) count_change: i64,
     /// The account's own call, and what became of it (`None`: there was none to make).
-    pub own: OwnWork,
-    pub own_result: Option<OwnResult>,
+    pub(crate) own: OwnWork,
+    pub(crate) own_result: Option<OwnResult>,
     /// The service's code when the own call failed.
-    pub own_code: Option<i64>,
+    pub(crate) own_code: Option<i64>,
 }
 
 impl Tally {
@@ -101,22 +101,22 @@ impl Tally {
     }
 }
 
-pub struct Report {
-    pub tallies: Vec<Tally>,
-    pub calls: crate::apply::read::Calls,
-    pub rate_limited: u64,
+pub(crate) struct Report {
+    pub(crate) tallies: Vec<Tally>,
+    pub(crate) calls: crate::apply::read::Calls,
+    pub(crate) rate_limited: u64,
     /// The answer that stopped the run.
-    pub fatal: Option<ApiError>,
-    pub record_error: Option<RecordError>,
-    pub interrupted: bool,
+    pub(crate) fatal: Option<ApiError>,
+    pub(crate) record_error: Option<RecordError>,
+    pub(crate) interrupted: bool,
     /// Batches whose outcome is unknown (abandoned in flight, or waiting to be retried after
     /// an unanswered call): (account, op, members). Their intents stay recorded.
-    pub in_doubt: Vec<(String, crate::ledger::Op, Vec<String>)>,
+    pub(crate) in_doubt: Vec<(String, crate::ledger::Op, Vec<String>)>,
 }
 
 impl Report {
     /// The report of a run stopped before its first batch.
-    pub fn not_started(pending: &[Pending]) -> Report {
+    pub(crate) fn not_started(pending: &[Pending]) -> Report {
         Report {
             tallies: pending
                 .iter()

@@ -12,13 +12,13 @@ use crate::settings::{self, DEFAULT_QPS, RunRequest, ServiceRequest, StateReques
 /// The app's credentials (what signs a UserSig).
 #[derive(Debug, Clone, Args, Default)]
 #[command(next_help_heading = "Credentials")]
-pub struct CredentialArgs {
+pub(super) struct CredentialArgs {
     /// The app's SDKAppID.
     #[arg(long, env = "SUBSYNC_SDKAPPID", value_name = "ID")]
-    pub sdkappid: Option<String>,
+    pub(crate) sdkappid: Option<String>,
     /// File holding the app's secret key (or set SUBSYNC_SECRET_KEY; no flag takes the key itself).
     #[arg(long, env = "SUBSYNC_SECRET_KEY_FILE", value_name = "FILE")]
-    pub secret_key_file: Option<PathBuf>,
+    pub(crate) secret_key_file: Option<PathBuf>,
     /// An App administrator's UserID, used as the request identifier.
     #[arg(
         long,
@@ -26,11 +26,11 @@ pub struct CredentialArgs {
         default_value = "administrator",
         value_name = "USERID"
     )]
-    pub identifier: String,
+    pub(crate) identifier: String,
 }
 
 impl CredentialArgs {
-    pub fn request(&self) -> ServiceRequest {
+    pub(super) fn request(&self) -> ServiceRequest {
         ServiceRequest {
             sdkappid: self.sdkappid.clone(),
             secret_key_file: self.secret_key_file.clone(),
@@ -43,22 +43,22 @@ impl CredentialArgs {
 /// Credentials and endpoint of the app.
 #[derive(Debug, Clone, Args, Default)]
 #[command(next_help_heading = "Service")]
-pub struct ServiceArgs {
+pub(super) struct ServiceArgs {
     /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
     #[arg(long, env = "SUBSYNC_REGION", value_name = "REGION")]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Base URL overriding --region (plain http only on loopback).
     #[arg(long, env = "SUBSYNC_ENDPOINT", value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable (500ms to 10m).
     #[arg(long, env = "SUBSYNC_API_TIMEOUT", value_parser = settings::parse_duration, value_name = "DURATION")]
-    pub api_timeout: Option<std::time::Duration>,
+    pub(crate) api_timeout: Option<std::time::Duration>,
     #[command(flatten)]
-    pub credentials: CredentialArgs,
+    pub(crate) credentials: CredentialArgs,
 }
 
 impl ServiceArgs {
-    pub fn request(&self) -> ServiceRequest {
+    pub(super) fn request(&self) -> ServiceRequest {
         ServiceRequest {
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
@@ -71,7 +71,7 @@ impl ServiceArgs {
 /// Where the ledger lives.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Ledger")]
-pub struct StateArgs {
+pub(super) struct StateArgs {
     /// The state ledger: a directory (SQLite, ledger.db in it) or a postgres:// URL.
     #[arg(
         long = "state",
@@ -79,17 +79,17 @@ pub struct StateArgs {
         default_value = ".subsync",
         value_name = "DIR|URL"
     )]
-    pub at: String,
+    pub(crate) at: String,
     /// File holding the PostgreSQL password, when the --state URL carries none (PGPASSWORD also works).
     #[arg(long, env = "SUBSYNC_STATE_PASSWORD_FILE", value_name = "FILE")]
-    pub state_password_file: Option<PathBuf>,
+    pub(crate) state_password_file: Option<PathBuf>,
     /// Work with the sandbox: its own ledger in DIR/sandbox and, for apply, an in-process emulator.
     #[arg(long)]
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
 }
 
 impl StateArgs {
-    pub fn request(&self, sandbox_config: Option<PathBuf>) -> StateRequest {
+    pub(super) fn request(&self, sandbox_config: Option<PathBuf>) -> StateRequest {
         StateRequest {
             at: self.at.clone(),
             password_file: self.state_password_file.clone(),
@@ -102,34 +102,34 @@ impl StateArgs {
 /// Bounds on what reading manifests and subscriber files may cost (see `manifest::Limits`).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Input limits")]
-pub struct LimitArgs {
+pub(super) struct LimitArgs {
     /// Largest manifest file (bytes; K, M, G suffixes are binary).
     #[arg(long, env = "SUBSYNC_MAX_MANIFEST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
           default_value_t = Limits::default().max_manifest_bytes)]
-    pub max_manifest_bytes: u64,
+    pub(crate) max_manifest_bytes: u64,
     /// Largest subscriber file once gunzipped (bytes; K, M, G suffixes are binary).
     #[arg(long, env = "SUBSYNC_MAX_LIST_BYTES", value_name = "BYTES", value_parser = parse_bytes,
           default_value_t = Limits::default().max_list_bytes)]
-    pub max_list_bytes: u64,
+    pub(crate) max_list_bytes: u64,
     /// Longest line in a subscriber file, in bytes.
     #[arg(long, env = "SUBSYNC_MAX_LINE_BYTES", value_name = "BYTES",
           value_parser = clap::value_parser!(u32).range(64..),
           default_value_t = Limits::default().max_line_bytes as u32)]
-    pub max_line_bytes: u32,
+    pub(crate) max_line_bytes: u32,
     /// Deepest nesting of lists and mappings in a manifest.
     #[arg(long, env = "SUBSYNC_MAX_DEPTH", value_name = "LEVELS",
           value_parser = clap::value_parser!(u32).range(4..=1000),
           default_value_t = Limits::default().max_depth as u32)]
-    pub max_depth: u32,
+    pub(crate) max_depth: u32,
     /// Most distinct subscribers one account may list (raise it with the account's MaxSubscriberNum).
     #[arg(long, env = "SUBSYNC_MAX_SUBSCRIBERS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..),
           default_value_t = Limits::default().max_subscribers as u32)]
-    pub max_subscribers: u32,
+    pub(crate) max_subscribers: u32,
 }
 
 impl LimitArgs {
-    pub fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         Limits {
             max_manifest_bytes: self.max_manifest_bytes,
             max_list_bytes: self.max_list_bytes,
@@ -143,20 +143,20 @@ impl LimitArgs {
 /// The prune guards.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Prune guards")]
-pub struct PruneArgs {
+pub(super) struct PruneArgs {
     /// Most subscribers prune may remove from one account in one run (default: 10% of its confirmed subscribers, at least 100; never more than half of the account).
     #[arg(long, env = "SUBSYNC_MAX_PRUNE", value_name = "N")]
-    pub max_prune: Option<u64>,
+    pub(crate) max_prune: Option<u64>,
     /// Let prune remove more than --max-prune, or more than half of an account, in one run.
     #[arg(long, env = "SUBSYNC_ALLOW_MASS_PRUNE")]
-    pub allow_mass_prune: bool,
+    pub(crate) allow_mass_prune: bool,
     /// Create a missing official account whose manifest declares spec.create (its owner, with its declared properties); without it a missing account is only reported.
     #[arg(long, env = "SUBSYNC_ALLOW_CREATE", help_heading = "Guards")]
-    pub allow_create: bool,
+    pub(crate) allow_create: bool,
 }
 
 impl PruneArgs {
-    pub fn options(&self) -> PlanOptions {
+    pub(super) fn options(&self) -> PlanOptions {
         PlanOptions {
             max_prune: self.max_prune,
             allow_mass_prune: self.allow_mass_prune,
@@ -168,26 +168,26 @@ impl PruneArgs {
 /// Where the service and the ledger are, and how fast to talk to the service.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Service")]
-pub struct RemoteArgs {
+pub(super) struct RemoteArgs {
     /// Calls per second for each API command (the service allows 200).
     #[arg(long, env = "SUBSYNC_QPS", default_value_t = DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub qps: u32,
+    pub(crate) qps: u32,
     /// Emulator configuration for --sandbox (default: sandbox.yaml beside the manifest directory).
     #[arg(long, value_name = "FILE", requires = "sandbox")]
-    pub sandbox_config: Option<PathBuf>,
+    pub(crate) sandbox_config: Option<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub(crate) state: StateArgs,
     #[command(flatten)]
-    pub api: ServiceArgs,
+    pub(crate) api: ServiceArgs,
 }
 
 impl RemoteArgs {
-    pub fn state_request(&self) -> StateRequest {
+    pub(super) fn state_request(&self) -> StateRequest {
         self.state.request(self.sandbox_config.clone())
     }
 
     /// A run's request with these pace, state and credentials.
-    pub fn run_request(&self, limits: Limits, prune: PlanOptions) -> RunRequest {
+    pub(super) fn run_request(&self, limits: Limits, prune: PlanOptions) -> RunRequest {
         RunRequest {
             service: self.api.request(),
             state: self.state_request(),
@@ -204,26 +204,26 @@ impl RemoteArgs {
 
 /// What `apply` and `watch` share: pace, ledger, credentials, bounds, guards.
 #[derive(Debug, Clone, Args)]
-pub struct ReconcileArgs {
+pub(super) struct ReconcileArgs {
     /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
     #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub concurrency: Option<u16>,
+    pub(crate) concurrency: Option<u16>,
     /// Recorded with each run (one line, at most 256 bytes); defaults to the git commit of the manifest directory.
     #[arg(long, env = "SUBSYNC_REVISION", value_name = "TEXT")]
-    pub revision: Option<String>,
+    pub(crate) revision: Option<String>,
     /// Send events and commit statuses to the sinks this YAML file lists (see the README's Notifications).
     #[arg(long, env = "SUBSYNC_NOTIFY_CONFIG", value_name = "FILE")]
-    pub notify_config: Option<PathBuf>,
+    pub(crate) notify_config: Option<PathBuf>,
     #[command(flatten)]
-    pub remote: RemoteArgs,
+    pub(crate) remote: RemoteArgs,
     #[command(flatten)]
-    pub limits: LimitArgs,
+    pub(crate) limits: LimitArgs,
     #[command(flatten)]
-    pub prune: PruneArgs,
+    pub(crate) prune: PruneArgs,
 }
 
 impl ReconcileArgs {
-    pub fn run_request(&self) -> RunRequest {
+    pub(super) fn run_request(&self) -> RunRequest {
         RunRequest {
             concurrency: self.concurrency.map(usize::from),
             revision: self.revision.clone(),
@@ -236,7 +236,7 @@ impl ReconcileArgs {
 
 /// How log lines are written, as a flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormatArg {
+pub(crate) enum LogFormatArg {
     /// For people.
     Text,
     /// One JSON object a line, for log collectors.
@@ -254,7 +254,7 @@ impl From<LogFormatArg> for settings::LogFormat {
 
 /// When stderr gets colour, as a flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorArg {
+pub(crate) enum ColorArg {
     /// On a terminal, unless NO_COLOR is set.
     Auto,
     /// Always, even into a file or a pipe.

@@ -80,7 +80,7 @@ async fn lead(config: Config, hooks: Hooks, command: &str) -> anyhow::Result<Eng
     Ok(engine)
 }
 
-pub fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
+pub(super) fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
     let set = manifest::load(&args.paths, &args.limits.limits())?;
     print_warnings(&set, output);
     write_stdout(&format!(
@@ -98,7 +98,7 @@ pub fn validate(args: ValidateArgs, output: Output) -> anyhow::Result<Outcome> {
 
 /// `plan`: the manifests are read and the ledger's location resolved before any runtime
 /// starts (on this thread, as nothing else runs yet), then the ledger is read.
-pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
+pub(super) fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let manifests = manifest::load(&args.paths, &args.limits.limits())?;
     print_warnings(&manifests, output);
     let location = settings::resolve_state(&args.remote.state_request(), &env_var)?;
@@ -106,7 +106,7 @@ pub fn plan(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
 }
 
 /// `plan --refresh`: read and record the live lists first, then plan from what was recorded.
-pub async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
+pub(super) async fn plan_refreshed(args: PlanArgs, output: Output) -> anyhow::Result<Outcome> {
     let request = args
         .remote
         .run_request(args.limits.limits(), args.prune.options());
@@ -217,7 +217,7 @@ fn write_plan(
     })
 }
 
-pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
+pub(super) async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
     if args.dry_run {
         anyhow::bail!(
             "apply has no --dry-run: `subsync plan` with the same arguments shows what apply would do, and changes nothing"
@@ -282,7 +282,6 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
     }
     let job = Job {
         manifests: Arc::new(manifests),
-        manifest_paths: shown_paths(&paths),
         saved: saved.map(Arc::new),
         revision: revision.clone(),
         trigger: Trigger::Apply,
@@ -313,7 +312,7 @@ pub async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Outcome> {
 }
 
 /// `import`: record the live lists of the manifests' accounts, and say what was adopted.
-pub async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome> {
+pub(super) async fn import(args: ImportArgs, output: Output) -> anyhow::Result<Outcome> {
     let request = args
         .remote
         .run_request(args.limits.limits(), Default::default());
@@ -387,7 +386,7 @@ async fn load_notify_config(path: Option<PathBuf>) -> anyhow::Result<NotifyConfi
     }
 }
 
-pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
+pub(super) async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
     let notify = load_notify_config(args.run.notify_config.clone()).await?;
     let request = RunRequest {
         notify_sinks: notify.sinks.len(),
@@ -422,7 +421,7 @@ pub async fn watch(args: WatchArgs, output: Output) -> anyhow::Result<Outcome> {
     })
 }
 
-pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
+pub(super) fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let location = settings::resolve_state(&args.state.request(None), &env_var)?;
     let status = super::reading_runtime()?.block_on(engine::status(&location, args.runs))?;
     let status = report::StatusReport::new(status);
@@ -434,7 +433,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `ledger copy` and `ledger migrate`.
-pub async fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
+pub(super) async fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
     match action {
         LedgerAction::Copy(args) => {
             let (from, to) = blocking(move || {
@@ -483,7 +482,7 @@ pub async fn ledger(action: LedgerAction) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub fn usersig(args: UsersigArgs) -> anyhow::Result<Outcome> {
+pub(super) fn usersig(args: UsersigArgs) -> anyhow::Result<Outcome> {
     let now = crate::clock::unix_now() as i64;
     let text = match args.action {
         Some(UsersigAction::Decode { usersig }) => {
@@ -515,7 +514,7 @@ pub fn usersig(args: UsersigArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub async fn emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
+pub(super) async fn emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     let config_path = args.config.clone();
     let state_file = args.state_file.clone();
     let options = blocking(move || -> anyhow::Result<_> {
@@ -549,13 +548,13 @@ pub async fn emulator(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub fn schema(name: &str) -> anyhow::Result<Outcome> {
+pub(super) fn schema(name: &str) -> anyhow::Result<Outcome> {
     let schema = schema::by_name(name).with_context(|| format!("no schema called {name}"))?;
     write_stdout(&(serde_json::to_string_pretty(&schema)? + "\n"))?;
     Ok(Outcome::Success)
 }
 
-pub fn completions(shell: super::Shell) -> anyhow::Result<Outcome> {
+pub(super) fn completions(shell: super::Shell) -> anyhow::Result<Outcome> {
     use clap::CommandFactory;
     let shell = match shell {
         super::Shell::Bash => clap_complete::Shell::Bash,
@@ -570,7 +569,7 @@ pub fn completions(shell: super::Shell) -> anyhow::Result<Outcome> {
 }
 
 /// One man page on stdout, or every page (one per command, as `subsync-plan(1)`) in a directory.
-pub fn man(args: ManArgs) -> anyhow::Result<Outcome> {
+pub(super) fn man(args: ManArgs) -> anyhow::Result<Outcome> {
     use clap::CommandFactory;
     let mut cli = super::Cli::command().disable_help_subcommand(true);
     cli.build();

@@ -21,7 +21,7 @@ use args::{
 };
 
 /// The version `--version` prints: the package's, and the git commit it was built from.
-pub const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (git ",
     env!("SUBSYNC_GIT_REVISION"),
@@ -34,7 +34,7 @@ pub const VERSION: &str = concat!(
     version = VERSION,
     about = "Keep Tencent Cloud Chat official-account subscribers equal to YAML manifests in git"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log filter for stderr, in tracing's EnvFilter syntax (e.g. `debug`, `subsync=trace`).
     #[arg(
         long,
@@ -123,7 +123,7 @@ enum CliCommand {
 
 /// Where each shell's completion script goes, per user (no root needed): said here once,
 /// shown by `subsync completions --help` and quoted by the README.
-pub const COMPLETIONS_INSTALL: &str = "\
+pub(crate) const COMPLETIONS_INSTALL: &str = "\
 Install, per user:
   bash        subsync completions bash > ~/.local/share/bash-completion/completions/subsync
   zsh         subsync completions zsh > ~/.zfunc/_subsync
@@ -133,7 +133,7 @@ Install, per user:
 
 /// Where the man pages go, per user: said here once, shown by `subsync man --help` and quoted
 /// by the README.
-pub const MAN_INSTALL: &str = "\
+pub(crate) const MAN_INSTALL: &str = "\
 Install, per user:
   subsync man --out-dir ~/.local/share/man/man1   (then: man subsync-plan)";
 
@@ -362,7 +362,7 @@ struct EmulatorArgs {
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Done, nothing left to do.
     Success,
     /// `plan --detailed-exitcode` found changes.
@@ -374,7 +374,7 @@ pub enum Outcome {
 }
 
 /// The one mapping from results to exit codes (documented in the README).
-pub fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
+pub(crate) fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
     match result {
         Ok(Outcome::Success) => 0,
         Ok(Outcome::Changes | Outcome::Incomplete) => 2,

@@ -13,7 +13,7 @@ use crate::settings::Output;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-pub struct Progress {
+pub(super) struct Progress {
     output: Output,
     shown: Mutex<Option<Sending>>,
     done: AtomicU64,
@@ -29,7 +29,7 @@ struct Sending {
 
 impl Progress {
     /// A bar when stderr is a terminal (coloured only if `output.color`), log lines otherwise.
-    pub fn new(output: Output) -> Progress {
+    pub(super) fn new(output: Output) -> Progress {
         Progress {
             output,
             shown: Mutex::new(None),

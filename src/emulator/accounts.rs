@@ -116,7 +116,7 @@ impl RemoteState {
     }
 
     /// Sets an existing account's own fields and owner directly (emulator configuration).
-    pub fn seed_fields(&mut self, id: &str, fields: &AccountFields, owner: Option<&str>) {
+    pub(crate) fn seed_fields(&mut self, id: &str, fields: &AccountFields, owner: Option<&str>) {
         if let Some(account) = self.accounts.get_mut(id) {
             account.set(fields);
             if let Some(owner) = owner {
@@ -126,7 +126,7 @@ impl RemoteState {
     }
 
     /// get_official_account_info: one item per id, each with its own status and every field.
-    pub fn info(&self, ids: &[String]) -> Result<Vec<OfficialAccountInfo>, Rejection> {
+    pub(crate) fn info(&self, ids: &[String]) -> Result<Vec<OfficialAccountInfo>, Rejection> {
         if ids.is_empty() || ids.len() > api::MAX_INFO_IDS {
             return fail(
                 6017,
@@ -157,7 +157,7 @@ impl RemoteState {
     }
 
     /// create_official_account: returns the new id.
-    pub fn create(
+    pub(crate) fn create(
         &mut self,
         req: &api::CreateOfficialAccountRequest,
         now: i64,
@@ -198,7 +198,7 @@ impl RemoteState {
     /// modify_official_account_base_info: sets the fields given. A limit below the account's
     /// count is taken as it is (the documentation does not say otherwise); adds then fail with
     /// 130006 until subscribers leave.
-    pub fn modify(&mut self, id: &str, fields: &AccountFields) -> Result<(), Rejection> {
+    pub(crate) fn modify(&mut self, id: &str, fields: &AccountFields) -> Result<(), Rejection> {
         check_fields(fields)?;
         let Some(account) = self.accounts.get_mut(id) else {
             return fail(130004, format!("official account {id} does not exist"));

@@ -10,57 +10,57 @@ use crate::tencent::usersig::{Credentials, SecretKey};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EmulatorConfig {
-    pub sdkappid: Option<u64>,
-    pub secret_key: Option<SecretKey>,
+pub(crate) struct EmulatorConfig {
+    pub(crate) sdkappid: Option<u64>,
+    pub(crate) secret_key: Option<SecretKey>,
     /// Relative to the configuration file.
-    pub secret_key_file: Option<PathBuf>,
+    pub(crate) secret_key_file: Option<PathBuf>,
     /// The App administrator that may call the API.
-    pub identifier: Option<String>,
+    pub(crate) identifier: Option<String>,
     #[serde(default)]
-    pub accounts: Vec<AccountSeed>,
+    pub(crate) accounts: Vec<AccountSeed>,
     /// Calls per second per command; 0 = unlimited.
     #[serde(default)]
-    pub qps: u32,
+    pub(crate) qps: u32,
     /// Official accounts one user may follow; 0 = unlimited.
     #[serde(default)]
-    pub follow_limit: u32,
+    pub(crate) follow_limit: u32,
     #[serde(default)]
-    pub follow_limit_mode: FollowLimitMode,
+    pub(crate) follow_limit_mode: FollowLimitMode,
     /// Make get_subscriber_info's cursor misbehave (tests): endless, repeat or backwards.
     #[serde(default)]
-    pub cursor_fault: Option<CursorFault>,
+    pub(crate) cursor_fault: Option<CursorFault>,
     #[serde(default)]
-    pub latency_ms: Latency,
+    pub(crate) latency_ms: Latency,
     #[serde(default)]
-    pub faults: Faults,
+    pub(crate) faults: Faults,
     /// Seconds the emulator's clock runs ahead (to test UserSig expiry); usually 0.
     #[serde(default)]
-    pub clock_skew_seconds: i64,
+    pub(crate) clock_skew_seconds: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AccountSeed {
-    pub id: String,
+pub(crate) struct AccountSeed {
+    pub(crate) id: String,
     #[serde(default = "default_max")]
-    pub max_subscribers: u64,
+    pub(crate) max_subscribers: u64,
     #[serde(default)]
-    pub subscribers: Vec<String>,
+    pub(crate) subscribers: Vec<String>,
     /// The account's name (default: its id without the prefix) and other own fields.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    pub introduction: Option<String>,
+    pub(crate) introduction: Option<String>,
     #[serde(default)]
-    pub face_url: Option<String>,
+    pub(crate) face_url: Option<String>,
     #[serde(default)]
-    pub organization: Option<String>,
+    pub(crate) organization: Option<String>,
     #[serde(default)]
-    pub custom_string: Option<String>,
+    pub(crate) custom_string: Option<String>,
     /// Owner_Account (default: administrator).
     #[serde(default)]
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 impl AccountSeed {
@@ -103,7 +103,7 @@ pub struct Faults {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum EmulatorConfigError {
+pub(crate) enum EmulatorConfigError {
     #[error("cannot read emulator config {path}: {error}")]
     Read {
         path: PathBuf,
@@ -130,7 +130,7 @@ const CONFIG_LIMITS: crate::yaml::TreeLimits = crate::yaml::TreeLimits {
 };
 
 impl EmulatorConfig {
-    pub fn load(path: &Path) -> Result<EmulatorConfig, EmulatorConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<EmulatorConfig, EmulatorConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| EmulatorConfigError::Read {
             path: path.to_owned(),
             error,
@@ -139,7 +139,7 @@ impl EmulatorConfig {
     }
 
     /// Parses `text`; `path` names it in errors and anchors a relative secretKeyFile.
-    pub fn parse(text: &str, path: &Path) -> Result<EmulatorConfig, EmulatorConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<EmulatorConfig, EmulatorConfigError> {
         let invalid = |location: String, message: String| EmulatorConfigError::Invalid {
             path: path.to_owned(),
             location,
@@ -208,7 +208,7 @@ impl EmulatorConfig {
     }
 
     /// The credentials from the file, which the standalone emulator requires.
-    pub fn credentials(&self, path: &Path) -> Result<Credentials, EmulatorConfigError> {
+    pub(crate) fn credentials(&self, path: &Path) -> Result<Credentials, EmulatorConfigError> {
         let missing = |what: &str| EmulatorConfigError::Invalid {
             path: path.to_owned(),
             location: String::new(),
@@ -228,7 +228,7 @@ impl EmulatorConfig {
     }
 
     /// The accounts and subscribers the configuration seeds.
-    pub fn initial_state(&self, now: i64) -> RemoteState {
+    pub(crate) fn initial_state(&self, now: i64) -> RemoteState {
         let mut state = RemoteState::default();
         for account in &self.accounts {
             state.seed_account(
@@ -244,7 +244,7 @@ impl EmulatorConfig {
 
     /// What the server needs to run this configuration, with `credentials` and the remote
     /// `state` it starts from (and, when it persists, its `journal`).
-    pub fn options(
+    pub(crate) fn options(
         &self,
         credentials: Credentials,
         state: RemoteState,
@@ -262,7 +262,7 @@ impl EmulatorConfig {
         }
     }
 
-    pub fn rules(&self) -> Rules {
+    pub(crate) fn rules(&self) -> Rules {
         Rules {
             follow_limit: self.follow_limit,
             follow_limit_mode: self.follow_limit_mode,

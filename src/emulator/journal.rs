@@ -24,7 +24,7 @@ use crate::tencent::api::AccountFields;
 /// One change to the state, as recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Change {
+pub(crate) enum Change {
     /// Subscribers that were added, with their subscribe time.
     Add {
         account: String,
@@ -48,7 +48,7 @@ pub enum Change {
 
 impl Change {
     /// False for a change that changes nothing (every add answered "already subscribed").
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         match self {
             Change::Add { ids, .. } | Change::Delete { ids, .. } => ids.is_empty(),
             Change::Create { .. } | Change::Modify { .. } => false,
@@ -58,13 +58,13 @@ impl Change {
 
 /// The snapshot file and its journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateFile {
+pub(crate) struct StateFile {
     snapshot: PathBuf,
     journal: PathBuf,
 }
 
 impl StateFile {
-    pub fn new(snapshot: &Path) -> StateFile {
+    pub(crate) fn new(snapshot: &Path) -> StateFile {
         let mut journal = snapshot.as_os_str().to_owned();
         journal.push(".journal");
         StateFile {
@@ -73,12 +73,12 @@ impl StateFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.snapshot
     }
 
     /// The state as last persisted, or `None` when nothing was ever written.
-    pub fn load(&self) -> io::Result<Option<RemoteState>> {
+    pub(crate) fn load(&self) -> io::Result<Option<RemoteState>> {
         let mut state: Option<RemoteState> = match std::fs::read(&self.snapshot) {
             Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(
@@ -111,7 +111,7 @@ impl StateFile {
     }
 
     /// Writes `state` as the new snapshot and empties the journal.
-    pub fn compact(&self, state: &RemoteState) -> io::Result<()> {
+    pub(crate) fn compact(&self, state: &RemoteState) -> io::Result<()> {
         crate::files::write_atomically(
             &self.snapshot,
             &serde_json::to_vec(state).map_err(io::Error::other)?,
@@ -121,14 +121,14 @@ impl StateFile {
 
     /// True when the journal is larger than the snapshot, so replaying costs more than
     /// rewriting.
-    pub fn needs_compaction(&self) -> bool {
+    pub(crate) fn needs_compaction(&self) -> bool {
         let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
         size(&self.journal) > size(&self.snapshot)
     }
 
     /// Persists `state` as the starting point when it was `changed` after loading (or was never
     /// written, or its journal outgrew it), then starts the journal writer.
-    pub fn resume(&self, state: &RemoteState, changed: bool) -> io::Result<Journal> {
+    pub(crate) fn resume(&self, state: &RemoteState, changed: bool) -> io::Result<Journal> {
         if changed || !self.snapshot.exists() || self.needs_compaction() {
             self.compact(state)?;
         }
@@ -136,7 +136,7 @@ impl StateFile {
     }
 
     /// Starts the writer thread that appends changes to the journal.
-    pub fn open_journal(&self) -> io::Result<Journal> {
+    pub(crate) fn open_journal(&self) -> io::Result<Journal> {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -171,7 +171,7 @@ pub struct Journal {
 impl Journal {
     /// Queues `change`; the receiver resolves once it is written. Call it while the change is
     /// being made (under the state lock) so that the journal keeps the order of the changes.
-    pub fn append(&self, change: &Change) -> oneshot::Receiver<Result<(), String>> {
+    pub(crate) fn append(&self, change: &Change) -> oneshot::Receiver<Result<(), String>> {
         let (ack, done) = oneshot::channel();
         let mut line = serde_json::to_vec(change).unwrap_or_default();
         line.push(b'\n');
@@ -184,7 +184,7 @@ impl Journal {
 
 impl RemoteState {
     /// Replays one journalled change.
-    pub fn apply(&mut self, change: Change) {
+    pub(crate) fn apply(&mut self, change: Change) {
         match change {
             Change::Add { account, ids, at } => {
                 if let Some(acc) = self.accounts.get_mut(&account) {

@@ -21,13 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use crate::tencent::usersig::Credentials;
-pub use config::{AccountSeed, EmulatorConfig, EmulatorConfigError, Faults, Latency};
-pub use journal::{Change, Journal, StateFile};
-pub use server::{EmulatorOptions, Stats, state_view};
-pub use state::{
-    CursorFault, DEFAULT_MAX_SUBSCRIBERS, FollowLimitMode, Rejection, RemoteAccount, RemoteState,
-    Rules,
-};
+pub(crate) use config::{EmulatorConfig, EmulatorConfigError};
+pub use config::{Faults, Latency};
+pub(crate) use journal::{Journal, StateFile};
+pub use server::{EmulatorOptions, Stats};
+pub(crate) use state::DEFAULT_MAX_SUBSCRIBERS;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use state::Rejection;
+pub use state::{CursorFault, FollowLimitMode, RemoteState, Rules};
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] stops accepting at once.
 pub struct Emulator {
@@ -59,10 +60,6 @@ impl Emulator {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `http://HOST:PORT`, the base URL to give the client.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -90,7 +87,7 @@ impl Emulator {
     }
 
     /// Stops accepting, lets open requests finish for up to `deadline`, then returns.
-    pub async fn shutdown(self, deadline: Duration) {
+    pub(crate) async fn shutdown(self, deadline: Duration) {
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(deadline, self.tracker.wait())

@@ -609,7 +609,7 @@ fn mutate<T>(
 }
 
 /// The body of `GET /emulator/state`.
-pub fn state_view(state: &RemoteState) -> Value {
+pub(crate) fn state_view(state: &RemoteState) -> Value {
     let accounts: serde_json::Map<String, Value> = state
         .accounts
         .iter()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::tencent::api::{self, MsgFlag, SubscriberInfo};
 
 /// Default MaxSubscriberNum of a new official account.
-pub const DEFAULT_MAX_SUBSCRIBERS: u64 = crate::properties::DEFAULT_MAX_SUBSCRIBERS;
+pub(crate) const DEFAULT_MAX_SUBSCRIBERS: u64 = crate::properties::DEFAULT_MAX_SUBSCRIBERS;
 
 /// How the follow limit (130010) shows up in an add_subscriber answer. The documentation does
 /// not say, so the emulator can do either and subsync must handle both.
@@ -28,9 +28,9 @@ pub enum FollowLimitMode {
 
 /// A service error: code and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: i64,
-    pub info: String,
+pub(crate) struct Rejection {
+    pub(crate) code: i64,
+    pub(crate) info: String,
 }
 
 pub(super) fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, Rejection> {
@@ -91,7 +91,7 @@ pub struct Rules {
 
 impl RemoteState {
     /// Rebuilds the derived follow counts; call after deserializing.
-    pub fn reindex(&mut self) {
+    pub(crate) fn reindex(&mut self) {
         self.follows.clear();
         for account in self.accounts.values() {
             for id in account.subscribers.keys() {
@@ -101,7 +101,7 @@ impl RemoteState {
     }
 
     /// add_subscriber: per-subscriber results 1 (added), 2 (already subscribed), 0 (failed).
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         account: &str,
         ids: &[String],
@@ -160,7 +160,7 @@ impl RemoteState {
     }
 
     /// delete_subscriber: per-subscriber results 1 (removed), 2 (was not subscribed).
-    pub fn delete(&mut self, account: &str, ids: &[String]) -> Result<Vec<i64>, Rejection> {
+    pub(crate) fn delete(&mut self, account: &str, ids: &[String]) -> Result<Vec<i64>, Rejection> {
         check_batch(ids)?;
         let Some(acc) = self.accounts.get_mut(account) else {
             return fail(130004, format!("official account {account} does not exist"));
@@ -180,7 +180,7 @@ impl RemoteState {
     }
 
     /// get_subscriber_info: one page after the opaque cursor `next`.
-    pub fn page(
+    pub(crate) fn page(
         &self,
         account: &str,
         limit: u32,

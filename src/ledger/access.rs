@@ -39,17 +39,13 @@ impl Reader {
         Ok(Reader { store, location })
     }
 
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.store.is_some()
-    }
-
-    pub fn location(&self) -> &Location {
-        &self.location
     }
 
     /// Runs `f` on the blocking pool over one read transaction, reading accounts one at a
     /// time; a ledger that does not exist yet reads as empty.
-    pub async fn view<T: Send + 'static>(
+    pub(crate) async fn view<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
@@ -76,7 +72,9 @@ impl Reader {
     }
 
     /// Lineage and serial (in a snapshot without accounts) and the counts per account.
-    pub async fn overviews(&mut self) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
+    pub(crate) async fn overviews(
+        &mut self,
+    ) -> Result<(Snapshot, Vec<AccountOverview>), LedgerError> {
         match &mut self.store {
             Some(store) => {
                 let mut tx = store.read().await?;
@@ -113,17 +111,17 @@ impl Reader {
 
 /// What `ledger copy` copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Copied {
-    pub accounts: u64,
-    pub confirmed: u64,
-    pub failed: u64,
-    pub runs: u64,
+pub(crate) struct Copied {
+    pub(crate) accounts: u64,
+    pub(crate) confirmed: u64,
+    pub(crate) failed: u64,
+    pub(crate) runs: u64,
 }
 
 /// Copies everything the ledger at `from` holds into the empty ledger at `to`, lineage and
 /// serial included, in one transaction, holding both writer locks so that neither changes
 /// meanwhile. Accounts are read and written one at a time.
-pub async fn copy(from: &Location, to: &Location) -> Result<Copied, LedgerError> {
+pub(crate) async fn copy(from: &Location, to: &Location) -> Result<Copied, LedgerError> {
     let mut source = from.target().open_write("ledger copy").await?;
     let mut target = to.target().open_write("ledger copy").await?;
     let copied = fill(source.as_mut(), target.as_mut(), &to.to_string()).await;

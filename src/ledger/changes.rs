@@ -54,17 +54,17 @@ pub(crate) enum Statement {
 /// of a transaction shares).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Step {
-    pub statement: Statement,
-    pub account: i64,
-    pub subscribers: Vec<String>,
+    pub(crate) statement: Statement,
+    pub(crate) account: i64,
+    pub(crate) subscribers: Vec<String>,
     /// One per subscriber ([`Statement::Fail`]).
-    pub codes: Vec<i64>,
-    pub already: bool,
-    pub op: Op,
-    pub max: Option<i64>,
-    pub num: Option<i64>,
+    pub(crate) codes: Vec<i64>,
+    pub(crate) already: bool,
+    pub(crate) op: Op,
+    pub(crate) max: Option<i64>,
+    pub(crate) num: Option<i64>,
     /// [`Statement::PutProperties`].
-    pub properties: Option<Box<StoredProperties>>,
+    pub(crate) properties: Option<Box<StoredProperties>>,
 }
 
 impl Step {
@@ -261,7 +261,7 @@ pub(crate) struct Ids(HashMap<String, i64>);
 
 impl Ids {
     /// Learns the id of every account in `names`, creating the rows of new ones in `tx`.
-    pub async fn learn(
+    pub(super) async fn learn(
         &mut self,
         tx: &mut dyn WriteTx<'_>,
         names: &[&str],
@@ -277,12 +277,12 @@ impl Ids {
     }
 
     /// The id of an account [`Ids::learn`] was given.
-    pub fn get(&self, name: &str) -> i64 {
+    pub(super) fn get(&self, name: &str) -> i64 {
         // learn() ran over every name steps() asks for; a miss is a bug, not input.
         self.0[name]
     }
 
-    pub fn forget(&mut self) {
+    pub(super) fn forget(&mut self) {
         self.0.clear();
     }
 }

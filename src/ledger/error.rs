@@ -167,7 +167,7 @@ pub enum LockLoss {
 /// What to do about a database's refusal, when there is something to say; shown after the
 /// message (`; check the user and the password …`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hint(pub Option<&'static str>);
+pub struct Hint(pub(crate) Option<&'static str>);
 
 impl fmt::Display for Hint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -184,7 +184,7 @@ impl fmt::Display for Hint {
 pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
 
 impl Cause {
-    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+    pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
         Cause(Arc::new(e))
     }
 }

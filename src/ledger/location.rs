@@ -23,7 +23,7 @@ pub struct Location(Arc<dyn Target>);
 
 /// Why `--state` names no ledger subsync can use. Never quotes a password.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum LocationError {
+pub(crate) enum LocationError {
     #[error(
         "--state is empty (an unset variable?); give a directory, or a database as postgres://USER@HOST/DB"
     )]
@@ -52,7 +52,7 @@ pub enum LocationError {
 
 /// A problem with the location, or with a secret its backend asked for.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ResolveError<E: std::error::Error + 'static> {
+pub(crate) enum ResolveError<E: std::error::Error + 'static> {
     #[error(transparent)]
     Location(#[from] LocationError),
     #[error(transparent)]
@@ -62,7 +62,7 @@ pub enum ResolveError<E: std::error::Error + 'static> {
 impl Location {
     /// The ledger `text` names. A backend that needs a secret its text leaves out (a
     /// PostgreSQL password) asks `secret` for it, from the sources it names, in its order.
-    pub fn resolve<E: std::error::Error + 'static>(
+    pub(crate) fn resolve<E: std::error::Error + 'static>(
         text: &str,
         secret: impl FnMut(PasswordSource) -> Result<Option<String>, E>,
     ) -> Result<Location, ResolveError<E>> {
@@ -85,7 +85,7 @@ impl Location {
 
     /// The SQLite ledger in `dir`, which may be created with its parent `root`: the
     /// sandbox's ledger lives in `--state`'s directory, made on first use.
-    pub fn sqlite_under(root: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Location {
+    pub(crate) fn sqlite_under(root: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Location {
         Location(Arc::new(sqlite::Target::under(root.into(), dir.into())))
     }
 
@@ -103,7 +103,7 @@ impl Location {
 
     /// The sandbox's ledger: `DIR/sandbox` for `--state DIR`, which must be a directory (or
     /// missing inside one that exists).
-    pub fn sandbox(text: &str) -> Result<Location, LocationError> {
+    pub(crate) fn sandbox(text: &str) -> Result<Location, LocationError> {
         check_shape(text)?;
         if pg::Target::claims(text) {
             return Err(LocationError::SandboxUrl);
@@ -114,7 +114,7 @@ impl Location {
     }
 
     /// The local directory the ledger writes, if it writes one (file watchers ignore it).
-    pub fn local_dir(&self) -> Option<&Path> {
+    pub(crate) fn local_dir(&self) -> Option<&Path> {
         self.0.local_dir()
     }
 

@@ -40,15 +40,20 @@ mod view;
 mod write;
 mod writer;
 
-pub use access::{Copied, Reader, copy};
-pub use error::{Cause, Hint, LedgerError, LockLoss};
-pub use location::{Location, LocationError, ResolveError};
-pub use model::*;
-pub use pg::{PASSWORD_SOURCES, PasswordSource, RootCert, Target as PgTarget, TlsMode, UrlError};
-pub use rows::Identity;
-pub use source::{AccountSource, Confirmed, InMemory};
-pub use sqlite::{DirectoryError, FILE_NAME, Target as SqliteTarget};
-pub use writer::{RecordError, Recorder, Writer};
+pub use access::Reader;
+pub(crate) use access::copy;
+pub(crate) use error::{Cause, Hint, LedgerError, LockLoss};
+pub use location::Location;
+pub(crate) use location::{LocationError, ResolveError};
+pub(crate) use model::*;
+pub use model::{Op, Record, Run, RunOutcome, Snapshot};
+pub(crate) use pg::PasswordSource;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use pg::UrlError;
+pub use pg::{Target as PgTarget, TlsMode};
+pub(crate) use source::{AccountSource, Confirmed, InMemory};
+pub use writer::Writer;
+pub(crate) use writer::{RecordError, Recorder};
 
 /// The schema this build reads and writes; both backends migrate up to it.
 pub const SCHEMA_VERSION: i64 = 4;

@@ -9,7 +9,7 @@ use crate::properties::Properties;
 
 /// A value the ledger stores as text. Parsing is strict: text this build does not know is
 /// `None`, which the reader reports ([`super::LedgerError::Unknown`]), never a default.
-pub trait Stored: Sized + Copy + 'static {
+pub(crate) trait Stored: Sized + Copy + 'static {
     /// Every value, each with its text.
     const ALL: &'static [Self];
     fn as_str(self) -> &'static str;
@@ -41,7 +41,7 @@ impl Stored for Op {
 
 /// Which way an account's live list differed from the ledger at its last refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// Subscribed remotely, unknown to the ledger.
     Added,
     /// Confirmed in the ledger, gone remotely.
@@ -98,13 +98,13 @@ impl Stored for RunOutcome {
 /// A subscriber whose last add (or removal) failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedEntry {
-    pub subscriber: String,
-    pub op: Op,
+    pub(crate) subscriber: String,
+    pub(crate) op: Op,
     /// The service's code, or a negative pseudo-code (see `tencent::client::pseudo_code`).
-    pub code: i64,
-    pub attempts: u32,
+    pub(crate) code: i64,
+    pub(crate) attempts: u32,
     /// Milliseconds since the epoch.
-    pub last_at: i64,
+    pub(crate) last_at: i64,
 }
 
 /// What the last refresh of an account found: subscribers present remotely that the ledger did
@@ -121,24 +121,24 @@ pub struct RefreshDrift {
 
 /// The counts of one account's refresh, as recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Refreshed {
+pub(crate) struct Refreshed {
     /// Subscribers seen in the live list.
-    pub seen: u64,
-    pub added: u64,
-    pub removed: u64,
+    pub(crate) seen: u64,
+    pub(crate) added: u64,
+    pub(crate) removed: u64,
 }
 
 /// What the API told us about an account. Times are milliseconds since the epoch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountFacts {
-    pub max_subscribers: Option<u64>,
+    pub(crate) max_subscribers: Option<u64>,
     /// The account's remote count, as learned at `counted_at`.
-    pub subscriber_num: Option<u64>,
-    pub limit_reached_at: Option<i64>,
-    pub missing_since: Option<i64>,
-    pub invalid_since: Option<i64>,
+    pub(crate) subscriber_num: Option<u64>,
+    pub(crate) limit_reached_at: Option<i64>,
+    pub(crate) missing_since: Option<i64>,
+    pub(crate) invalid_since: Option<i64>,
     /// When `subscriber_num` was learned.
-    pub counted_at: Option<i64>,
+    pub(crate) counted_at: Option<i64>,
 }
 
 /// One account as the ledger knows it, but for its confirmed subscribers: those can number a
@@ -164,16 +164,16 @@ pub struct AccountView {
 pub struct KnownProperties {
     /// As the service last described them, or as subsync set them since (MaxSubscriberNum is
     /// not always described: then the value subsync last set is what is known).
-    pub live: Properties,
+    pub(crate) live: Properties,
     /// Owner_Account, as the service described it.
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
     /// When `live` was last learnt or set (milliseconds since the epoch).
-    pub learnt_at: Option<i64>,
+    pub(crate) learnt_at: Option<i64>,
     /// What the manifests declared at the last run that checked the account.
-    pub declared: Properties,
+    pub(crate) declared: Properties,
     /// The declared values subsync last knew to be in force (it set them, or found them so):
     /// a live value that differs from one of these was changed outside subsync.
-    pub kept: Properties,
+    pub(crate) kept: Properties,
 }
 
 /// One account as the ledger knows it, whole.
@@ -199,18 +199,18 @@ pub struct Snapshot {
 /// properties, for `status` and the daemon's metrics. (A run's own per-account result is
 /// `apply::AccountSummary`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountOverview {
-    pub official_account: String,
-    pub confirmed: u64,
-    pub failed: u64,
-    pub facts: AccountFacts,
+pub(crate) struct AccountOverview {
+    pub(crate) official_account: String,
+    pub(crate) confirmed: u64,
+    pub(crate) failed: u64,
+    pub(crate) facts: AccountFacts,
     /// When the live list was last refreshed (milliseconds since the epoch), and what that
     /// refresh found.
-    pub refreshed_at: Option<i64>,
-    pub drift_added: u64,
-    pub drift_removed: u64,
+    pub(crate) refreshed_at: Option<i64>,
+    pub(crate) drift_added: u64,
+    pub(crate) drift_removed: u64,
     /// The account's own properties, when any were ever learnt or declared.
-    pub properties: Option<KnownProperties>,
+    pub(crate) properties: Option<KnownProperties>,
 }
 
 /// One entry of the audit log, with the summary the run left (`S`, decoded by whoever reads
@@ -292,11 +292,11 @@ pub enum Record {
 /// merged over what was known, and, when given, the declaration and what of it is in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertyRecord {
-    pub account: String,
-    pub live: Properties,
-    pub owner: Option<String>,
+    pub(crate) account: String,
+    pub(crate) live: Properties,
+    pub(crate) owner: Option<String>,
     /// Replaces the stored declaration.
-    pub declared: Option<Properties>,
+    pub(crate) declared: Option<Properties>,
     /// Replaces the declared values known to be in force.
-    pub kept: Option<Properties>,
+    pub(crate) kept: Option<Properties>,
 }

@@ -57,11 +57,11 @@ pub(crate) fn joined(r: &impl Row) -> Result<Option<KnownProperties>, LedgerErro
 /// An account's properties as a step binds them (every set of fields as its JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StoredProperties {
-    pub live: String,
-    pub owner: Option<String>,
-    pub learnt_at: Option<i64>,
-    pub declared: String,
-    pub kept: String,
+    pub(crate) live: String,
+    pub(crate) owner: Option<String>,
+    pub(crate) learnt_at: Option<i64>,
+    pub(crate) declared: String,
+    pub(crate) kept: String,
 }
 
 impl From<&KnownProperties> for StoredProperties {

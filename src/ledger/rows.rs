@@ -89,10 +89,10 @@ pub(crate) trait Decode: Sized {
 
 /// The ledger's identity: the `meta` rows `lineage`, `serial` and `created_at`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub lineage: String,
-    pub serial: u64,
-    pub created_at: i64,
+pub(crate) struct Identity {
+    pub(crate) lineage: String,
+    pub(crate) serial: u64,
+    pub(crate) created_at: i64,
 }
 
 impl Identity {
@@ -121,12 +121,12 @@ impl Identity {
 
 /// An `accounts` row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountRow {
-    pub id: i64,
-    pub official_account: String,
-    pub facts: AccountFacts,
-    pub refreshed_at: Option<i64>,
-    pub updated_at: i64,
+pub(crate) struct AccountRow {
+    pub(crate) id: i64,
+    pub(crate) official_account: String,
+    pub(crate) facts: AccountFacts,
+    pub(crate) refreshed_at: Option<i64>,
+    pub(crate) updated_at: i64,
 }
 
 fn facts(r: &impl Row) -> Result<AccountFacts, LedgerError> {
@@ -170,13 +170,13 @@ impl Decode for AccountOverview {
 
 /// A `confirmed` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfirmedRow {
-    pub subscriber: String,
-    pub confirmed_at: i64,
-    pub run_id: i64,
-    pub already: bool,
-    pub observed: bool,
-    pub managed: bool,
+pub(crate) struct ConfirmedRow {
+    pub(crate) subscriber: String,
+    pub(crate) confirmed_at: i64,
+    pub(crate) run_id: i64,
+    pub(crate) already: bool,
+    pub(crate) observed: bool,
+    pub(crate) managed: bool,
 }
 
 impl Decode for ConfirmedRow {
@@ -194,14 +194,14 @@ impl Decode for ConfirmedRow {
 
 /// A `failed` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedRow {
-    pub subscriber: String,
-    pub op: Op,
-    pub code: i64,
-    pub attempts: u32,
-    pub first_at: i64,
-    pub last_at: i64,
-    pub run_id: i64,
+pub(crate) struct FailedRow {
+    pub(crate) subscriber: String,
+    pub(crate) op: Op,
+    pub(crate) code: i64,
+    pub(crate) attempts: u32,
+    pub(crate) first_at: i64,
+    pub(crate) last_at: i64,
+    pub(crate) run_id: i64,
 }
 
 impl Decode for FailedRow {
@@ -222,10 +222,10 @@ impl Decode for FailedRow {
 
 /// A `drift` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DriftRow {
-    pub direction: Direction,
-    pub subscriber: String,
-    pub observed_at: i64,
+pub(crate) struct DriftRow {
+    pub(crate) direction: Direction,
+    pub(crate) subscriber: String,
+    pub(crate) observed_at: i64,
 }
 
 impl Decode for DriftRow {
@@ -240,10 +240,10 @@ impl Decode for DriftRow {
 
 /// An `intents` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntentRow {
-    pub subscriber: String,
-    pub op: Op,
-    pub run_id: i64,
+pub(crate) struct IntentRow {
+    pub(crate) subscriber: String,
+    pub(crate) op: Op,
+    pub(crate) run_id: i64,
 }
 
 impl Decode for IntentRow {
@@ -258,17 +258,17 @@ impl Decode for IntentRow {
 
 /// A `runs` row, its summary as stored (JSON text, which `ledger copy` copies untouched).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRow {
-    pub id: i64,
-    pub command: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    pub revision: Option<String>,
-    pub result: Option<RunOutcome>,
-    pub summary: Option<String>,
-    pub pid: i64,
+pub(crate) struct RunRow {
+    pub(crate) id: i64,
+    pub(crate) command: String,
+    pub(crate) started_at: i64,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) revision: Option<String>,
+    pub(crate) result: Option<RunOutcome>,
+    pub(crate) summary: Option<String>,
+    pub(crate) pid: i64,
     /// The version of subsync that wrote it.
-    pub version: String,
+    pub(crate) version: String,
 }
 
 impl Decode for RunRow {
@@ -296,7 +296,7 @@ impl Decode for RunRow {
 
 /// A one-column row of text (`subscriber`, `official_account`, `value`): the column is named
 /// by the statement as `name`.
-pub(crate) struct Name(pub String);
+pub(crate) struct Name(pub(crate) String);
 
 impl Decode for Name {
     fn decode(r: &impl Row) -> Result<Self, LedgerError> {
@@ -305,7 +305,7 @@ impl Decode for Name {
 }
 
 /// A `meta` row.
-pub(crate) struct Pair(pub String, pub String);
+pub(crate) struct Pair(pub(crate) String, pub(crate) String);
 
 impl Decode for Pair {
     fn decode(r: &impl Row) -> Result<Self, LedgerError> {

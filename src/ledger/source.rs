@@ -11,12 +11,12 @@ use super::{AccountView, LedgerError, Snapshot};
 
 /// The confirmed subscribers of one account: `each` is handed them in byte order, borrowed
 /// (the few a planner keeps, it copies).
-pub trait Confirmed {
+pub(crate) trait Confirmed {
     fn each(&mut self, f: &mut dyn FnMut(&str)) -> Result<(), LedgerError>;
 }
 
 /// Subscribers in memory, already in order.
-pub struct InMemory<'a>(pub &'a [String]);
+pub(crate) struct InMemory<'a>(pub(crate) &'a [String]);
 
 impl Confirmed for InMemory<'_> {
     fn each(&mut self, f: &mut dyn FnMut(&str)) -> Result<(), LedgerError> {
@@ -26,7 +26,7 @@ impl Confirmed for InMemory<'_> {
 }
 
 /// Where the planner reads the ledger from.
-pub trait AccountSource {
+pub(crate) trait AccountSource {
     /// The ledger's lineage (`None` when there is no ledger yet) and serial.
     fn identity(&mut self) -> Result<(Option<String>, u64), LedgerError>;
     /// The accounts holding confirmed subscribers, sorted.

@@ -57,7 +57,7 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    pub fn new() -> Chunk {
+    pub(crate) fn new() -> Chunk {
         Chunk {
             // About 16 bytes an id: small enough for malloc to reuse freed chunks' memory
             // (large blocks would be mapped and zeroed afresh each time).
@@ -66,22 +66,22 @@ impl Chunk {
         }
     }
 
-    pub fn push(&mut self, subscriber: &str) {
+    pub(crate) fn push(&mut self, subscriber: &str) {
         self.text.push_str(subscriber);
         self.ends.push(self.text.len());
     }
 
     /// Whether it holds [`CHUNK`] subscribers.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.ends.len() >= CHUNK
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
     /// The subscribers, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(&self.ends)
@@ -187,42 +187,42 @@ pub(crate) trait ReadTx<'c>: Send {
 /// A run about to open its audit-log entry.
 #[derive(Debug, Clone)]
 pub(crate) struct NewRun {
-    pub command: String,
-    pub revision: Option<String>,
-    pub started_at: i64,
-    pub pid: i64,
-    pub version: &'static str,
+    pub(crate) command: String,
+    pub(crate) revision: Option<String>,
+    pub(crate) started_at: i64,
+    pub(crate) pid: i64,
+    pub(crate) version: &'static str,
 }
 
 /// The end of an account's refresh: make the ledger match its staged live list.
 #[derive(Debug, Clone)]
 pub(crate) struct RefreshEnd {
-    pub account: i64,
-    pub official_account: String,
-    pub run: i64,
-    pub now: i64,
-    pub max_subscribers: Option<i64>,
+    pub(crate) account: i64,
+    pub(crate) official_account: String,
+    pub(crate) run: i64,
+    pub(crate) now: i64,
+    pub(crate) max_subscribers: Option<i64>,
     /// `import`: what is found is adopted, managed from now on, and not drift.
-    pub adopt: bool,
+    pub(crate) adopt: bool,
 }
 
 /// One account's rows but its confirmed subscribers, each list in byte order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct AccountRows {
-    pub account: AccountRow,
-    pub failed: Vec<FailedRow>,
-    pub drift: Vec<DriftRow>,
-    pub intents: Vec<IntentRow>,
+    pub(crate) account: AccountRow,
+    pub(crate) failed: Vec<FailedRow>,
+    pub(crate) drift: Vec<DriftRow>,
+    pub(crate) intents: Vec<IntentRow>,
     /// The confirmed subscribers subsync does not manage.
-    pub out_of_band: Vec<String>,
-    pub properties: KnownProperties,
+    pub(crate) out_of_band: Vec<String>,
+    pub(crate) properties: KnownProperties,
 }
 
 /// One account, row for row (`ledger copy`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct AccountDump {
-    pub rows: AccountRows,
-    pub confirmed: Vec<ConfirmedRow>,
+    pub(crate) rows: AccountRows,
+    pub(crate) confirmed: Vec<ConfirmedRow>,
 }
 
 /// What one write transaction can write (and read).

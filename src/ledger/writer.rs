@@ -52,7 +52,7 @@ type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Order {
     View(Planner, Reply<()>),
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(test)]
     Snapshot(Reply<super::Snapshot>),
     Accounts(Reply<Vec<AccountOverview>>),
     BeginRun {
@@ -190,17 +190,17 @@ impl Writer {
     }
 
     /// Where the ledger is, as it is safe to show.
-    pub fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         &self.inner.location
     }
 
     /// Cancelled once the writer lock is lost; from then on every write fails.
-    pub fn lost(&self) -> &CancellationToken {
+    pub(crate) fn lost(&self) -> &CancellationToken {
         &self.inner.lost.token
     }
 
     /// Why the lock was lost, once it was.
-    pub fn lost_reason(&self) -> Option<LockLoss> {
+    pub(crate) fn lost_reason(&self) -> Option<LockLoss> {
         self.inner.lost.why()
     }
 
@@ -222,14 +222,14 @@ impl Writer {
 
     /// The whole ledger in memory, as the writer sees it: for tests only, since nothing in
     /// the tool may hold every account's subscribers at once.
-    #[cfg(any(test, feature = "testing"))]
-    pub async fn snapshot(&self) -> Result<super::Snapshot, LedgerError> {
+    #[cfg(test)]
+    pub(crate) async fn snapshot(&self) -> Result<super::Snapshot, LedgerError> {
         self.ask(Order::Snapshot).await
     }
 
     /// Runs `f` on the blocking pool over one read transaction of the writer's: planning
     /// reads the ledger an account at a time this way, never the whole of it.
-    pub async fn view<T: Send + 'static>(
+    pub(crate) async fn view<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn AccountSource) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
@@ -239,12 +239,12 @@ impl Writer {
     }
 
     /// Counts per account, as `status` shows them.
-    pub async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
+    pub(crate) async fn accounts(&self) -> Result<Vec<AccountOverview>, LedgerError> {
         self.ask(Order::Accounts).await
     }
 
     /// Opens an audit-log entry; returns its id.
-    pub async fn begin_run(
+    pub(crate) async fn begin_run(
         &self,
         command: &str,
         revision: Option<&str>,
@@ -260,7 +260,7 @@ impl Writer {
 
     /// Closes an audit-log entry with its outcome and summary (stored as JSON; see
     /// [`super::Reader::runs`] for reading it back).
-    pub async fn finish_run(
+    pub(crate) async fn finish_run(
         &self,
         run: i64,
         result: RunOutcome,
@@ -297,7 +297,7 @@ impl Writer {
     }
 
     /// Starts (or restarts) staging `account`'s live list.
-    pub async fn refresh_start(&self, account: &str) {
+    pub(crate) async fn refresh_start(&self, account: &str) {
         let _ = self
             .inner
             .jobs
@@ -307,7 +307,7 @@ impl Writer {
 
     /// Stages one page of `account`'s live list. Waits for room in the queue, not for the
     /// write: [`Writer::refresh_finish`] reports a failure.
-    pub async fn observe(&self, account: &str, page: Vec<String>) {
+    pub(crate) async fn observe(&self, account: &str, page: Vec<String>) {
         let _ = self
             .inner
             .jobs
@@ -316,7 +316,7 @@ impl Writer {
     }
 
     /// Makes the ledger match the staged list of `account`, in one transaction.
-    pub async fn refresh_finish(
+    pub(crate) async fn refresh_finish(
         &self,
         run: i64,
         account: &str,
@@ -335,7 +335,7 @@ impl Writer {
     }
 
     /// The view of the writer one run records through.
-    pub fn recorder(&self, run: i64) -> Recorder {
+    pub(crate) fn recorder(&self, run: i64) -> Recorder {
         Recorder {
             writer: self.clone(),
             run,
@@ -360,14 +360,14 @@ impl Writer {
 
 /// Records the outcomes of one run.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     writer: Writer,
     run: i64,
 }
 
 impl Recorder {
     /// Returns once `records` are committed.
-    pub async fn record(&self, records: Vec<Record>) -> Result<(), RecordError> {
+    pub(crate) async fn record(&self, records: Vec<Record>) -> Result<(), RecordError> {
         self.writer.record(self.run, records).await
     }
 }
@@ -462,7 +462,7 @@ impl OpenLedger {
                 let result = self.view(planner).await;
                 let _ = reply.send(self.watch(result));
             }
-            #[cfg(any(test, feature = "testing"))]
+            #[cfg(test)]
             Order::Snapshot(reply) => {
                 let result = self.snapshot().await;
                 let _ = reply.send(self.watch(result));
@@ -582,7 +582,7 @@ impl OpenLedger {
         self.store.view(planner).await
     }
 
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(test)]
     async fn snapshot(&mut self) -> Result<super::Snapshot, LedgerError> {
         self.guard()?;
         let mut tx = self.store.read().await?;

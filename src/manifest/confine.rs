@@ -14,15 +14,15 @@ use crate::quote::quote;
 
 /// The directory a PATH argument stands for, as given and as resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Root {
+pub(crate) struct Root {
     /// As the user gave it, for messages.
-    pub given: PathBuf,
+    pub(crate) given: PathBuf,
     /// Canonical (absolute, symlinks resolved): what containment is checked against.
-    pub real: PathBuf,
+    pub(crate) real: PathBuf,
 }
 
 impl Root {
-    pub fn new(given: &Path) -> io::Result<Root> {
+    pub(crate) fn new(given: &Path) -> io::Result<Root> {
         Ok(Root {
             given: given.to_owned(),
             real: std::fs::canonicalize(given)?,
@@ -30,14 +30,14 @@ impl Root {
     }
 
     /// True when `path` (resolved) lies inside the root.
-    pub fn contains(&self, path: &Path) -> bool {
+    pub(crate) fn contains(&self, path: &Path) -> bool {
         std::fs::canonicalize(path).is_ok_and(|real| real.starts_with(&self.real))
     }
 }
 
 /// Why a named file is not read.
 #[derive(Debug)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     Absolute,
     Outside,
     NotRegular(&'static str),
@@ -47,7 +47,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Why, as the rest of a sentence about the file ("is a FIFO, not a regular file; ...").
-    pub fn reason(&self, root: &Root) -> String {
+    pub(crate) fn reason(&self, root: &Root) -> String {
         let root = root.given.display();
         match self {
             Refusal::Absolute => {
@@ -69,13 +69,13 @@ impl Refusal {
     }
 
     /// The message for an entry written as `entry` in a manifest whose root is `root`.
-    pub fn describe(&self, entry: &str, root: &Root) -> String {
+    pub(crate) fn describe(&self, entry: &str, root: &Root) -> String {
         format!("subscriber file {} {}", quote(entry), self.reason(root))
     }
 }
 
 /// Resolves `entry` (as written in a manifest at `manifest`) and checks it stays in `root`.
-pub fn resolve(root: &Root, manifest: &Path, entry: &str) -> Result<PathBuf, Refusal> {
+pub(crate) fn resolve(root: &Root, manifest: &Path, entry: &str) -> Result<PathBuf, Refusal> {
     let relative = Path::new(entry);
     if relative.has_root() {
         return Err(Refusal::Absolute);
@@ -91,7 +91,7 @@ pub fn resolve(root: &Root, manifest: &Path, entry: &str) -> Result<PathBuf, Ref
 
 /// Opens `path` for reading if it is a regular file on an ordinary filesystem; returns the file
 /// and its size.
-pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), Refusal> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), Refusal> {
     let file = open_nonblocking(path).map_err(Refusal::Io)?;
     let meta = file.metadata().map_err(Refusal::Io)?;
     let kind = meta.file_type();

@@ -22,14 +22,14 @@ use super::confine::Root;
 
 /// A manifest file and the root its subscriber files must stay in.
 #[derive(Debug, Clone)]
-pub struct Found {
-    pub path: PathBuf,
-    pub root: Arc<Root>,
+pub(super) struct Found {
+    pub(crate) path: PathBuf,
+    pub(crate) root: Arc<Root>,
 }
 
 /// Most directory entries one load looks at: far more than any repository of manifests, far
 /// fewer than a mistaken root such as `/`.
-pub const MAX_ENTRIES: usize = 100_000;
+pub(super) const MAX_ENTRIES: usize = 100_000;
 
 /// Where the kernel's filesystems are mounted: never manifests.
 const KERNEL_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -65,7 +65,7 @@ struct Walk<'a> {
 }
 
 /// The manifest files under `paths`, deduplicated, each once.
-pub fn manifest_files(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<Found> {
+pub(super) fn manifest_files(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<Found> {
     files_within(paths, problems, MAX_ENTRIES)
 }
 

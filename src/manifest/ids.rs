@@ -23,7 +23,7 @@ const BLOCK: usize = 16;
 
 /// Sorted, distinct UserIDs (byte order, as the ledger sorts them).
 #[derive(Clone, Default)]
-pub struct IdList(Arc<Encoded>);
+pub(crate) struct IdList(Arc<Encoded>);
 
 #[derive(Default, PartialEq, Eq)]
 struct Encoded {
@@ -40,14 +40,14 @@ struct Encoded {
 
 /// Builds an [`IdList`] from UserIDs given in order.
 #[derive(Default)]
-pub struct Builder {
+pub(crate) struct Builder {
     encoded: Encoded,
     last: String,
 }
 
 impl Builder {
     /// Appends `id`, which sorts after every UserID already appended.
-    pub fn push(&mut self, id: &str) {
+    pub(crate) fn push(&mut self, id: &str) {
         debug_assert!(
             self.encoded.len == 0 || self.last.as_str() < id,
             "unsorted {id:?}"
@@ -74,7 +74,7 @@ impl Builder {
         self.last.push_str(rest);
     }
 
-    pub fn finish(mut self) -> IdList {
+    pub(crate) fn finish(mut self) -> IdList {
         self.encoded.text.shrink_to_fit();
         self.encoded.lengths.shrink_to_fit();
         self.encoded.blocks.shrink_to_fit();
@@ -129,7 +129,7 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> usize {
 
 impl IdList {
     /// The list of `ids`, which must already be sorted and distinct.
-    pub fn from_sorted<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> IdList {
+    pub(crate) fn from_sorted<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> IdList {
         let mut builder = Builder::default();
         for id in ids {
             builder.push(id.as_ref());
@@ -137,16 +137,16 @@ impl IdList {
         builder.finish()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.len == 0
     }
 
     /// Reads the UserIDs in order, from the first.
-    pub fn cursor(&self) -> Cursor<'_> {
+    pub(crate) fn cursor(&self) -> Cursor<'_> {
         self.cursor_at_block(0)
     }
 
@@ -164,7 +164,7 @@ impl IdList {
     }
 
     /// Calls `f` with each UserID in order.
-    pub fn for_each(&self, mut f: impl FnMut(&str)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str)) {
         let mut cursor = self.cursor();
         while let Some(id) = cursor.peek() {
             f(id);
@@ -174,7 +174,7 @@ impl IdList {
 
     /// The UserIDs in order, each as its own `String` (for small lists and tests; see
     /// [`IdList::cursor`] for large ones).
-    pub fn iter(&self) -> impl Iterator<Item = String> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = String> + '_ {
         let mut cursor = self.cursor();
         std::iter::from_fn(move || {
             let id = cursor.peek()?.to_owned();
@@ -185,7 +185,7 @@ impl IdList {
 
     /// Whether `id` is in the list: a binary search over the blocks' first UserIDs, then a
     /// walk through one block.
-    pub fn contains(&self, id: &str) -> bool {
+    pub(crate) fn contains(&self, id: &str) -> bool {
         // The last block whose first UserID is at most `id`.
         let (mut low, mut high) = (0, self.0.blocks.len());
         while low < high {
@@ -218,24 +218,28 @@ impl IdList {
         self.0.text.get(start..start + len).unwrap_or_default()
     }
 
-    /// True when `other` is a clone of this list (the same buffer, not merely equal).
-    pub fn shares_buffer_with(&self, other: &IdList) -> bool {
+    /// True when `other` is a clone of this list (the same buffer, not merely equal): for
+    /// the tests of sharing.
+    #[cfg(test)]
+    pub(crate) fn shares_buffer_with(&self, other: &IdList) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    pub fn to_vec(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Vec<String> {
         self.iter().collect()
     }
 
-    /// Bytes held, for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
+    /// Bytes held, for its tests' memory accounting.
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
         let e = &self.0;
         e.text.capacity() + e.lengths.capacity() + e.blocks.capacity() * 8
     }
 }
 
 /// A position in an [`IdList`]: the UserID there, decoded, and the way to the next.
-pub struct Cursor<'l> {
+pub(crate) struct Cursor<'l> {
     list: &'l Encoded,
     /// Where the next UserID's rest starts in `text`, and its lengths in `lengths`.
     text: usize,
@@ -247,12 +251,12 @@ pub struct Cursor<'l> {
 
 impl Cursor<'_> {
     /// The UserID at the cursor, `None` past the last.
-    pub fn peek(&self) -> Option<&str> {
+    pub(crate) fn peek(&self) -> Option<&str> {
         (self.index < self.list.len).then_some(self.current.as_str())
     }
 
     /// Moves to the next UserID.
-    pub fn advance(&mut self) {
+    pub(crate) fn advance(&mut self) {
         if self.index < self.list.len {
             self.index += 1;
             self.load();

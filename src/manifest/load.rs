@@ -34,13 +34,13 @@ use file::{FileRead, Parsed};
 const MAX_READERS: usize = 4;
 
 /// Loads every manifest under `paths`. All-or-nothing: any problem means no set at all.
-pub fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestError> {
+pub(crate) fn load(paths: &[PathBuf], limits: &Limits) -> Result<ManifestSet, ManifestError> {
     reload(paths, limits, None)
 }
 
 /// [`load`], taking from `previous` (a set loaded earlier with the same limits) what each
 /// file unchanged since gave it, instead of reading that file again.
-pub fn reload(
+pub(crate) fn reload(
     paths: &[PathBuf],
     limits: &Limits,
     previous: Option<&ManifestSet>,

@@ -5,14 +5,14 @@
 //! complete, valid [`ManifestSet`] or every problem found, each with its file and, where it
 //! has one, line and column.
 
-pub mod confine;
+pub(crate) mod confine;
 mod discover;
 mod ids;
 mod load;
 mod revision;
 mod shape;
 mod stamp;
-pub mod subscriber_file;
+pub(crate) mod subscriber_file;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,27 +27,27 @@ use crate::tencent::api;
 use crate::yaml::Position;
 
 pub(crate) use discover::kernel_tree;
-pub use ids::IdList;
+pub(crate) use ids::IdList;
 use load::FileRecord;
-pub use load::{load, reload};
-pub use revision::{git_revision, is_commit_id};
-pub use stamp::{Stamp, unchanged};
+pub(crate) use load::{load, reload};
+pub(crate) use revision::{git_revision, is_commit_id};
+pub(crate) use stamp::{Stamp, unchanged};
 
 /// What loading manifests may cost at most. The defaults fit the service's scale (an account
 /// holds 100,000 subscribers unless its MaxSubscriberNum was raised); each is a flag and a
 /// `SUBSYNC_*` variable (see `settings`), never something a manifest can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest manifest file, in bytes.
-    pub max_manifest_bytes: u64,
+    pub(crate) max_manifest_bytes: u64,
     /// Largest subscriber file, in bytes after gunzipping.
-    pub max_list_bytes: u64,
+    pub(crate) max_list_bytes: u64,
     /// Longest line in a subscriber file, in bytes.
-    pub max_line_bytes: usize,
+    pub(crate) max_line_bytes: usize,
     /// Deepest nesting of lists and mappings in a manifest.
-    pub max_depth: usize,
+    pub(crate) max_depth: usize,
     /// Most distinct subscribers one account may list.
-    pub max_subscribers: usize,
+    pub(crate) max_subscribers: usize,
 }
 
 impl Default for Limits {
@@ -64,7 +64,7 @@ impl Default for Limits {
 
 impl Limits {
     /// The YAML budgets for one manifest file: room for one or two full inline lists.
-    pub fn yaml(&self) -> crate::yaml::TreeLimits {
+    pub(crate) fn yaml(&self) -> crate::yaml::TreeLimits {
         crate::yaml::TreeLimits {
             max_depth: self.max_depth,
             max_nodes: self
@@ -82,89 +82,89 @@ impl Limits {
     title = "SubscriberSet",
     description = "The desired subscribers of one Tencent Cloud Chat official account (subsync manifest)."
 )]
-pub struct ManifestDocument {
-    pub api_version: ApiVersion,
-    pub kind: Kind,
-    pub metadata: Metadata,
-    pub spec: Spec,
+pub(crate) struct ManifestDocument {
+    pub(crate) api_version: ApiVersion,
+    pub(crate) kind: Kind,
+    pub(crate) metadata: Metadata,
+    pub(crate) spec: Spec,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-pub enum ApiVersion {
+pub(crate) enum ApiVersion {
     #[serde(rename = "subsync/v1")]
     V1,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     SubscriberSet,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     /// Unique across all manifests: lowercase letters, digits, `-` and `.`, as Kubernetes names.
     #[schemars(
         length(min = 1, max = 253),
         pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
-    pub name: String,
+    pub(crate) name: String,
     /// Free-form labels (kept for tools such as kustomize; subsync ignores them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Free-form annotations (subsync ignores them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Spec {
+pub(crate) struct Spec {
     /// The official account's id (`@TOA#_...`, at most 48 bytes).
     #[schemars(length(min = 7, max = 48), pattern(r"^@TOA#_[!-~]+$"))]
-    pub official_account: String,
+    pub(crate) official_account: String,
     /// Desired subscribers' UserIDs: 1 to 32 bytes of printable ASCII, no space at either end.
     /// Quote them; a plain decimal number such as 107867 is also accepted as its digits.
     #[serde(default)]
-    pub subscribers: Vec<Listed>,
+    pub(crate) subscribers: Vec<Listed>,
     /// Files listing more subscribers, one UserID a line (`#` comment lines; `.gz` is gunzipped),
     /// relative to this manifest.
     #[serde(default)]
     #[schemars(inner(length(min = 1)))]
-    pub subscriber_files: Vec<String>,
+    pub(crate) subscriber_files: Vec<String>,
     /// Remove subscribers the ledger (or, after a refresh, the live list) holds and this
     /// manifest does not list; within the prune guards.
     #[serde(default)]
-    pub prune: bool,
+    pub(crate) prune: bool,
     /// Let prune empty the account entirely.
     #[serde(default)]
-    pub allow_empty: bool,
+    pub(crate) allow_empty: bool,
     /// Let prune also remove subscribers that appeared out of band (seen by a refresh, never
     /// added, imported or listed by subsync). Without it prune removes only what subsync
     /// manages.
     #[serde(default)]
-    pub prune_out_of_band: bool,
+    pub(crate) prune_out_of_band: bool,
     /// Accept that the account's MaxSubscriberNum leaves some listed subscribers out: a known
     /// shortfall then makes neither `plan --detailed-exitcode` nor `apply` exit 2.
     #[serde(default)]
-    pub accept_shortfall: bool,
+    pub(crate) accept_shortfall: bool,
     /// The official account's own properties, reconciled like the subscribers: only the fields
     /// given are managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Properties")]
-    pub account: Option<Properties>,
+    pub(crate) account: Option<Properties>,
     /// Create the account when it does not exist, owned by this UserID (and only when the
     /// deployment passes `--allow-create`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Create")]
-    pub create: Option<Create>,
+    pub(crate) create: Option<Create>,
 }
 
 /// One `subscribers` entry. Typing a document checks only that the entries form a list: each
 /// entry is judged by the shape check and read from the positioned tree, where it keeps its
 /// place and is borrowed rather than copied (a manifest may list 100,000 of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listed;
+pub(crate) struct Listed;
 
 impl<'de> Deserialize<'de> for Listed {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -200,33 +200,33 @@ impl JsonSchema for Listed {
 
 /// A validated set: what the plan works from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubscriberSet {
-    pub name: String,
-    pub official_account: String,
+pub(crate) struct SubscriberSet {
+    pub(crate) name: String,
+    pub(crate) official_account: String,
     /// Sorted, without duplicates.
-    pub subscribers: IdList,
-    pub prune: bool,
-    pub allow_empty: bool,
-    pub prune_out_of_band: bool,
-    pub accept_shortfall: bool,
+    pub(crate) subscribers: IdList,
+    pub(crate) prune: bool,
+    pub(crate) allow_empty: bool,
+    pub(crate) prune_out_of_band: bool,
+    pub(crate) accept_shortfall: bool,
     /// The account's declared properties (`spec.account`); empty when it declares none.
-    pub account: Properties,
+    pub(crate) account: Properties,
     /// The owner to create the account with when it is missing (`spec.create.owner`).
-    pub create: Option<String>,
+    pub(crate) create: Option<String>,
     /// The manifest file that declared it.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
 }
 
 /// Every set from every manifest, sorted by official account.
 #[derive(Debug, Clone, Default)]
-pub struct ManifestSet {
-    pub sets: Vec<SubscriberSet>,
-    pub files: Vec<PathBuf>,
+pub(crate) struct ManifestSet {
+    pub(crate) sets: Vec<SubscriberSet>,
+    pub(crate) files: Vec<PathBuf>,
     /// `sha256:<hex>` over the sets' content: a saved plan is stale when it changes.
-    pub digest: String,
-    pub warnings: Vec<Diagnostic>,
+    pub(crate) digest: String,
+    pub(crate) warnings: Vec<Diagnostic>,
     /// Every file read (manifests and subscriber files), as it was when opened.
-    pub inputs: Vec<(PathBuf, Stamp)>,
+    pub(crate) inputs: Vec<(PathBuf, Stamp)>,
     /// What each manifest file yielded, for [`reload`] to take again while it is unchanged.
     pub(crate) records: Vec<FileRecord>,
     /// The limits the files were read within; `None` for a set not read from files.
@@ -235,31 +235,31 @@ pub struct ManifestSet {
 
 impl ManifestSet {
     /// The official accounts the set declares, in the set's order.
-    pub fn accounts(&self) -> Vec<String> {
+    pub(crate) fn accounts(&self) -> Vec<String> {
         self.sets
             .iter()
             .map(|s| s.official_account.clone())
             .collect()
     }
 
-    pub fn desired_total(&self) -> usize {
+    pub(crate) fn desired_total(&self) -> usize {
         self.sets.iter().map(|s| s.subscribers.len()).sum()
     }
 }
 
 /// A problem (or warning) with its place.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Diagnostic {
-    pub path: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
+pub(crate) struct Diagnostic {
+    pub(crate) path: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) column: Option<usize>,
+    pub(crate) message: String,
     /// The problem is this machine's (out of file descriptors or memory), not the manifests'.
-    pub local: bool,
+    pub(crate) local: bool,
 }
 
 impl Diagnostic {
-    pub fn file(path: &Path, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn file(path: &Path, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             path: path.to_owned(),
             line: None,
@@ -269,7 +269,11 @@ impl Diagnostic {
         }
     }
 
-    pub fn at(path: &Path, position: Option<Position>, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn at(
+        path: &Path,
+        position: Option<Position>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             path: path.to_owned(),
             line: position.map(|p| p.line),
@@ -280,7 +284,7 @@ impl Diagnostic {
     }
 
     /// Marks the problem as this machine's when `error` is a shortage of resources.
-    pub fn caused_by(mut self, error: Option<&std::io::Error>) -> Diagnostic {
+    pub(crate) fn caused_by(mut self, error: Option<&std::io::Error>) -> Diagnostic {
         self.local = error.is_some_and(is_local);
         self
     }
@@ -288,7 +292,7 @@ impl Diagnostic {
 
 /// True for a read failure that says nothing about the file: the process or the machine ran
 /// out of something.
-pub fn is_local(error: &std::io::Error) -> bool {
+pub(crate) fn is_local(error: &std::io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
@@ -298,7 +302,7 @@ pub fn is_local(error: &std::io::Error) -> bool {
 impl Diagnostic {
     /// As a log event: the place as fields for JSON logs, the usual `FILE:LINE:COLUMN:
     /// message` for people.
-    pub fn log(&self, level: tracing::Level, json: bool) {
+    pub(crate) fn log(&self, level: tracing::Level, json: bool) {
         let file = self.path.display().to_string();
         let (line, column) = (self.line.unwrap_or(0), self.column.unwrap_or(0));
         match (level == tracing::Level::ERROR, json) {
@@ -325,14 +329,14 @@ impl fmt::Display for Diagnostic {
 
 /// The manifests could not be loaded; nothing may be planned or applied.
 #[derive(Debug, Clone, thiserror::Error)]
-pub struct ManifestError {
-    pub problems: Vec<Diagnostic>,
+pub(crate) struct ManifestError {
+    pub(crate) problems: Vec<Diagnostic>,
 }
 
 impl ManifestError {
     /// True when this machine, not the manifests, kept them from being read (a daemon out of
     /// file descriptors must not call its manifests invalid).
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         self.problems.iter().any(|p| p.local)
     }
 }
@@ -366,10 +370,10 @@ pub fn check_user_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub use api::check_account_id;
+pub(crate) use api::check_account_id;
 
 /// Why a metadata name is invalid.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
     let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if name.is_empty()

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 /// The commit checked out where the first of `paths` lives, if it is in a git checkout.
-pub fn git_revision(paths: &[PathBuf]) -> Option<String> {
+pub(crate) fn git_revision(paths: &[PathBuf]) -> Option<String> {
     let first = paths.first()?;
     let dir = if first.is_dir() {
         first.as_path()
@@ -63,7 +63,7 @@ fn head(gitdir: &Path) -> Option<String> {
 
 /// A git commit id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits, the only revisions a
 /// commit status can be posted for.
-pub fn is_commit_id(text: &str) -> bool {
+pub(crate) fn is_commit_id(text: &str) -> bool {
     matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -13,7 +13,7 @@ use crate::quote::quote;
 use crate::yaml::{self, Node, Position, closest};
 
 /// Problems reported per list before the rest are summarised in one line.
-pub const MAX_REPORTED_PER_LIST: usize = 20;
+pub(super) const MAX_REPORTED_PER_LIST: usize = 20;
 
 #[derive(Clone, Copy)]
 enum ValueRule {
@@ -92,7 +92,7 @@ const ROOT: &[KeySpec] = &[
 ];
 
 /// Every problem of one document's shape, each at its place.
-pub fn check(root: &Node<'_>) -> Vec<(Position, String)> {
+pub(super) fn check(root: &Node<'_>) -> Vec<(Position, String)> {
     let mut problems = Vec::new();
     section(root, "", ROOT, &mut problems);
     problems

@@ -13,7 +13,7 @@ use super::discover;
 
 /// What a file was when it was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -22,7 +22,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    pub fn of(meta: &Metadata) -> Stamp {
+    pub(crate) fn of(meta: &Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
             dev: meta.dev(),
@@ -39,7 +39,7 @@ impl Stamp {
 }
 
 /// True when `paths` hold exactly the files `set` was read from, none of them changed since.
-pub fn unchanged(paths: &[PathBuf], set: &ManifestSet) -> bool {
+pub(crate) fn unchanged(paths: &[PathBuf], set: &ManifestSet) -> bool {
     let mut problems = Vec::new();
     let found = discover::manifest_files(paths, &mut problems);
     problems.is_empty()

@@ -16,14 +16,14 @@ use super::Limits;
 
 /// A line that is not a valid UserID.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadLine {
-    pub line: u32,
-    pub message: String,
+pub(crate) struct BadLine {
+    pub(crate) line: u32,
+    pub(crate) message: String,
 }
 
 /// Why reading stopped before the end of the file.
 #[derive(Debug)]
-pub enum Cutoff {
+pub(crate) enum Cutoff {
     /// The caller refused an entry (its set is full); the message says why.
     Refused {
         line: u32,
@@ -41,7 +41,7 @@ pub enum Cutoff {
 
 impl Cutoff {
     /// The line the problem is on, when it is on one.
-    pub fn line(&self) -> Option<u32> {
+    pub(crate) fn line(&self) -> Option<u32> {
         match self {
             Cutoff::Refused { line, .. } | Cutoff::LineTooLong { line, .. } => Some(*line),
             Cutoff::TooLarge { .. } | Cutoff::Io(_) => None,
@@ -49,14 +49,14 @@ impl Cutoff {
     }
 
     /// The I/O error behind it, if one.
-    pub fn io(&self) -> Option<&io::Error> {
+    pub(crate) fn io(&self) -> Option<&io::Error> {
         match self {
             Cutoff::Io(e) => Some(e),
             _ => None,
         }
     }
 
-    pub fn message(&self, gzip: bool) -> String {
+    pub(crate) fn message(&self, gzip: bool) -> String {
         match self {
             Cutoff::Refused { message, .. } => message.clone(),
             Cutoff::TooLarge { limit } => format!(
@@ -74,7 +74,7 @@ impl Cutoff {
 
 /// Reads an opened list file. `entry(id, line)` receives each valid UserID and may stop the
 /// read; invalid lines are returned, the first `max_bad` of them in full and the rest counted.
-pub fn read(
+pub(crate) fn read(
     file: File,
     path: &Path,
     limits: &Limits,
@@ -211,7 +211,7 @@ fn is_plain_user_id(line: &[u8]) -> bool {
         && line.iter().all(|b| (b' '..=b'~').contains(b))
 }
 
-pub fn is_gzip(path: &Path) -> bool {
+pub(crate) fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 

@@ -8,12 +8,12 @@
 use serde::Serialize;
 
 use crate::apply::Summary;
-pub use crate::report::thousands;
+pub(crate) use crate::report::thousands;
 
 /// The events a sink can ask for, by the names the configuration uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum EventType {
+pub(crate) enum EventType {
     /// A revision reconciled with changes.
     Applied,
     /// Subscribers found added or removed outside subsync.
@@ -35,7 +35,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub(crate) const ALL: [EventType; 10] = [
         EventType::Applied,
         EventType::Drift,
         EventType::LimitReached,
@@ -48,7 +48,7 @@ impl EventType {
         EventType::LeaderLost,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             EventType::Applied => "applied",
             EventType::Drift => "drift",
@@ -63,13 +63,13 @@ impl EventType {
         }
     }
 
-    pub fn parse(name: &str) -> Option<EventType> {
+    pub(crate) fn parse(name: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|k| k.name() == name)
     }
 
     /// A condition holds across runs (an account stays full); it is told when it appears,
     /// not at every resync.
-    pub fn is_condition(self) -> bool {
+    pub(crate) fn is_condition(self) -> bool {
         matches!(
             self,
             EventType::LimitReached | EventType::Failed | EventType::Fatal | EventType::Invalid
@@ -80,14 +80,14 @@ impl EventType {
 /// A piece of a message: subsync's own words, or a value from outside that each target
 /// escapes (and cuts) for its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     Plain(String),
     Value(String),
 }
 
 /// One notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     pub kind: EventType,
     pub revision: Option<String>,
     /// The official account it is about, if one.
@@ -96,7 +96,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: EventType, revision: Option<&str>, account: Option<&str>) -> Event {
+    pub(crate) fn new(kind: EventType, revision: Option<&str>, account: Option<&str>) -> Event {
         Event {
             kind,
             revision: revision.map(str::to_owned),
@@ -117,7 +117,7 @@ impl Event {
 
     /// What identifies the condition it reports: the same key on the next run means the same
     /// condition still holds.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!(
             "{}|{}",
             self.kind.name(),
@@ -128,7 +128,7 @@ impl Event {
 
 /// The commit status of a revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitState {
+pub(crate) enum CommitState {
     Pending,
     Success,
     Failure,
@@ -136,7 +136,7 @@ pub enum CommitState {
 
 /// A commit status to post.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitStatus {
+pub(crate) struct CommitStatus {
     pub revision: String,
     pub state: CommitState,
     pub description: Vec<Part>,
@@ -144,7 +144,7 @@ pub struct CommitStatus {
 
 /// The events one run gives: per account drift, a limit reached, failures; then, for the
 /// run, `applied` when it changed anything and `fatal` when it stopped.
-pub fn of_run(summary: &Summary) -> Vec<Event> {
+pub(crate) fn of_run(summary: &Summary) -> Vec<Event> {
     let rev = summary.revision.as_deref();
     let mut events = Vec::new();
     for a in &summary.accounts {
@@ -265,17 +265,17 @@ pub fn of_run(summary: &Summary) -> Vec<Event> {
 }
 
 /// The event for a run that could not start (the ledger refused it).
-pub fn not_started(revision: Option<&str>, why: &str) -> Event {
+pub(crate) fn not_started(revision: Option<&str>, why: &str) -> Event {
     Event::new(EventType::Fatal, revision, None)
         .plain("the reconcile could not start: ")
         .value(why)
 }
 
-pub fn recovered(revision: Option<&str>) -> Event {
+pub(crate) fn recovered(revision: Option<&str>) -> Event {
     Event::new(EventType::Recovered, revision, None).plain("reconciles succeed again")
 }
 
-pub fn invalid(problems: usize, first: &str) -> Event {
+pub(crate) fn invalid(problems: usize, first: &str) -> Event {
     Event::new(EventType::Invalid, None, None)
         .plain(format!(
             "the manifests are invalid ({}; the last valid set stays in force); the first: ",
@@ -285,7 +285,7 @@ pub fn invalid(problems: usize, first: &str) -> Event {
 }
 
 /// `1 problem`, `1,344 problems` (the noun's plural is regular here).
-pub fn count(n: usize, noun: &str) -> String {
+pub(crate) fn count(n: usize, noun: &str) -> String {
     let n = n as u64;
     format!(
         "{} {}",
@@ -294,11 +294,11 @@ pub fn count(n: usize, noun: &str) -> String {
     )
 }
 
-pub fn valid(revision: Option<&str>) -> Event {
+pub(crate) fn valid(revision: Option<&str>) -> Event {
     Event::new(EventType::Valid, revision, None).plain("the manifests are valid again")
 }
 
-pub fn leader(gained: bool) -> Event {
+pub(crate) fn leader(gained: bool) -> Event {
     if gained {
         Event::new(EventType::LeaderGained, None, None)
             .plain("this replica holds the ledger's lock and reconciles")
@@ -310,7 +310,7 @@ pub fn leader(gained: bool) -> Event {
 
 /// The commit status a run ends with: failure when subscribers failed, a limit left some
 /// out (and the manifest does not accept that) or the run stopped.
-pub fn status_of(summary: &Summary, revision: &str) -> CommitStatus {
+pub(crate) fn status_of(summary: &Summary, revision: &str) -> CommitStatus {
     let t = &summary.totals;
     let mut parts = vec![Part::Plain(format!(
         "{} added, {} removed",
@@ -366,7 +366,7 @@ pub fn status_of(summary: &Summary, revision: &str) -> CommitStatus {
 
 /// The commit status of a revision whose manifests were refused: failure, with the count
 /// and the first problem.
-pub fn invalid_status(revision: &str, problems: usize, first: &str) -> CommitStatus {
+pub(crate) fn invalid_status(revision: &str, problems: usize, first: &str) -> CommitStatus {
     CommitStatus {
         revision: revision.to_owned(),
         state: CommitState::Failure,
@@ -380,7 +380,7 @@ pub fn invalid_status(revision: &str, problems: usize, first: &str) -> CommitSta
     }
 }
 
-pub fn pending(revision: &str) -> CommitStatus {
+pub(crate) fn pending(revision: &str) -> CommitStatus {
     CommitStatus {
         revision: revision.to_owned(),
         state: CommitState::Pending,

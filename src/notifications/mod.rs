@@ -19,9 +19,9 @@
 //! revision that is not one is told once, in the log), so nothing is counted that was never
 //! sent.
 
-pub mod config;
-pub mod event;
-pub mod render;
+pub(crate) mod config;
+pub(crate) mod event;
+pub(crate) mod render;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -32,26 +32,26 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{ConfigError, NotifyConfig, SinkConfig, load};
-pub use event::{CommitState, CommitStatus, Event, EventType};
+pub(crate) use config::{ConfigError, NotifyConfig, SinkConfig, load};
+pub(crate) use event::{CommitState, CommitStatus, Event};
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 
 /// Events waiting per sink before new ones are dropped.
-pub const QUEUE: usize = 256;
+pub(crate) const QUEUE: usize = 256;
 /// One request's whole time.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries per notification, the first included.
-pub const ATTEMPTS: u32 = 4;
+pub(crate) const ATTEMPTS: u32 = 4;
 const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 /// A flapping event is sent at most this many times in [`FLAP_WINDOW`].
-pub const FLAP_MAX: usize = 4;
-pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
+pub(crate) const FLAP_MAX: usize = 4;
+pub(crate) const FLAP_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What one notification came to, as the metric labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Sent,
     /// Given up after its tries, or refused by the target.
     Failed,
@@ -62,7 +62,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Delivery::Sent => "sent",
             Delivery::Failed => "failed",
@@ -84,7 +84,7 @@ struct Sink {
 }
 
 /// Delivers to the configured sinks; does nothing without any.
-pub struct Notifier {
+pub(crate) struct Notifier {
     sinks: Vec<Sink>,
     gate: Mutex<Gate>,
     metrics: Arc<Metrics>,
@@ -98,12 +98,13 @@ pub struct Notifier {
 
 impl Notifier {
     /// No sinks: every call is a no-op.
-    pub fn none(metrics: Arc<Metrics>) -> Notifier {
+    #[cfg(test)]
+    pub(crate) fn none(metrics: Arc<Metrics>) -> Notifier {
         Notifier::start(NotifyConfig::default(), metrics)
     }
 
     /// Starts one delivery task per sink. Needs a tokio runtime.
-    pub fn start(config: NotifyConfig, metrics: Arc<Metrics>) -> Notifier {
+    pub(crate) fn start(config: NotifyConfig, metrics: Arc<Metrics>) -> Notifier {
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let mut sinks = Vec::with_capacity(config.sinks.len());
@@ -144,12 +145,8 @@ impl Notifier {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty()
-    }
-
     /// Queues `events` for the sinks that want them; never waits.
-    pub fn events(&self, events: Vec<Event>) {
+    pub(crate) fn events(&self, events: Vec<Event>) {
         for e in events {
             let admitted = self
                 .gate
@@ -173,7 +170,7 @@ impl Notifier {
 
     /// Queues a commit status for the sinks that post them; never waits. A revision that is
     /// not a commit id cannot be given a status: that is told once, and nothing is queued.
-    pub fn status(&self, status: CommitStatus) {
+    pub(crate) fn status(&self, status: CommitStatus) {
         let mut takers = self
             .sinks
             .iter()
@@ -199,7 +196,7 @@ impl Notifier {
     }
 
     /// What one run tells: `events` (after any filtering) and its commit's final status.
-    pub fn run_ended(&self, events: Vec<Event>, summary: &crate::apply::Summary) {
+    pub(crate) fn run_ended(&self, events: Vec<Event>, summary: &crate::apply::Summary) {
         self.events(events);
         if let Some(r) = &summary.revision {
             self.status(event::status_of(summary, r));
@@ -207,7 +204,7 @@ impl Notifier {
     }
 
     /// A run that could not start: fatal, and a failed commit status.
-    pub fn not_started(&self, revision: Option<&str>, why: &str) {
+    pub(crate) fn not_started(&self, revision: Option<&str>, why: &str) {
         self.events(vec![event::not_started(revision, why)]);
         if let Some(r) = revision {
             self.status(CommitStatus {
@@ -222,7 +219,7 @@ impl Notifier {
     }
 
     /// Manifests refused before a run: `invalid`, and a failed commit status.
-    pub fn manifests_invalid(&self, revision: Option<&str>, problems: usize, first: &str) {
+    pub(crate) fn manifests_invalid(&self, revision: Option<&str>, problems: usize, first: &str) {
         let mut e = event::invalid(problems, first);
         e.revision = revision.map(str::to_owned);
         self.events(vec![e]);
@@ -241,7 +238,7 @@ impl Notifier {
 
     /// Lets the queues drain for at most `deadline`, then drops what is left: counted, and
     /// logged with the count per sink. Returns the sinks that dropped some, with the count.
-    pub async fn close(self, deadline: Duration) -> Vec<(String, u64)> {
+    pub(crate) async fn close(self, deadline: Duration) -> Vec<(String, u64)> {
         drop(self.sinks);
         if tokio::time::timeout(deadline, self.tasks.wait())
             .await
@@ -370,12 +367,12 @@ async fn deliver(sink: &SinkConfig, http: &reqwest::Client, message: &Message) -
 /// The flap limit: each key (an event about an account) passes at most [`FLAP_MAX`] times in
 /// any [`FLAP_WINDOW`].
 #[derive(Debug, Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     sent: HashMap<String, VecDeque<Instant>>,
 }
 
 impl Gate {
-    pub fn admit(&mut self, key: &str, now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, key: &str, now: Instant) -> bool {
         let times = self.sent.entry(key.to_owned()).or_default();
         while times
             .front()
@@ -394,14 +391,14 @@ impl Gate {
 /// Which conditions the last run reported, so that the next tells only what is new, and that
 /// runs work again after a fatal stop.
 #[derive(Debug, Default)]
-pub struct Conditions {
+pub(crate) struct Conditions {
     held: BTreeSet<String>,
 }
 
 impl Conditions {
     /// The events of one run worth telling: conditions that did not hold after the last run,
     /// every other event, and `recovered` when the last run was fatal and this one is not.
-    pub fn after_run(&mut self, events: Vec<Event>, revision: Option<&str>) -> Vec<Event> {
+    pub(crate) fn after_run(&mut self, events: Vec<Event>, revision: Option<&str>) -> Vec<Event> {
         let now: BTreeSet<String> = events
             .iter()
             .filter(|e| e.kind.is_condition())
@@ -424,6 +421,7 @@ impl Conditions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notifications::event::EventType;
 
     fn e(kind: EventType, account: Option<&str>) -> Event {
         Event::new(kind, None, account)

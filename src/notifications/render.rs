@@ -27,14 +27,14 @@ const GITLAB_DESCRIPTION_CHARS: usize = 255;
 
 /// A request to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkRequest {
+pub(crate) struct SinkRequest {
     pub url: url::Url,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
 /// The event as one line of plain text: values cleaned of control characters and cut.
-pub fn plain(parts: &[Part]) -> String {
+pub(crate) fn plain(parts: &[Part]) -> String {
     let mut out = String::new();
     for p in parts {
         match p {
@@ -97,7 +97,7 @@ fn cut_bytes(text: &str, max: usize) -> String {
 }
 
 /// `X-Subsync-Signature: t=UNIX,v1=HEX`, HEX the HMAC-SHA256 of `UNIX.BODY`.
-pub fn signature(secret: &str, unix: u64, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &str, unix: u64, body: &[u8]) -> String {
     // HMAC takes a key of any length; this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(mac) => mac,
@@ -116,7 +116,7 @@ pub fn signature(secret: &str, unix: u64, body: &[u8]) -> String {
 }
 
 /// The request for an event to an event sink; `None` for a commit-status sink.
-pub fn event(target: &Destination, e: &Event, unix: u64) -> Option<SinkRequest> {
+pub(crate) fn event(target: &Destination, e: &Event, unix: u64) -> Option<SinkRequest> {
     let title = format!("subsync {}", e.kind.name());
     match target {
         Destination::Webhook { url, secret } => {
@@ -167,7 +167,7 @@ pub fn event(target: &Destination, e: &Event, unix: u64) -> Option<SinkRequest> 
 
 /// The request for a commit status; `None` for an event sink or a revision that is not a
 /// commit id (`--revision v1.2` cannot be given a status).
-pub fn status(target: &Destination, s: &CommitStatus) -> Option<SinkRequest> {
+pub(crate) fn status(target: &Destination, s: &CommitStatus) -> Option<SinkRequest> {
     let sha = s.revision.as_str();
     if !crate::manifest::is_commit_id(sha) {
         return None;

@@ -15,7 +15,7 @@ use crate::manifest::{IdList, SubscriberSet};
 use crate::words::{count, noun};
 
 /// The plan of the account `set` declares.
-pub fn plan_account(
+pub(crate) fn plan_account(
     set: &SubscriberSet,
     ledger: &AccountView,
     confirmed: &mut dyn Confirmed,
@@ -114,7 +114,7 @@ pub fn plan_account(
 /// How many subscribers the ledger holds for `set`'s account out of band (seen by a refresh,
 /// never added, imported or listed) that the set does not list: what prune leaves alone
 /// unless the set says `pruneOutOfBand: true` (the plan's `out_of_band_kept` when it prunes).
-pub fn out_of_band_unlisted(set: &SubscriberSet, ledger: &AccountView) -> u64 {
+pub(crate) fn out_of_band_unlisted(set: &SubscriberSet, ledger: &AccountView) -> u64 {
     ledger
         .out_of_band
         .iter()
@@ -123,7 +123,7 @@ pub fn out_of_band_unlisted(set: &SubscriberSet, ledger: &AccountView) -> u64 {
 }
 
 /// An account only the ledger still knows: left alone and reported.
-pub fn orphan(
+pub(crate) fn orphan(
     account: &str,
     ledger: &AccountView,
     confirmed: &mut dyn Confirmed,
@@ -270,7 +270,7 @@ fn fact_warnings(ledger: &AccountView, desired: u64, max: Option<u64>) -> Vec<St
 
 /// Desired subscribers the ledger confirms as out of band: listed in a manifest now, so subsync
 /// manages them from here on (and prune may remove them once they are no longer listed).
-pub fn adopted(set: &SubscriberSet, ledger: &AccountView) -> Vec<String> {
+pub(crate) fn adopted(set: &SubscriberSet, ledger: &AccountView) -> Vec<String> {
     ledger
         .out_of_band
         .iter()
@@ -282,7 +282,7 @@ pub fn adopted(set: &SubscriberSet, ledger: &AccountView) -> Vec<String> {
 /// Takes out of the account's adds and removals the retries whose pause has not passed at
 /// `now_ms` (`pause(attempts)` after their last attempt), so that a daemon retries a failing
 /// subscriber with growing pauses rather than at every resync. Returns how many were deferred.
-pub fn defer(
+pub(crate) fn defer(
     plan: &mut AccountPlan,
     failed: &[FailedEntry],
     now_ms: i64,

@@ -16,7 +16,7 @@
 //! is true exactly when apply would send a change or end short of the manifests.
 
 mod account;
-pub mod properties;
+pub(crate) mod properties;
 mod saved;
 
 use std::ops::ControlFlow;
@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{AccountSource, AccountView, LedgerError};
 use crate::manifest::{ManifestSet, SubscriberSet};
 
-pub use account::{adopted, defer, orphan, out_of_band_unlisted, plan_account};
-pub use properties::{Creation, PropertyChange};
-pub use saved::{SavedPlan, StalePlan, check_fresh, load_saved, verify};
+pub(crate) use account::{adopted, defer, out_of_band_unlisted, plan_account};
+pub(crate) use properties::{Creation, PropertyChange};
+pub(crate) use saved::{SavedPlan, StalePlan, load_saved};
 
-pub const FORMAT_VERSION: &str = "1";
+pub(crate) const FORMAT_VERSION: &str = "1";
 
 /// What apply would do, per official account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -39,7 +39,7 @@ pub const FORMAT_VERSION: &str = "1";
     title = "subsync plan",
     description = "The output of `subsync plan --format json` and the file `plan --out` writes."
 )]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Version of this format; "1".
     pub format_version: String,
     /// The ledger's lineage (fixed at its creation); null when there was no ledger yet.
@@ -55,7 +55,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct AccountPlan {
+pub(crate) struct AccountPlan {
     /// The manifest's metadata.name; null for an account only the ledger still knows.
     pub name: Option<String>,
     pub official_account: String,
@@ -108,7 +108,7 @@ pub struct AccountPlan {
 /// Drift between the ledger and the live list, as the last refresh found it, less what has
 /// been repaired since.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Drift {
+pub(crate) struct Drift {
     /// Subscribed remotely although the ledger did not know (now recorded as confirmed).
     pub out_of_band_added: Vec<String>,
     /// Confirmed in the ledger but gone remotely (no longer confirmed).
@@ -121,7 +121,7 @@ pub struct Drift {
 
 /// What the guards allow: prune's, and creating accounts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// Most removals from one account in one run; default 10% of its confirmed subscribers,
     /// at least 100.
     pub max_prune: Option<u64>,
@@ -134,7 +134,7 @@ pub struct PlanOptions {
 impl PlanOptions {
     /// The most removals allowed from an account with `confirmed` subscribers: `--max-prune`
     /// (by default a tenth, at least 100), and never more than half of the account.
-    pub fn max_prune_for(&self, confirmed: u64) -> u64 {
+    pub(crate) fn max_prune_for(&self, confirmed: u64) -> u64 {
         self.max_prune
             .unwrap_or((confirmed / 10).max(100))
             .min(confirmed / 2)
@@ -142,7 +142,7 @@ impl PlanOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct RetryEntry {
+pub(crate) struct RetryEntry {
     pub subscriber: String,
     /// The service's error code, 0 for `Result: 0`, or a negative code for a network fault.
     pub code: i64,
@@ -150,7 +150,7 @@ pub struct RetryEntry {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
-pub struct PlanSummary {
+pub(crate) struct PlanSummary {
     pub add: u64,
     pub remove: u64,
     pub retry: u64,
@@ -189,14 +189,15 @@ pub struct PlanSummary {
 
 impl Plan {
     /// True when apply would change something or end short of the manifests.
-    pub fn needs_apply(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn needs_apply(&self) -> bool {
         self.summary.needs_apply
     }
 }
 
 impl AccountPlan {
     /// Apply would send something for this account.
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         !self.add.is_empty()
             || !self.remove.is_empty()
             || self.property_changes() > 0
@@ -204,7 +205,7 @@ impl AccountPlan {
     }
 
     /// The property changes apply would send.
-    pub fn property_changes(&self) -> u64 {
+    pub(crate) fn property_changes(&self) -> u64 {
         self.properties
             .iter()
             .filter(|p| p.refused.is_none())
@@ -212,13 +213,13 @@ impl AccountPlan {
     }
 
     /// Property changes and a creation apply will not make.
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.properties.len() as u64 - self.property_changes()
             + u64::from(self.create.as_ref().is_some_and(|c| c.refused.is_some()))
     }
 
     /// Apply would create the account.
-    pub fn creates(&self) -> bool {
+    pub(crate) fn creates(&self) -> bool {
         self.create.as_ref().is_some_and(|c| c.refused.is_none())
     }
 
@@ -234,7 +235,7 @@ impl AccountPlan {
     }
 
     /// This account's share of [`PlanSummary::needs_apply`].
-    pub fn needs_apply(&self) -> bool {
+    pub(crate) fn needs_apply(&self) -> bool {
         self.counted_adds() > 0
             || !self.remove.is_empty()
             || self.held_back > 0
@@ -247,7 +248,7 @@ impl AccountPlan {
 
 /// The plan's first fields: what it was made against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PlanHeader {
+pub(crate) struct PlanHeader {
     pub format_version: String,
     pub lineage: Option<String>,
     pub serial: u64,
@@ -257,7 +258,7 @@ pub struct PlanHeader {
 
 impl PlanHeader {
     /// The header of a plan of `manifests` against the ledger `source` reads.
-    pub fn of(
+    pub(crate) fn of(
         manifests: &ManifestSet,
         source: &mut dyn AccountSource,
         manifest_paths: Vec<String>,
@@ -274,7 +275,7 @@ impl PlanHeader {
 }
 
 /// One account's plan as the stream hands it on, with what it was made from.
-pub struct Planned<'a> {
+pub(crate) struct Planned<'a> {
     /// The set that declares the account; `None` for an orphan.
     pub set: Option<&'a SubscriberSet>,
     /// The ledger's state of the account (its confirmed subscribers excepted).
@@ -285,7 +286,7 @@ pub struct Planned<'a> {
 /// Plans every account, one at a time and in order (declared accounts and orphans merged by
 /// id), handing each to `each` as soon as it is made: no more than one account's lists are in
 /// memory at once. `each` may stop the pass by returning `Break`.
-pub fn stream(
+pub(crate) fn stream(
     manifests: &ManifestSet,
     source: &mut dyn AccountSource,
     options: &PlanOptions,
@@ -332,8 +333,10 @@ pub fn stream(
     Ok(summary)
 }
 
-/// The whole plan in memory, for small uses and tests (commands stream it instead).
-pub fn compute(
+/// The whole plan in memory, for tests: what ships streams it ([`stream`]), never holding a
+/// plan of the whole ledger.
+#[cfg(test)]
+pub(crate) fn compute(
     manifests: &ManifestSet,
     source: &mut dyn AccountSource,
     manifest_paths: Vec<String>,
@@ -349,7 +352,12 @@ pub fn compute(
 }
 
 impl Plan {
-    pub fn new(header: PlanHeader, accounts: Vec<AccountPlan>, summary: PlanSummary) -> Plan {
+    #[cfg(test)]
+    pub(crate) fn new(
+        header: PlanHeader,
+        accounts: Vec<AccountPlan>,
+        summary: PlanSummary,
+    ) -> Plan {
         Plan {
             format_version: header.format_version,
             lineage: header.lineage,
@@ -361,7 +369,8 @@ impl Plan {
         }
     }
 
-    pub fn header(&self) -> PlanHeader {
+    #[cfg(test)]
+    pub(crate) fn header(&self) -> PlanHeader {
         PlanHeader {
             format_version: self.format_version.clone(),
             lineage: self.lineage.clone(),
@@ -374,7 +383,7 @@ impl Plan {
 
 impl PlanSummary {
     /// Counts one more account.
-    pub fn add(&mut self, a: &AccountPlan) {
+    pub(crate) fn add(&mut self, a: &AccountPlan) {
         self.add += a.add.len() as u64;
         self.remove += a.remove.len() as u64;
         self.retry += a.retry.len() as u64;
@@ -396,12 +405,13 @@ impl PlanSummary {
 
     /// Desired subscribers known limits leave out in sets that do not accept it: a reason
     /// for exit code 2.
-    pub fn over_limit_not_accepted(&self) -> u64 {
+    pub(crate) fn over_limit_not_accepted(&self) -> u64 {
         self.over_limit - self.over_limit_accepted
     }
 
     /// The summary of `accounts`.
-    pub fn of(accounts: &[AccountPlan]) -> PlanSummary {
+    #[cfg(test)]
+    pub(crate) fn of(accounts: &[AccountPlan]) -> PlanSummary {
         let mut summary = PlanSummary::default();
         for a in accounts {
             summary.add(a);

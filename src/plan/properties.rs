@@ -20,7 +20,7 @@ use crate::quote::quote;
 
 /// One declared field whose live value differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PropertyChange {
+pub(crate) struct PropertyChange {
     pub field: Field,
     /// The live value as last learnt; null when it is not known (never learnt, or the
     /// account is to be created).
@@ -39,7 +39,7 @@ pub struct PropertyChange {
 /// The account does not exist and apply creates it (create_official_account) with its
 /// declared properties, or would if it were allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Creation {
+pub(crate) struct Creation {
     /// Owner_Account of the new account (`spec.create.owner`).
     pub owner: String,
     /// Why apply will not create it, when it will not (`--allow-create` not given).
@@ -49,7 +49,7 @@ pub struct Creation {
 
 /// How many subscribers an account holds, for a lowered limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Held {
+pub(crate) struct Held {
     /// What it holds now, as far as is known.
     pub now: u64,
     /// What this run removes before the limit is set.
@@ -57,10 +57,10 @@ pub struct Held {
 }
 
 /// The flag that allows creation, as the hints name it.
-pub const ALLOW_CREATE: &str = "--allow-create (SUBSYNC_ALLOW_CREATE)";
+pub(crate) const ALLOW_CREATE: &str = "--allow-create (SUBSYNC_ALLOW_CREATE)";
 
 /// The declared fields whose live value differs, in [`Field::ALL`]'s order.
-pub fn diff(
+pub(crate) fn diff(
     declared: &Properties,
     live: &Properties,
     kept: &Properties,
@@ -92,7 +92,7 @@ pub fn diff(
 /// The declared values known to be in force: those `live` holds, and those `kept` already
 /// knew (a field changed outside subsync stays kept, so that it reads as drift until it is
 /// set back).
-pub fn in_force(declared: &Properties, live: &Properties, kept: &Properties) -> Properties {
+pub(crate) fn in_force(declared: &Properties, live: &Properties, kept: &Properties) -> Properties {
     let mut out = Properties::default();
     for (field, value) in declared.fields() {
         let known = Some(&value);
@@ -122,14 +122,14 @@ fn lowered_below(max: u64, held: Held) -> Option<String> {
 
 /// The account's own part of its plan: what to create, what to change, what to warn about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OwnPlan {
+pub(crate) struct OwnPlan {
     pub create: Option<Creation>,
     pub changes: Vec<PropertyChange>,
     pub warnings: Vec<String>,
 }
 
 /// Plans the declared properties of `set`'s account against what the ledger knows of it.
-pub fn plan(
+pub(crate) fn plan(
     set: &SubscriberSet,
     ledger: &AccountView,
     held: Held,
@@ -160,7 +160,7 @@ pub fn plan(
 /// What a missing account gets: nothing to modify, so it is created with every declared
 /// field (when `spec.create` names an owner and the deployment allows it), or none of its
 /// declared fields can be set; and the warning that says why not.
-pub fn missing(
+pub(crate) fn missing(
     owner: Option<&str>,
     declared: &Properties,
     options: &PlanOptions,
@@ -196,7 +196,7 @@ pub fn missing(
 
 /// The limit the plan counts with: the declared one, unless setting it is refused; else the
 /// last one the service said (or subsync set).
-pub fn effective_max(
+pub(crate) fn effective_max(
     set: &SubscriberSet,
     ledger: &AccountView,
     changes: &[PropertyChange],

@@ -18,12 +18,14 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
-use super::{AccountPlan, FORMAT_VERSION, Plan, PlanHeader, PlanSummary};
+#[cfg(test)]
+use super::Plan;
+use super::{AccountPlan, FORMAT_VERSION, PlanHeader, PlanSummary};
 use crate::manifest::{check_account_id, check_name, check_user_id};
 use crate::quote::quote;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StalePlan {
+pub(crate) enum StalePlan {
     #[error("cannot read the saved plan {path}: {detail}")]
     Unreadable { path: PathBuf, detail: String },
     #[error(
@@ -123,15 +125,16 @@ impl SavedAccount {
 /// A saved plan as apply checks it: what it was made against, its summary, and each account
 /// as fingerprints.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SavedPlan {
+pub(crate) struct SavedPlan {
     pub header: PlanHeader,
     accounts: Vec<SavedAccount>,
     summary: PlanSummary,
 }
 
 impl SavedPlan {
-    /// The saved form of a plan in memory.
-    pub fn of(plan: &Plan) -> SavedPlan {
+    /// The saved form of a plan in memory (tests: what ships streams a saved plan in).
+    #[cfg(test)]
+    pub(crate) fn of(plan: &Plan) -> SavedPlan {
         SavedPlan {
             header: plan.header(),
             accounts: plan.accounts.iter().map(SavedAccount::of).collect(),
@@ -140,7 +143,7 @@ impl SavedPlan {
     }
 
     /// Refuses a plan made against another ledger state or other manifests.
-    pub fn check_fresh(
+    pub(crate) fn check_fresh(
         &self,
         lineage: Option<&str>,
         serial: u64,
@@ -151,7 +154,7 @@ impl SavedPlan {
 
     /// Accepts the plan made now for the `index`th account only if the saved plan says
     /// exactly the same there.
-    pub fn check_account(&self, index: usize, now: &AccountPlan) -> Result<(), StalePlan> {
+    pub(crate) fn check_account(&self, index: usize, now: &AccountPlan) -> Result<(), StalePlan> {
         let edited = |detail: String| Err(StalePlan::Edited { detail });
         let id = quote(&now.official_account);
         let Some(then) = self.accounts.get(index) else {
@@ -175,7 +178,7 @@ impl SavedPlan {
     }
 
     /// After the last of `count` accounts: no account more, the same summary.
-    pub fn check_end(&self, count: usize, summary: &PlanSummary) -> Result<(), StalePlan> {
+    pub(crate) fn check_end(&self, count: usize, summary: &PlanSummary) -> Result<(), StalePlan> {
         if let Some(extra) = self.accounts.get(count) {
             return Err(StalePlan::Edited {
                 detail: format!(
@@ -194,7 +197,7 @@ impl SavedPlan {
 }
 
 /// Reads, validates and fingerprints the saved plan at `path`, one account at a time.
-pub fn load_saved(path: &Path) -> Result<SavedPlan, StalePlan> {
+pub(crate) fn load_saved(path: &Path) -> Result<SavedPlan, StalePlan> {
     let unreadable = |detail: String| StalePlan::Unreadable {
         path: path.to_owned(),
         detail,
@@ -397,23 +400,8 @@ fn validate_account(i: usize, a: &AccountPlan) -> Result<(), String> {
     Ok(())
 }
 
-/// Accepts `saved` only if it was made against this ledger and these manifests and says
-/// exactly what `current`, the plan computed now, says.
-pub fn verify(saved: &Plan, current: &Plan) -> Result<(), StalePlan> {
-    let saved = SavedPlan::of(saved);
-    saved.check_fresh(
-        current.lineage.as_deref(),
-        current.serial,
-        &current.manifest_digest,
-    )?;
-    for (i, a) in current.accounts.iter().enumerate() {
-        saved.check_account(i, a)?;
-    }
-    saved.check_end(current.accounts.len(), &current.summary)
-}
-
 /// Refuses a plan made against another ledger state or other manifests.
-pub fn check_fresh(
+pub(super) fn check_fresh(
     plan: &PlanHeader,
     lineage: Option<&str>,
     serial: u64,
@@ -512,6 +500,21 @@ mod tests {
             create: None,
             properties: vec![],
         }
+    }
+
+    /// The streaming checks over a whole plan in memory: accepts `saved` only if it was made against this ledger and these manifests and says
+    /// exactly what `current`, the plan computed now, says.
+    fn verify(saved: &Plan, current: &Plan) -> Result<(), StalePlan> {
+        let saved = SavedPlan::of(saved);
+        saved.check_fresh(
+            current.lineage.as_deref(),
+            current.serial,
+            &current.manifest_digest,
+        )?;
+        for (i, a) in current.accounts.iter().enumerate() {
+            saved.check_account(i, a)?;
+        }
+        saved.check_end(current.accounts.len(), &current.summary)
     }
 
     #[test]

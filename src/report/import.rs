@@ -12,14 +12,14 @@ use crate::manifest::ManifestSet;
 use crate::words::{count, noun};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ImportReport {
+pub(crate) struct ImportReport {
     pub ledger: String,
     pub refresh: RefreshSummary,
     pub accounts: Vec<ImportedAccount>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ImportedAccount {
+pub(crate) struct ImportedAccount {
     pub official_account: String,
     pub name: String,
     /// Subscribers the ledger confirms now: the live list.
@@ -43,7 +43,7 @@ pub struct ImportedAccount {
 impl ImportReport {
     /// What the refresh recorded for each set of `manifests`; `out_of_band[i]` is how many of
     /// the subscribers set `i` does not list are out of band in the ledger.
-    pub fn new(
+    pub(crate) fn new(
         ledger: String,
         manifests: &ManifestSet,
         refresh: RefreshSummary,
@@ -84,7 +84,7 @@ impl ImportReport {
     }
 }
 
-pub fn import_text(report: &ImportReport) -> String {
+pub(crate) fn import_text(report: &ImportReport) -> String {
     let mut out = String::new();
     let r = &report.refresh;
     let _ = writeln!(

@@ -12,20 +12,22 @@ mod sink;
 mod status;
 mod summary;
 
-pub use import::{ImportReport, ImportedAccount, import_text};
-pub use plan_diff::{DiffSink, plan_diff};
-pub use plan_json::JsonSink;
-pub use plan_markdown::{MARKDOWN_LIMIT, MarkdownSink, plan_markdown};
-pub use plan_text::{TextSink, plan_text};
-pub use sink::{PlanSink, render};
-pub use status::{StatusReport, status_text};
-pub use summary::summary_text;
+pub(crate) use import::{ImportReport, import_text};
+pub(crate) use plan_diff::DiffSink;
+pub(crate) use plan_json::JsonSink;
+pub(crate) use plan_markdown::MarkdownSink;
+pub(crate) use plan_text::TextSink;
+pub(crate) use sink::PlanSink;
+#[cfg(test)]
+pub(crate) use sink::render;
+pub(crate) use status::{StatusReport, status_text};
+pub(crate) use summary::summary_text;
 
 use crate::plan::PlanSummary;
 use crate::words::{count, noun};
 
 /// `17191` as `17,191`: counts as people read them, in reports, progress and notifications.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -38,7 +40,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// Entries shown per list before "... and N more".
-pub const LIST_CUT: usize = 20;
+pub(crate) const LIST_CUT: usize = 20;
 
 /// The plan's bottom line, the same words in every format: what apply would send, or why it
 /// would still end short (exit 2) with nothing to send, or that nothing is left to do. "No

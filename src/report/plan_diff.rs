@@ -8,11 +8,14 @@
 use std::fmt::Write;
 
 use super::{PlanSink, code_text};
-use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
+#[cfg(test)]
+use crate::plan::Plan;
+use crate::plan::{AccountPlan, PlanHeader, PlanSummary};
 use crate::quote::safe;
 use crate::words::count;
 
-pub fn plan_diff(plan: &Plan) -> String {
+#[cfg(test)]
+pub(crate) fn plan_diff(plan: &Plan) -> String {
     let mut out = Vec::new();
     // Writing into memory cannot fail.
     let _ = super::render(plan, &mut DiffSink(&mut out));
@@ -20,7 +23,7 @@ pub fn plan_diff(plan: &Plan) -> String {
 }
 
 /// The diff rendering, written account by account.
-pub struct DiffSink<W>(pub W);
+pub(crate) struct DiffSink<W>(pub W);
 
 impl<W: std::io::Write> PlanSink for DiffSink<W> {
     fn header(&mut self, _: &PlanHeader) -> std::io::Result<()> {

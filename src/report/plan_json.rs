@@ -9,17 +9,17 @@ use serde::Serialize;
 use super::PlanSink;
 use crate::plan::{AccountPlan, PlanHeader, PlanSummary};
 
-pub struct JsonSink<W> {
+pub(crate) struct JsonSink<W> {
     out: W,
     accounts: usize,
 }
 
 impl<W: Write> JsonSink<W> {
-    pub fn new(out: W) -> JsonSink<W> {
+    pub(crate) fn new(out: W) -> JsonSink<W> {
         JsonSink { out, accounts: 0 }
     }
 
-    pub fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.out
     }
 }

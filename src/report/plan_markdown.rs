@@ -9,15 +9,18 @@
 use std::fmt::Write;
 
 use super::{PlanSink, own_total, short, verdict};
-use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
+#[cfg(test)]
+use crate::plan::Plan;
+use crate::plan::{AccountPlan, PlanHeader, PlanSummary};
 use crate::words::count;
 
-pub const MARKDOWN_LIMIT: usize = 60_000;
+pub(crate) const MARKDOWN_LIMIT: usize = 60_000;
 
 /// Entries per list tried in turn until the comment fits.
 const CUTS: [usize; 6] = [1000, 200, 50, 20, 5, 0];
 
-pub fn plan_markdown(plan: &Plan) -> String {
+#[cfg(test)]
+pub(crate) fn plan_markdown(plan: &Plan) -> String {
     let mut out = Vec::new();
     // Writing into memory cannot fail.
     let _ = super::render(plan, &mut MarkdownSink::new(&mut out));
@@ -84,14 +87,14 @@ impl Clipped {
 }
 
 /// The Markdown rendering: kept account by account, written at the end.
-pub struct MarkdownSink<W> {
+pub(crate) struct MarkdownSink<W> {
     out: W,
     header: Option<PlanHeader>,
     accounts: Vec<Clipped>,
 }
 
 impl<W: std::io::Write> MarkdownSink<W> {
-    pub fn new(out: W) -> MarkdownSink<W> {
+    pub(crate) fn new(out: W) -> MarkdownSink<W> {
         MarkdownSink {
             out,
             header: None,

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::{LIST_CUT, PlanSink, code_text, own_total, short, verdict};
-use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
+#[cfg(test)]
+use crate::plan::Plan;
+use crate::plan::{AccountPlan, PlanHeader, PlanSummary};
 use crate::quote::safe;
 use crate::words::{count, noun};
 
@@ -13,7 +15,8 @@ const RED: &str = "\u{1b}[31m";
 const GREEN: &str = "\u{1b}[32m";
 const RESET: &str = "\u{1b}[0m";
 
-pub fn plan_text(plan: &Plan, color: bool) -> String {
+#[cfg(test)]
+pub(crate) fn plan_text(plan: &Plan, color: bool) -> String {
     let mut out = Vec::new();
     // Writing into memory cannot fail.
     let _ = super::render(plan, &mut TextSink::new(&mut out, color));
@@ -21,13 +24,13 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
 }
 
 /// The text rendering, written account by account.
-pub struct TextSink<W> {
+pub(crate) struct TextSink<W> {
     out: W,
     color: bool,
 }
 
 impl<W: std::io::Write> TextSink<W> {
-    pub fn new(out: W, color: bool) -> TextSink<W> {
+    pub(crate) fn new(out: W, color: bool) -> TextSink<W> {
         TextSink { out, color }
     }
 }

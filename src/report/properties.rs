@@ -8,7 +8,7 @@ use crate::quote::quote;
 
 /// `~ name: "Old" -> "New"`, marked when it sets back a change made outside subsync or will
 /// not be made.
-pub fn change(c: &PropertyChange) -> String {
+pub(super) fn change(c: &PropertyChange) -> String {
     let from = c
         .from
         .as_ref()
@@ -24,7 +24,7 @@ pub fn change(c: &PropertyChange) -> String {
 }
 
 /// `+ create (owner "admin")`, with why it will not happen when it will not.
-pub fn creation(c: &Creation) -> String {
+pub(super) fn creation(c: &Creation) -> String {
     let mut line = format!("+ create (owner {})", quote(&c.owner));
     if let Some(why) = &c.refused {
         line.push_str(&format!("   (not created: {why})"));
@@ -33,7 +33,7 @@ pub fn creation(c: &Creation) -> String {
 }
 
 /// `, 2 account properties set`: a total's part, empty for none.
-pub fn counted(n: u64, done: &str) -> String {
+pub(super) fn counted(n: u64, done: &str) -> String {
     match n {
         0 => String::new(),
         n => format!(
@@ -44,7 +44,7 @@ pub fn counted(n: u64, done: &str) -> String {
 }
 
 /// `, 1 account created`: a total's part, empty for none.
-pub fn created(n: u64, done: &str) -> String {
+pub(super) fn created(n: u64, done: &str) -> String {
     match n {
         0 => String::new(),
         n => format!(", {} {done}", crate::words::count(n, "account", "accounts")),
@@ -52,7 +52,7 @@ pub fn created(n: u64, done: &str) -> String {
 }
 
 /// The account's lines, creation first.
-pub fn lines(create: Option<&Creation>, changes: &[PropertyChange]) -> Vec<String> {
+pub(super) fn lines(create: Option<&Creation>, changes: &[PropertyChange]) -> Vec<String> {
     create
         .map(creation)
         .into_iter()

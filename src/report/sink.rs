@@ -4,16 +4,19 @@
 
 use std::io;
 
-use crate::plan::{AccountPlan, Plan, PlanHeader, PlanSummary};
+#[cfg(test)]
+use crate::plan::Plan;
+use crate::plan::{AccountPlan, PlanHeader, PlanSummary};
 
-pub trait PlanSink {
+pub(crate) trait PlanSink {
     fn header(&mut self, header: &PlanHeader) -> io::Result<()>;
     fn account(&mut self, account: &AccountPlan) -> io::Result<()>;
     fn end(&mut self, summary: &PlanSummary) -> io::Result<()>;
 }
 
-/// Renders a plan held in memory through `sink` (tests, small uses).
-pub fn render(plan: &Plan, sink: &mut dyn PlanSink) -> io::Result<()> {
+/// Renders a plan held in memory through `sink`, for tests: what ships streams it.
+#[cfg(test)]
+pub(crate) fn render(plan: &Plan, sink: &mut dyn PlanSink) -> io::Result<()> {
     sink.header(&plan.header())?;
     for account in &plan.accounts {
         sink.account(account)?;

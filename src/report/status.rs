@@ -13,7 +13,7 @@ use crate::words::count;
 
 /// The status as JSON (`status --format json`).
 #[derive(Debug, Clone, Serialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     pub ledger: String,
     pub exists: bool,
     pub lineage: Option<String>,
@@ -23,7 +23,7 @@ pub struct StatusReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StatusAccount {
+pub(crate) struct StatusAccount {
     pub official_account: String,
     pub confirmed: u64,
     pub failed: u64,
@@ -47,7 +47,7 @@ pub struct StatusAccount {
 
 /// Declared against live, for the declared fields only.
 #[derive(Debug, Clone, Serialize)]
-pub struct StatusProperties {
+pub(crate) struct StatusProperties {
     /// As the manifests declared them at the last run that checked the account.
     pub declared: Properties,
     /// As the service last described them (or subsync set them since).
@@ -80,7 +80,7 @@ impl StatusProperties {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StatusRun {
+pub(crate) struct StatusRun {
     pub id: i64,
     pub command: String,
     pub started_at: String,
@@ -94,7 +94,7 @@ pub struct StatusRun {
 }
 
 impl StatusReport {
-    pub fn new(status: LedgerStatus) -> StatusReport {
+    pub(crate) fn new(status: LedgerStatus) -> StatusReport {
         let LedgerStatus {
             ledger,
             lineage,
@@ -208,7 +208,7 @@ fn properties_state(p: &StatusProperties) -> String {
     format!("{} ({when})", differ.join(", "))
 }
 
-pub fn status_text(s: &StatusReport) -> String {
+pub(crate) fn status_text(s: &StatusReport) -> String {
     let mut out = String::new();
     if !s.exists {
         let _ = writeln!(

@@ -7,7 +7,7 @@ use crate::apply::{AccountStatus, FailedSubscriber, OwnResult, RunResult, Summar
 use crate::tencent::codes;
 use crate::words::count;
 
-pub fn summary_text(s: &Summary) -> String {
+pub(crate) fn summary_text(s: &Summary) -> String {
     let mut out = String::new();
     let result = match (s.result, s.interrupted) {
         (_, true) => "interrupted",

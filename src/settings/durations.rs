@@ -9,7 +9,7 @@ use super::SettingsError;
 
 /// One duration setting and what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub flag: &'static str,
     pub env: &'static str,
     pub floor: Duration,
@@ -28,7 +28,7 @@ const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-pub const DEBOUNCE: Rule = Rule {
+pub(crate) const DEBOUNCE: Rule = Rule {
     flag: "--debounce",
     env: "SUBSYNC_DEBOUNCE",
     floor: ms(100),
@@ -37,7 +37,7 @@ pub const DEBOUNCE: Rule = Rule {
     why: "every file event would read the manifests again",
 };
 
-pub const RESYNC: Rule = Rule {
+pub(crate) const RESYNC: Rule = Rule {
     flag: "--resync",
     env: "SUBSYNC_RESYNC",
     floor: secs(1),
@@ -46,7 +46,7 @@ pub const RESYNC: Rule = Rule {
     why: "the daemon would reconcile without pause",
 };
 
-pub const REFRESH_EVERY: Rule = Rule {
+pub(crate) const REFRESH_EVERY: Rule = Rule {
     flag: "--refresh-every",
     env: "SUBSYNC_REFRESH_EVERY",
     floor: secs(1),
@@ -55,7 +55,7 @@ pub const REFRESH_EVERY: Rule = Rule {
     why: "the daemon would read the live lists without pause",
 };
 
-pub const TAKEOVER_EVERY: Rule = Rule {
+pub(crate) const TAKEOVER_EVERY: Rule = Rule {
     flag: "--takeover-every",
     env: "SUBSYNC_TAKEOVER_EVERY",
     floor: ms(100),
@@ -64,7 +64,7 @@ pub const TAKEOVER_EVERY: Rule = Rule {
     why: "a replica standing by would try the ledger's lock without pause",
 };
 
-pub const API_TIMEOUT: Rule = Rule {
+pub(crate) const API_TIMEOUT: Rule = Rule {
     flag: "--api-timeout",
     env: "SUBSYNC_API_TIMEOUT",
     floor: ms(500),
@@ -73,12 +73,13 @@ pub const API_TIMEOUT: Rule = Rule {
     why: "calls would time out before the service could answer",
 };
 
-/// Every rule, for the documentation and its test.
-pub const ALL: [Rule; 5] = [DEBOUNCE, RESYNC, REFRESH_EVERY, TAKEOVER_EVERY, API_TIMEOUT];
+/// Every rule, for its test.
+#[cfg(test)]
+pub(crate) const ALL: [Rule; 5] = [DEBOUNCE, RESYNC, REFRESH_EVERY, TAKEOVER_EVERY, API_TIMEOUT];
 
 impl Rule {
     /// `value` when this setting accepts it; `None` for `0` where that means off.
-    pub fn check(&self, value: Duration) -> Result<Option<Duration>, SettingsError> {
+    pub(crate) fn check(&self, value: Duration) -> Result<Option<Duration>, SettingsError> {
         if value.is_zero() && self.off {
             return Ok(None);
         }
@@ -100,7 +101,7 @@ impl Rule {
     }
 
     /// What it accepts, in words: `between 100ms and 1h`, `or 0 to turn it off`.
-    pub fn range(&self) -> String {
+    pub(crate) fn range(&self) -> String {
         let off = if self.off {
             ", or 0 to turn it off"
         } else {
@@ -115,7 +116,7 @@ impl Rule {
 }
 
 /// A duration as the flags take it: `0`, `500ms`, `30s`, `10m`, `168h`.
-pub fn show(d: Duration) -> String {
+pub(crate) fn show(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0".into(),

@@ -12,7 +12,7 @@ use super::SettingsError;
 use crate::tencent::usersig::SecretKey;
 
 /// Largest secret file read: a key or a password is one short line.
-pub const MAX_SECRET_FILE: u64 = 4096;
+pub(crate) const MAX_SECRET_FILE: u64 = 4096;
 
 /// A secret key as given: one line of printable ASCII without spaces, surrounding whitespace
 /// (a trailing newline from `echo key > file`) ignored.
@@ -40,7 +40,7 @@ pub(super) fn read_key_file(path: &Path, warn_if_shared: bool) -> Result<SecretK
 
 /// Which secret a file holds, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Secret {
+pub(crate) enum Secret {
     Key,
     Password,
     /// A notification sink's key, URL or token (`--notify-config`).
@@ -60,7 +60,7 @@ impl std::fmt::Display for Secret {
 }
 
 /// The one line a secret file holds, read within bounds; never its content in an error.
-pub fn read_secret_file(path: &Path, what: Secret) -> Result<String, SettingsError> {
+pub(crate) fn read_secret_file(path: &Path, what: Secret) -> Result<String, SettingsError> {
     let bad = |problem: String| SettingsError::BadSecretFile {
         what,
         path: path.to_owned(),

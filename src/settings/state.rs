@@ -11,7 +11,7 @@ use crate::ledger::{Location, PasswordSource, PgTarget, ResolveError};
 
 /// The ledger in effect. The sandbox keeps its own ledger in `DIR/sandbox`, so that demo runs
 /// never mix with the real service's records.
-pub fn resolve_state(
+pub(crate) fn resolve_state(
     state: &StateRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Location, SettingsError> {
@@ -23,7 +23,7 @@ pub fn resolve_state(
 
 /// A directory, or a `postgres://` URL whose password, when it carries none, comes from the
 /// sources its backend names (`password_file`, then `PGPASSWORD`).
-pub fn resolve_location(
+pub(crate) fn resolve_location(
     at: &str,
     password_file: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,

@@ -16,7 +16,7 @@ use crate::words::count;
 
 /// Largest answer read, per command: what the documented answers can hold, with room to
 /// spare. Reading stops at the cap.
-pub fn max_answer_bytes(command: api::Command) -> usize {
+pub(crate) fn max_answer_bytes(command: api::Command) -> usize {
     match command {
         // 100 items of a UserID, a Result and perhaps an ErrorCode: about 12 KB.
         api::Command::AddSubscriber | api::Command::DeleteSubscriber => 64 << 10,
@@ -32,11 +32,11 @@ pub fn max_answer_bytes(command: api::Command) -> usize {
 }
 
 /// Longest `Next` cursor accepted: an opaque token, not a payload.
-pub const MAX_CURSOR: usize = 1024;
+pub(crate) const MAX_CURSOR: usize = 1024;
 
 /// Largest MaxSubscriberNum or SubscriberNum believed: the API's integer range, which is also
 /// the most a manifest may declare (far above any account the service sells).
-pub const PLAUSIBLE_COUNT: u64 = crate::properties::MAX_SUBSCRIBERS_RANGE;
+pub(crate) const PLAUSIBLE_COUNT: u64 = crate::properties::MAX_SUBSCRIBERS_RANGE;
 
 /// One page of a live list, as kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub struct AccountInfo {
 }
 
 /// The items of an add_subscriber or delete_subscriber answer to a batch of `members`.
-pub fn batch(
+pub(crate) fn batch(
     members: &[String],
     items: Vec<SubscriberResult>,
 ) -> Result<Vec<SubscriberResult>, String> {
@@ -99,7 +99,7 @@ pub fn batch(
 }
 
 /// A page of get_subscriber_info asked for with `limit`.
-pub fn page(limit: u32, answer: GetSubscriberInfoResponse) -> Result<Page, String> {
+pub(crate) fn page(limit: u32, answer: GetSubscriberInfoResponse) -> Result<Page, String> {
     if answer.subscriber_list.len() > limit as usize {
         return Err(format!(
             "a page of {} subscribers for a Limit of {limit}",
@@ -130,7 +130,7 @@ pub fn page(limit: u32, answer: GetSubscriberInfoResponse) -> Result<Page, Strin
 
 /// The items of get_official_account_info asked about `asked` (at most 50), each paired with
 /// its account: by the id it echoes, else (when none echoes one) by order.
-pub fn info(
+pub(crate) fn info(
     asked: &[String],
     items: Vec<OfficialAccountInfo>,
 ) -> Result<Vec<(String, AccountInfo)>, String> {
@@ -235,7 +235,7 @@ fn wire_name(field: Field) -> &'static str {
 
 /// The id create_official_account answered, for a request that asked for `asked` (a custom
 /// id) or for one the service assigns.
-pub fn created(asked: Option<&str>, answered: String) -> Result<String, String> {
+pub(crate) fn created(asked: Option<&str>, answered: String) -> Result<String, String> {
     if !api::is_valid_account_id(&answered) {
         return Err(format!(
             "OfficialAccountUserID {} is no official account id",

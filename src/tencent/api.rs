@@ -11,14 +11,14 @@ use crate::properties::Properties;
 use crate::quote::quote;
 
 /// The REST service every official-account command lives under.
-pub const SERVICE: &str = "official_account_open_http_svc";
+pub(crate) const SERVICE: &str = "official_account_open_http_svc";
 
 /// Most subscribers one add_subscriber or delete_subscriber call may carry.
-pub const MAX_BATCH: usize = 100;
+pub(crate) const MAX_BATCH: usize = 100;
 /// Most ids one get_official_account_info call may carry.
-pub const MAX_INFO_IDS: usize = 50;
+pub(crate) const MAX_INFO_IDS: usize = 50;
 /// Largest page get_subscriber_info serves.
-pub const MAX_PAGE: u32 = 200;
+pub(crate) const MAX_PAGE: u32 = 200;
 
 /// The commands subsync calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,7 +32,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub const ALL: [Command; 6] = [
+    pub(crate) const ALL: [Command; 6] = [
         Command::AddSubscriber,
         Command::DeleteSubscriber,
         Command::GetSubscriberInfo,
@@ -41,7 +41,7 @@ impl Command {
         Command::ModifyOfficialAccountBaseInfo,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Command::AddSubscriber => "add_subscriber",
             Command::DeleteSubscriber => "delete_subscriber",
@@ -52,7 +52,7 @@ impl Command {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Command> {
+    pub(crate) fn from_name(name: &str) -> Option<Command> {
         Command::ALL.into_iter().find(|c| c.as_str() == name)
     }
 }
@@ -65,17 +65,17 @@ impl fmt::Display for Command {
 
 /// The fields every answer carries.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AnswerStatus {
+pub(crate) struct AnswerStatus {
     #[serde(rename = "ActionStatus")]
-    pub action_status: String,
+    pub(crate) action_status: String,
     #[serde(rename = "ErrorCode")]
-    pub error_code: i64,
+    pub(crate) error_code: i64,
     #[serde(rename = "ErrorInfo", default)]
-    pub error_info: String,
+    pub(crate) error_info: String,
 }
 
 impl AnswerStatus {
-    pub fn ok() -> AnswerStatus {
+    pub(crate) fn ok() -> AnswerStatus {
         AnswerStatus {
             action_status: "OK".into(),
             error_code: 0,
@@ -83,7 +83,7 @@ impl AnswerStatus {
         }
     }
 
-    pub fn fail(code: i64, info: impl Into<String>) -> AnswerStatus {
+    pub(crate) fn fail(code: i64, info: impl Into<String>) -> AnswerStatus {
         AnswerStatus {
             action_status: "FAIL".into(),
             error_code: code,
@@ -93,26 +93,26 @@ impl AnswerStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SubscriberRef {
+pub(crate) struct SubscriberRef {
     #[serde(rename = "Subscriber_Account")]
-    pub subscriber_account: String,
+    pub(crate) subscriber_account: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AddSubscriberRequest {
+pub(crate) struct AddSubscriberRequest {
     #[serde(rename = "Official_Account")]
-    pub official_account: String,
+    pub(crate) official_account: String,
     #[serde(rename = "SubscriberList")]
-    pub subscriber_list: Vec<SubscriberRef>,
+    pub(crate) subscriber_list: Vec<SubscriberRef>,
 }
 
 /// `Result` of one subscriber in an add or delete answer.
-pub mod result {
-    pub const FAILED: i64 = 0;
+pub(crate) mod result {
+    pub(crate) const FAILED: i64 = 0;
     /// Added (add) or removed (delete).
-    pub const DONE: i64 = 1;
+    pub(crate) const DONE: i64 = 1;
     /// Already subscribed (add) or was not subscribed (delete).
-    pub const UNCHANGED: i64 = 2;
+    pub(crate) const UNCHANGED: i64 = 2;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -128,132 +128,132 @@ pub struct SubscriberResult {
 
 /// The answer of add_subscriber and delete_subscriber.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct SubscriberResults {
+pub(crate) struct SubscriberResults {
     #[serde(rename = "SubscriberList", default)]
-    pub subscriber_list: Vec<SubscriberResult>,
+    pub(crate) subscriber_list: Vec<SubscriberResult>,
 }
 
 /// delete_subscriber in the form of the documentation's sample body (its field table is wrong).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DeleteSubscriberRequest {
+pub(crate) struct DeleteSubscriberRequest {
     #[serde(rename = "Official_Account")]
-    pub official_account: String,
+    pub(crate) official_account: String,
     #[serde(rename = "SubscriberToDel_Account")]
-    pub subscriber_to_del_account: Vec<String>,
+    pub(crate) subscriber_to_del_account: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GetSubscriberInfoRequest {
+pub(crate) struct GetSubscriberInfoRequest {
     #[serde(rename = "Official_Account")]
-    pub official_account: String,
+    pub(crate) official_account: String,
     #[serde(rename = "Limit")]
-    pub limit: u32,
+    pub(crate) limit: u32,
     #[serde(rename = "Next")]
-    pub next: String,
+    pub(crate) next: String,
 }
 
 /// `MsgFlag` is a string in the documentation and an integer in one SDK.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
-pub enum MsgFlag {
+pub(crate) enum MsgFlag {
     Text(String),
     Number(i64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SubscriberInfo {
+pub(crate) struct SubscriberInfo {
     #[serde(rename = "Subscriber_Account")]
-    pub subscriber_account: String,
+    pub(crate) subscriber_account: String,
     #[serde(
         rename = "SubscribeTime",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub subscribe_time: Option<i64>,
+    pub(crate) subscribe_time: Option<i64>,
     #[serde(
         rename = "CustomString",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub custom_string: Option<String>,
+    pub(crate) custom_string: Option<String>,
     #[serde(rename = "MsgFlag", default, skip_serializing_if = "Option::is_none")]
-    pub msg_flag: Option<MsgFlag>,
+    pub(crate) msg_flag: Option<MsgFlag>,
     #[serde(
         rename = "LastSendMsgTime",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_send_msg_time: Option<i64>,
+    pub(crate) last_send_msg_time: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GetSubscriberInfoResponse {
+pub(crate) struct GetSubscriberInfoResponse {
     #[serde(rename = "Next", default)]
-    pub next: String,
+    pub(crate) next: String,
     #[serde(rename = "SubscriberNum", default)]
-    pub subscriber_num: u64,
+    pub(crate) subscriber_num: u64,
     #[serde(rename = "SubscriberList", default)]
-    pub subscriber_list: Vec<SubscriberInfo>,
+    pub(crate) subscriber_list: Vec<SubscriberInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccountRef {
+pub(crate) struct AccountRef {
     #[serde(rename = "Official_Account")]
-    pub official_account: String,
+    pub(crate) official_account: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GetOfficialAccountInfoRequest {
+pub(crate) struct GetOfficialAccountInfoRequest {
     #[serde(rename = "OfficialAccountIdList")]
-    pub official_account_id_list: Vec<AccountRef>,
+    pub(crate) official_account_id_list: Vec<AccountRef>,
 }
 
 /// One item of get_official_account_info's answer; it carries its own status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct OfficialAccountInfo {
+pub(crate) struct OfficialAccountInfo {
     #[serde(flatten)]
-    pub status: AnswerStatus,
+    pub(crate) status: AnswerStatus,
     /// Not confirmed to be echoed; the client matches items by order when it is absent.
     #[serde(
         rename = "Official_Account",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub official_account: Option<String>,
+    pub(crate) official_account: Option<String>,
     #[serde(
         rename = "Owner_Account",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub owner_account: Option<String>,
+    pub(crate) owner_account: Option<String>,
     /// Name, Introduction, FaceUrl, Organization, CustomString and MaxSubscriberNum (not
     /// confirmed to be returned).
     #[serde(flatten)]
-    pub fields: AccountFields,
+    pub(crate) fields: AccountFields,
     #[serde(
         rename = "SubscriberNum",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub subscriber_num: Option<u64>,
+    pub(crate) subscriber_num: Option<u64>,
     #[serde(
         rename = "CreateTime",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub create_time: Option<i64>,
+    pub(crate) create_time: Option<i64>,
     #[serde(
         rename = "LastMsgTime",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_msg_time: Option<i64>,
+    pub(crate) last_msg_time: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GetOfficialAccountInfoResponse {
+pub(crate) struct GetOfficialAccountInfoResponse {
     #[serde(rename = "OfficialAccountInfoList", default)]
-    pub official_account_info_list: Vec<OfficialAccountInfo>,
+    pub(crate) official_account_info_list: Vec<OfficialAccountInfo>,
 }
 
 /// The account's own fields as the wire names them; each absent one is left out (a request
@@ -334,21 +334,21 @@ pub struct CreateOfficialAccountRequest {
 
 /// modify_official_account_base_info: the account and only the fields that change.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ModifyOfficialAccountBaseInfoRequest {
+pub(crate) struct ModifyOfficialAccountBaseInfoRequest {
     #[serde(rename = "Official_Account")]
-    pub official_account: String,
+    pub(crate) official_account: String,
     #[serde(flatten)]
-    pub fields: AccountFields,
+    pub(crate) fields: AccountFields,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CreateOfficialAccountResponse {
+pub(crate) struct CreateOfficialAccountResponse {
     #[serde(rename = "OfficialAccountUserID")]
-    pub official_account_user_id: String,
+    pub(crate) official_account_user_id: String,
 }
 
 /// Why a UserID is not one the service accepts (1 to 32 bytes of printable ASCII).
-pub fn check_user_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_user_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("empty UserID; remove the entry".into());
     }
@@ -374,16 +374,16 @@ pub fn check_user_id(id: &str) -> Result<(), String> {
 }
 
 /// True for a UserID the service accepts.
-pub fn is_valid_user_id(id: &str) -> bool {
+pub(crate) fn is_valid_user_id(id: &str) -> bool {
     check_user_id(id).is_ok()
 }
 
 /// Prefix of every official account id.
-pub const ACCOUNT_PREFIX: &str = "@TOA#_";
+pub(crate) const ACCOUNT_PREFIX: &str = "@TOA#_";
 
 /// Why an official account id is malformed: it needs the prefix and a name, printable ASCII
 /// without spaces, at most 48 bytes.
-pub fn check_account_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_account_id(id: &str) -> Result<(), String> {
     if !id.starts_with(ACCOUNT_PREFIX) || id.len() == ACCOUNT_PREFIX.len() {
         return Err(format!(
             "official account {} must start with {ACCOUNT_PREFIX} followed by its name",
@@ -408,7 +408,7 @@ pub fn check_account_id(id: &str) -> Result<(), String> {
 }
 
 /// True for a well-formed official account id.
-pub fn is_valid_account_id(id: &str) -> bool {
+pub(crate) fn is_valid_account_id(id: &str) -> bool {
     check_account_id(id).is_ok()
 }
 

@@ -27,18 +27,18 @@ use super::usersig::{self, SecretKey, UserSig};
 
 /// How long each part of a call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
     /// For the answer to start, and between any two reads of it.
-    pub first_byte: Duration,
+    pub(crate) first_byte: Duration,
     /// For the whole call, answer included.
-    pub whole: Duration,
+    pub(crate) whole: Duration,
 }
 
 impl Timeouts {
     /// Waiting `first_byte` for an answer to start, half as long again for the rest of it, and
     /// at most 5 s for a connection.
-    pub fn answering_within(first_byte: Duration) -> Timeouts {
+    pub(crate) fn answering_within(first_byte: Duration) -> Timeouts {
         Timeouts {
             connect: first_byte.min(Duration::from_secs(5)),
             first_byte,
@@ -58,16 +58,16 @@ impl Default for Timeouts {
 /// Everything needed to talk to one app.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    pub endpoint: Endpoint,
-    pub sdkappid: u64,
-    pub identifier: String,
-    pub key: SecretKey,
-    pub timeouts: Timeouts,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) sdkappid: u64,
+    pub(crate) identifier: String,
+    pub(crate) key: SecretKey,
+    pub(crate) timeouts: Timeouts,
     /// Validity of the UserSigs the client signs for itself.
-    pub usersig_lifetime: Duration,
+    pub(crate) usersig_lifetime: Duration,
     /// Most idle connections kept: the calls in flight, which the open-file limit bounds
     /// (see `descriptors`).
-    pub pool: usize,
+    pub(crate) pool: usize,
 }
 
 impl ClientConfig {
@@ -90,7 +90,7 @@ impl ClientConfig {
 }
 
 /// Told the outcome of every call the client makes: the daemon's metrics count them.
-pub trait CallObserver: Send + Sync {
+pub(crate) trait CallObserver: Send + Sync {
     /// `code` is 0 for success, the service's code, or a negative pseudo-code; `took` is the
     /// call's whole time.
     fn called(&self, command: Command, code: i64, took: std::time::Duration);
@@ -157,7 +157,7 @@ impl Client {
     }
 
     /// The same client, reporting every call's outcome to `observer`.
-    pub fn observed(mut self, observer: std::sync::Arc<dyn CallObserver>) -> Client {
+    pub(crate) fn observed(mut self, observer: std::sync::Arc<dyn CallObserver>) -> Client {
         self.observer = Some(observer);
         self
     }

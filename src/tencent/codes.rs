@@ -11,12 +11,12 @@
 //! (`-502`). Nothing else decides what a negative code means.
 
 /// The official account does not exist, or was terminated.
-pub const ACCOUNT_MISSING: i64 = 130004;
+pub(crate) const ACCOUNT_MISSING: i64 = 130004;
 /// The official account's subscriber count reached MaxSubscriberNum; also looked for on
 /// individual result items.
-pub const ACCOUNT_FULL: i64 = 130006;
+pub(crate) const ACCOUNT_FULL: i64 = 130006;
 /// The official account id is malformed.
-pub const ACCOUNT_INVALID: i64 = 130007;
+pub(crate) const ACCOUNT_INVALID: i64 = 130007;
 
 /// What kind of failure an error code reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,7 +52,7 @@ pub enum ErrorClass {
 impl ErrorClass {
     /// What an account-level code says about the account itself (missing, or an invalid id),
     /// if anything: the probe, a refresh and the executor record it the same way.
-    pub fn account_gone(self) -> Option<Gone> {
+    pub(crate) fn account_gone(self) -> Option<Gone> {
         match self {
             AccountMissing => Some(Gone::Missing),
             AccountInvalid => Some(Gone::Invalid),
@@ -63,7 +63,7 @@ impl ErrorClass {
 
 /// Why an official account cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gone {
+pub(crate) enum Gone {
     /// 130004: it does not exist, or was terminated.
     Missing,
     /// 130007: its id is malformed.
@@ -72,7 +72,7 @@ pub enum Gone {
 
 impl Gone {
     /// The code the service uses for it, recorded on the subscribers that could not be sent.
-    pub fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             Gone::Missing => ACCOUNT_MISSING,
             Gone::Invalid => ACCOUNT_INVALID,
@@ -82,15 +82,15 @@ impl Gone {
 
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CodeInfo {
-    pub code: i64,
-    pub class: ErrorClass,
-    pub meaning: &'static str,
+pub(crate) struct CodeInfo {
+    pub(crate) code: i64,
+    pub(crate) class: ErrorClass,
+    pub(crate) meaning: &'static str,
     /// What the operator should check or do; empty when there is nothing to do.
-    pub hint: &'static str,
+    pub(crate) hint: &'static str,
     /// One bad member of a batch can cause it for the whole batch: the batch is split in
     /// halves until the members responsible are isolated.
-    pub member_caused: bool,
+    pub(crate) member_caused: bool,
 }
 
 use ErrorClass::*;
@@ -117,7 +117,7 @@ const CREDENTIALS: &str =
     "check --sdkappid, the secret key and --identifier against the console, and --region";
 
 /// The documented codes (fact sheet: official-account commands and the REST public range).
-pub const TABLE: &[CodeInfo] = &[
+pub(crate) const TABLE: &[CodeInfo] = &[
     by_member(row(
         6017,
         InvalidRequest,
@@ -296,14 +296,14 @@ pub const TABLE: &[CodeInfo] = &[
 ];
 
 /// The connection failed, dropped or timed out (or none could be made).
-pub const TRANSPORT: i64 = -1;
+pub(crate) const TRANSPORT: i64 = -1;
 /// The answer was not the documented JSON, or broke the protocol.
-pub const UNREADABLE: i64 = -2;
+pub(crate) const UNREADABLE: i64 = -2;
 /// The request could not be built, so it was never sent.
-pub const UNSENT: i64 = -3;
+pub(crate) const UNSENT: i64 = -3;
 
 /// The pseudo-codes; each one's meaning is also its name in reports.
-pub const PSEUDO: &[CodeInfo] = &[
+pub(crate) const PSEUDO: &[CodeInfo] = &[
     row(
         TRANSPORT,
         Retryable,
@@ -325,7 +325,7 @@ pub const PSEUDO: &[CodeInfo] = &[
 ];
 
 /// The row of an HTTP status other than 200, recorded as its negative.
-pub const fn http(status: u16) -> CodeInfo {
+pub(crate) const fn http(status: u16) -> CodeInfo {
     let code = -(status as i64);
     match status {
         429 => row(code, RateLimited, "too many requests", "lower --qps"),
@@ -340,7 +340,7 @@ pub const fn http(status: u16) -> CodeInfo {
 }
 
 /// The table row for `code`, if documented: a service code, a pseudo-code or an HTTP status.
-pub fn describe(code: i64) -> Option<CodeInfo> {
+pub(crate) fn describe(code: i64) -> Option<CodeInfo> {
     match code {
         -599..=-100 => Some(http(code.unsigned_abs() as u16)),
         _ => TABLE
@@ -353,7 +353,7 @@ pub fn describe(code: i64) -> Option<CodeInfo> {
 
 /// What reports call `code`: `Result 0`, `error 130010`, `HTTP 502`, or a pseudo-code's
 /// name (`a network fault`).
-pub fn name(code: i64) -> String {
+pub(crate) fn name(code: i64) -> String {
     match code {
         0 => "Result 0".into(),
         -599..=-100 => format!("HTTP {}", -code),
@@ -368,7 +368,7 @@ pub fn name(code: i64) -> String {
 /// [`name`] with the meaning after it where the name does not say it already:
 /// `error 130010 (the subscriber already follows ...)`, `HTTP 502 (a network or gateway
 /// fault)`, `a network fault`.
-pub fn explained(code: i64) -> String {
+pub(crate) fn explained(code: i64) -> String {
     let name = name(code);
     match describe(code) {
         Some(info) if !PSEUDO.iter().any(|p| p.code == code) => {
@@ -379,12 +379,12 @@ pub fn explained(code: i64) -> String {
 }
 
 /// The class of `code`.
-pub fn classify(code: i64) -> ErrorClass {
+pub(crate) fn classify(code: i64) -> ErrorClass {
     describe(code).map_or(Unknown, |info| info.class)
 }
 
 /// Whether one member of a batch can cause `code` for the whole batch.
-pub fn member_caused(code: i64) -> bool {
+pub(crate) fn member_caused(code: i64) -> bool {
     describe(code).is_some_and(|info| info.member_caused)
 }
 

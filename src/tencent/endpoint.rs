@@ -11,7 +11,7 @@ use reqwest::Url;
 
 /// A documented region and its domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
+pub(crate) enum Region {
     China,
     Singapore,
     Seoul,
@@ -22,7 +22,7 @@ pub enum Region {
 }
 
 impl Region {
-    pub const ALL: [Region; 7] = [
+    pub(crate) const ALL: [Region; 7] = [
         Region::China,
         Region::Singapore,
         Region::Seoul,
@@ -32,7 +32,7 @@ impl Region {
         Region::Tokyo,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Region::China => "china",
             Region::Singapore => "singapore",
@@ -44,7 +44,7 @@ impl Region {
         }
     }
 
-    pub fn domain(self) -> &'static str {
+    pub(crate) fn domain(self) -> &'static str {
         match self {
             Region::China => "console.tim.qq.com",
             Region::Singapore => "adminapisgp.im.qcloud.com",
@@ -97,7 +97,7 @@ fn region_names() -> String {
 pub struct Endpoint(Url);
 
 impl Endpoint {
-    pub fn for_region(region: Region) -> Endpoint {
+    pub(crate) fn for_region(region: Region) -> Endpoint {
         // A constant https URL always parses.
         Endpoint(
             Url::parse(&format!("https://{}/", region.domain())).unwrap_or_else(|_| unreachable!()),
@@ -127,12 +127,12 @@ impl Endpoint {
     }
 
     /// True when requests never leave the machine.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         is_loopback(&self.0)
     }
 
     /// The URL of `/v4/<service>/<command>` under this base (without query).
-    pub fn command_url(&self, service: &str, command: &str) -> Url {
+    pub(crate) fn command_url(&self, service: &str, command: &str) -> Url {
         let mut url = self.0.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}/v4/{service}/{command}"));

@@ -11,7 +11,7 @@ use super::api::Command;
 use super::codes::{self, ErrorClass};
 
 /// Longest piece of server text kept in an error.
-pub const SERVER_TEXT: usize = 200;
+pub(crate) const SERVER_TEXT: usize = 200;
 
 /// A failed call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,7 +63,7 @@ fn hint(code: i64) -> String {
 }
 
 /// Pseudo-codes recorded for failures outside the service's own codes (in the codes table).
-pub use codes::{TRANSPORT, UNREADABLE, UNSENT};
+pub(crate) use codes::{TRANSPORT, UNREADABLE, UNSENT};
 
 impl ApiError {
     /// The class every caller acts on: the codes table's for the code recorded, except for an
@@ -76,7 +76,7 @@ impl ApiError {
     }
 
     /// True when the service itself answered (as opposed to the network failing).
-    pub fn is_answer(&self) -> bool {
+    pub(crate) fn is_answer(&self) -> bool {
         matches!(self, ApiError::Service { .. })
     }
 
@@ -92,22 +92,10 @@ impl ApiError {
     }
 
     /// How long the server asked to be left alone (a 429's Retry-After), if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Http { retry_after, .. } => *retry_after,
             _ => None,
-        }
-    }
-
-    /// The command that failed.
-    pub fn command(&self) -> Command {
-        match self {
-            ApiError::Service { command, .. }
-            | ApiError::Http { command, .. }
-            | ApiError::Transport { command, .. }
-            | ApiError::Unreachable { command, .. }
-            | ApiError::Protocol { command, .. }
-            | ApiError::Encode { command, .. } => *command,
         }
     }
 }

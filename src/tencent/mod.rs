@@ -2,18 +2,19 @@
 //! request pacing, the checks every answer passes, and the client. Nothing here knows about
 //! manifests or the ledger.
 
-pub mod answer;
+pub(crate) mod answer;
 pub mod api;
-pub mod client;
-pub mod codes;
+pub(crate) mod client;
+pub(crate) mod codes;
 pub mod endpoint;
-pub mod error;
-pub mod ratelimit;
-pub mod service;
+pub(crate) mod error;
+pub(crate) mod ratelimit;
+pub(crate) mod service;
 pub mod usersig;
 
-pub use answer::{AccountInfo, Page};
-pub use client::{CallObserver, Client, ClientConfig, Timeouts};
+pub(crate) use answer::AccountInfo;
+pub(crate) use client::{CallObserver, Timeouts};
+pub use client::{Client, ClientConfig};
 pub use codes::ErrorClass;
 pub use error::ApiError;
-pub use service::{Api, Call};
+pub use service::Api;

@@ -14,7 +14,7 @@ use super::api::Command;
 /// One limiter per command (the service limits each separately), shared by every run of a
 /// process so that consecutive runs of the daemon keep the pace too.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     add: RateLimiter,
     delete: RateLimiter,
     pages: RateLimiter,
@@ -24,7 +24,7 @@ pub struct Pacer {
 
 impl Pacer {
     /// `qps` calls a second for each command; 0 = unlimited.
-    pub fn new(qps: u32) -> Pacer {
+    pub(crate) fn new(qps: u32) -> Pacer {
         Pacer {
             add: RateLimiter::new(qps),
             delete: RateLimiter::new(qps),
@@ -35,7 +35,7 @@ impl Pacer {
     }
 
     /// The limiter of `command`.
-    pub fn of(&self, command: Command) -> &RateLimiter {
+    pub(crate) fn of(&self, command: Command) -> &RateLimiter {
         match command {
             Command::AddSubscriber => &self.add,
             Command::DeleteSubscriber => &self.delete,
@@ -48,7 +48,7 @@ impl Pacer {
 }
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     base_interval: Option<Duration>,
     state: Mutex<Pace>,
 }
@@ -66,7 +66,7 @@ const MAX_FACTOR: u32 = 16;
 
 impl RateLimiter {
     /// `qps == 0` means unlimited.
-    pub fn new(qps: u32) -> RateLimiter {
+    pub(crate) fn new(qps: u32) -> RateLimiter {
         let now = Instant::now();
         RateLimiter {
             base_interval: (qps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(qps))),
@@ -79,7 +79,7 @@ impl RateLimiter {
     }
 
     /// Waits for the next permit. Dropping the future gives up the wait, not the slot.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         let Some(at) = self.reserve() else { return };
         tokio::time::sleep_until(at).await;
     }
@@ -97,14 +97,15 @@ impl RateLimiter {
     }
 
     /// Halves the rate (down to a sixteenth) for `period`, after the server said "too many".
-    pub fn slow_down(&self, period: Duration) {
+    pub(crate) fn slow_down(&self, period: Duration) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.factor = (state.factor * 2).min(MAX_FACTOR);
         state.slow_until = Instant::now() + period;
     }
 
-    /// The rate now in force, in calls per second (`None` when unlimited).
-    pub fn current_qps(&self) -> Option<f64> {
+    /// The rate now in force, in calls per second (`None` when unlimited), for its tests.
+    #[cfg(test)]
+    pub(crate) fn current_qps(&self) -> Option<f64> {
         let base = self.base_interval?;
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let factor = if Instant::now() >= state.slow_until {

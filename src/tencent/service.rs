@@ -13,7 +13,7 @@ use super::error::ApiError;
 use crate::properties::Properties;
 
 /// A call in flight.
-pub type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
+pub(crate) type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
 
 /// The official-account API as subsync uses it.
 pub trait Api: Send + Sync {

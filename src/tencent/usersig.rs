@@ -33,7 +33,7 @@ impl SecretKey {
 
     /// A SHA-256 of the key: tells two keys apart (a rotated key file) without holding or
     /// comparing the secret itself anywhere else.
-    pub fn fingerprint(&self) -> [u8; 32] {
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
         use sha2::Digest;
         Sha256::digest(self.bytes()).into()
     }
@@ -79,7 +79,7 @@ impl fmt::Debug for UserSig {
 
 /// Why a UserSig was refused, in the order the official verifiers check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
+pub(crate) enum VerifyError {
     #[error(
         "the UserSig cannot be decoded ({0}); pass the whole string as `subsync usersig` printed it"
     )]
@@ -98,20 +98,20 @@ pub enum VerifyError {
 
 /// The fields of a decoded UserSig.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decoded {
-    pub identifier: String,
-    pub sdkappid: u64,
-    pub time: i64,
-    pub expire: i64,
-    pub userbuf: Option<String>,
+pub(crate) struct Decoded {
+    pub(crate) identifier: String,
+    pub(crate) sdkappid: u64,
+    pub(crate) time: i64,
+    pub(crate) expire: i64,
+    pub(crate) userbuf: Option<String>,
     sig: String,
     /// The JSON text as found inside the UserSig, for `usersig decode`.
-    pub json: serde_json::Value,
+    pub(crate) json: serde_json::Value,
 }
 
 impl Decoded {
     /// Unix time after which the UserSig is no longer accepted.
-    pub fn expires_at(&self) -> i64 {
+    pub(crate) fn expires_at(&self) -> i64 {
         self.time.saturating_add(self.expire)
     }
 }
@@ -151,7 +151,7 @@ pub fn generate(
 }
 
 /// Decodes a UserSig without checking anything but its form.
-pub fn decode(usersig: &str) -> Result<Decoded, VerifyError> {
+pub(crate) fn decode(usersig: &str) -> Result<Decoded, VerifyError> {
     let bad = |why: &str| VerifyError::Decode(why.to_owned());
     let standard = from_url_alphabet(usersig.trim());
     let compressed = STANDARD.decode(standard).map_err(|_| bad("not base64"))?;
@@ -204,7 +204,7 @@ pub fn decode(usersig: &str) -> Result<Decoded, VerifyError> {
 
 /// Verifies a UserSig for `sdkappid`/`identifier` at Unix time `now`, checking in the official
 /// verifiers' order: form, app, identifier, expiry, then the signature.
-pub fn verify(
+pub(crate) fn verify(
     usersig: &str,
     key: &SecretKey,
     sdkappid: u64,

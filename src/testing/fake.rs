@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::emulator::{RemoteState, Rules};
+use crate::tencent::answer::Page;
 use crate::tencent::api::{self, Command, SubscriberResult};
 use crate::tencent::service::{Api, Call};
-use crate::tencent::{AccountInfo, ApiError, Page, answer};
+use crate::tencent::{AccountInfo, ApiError, answer};
 
 /// A call as the script sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

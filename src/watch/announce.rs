@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::apply::Reconciled;
 use crate::notifications::{CommitState, CommitStatus, Conditions, Notifier, event};
 
-pub struct Announcer {
+pub(super) struct Announcer {
     notifier: Notifier,
     /// The conditions the last run reported.
     conditions: Conditions,
@@ -21,7 +21,7 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    pub fn new(notifier: Notifier) -> Announcer {
+    pub(super) fn new(notifier: Notifier) -> Announcer {
         Announcer {
             notifier,
             conditions: Conditions::default(),
@@ -30,17 +30,17 @@ impl Announcer {
     }
 
     /// This replica took the lock: the one thing a replica that stood by tells.
-    pub fn leader_gained(&mut self) {
+    pub(super) fn leader_gained(&mut self) {
         self.notifier.events(vec![event::leader(true)]);
     }
 
     /// This replica lost the lock: it tells that, then nothing until it leads again.
-    pub fn leader_lost(&mut self) {
+    pub(super) fn leader_lost(&mut self) {
         self.notifier.events(vec![event::leader(false)]);
     }
 
     /// The manifests are valid again after being refused.
-    pub fn manifests_valid(&mut self, leading: bool) {
+    pub(super) fn manifests_valid(&mut self, leading: bool) {
         if leading {
             self.notifier.events(vec![event::valid(None)]);
         }
@@ -48,7 +48,7 @@ impl Announcer {
 
     /// The manifests were refused: `invalid` when the problems are `news`, and a failed
     /// status for `revision` (once per revision).
-    pub fn manifests_invalid(
+    pub(super) fn manifests_invalid(
         &mut self,
         leading: bool,
         news: bool,
@@ -70,7 +70,7 @@ impl Announcer {
     }
 
     /// A run of `revision` starts: pending, once per revision.
-    pub fn run_started(&mut self, revision: Option<&str>) {
+    pub(super) fn run_started(&mut self, revision: Option<&str>) {
         if let Some(r) = revision
             && self.posted.as_ref().is_none_or(|(posted, _)| posted != r)
         {
@@ -80,7 +80,7 @@ impl Announcer {
 
     /// What a run changed, without repeating what still holds, and the revision's status
     /// when it differs from the one posted.
-    pub fn run_ended(&mut self, reconciled: &Reconciled, revision: Option<&str>) {
+    pub(super) fn run_ended(&mut self, reconciled: &Reconciled, revision: Option<&str>) {
         let events = event::of_run(&reconciled.summary);
         let told = self.conditions.after_run(events, revision);
         self.notifier.events(told);
@@ -90,7 +90,7 @@ impl Announcer {
     }
 
     /// A run that could not start: fatal, as a condition.
-    pub fn not_started(&mut self, revision: Option<&str>, why: &str) {
+    pub(super) fn not_started(&mut self, revision: Option<&str>, why: &str) {
         let told = self
             .conditions
             .after_run(vec![event::not_started(revision, why)], revision);
@@ -106,7 +106,7 @@ impl Announcer {
     }
 
     /// Lets what is queued be delivered for at most `deadline`.
-    pub async fn close(self, deadline: Duration) {
+    pub(super) async fn close(self, deadline: Duration) {
         self.notifier.close(deadline).await;
     }
 }

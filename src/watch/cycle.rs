@@ -81,7 +81,7 @@ pub(super) struct Ran {
 
 impl Ran {
     /// How the cycle ended, as far as the schedule cares.
-    pub fn end(&self) -> CycleEnd {
+    pub(super) fn end(&self) -> CycleEnd {
         match &self.result {
             _ if self.lost_lead => CycleEnd::LostLead,
             Err(_) => CycleEnd::Fatal,

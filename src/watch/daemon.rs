@@ -47,7 +47,7 @@ const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 /// How often the loop proves it is alive.
 const BEAT: Duration = Duration::from_secs(5);
 
-pub struct Daemon {
+pub(crate) struct Daemon {
     engine: Engine,
     paths: Vec<PathBuf>,
     limits: Limits,
@@ -91,7 +91,7 @@ const WITHDRAW: Duration = Duration::from_secs(10);
 impl Daemon {
     /// Takes the lead (or stands by) and starts watching the manifests. Bad settings need a
     /// new deployment, not a retry: they stop the daemon at once.
-    pub async fn start(
+    pub(crate) async fn start(
         mut engine: Engine,
         config: &WatchConfig,
         metrics: Arc<Metrics>,
@@ -144,7 +144,7 @@ impl Daemon {
         Ok(daemon)
     }
 
-    pub async fn run(&mut self, stop: &CancellationToken) {
+    pub(crate) async fn run(&mut self, stop: &CancellationToken) {
         let Some(signals) = self.source.as_ref().map(|s| s.signals.clone()) else {
             return;
         };
@@ -263,7 +263,6 @@ impl Daemon {
         });
         let job = Job {
             manifests: set,
-            manifest_paths: self.paths.iter().map(|p| p.display().to_string()).collect(),
             saved: None,
             revision,
             trigger,
@@ -351,7 +350,7 @@ impl Daemon {
         self.engine.writer().is_some()
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stop_waiting().await;
         self.engine.close().await;
         self.announce.close(NOTIFY_DRAIN).await;

@@ -18,7 +18,7 @@ const STALL: Duration = Duration::from_secs(60);
 /// Longest reason served.
 const REASON: usize = 400;
 
-pub struct Health {
+pub(crate) struct Health {
     state: Mutex<Observed>,
 }
 
@@ -47,7 +47,7 @@ impl Default for Health {
 
 /// How the last reconcile ended, for readiness.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LastRun {
+pub(crate) enum LastRun {
     Fine,
     /// Stopped by something of this replica's own: unready.
     Blocked(String),
@@ -60,15 +60,15 @@ impl Health {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn beat(&self) {
+    pub(crate) fn beat(&self) {
         self.state().beat = Instant::now();
     }
 
-    pub fn manifests(&self, result: Result<(), String>) {
+    pub(crate) fn manifests(&self, result: Result<(), String>) {
         self.state().manifests = Some(result.map_err(|why| crate::quote::clean(&why, REASON)));
     }
 
-    pub fn last_run(&self, run: LastRun) {
+    pub(crate) fn last_run(&self, run: LastRun) {
         let mut state = self.state();
         let clean = |why: String| Some(crate::quote::clean(&why, REASON));
         (state.blocked, state.degraded) = match run {
@@ -78,7 +78,7 @@ impl Health {
         };
     }
 
-    pub fn live(&self) -> Result<(), String> {
+    pub(crate) fn live(&self) -> Result<(), String> {
         let quiet = self.state().beat.elapsed();
         if quiet > STALL {
             return Err(format!(
@@ -90,7 +90,7 @@ impl Health {
     }
 
     /// Ready, with a remote problem to mention if there is one; or why not.
-    pub fn ready(&self) -> Result<Option<String>, String> {
+    pub(crate) fn ready(&self) -> Result<Option<String>, String> {
         let state = self.state();
         match (&state.manifests, &state.blocked) {
             (None, _) => Err("the manifests have not been read yet".into()),

@@ -30,14 +30,14 @@ use super::health::Health;
 use crate::metrics::{self, Metrics};
 
 /// How long a connection may take to send its request headers.
-pub const HEADERS: Duration = Duration::from_secs(5);
+pub(super) const HEADERS: Duration = Duration::from_secs(5);
 /// How long a connection may stay open at all.
-pub const LIFETIME: Duration = Duration::from_secs(30);
+pub(super) const LIFETIME: Duration = Duration::from_secs(30);
 /// Largest request read (probes send a few hundred bytes).
 const MAX_REQUEST: usize = 16 << 10;
 
 /// Binds `listen`; returns the address bound (port 0 picks one).
-pub async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+pub(super) async fn bind(listen: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
@@ -67,7 +67,7 @@ impl Open {
 }
 
 /// Serves until `stop` is cancelled, at most `max_connections` at once.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,

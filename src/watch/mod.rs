@@ -26,7 +26,7 @@ mod http;
 mod leader;
 mod notices;
 mod refreshes;
-pub mod schedule;
+pub(crate) mod schedule;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -39,9 +39,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-pub use daemon::Daemon;
-pub use health::Health;
-pub use schedule::Timing;
+pub(crate) use daemon::Daemon;
+pub(crate) use health::Health;
+pub(crate) use schedule::Timing;
 
 use crate::engine::{Engine, Hooks};
 use crate::metrics::Metrics;
@@ -49,7 +49,7 @@ use crate::notifications::Notifier;
 use crate::settings::{Config, Output};
 
 /// Everything `watch` was asked to do, resolved.
-pub struct WatchConfig {
+pub(crate) struct WatchConfig {
     /// The runs it makes.
     pub run: Config,
     pub paths: Vec<PathBuf>,
@@ -66,14 +66,14 @@ pub struct WatchConfig {
 
 /// How the daemon exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// After a first signal, with work in flight finished or recorded as abandoned.
     Gracefully,
     /// At a second signal, at once.
     Forced,
 }
 
-pub async fn run(config: WatchConfig) -> anyhow::Result<Exit> {
+pub(crate) async fn run(config: WatchConfig) -> anyhow::Result<Exit> {
     let shutdown = crate::shutdown::on_signal();
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());

@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 
 /// Lines said while they hold, and said again only after they stopped holding.
 #[derive(Debug, Default)]
-pub struct Said(BTreeSet<String>);
+pub(super) struct Said(BTreeSet<String>);
 
 impl Said {
     /// The lines of `now` not said while they last held, and how many said before no longer
     /// hold. Remembers `now`.
-    pub fn update(&mut self, now: impl IntoIterator<Item = String>) -> (Vec<String>, usize) {
+    pub(super) fn update(&mut self, now: impl IntoIterator<Item = String>) -> (Vec<String>, usize) {
         let now: BTreeSet<String> = now.into_iter().collect();
         let fresh = now.difference(&self.0).cloned().collect();
         let gone = self.0.difference(&now).count();
@@ -22,26 +22,26 @@ impl Said {
 
 /// Whether the manifests were valid at the last reading, and which problems were logged.
 #[derive(Debug, Default)]
-pub struct Validity {
+pub(super) struct Validity {
     problems: Option<Vec<String>>,
 }
 
 impl Validity {
     /// Notes that the manifests are invalid with `problems`: true when these were not logged
     /// yet.
-    pub fn mark_invalid(&mut self, problems: Vec<String>) -> bool {
+    pub(super) fn mark_invalid(&mut self, problems: Vec<String>) -> bool {
         let changed = self.problems.as_ref() != Some(&problems);
         self.problems = Some(problems);
         changed
     }
 
     /// True unless the last reading found problems.
-    pub fn is_valid(&self) -> bool {
+    pub(super) fn is_valid(&self) -> bool {
         self.problems.is_none()
     }
 
     /// Notes that the manifests are valid: true when they were invalid until now.
-    pub fn mark_valid(&mut self) -> bool {
+    pub(super) fn mark_valid(&mut self) -> bool {
         self.problems.take().is_some()
     }
 }

@@ -14,7 +14,7 @@ pub(super) struct Refreshes {
 }
 
 impl Refreshes {
-    pub fn new(every: Option<Duration>) -> Refreshes {
+    pub(super) fn new(every: Option<Duration>) -> Refreshes {
         Refreshes {
             every,
             read_at: HashMap::new(),
@@ -22,7 +22,7 @@ impl Refreshes {
     }
 
     /// Takes what the ledger says now: each account and when its list was last read.
-    pub fn learn(&mut self, read_at: impl IntoIterator<Item = (String, Option<i64>)>) {
+    pub(super) fn learn(&mut self, read_at: impl IntoIterator<Item = (String, Option<i64>)>) {
         self.read_at = read_at.into_iter().collect();
     }
 
@@ -31,7 +31,7 @@ impl Refreshes {
     }
 
     /// Whether the live list of one of `accounts` is due to be read at `now_ms`.
-    pub fn due<'a>(&self, accounts: impl IntoIterator<Item = &'a str>, now_ms: i64) -> bool {
+    pub(super) fn due<'a>(&self, accounts: impl IntoIterator<Item = &'a str>, now_ms: i64) -> bool {
         let Some(every) = self.every else {
             return false;
         };
@@ -43,7 +43,7 @@ impl Refreshes {
 
     /// How long after `now_ms` the oldest live list of `accounts` falls due; `None` when none
     /// will.
-    pub fn next<'a>(
+    pub(super) fn next<'a>(
         &self,
         accounts: impl IntoIterator<Item = &'a str>,
         now_ms: i64,

@@ -32,20 +32,23 @@ use crate::backoff::Backoff;
 use crate::settings::durations;
 
 /// The pauses after consecutive fatal stops.
-pub const FATAL_BACKOFF: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
+pub(crate) const FATAL_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
 
 /// The pauses between attempts to read manifests that this machine could not read.
-pub const UNREAD_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+pub(crate) const UNREAD_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// A burst of changes is read at the latest this long (or ten debounces) after it began.
-pub const MAX_DEFER: Duration = Duration::from_secs(5);
+pub(crate) const MAX_DEFER: Duration = Duration::from_secs(5);
 
 /// The pauses before reading a change again after consecutive reads refused the manifests.
-pub const REFUSED_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
+pub(crate) const REFUSED_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
 
 /// The daemon's timing, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub debounce: Duration,
     /// `None`: no periodic resync.
     pub resync: Option<Duration>,
@@ -54,7 +57,7 @@ pub struct Timing {
 
 /// What is due now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Read the manifests and, when leading, reconcile them.
     Cycle {
         trigger: Trigger,
@@ -67,7 +70,7 @@ pub enum Action {
 
 /// How a cycle ended, as far as the schedule cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CycleEnd {
+pub(crate) enum CycleEnd {
     /// Done (converged, partial, or nothing to do).
     Done,
     /// The manifests read were refused (invalid): nothing ran.
@@ -81,7 +84,7 @@ pub enum CycleEnd {
 }
 
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     timing: Timing,
     /// When the debounced change falls due.
     change_at: Option<Instant>,
@@ -113,7 +116,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A daemon starting at `now`: a cycle at once; a takeover attempt later unless `leading`.
-    pub fn new(timing: Timing, now: Instant, leading: bool) -> Schedule {
+    pub(crate) fn new(timing: Timing, now: Instant, leading: bool) -> Schedule {
         // The settings refuse values under the floors; a caller that built its own timing
         // still cannot make the daemon wake more often.
         let timing = Timing {
@@ -143,20 +146,20 @@ impl Schedule {
 
     /// Something under the watched paths changed (or the watches moved): read once quiet
     /// for the debounce time, but no later than the burst's deadline.
-    pub fn manifests_changed(&mut self, now: Instant) {
+    pub(crate) fn manifests_changed(&mut self, now: Instant) {
         let since = *self.burst_since.get_or_insert(now);
         let deadline = since + MAX_DEFER.max(self.timing.debounce.saturating_mul(10));
         self.change_at = Some((now + self.timing.debounce).min(deadline));
     }
 
     /// The key file changed.
-    pub fn key_changed(&mut self, now: Instant) {
+    pub(crate) fn key_changed(&mut self, now: Instant) {
         self.reload_key = true;
         self.manifests_changed(now);
     }
 
     /// When the first live list falls due for a refresh (`None`: none will).
-    pub fn refresh_due_at(&mut self, at: Option<Instant>) {
+    pub(crate) fn refresh_due_at(&mut self, at: Option<Instant>) {
         self.next_refresh = at;
     }
 
@@ -174,7 +177,7 @@ impl Schedule {
     }
 
     /// When something falls due next; `None` while nothing is pending.
-    pub fn next_wake(&self) -> Option<Instant> {
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
         let timers = match self.retry_at {
             // Failing: only the retry itself, a change, and the lock.
             Some(retry) => [Some(retry), self.change_due(), self.next_takeover, None],
@@ -190,7 +193,7 @@ impl Schedule {
 
     /// Takes what is due at `now`, if anything: it is then no longer pending. A cycle's result
     /// must be reported with [`Schedule::finished`] before asking again.
-    pub fn take_due(&mut self, now: Instant) -> Option<Action> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Action> {
         if self.next_takeover.is_some_and(|t| t <= now) {
             self.next_takeover = None;
             return Some(Action::TakeOver);
@@ -224,7 +227,7 @@ impl Schedule {
 
     /// The cycle due earlier ended at `now`; returns the pause before the next attempt when
     /// the cycle ended in one (a fatal stop, manifests that could not be read).
-    pub fn finished(&mut self, now: Instant, ended: CycleEnd) -> Option<Duration> {
+    pub(crate) fn finished(&mut self, now: Instant, ended: CycleEnd) -> Option<Duration> {
         self.next_resync = self.timing.resync.map(|r| now + r);
         if ended != CycleEnd::Unread {
             self.unread = 0;
@@ -272,7 +275,7 @@ impl Schedule {
 
     /// The lock was lost (or a takeover attempt failed): try again after `takeover_every`.
     /// Whatever was failing stops counting: a replica that does not lead sends nothing.
-    pub fn stand_by(&mut self, now: Instant) {
+    pub(crate) fn stand_by(&mut self, now: Instant) {
         self.unreachable = 0;
         self.wait_for_lock(now + self.timing.takeover_every);
     }
@@ -280,7 +283,7 @@ impl Schedule {
     /// An attempt to take the lock could not reach the ledger: try again after a pause that
     /// grows from `takeover_every` to a minute, so that a server that is down is not
     /// hammered by every replica.
-    pub fn ledger_unreachable(&mut self, now: Instant) {
+    pub(crate) fn ledger_unreachable(&mut self, now: Instant) {
         let every = self.timing.takeover_every;
         let pause = Backoff::new(every, every.max(Duration::from_secs(60))).after(self.unreachable);
         self.unreachable = self.unreachable.saturating_add(1);
@@ -289,7 +292,7 @@ impl Schedule {
 
     /// Standing by, waiting on the lock itself: no attempt falls due until the wait ends
     /// ([`Schedule::took_over`], or [`Schedule::ledger_unreachable`] when it failed).
-    pub fn waiting_for_lock(&mut self) {
+    pub(crate) fn waiting_for_lock(&mut self) {
         self.next_takeover = None;
     }
 
@@ -301,7 +304,7 @@ impl Schedule {
     }
 
     /// The lock was taken: reconcile in full at once.
-    pub fn took_over(&mut self, now: Instant) {
+    pub(crate) fn took_over(&mut self, now: Instant) {
         self.next_takeover = None;
         self.change_at = Some(now);
         self.change_trigger = Trigger::Takeover;

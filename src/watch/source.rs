@@ -29,7 +29,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
 /// What changed.
-pub struct ChangeSignals {
+pub(super) struct ChangeSignals {
     pub manifests: Notify,
     pub credentials: Notify,
 }
@@ -49,7 +49,7 @@ struct Interest {
     dirs: BTreeMap<PathBuf, RecursiveMode>,
 }
 
-pub struct Source {
+pub(super) struct Source {
     watcher: RecommendedWatcher,
     /// Canonical directory to its mode, as wanted at the last rewatch.
     wanted: BTreeMap<PathBuf, RecursiveMode>,
@@ -67,7 +67,7 @@ pub struct Source {
 impl Source {
     /// Watches `paths` (the manifests) and `credentials` (files whose change means new
     /// credentials), ignoring everything under `ignore`.
-    pub fn new(
+    pub(super) fn new(
         paths: &[PathBuf],
         credentials: &[PathBuf],
         ignore: &[PathBuf],
@@ -118,7 +118,7 @@ impl Source {
 
     /// Re-resolves every path and watches what is needed now. Returns true when the watched
     /// set changed (a symlink was swapped, a path appeared or vanished).
-    pub fn rewatch(&mut self) -> bool {
+    pub(super) fn rewatch(&mut self) -> bool {
         let mut interest = Interest {
             ignore: self.ignore.clone(),
             ..Interest::default()
@@ -170,7 +170,7 @@ impl Source {
     }
 
     /// The directories watched now, for logs and tests.
-    pub fn watched(&self) -> impl Iterator<Item = &Path> {
+    pub(super) fn watched(&self) -> impl Iterator<Item = &Path> {
         self.watched.keys().map(PathBuf::as_path)
     }
 }

@@ -17,18 +17,18 @@ use crate::quote::quote;
 /// A value that does not fit the type it is read into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    pub message: String,
-    pub at: Option<Position>,
+    pub(crate) message: String,
+    pub(crate) at: Option<Position>,
     /// Dotted path of the value (`spec.subscribers[3]`); empty at the top.
-    pub path: String,
+    pub(crate) path: String,
     /// What serde named, when the problem is a field or a variant name: a caller can then
     /// say which field to use instead, or locate the key itself.
-    pub detail: Option<Detail>,
+    pub(crate) detail: Option<Detail>,
 }
 
 /// A problem with a name rather than a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Detail {
+pub(crate) enum Detail {
     UnknownField {
         field: String,
         expected: &'static [&'static str],
@@ -147,7 +147,7 @@ pub fn from_node<T: de::DeserializeOwned>(node: &Node<'_>) -> Result<T, Error> {
 /// Reads `item`, entry `index` of a list, as text: by the rules, and with the error, that
 /// `from_node::<Vec<String>>` applies to that entry (located at `[index]`), but borrowed
 /// rather than copied.
-pub fn text_item<'n>(item: &'n Node<'_>, index: usize) -> Result<&'n str, Error> {
+pub(crate) fn text_item<'n>(item: &'n Node<'_>, index: usize) -> Result<&'n str, Error> {
     let at_root = De {
         node: item,
         path: &Path::Root,

@@ -14,11 +14,13 @@
 //! and it is forty thousand lines to audit for what is a few hundred here.
 
 mod de;
-pub mod resolve;
+pub(crate) mod resolve;
 mod runs;
 mod suggest;
 mod tree;
 
-pub use de::{Detail, Error, from_node, text_item};
-pub use suggest::closest;
-pub use tree::{Document, Node, ParseError, Position, Segment, Style, TreeLimits, parse};
+pub use de::from_node;
+pub(crate) use de::{Detail, Error, text_item};
+pub(crate) use suggest::closest;
+pub(crate) use tree::{Document, Node, Position, Segment};
+pub use tree::{TreeLimits, parse};

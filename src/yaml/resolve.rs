@@ -13,7 +13,7 @@
 
 /// What a plain scalar resolves to under YAML 1.1 or 1.2, whichever is not text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     Null,
     Bool,
     Int,
@@ -26,7 +26,7 @@ pub enum Resolved {
 
 impl Resolved {
     /// In words, for messages.
-    pub fn described(self) -> &'static str {
+    pub(crate) fn described(self) -> &'static str {
         match self {
             Resolved::Null => "null (no value)",
             Resolved::Bool => "a boolean",
@@ -42,7 +42,7 @@ impl Resolved {
 /// The largest integer every tool keeps exact (JavaScript's `Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-pub fn resolve(s: &str) -> Resolved {
+pub(crate) fn resolve(s: &str) -> Resolved {
     if is_null(s) {
         Resolved::Null
     } else if is_bool(s) {
@@ -62,13 +62,13 @@ pub fn resolve(s: &str) -> Resolved {
 
 /// `0` or `[1-9][0-9]*` up to 2^53 - 1: read as the same number by every tool, and written
 /// back as the same text.
-pub fn is_safe_integer(s: &str) -> bool {
+pub(crate) fn is_safe_integer(s: &str) -> bool {
     let canonical = s == "0" || (s.starts_with(|c: char| matches!(c, '1'..='9')) && digits(s));
     canonical && s.parse::<u64>().is_ok_and(|n| n <= MAX_SAFE_INTEGER)
 }
 
 /// The 1.2 core booleans, which both versions agree on.
-pub fn core_bool(s: &str) -> Option<bool> {
+pub(crate) fn core_bool(s: &str) -> Option<bool> {
     match s {
         "true" | "True" | "TRUE" => Some(true),
         "false" | "False" | "FALSE" => Some(false),
@@ -76,7 +76,7 @@ pub fn core_bool(s: &str) -> Option<bool> {
     }
 }
 
-pub fn is_null(s: &str) -> bool {
+pub(crate) fn is_null(s: &str) -> bool {
     matches!(s, "" | "~" | "null" | "Null" | "NULL")
 }
 

@@ -25,26 +25,26 @@ const MIN_RUN: usize = 8;
 
 /// One entry of a run: its text (borrowed from the original) and where its scalar starts.
 #[derive(Debug, Clone, Copy)]
-pub struct Entry<'a> {
-    pub value: &'a str,
-    pub at: Position,
+pub(crate) struct Entry<'a> {
+    pub(crate) value: &'a str,
+    pub(crate) at: Position,
 }
 
 /// A run of entries at one indent, the first of which stays in the condensed text.
 #[derive(Debug)]
-pub struct Run<'a> {
+pub(crate) struct Run<'a> {
     /// Where the sequence's `-` is on the first line.
-    pub dash: Position,
-    pub first: Entry<'a>,
+    pub(crate) dash: Position,
+    pub(crate) first: Entry<'a>,
     /// The entries after the first, in order: the lines emptied in the condensed text.
-    pub rest: Vec<Entry<'a>>,
+    pub(crate) rest: Vec<Entry<'a>>,
     /// Byte ranges of the lines to empty (entries, blank and comment lines between them).
     emptied: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Default)]
-pub struct Runs<'a> {
-    pub runs: Vec<Run<'a>>,
+pub(crate) struct Runs<'a> {
+    pub(crate) runs: Vec<Run<'a>>,
 }
 
 /// An entry line: its indent, its text, whether single- or double-quoted.
@@ -77,7 +77,7 @@ fn is_filler(line: &str) -> bool {
 
 /// The runs of `text`. None at all when the text has a carriage return (the parser counts a
 /// lone one as a line break, which this scan does not).
-pub fn find(text: &str) -> Runs<'_> {
+pub(crate) fn find(text: &str) -> Runs<'_> {
     let mut runs = Runs::default();
     if text.contains('\r') {
         return runs;
@@ -138,12 +138,12 @@ pub fn find(text: &str) -> Runs<'_> {
 }
 
 impl Runs<'_> {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
 
     /// `text` with the runs' emptied lines cut down to their line breaks.
-    pub fn condensed(&self, text: &str) -> String {
+    pub(crate) fn condensed(&self, text: &str) -> String {
         let emptied: usize = self
             .runs
             .iter()

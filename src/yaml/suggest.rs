@@ -3,7 +3,7 @@
 
 /// The known key `name` was most likely meant to be: the same but for case, or at most two
 /// edits away (a third of the name for short ones).
-pub fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+pub(crate) fn closest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
     let lower = name.to_ascii_lowercase();
     known
         .map(|k| (distance(&lower, &k.to_ascii_lowercase()), k))

@@ -17,8 +17,8 @@ use crate::quote::quote;
 /// A 1-based line and column (columns count characters, as editors do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
-    pub line: usize,
-    pub column: usize,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
 }
 
 impl Position {
@@ -64,21 +64,21 @@ pub enum Node<'a> {
 
 /// One step of a path into a document: a mapping key or a sequence index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Segment<'s> {
+pub(crate) enum Segment<'s> {
     Key(&'s str),
     Index(usize),
 }
 
 impl<'a> Node<'a> {
     /// The node itself, through any anchor sharing.
-    pub fn resolved(&self) -> &Node<'a> {
+    pub(crate) fn resolved(&self) -> &Node<'a> {
         match self {
             Node::Shared(inner) => inner.resolved(),
             other => other,
         }
     }
 
-    pub fn position(&self) -> Position {
+    pub(crate) fn position(&self) -> Position {
         match self.resolved() {
             Node::Scalar { at, .. } | Node::Seq { at, .. } | Node::Map { at, .. } => *at,
             // `resolved` never returns Shared.
@@ -87,7 +87,7 @@ impl<'a> Node<'a> {
     }
 
     /// The explicit tag, written as in the file (`!!str`, `!custom`).
-    pub fn tag(&self) -> Option<&str> {
+    pub(crate) fn tag(&self) -> Option<&str> {
         match self.resolved() {
             Node::Scalar { tag, .. } | Node::Seq { tag, .. } | Node::Map { tag, .. } => {
                 tag.as_deref()
@@ -97,7 +97,7 @@ impl<'a> Node<'a> {
     }
 
     /// The text of a scalar.
-    pub fn as_scalar(&self) -> Option<&str> {
+    pub(crate) fn as_scalar(&self) -> Option<&str> {
         match self.resolved() {
             Node::Scalar { value, .. } => Some(value),
             _ => None,
@@ -105,7 +105,7 @@ impl<'a> Node<'a> {
     }
 
     /// What this node is, in words for messages ("a list", "a mapping", "text").
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self.resolved() {
             Node::Scalar { .. } => "a single value",
             Node::Seq { .. } => "a list",
@@ -115,7 +115,7 @@ impl<'a> Node<'a> {
     }
 
     /// The value under `key` in a mapping.
-    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
         match self.resolved() {
             Node::Map { entries, .. } => entries
                 .iter()
@@ -126,7 +126,7 @@ impl<'a> Node<'a> {
     }
 
     /// The position of the value at `path`, or of the deepest ancestor that exists.
-    pub fn find(&self, path: &[Segment<'_>]) -> Position {
+    pub(crate) fn find(&self, path: &[Segment<'_>]) -> Position {
         let mut node = self;
         for step in path {
             let next = match (node.resolved(), step) {
@@ -162,8 +162,8 @@ pub struct TreeLimits {
 /// Why a stream could not be read: the first problem, with its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    pub at: Position,
-    pub message: String,
+    pub(crate) at: Position,
+    pub(crate) message: String,
 }
 
 enum Frame<'a> {

@@ -22,7 +22,6 @@ mod notify;
 mod one_truth;
 mod plan;
 mod postgres;
-mod properties;
 mod scale;
 mod settings;
 mod state;

@@ -47,17 +47,17 @@ fn command(op: Op) -> Command {
     }
 }
 
-pub struct Context {
-    pub api: Arc<dyn Api>,
-    pub pacer: Arc<Pacer>,
-    pub recorder: Recorder,
-    pub policy: RetryPolicy,
+pub(super) struct Context {
+    pub(crate) api: Arc<dyn Api>,
+    pub(crate) pacer: Arc<Pacer>,
+    pub(crate) recorder: Recorder,
+    pub(crate) policy: RetryPolicy,
     /// Most calls in flight at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// How long batches already sent may take to finish after a stop.
-    pub drain: Duration,
+    pub(crate) drain: Duration,
     /// Told about every outcome once it is recorded.
-    pub observer: Arc<dyn Observer>,
+    pub(crate) observer: Arc<dyn Observer>,
 }
 
 enum BatchEvent {
@@ -107,7 +107,7 @@ struct Exec<'a> {
 /// Accounts are read (`load`) in order, each only once fewer than two rounds of batches are
 /// waiting to be sent: the pipeline never starves, and memory holds the lists of the accounts
 /// being sent, not of the whole run.
-pub async fn execute(
+pub(super) async fn execute(
     pending: Vec<Pending>,
     load: Load,
     ctx: &Context,

@@ -15,7 +15,7 @@ use crate::ledger::Cause;
 
 /// Where a password the URL leaves out may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordSource {
+pub(crate) enum PasswordSource {
     /// The password file the command line names (`--state-password-file`).
     File,
     /// An environment variable.
@@ -23,7 +23,7 @@ pub enum PasswordSource {
 }
 
 /// The password sources, in the order they are tried.
-pub const PASSWORD_SOURCES: [PasswordSource; 2] =
+pub(crate) const PASSWORD_SOURCES: [PasswordSource; 2] =
     [PasswordSource::File, PasswordSource::Env("PGPASSWORD")];
 
 /// A PostgreSQL database to keep the ledger in.
@@ -68,7 +68,7 @@ pub struct UrlError {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum UrlProblem {
+pub(super) enum UrlProblem {
     #[error("not a valid URL ({0}); write postgres://USER@HOST:PORT/DATABASE")]
     NotUrl(#[source] url::ParseError),
     #[error("the driver cannot use it; write postgres://USER@HOST:PORT/DATABASE")]
@@ -93,7 +93,7 @@ pub enum UrlProblem {
 
 /// How long a connection attempt (TCP, TLS and authentication together) may take unless the
 /// URL says otherwise.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server-side bounds subsync sets on its sessions unless `options` override them: no
 /// statement of the ledger's takes more than seconds, and a lock it waits for is a stuck peer.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -112,12 +112,12 @@ const DRIVER_PARAMETERS: &[&str] = &[
 
 impl Target {
     /// True for text that names a PostgreSQL database rather than a directory.
-    pub fn claims(text: &str) -> bool {
+    pub(crate) fn claims(text: &str) -> bool {
         text.starts_with("postgres://") || text.starts_with("postgresql://")
     }
 
     /// Parses a `postgres://` URL.
-    pub fn parse(raw: &str) -> Result<Target, UrlError> {
+    pub(crate) fn parse(raw: &str) -> Result<Target, UrlError> {
         let shown = crate::quote::without_password(raw);
         let bad = |problem| UrlError {
             shown: shown.clone(),
@@ -199,7 +199,7 @@ impl Target {
 
     /// Fills in the password when the URL carries none, from the first of
     /// [`PASSWORD_SOURCES`] that `secret` has one for.
-    pub fn fill_password<E>(
+    pub(crate) fn fill_password<E>(
         &mut self,
         mut secret: impl FnMut(PasswordSource) -> Result<Option<String>, E>,
     ) -> Result<(), E> {
@@ -219,24 +219,28 @@ impl Target {
         self.config.get_password().filter(|p| !p.is_empty())
     }
 
-    pub fn user(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn user(&self) -> &str {
         self.config.get_user().unwrap_or_default()
     }
 
     /// The database; `None`: the server's default, the user's name.
-    pub fn dbname(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn dbname(&self) -> Option<&str> {
         self.config.get_dbname()
     }
 
-    pub fn hosts(&self) -> &[tokio_postgres::config::Host] {
+    #[cfg(test)]
+    pub(crate) fn hosts(&self) -> &[tokio_postgres::config::Host] {
         self.config.get_hosts()
     }
 
-    pub fn ports(&self) -> &[u16] {
+    #[cfg(test)]
+    pub(crate) fn ports(&self) -> &[u16] {
         self.config.get_ports()
     }
 
-    pub fn connect_timeout(&self) -> Duration {
+    pub(crate) fn connect_timeout(&self) -> Duration {
         self.config
             .get_connect_timeout()
             .copied()
@@ -244,13 +248,13 @@ impl Target {
     }
 
     /// The URL without its password.
-    pub fn shown(&self) -> &str {
+    pub(crate) fn shown(&self) -> &str {
         &self.shown
     }
 
     /// The `options` sent to the server: subsync's timeouts first, the URL's after them (the
     /// server takes the last value of a setting given twice).
-    pub fn server_options(&self) -> String {
+    pub(crate) fn server_options(&self) -> String {
         let ours = format!(
             "-c statement_timeout={}ms -c lock_timeout={}ms",
             STATEMENT_TIMEOUT.as_millis(),
@@ -276,7 +280,7 @@ impl Target {
 /// `statement_timeout` in milliseconds (as the server reports it): that, and a margin for the
 /// answer to travel. A server that says nothing for this long is treated as gone.
 /// `statement_timeout=0` (no limit) waits ten minutes.
-pub fn answer_deadline(statement_timeout_ms: i64) -> Duration {
+pub(super) fn answer_deadline(statement_timeout_ms: i64) -> Duration {
     match u64::try_from(statement_timeout_ms) {
         Ok(ms) if ms > 0 => Duration::from_millis(ms) + Duration::from_secs(5),
         _ => Duration::from_secs(600),

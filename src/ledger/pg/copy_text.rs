@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 /// What the server sent is not what COPY's text format promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CopyError {
+pub(super) enum CopyError {
     #[error("the server sent a subscriber that is not UTF-8")]
     NotUtf8,
     #[error("the server sent a COPY field ending in a lone backslash")]
@@ -23,7 +23,11 @@ pub(super) struct CopyLines {
 
 impl CopyLines {
     /// Hands each whole line of `chunk` (and of what earlier chunks left) to `each`.
-    pub fn feed(&mut self, chunk: &[u8], each: &mut dyn FnMut(&str)) -> Result<(), CopyError> {
+    pub(super) fn feed(
+        &mut self,
+        chunk: &[u8],
+        each: &mut dyn FnMut(&str),
+    ) -> Result<(), CopyError> {
         let mut start = 0;
         for end in chunk
             .iter()
@@ -45,7 +49,7 @@ impl CopyLines {
     }
 
     /// Fails when the last line had no end.
-    pub fn finish(self) -> Result<(), CopyError> {
+    pub(super) fn finish(self) -> Result<(), CopyError> {
         if self.partial.is_empty() {
             Ok(())
         } else {

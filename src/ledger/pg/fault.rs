@@ -19,17 +19,17 @@ use crate::ledger::{Cause, Hint, LedgerError, LockLoss};
 #[derive(Debug)]
 pub(super) struct Session {
     /// The URL without its password.
-    pub at: String,
+    pub(crate) at: String,
     /// How long to wait for any one answer.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// Whether this session holds the writer lock.
-    pub writer: bool,
+    pub(crate) writer: bool,
     /// Set once the session is given up on.
     abandoned: AtomicBool,
 }
 
 impl Session {
-    pub fn new(at: String, deadline: Duration, writer: bool) -> Session {
+    pub(super) fn new(at: String, deadline: Duration, writer: bool) -> Session {
         Session {
             at,
             deadline,
@@ -39,7 +39,7 @@ impl Session {
     }
 
     /// Fails at once when the session was given up on.
-    pub fn usable(&self) -> Result<(), LedgerError> {
+    pub(super) fn usable(&self) -> Result<(), LedgerError> {
         if self.abandoned.load(Ordering::Acquire) {
             return Err(self.lost(LockLoss::Abandoned));
         }
@@ -47,7 +47,7 @@ impl Session {
     }
 
     /// `fut` within the answer deadline; a silent server gives the session up.
-    pub async fn within<T>(
+    pub(super) async fn within<T>(
         &self,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, LedgerError> {
@@ -56,7 +56,7 @@ impl Session {
     }
 
     /// `fut` within `deadline`.
-    pub async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         deadline: Duration,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
@@ -69,7 +69,7 @@ impl Session {
     }
 
     /// The server said nothing for `after`: the session is given up on.
-    pub fn silent(&self, after: Duration) -> LedgerError {
+    pub(super) fn silent(&self, after: Duration) -> LedgerError {
         self.abandoned.store(true, Ordering::Release);
         self.lost(LockLoss::Silent(after))
     }
@@ -91,7 +91,7 @@ impl Session {
     }
 
     /// What a failed call means.
-    pub fn error(&self, e: tokio_postgres::Error) -> LedgerError {
+    pub(super) fn error(&self, e: tokio_postgres::Error) -> LedgerError {
         if lost_session(&e) {
             self.abandoned.store(true, Ordering::Release);
             return if self.writer {

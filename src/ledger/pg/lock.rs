@@ -21,10 +21,10 @@ use crate::ledger::{LedgerError, LockLoss};
 const LOCK_CLASS: i32 = 0x5355_4253;
 
 /// The serial bump, fenced: it matches no row once another writer took over. `$1` the epoch.
-pub const BUMP_FENCED: &str = "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'serial' AND (SELECT epoch FROM holder WHERE id = 1) = $1";
+pub(super) const BUMP_FENCED: &str = "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'serial' AND (SELECT epoch FROM holder WHERE id = 1) = $1";
 
 /// Takes the lock without waiting; true when this session now holds it.
-pub async fn try_take(client: &Client) -> Result<bool, tokio_postgres::Error> {
+pub(super) async fn try_take(client: &Client) -> Result<bool, tokio_postgres::Error> {
     client
         .query_one(
             "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
@@ -36,17 +36,17 @@ pub async fn try_take(client: &Client) -> Result<bool, tokio_postgres::Error> {
 
 /// The server's keepalives for a session holding or waiting for the lock: a dead peer's
 /// session ends (and its lock, or its place in the queue for it, goes) within about 30 s.
-pub const SERVER_KEEPALIVES: &str = "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000";
+pub(super) const SERVER_KEEPALIVES: &str = "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000";
 
 /// How long one round of waiting for the lock lasts on the server (`lock_timeout`); the next
 /// round follows at once. Each round's answer shows the session alive, on top of keepalives.
-pub const WAIT_ROUND: Duration = Duration::from_secs(30);
+pub(super) const WAIT_ROUND: Duration = Duration::from_secs(30);
 
 /// Waits for the lock on this session, a round of [`WAIT_ROUND`] at a time, and returns once
 /// this session holds it. The server grants it the moment the holder's session ends. Only a
 /// session dedicated to waiting may call this: it changes the session's timeouts (restored
 /// once the lock is granted).
-pub async fn wait(session: &Session, client: &Client) -> Result<(), LedgerError> {
+pub(super) async fn wait(session: &Session, client: &Client) -> Result<(), LedgerError> {
     let round = format!(
         "SET statement_timeout = 0; SET lock_timeout = {}",
         WAIT_ROUND.as_millis()
@@ -85,7 +85,10 @@ pub async fn wait(session: &Session, client: &Client) -> Result<(), LedgerError>
 }
 
 /// Records this session as the holder and returns the new fencing epoch.
-pub async fn record_holder(client: &Client, command: &str) -> Result<i64, tokio_postgres::Error> {
+pub(super) async fn record_holder(
+    client: &Client,
+    command: &str,
+) -> Result<i64, tokio_postgres::Error> {
     client
         .query_one(
             "INSERT INTO holder (id, epoch, command, host, pid, backend_pid, since)
@@ -105,7 +108,7 @@ pub async fn record_holder(client: &Client, command: &str) -> Result<i64, tokio_
 }
 
 /// Who holds the lock, for the refusal: "subsync watch on HOST (PID n) since TIME".
-pub async fn describe_holder(client: &Client) -> Result<String, tokio_postgres::Error> {
+pub(super) async fn describe_holder(client: &Client) -> Result<String, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT command, host, pid, since FROM holder WHERE id = 1",
@@ -129,7 +132,7 @@ pub async fn describe_holder(client: &Client) -> Result<String, tokio_postgres::
 
 /// Whether this session still holds the lock at `epoch`: its advisory lock is granted and no
 /// takeover happened since. `Ok(Some(why))` when it does not.
-pub async fn still_held(
+pub(super) async fn still_held(
     client: &Client,
     epoch: i64,
 ) -> Result<Option<LockLoss>, tokio_postgres::Error> {

@@ -37,7 +37,8 @@ use futures_util::future::BoxFuture;
 use tokio_postgres::{Client, IsolationLevel, Statement};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{PASSWORD_SOURCES, PasswordSource, RootCert, Target, TlsMode, UrlError};
+pub(crate) use config::{PasswordSource, UrlError};
+pub use config::{Target, TlsMode};
 use fault::Session;
 use schema::Contents;
 use tx::PgTx;

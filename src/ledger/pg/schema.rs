@@ -126,14 +126,14 @@ CREATE TABLE account_properties (
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == SCHEMA_VERSION);
 
 /// The live lists being refreshed, page by page: session-private, gone with the session.
-pub const STAGING: &str = r#"CREATE TEMP TABLE IF NOT EXISTS observed (
+pub(super) const STAGING: &str = r#"CREATE TEMP TABLE IF NOT EXISTS observed (
     account    TEXT COLLATE "C" NOT NULL,
     subscriber TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (account, subscriber)
 )"#;
 
 /// What the connection's current schema holds.
-pub enum Contents {
+pub(super) enum Contents {
     /// The search path names no schema that exists.
     NoSchema,
     Empty,
@@ -143,7 +143,7 @@ pub enum Contents {
 }
 
 /// What the current schema holds.
-pub async fn identify(client: &Client) -> Result<Contents, tokio_postgres::Error> {
+pub(super) async fn identify(client: &Client) -> Result<Contents, tokio_postgres::Error> {
     let schema: Option<String> = client
         .query_one("SELECT current_schema()", &[])
         .await?
@@ -210,7 +210,7 @@ pub async fn identify(client: &Client) -> Result<Contents, tokio_postgres::Error
 /// Brings an empty schema (`from` 0) or an older ledger up to [`SCHEMA_VERSION`] in one
 /// transaction. The caller holds the writer lock, so this runs once however many replicas
 /// start together.
-pub async fn upgrade(client: &Client, from: i64) -> Result<(), tokio_postgres::Error> {
+pub(super) async fn upgrade(client: &Client, from: i64) -> Result<(), tokio_postgres::Error> {
     client.batch_execute("BEGIN").await?;
     let upgraded = async {
         for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {

@@ -7,42 +7,42 @@ use tokio_postgres::types::Type;
 use crate::ledger::changes::Statement;
 use crate::ledger::write::RefreshStep;
 
-pub const META: &str = "SELECT key, value FROM meta";
-pub const META_SET: &str = "UPDATE meta SET value = $2 WHERE key = $1";
+pub(super) const META: &str = "SELECT key, value FROM meta";
+pub(super) const META_SET: &str = "UPDATE meta SET value = $2 WHERE key = $1";
 
-pub const ACCOUNTS: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at, updated_at
+pub(super) const ACCOUNTS: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at, updated_at
     FROM accounts ORDER BY official_account";
-pub const ACCOUNT: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at, updated_at
+pub(super) const ACCOUNT: &str = "SELECT id, official_account, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at, updated_at
     FROM accounts WHERE official_account = $1";
-pub const HELD: &str = "SELECT official_account AS name FROM accounts a
+pub(super) const HELD: &str = "SELECT official_account AS name FROM accounts a
     WHERE EXISTS (SELECT 1 FROM confirmed c WHERE c.account_id = a.id)";
 /// The account's row, made if missing; one round trip either way.
-pub const ACCOUNT_ID: &str = "WITH made AS (
+pub(super) const ACCOUNT_ID: &str = "WITH made AS (
         INSERT INTO accounts (official_account, updated_at) VALUES ($1, $2)
         ON CONFLICT (official_account) DO NOTHING RETURNING id)
     SELECT id FROM made UNION ALL SELECT id FROM accounts WHERE official_account = $1";
 
-pub const FAILED: &str = "SELECT subscriber, op, code, attempts, first_at, last_at, run_id
+pub(super) const FAILED: &str = "SELECT subscriber, op, code, attempts, first_at, last_at, run_id
     FROM failed WHERE account_id = $1 ORDER BY subscriber";
-pub const DRIFT: &str = "SELECT direction, subscriber, observed_at FROM drift
+pub(super) const DRIFT: &str = "SELECT direction, subscriber, observed_at FROM drift
     WHERE account_id = $1 ORDER BY direction, subscriber";
-pub const INTENTS: &str =
+pub(super) const INTENTS: &str =
     "SELECT subscriber, op, run_id FROM intents WHERE account_id = $1 ORDER BY subscriber";
-pub const OUT_OF_BAND: &str = "SELECT subscriber AS name FROM confirmed
+pub(super) const OUT_OF_BAND: &str = "SELECT subscriber AS name FROM confirmed
     WHERE managed = false AND account_id = $1 ORDER BY subscriber";
-pub const PROPERTIES: &str = "SELECT live, owner, learnt_at, declared, kept
+pub(super) const PROPERTIES: &str = "SELECT live, owner, learnt_at, declared, kept
     FROM account_properties WHERE account_id = $1";
-pub const CONFIRMED_ROWS: &str =
+pub(super) const CONFIRMED_ROWS: &str =
     "SELECT subscriber, confirmed_at, run_id, already, observed, managed
     FROM confirmed WHERE account_id = $1 ORDER BY subscriber";
 /// Streamed with COPY: the primary key hands the rows over in byte order (`COLLATE "C"`).
-pub fn confirmed_copy(account: i64) -> String {
+pub(super) fn confirmed_copy(account: i64) -> String {
     format!(
         "COPY (SELECT subscriber FROM confirmed WHERE account_id = {account} ORDER BY subscriber) TO STDOUT"
     )
 }
 
-pub const OVERVIEWS: &str = "SELECT a.official_account,
+pub(super) const OVERVIEWS: &str = "SELECT a.official_account,
         (SELECT count(*) FROM confirmed c WHERE c.account_id = a.id) AS confirmed,
         (SELECT count(*) FROM failed f WHERE f.account_id = a.id) AS failed,
         a.max_subscribers, a.subscriber_num, a.limit_reached_at, a.missing_since, a.invalid_since,
@@ -52,36 +52,37 @@ pub const OVERVIEWS: &str = "SELECT a.official_account,
         p.live, p.owner, p.learnt_at, p.declared, p.kept
     FROM accounts a LEFT JOIN account_properties p ON p.account_id = a.id
     ORDER BY a.official_account";
-pub const RUNS: &str =
+pub(super) const RUNS: &str =
     "SELECT id, command, started_at, finished_at, revision, result, summary, pid, version
     FROM runs ORDER BY id DESC LIMIT $1";
-pub const RUNS_ALL: &str =
+pub(super) const RUNS_ALL: &str =
     "SELECT id, command, started_at, finished_at, revision, result, summary, pid, version
     FROM runs ORDER BY id DESC";
 
-pub const ACCOUNT_INSERT: &str = "INSERT INTO accounts (official_account, updated_at, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at)
+pub(super) const ACCOUNT_INSERT: &str = "INSERT INTO accounts (official_account, updated_at, max_subscribers, subscriber_num, limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
-pub const CONFIRMED_INSERT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
+pub(super) const CONFIRMED_INSERT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
     SELECT CAST($1 AS BIGINT), * FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS BOOLEAN[]), CAST($6 AS BOOLEAN[]), CAST($7 AS BOOLEAN[]))";
-pub const FAILED_INSERT: &str =
+pub(super) const FAILED_INSERT: &str =
     "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-pub const DRIFT_INSERT: &str =
+pub(super) const DRIFT_INSERT: &str =
     "INSERT INTO drift (account_id, direction, subscriber, observed_at) VALUES ($1, $2, $3, $4)";
-pub const INTENT_INSERT: &str =
+pub(super) const INTENT_INSERT: &str =
     "INSERT INTO intents (account_id, subscriber, op, run_id) VALUES ($1, $2, $3, $4)";
 
 /// Ids are numbered here, not by the database, so that a copied audit log goes on numbering
 /// after its last run everywhere.
-pub const RUN_BEGIN: &str = "INSERT INTO runs (id, command, started_at, revision, pid, version)
+pub(super) const RUN_BEGIN: &str =
+    "INSERT INTO runs (id, command, started_at, revision, pid, version)
     VALUES ((SELECT coalesce(max(id), 0) + 1 FROM runs), $1, $2, $3, $4, $5) RETURNING id";
-pub const RUN_FINISH: &str =
+pub(super) const RUN_FINISH: &str =
     "UPDATE runs SET finished_at = $2, result = $3, summary = $4 WHERE id = $1";
-pub const RUN_INSERT: &str = "INSERT INTO runs (id, command, started_at, finished_at, revision, result, summary, pid, version)
+pub(super) const RUN_INSERT: &str = "INSERT INTO runs (id, command, started_at, finished_at, revision, result, summary, pid, version)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// The types of every step's fourteen parameters (see [`step`]).
-pub const STEP_TYPES: &[Type] = &[
+pub(super) const STEP_TYPES: &[Type] = &[
     Type::INT8,
     Type::TEXT_ARRAY,
     Type::INT8_ARRAY,
@@ -102,7 +103,7 @@ pub const STEP_TYPES: &[Type] = &[
 /// subscribers, `$3` their codes, `$4` now, `$5` the run, `$6` already, `$7` the operation,
 /// `$8` MaxSubscriberNum, `$9` the count, `$10` to `$14` the account's properties (live,
 /// owner, learnt_at, declared, kept). Lists are arrays: one statement serves a batch.
-pub fn step(statement: Statement) -> &'static str {
+pub(super) fn step(statement: Statement) -> &'static str {
     match statement {
         Statement::ClearIntents => {
             "DELETE FROM intents WHERE account_id = $1 AND subscriber = ANY($2)"
@@ -167,14 +168,14 @@ pub fn step(statement: Statement) -> &'static str {
 }
 
 /// The staging area: the live lists being read, a page at a time.
-pub const STAGE: &str = "INSERT INTO observed (account, subscriber)
+pub(super) const STAGE: &str = "INSERT INTO observed (account, subscriber)
     SELECT CAST($1 AS TEXT), unnest(CAST($2 AS TEXT[])) ON CONFLICT DO NOTHING";
-pub const UNSTAGE: &str = "DELETE FROM observed WHERE account = $1";
+pub(super) const UNSTAGE: &str = "DELETE FROM observed WHERE account = $1";
 
 /// One statement of the end of a refresh. Every one is prepared with the same five typed
 /// parameters (see `PARAMS_REFRESH`): `$1` the account id, `$2` the official account, `$3` now, `$4` the run, `$5`
 /// MaxSubscriberNum (NULL: unchanged).
-pub fn refresh(step: RefreshStep) -> &'static str {
+pub(super) fn refresh(step: RefreshStep) -> &'static str {
     match step {
         RefreshStep::Seen => "SELECT count(*) FROM observed WHERE account = $2",
         RefreshStep::ClearDrift => "DELETE FROM drift WHERE account_id = $1",

@@ -20,7 +20,7 @@ use crate::ledger::{Cause, Hint, LedgerError};
 
 /// Why TLS to the server cannot be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
+pub(super) enum TlsSetupError {
     #[error("cannot set up TLS")]
     Rustls(#[source] rustls::Error),
     #[error("cannot use the CA certificates")]
@@ -37,7 +37,7 @@ pub enum TlsSetupError {
 }
 
 /// The driver's `sslmode` for ours.
-pub fn driver_mode(mode: TlsMode) -> tokio_postgres::config::SslMode {
+pub(super) fn driver_mode(mode: TlsMode) -> tokio_postgres::config::SslMode {
     use tokio_postgres::config::SslMode;
     match mode {
         TlsMode::Disable => SslMode::Disable,
@@ -47,7 +47,7 @@ pub fn driver_mode(mode: TlsMode) -> tokio_postgres::config::SslMode {
 }
 
 /// The TLS connector `target`'s `sslmode` calls for.
-pub fn connector(target: &Target) -> Result<MakeRustlsConnect, LedgerError> {
+pub(super) fn connector(target: &Target) -> Result<MakeRustlsConnect, LedgerError> {
     setup(target).map_err(|e| LedgerError::Unavailable {
         at: target.shown().to_owned(),
         hint: Hint::default(),

@@ -61,7 +61,7 @@ impl PgRow<'_> {
 crate::ledger::rows::row_by_get!(PgRow<'_>);
 
 impl<'c> PgTx<'c> {
-    pub fn new(
+    pub(super) fn new(
         tx: Transaction<'c>,
         session: &'c Session,
         prepared: &'c mut HashMap<&'static str, Statement>,

@@ -19,14 +19,14 @@ use crate::ledger::{Cause, LedgerError};
 
 /// Held for as long as the writer lives.
 #[derive(Debug)]
-pub struct WriterLock {
+pub(super) struct WriterLock {
     _file: File,
 }
 
 /// Largest note read back from a lock file: the note subsync writes is under 100 bytes.
 const MAX_NOTE: u64 = 4096;
 
-pub fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerError> {
+pub(super) fn acquire(state_dir: &Path, command: &str) -> Result<WriterLock, LedgerError> {
     let path = state_dir.join("ledger.lock");
     let shown = path.display().to_string();
     let io = |e: std::io::Error| LedgerError::Io {

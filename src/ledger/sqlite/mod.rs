@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
 
-pub use target::{DirectoryError, FILE_NAME, Target};
+pub(crate) use target::{DirectoryError, FILE_NAME, Target};
 use tx::SqliteTx;
 
 use super::store::{self, Fut, ReadTx, Store, WriteTx, WriterStore};

@@ -10,10 +10,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::ledger::{Cause, LedgerError, SCHEMA_VERSION};
 
 /// `SUBS` in ASCII.
-pub const APPLICATION_ID: i32 = 0x5355_4253;
+pub(super) const APPLICATION_ID: i32 = 0x5355_4253;
 
 /// Each entry upgrades the schema by one version; the index + 1 is the version it produces.
-pub const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -131,7 +131,10 @@ fn sqlite(at: &str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
 
 /// Opens an existing ledger read-only, or `None` when there is none yet. `at` is how
 /// messages show it.
-pub fn open_read(path: &Path, at: &str) -> Result<Option<(Connection, String)>, LedgerError> {
+pub(super) fn open_read(
+    path: &Path,
+    at: &str,
+) -> Result<Option<(Connection, String)>, LedgerError> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() == 0 => return Ok(None),
         Ok(_) => {}
@@ -159,7 +162,7 @@ pub fn open_read(path: &Path, at: &str) -> Result<Option<(Connection, String)>, 
 }
 
 /// Opens (creating or upgrading) the ledger for writing. The caller holds the writer lock.
-pub fn open_write(path: &Path, at: &str) -> Result<Connection, LedgerError> {
+pub(super) fn open_write(path: &Path, at: &str) -> Result<Connection, LedgerError> {
     let mut conn = Connection::open(path).map_err(sqlite(at))?;
     let version = match check_contents(&conn, at)? {
         Contents::Empty => 0,
@@ -240,7 +243,8 @@ fn check_contents(conn: &Connection, at: &str) -> Result<Contents, LedgerError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{FILE_NAME, Reader, Writer};
+    use crate::ledger::sqlite::FILE_NAME;
+    use crate::ledger::{Reader, Writer};
 
     /// A ledger as subsync wrote it before schema version 2.
     fn version_one(dir: &Path) {

@@ -5,71 +5,76 @@
 use crate::ledger::changes::Statement;
 use crate::ledger::write::RefreshStep;
 
-pub const META: &str = "SELECT key, value FROM meta";
-pub const META_SET: &str = "UPDATE meta SET value = :value WHERE key = :key";
+pub(super) const META: &str = "SELECT key, value FROM meta";
+pub(super) const META_SET: &str = "UPDATE meta SET value = :value WHERE key = :key";
 
-pub const ACCOUNTS: &str = "SELECT * FROM accounts ORDER BY official_account";
-pub const ACCOUNT: &str = "SELECT * FROM accounts WHERE official_account = :name";
+pub(super) const ACCOUNTS: &str = "SELECT * FROM accounts ORDER BY official_account";
+pub(super) const ACCOUNT: &str = "SELECT * FROM accounts WHERE official_account = :name";
 /// One probe of the primary key per account (not a scan of `confirmed`).
-pub const HELD: &str = "SELECT official_account AS name FROM accounts AS a
+pub(super) const HELD: &str = "SELECT official_account AS name FROM accounts AS a
     WHERE EXISTS (SELECT 1 FROM confirmed WHERE account_id = a.id)";
-pub const ACCOUNT_ENSURE: &str = "INSERT INTO accounts (official_account, updated_at)
+pub(super) const ACCOUNT_ENSURE: &str = "INSERT INTO accounts (official_account, updated_at)
     VALUES (:name, :now) ON CONFLICT (official_account) DO NOTHING";
-pub const ACCOUNT_ID: &str = "SELECT id FROM accounts WHERE official_account = :name";
+pub(super) const ACCOUNT_ID: &str = "SELECT id FROM accounts WHERE official_account = :name";
 
-pub const FAILED: &str = "SELECT * FROM failed WHERE account_id = :account ORDER BY subscriber";
-pub const DRIFT: &str =
+pub(super) const FAILED: &str =
+    "SELECT * FROM failed WHERE account_id = :account ORDER BY subscriber";
+pub(super) const DRIFT: &str =
     "SELECT * FROM drift WHERE account_id = :account ORDER BY direction, subscriber";
-pub const INTENTS: &str = "SELECT * FROM intents WHERE account_id = :account ORDER BY subscriber";
+pub(super) const INTENTS: &str =
+    "SELECT * FROM intents WHERE account_id = :account ORDER BY subscriber";
 /// `managed` leads the partial index, so that the few out-of-band rows are read alone.
-pub const OUT_OF_BAND: &str = "SELECT subscriber AS name FROM confirmed
+pub(super) const OUT_OF_BAND: &str = "SELECT subscriber AS name FROM confirmed
     WHERE managed = false AND account_id = :account ORDER BY subscriber";
-pub const PROPERTIES: &str = "SELECT * FROM account_properties WHERE account_id = :account";
-pub const CONFIRMED_ROWS: &str =
+pub(super) const PROPERTIES: &str = "SELECT * FROM account_properties WHERE account_id = :account";
+pub(super) const CONFIRMED_ROWS: &str =
     "SELECT * FROM confirmed WHERE account_id = :account ORDER BY subscriber";
 /// The primary key hands the rows over in byte order (BINARY collation).
-pub const CONFIRMED: &str =
+pub(super) const CONFIRMED: &str =
     "SELECT subscriber FROM confirmed WHERE account_id = :account ORDER BY subscriber";
 
 /// With the account's properties, when it has any (`live` is NULL when not).
-pub const OVERVIEWS: &str = "SELECT a.*, p.live, p.owner, p.learnt_at, p.declared, p.kept,
+pub(super) const OVERVIEWS: &str = "SELECT a.*, p.live, p.owner, p.learnt_at, p.declared, p.kept,
         (SELECT count(*) FROM confirmed WHERE account_id = a.id) AS confirmed,
         (SELECT count(*) FROM failed WHERE account_id = a.id) AS failed,
         (SELECT count(*) FROM drift WHERE account_id = a.id AND direction = 'added') AS drift_added,
         (SELECT count(*) FROM drift WHERE account_id = a.id AND direction = 'removed') AS drift_removed
     FROM accounts AS a LEFT JOIN account_properties AS p ON p.account_id = a.id
     ORDER BY a.official_account";
-pub const RUNS: &str = "SELECT * FROM runs ORDER BY id DESC LIMIT :limit";
-pub const RUNS_ALL: &str = "SELECT * FROM runs ORDER BY id DESC";
-pub const ANYTHING: &str = "SELECT EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM runs)";
+pub(super) const RUNS: &str = "SELECT * FROM runs ORDER BY id DESC LIMIT :limit";
+pub(super) const RUNS_ALL: &str = "SELECT * FROM runs ORDER BY id DESC";
+pub(super) const ANYTHING: &str =
+    "SELECT EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM runs)";
 
 /// Ids are numbered here, not by the database, so that a copied audit log goes on numbering
 /// after its last run everywhere.
-pub const RUN_BEGIN: &str = "INSERT INTO runs (id, command, started_at, revision, pid, version)
+pub(super) const RUN_BEGIN: &str =
+    "INSERT INTO runs (id, command, started_at, revision, pid, version)
     SELECT coalesce(max(id), 0) + 1, :command, :started_at, :revision, :pid, :version FROM runs
     RETURNING id";
-pub const RUN_FINISH: &str =
+pub(super) const RUN_FINISH: &str =
     "UPDATE runs SET finished_at = :now, result = :result, summary = :summary WHERE id = :run";
-pub const RUN_INSERT: &str = "INSERT INTO runs (id, command, started_at, finished_at, revision, result, summary, pid, version)
+pub(super) const RUN_INSERT: &str = "INSERT INTO runs (id, command, started_at, finished_at, revision, result, summary, pid, version)
     VALUES (:id, :command, :started_at, :finished_at, :revision, :result, :summary, :pid, :version)";
-pub const ACCOUNT_INSERT: &str =
+pub(super) const ACCOUNT_INSERT: &str =
     "INSERT INTO accounts (official_account, updated_at, max_subscribers, subscriber_num,
         limit_reached_at, missing_since, invalid_since, counted_at, refreshed_at)
     VALUES (:name, :updated_at, :max, :num, :limit_reached_at, :missing_since, :invalid_since,
         :counted_at, :refreshed_at)
     RETURNING id";
-pub const CONFIRMED_INSERT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
+pub(super) const CONFIRMED_INSERT: &str = "INSERT INTO confirmed (account_id, subscriber, confirmed_at, run_id, already, observed, managed)
     VALUES (:account, :subscriber, :at, :run, :already, :observed, :managed)";
-pub const FAILED_INSERT: &str =
+pub(super) const FAILED_INSERT: &str =
     "INSERT INTO failed (account_id, subscriber, code, attempts, first_at, last_at, run_id, op)
     VALUES (:account, :subscriber, :code, :attempts, :first_at, :last_at, :run, :op)";
-pub const DRIFT_INSERT: &str = "INSERT INTO drift (account_id, direction, subscriber, observed_at)
+pub(super) const DRIFT_INSERT: &str =
+    "INSERT INTO drift (account_id, direction, subscriber, observed_at)
     VALUES (:account, :direction, :subscriber, :at)";
 
 /// A step of recording a run, over whichever of these it names: `:account`, `:now`, `:run`,
 /// `:already`, `:op`, `:max`, `:num`, and, run once per subscriber, `:subscriber` (with its
 /// `:code`).
-pub fn step(statement: Statement) -> &'static str {
+pub(super) fn step(statement: Statement) -> &'static str {
     match statement {
         Statement::ClearIntents => FORGET[0],
         Statement::Confirm => {
@@ -134,17 +139,17 @@ const FORGET: [&str; 3] = [
 ];
 
 /// An intent an earlier run recorded stays that run's (also a copied intent).
-pub const INTEND: &str = "INSERT INTO intents (account_id, subscriber, op, run_id)
+pub(super) const INTEND: &str = "INSERT INTO intents (account_id, subscriber, op, run_id)
     VALUES (:account, :subscriber, :op, :run) ON CONFLICT (account_id, subscriber) DO NOTHING";
 
 /// The staging area: the live lists being read, a page at a time.
-pub const STAGE: &str =
+pub(super) const STAGE: &str =
     "INSERT OR IGNORE INTO observed (account, subscriber) VALUES (:name, :subscriber)";
-pub const UNSTAGE: &str = "DELETE FROM observed WHERE account = :name";
+pub(super) const UNSTAGE: &str = "DELETE FROM observed WHERE account = :name";
 
 /// One statement of the end of a refresh, over whichever of `:account` (the id), `:name`
 /// (the official account), `:now`, `:run` and `:max` (NULL: unchanged) it names.
-pub fn refresh(step: RefreshStep) -> &'static str {
+pub(super) fn refresh(step: RefreshStep) -> &'static str {
     match step {
         RefreshStep::Seen => "SELECT count(*) FROM observed WHERE account = :name",
         RefreshStep::ClearDrift => "DELETE FROM drift WHERE account_id = :account",

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 /// The ledger's file inside its directory.
-pub const FILE_NAME: &str = "ledger.db";
+pub(crate) const FILE_NAME: &str = "ledger.db";
 
 /// A directory to keep the ledger in.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     dir: PathBuf,
     /// The directory `--state` named (the ledger's own, or for the sandbox its parent): the
     /// one that may be created, inside a parent that exists.
@@ -22,7 +22,7 @@ pub struct Target {
 
 /// Why a directory cannot hold a ledger.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DirectoryError {
+pub(crate) enum DirectoryError {
     #[error(
         "--state {} is {what}; expected a directory (the ledger is DIR/ledger.db, created on first use) or a postgres:// URL",
         .path.display()
@@ -34,31 +34,31 @@ pub enum DirectoryError {
 
 impl Target {
     /// The ledger in `dir`.
-    pub fn new(dir: PathBuf) -> Target {
+    pub(crate) fn new(dir: PathBuf) -> Target {
         Target::under(dir.clone(), dir)
     }
 
     /// The ledger in `dir`, inside (or at) `root`.
-    pub fn under(root: PathBuf, dir: PathBuf) -> Target {
+    pub(crate) fn under(root: PathBuf, dir: PathBuf) -> Target {
         let shown = dir.join(FILE_NAME).display().to_string();
         Target { dir, root, shown }
     }
 
     /// The ledger in `dir`, which must be a directory, or missing inside one that exists.
-    pub fn resolve(dir: &Path) -> Result<Target, DirectoryError> {
+    pub(crate) fn resolve(dir: &Path) -> Result<Target, DirectoryError> {
         check(dir)?;
         Ok(Target::new(dir.to_owned()))
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn file(&self) -> PathBuf {
+    pub(crate) fn file(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
-    pub fn shown(&self) -> &str {
+    pub(crate) fn shown(&self) -> &str {
         &self.shown
     }
 
@@ -76,7 +76,7 @@ impl Target {
 
 /// Refuses a path that exists but is not a directory, and a missing one whose parent is
 /// missing too.
-pub fn check(dir: &Path) -> Result<(), DirectoryError> {
+pub(super) fn check(dir: &Path) -> Result<(), DirectoryError> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(meta) => Err(DirectoryError::NotDirectory {

@@ -29,8 +29,8 @@ pub(super) struct SqliteTx {
 
 /// A row as `rows.rs` reads it.
 pub(super) struct SqliteRow<'r, 's> {
-    pub row: &'r rusqlite::Row<'s>,
-    pub at: &'r str,
+    pub(crate) row: &'r rusqlite::Row<'s>,
+    pub(crate) at: &'r str,
 }
 
 impl SqliteRow<'_, '_> {
@@ -88,7 +88,7 @@ pub(super) fn execute(
 impl SqliteTx {
     /// Begins a transaction on `db`: deferred for a read (its snapshot starts with its first
     /// read), immediate for a write. One a given-up call left open is rolled back first.
-    pub async fn begin(db: Db, write: bool) -> Result<SqliteTx, LedgerError> {
+    pub(super) async fn begin(db: Db, write: bool) -> Result<SqliteTx, LedgerError> {
         db.call(move |conn, at| {
             if !conn.is_autocommit() {
                 conn.execute_batch("ROLLBACK").map_err(|e| error(at, e))?;

@@ -2,6 +2,7 @@
 //! another ledger (either backend to either), a schema or a value from a newer subsync.
 
 use super::*;
+use crate::ledger::sqlite::FILE_NAME;
 
 #[tokio::test]
 async fn a_second_writer_is_refused_at_once_naming_the_holder() {

@@ -38,7 +38,7 @@ pub(super) fn strings(list: &[&str]) -> Vec<String> {
 
 /// A place for one ledger, and what keeps it alive.
 pub(super) struct Backend {
-    pub location: Location,
+    pub(crate) location: Location,
     _dir: Option<tempfile::TempDir>,
     pub(super) db: Option<TestDatabase>,
 }

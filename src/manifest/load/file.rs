@@ -21,9 +21,9 @@ use crate::yaml::{self, Node, Position, Segment};
 /// A document that passed its own checks.
 #[derive(Debug, Clone)]
 pub(super) struct Parsed {
-    pub set: SubscriberSet,
-    pub name_at: Position,
-    pub account_at: Position,
+    pub(crate) set: SubscriberSet,
+    pub(crate) name_at: Position,
+    pub(crate) account_at: Position,
 }
 
 /// A subscriber file as it was read: the entry as written, the file it resolved to, and what
@@ -38,7 +38,7 @@ struct ListRead {
 /// What one manifest file yielded. Kept with a valid set, so that a later load can take it
 /// again without reading while the file and every subscriber file it names are unchanged.
 #[derive(Debug, Clone)]
-pub struct FileRecord {
+pub(crate) struct FileRecord {
     path: PathBuf,
     /// What the manifest was when opened; `None` when it could not be.
     stamp: Option<Stamp>,
@@ -77,8 +77,8 @@ impl FileRecord {
 
 /// What reading one manifest file found: its problems, and what it yielded.
 pub(super) struct FileRead {
-    pub problems: Vec<Diagnostic>,
-    pub record: FileRecord,
+    pub(crate) problems: Vec<Diagnostic>,
+    pub(crate) record: FileRecord,
 }
 
 /// Reads the manifest `found` and every subscriber file it names.

@@ -5,7 +5,7 @@
 use crate::quote::quote;
 
 /// A sink name labels a metric: plain, short text.
-pub fn is_plain_name(name: &str) -> bool {
+pub(super) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -15,7 +15,7 @@ pub fn is_plain_name(name: &str) -> bool {
 
 /// A GitHub repository, `owner/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repository {
+pub(crate) struct Repository {
     pub owner: String,
     pub name: String,
 }
@@ -30,7 +30,7 @@ impl std::fmt::Display for Repository {
 /// last for Enterprise managed users), not starting with `-`; a name is 1 to 100 letters,
 /// digits, `-`, `_` or `.`, and neither `.` nor `..`. Anything else (`../..`, `./.`, an empty
 /// part) would send the token to another path of the API.
-pub fn repository(text: &str) -> Result<Repository, String> {
+pub(super) fn repository(text: &str) -> Result<Repository, String> {
     let owner_ok = |p: &str| {
         (1..=39).contains(&p.len())
             && !p.starts_with('-')
@@ -63,7 +63,7 @@ const MAX_PROJECT_DEPTH: usize = 21;
 /// GitLab names them (letters, digits, `_`, `-` and `.`; starting with a letter, digit, `_` or
 /// `.`; ending with a letter, digit, `_` or `-`, so never `.` or `..`; not ending in `.git` or
 /// `.atom`).
-pub fn project(text: &str) -> Result<(), String> {
+pub(super) fn project(text: &str) -> Result<(), String> {
     if !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(());
     }
@@ -95,7 +95,7 @@ pub fn project(text: &str) -> Result<(), String> {
 /// `text` as a URL subsync may send to: https, or http to a loopback address (tests, a
 /// receiver beside the pod), without a user or password. `what` names it; `shown` says
 /// whether the URL may be echoed (a Slack or WeCom URL holds a token and may not).
-pub fn target_url(text: &str, what: &str, shown: bool) -> Result<url::Url, String> {
+pub(super) fn target_url(text: &str, what: &str, shown: bool) -> Result<url::Url, String> {
     let show = |url: &str| {
         if shown {
             format!(" {}", quote(url))
@@ -122,7 +122,7 @@ pub fn target_url(text: &str, what: &str, shown: bool) -> Result<url::Url, Strin
 
 /// An API base URL: a target URL that also carries no query or fragment, since status paths
 /// are appended to it.
-pub fn api_url(text: &str, what: &str) -> Result<url::Url, String> {
+pub(super) fn api_url(text: &str, what: &str) -> Result<url::Url, String> {
     let url = target_url(text, what, true)?;
     if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
         return Err(format!(
@@ -133,7 +133,7 @@ pub fn api_url(text: &str, what: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
-pub fn is_loopback(url: &url::Url) -> bool {
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -24,13 +24,13 @@ use crate::manifest::Diagnostic;
 use crate::quote::quote;
 use crate::yaml::{Node, Position};
 
-pub use check::Repository;
+pub(crate) use check::Repository;
 pub(super) use check::is_loopback;
 
 /// Largest configuration file read.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Most sinks in one file: each is a task and a queue.
-pub const MAX_SINKS: usize = 64;
+pub(crate) const MAX_SINKS: usize = 64;
 
 const LIMITS: crate::yaml::TreeLimits = crate::yaml::TreeLimits {
     max_depth: 8,
@@ -39,20 +39,13 @@ const LIMITS: crate::yaml::TreeLimits = crate::yaml::TreeLimits {
 
 /// The checked configuration: every sink ready to send.
 #[derive(Debug, Clone, Default)]
-pub struct NotifyConfig {
+pub(crate) struct NotifyConfig {
     pub sinks: Vec<SinkConfig>,
-}
-
-impl NotifyConfig {
-    /// True when some sink posts commit statuses.
-    pub fn takes_statuses(&self) -> bool {
-        self.sinks.iter().any(SinkConfig::takes_statuses)
-    }
 }
 
 /// One sink.
 #[derive(Debug, Clone)]
-pub struct SinkConfig {
+pub(crate) struct SinkConfig {
     pub name: String,
     pub target: Destination,
     /// The events it wants: all when the file names none; none for a commit-status sink,
@@ -64,7 +57,7 @@ pub struct SinkConfig {
 
 impl SinkConfig {
     /// True when this sink wants `kind` about `account`.
-    pub fn wants(&self, kind: EventType, account: Option<&str>) -> bool {
+    pub(crate) fn wants(&self, kind: EventType, account: Option<&str>) -> bool {
         self.events.contains(&kind)
             && match account {
                 Some(a) if !self.accounts.is_empty() => self.accounts.contains(a),
@@ -73,7 +66,7 @@ impl SinkConfig {
     }
 
     /// True for the sinks that post commit statuses (GitHub, GitLab).
-    pub fn takes_statuses(&self) -> bool {
+    pub(crate) fn takes_statuses(&self) -> bool {
         matches!(
             self.target,
             Destination::GitHub { .. } | Destination::GitLab { .. }
@@ -83,7 +76,7 @@ impl SinkConfig {
 
 /// Where a sink sends, with its secret.
 #[derive(Clone)]
-pub enum Destination {
+pub(crate) enum Destination {
     Webhook {
         url: url::Url,
         secret: Option<String>,
@@ -111,7 +104,7 @@ pub enum Destination {
 
 impl Destination {
     /// The URL requests go to, or their base: for the loopback check and the proxy choice.
-    pub fn base(&self) -> &url::Url {
+    pub(crate) fn base(&self) -> &url::Url {
         match self {
             Destination::Webhook { url, .. }
             | Destination::Slack { url }
@@ -149,7 +142,7 @@ impl std::fmt::Debug for Destination {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read the notification config {path} (--notify-config): {problem}")]
     Read { path: PathBuf, problem: String },
     /// Every problem found, each at its place.
@@ -162,7 +155,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The problems, each at its place (none for a file that could not be read).
-    pub fn problems(&self) -> &[Diagnostic] {
+    pub(crate) fn problems(&self) -> &[Diagnostic] {
         match self {
             ConfigError::Read { .. } => &[],
             ConfigError::Invalid { problems, .. } => problems,
@@ -189,7 +182,7 @@ fn shown(path: &Path, problems: &[Diagnostic]) -> String {
 }
 
 /// Reads and checks `path`; relative secret files are read from beside it.
-pub fn load(path: &Path) -> Result<NotifyConfig, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<NotifyConfig, ConfigError> {
     let read = |problem: String| ConfigError::Read {
         path: path.to_owned(),
         problem,
@@ -233,7 +226,7 @@ impl Problems<'_> {
 const NOT_A_CONFIG: &str = "this is not a notification config (a YAML mapping with a `sinks:` list); check --notify-config (SUBSYNC_NOTIFY_CONFIG)";
 
 /// Checks `text`, the content of `path`.
-pub fn parse(text: &str, path: &Path) -> Result<NotifyConfig, ConfigError> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<NotifyConfig, ConfigError> {
     let mut problems = Problems {
         path,
         found: Vec::new(),

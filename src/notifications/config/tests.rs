@@ -60,7 +60,7 @@ fn every_type_is_read_with_its_secret_from_a_file() {
     assert!(chat.wants(EventType::Drift, Some("@TOA#_vip")));
     assert!(!chat.wants(EventType::Drift, Some("@TOA#_other")));
     assert!(chat.wants(EventType::Fatal, None));
-    assert!(config.sinks[2].takes_statuses() && config.takes_statuses());
+    assert!(config.sinks[2].takes_statuses());
     match &config.sinks[3].target {
         Destination::GitLab { project, .. } => assert_eq!(project, "12345"),
         other => panic!("{other:?}"),

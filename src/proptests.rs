@@ -1,13 +1,14 @@
 //! Property tests for the input boundary: the YAML reader and manifest loader, the
 //! subscriber-file reader and the UserSig decoder take arbitrary input without panicking or
 //! hanging, and refuse what they refuse with a message. (cargo-fuzz needs a nightly toolchain;
-//! these run on stable, briefly, in every `cargo test`.)
+//! these run on stable, briefly, in every `cargo test`.) They call the readers directly, so
+//! they live in the crate, and the readers stay crate-private.
 
 use std::io::Write;
 
+use crate::manifest::{self, Limits};
+use crate::tencent::usersig::{self, SecretKey};
 use proptest::prelude::*;
-use subsync::manifest::{self, Limits};
-use subsync::tencent::usersig::{self, SecretKey};
 
 /// Fragments that make arbitrary text look like YAML often enough to reach deep code paths.
 fn yamlish() -> impl Strategy<Value = String> {
@@ -57,11 +58,11 @@ proptest! {
 
     #[test]
     fn the_yaml_reader_never_panics(text in yamlish()) {
-        let limits = subsync::yaml::TreeLimits { max_depth: 16, max_nodes: 10_000 };
-        if let Ok(documents) = subsync::yaml::parse(&text, &limits) {
+        let limits = crate::yaml::TreeLimits { max_depth: 16, max_nodes: 10_000 };
+        if let Ok(documents) = crate::yaml::parse(&text, &limits) {
             for root in documents.iter().filter_map(|d| d.root.as_ref()) {
-                let _ = subsync::yaml::from_node::<manifest::ManifestDocument>(root);
-                let _ = subsync::yaml::from_node::<serde_json::Value>(root);
+                let _ = crate::yaml::from_node::<manifest::ManifestDocument>(root);
+                let _ = crate::yaml::from_node::<serde_json::Value>(root);
             }
         }
     }
