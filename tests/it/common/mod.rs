@@ -43,12 +43,16 @@ pub fn block_on<F: Future>(step: F) -> F::Output {
 }
 
 /// Waits until `condition` holds, failing the test with `what` after 30 s. It polls from the
-/// test's own thread, which may block; the servers run elsewhere.
+/// test's own thread, which may block; the servers run elsewhere. The pause between polls
+/// grows from 5 ms to 100 ms: a quick condition is seen at once, and a condition that reads
+/// a whole ledger does not take the machine from the processes under test.
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(5);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
