@@ -25,26 +25,26 @@ const MIN_RUN: usize = 8;
 
 /// One entry of a run: its text (borrowed from the original) and where its scalar starts.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry<'a> {
+pub(crate) struct RunEntry<'a> {
     pub(crate) value: &'a str,
     pub(crate) at: Position,
 }
 
 /// A run of entries at one indent, the first of which stays in the condensed text.
 #[derive(Debug)]
-pub(crate) struct Run<'a> {
+pub(crate) struct ListRun<'a> {
     /// Where the sequence's `-` is on the first line.
     pub(crate) dash: Position,
-    pub(crate) first: Entry<'a>,
+    pub(crate) first: RunEntry<'a>,
     /// The entries after the first, in order: the lines emptied in the condensed text.
-    pub(crate) rest: Vec<Entry<'a>>,
+    pub(crate) rest: Vec<RunEntry<'a>>,
     /// Byte ranges of the lines to empty (entries, blank and comment lines between them).
     emptied: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Runs<'a> {
-    pub(crate) runs: Vec<Run<'a>>,
+    pub(crate) runs: Vec<ListRun<'a>>,
 }
 
 /// An entry line: its indent, its text, whether single- or double-quoted.
@@ -101,12 +101,12 @@ pub(crate) fn find(text: &str) -> Runs<'_> {
             line: number,
             column: indent + 3,
         };
-        let mut run = Run {
+        let mut run = ListRun {
             dash: Position {
                 line: number,
                 column: indent + 1,
             },
-            first: Entry {
+            first: RunEntry {
                 value,
                 at: at(number),
             },
@@ -120,7 +120,7 @@ pub(crate) fn find(text: &str) -> Runs<'_> {
                 Some((i, value)) if i == indent => {
                     run.emptied.append(&mut fillers);
                     run.emptied.push((start, start + line.len()));
-                    run.rest.push(Entry {
+                    run.rest.push(RunEntry {
                         value,
                         at: at(number),
                     });

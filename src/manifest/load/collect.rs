@@ -14,7 +14,7 @@ pub(super) enum Origin {
 
 /// One UserID gathered: where its bytes are in the collector's buffer, and where it was listed.
 #[derive(Clone, Copy)]
-struct Entry {
+struct Gathered {
     start: u32,
     len: u32,
     origin: Origin,
@@ -28,7 +28,7 @@ struct Entry {
 /// final sort is one the plan needs anyway.
 pub(super) struct Collector {
     text: String,
-    entries: Vec<Entry>,
+    entries: Vec<Gathered>,
     max: usize,
     pub(super) duplicates: Vec<(String, Origin)>,
     pub(super) duplicate_count: usize,
@@ -54,7 +54,7 @@ impl Collector {
             return Err(self.too_many());
         }
         self.text.push_str(id);
-        self.entries.push(Entry { start, len, origin });
+        self.entries.push(Gathered { start, len, origin });
         if self.entries.len() >= self.max.saturating_mul(2).max(1024) {
             self.compact();
             self.check()?;
@@ -84,12 +84,12 @@ impl Collector {
     /// the first listing), and packs the buffer down to the distinct UserIDs.
     fn compact(&mut self) {
         let mut text = String::new();
-        let mut kept: Vec<Entry> = Vec::new();
+        let mut kept: Vec<Gathered> = Vec::new();
         self.distinct(|id, e| {
             // The new buffer is never longer than the old, whose offsets fit.
             let start = u32::try_from(text.len()).unwrap_or(u32::MAX);
             text.push_str(id);
-            kept.push(Entry { start, ..e });
+            kept.push(Gathered { start, ..e });
         });
         self.text = text;
         self.entries = kept;
@@ -97,9 +97,9 @@ impl Collector {
 
     /// Hands each distinct UserID to `keep` in order, and empties the collector; repeats are
     /// counted (and the first few kept for warnings) on the way.
-    fn distinct(&mut self, mut keep: impl FnMut(&str, Entry)) {
+    fn distinct(&mut self, mut keep: impl FnMut(&str, Gathered)) {
         let old = std::mem::take(&mut self.text);
-        let id = |e: &Entry| {
+        let id = |e: &Gathered| {
             old.get(e.start as usize..(e.start + e.len) as usize)
                 .unwrap_or_default()
         };

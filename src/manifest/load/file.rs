@@ -83,7 +83,7 @@ pub(super) struct FileRead {
 
 /// Reads the manifest `found` and every subscriber file it names.
 pub(super) fn read(found: &Found, limits: &Limits) -> FileRead {
-    let mut reader = Reader {
+    let mut reader = FileReader {
         found,
         limits,
         read: FileRead {
@@ -101,13 +101,13 @@ pub(super) fn read(found: &Found, limits: &Limits) -> FileRead {
     reader.read
 }
 
-struct Reader<'a> {
+struct FileReader<'a> {
     found: &'a Found,
     limits: &'a Limits,
     read: FileRead,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> FileReader<'a> {
     fn problem(&mut self, problem: Diagnostic) {
         self.read.problems.push(problem);
     }
