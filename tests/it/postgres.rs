@@ -211,7 +211,15 @@ fn patient_replica(ws: &Workspace, emulator: &Emulator, url: &str) -> Daemon {
         ws,
         emulator,
         &ws.manifests(),
-        &["--state", url, "--standby", "--takeover-every", "1h"],
+        &[
+            "--state",
+            url,
+            "--standby",
+            "--takeover-every",
+            "1h",
+            "--qps",
+            PACE,
+        ],
     )
 }
 
