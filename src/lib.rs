@@ -24,6 +24,8 @@ pub mod properties;
 #[cfg(test)]
 mod proptests;
 pub(crate) mod quote;
+/// The reference pages generated from the code (`subsync reference`).
+mod reference;
 pub(crate) mod report;
 pub(crate) mod sandbox;
 pub mod schema;

@@ -127,7 +127,7 @@ impl Metrics {
             })
             .set(1);
         let mut registry = Registry::default();
-        registry.register("subsync_build_info", "subsync's version", build);
+        registry.register("subsync_build_info", "subsync's version; always 1", build);
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "subsync_reconcile",
@@ -156,7 +156,7 @@ impl Metrics {
         );
         registry.register(
             "subsync_drift",
-            "Drift found, by direction: added (subscribed although the ledger did not know, by an add's answer or a refresh), removed (gone from the live list) or property (a declared account property changed outside subsync)",
+            "Drift found, by direction: added (subscribed although the ledger did not know, by an add's answer or a refresh), removed (gone from the live list) or property (a declared account property changed outside subsync, and set back)",
             m.drift.clone(),
         );
         registry.register(
@@ -186,7 +186,7 @@ impl Metrics {
         );
         registry.register(
             "subsync_api_requests",
-            "API calls by command and answer code (0 success; negative: -1 a network fault, -2 an unreadable answer, -3 a request never sent, -N an HTTP status)",
+            "API calls by command and answer code (0 success; negative codes from the same codes table: -1 a network fault, -2 an unreadable answer, -3 a request never sent, -N an HTTP status, e.g. -429)",
             m.requests.clone(),
         );
         registry.register(
@@ -215,6 +215,25 @@ impl Metrics {
             m.last_success.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Metrics with one series in every family, its labels set to their own names, so that
+    /// the encoding names each family's type, help and labels: what the reference
+    /// (`docs/reference/metrics.md`) is generated from.
+    pub(crate) fn specimen() -> Metrics {
+        let m = Metrics::new();
+        let account = account("account");
+        m.reconciled("result", Duration::ZERO);
+        m.called(Command::AddSubscriber, 0, Duration::ZERO);
+        m.notification("sink", "result");
+        m.drift_by("account", "direction", 0);
+        for family in [&m.desired, &m.confirmed, &m.failed, &m.limit_reached] {
+            let _ = family.get_or_create(&account);
+        }
+        for family in [&m.added, &m.removed, &m.properties_set, &m.created] {
+            let _ = family.get_or_create(&account);
+        }
+        m
     }
 
     /// The metrics in the OpenMetrics text format.

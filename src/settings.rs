@@ -30,6 +30,10 @@ use crate::tencent::{ClientConfig, Timeouts};
 /// never provokes a rate-limit answer by itself.
 pub const DEFAULT_QPS: u32 = 190;
 
+/// The variable holding the secret key itself, when no key file is given: no flag takes the
+/// key, so that it never shows in a process list.
+pub const SECRET_KEY_VAR: &str = "SUBSYNC_SECRET_KEY";
+
 /// Calls in flight needed to keep `qps` calls a second going (Little's law: in flight = rate ×
 /// round trip), for round trips up to a second: a far region (250 ms) needs 48 at 190/s. Calls
 /// beyond the rate only wait for the limiter, so the bound costs nothing on short paths.
@@ -352,7 +356,7 @@ pub(crate) fn resolve_credentials(
     if !api::is_valid_user_id(&request.identifier) {
         problems.push(SettingsError::BadIdentifier(quote(&request.identifier)));
     }
-    let key = match (&request.secret_key_file, env("SUBSYNC_SECRET_KEY")) {
+    let key = match (&request.secret_key_file, env(SECRET_KEY_VAR)) {
         (Some(path), _) => read_key_file(path, true),
         (None, Some(value)) => check_key(&value).ok_or(SettingsError::BadKeyVar),
         (None, None) => Err(SettingsError::MissingKey),

@@ -47,7 +47,7 @@ pub(super) struct ServiceArgs {
     /// Region of the app: china, singapore, seoul, frankfurt, silicon-valley, jakarta, tokyo.
     #[arg(long, env = "SUBSYNC_REGION", value_name = "REGION")]
     pub(crate) region: Option<String>,
-    /// Base URL overriding --region (plain http only on loopback).
+    /// Base URL overriding --region (plain http only on loopback; no user name or password).
     #[arg(long, env = "SUBSYNC_ENDPOINT", value_name = "URL")]
     pub(crate) endpoint: Option<String>,
     /// Longest wait for the API's answer to start (a whole call takes at most half as long again); an endpoint silent this long before it ever answered counts as unreachable (500ms to 10m).
@@ -116,7 +116,7 @@ pub(super) struct LimitArgs {
           value_parser = clap::value_parser!(u32).range(64..),
           default_value_t = Limits::default().max_line_bytes as u32)]
     pub(crate) max_line_bytes: u32,
-    /// Deepest nesting of lists and mappings in a manifest.
+    /// Deepest nesting of lists and mappings in a manifest (a manifest needs 3).
     #[arg(long, env = "SUBSYNC_MAX_DEPTH", value_name = "LEVELS",
           value_parser = clap::value_parser!(u32).range(4..=1000),
           default_value_t = Limits::default().max_depth as u32)]
@@ -205,13 +205,13 @@ impl RemoteArgs {
 /// What `apply` and `watch` share: pace, ledger, credentials, bounds, guards.
 #[derive(Debug, Clone, Args)]
 pub(super) struct ReconcileArgs {
-    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s).
+    /// Most calls in flight at once (default: one second's worth of --qps, enough for round trips up to 1 s; lowered, with a warning, to what the open-file limit leaves).
     #[arg(long, env = "SUBSYNC_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) concurrency: Option<u16>,
     /// Recorded with each run (one line, at most 256 bytes); defaults to the git commit of the manifest directory.
     #[arg(long, env = "SUBSYNC_REVISION", value_name = "TEXT")]
     pub(crate) revision: Option<String>,
-    /// Send events and commit statuses to the sinks this YAML file lists (see the README's Notifications).
+    /// Send events and commit statuses to the sinks this YAML file lists (see docs/notifications.md).
     #[arg(long, env = "SUBSYNC_NOTIFY_CONFIG", value_name = "FILE")]
     pub(crate) notify_config: Option<PathBuf>,
     #[command(flatten)]

@@ -620,3 +620,17 @@ fn man_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::Result<
     man_page(command).generate_to(dir)?;
     Ok(written)
 }
+
+/// Writes the generated reference pages into `dir`.
+pub(super) fn reference(dir: &std::path::Path) -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    let mut cli = super::Cli::command();
+    cli.build();
+    let written = crate::reference::write(&cli, dir)?;
+    write_stdout(&format!(
+        "wrote {} into {}\n",
+        count(written as u64, "reference page", "reference pages"),
+        dir.display()
+    ))?;
+    Ok(Outcome::Success)
+}

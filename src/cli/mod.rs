@@ -119,6 +119,14 @@ enum CliCommand {
     /// Print the man page (roff) of subsync or of one command, or write every page to a directory.
     #[command(after_help = MAN_INSTALL)]
     Man(ManArgs),
+    /// Maintainers: write the reference pages (commands, metrics, events, codes, schemas)
+    /// generated from the code, as committed under docs/reference.
+    #[command(hide = true)]
+    Reference {
+        /// The directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 /// Where each shell's completion script goes, per user (no root needed): said here once,
@@ -373,7 +381,7 @@ pub(crate) enum Outcome {
     Interrupted,
 }
 
-/// The one mapping from results to exit codes (documented in the README).
+/// The one mapping from results to exit codes (documented in docs/plan-and-apply.md).
 pub(crate) fn exit_code(result: &anyhow::Result<Outcome>) -> u8 {
     match result {
         Ok(Outcome::Success) => 0,
@@ -494,6 +502,7 @@ fn run(cli: Cli, output: Output) -> anyhow::Result<Outcome> {
         CliCommand::Schema { name } => commands::schema(&name),
         CliCommand::Completions { shell } => commands::completions(shell),
         CliCommand::Man(args) => commands::man(args),
+        CliCommand::Reference { out_dir } => commands::reference(&out_dir),
     }
 }
 

@@ -47,6 +47,8 @@ pub use location::Location;
 pub(crate) use location::{LocationError, ResolveError};
 pub(crate) use model::*;
 pub use model::{Op, Record, Run, RunOutcome, Snapshot};
+/// Where a password the `--state` URL leaves out may come from (listed by the reference).
+pub(crate) use pg::PASSWORD_SOURCES;
 pub(crate) use pg::PasswordSource;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use pg::UrlError;

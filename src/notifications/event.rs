@@ -63,6 +63,30 @@ impl EventType {
         }
     }
 
+    /// When it is told, in the words of the reference (`docs/reference/events.md`).
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            EventType::Applied => {
+                "a run changed something: `revision 0123456789ab applied: 1,344 added, 2 removed` (and `, 2 account properties set`, `, 1 account created`)"
+            }
+            EventType::Drift => {
+                "subscribers of an account were found added or removed outside subsync, or its declared properties changed outside subsync (`@TOA#_weekly: name changed outside subsync and set back`)"
+            }
+            EventType::LimitReached => "an account is full: desired subscribers were left out",
+            EventType::Failed => {
+                "subscribers of an account could not be added or removed (with the first and its code)"
+            }
+            EventType::Fatal => {
+                "a run stopped (credentials, the service, the ledger), with the reason"
+            }
+            EventType::Recovered => "runs succeed again after a fatal stop",
+            EventType::Invalid => "the manifests were refused (the count and the first problem)",
+            EventType::Valid => "the manifests are valid again",
+            EventType::LeaderGained => "a replica standing by took the ledger's lock and leads",
+            EventType::LeaderLost => "the leader lost the ledger's lock",
+        }
+    }
+
     pub(crate) fn parse(name: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|k| k.name() == name)
     }

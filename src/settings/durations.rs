@@ -73,8 +73,7 @@ pub(crate) const API_TIMEOUT: Rule = Rule {
     why: "calls would time out before the service could answer",
 };
 
-/// Every rule, for its test.
-#[cfg(test)]
+/// Every rule, for the reference (`docs/reference/commands.md`) and its test.
 pub(crate) const ALL: [Rule; 5] = [DEBOUNCE, RESYNC, REFRESH_EVERY, TAKEOVER_EVERY, API_TIMEOUT];
 
 impl Rule {

@@ -50,6 +50,63 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in the order the reference lists them.
+    pub const ALL: [ErrorClass; 12] = [
+        Retryable,
+        Malformed,
+        Unreachable,
+        RateLimited,
+        AccountFull,
+        FollowLimit,
+        AccountMissing,
+        AccountInvalid,
+        InvalidRequest,
+        ExpiredSig,
+        Fatal,
+        Unknown,
+    ];
+
+    /// What subsync does with an answer of this class, for the reference
+    /// (`docs/reference/codes.md`); the numbers of attempts come from the retry policy.
+    pub fn description(self) -> &'static str {
+        match self {
+            Retryable => {
+                "a transient server or network fault: the same batch again after a capped exponential backoff with jitter"
+            }
+            Malformed => {
+                "an answer that broke the protocol (too large, not the documented JSON, items nobody sent or asked for): nothing in it is used; the same call again briefly, then its subscribers are recorded as failed with -2"
+            }
+            Unreachable => {
+                "no connection (DNS, refused, TLS, connect timeout) or silence: before the endpoint ever answered, fatal after a few attempts, naming the endpoint; after that, retried like a transient fault"
+            }
+            RateLimited => {
+                "too many requests: the same batch again after the backoff, or as long as a 429's Retry-After asks, and the sending rate is halved for 10 s"
+            }
+            AccountFull => {
+                "the account reached MaxSubscriberNum: the batch is split to fill the room left exactly, then nothing more is sent to the account; the rest count as not added because of the limit"
+            }
+            FollowLimit => {
+                "a subscriber follows too many accounts: the batch is split until the culprits are isolated; they are recorded as failed, the rest added"
+            }
+            AccountMissing => {
+                "the account is marked missing and skipped (never pruned); its subscribers are recorded as failed with this code, or it is created where the manifest and --allow-create say so"
+            }
+            AccountInvalid => {
+                "the account is marked invalid and skipped; its subscribers are recorded as failed with this code"
+            }
+            InvalidRequest => {
+                "the request is wrong and sending it again cannot help: its subscribers (or the account's own call) are recorded as failed with the code, once; codes one member can cause split the batch first"
+            }
+            ExpiredSig => "the UserSig is renewed once; if it happens again, fatal",
+            Fatal => {
+                "credentials, permission, app or service: stop sending, keep what was recorded, exit 1 naming the code, the server's text and what to check"
+            }
+            Unknown => {
+                "a code not in the table: the batch's subscribers are recorded as failed with the code, once (never retried in a loop, never taken for success)"
+            }
+        }
+    }
+
     /// What an account-level code says about the account itself (missing, or an invalid id),
     /// if anything: the probe, a refresh and the executor record it the same way.
     pub(crate) fn account_gone(self) -> Option<Gone> {

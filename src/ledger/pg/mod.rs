@@ -37,7 +37,7 @@ use futures_util::future::BoxFuture;
 use tokio_postgres::{Client, IsolationLevel, Statement};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use config::{PasswordSource, UrlError};
+pub(crate) use config::{PASSWORD_SOURCES, PasswordSource, UrlError};
 pub use config::{Target, TlsMode};
 use fault::Session;
 use schema::Contents;
