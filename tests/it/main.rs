@@ -13,6 +13,7 @@ mod boundaries;
 mod cli_credentials;
 mod deploy;
 mod descriptors;
+mod docs;
 mod drift;
 mod emulator;
 mod hardening;

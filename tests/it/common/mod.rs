@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod ledger;
+pub mod markdown;
 pub mod standin;
 
 use std::net::SocketAddr;
