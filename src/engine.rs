@@ -68,9 +68,17 @@ pub(crate) struct Engine {
     reconciler: Option<Reconciler>,
 }
 
-/// A client keeping at most `pool` idle connections: the calls in flight.
-fn client(config: ClientConfig, pool: usize, hooks: &Hooks) -> Result<Arc<dyn Api>, BuildError> {
-    let client = Client::new(ClientConfig { pool, ..config })?;
+/// A client keeping at most `pool` idle connections: the calls in flight. Built on the
+/// blocking pool: building one reads the system's CA certificates (a hundred files and more),
+/// and a daemon's key reload builds one while probes are being answered.
+async fn client(
+    config: ClientConfig,
+    pool: usize,
+    hooks: &Hooks,
+) -> Result<Arc<dyn Api>, BuildError> {
+    let client = blocking(move || Client::new(ClientConfig { pool, ..config }))
+        .await
+        .map_err(|e| BuildError::interrupted(&e))??;
     Ok(match &hooks.calls {
         Some(calls) => Arc::new(client.observed(calls.clone())),
         None => Arc::new(client),
@@ -91,7 +99,7 @@ impl Engine {
             }
             Remote::Service(service) => (None, Some(service.clone()), service.client_config()),
         };
-        let api = client(client_config, config.policy.concurrency, &hooks)?;
+        let api = client(client_config, config.policy.concurrency, &hooks).await?;
         Ok(Engine::assemble(config, sandbox, service, api, hooks))
     }
 
@@ -256,7 +264,9 @@ impl Engine {
             reread.client_config(),
             self.config.policy.concurrency,
             &self.hooks,
-        ) {
+        )
+        .await
+        {
             Ok(api) => {
                 self.api = api;
                 self.service = Some(reread);

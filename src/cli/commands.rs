@@ -258,7 +258,8 @@ pub(super) async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Out
                         blocking(move || manifest::git_revision(&paths)).await?
                     }
                 };
-                let notifier = Notifier::start(notify, Arc::new(crate::metrics::Metrics::new()));
+                let notifier =
+                    Notifier::start(notify, Arc::new(crate::metrics::Metrics::new())).await;
                 notifier.manifests_invalid(
                     revision.as_deref(),
                     invalid.problems.len(),
@@ -274,7 +275,7 @@ pub(super) async fn apply(args: ApplyArgs, output: Output) -> anyhow::Result<Out
         calls: None,
     };
     let engine = lead(config, hooks, "apply").await?;
-    let notifier = Notifier::start(notify, Arc::new(crate::metrics::Metrics::new()));
+    let notifier = Notifier::start(notify, Arc::new(crate::metrics::Metrics::new())).await;
     let shutdown = crate::shutdown::on_signal();
     let revision = engine.revision(&paths).await;
     if let Some(r) = &revision {

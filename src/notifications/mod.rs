@@ -99,21 +99,37 @@ pub(crate) struct Notifier {
 impl Notifier {
     /// No sinks: every call is a no-op.
     #[cfg(test)]
-    pub(crate) fn none(metrics: Arc<Metrics>) -> Notifier {
-        Notifier::start(NotifyConfig::default(), metrics)
+    pub(crate) async fn none(metrics: Arc<Metrics>) -> Notifier {
+        Notifier::start(NotifyConfig::default(), metrics).await
     }
 
-    /// Starts one delivery task per sink. Needs a tokio runtime.
-    pub(crate) fn start(config: NotifyConfig, metrics: Arc<Metrics>) -> Notifier {
+    /// Starts one delivery task per sink.
+    pub(crate) async fn start(config: NotifyConfig, metrics: Arc<Metrics>) -> Notifier {
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let mut sinks = Vec::with_capacity(config.sinks.len());
         let mut delivering = Vec::with_capacity(config.sinks.len());
-        for sink in config.sinks {
-            let sink = Arc::new(sink);
+        // Building an HTTP client reads the system's CA certificates (a hundred files and
+        // more): on the blocking pool, not on a worker that answers probes.
+        let built = crate::task::blocking(move || {
+            config
+                .sinks
+                .into_iter()
+                .map(|sink| {
+                    let http = http_client(&sink);
+                    (Arc::new(sink), http)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot set up the notification sinks; they get nothing");
+            Vec::new()
+        });
+        for (sink, http) in built {
             metrics.notifications_declared(&sink.name);
             let (queue, rx) = mpsc::channel(QUEUE);
-            match http_client(&sink) {
+            match http {
                 Ok(http) => {
                     let task = tasks.spawn(deliver_all(
                         sink.clone(),
@@ -505,7 +521,7 @@ mod tests {
             accounts: Default::default(),
         };
         let metrics = Arc::new(Metrics::new());
-        let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone());
+        let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone()).await;
         notifier.events(vec![
             e(EventType::Applied, None),
             e(EventType::Drift, Some("@TOA#_a")),
@@ -539,7 +555,7 @@ mod tests {
             accounts: Default::default(),
         };
         let metrics = Arc::new(Metrics::new());
-        let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone());
+        let notifier = Notifier::start(NotifyConfig { sinks: vec![sink] }, metrics.clone()).await;
         notifier.events(vec![e(EventType::Applied, None), e(EventType::Fatal, None)]);
         notifier.status(event::pending("v1.2"));
         notifier.status(event::pending("0123456789abcdef0123456789abcdef01234567"));

@@ -101,6 +101,13 @@ pub(crate) trait CallObserver: Send + Sync {
 #[error("cannot set up the HTTP client: {0}")]
 pub struct BuildError(String);
 
+impl BuildError {
+    /// The build never finished: its blocking task failed or the runtime is shutting down.
+    pub(crate) fn interrupted(cause: &dyn std::fmt::Display) -> BuildError {
+        BuildError(cause.to_string())
+    }
+}
+
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,

@@ -94,7 +94,7 @@ pub(crate) async fn run(config: WatchConfig) -> anyhow::Result<Exit> {
             calls: Some(metrics.clone()),
         };
         let engine = Engine::open(config.run.clone(), hooks).await?;
-        let notifier = Notifier::start(config.notify.clone(), metrics.clone());
+        let notifier = Notifier::start(config.notify.clone(), metrics.clone()).await;
         let mut daemon = Daemon::start(engine, &config, metrics, health, notifier).await?;
         // Only a daemon that started says where it serves: one refused at start (a ledger
         // locked by another replica, bad settings) prints nothing on stdout.

@@ -59,7 +59,7 @@ async fn after_a_fatal_answer_the_daemon_calls_only_as_often_as_its_pauses_allow
     };
     let mut engine = Engine::with_api(config.run.clone(), Arc::new(api.clone()), hooks);
     engine.lead("watch").await.unwrap();
-    let notifier = crate::notifications::Notifier::none(metrics.clone());
+    let notifier = crate::notifications::Notifier::none(metrics.clone()).await;
     let mut daemon = Daemon::start(engine, &config, metrics, health.clone(), notifier)
         .await
         .unwrap();
