@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::common::daemon::{sigterm, start};
 use crate::common::wait_for;
-use crate::common::{Remote, Workspace, block_on, ids, stdout};
+use crate::common::{Remote, Workspace, block_on, ids, remote_subscribers, stdout};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subsync::emulator::FollowLimitMode;
@@ -95,7 +95,7 @@ fn github_sink(name: &str, receiver: &Receiver) -> String {
 
 #[test]
 fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
-    // HOSTILE may follow one account only: its add to the second fails with Result 0.
+    // HOSTILE may follow one account only: its add to the other fails with Result 0.
     let emulator = Remote::default()
         .account("@TOA#_a", 1000, &[])
         .account("@TOA#_b", 1000, &[])
@@ -142,8 +142,14 @@ fn apply_tells_each_sink_once_signed_and_escaped_for_its_format() {
         assert_eq!(r.json()["revision"], SHA);
         assert!(!r.json()["text"].as_str().unwrap().contains('\n'));
     }
+    // The accounts are sent side by side: HOSTILE follows whichever account's add landed
+    // first, and the failure is told for the other one.
+    let followed_a = remote_subscribers(&emulator, "@TOA#_a").contains(&HOSTILE.to_owned());
     let failed = got[0].json();
-    assert_eq!(failed["account"], "@TOA#_b");
+    assert_eq!(
+        failed["account"],
+        if followed_a { "@TOA#_b" } else { "@TOA#_a" }
+    );
     assert!(
         failed["text"].as_str().unwrap().contains(HOSTILE),
         "{failed}"
