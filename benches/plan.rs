@@ -177,34 +177,13 @@ fn run(s: &Scenario, db: Option<&TestDatabase>, rounds: usize) {
     }
     let total = s.accounts * s.per_account;
     let adds = s.accounts * (s.per_account - s.per_account * 9 / 10);
-    let max = s.per_account.max(100_000).to_string();
+    let max = s.per_account.max(100_000);
     // The anchor reads the same manifests and SQLite ledger, alternating with subsync.
     let anchor = db.is_none() && anchor_available();
     let (mut times, mut anchors, mut rss) = (Vec::new(), Vec::new(), 0f64);
     for _ in 0..rounds {
-        let (out, elapsed, peak) = common::run_measured(
-            &[
-                "plan",
-                "manifests",
-                "--format",
-                "json",
-                "--out",
-                "plan.json",
-                "--max-subscribers",
-                &max,
-            ],
-            &[("SUBSYNC_STATE", state.clone())],
-            dir.path(),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let plan = std::fs::File::open(dir.path().join("plan.json")).unwrap();
-        let summary = summary_of(std::io::BufReader::new(plan));
-        assert_eq!(summary["add"].as_u64(), Some(adds as u64));
-        times.push(elapsed.as_secs_f64());
+        let (elapsed, peak) = plan_once(dir.path(), &state, s, max);
+        times.push(elapsed);
         rss = rss.max(peak);
         if anchor {
             anchors.push(run_anchor(dir.path(), adds));
@@ -340,8 +319,8 @@ fn after_bulk_loads(filter: &[String], server: Option<&str>) {
         let db = TestDatabase::create(server).unwrap();
         let on_postgres = tempfile::tempdir().unwrap();
         load(on_postgres.path(), &s, *how, db.url(), &rt);
-        let (sqlite_time, sqlite_rss) = plan_once(on_sqlite.path(), &sqlite, &s);
-        let (time, rss) = plan_once(on_postgres.path(), db.url(), &s);
+        let (sqlite_time, sqlite_rss) = plan_once(on_sqlite.path(), &sqlite, &s, s.per_account);
+        let (time, rss) = plan_once(on_postgres.path(), db.url(), &s, s.per_account);
         println!("| SQLite, {name} | {sqlite_time:.2} s | {sqlite_rss:.0} MiB | |");
         println!(
             "| PostgreSQL, {name} | {time:.2} s | {rss:.0} MiB | {:.2}x |",
@@ -415,9 +394,10 @@ fn load(dir: &Path, s: &Scenario, how: Load, state: &str, rt: &tokio::runtime::R
     }
 }
 
-/// Plans `s` in `dir` against the ledger at `state` once: wall time (s) and peak RSS (MiB).
-fn plan_once(dir: &Path, state: &str, s: &Scenario) -> (f64, f64) {
-    let max = s.per_account.to_string();
+/// Plans `s` in `dir` against the ledger at `state` once, each account capped at `max`
+/// subscribers, checking the plan's adds: wall time (s) and peak RSS (MiB).
+fn plan_once(dir: &Path, state: &str, s: &Scenario, max: usize) -> (f64, f64) {
+    let max = max.to_string();
     let (out, elapsed, rss) = common::run_measured(
         &[
             "plan",
